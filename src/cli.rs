@@ -1,0 +1,148 @@
+//! The command line: one enum of commands, every flag documented. This file is
+//! `paymig --help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Migrates the payments stack from the dev AWS environment to production:
+/// an ordered DAG of idempotent steps with a write-ahead rollback journal.
+#[derive(Debug, Parser)]
+#[command(name = "paymig", version, about, long_about = None, after_help = "Example:\n  paymig plan && paymig apply --yes && paymig validate")]
+pub struct Cli {
+    /// Path of the migration configuration.
+    #[arg(
+        long,
+        global = true,
+        default_value = "migrations.toml",
+        env = "PAYMIG_CONFIG"
+    )]
+    pub config: PathBuf,
+
+    /// Log format on stderr (`json` emits one event per line, for CodeBuild).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Blue,
+    Green,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Confirm {
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preflight checks, then what `apply` would create, update or leave, per step.
+    #[command(after_help = "Example:\n  paymig plan --format json > plan.json")]
+    Plan {
+        /// Output format on stdout.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Runs the whole DAG against prod; resumes where a crashed or failed run stopped.
+    #[command(after_help = "Example:\n  paymig apply --yes --parallelism 4")]
+    Apply {
+        #[command(flatten)]
+        confirm: Confirm,
+        /// How many independent steps may run at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
+    },
+    /// The SSM parameter migration step alone.
+    #[command(after_help = "Example:\n  paymig params --dry-run")]
+    Params {
+        /// Print what would be copied, rewritten, skipped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite prod parameters whose value differs (the previous value is journaled).
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Dev-vs-prod comparison report plus security and compliance checks.
+    #[command(after_help = "Example:\n  paymig validate --format html --out report.html")]
+    Validate {
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+        /// Write the report here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Blue-green traffic shift on the ALB listener.
+    #[command(after_help = "Example:\n  paymig switch --to green --canary 10 --interval 60 --yes")]
+    Switch {
+        /// The colour that should receive the traffic.
+        #[arg(long, value_enum)]
+        to: Color,
+        /// Shift this percentage first, then the rest after --interval.
+        #[arg(long, requires = "interval")]
+        canary: Option<u8>,
+        /// Seconds to watch target health and alarms between shifts.
+        #[arg(long, requires = "canary")]
+        interval: Option<u64>,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Undoes the most recent apply/switch run from the journal, in reverse order.
+    #[command(after_help = "Example:\n  paymig rollback --yes")]
+    Rollback {
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Undoes every journaled run in reverse order, then sweeps resources tagged for this migration.
+    #[command(after_help = "Example:\n  paymig destroy --yes")]
+    Destroy {
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Journal summary: runs, resources per step, lock holder.
+    #[command(after_help = "Example:\n  paymig status --format json")]
+    Status {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Prints the least-privilege IAM policy paymig itself needs for this config.
+    #[command(
+        name = "iam-policy",
+        after_help = "Example:\n  paymig iam-policy > paymig-policy.json"
+    )]
+    IamPolicy,
+}

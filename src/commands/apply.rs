@@ -1,0 +1,76 @@
+//! `paymig apply`: preflight, confirmation, then the whole DAG under the lock,
+//! journaled; a re-run resumes (every step adopts what exists).
+
+use crate::config::Config;
+use crate::engine::dag::Status;
+use crate::engine::{Action, Mode};
+use crate::error::{Error, Result};
+
+pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
+    let (_lock, journal) = super::lock_and_open(&cfg, "apply")?;
+    let dag = super::build_dag()?;
+    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    super::preflight(&ctx, &dag).await?;
+    super::confirm(
+        yes,
+        &format!(
+            "apply migration {:?} to account {}",
+            ctx.cfg.migration.name, ctx.account
+        ),
+    )?;
+
+    let run_id = journal.begin_run("apply")?;
+    tracing::info!(run = %run_id, parallelism, "apply started");
+    let reports = dag
+        .execute(parallelism, |s| {
+            tracing::info!(step = s.id(), "step running");
+            s.run(&ctx)
+        })
+        .await;
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| match &r.status {
+            Status::Failed(e) => Some(format!("{}: {e}", r.step)),
+            Status::Blocked(e) => Some(format!("{}: {e}", r.step)),
+            _ => None,
+        })
+        .collect();
+    let stats = ctx.aws.stats.summary();
+    journal.end_run(
+        if failed.is_empty() { "ok" } else { "failed" },
+        stats.mutating,
+    )?;
+
+    let changes = ctx.changes();
+    println!("paymig apply: run {run_id}");
+    for r in &reports {
+        let (created, updated) =
+            changes
+                .iter()
+                .filter(|c| c.step == r.step)
+                .fold((0, 0), |(c, u), ch| match ch.action {
+                    Action::Create => (c + 1, u),
+                    Action::Update => (c, u + 1),
+                    Action::Noop => (c, u),
+                });
+        let state = match &r.status {
+            Status::Done => format!("done: {created} created, {updated} updated"),
+            Status::Skipped(why) => format!("skipped: {why}"),
+            Status::Failed(e) => format!("FAILED: {e}"),
+            Status::Blocked(e) => format!("blocked: {e}"),
+        };
+        println!("  [{}] {state} ({:.1}s)", r.step, r.elapsed.as_secs_f64());
+    }
+    for (step, n) in ctx.notices() {
+        println!("  ! [{step}] {n}");
+    }
+    super::report_calls(&ctx.aws);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StepsFailed {
+            failed: failed.len(),
+            summary: failed.join("; "),
+        })
+    }
+}

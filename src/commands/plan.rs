@@ -1,0 +1,124 @@
+//! `paymig plan`: preflight, then every step in plan mode — the same code path
+//! as apply, with mutations only recorded.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::cli::OutputFormat;
+use crate::config::Config;
+use crate::engine::dag::Status;
+use crate::engine::{Action, Mode};
+use crate::error::{Error, Result};
+
+pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
+    let journal = super::open_read_only(&cfg)?;
+    let dag = super::build_dag()?;
+    let ctx = super::connect(cfg, Mode::Plan, journal).await?;
+    super::preflight(&ctx, &dag).await?;
+    let reports = dag.execute(8, |s| s.run(&ctx)).await;
+    let changes = ctx.changes();
+    let notices = ctx.notices();
+
+    let mut counts: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
+    for c in &changes {
+        let e = counts.entry(c.step.as_str()).or_default();
+        match c.action {
+            Action::Create => e[0] += 1,
+            Action::Update => e[1] += 1,
+            Action::Noop => e[2] += 1,
+        }
+    }
+    let total = counts
+        .values()
+        .fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| match &r.status {
+            Status::Failed(e) => Some(format!("{}: {e}", r.step)),
+            _ => None,
+        })
+        .collect();
+
+    match format {
+        OutputFormat::Json => {
+            let steps: Vec<_> = dag.steps().iter().map(|s| {
+                let id = s.id();
+                let status = reports.iter().find(|r| r.step == id).map(|r| match &r.status {
+                    Status::Done => "planned".to_owned(),
+                    Status::Skipped(_) => "skipped".to_owned(),
+                    Status::Failed(_) => "failed".to_owned(),
+                    Status::Blocked(_) => "blocked".to_owned(),
+                }).unwrap_or_default();
+                let c = counts.get(id).copied().unwrap_or_default();
+                json!({
+                    "step": id,
+                    "status": status,
+                    "create": c[0], "update": c[1], "unchanged": c[2],
+                    "changes": changes.iter().filter(|x| x.step == id).collect::<Vec<_>>(),
+                    "notices": notices.iter().filter(|(s, _)| s == id).map(|(_, n)| n).collect::<Vec<_>>(),
+                })
+            }).collect();
+            let doc = json!({
+                "migration": ctx.cfg.migration.name,
+                "account": ctx.account,
+                "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len()},
+                "steps": steps,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("plan serializes")
+            );
+        }
+        OutputFormat::Text => {
+            println!(
+                "paymig plan: migration {:?} into account {} ({})",
+                ctx.cfg.migration.name, ctx.account, ctx.cfg.migration.region
+            );
+            for s in dag.steps() {
+                let id = s.id();
+                let c = counts.get(id).copied().unwrap_or_default();
+                let report = reports.iter().find(|r| r.step == id);
+                let state = match report.map(|r| &r.status) {
+                    Some(Status::Skipped(_)) => "skipped".to_owned(),
+                    Some(Status::Failed(e)) => format!("FAILED: {e}"),
+                    Some(Status::Blocked(e)) => format!("blocked: {e}"),
+                    _ => format!("{} to create, {} to update, {} unchanged", c[0], c[1], c[2]),
+                };
+                println!("\n[{id}] {state}");
+                for ch in changes
+                    .iter()
+                    .filter(|x| x.step == id && x.action != Action::Noop)
+                {
+                    let sign = if ch.action == Action::Create {
+                        "+"
+                    } else {
+                        "~"
+                    };
+                    let detail = if ch.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", ch.detail)
+                    };
+                    println!("  {sign} {} {}{detail}", ch.kind, ch.name);
+                }
+                for (_, n) in notices.iter().filter(|(s, _)| s == id) {
+                    println!("  ! {n}");
+                }
+            }
+            println!(
+                "\nPlan: {} to create, {} to update, {} unchanged.",
+                total[0], total[1], total[2]
+            );
+        }
+    }
+    super::report_calls(&ctx.aws);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StepsFailed {
+            failed: failed.len(),
+            summary: failed.join("; "),
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! `paymig rollback` (the newest run that changed something) and `paymig
+//! destroy` (every run, then a sweep of what is tagged for the migration):
+//! journal records replayed newest first, each marked `undone` once reversed.
+//! Both are idempotent: an interrupted one finishes on the next call.
+
+use crate::config::Config;
+use crate::engine::journal::{Journal, Record};
+use crate::engine::{Ctx, Mode};
+use crate::error::{Error, Result};
+
+pub async fn rollback(cfg: Config, yes: bool) -> Result<()> {
+    let (_lock, journal) = super::lock_and_open(&cfg, "rollback")?;
+    let records = journal.records();
+    // The newest apply/switch/params run with something still to undo.
+    let undoable = ["apply", "switch", "params"];
+    let runs = journal.runs();
+    let target = runs
+        .iter()
+        .rev()
+        .filter(|r| undoable.contains(&r.command.as_str()))
+        .find(|r| records.iter().any(|rec| rec.run == r.id && rec.is_live()));
+    let Some(target) = target else {
+        println!("paymig rollback: nothing to roll back");
+        return Ok(());
+    };
+    let todo: Vec<Record> = records
+        .into_iter()
+        .filter(|r| r.run == target.id && r.is_live())
+        .rev()
+        .collect();
+    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    super::confirm(
+        yes,
+        &format!(
+            "roll back run {} ({} changes) in account {}",
+            target.id,
+            todo.len(),
+            ctx.account
+        ),
+    )?;
+    journal.begin_run("rollback")?;
+    println!(
+        "paymig rollback: undoing run {} ({}, started {})",
+        target.id, target.command, target.started
+    );
+    let failures = replay(&ctx, &journal, &todo).await;
+    finish(&ctx, &journal, failures, Vec::new())
+}
+
+pub async fn destroy(cfg: Config, yes: bool) -> Result<()> {
+    let (_lock, journal) = super::lock_and_open(&cfg, "destroy")?;
+    let todo: Vec<Record> = journal
+        .records()
+        .into_iter()
+        .filter(Record::is_live)
+        .rev()
+        .collect();
+    let dag = super::build_dag()?;
+    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    super::confirm(
+        yes,
+        &format!(
+            "destroy everything migration {:?} created in account {}",
+            ctx.cfg.migration.name, ctx.account
+        ),
+    )?;
+    journal.begin_run("destroy")?;
+    println!("paymig destroy: undoing {} journaled change(s)", todo.len());
+    let mut failures = replay(&ctx, &journal, &todo).await;
+    // Then whatever is still tagged for the migration (a lost journal, a
+    // resource created outside it), dependents first.
+    let mut swept = Vec::new();
+    for step in dag.steps().iter().rev() {
+        match step.sweep(&ctx).await {
+            Ok(lines) => swept.extend(lines.into_iter().map(|l| format!("[{}] {l}", step.id()))),
+            Err(e) => failures.push(format!("[{}] sweep: {e}", step.id())),
+        }
+    }
+    finish(&ctx, &journal, failures, swept)
+}
+
+/// Undoes `records` in the given order; returns the failures.
+async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record]) -> Vec<String> {
+    let steps = crate::steps::all();
+    let mut failures = Vec::new();
+    for r in records {
+        let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
+            failures.push(format!(
+                "{}: no step {:?} in this version to undo it",
+                r.intent.key, r.intent.step
+            ));
+            continue;
+        };
+        match step.undo(ctx, r).await {
+            Ok(()) => {
+                if let Err(e) = journal.undone(r.seq) {
+                    failures.push(e.to_string());
+                    break;
+                }
+                println!(
+                    "  - [{}] {:?} {} {} {}",
+                    r.intent.step,
+                    r.intent.op,
+                    r.intent.kind,
+                    r.intent.name,
+                    r.id.as_deref().unwrap_or("")
+                );
+            }
+            Err(e) => {
+                tracing::error!(step = %r.intent.step, key = %r.intent.key, error = %e, "undo failed");
+                failures.push(format!("[{}] {}: {e}", r.intent.step, r.intent.key));
+            }
+        }
+    }
+    failures
+}
+
+fn finish(ctx: &Ctx, journal: &Journal, failures: Vec<String>, swept: Vec<String>) -> Result<()> {
+    for s in &swept {
+        println!("  - swept {s}");
+    }
+    let stats = ctx.aws.stats.summary();
+    journal.end_run(
+        if failures.is_empty() { "ok" } else { "failed" },
+        stats.mutating,
+    )?;
+    super::report_calls(&ctx.aws);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StepsFailed {
+            failed: failures.len(),
+            summary: failures.join("; "),
+        })
+    }
+}

@@ -1,0 +1,323 @@
+//! The step DAG: built once (unknown dependencies and cycles are errors at
+//! build time) and executed with bounded concurrency. A failed step blocks its
+//! dependents; independent steps run to completion.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use super::{Outcome, Step, StepError};
+
+/// A DAG construction error.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DagError {
+    #[error("step {0:?} is defined twice")]
+    Duplicate(String),
+    #[error("step {step:?} depends on unknown step {dep:?}")]
+    UnknownDependency { step: String, dep: String },
+    #[error("the steps {0:?} form a dependency cycle")]
+    Cycle(Vec<String>),
+}
+
+/// How one step ended in an execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Done,
+    Skipped(String),
+    Failed(String),
+    /// Not run because a dependency failed or was blocked.
+    Blocked(String),
+}
+
+/// One step's result.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub step: &'static str,
+    pub status: Status,
+    pub elapsed: Duration,
+}
+
+/// Steps in a valid dependency order.
+pub struct Dag {
+    steps: Vec<Arc<dyn Step>>,
+}
+
+impl Dag {
+    /// Validates the graph and orders it topologically (stable: among ready
+    /// steps, declaration order wins).
+    pub fn new(steps: Vec<Arc<dyn Step>>) -> Result<Self, DagError> {
+        let ids: Vec<(&'static str, &'static [&'static str])> =
+            steps.iter().map(|s| (s.id(), s.deps())).collect();
+        let order = topo_order(&ids)?;
+        let mut by_id: BTreeMap<&str, Arc<dyn Step>> =
+            steps.iter().map(|s| (s.id(), s.clone())).collect();
+        Ok(Dag {
+            steps: order
+                .into_iter()
+                .map(|id| by_id.remove(id).expect("ordered id exists"))
+                .collect(),
+        })
+    }
+
+    /// Steps in dependency order.
+    pub fn steps(&self) -> &[Arc<dyn Step>] {
+        &self.steps
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn Step>> {
+        self.steps.iter().find(|s| s.id() == id)
+    }
+
+    /// Runs `run` for every step, at most `parallelism` at once, each as soon
+    /// as all its dependencies are done or skipped.
+    pub async fn execute<'a, F>(&'a self, parallelism: usize, run: F) -> Vec<Report>
+    where
+        F: Fn(&'a Arc<dyn Step>) -> BoxFuture<'a, Result<Outcome, StepError>>,
+    {
+        let parallelism = parallelism.max(1);
+        let mut status: BTreeMap<&'static str, Status> = BTreeMap::new();
+        let mut reports = Vec::new();
+        let mut started: BTreeSet<&'static str> = BTreeSet::new();
+        let mut running = FuturesUnordered::new();
+        loop {
+            // Block every step whose dependency failed or was blocked.
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for s in &self.steps {
+                    if started.contains(s.id()) {
+                        continue;
+                    }
+                    if let Some(bad) = s.deps().iter().find(|d| {
+                        matches!(status.get(*d), Some(Status::Failed(_) | Status::Blocked(_)))
+                    }) {
+                        let st = Status::Blocked(format!("dependency {bad} did not finish"));
+                        tracing::warn!(step = s.id(), "blocked: dependency {bad} did not finish");
+                        status.insert(s.id(), st.clone());
+                        reports.push(Report {
+                            step: s.id(),
+                            status: st,
+                            elapsed: Duration::ZERO,
+                        });
+                        started.insert(s.id());
+                        changed = true;
+                    }
+                }
+            }
+            for s in &self.steps {
+                if running.len() >= parallelism {
+                    break;
+                }
+                let ready = !started.contains(s.id())
+                    && s.deps()
+                        .iter()
+                        .all(|d| matches!(status.get(d), Some(Status::Done | Status::Skipped(_))));
+                if ready {
+                    started.insert(s.id());
+                    let fut = run(s);
+                    let id = s.id();
+                    running.push(async move {
+                        let t = Instant::now();
+                        let r = fut.await;
+                        (id, r, t.elapsed())
+                    });
+                }
+            }
+            let Some((id, result, elapsed)) = running.next().await else {
+                break;
+            };
+            let st = match result {
+                Ok(Outcome::Done) => Status::Done,
+                Ok(Outcome::Skipped(why)) => Status::Skipped(why),
+                Err(e) => Status::Failed(e.to_string()),
+            };
+            status.insert(id, st.clone());
+            reports.push(Report {
+                step: id,
+                status: st,
+                elapsed,
+            });
+        }
+        reports
+    }
+}
+
+/// Kahn's algorithm over `(id, deps)`; stable in declaration order.
+fn topo_order(
+    nodes: &[(&'static str, &'static [&'static str])],
+) -> Result<Vec<&'static str>, DagError> {
+    let mut seen = BTreeSet::new();
+    for (id, _) in nodes {
+        if !seen.insert(*id) {
+            return Err(DagError::Duplicate((*id).into()));
+        }
+    }
+    for (id, deps) in nodes {
+        if let Some(d) = deps.iter().find(|d| !seen.contains(*d)) {
+            return Err(DagError::UnknownDependency {
+                step: (*id).into(),
+                dep: (*d).into(),
+            });
+        }
+    }
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut order = Vec::new();
+    while order.len() < nodes.len() {
+        let next = nodes
+            .iter()
+            .find(|(id, deps)| !done.contains(id) && deps.iter().all(|d| done.contains(d)));
+        match next {
+            Some((id, _)) => {
+                done.insert(id);
+                order.push(*id);
+            }
+            None => {
+                let rest = nodes
+                    .iter()
+                    .filter(|(id, _)| !done.contains(id))
+                    .map(|(id, _)| (*id).to_owned())
+                    .collect();
+                return Err(DagError::Cycle(rest));
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::journal::Record;
+    use crate::engine::{Ctx, Step};
+    use std::sync::Mutex;
+
+    #[test]
+    fn orders_dependencies_first_and_rejects_cycles() {
+        let nodes: Vec<(&'static str, &'static [&'static str])> = vec![
+            ("lambda", &["iam", "network"]),
+            ("iam", &["kms"]),
+            ("network", &[]),
+            ("kms", &[]),
+        ];
+        assert_eq!(
+            topo_order(&nodes).unwrap(),
+            vec!["network", "kms", "iam", "lambda"]
+        );
+        let cyclic: Vec<(&'static str, &'static [&'static str])> =
+            vec![("a", &["b"]), ("b", &["a"]), ("c", &[])];
+        assert_eq!(
+            topo_order(&cyclic),
+            Err(DagError::Cycle(vec!["a".into(), "b".into()]))
+        );
+        let unknown: Vec<(&'static str, &'static [&'static str])> = vec![("a", &["zz"])];
+        assert!(matches!(
+            topo_order(&unknown),
+            Err(DagError::UnknownDependency { .. })
+        ));
+        let dup: Vec<(&'static str, &'static [&'static str])> = vec![("a", &[]), ("a", &[])];
+        assert!(matches!(topo_order(&dup), Err(DagError::Duplicate(_))));
+    }
+
+    struct Fake {
+        id: &'static str,
+        deps: &'static [&'static str],
+    }
+
+    impl Step for Fake {
+        fn id(&self) -> &'static str {
+            self.id
+        }
+        fn deps(&self) -> &'static [&'static str] {
+            self.deps
+        }
+        fn run<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+            unreachable!("driven through execute's closure")
+        }
+        fn undo<'a>(
+            &'a self,
+            _ctx: &'a Ctx,
+            _r: &'a Record,
+        ) -> BoxFuture<'a, Result<(), StepError>> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn failure_blocks_dependents_and_independent_steps_finish() {
+        let steps: Vec<Arc<dyn Step>> = vec![
+            Arc::new(Fake {
+                id: "kms",
+                deps: &[],
+            }),
+            Arc::new(Fake {
+                id: "network",
+                deps: &[],
+            }),
+            Arc::new(Fake {
+                id: "database",
+                deps: &["kms", "network"],
+            }),
+            Arc::new(Fake {
+                id: "monitoring",
+                deps: &["database"],
+            }),
+            Arc::new(Fake {
+                id: "params",
+                deps: &["network"],
+            }),
+        ];
+        let dag = Dag::new(steps).unwrap();
+        let log = Mutex::new(Vec::new());
+        let reports = dag
+            .execute(2, |s| {
+                let fail = s.id() == "kms";
+                let id = s.id();
+                let log = &log;
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    log.lock().unwrap().push(id);
+                    if fail {
+                        Err(StepError::Invalid("boom".into()))
+                    } else {
+                        Ok(Outcome::Done)
+                    }
+                })
+            })
+            .await;
+        let by: BTreeMap<_, _> = reports.iter().map(|r| (r.step, r.status.clone())).collect();
+        assert!(matches!(by["kms"], Status::Failed(_)));
+        assert_eq!(by["network"], Status::Done);
+        assert_eq!(by["params"], Status::Done);
+        assert!(matches!(by["database"], Status::Blocked(_)));
+        assert!(matches!(by["monitoring"], Status::Blocked(_)));
+        let ran = log.lock().unwrap().clone();
+        assert!(!ran.contains(&"database") && !ran.contains(&"monitoring"));
+    }
+
+    #[tokio::test]
+    async fn respects_the_parallelism_bound() {
+        let steps: Vec<Arc<dyn Step>> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|id| Arc::new(Fake { id, deps: &[] }) as Arc<dyn Step>)
+            .collect();
+        let dag = Dag::new(steps).unwrap();
+        let now = std::sync::atomic::AtomicUsize::new(0);
+        let peak = std::sync::atomic::AtomicUsize::new(0);
+        use std::sync::atomic::Ordering::SeqCst;
+        dag.execute(2, |_| {
+            let (now, peak) = (&now, &peak);
+            Box::pin(async move {
+                let n = now.fetch_add(1, SeqCst) + 1;
+                peak.fetch_max(n, SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                now.fetch_sub(1, SeqCst);
+                Ok(Outcome::Done)
+            })
+        })
+        .await;
+        assert_eq!(peak.load(SeqCst), 2);
+    }
+}

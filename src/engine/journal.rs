@@ -1,0 +1,600 @@
+//! The write-ahead rollback journal (SPEC "Journal"): append-only JSON lines,
+//! fsynced. `intent` is written before each mutating call, `done` (with the
+//! id/ARN) after it, `undone` when it has been reversed. Updates carry the
+//! previous value so rollback can restore it.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A journal problem.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open the journal at {path}: {source}\nhelp: check that the directory exists and is writable, or set [migration] journal")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the journal at {path}: {source}\nhelp: free disk space or fix permissions, then re-run to resume")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: journal line is corrupt ({message})\nhelp: paymig never rewrites earlier journal lines; restore the file from a backup or inspect that line")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path} belongs to migration {found:?}, not {expected:?}\nhelp: point [migration] journal at this migration's own journal")]
+    OtherMigration {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl JournalError {
+    /// Whether the problem is the user's to fix before anything runs (exit 2).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, JournalError::Write { .. })
+    }
+}
+
+/// The kind of a mutating call recorded in an intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Creates a resource; undone by deleting it.
+    Create,
+    /// Changes a resource's setting; undone by restoring `prev`.
+    Update,
+    /// Takes over a resource found to exist but missing from the journal.
+    Adopt,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub run: String,
+    pub ts: String,
+    pub migration: String,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// What a journal line records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    RunStart {
+        command: String,
+        host: String,
+        pid: u32,
+        version: String,
+    },
+    Intent(Intent),
+    Done {
+        intent: u64,
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arn: Option<String>,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        data: Value,
+    },
+    Undone {
+        intent: u64,
+    },
+    RunEnd {
+        status: String,
+        #[serde(default)]
+        mutating_calls: u64,
+    },
+}
+
+/// A mutating call about to be made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Intent {
+    pub step: String,
+    pub op: Op,
+    /// Resource kind (`kms_key`, `vpc`, `subnet`, …).
+    pub kind: String,
+    /// A stable logical key, unique within the migration (`network/subnet/us-east-1a`).
+    pub key: String,
+    /// The resource's prod name (or the setting changed).
+    pub name: String,
+    /// The value before an update, restored by rollback.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub prev: Value,
+    /// Anything undo or validate will need (parent ids, snapshot ids…).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+}
+
+/// An intent with what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub seq: u64,
+    pub run: String,
+    #[serde(flatten)]
+    pub intent: Intent,
+    pub id: Option<String>,
+    pub arn: Option<String>,
+    pub done_data: Value,
+    pub undone: bool,
+}
+
+impl Record {
+    /// Whether the call may have taken effect and has not been reversed.
+    pub fn is_live(&self) -> bool {
+        !self.undone
+    }
+}
+
+/// A run as the journal tells it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub command: String,
+    pub started: String,
+    pub host: String,
+    pub pid: u32,
+    pub status: Option<String>,
+}
+
+struct Inner {
+    file: File,
+    entries: Vec<Entry>,
+    next_seq: u64,
+    writes: u64,
+    run: Option<String>,
+}
+
+/// An open journal. Every write is appended and fsynced before returning.
+pub struct Journal {
+    path: PathBuf,
+    migration: String,
+    inner: Mutex<Inner>,
+    kill_after: Option<u64>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+/// What opening found wrong with the tail of the file and repaired.
+#[derive(Debug, Default)]
+pub struct Repair {
+    /// A torn last line (a crash mid-write), moved aside to this file.
+    pub torn_line_saved_to: Option<PathBuf>,
+}
+
+impl Journal {
+    /// The journal file of `migration` in directory `dir`.
+    pub fn file_path(dir: &Path, migration: &str) -> PathBuf {
+        dir.join(migration).join("journal.jsonl")
+    }
+
+    /// Opens (creating if needed) the journal. A torn last line — a crash in
+    /// the middle of a write — is moved aside to `journal.jsonl.torn`; a bad
+    /// line anywhere else is an error, since it cannot be a torn write.
+    pub fn open(dir: &Path, migration: &str) -> Result<(Self, Repair), JournalError> {
+        Self::open_with(dir, migration, false)
+            .map(|(j, r)| (j.expect("a writable journal is always created"), r))
+    }
+
+    /// Opens an existing journal for reading only (plan, status): nothing is
+    /// created or repaired, and a torn last line is ignored. `None` when no
+    /// journal exists yet.
+    pub fn open_read_only(dir: &Path, migration: &str) -> Result<Option<Self>, JournalError> {
+        Self::open_with(dir, migration, true).map(|(j, _)| j)
+    }
+
+    fn open_with(
+        dir: &Path,
+        migration: &str,
+        read_only: bool,
+    ) -> Result<(Option<Self>, Repair), JournalError> {
+        let path = Self::file_path(dir, migration);
+        let open_err = |source| JournalError::Open {
+            path: path.clone(),
+            source,
+        };
+        if read_only && !path.exists() {
+            return Ok((None, Repair::default()));
+        }
+        if !read_only {
+            std::fs::create_dir_all(path.parent().expect("journal path has a parent"))
+                .map_err(open_err)?;
+        }
+        let mut file = if read_only {
+            OpenOptions::new()
+                .read(true)
+                .open(&path)
+                .map_err(open_err)?
+        } else {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+                .map_err(open_err)?
+        };
+        let bytes = std::fs::read(&path).map_err(open_err)?;
+        let mut repair = Repair::default();
+
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        let complete_len = text.rfind('\n').map_or(0, |i| i + 1);
+        if complete_len < text.len() && read_only {
+            text.truncate(complete_len);
+        } else if complete_len < text.len() {
+            let tail = text[complete_len..].to_owned();
+            if serde_json::from_str::<Entry>(&tail).is_ok() {
+                // The whole line reached the disk but its newline did not.
+                file.write_all(b"\n")
+                    .map_err(|source| JournalError::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                text.push('\n');
+            } else {
+                let aside = path.with_extension("jsonl.torn");
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&aside)
+                    .map_err(open_err)?;
+                f.write_all(tail.as_bytes())
+                    .and_then(|_| f.write_all(b"\n"))
+                    .and_then(|_| f.sync_all())
+                    .map_err(open_err)?;
+                file.set_len(complete_len as u64)
+                    .map_err(|source| JournalError::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                file.sync_all().map_err(|source| JournalError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                text.truncate(complete_len);
+                repair.torn_line_saved_to = Some(aside);
+            }
+        }
+
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let e: Entry = serde_json::from_str(line).map_err(|err| JournalError::Corrupt {
+                path: path.clone(),
+                line: i + 1,
+                message: err.to_string(),
+            })?;
+            if e.migration != migration {
+                return Err(JournalError::OtherMigration {
+                    path: path.clone(),
+                    found: e.migration,
+                    expected: migration.to_owned(),
+                });
+            }
+            entries.push(e);
+        }
+        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
+        let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Ok((
+            Some(Journal {
+                path,
+                migration: migration.to_owned(),
+                inner: Mutex::new(Inner {
+                    file,
+                    entries,
+                    next_seq,
+                    writes: 0,
+                    run: None,
+                }),
+                kill_after,
+            }),
+            repair,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn append(&self, body: Body) -> Result<u64, JournalError> {
+        let mut inner = self.inner.lock().expect("journal poisoned");
+        let run = match (&body, &inner.run) {
+            (Body::RunStart { .. }, _) => new_run_id(),
+            (_, Some(r)) => r.clone(),
+            (_, None) => {
+                return Err(JournalError::Unsupported(
+                    "journal write outside a run".into(),
+                ))
+            }
+        };
+        let entry = Entry {
+            seq: inner.next_seq,
+            run: run.clone(),
+            ts: now(),
+            migration: self.migration.clone(),
+            body,
+        };
+        let mut line = serde_json::to_vec(&entry).expect("journal entries serialize");
+        line.push(b'\n');
+        let werr = |source| JournalError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        inner.file.write_all(&line).map_err(werr)?;
+        inner.file.sync_data().map_err(werr)?;
+        if matches!(entry.body, Body::RunStart { .. }) {
+            inner.run = Some(run);
+        }
+        let seq = entry.seq;
+        inner.entries.push(entry);
+        inner.next_seq += 1;
+        inner.writes += 1;
+        // Test hook for crash campaigns: the real process dies right after the
+        // Nth fsynced write, exactly like a SIGKILL from outside.
+        if self.kill_after.is_some_and(|n| inner.writes >= n) {
+            // SAFETY: getpid and kill have no preconditions.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Starts a run; every later write belongs to it.
+    pub fn begin_run(&self, command: &str) -> Result<String, JournalError> {
+        self.append(Body::RunStart {
+            command: command.to_owned(),
+            host: crate::engine::lock::hostname(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })?;
+        Ok(self.current_run().expect("run just started"))
+    }
+
+    /// Ends the current run.
+    pub fn end_run(&self, status: &str, mutating_calls: u64) -> Result<(), JournalError> {
+        self.append(Body::RunEnd {
+            status: status.to_owned(),
+            mutating_calls,
+        })?;
+        Ok(())
+    }
+
+    pub fn current_run(&self) -> Option<String> {
+        self.inner.lock().expect("journal poisoned").run.clone()
+    }
+
+    /// Records an intent before its call; returns its sequence number.
+    pub fn intent(&self, intent: Intent) -> Result<u64, JournalError> {
+        self.append(Body::Intent(intent))
+    }
+
+    /// Records that intent `seq` took effect, with the resource's id.
+    pub fn done(
+        &self,
+        seq: u64,
+        id: &str,
+        arn: Option<&str>,
+        data: Value,
+    ) -> Result<(), JournalError> {
+        self.append(Body::Done {
+            intent: seq,
+            id: id.to_owned(),
+            arn: arn.map(str::to_owned),
+            data,
+        })?;
+        Ok(())
+    }
+
+    /// Records that intent `seq` has been reversed.
+    pub fn undone(&self, seq: u64) -> Result<(), JournalError> {
+        self.append(Body::Undone { intent: seq })?;
+        Ok(())
+    }
+
+    /// Every intent with its outcome, in journal order.
+    pub fn records(&self) -> Vec<Record> {
+        let inner = self.inner.lock().expect("journal poisoned");
+        records_of(&inner.entries)
+    }
+
+    /// The newest live record for a logical key.
+    pub fn latest(&self, key: &str) -> Option<Record> {
+        self.records()
+            .into_iter()
+            .rev()
+            .find(|r| r.intent.key == key)
+    }
+
+    /// Every run, oldest first.
+    pub fn runs(&self) -> Vec<Run> {
+        let inner = self.inner.lock().expect("journal poisoned");
+        let mut runs: Vec<Run> = Vec::new();
+        for e in &inner.entries {
+            match &e.body {
+                Body::RunStart {
+                    command, host, pid, ..
+                } => runs.push(Run {
+                    id: e.run.clone(),
+                    command: command.clone(),
+                    started: e.ts.clone(),
+                    host: host.clone(),
+                    pid: *pid,
+                    status: None,
+                }),
+                Body::RunEnd { status, .. } => {
+                    if let Some(r) = runs.iter_mut().rev().find(|r| r.id == e.run) {
+                        r.status = Some(status.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        runs
+    }
+
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("journal poisoned").entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Folds entries into one record per intent.
+pub fn records_of(entries: &[Entry]) -> Vec<Record> {
+    let mut by_seq: BTreeMap<u64, Record> = BTreeMap::new();
+    for e in entries {
+        match &e.body {
+            Body::Intent(i) => {
+                by_seq.insert(
+                    e.seq,
+                    Record {
+                        seq: e.seq,
+                        run: e.run.clone(),
+                        intent: i.clone(),
+                        id: None,
+                        arn: None,
+                        done_data: Value::Null,
+                        undone: false,
+                    },
+                );
+            }
+            Body::Done {
+                intent,
+                id,
+                arn,
+                data,
+            } => {
+                if let Some(r) = by_seq.get_mut(intent) {
+                    r.id = Some(id.clone());
+                    r.arn.clone_from(arn);
+                    r.done_data = data.clone();
+                }
+            }
+            Body::Undone { intent } => {
+                if let Some(r) = by_seq.get_mut(intent) {
+                    r.undone = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    by_seq.into_values().collect()
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn new_run_id() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let stamp = t
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    format!("{stamp}-{:04x}", rand::random::<u16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(key: &str) -> Intent {
+        Intent {
+            step: "kms".into(),
+            op: Op::Create,
+            kind: "kms_key".into(),
+            key: key.into(),
+            name: "k".into(),
+            prev: Value::Null,
+            data: Value::Null,
+        }
+    }
+
+    #[test]
+    fn records_fold_intent_done_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+        j.begin_run("apply").unwrap();
+        let a = j.intent(intent("a")).unwrap();
+        j.done(a, "id-a", None, Value::Null).unwrap();
+        let b = j.intent(intent("b")).unwrap();
+        j.undone(a).unwrap();
+        j.end_run("failed", 1).unwrap();
+        let recs = j.records();
+        assert_eq!(recs.len(), 2);
+        assert!(recs[0].undone && recs[0].id.as_deref() == Some("id-a"));
+        assert!(!recs[1].undone && recs[1].id.is_none() && recs[1].seq == b);
+        assert_eq!(j.runs()[0].status.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn torn_last_line_is_moved_aside_and_earlier_entries_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+            j.begin_run("apply").unwrap();
+            j.intent(intent("a")).unwrap();
+        }
+        let path = Journal::file_path(dir.path(), "payments");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":3,\"run\":\"x\",\"ts").unwrap();
+        drop(f);
+        let (j, repair) = Journal::open(dir.path(), "payments").unwrap();
+        assert_eq!(j.len(), 2);
+        let aside = repair.torn_line_saved_to.unwrap();
+        assert!(std::fs::read_to_string(aside)
+            .unwrap()
+            .contains("\"seq\":3"));
+        // The journal accepts new writes after the repair.
+        j.begin_run("apply").unwrap();
+        assert_eq!(Journal::open(dir.path(), "payments").unwrap().0.len(), 3);
+    }
+
+    #[test]
+    fn corrupt_middle_line_and_foreign_migration_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+            j.begin_run("apply").unwrap();
+        }
+        let path = Journal::file_path(dir.path(), "payments");
+        let good = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("garbage\n{good}")).unwrap();
+        assert!(matches!(
+            Journal::open(dir.path(), "payments"),
+            Err(JournalError::Corrupt { line: 1, .. })
+        ));
+        std::fs::write(&path, good.replace("\"payments\"", "\"ledger\"")).unwrap();
+        assert!(matches!(
+            Journal::open(dir.path(), "payments"),
+            Err(JournalError::OtherMigration { .. })
+        ));
+    }
+}

@@ -1,0 +1,408 @@
+//! The engine: the step contract, the context steps run in, the DAG executor,
+//! the journal and the lock. A step observes before it acts; every mutation
+//! goes through [`Ctx::create`] or [`Ctx::update`], which journal an intent
+//! first and the outcome after — and in plan mode only record the change.
+
+pub mod dag;
+pub mod journal;
+pub mod lock;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::aws::Aws;
+use crate::config::Config;
+use journal::{Intent, Journal, JournalError, Op, Record};
+
+/// Whether a command may change anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Observe and record what would change; never mutate.
+    Plan,
+    /// Observe, then mutate through the journal.
+    Apply,
+}
+
+/// What `apply` would do (or did) to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Noop,
+}
+
+/// One planned or performed change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub step: String,
+    pub action: Action,
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// A step failure, naming the resource and the call.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{resource}: {op} failed: {message}")]
+    Aws {
+        resource: String,
+        op: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StepError {
+    /// An error-mapping closure for an SDK call on `resource`.
+    pub fn aws<E, R>(
+        resource: impl Into<String>,
+        op: &'static str,
+    ) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, R>) -> StepError
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let resource = resource.into();
+        move |e| StepError::Aws {
+            resource,
+            op: op.to_owned(),
+            message: crate::aws::describe_sdk_error(&e),
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Skipped(String),
+}
+
+/// Values steps hand to the steps that depend on them. In plan mode, ids of
+/// resources that do not exist yet are placeholders (see [`planned_id`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outputs {
+    pub kms_key_id: Option<String>,
+    pub kms_key_arn: Option<String>,
+    pub vpc_id: Option<String>,
+    pub vpc_cidrs: Vec<String>,
+    /// `(availability zone, subnet id)`, sorted by zone.
+    pub subnets: Vec<(String, String)>,
+    pub route_tables: Vec<String>,
+    pub sg_alb: Option<String>,
+    pub sg_compute: Option<String>,
+    pub sg_db: Option<String>,
+}
+
+/// The id a plan uses for a resource that does not exist yet.
+pub fn planned_id(kind: &str) -> String {
+    format!("(new {kind})")
+}
+
+/// Whether `id` is a plan placeholder rather than a real id.
+pub fn is_planned(id: &str) -> bool {
+    id.starts_with("(new ")
+}
+
+/// A resource a step manages: its kind, stable journal key and prod name.
+#[derive(Debug, Clone)]
+pub struct Res {
+    pub step: &'static str,
+    pub kind: &'static str,
+    pub key: String,
+    pub name: String,
+}
+
+impl Res {
+    pub fn new(
+        step: &'static str,
+        kind: &'static str,
+        key: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Res {
+            step,
+            kind,
+            key: format!("{step}/{}", key.into()),
+            name: name.into(),
+        }
+    }
+}
+
+/// Everything a step runs with.
+pub struct Ctx {
+    pub cfg: Config,
+    pub aws: Aws,
+    pub mode: Mode,
+    pub journal: Option<Arc<Journal>>,
+    /// The prod account id.
+    pub account: String,
+    pub outputs: Mutex<Outputs>,
+    changes: Mutex<Vec<Change>>,
+    notices: Mutex<Vec<(String, String)>>,
+}
+
+impl Ctx {
+    pub fn new(
+        cfg: Config,
+        aws: Aws,
+        mode: Mode,
+        journal: Option<Arc<Journal>>,
+        account: String,
+    ) -> Self {
+        Ctx {
+            cfg,
+            aws,
+            mode,
+            journal,
+            account,
+            outputs: Mutex::new(Outputs::default()),
+            changes: Mutex::new(Vec::new()),
+            notices: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The environment suffix.
+    pub fn suffix(&self) -> &str {
+        self.cfg.suffix()
+    }
+
+    pub fn is_plan(&self) -> bool {
+        self.mode == Mode::Plan
+    }
+
+    /// The longest a waiter may wait for one resource.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_secs(self.cfg.migration.max_wait_minutes * 60)
+    }
+
+    pub fn outputs(&self) -> std::sync::MutexGuard<'_, Outputs> {
+        self.outputs.lock().expect("outputs poisoned")
+    }
+
+    /// A notice for the operator, shown by plan and apply.
+    pub fn notice(&self, step: &str, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(step, "{message}");
+        self.notices
+            .lock()
+            .expect("notices poisoned")
+            .push((step.to_owned(), message));
+    }
+
+    pub fn changes(&self) -> Vec<Change> {
+        self.changes.lock().expect("changes poisoned").clone()
+    }
+
+    pub fn notices(&self) -> Vec<(String, String)> {
+        self.notices.lock().expect("notices poisoned").clone()
+    }
+
+    fn record(&self, res: &Res, action: Action, detail: impl Into<String>) {
+        self.changes.lock().expect("changes poisoned").push(Change {
+            step: res.step.to_owned(),
+            action,
+            kind: res.kind.to_owned(),
+            name: res.name.clone(),
+            detail: detail.into(),
+        });
+    }
+
+    fn journal(&self) -> Result<&Journal, StepError> {
+        self.journal
+            .as_deref()
+            .ok_or_else(|| StepError::Invalid("a mutation was attempted without a journal".into()))
+    }
+
+    /// Records that `res` exists as desired. In apply mode, makes sure the
+    /// journal knows it: completes an intent a killed run left open, or
+    /// adopts a resource the journal has never seen (so destroy covers it).
+    pub fn unchanged(&self, res: &Res, id: &str, arn: Option<&str>) -> Result<(), StepError> {
+        self.record(res, Action::Noop, "");
+        if self.is_plan() {
+            return Ok(());
+        }
+        let journal = self.journal()?;
+        match journal.latest(&res.key) {
+            Some(r) if !r.undone && r.id.as_deref() == Some(id) => Ok(()),
+            Some(r) if !r.undone && r.id.is_none() && r.intent.op != Op::Update => {
+                tracing::info!(step = res.step, resource = %res.name, id, "completing an intent a previous run left open");
+                journal.done(r.seq, id, arn, Value::Null)?;
+                Ok(())
+            }
+            Some(r) if !r.undone && r.intent.op == Op::Update => Ok(()),
+            _ => {
+                tracing::info!(step = res.step, resource = %res.name, id, "adopting an existing resource");
+                let seq = journal.intent(Intent {
+                    step: res.step.into(),
+                    op: Op::Adopt,
+                    kind: res.kind.into(),
+                    key: res.key.clone(),
+                    name: res.name.clone(),
+                    prev: Value::Null,
+                    data: Value::Null,
+                })?;
+                journal.done(seq, id, arn, Value::Null)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates `res` through the journal: `intent`, the call, `done`. In plan
+    /// mode records the change and returns `None` without calling.
+    pub async fn create<T, F, Fut>(
+        &self,
+        res: &Res,
+        detail: impl Into<String>,
+        data: Value,
+        call: F,
+    ) -> Result<Option<T>, StepError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Created<T>, StepError>>,
+    {
+        self.record(res, Action::Create, detail);
+        if self.is_plan() {
+            return Ok(None);
+        }
+        let journal = self.journal()?;
+        let seq = journal.intent(Intent {
+            step: res.step.into(),
+            op: Op::Create,
+            kind: res.kind.into(),
+            key: res.key.clone(),
+            name: res.name.clone(),
+            prev: Value::Null,
+            data,
+        })?;
+        let created = call().await?;
+        journal.done(seq, &created.id, created.arn.as_deref(), created.data)?;
+        tracing::info!(step = res.step, kind = res.kind, resource = %res.name, id = %created.id, "created");
+        Ok(Some(created.value))
+    }
+
+    /// Changes a setting of `res` through the journal, recording `prev` so
+    /// rollback can restore it.
+    pub async fn update<F, Fut>(
+        &self,
+        res: &Res,
+        id: &str,
+        detail: impl Into<String>,
+        prev: Value,
+        call: F,
+    ) -> Result<(), StepError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), StepError>>,
+    {
+        let detail = detail.into();
+        self.record(res, Action::Update, detail.clone());
+        if self.is_plan() {
+            return Ok(());
+        }
+        let journal = self.journal()?;
+        let seq = journal.intent(Intent {
+            step: res.step.into(),
+            op: Op::Update,
+            kind: res.kind.into(),
+            key: format!("{}#{}", res.key, detail),
+            name: res.name.clone(),
+            prev,
+            data: serde_json::json!({ "id": id }),
+        })?;
+        call().await?;
+        journal.done(seq, id, None, Value::Null)?;
+        tracing::info!(step = res.step, kind = res.kind, resource = %res.name, %detail, "updated");
+        Ok(())
+    }
+}
+
+/// What a create call returns to the journal.
+pub struct Created<T> {
+    pub value: T,
+    pub id: String,
+    pub arn: Option<String>,
+    pub data: Value,
+}
+
+impl Created<String> {
+    /// A created resource known by its id.
+    pub fn id(id: impl Into<String>) -> Self {
+        let id = id.into();
+        Created {
+            value: id.clone(),
+            id,
+            arn: None,
+            data: Value::Null,
+        }
+    }
+}
+
+/// One AWS service step of the migration.
+///
+/// Each step lives in its own file under `src/steps/`. `run` observes prod
+/// (and reads dev through the read-only source clients), then creates or
+/// updates through [`Ctx::create`]/[`Ctx::update`]; the same code serves
+/// `plan` and `apply`. `undo` reverses one journal record; `sweep` finds what
+/// is tagged for the migration but missing from the journal.
+pub trait Step: Send + Sync {
+    /// Stable id (journal `step`, DAG node).
+    fn id(&self) -> &'static str;
+    /// Steps that must finish first.
+    fn deps(&self) -> &'static [&'static str];
+    /// Reads that must succeed before anything changes (dev resources exist,
+    /// names are free, …); each problem is one message.
+    fn preflight<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// Observes and converges (plan mode: only records the changes).
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>>;
+    /// Reverses one journal record of this step. Idempotent: a resource that
+    /// is already gone counts as undone.
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record)
+        -> BoxFuture<'a, Result<(), StepError>>;
+    /// Deletes what is still tagged for this migration after the journal has
+    /// been replayed; returns a line per resource removed.
+    fn sweep<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// IAM actions (`service:Operation`) the step calls on the target side.
+    fn actions(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// Retries `op` with exponential backoff while `retryable` says the error is
+/// transient (IAM/EC2 eventual consistency); bounded in attempts.
+pub async fn retry_eventual<T, F, Fut>(
+    what: &str,
+    retryable: impl Fn(&StepError) -> bool,
+    op: F,
+) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StepError>>,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    op.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(15))
+            .with_max_times(8)
+            .with_jitter(),
+    )
+    .when(retryable)
+    .notify(|e, d| tracing::warn!(what, error = %e, delay_ms = d.as_millis() as u64, "retrying after an eventual-consistency error"))
+    .await
+}

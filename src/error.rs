@@ -1,0 +1,57 @@
+//! The one error type that reaches `main`, and the single place where an
+//! error is turned into an exit code (SPEC "Exit codes").
+
+use std::path::PathBuf;
+
+/// Exit codes from SPEC.md.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const STEP_FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const DRIFT: i32 = 3;
+    pub const LOCKED: i32 = 4;
+}
+
+/// Everything that can end a paymig command early.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+
+    #[error("preflight failed:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Preflight(Vec<String>),
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error(transparent)]
+    Journal(#[from] crate::engine::journal::JournalError),
+
+    #[error("another paymig run holds the lock {path}: {holder}\nhelp: wait for it to finish; if that process is gone on another host, remove {path} by hand")]
+    Locked { path: PathBuf, holder: String },
+
+    #[error("{failed} step(s) failed: {summary}\nhelp: the journal is consistent; fix the cause and re-run the same command to resume")]
+    StepsFailed { failed: usize, summary: String },
+
+    #[error("{0}")]
+    Aws(String),
+
+    #[error("validate found {0}")]
+    Drift(String),
+}
+
+impl Error {
+    /// The process exit code for this error; decided here and nowhere else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Preflight(_) | Error::Usage(_) => exit::USAGE,
+            Error::Journal(e) if e.is_usage() => exit::USAGE,
+            Error::Journal(_) => exit::STEP_FAILED,
+            Error::Locked { .. } => exit::LOCKED,
+            Error::StepsFailed { .. } | Error::Aws(_) => exit::STEP_FAILED,
+            Error::Drift(_) => exit::DRIFT,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,17 @@
+//! Parse arguments, initialise logging, run, map the error to an exit code.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    let cli = paymig::cli::Cli::parse();
+    paymig::logging::init(cli.log_format, cli.verbose, cli.quiet);
+    let code = match paymig::commands::run(cli).await {
+        Ok(()) => paymig::error::exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,705 @@
+//! kms: the prod customer-managed key (rotation on) and its alias
+//! `alias/<migration>-<suffix>`. Its key policy names no wildcard action and
+//! lets RDS, DynamoDB, Lambda, SNS, CloudWatch and CloudWatch Logs of this
+//! account use it. Keys cannot be deleted at once: undo schedules deletion
+//! with the 7-day minimum, so a re-apply after destroy creates a new key
+//! behind the same alias.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::config::{TAG_MIGRATION, TAG_SUFFIX};
+use crate::engine::journal::{Op, Record};
+use crate::engine::{planned_id, Created, Ctx, Outcome, Res, Step, StepError};
+
+pub struct Kms;
+
+const STEP: &str = "kms";
+/// KMS's minimum deletion window.
+const PENDING_WINDOW_DAYS: i32 = 7;
+
+impl Step for Kms {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
+    }
+
+    fn undo<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(
+            undo(ctx, record)
+                .instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)),
+        )
+    }
+
+    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
+        Box::pin(sweep(ctx))
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "kms:DescribeKey",
+            "kms:CreateKey",
+            "kms:GetKeyPolicy",
+            "kms:PutKeyPolicy",
+            "kms:GetKeyRotationStatus",
+            "kms:EnableKeyRotation",
+            "kms:DisableKeyRotation",
+            "kms:ListResourceTags",
+            "kms:TagResource",
+            "kms:UntagResource",
+            "kms:CreateAlias",
+            "kms:UpdateAlias",
+            "kms:DeleteAlias",
+            "kms:ListKeys",
+            "kms:ScheduleKeyDeletion",
+        ]
+    }
+}
+
+fn key_res(ctx: &Ctx) -> Res {
+    Res::new(STEP, "kms_key", "key", ctx.cfg.names.kms_alias())
+}
+
+fn alias_res(ctx: &Ctx) -> Res {
+    Res::new(STEP, "kms_alias", "alias", ctx.cfg.names.kms_alias())
+}
+
+/// The key policy: explicit actions only (no `kms:*`), the account root for
+/// administration, the data services through `kms:ViaService`, and the
+/// service principals of CloudWatch (alarms to an encrypted SNS topic) and
+/// CloudWatch Logs.
+pub fn key_policy(account: &str, region: &str) -> Value {
+    let admin = [
+        "kms:DescribeKey",
+        "kms:GetKeyPolicy",
+        "kms:PutKeyPolicy",
+        "kms:GetKeyRotationStatus",
+        "kms:EnableKeyRotation",
+        "kms:DisableKeyRotation",
+        "kms:ListResourceTags",
+        "kms:TagResource",
+        "kms:UntagResource",
+        "kms:CreateAlias",
+        "kms:UpdateAlias",
+        "kms:DeleteAlias",
+        "kms:ScheduleKeyDeletion",
+        "kms:CancelKeyDeletion",
+        "kms:EnableKey",
+        "kms:DisableKey",
+        "kms:UpdateKeyDescription",
+        "kms:CreateGrant",
+        "kms:ListGrants",
+        "kms:RevokeGrant",
+        "kms:RetireGrant",
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+        "kms:GenerateDataKey",
+        "kms:GenerateDataKeyWithoutPlaintext",
+    ];
+    let use_key = [
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+        "kms:GenerateDataKey",
+        "kms:GenerateDataKeyWithoutPlaintext",
+        "kms:DescribeKey",
+        "kms:CreateGrant",
+    ];
+    let via: Vec<String> = ["rds", "dynamodb", "lambda", "sns"]
+        .iter()
+        .map(|s| format!("{s}.{region}.amazonaws.com"))
+        .collect();
+    json!({
+        "Version": "2012-10-17",
+        "Id": "paymig-key-policy",
+        "Statement": [
+            {
+                "Sid": "AccountAdministration",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+                "Action": admin,
+                "Resource": "*"
+            },
+            {
+                "Sid": "AllowDataServicesOfThisAccount",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": use_key,
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"kms:CallerAccount": account, "kms:ViaService": via}
+                }
+            },
+            {
+                "Sid": "AllowCloudWatchAlarmsToEncryptedTopics",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}}
+            },
+            {
+                "Sid": "AllowCloudWatchLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": format!("logs.{region}.amazonaws.com")},
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": format!("arn:aws:logs:{region}:{account}:log-group:*")}}
+            }
+        ]
+    })
+}
+
+fn kms_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, StepError> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .map_err(|e| StepError::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// The key the alias points at, if the alias exists.
+async fn describe_alias_target(ctx: &Ctx) -> Result<Option<KeyMetadata>, StepError> {
+    let alias = ctx.cfg.names.kms_alias();
+    match ctx
+        .aws
+        .target
+        .kms
+        .describe_key()
+        .key_id(&alias)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.key_metadata),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(StepError::aws(alias, "DescribeKey")(e)),
+    }
+}
+
+async fn key_tags(ctx: &Ctx, key_id: &str) -> Result<BTreeMap<String, String>, StepError> {
+    let tags: Vec<Tag> = ctx
+        .aws
+        .target
+        .kms
+        .list_resource_tags()
+        .key_id(key_id)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(key_id, "ListResourceTags"))?;
+    Ok(tags.into_iter().map(|t| (t.tag_key, t.tag_value)).collect())
+}
+
+/// Keys tagged for this migration that are not pending deletion: what a
+/// killed run may have created before its alias existed.
+async fn find_tagged_keys(ctx: &Ctx) -> Result<Vec<KeyMetadata>, StepError> {
+    let kms = &ctx.aws.target.kms;
+    let keys: Vec<_> = kms
+        .list_keys()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws("kms keys", "ListKeys"))?;
+    let mut found = Vec::new();
+    for k in keys {
+        let Some(id) = k.key_id else { continue };
+        let tags = match key_tags(ctx, &id).await {
+            Ok(t) => t,
+            // A key we may not read is not ours.
+            Err(_) => continue,
+        };
+        if tags.get(TAG_MIGRATION) != Some(&ctx.cfg.migration.name)
+            || tags.get(TAG_SUFFIX).map(String::as_str) != Some(ctx.suffix())
+        {
+            continue;
+        }
+        let md = kms
+            .describe_key()
+            .key_id(&id)
+            .send()
+            .await
+            .map_err(StepError::aws(&id, "DescribeKey"))?
+            .key_metadata;
+        if let Some(md) = md.filter(|m| {
+            !matches!(
+                m.key_state,
+                Some(KeyState::PendingDeletion) | Some(KeyState::PendingReplicaDeletion)
+            )
+        }) {
+            found.push(md);
+        }
+    }
+    Ok(found)
+}
+
+async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
+    let kms = &ctx.aws.target.kms;
+    let key = key_res(ctx);
+    let alias = alias_res(ctx);
+    let desired_tags = ctx.cfg.prod_tags();
+    let policy = key_policy(&ctx.account, &ctx.cfg.migration.region);
+
+    let current = describe_alias_target(ctx).await?;
+    let usable = current
+        .clone()
+        .filter(|m| matches!(m.key_state, Some(KeyState::Enabled)));
+    let alias_exists = current.is_some();
+
+    // The key: behind the alias, or left by a killed run before its alias,
+    // or new.
+    let (key_id, key_arn) = match usable {
+        Some(md) => (md.key_id.clone(), md.arn.clone().unwrap_or_default()),
+        None => {
+            // Only a run killed between CreateKey and its `done` can have left
+            // an unaliased key; searching every key otherwise would cost a
+            // call per key in the account.
+            let orphan = if has_open_key_intent(ctx) {
+                find_tagged_keys(ctx).await?.into_iter().next()
+            } else {
+                None
+            };
+            match orphan {
+                Some(md) => (md.key_id.clone(), md.arn.clone().unwrap_or_default()),
+                None => {
+                    let tags = kms_tags(&desired_tags)?;
+                    let policy_text = policy.to_string();
+                    let description = format!(
+                        "paymig {} production key ({})",
+                        ctx.cfg.migration.name,
+                        ctx.suffix()
+                    );
+                    let created = ctx
+                        .create(
+                            &key,
+                            "symmetric customer-managed key, rotation on",
+                            Value::Null,
+                            || async {
+                                let out = kms
+                                    .create_key()
+                                    .description(description)
+                                    .key_usage(KeyUsageType::EncryptDecrypt)
+                                    .key_spec(KeySpec::SymmetricDefault)
+                                    .policy(policy_text)
+                                    .set_tags(Some(tags))
+                                    .send()
+                                    .await
+                                    .map_err(StepError::aws(&key.name, "CreateKey"))?;
+                                let md = out.key_metadata.ok_or_else(|| {
+                                    StepError::Invalid("CreateKey returned no key".into())
+                                })?;
+                                Ok(Created {
+                                    value: (md.key_id.clone(), md.arn.clone().unwrap_or_default()),
+                                    id: md.key_id,
+                                    arn: md.arn,
+                                    data: Value::Null,
+                                })
+                            },
+                        )
+                        .await?;
+                    let (id, arn) = created
+                        .unwrap_or_else(|| (planned_id("kms key"), planned_id("kms key arn")));
+                    if !ctx.is_plan() {
+                        enable_rotation(ctx, &key, &id, false).await?;
+                    }
+                    converge_alias(ctx, &alias, alias_exists, current.as_ref(), &id).await?;
+                    let mut o = ctx.outputs();
+                    o.kms_key_id = Some(id);
+                    o.kms_key_arn = Some(arn);
+                    return Ok(Outcome::Done);
+                }
+            }
+        }
+    };
+
+    // An existing key: converge its settings.
+    ctx.unchanged(&key, &key_id, Some(&key_arn))?;
+    let rotation = kms
+        .get_key_rotation_status()
+        .key_id(&key_id)
+        .send()
+        .await
+        .map_err(StepError::aws(&key.name, "GetKeyRotationStatus"))?;
+    if !rotation.key_rotation_enabled {
+        enable_rotation(ctx, &key, &key_id, true).await?;
+    }
+    let current_policy = kms
+        .get_key_policy()
+        .key_id(&key_id)
+        .policy_name("default")
+        .send()
+        .await
+        .map_err(StepError::aws(&key.name, "GetKeyPolicy"))?
+        .policy;
+    let current_policy: Value = current_policy
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or(Value::Null);
+    if current_policy != policy {
+        let text = policy.to_string();
+        ctx.update(
+            &key,
+            &key_id,
+            "key policy",
+            json!({"policy": current_policy}),
+            || async {
+                kms.put_key_policy()
+                    .key_id(&key_id)
+                    .policy_name("default")
+                    .policy(text)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&key.name, "PutKeyPolicy"))?;
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    let tags = key_tags(ctx, &key_id).await?;
+    let missing: BTreeMap<String, String> = desired_tags
+        .into_iter()
+        .filter(|(k, v)| tags.get(k) != Some(v))
+        .collect();
+    if !missing.is_empty() {
+        let detail = format!(
+            "tags {}",
+            missing.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        let t = kms_tags(&missing)?;
+        ctx.update(
+            &key,
+            &key_id,
+            detail,
+            json!({"tags": tags, "set": missing.keys().collect::<Vec<_>>()}),
+            || async {
+                kms.tag_resource()
+                    .key_id(&key_id)
+                    .set_tags(Some(t))
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&key.name, "TagResource"))?;
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    converge_alias(ctx, &alias, alias_exists, current.as_ref(), &key_id).await?;
+    let mut o = ctx.outputs();
+    o.kms_key_id = Some(key_id);
+    o.kms_key_arn = Some(key_arn);
+    Ok(Outcome::Done)
+}
+
+/// Whether a run left a key intent without its outcome (killed mid-create).
+fn has_open_key_intent(ctx: &Ctx) -> bool {
+    ctx.journal
+        .as_ref()
+        .and_then(|j| j.latest(&key_res(ctx).key))
+        .is_some_and(|r| !r.undone && r.id.is_none())
+}
+
+async fn enable_rotation(
+    ctx: &Ctx,
+    key: &Res,
+    key_id: &str,
+    existing: bool,
+) -> Result<(), StepError> {
+    let call = || async {
+        ctx.aws
+            .target
+            .kms
+            .enable_key_rotation()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(StepError::aws(&key.name, "EnableKeyRotation"))?;
+        Ok(())
+    };
+    if existing {
+        ctx.update(key, key_id, "rotation", json!({"rotation": false}), call)
+            .await
+    } else {
+        // Part of creating the key: its undo (scheduled deletion) covers it.
+        call().await
+    }
+}
+
+async fn converge_alias(
+    ctx: &Ctx,
+    alias: &Res,
+    exists: bool,
+    current: Option<&KeyMetadata>,
+    key_id: &str,
+) -> Result<(), StepError> {
+    let kms = &ctx.aws.target.kms;
+    match current {
+        Some(md) if md.key_id == key_id => ctx.unchanged(alias, &alias.name, None),
+        Some(md) if exists => {
+            let prev = md.key_id.clone();
+            ctx.update(
+                alias,
+                &alias.name,
+                "alias target",
+                json!({"target_key_id": prev}),
+                || async {
+                    kms.update_alias()
+                        .alias_name(&alias.name)
+                        .target_key_id(key_id)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&alias.name, "UpdateAlias"))?;
+                    Ok(())
+                },
+            )
+            .await
+        }
+        _ => ctx
+            .create(
+                alias,
+                format!("-> {key_id}"),
+                json!({"target_key_id": key_id}),
+                || async {
+                    kms.create_alias()
+                        .alias_name(&alias.name)
+                        .target_key_id(key_id)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&alias.name, "CreateAlias"))?;
+                    Ok(Created::id(alias.name.clone()))
+                },
+            )
+            .await
+            .map(|_| ()),
+    }
+}
+
+async fn schedule_deletion(ctx: &Ctx, key_id: &str) -> Result<bool, StepError> {
+    match ctx
+        .aws
+        .target
+        .kms
+        .schedule_key_deletion()
+        .key_id(key_id)
+        .pending_window_in_days(PENDING_WINDOW_DAYS)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().is_some_and(|e| {
+                e.is_not_found_exception() || e.is_kms_invalid_state_exception()
+            }) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StepError::aws(key_id, "ScheduleKeyDeletion")(e)),
+    }
+}
+
+async fn delete_alias(ctx: &Ctx, alias: &str) -> Result<bool, StepError> {
+    match ctx
+        .aws
+        .target
+        .kms
+        .delete_alias()
+        .alias_name(alias)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_not_found_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StepError::aws(alias, "DeleteAlias")(e)),
+    }
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    let kms = &ctx.aws.target.kms;
+    match (r.intent.kind.as_str(), r.intent.op) {
+        ("kms_alias", Op::Create | Op::Adopt) => {
+            delete_alias(ctx, &r.intent.name).await?;
+        }
+        ("kms_key", Op::Create | Op::Adopt) => match &r.id {
+            Some(id) => {
+                schedule_deletion(ctx, id).await?;
+            }
+            // The create may or may not have happened: find it by its tags.
+            None => {
+                for md in find_tagged_keys(ctx).await? {
+                    schedule_deletion(ctx, &md.key_id).await?;
+                }
+            }
+        },
+        ("kms_key", Op::Update) => {
+            let id = r.intent.data["id"].as_str().unwrap_or_default();
+            let prev = &r.intent.prev;
+            if prev.get("rotation") == Some(&Value::Bool(false)) {
+                match kms.disable_key_rotation().key_id(id).send().await {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.as_service_error().is_some_and(|e| {
+                            e.is_not_found_exception() || e.is_kms_invalid_state_exception()
+                        }) => {}
+                    Err(e) => return Err(StepError::aws(id, "DisableKeyRotation")(e)),
+                }
+            } else if let Some(p) = prev.get("policy").filter(|p| !p.is_null()) {
+                match kms
+                    .put_key_policy()
+                    .key_id(id)
+                    .policy_name("default")
+                    .policy(p.to_string())
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.as_service_error().is_some_and(|e| {
+                            e.is_not_found_exception() || e.is_kms_invalid_state_exception()
+                        }) => {}
+                    Err(e) => return Err(StepError::aws(id, "PutKeyPolicy")(e)),
+                }
+            } else if let Some(set) = prev.get("set").and_then(Value::as_array) {
+                // Restore the previous tag values; remove tags that were added.
+                let before = prev
+                    .get("tags")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let added: Vec<String> = set
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|k| !before.contains_key(*k))
+                    .map(String::from)
+                    .collect();
+                if !added.is_empty() {
+                    let _ = kms
+                        .untag_resource()
+                        .key_id(id)
+                        .set_tag_keys(Some(added))
+                        .send()
+                        .await;
+                }
+                let restore: BTreeMap<String, String> = set
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|k| {
+                        before
+                            .get(k)
+                            .and_then(Value::as_str)
+                            .map(|v| (k.to_owned(), v.to_owned()))
+                    })
+                    .collect();
+                if !restore.is_empty() {
+                    let _ = kms
+                        .tag_resource()
+                        .key_id(id)
+                        .set_tags(Some(kms_tags(&restore)?))
+                        .send()
+                        .await;
+                }
+            }
+        }
+        ("kms_alias", Op::Update) => {
+            if let Some(prev) = r.intent.prev.get("target_key_id").and_then(Value::as_str) {
+                match kms
+                    .update_alias()
+                    .alias_name(&r.intent.name)
+                    .target_key_id(prev)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.as_service_error().is_some_and(|e| {
+                            e.is_not_found_exception() || e.is_kms_invalid_state_exception()
+                        }) => {}
+                    Err(e) => return Err(StepError::aws(&r.intent.name, "UpdateAlias")(e)),
+                }
+            }
+        }
+        (kind, op) => {
+            return Err(StepError::Invalid(format!(
+                "kms cannot undo {op:?} of {kind}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+    let mut removed = Vec::new();
+    let alias = ctx.cfg.names.kms_alias();
+    if delete_alias(ctx, &alias).await? {
+        removed.push(format!("kms alias {alias}"));
+    }
+    for md in find_tagged_keys(ctx).await? {
+        if schedule_deletion(ctx, &md.key_id).await? {
+            removed.push(format!(
+                "kms key {} (deletion scheduled in {PENDING_WINDOW_DAYS} days)",
+                md.key_id
+            ));
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_policy_has_no_wildcard_action() {
+        let p = key_policy("123456789012", "us-east-1");
+        for st in p["Statement"].as_array().unwrap() {
+            for a in st["Action"].as_array().unwrap() {
+                let a = a.as_str().unwrap();
+                assert!(!a.contains('*'), "wildcard action {a}");
+            }
+        }
+        let text = p.to_string();
+        for svc in [
+            "rds.us-east-1",
+            "dynamodb.us-east-1",
+            "lambda.us-east-1",
+            "sns.us-east-1",
+            "cloudwatch.amazonaws.com",
+            "logs.us-east-1",
+        ] {
+            assert!(text.contains(svc), "{svc} missing");
+        }
+    }
+}

@@ -1,0 +1,1877 @@
+//! network: the prod VPC mirrored from the dev VPC — identical CIDR blocks and
+//! DNS attributes, private subnets in (at least) three AZs mirroring dev's
+//! CIDRs, a route table per subnet, S3 and DynamoDB gateway endpoints on
+//! every route table (no internet gateway, no NAT), and the ALB, compute and
+//! database security groups with least-privilege rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, IpPermission, IpRange, PrefixListId, ResourceType, RouteTable,
+    SecurityGroup, Subnet, Tag, TagSpecification, UserIdGroupPair, VpcAttributeName, VpcEndpoint,
+    VpcEndpointType,
+};
+use futures::future::BoxFuture;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::config::{TAG_MIGRATION, TAG_SUFFIX};
+use crate::engine::journal::{Op, Record};
+use crate::engine::{
+    is_planned, planned_id, retry_eventual, Created, Ctx, Outcome, Res, Step, StepError,
+};
+
+pub struct Network;
+
+const STEP: &str = "network";
+/// Prod subnets span at least this many availability zones.
+const MIN_AZS: usize = 3;
+const POSTGRES_PORT: i32 = 5432;
+const HTTPS_PORT: i32 = 443;
+
+impl Step for Network {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            match read_dev(ctx).await {
+                Ok(_) => vec![],
+                Err(e) => vec![e.to_string()],
+            }
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
+    }
+
+    fn undo<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        record: &'a Record,
+    ) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(
+            undo(ctx, record)
+                .instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)),
+        )
+    }
+
+    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
+        Box::pin(sweep(ctx))
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "ec2:DescribeVpcs",
+            "ec2:DescribeVpcAttribute",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeRouteTables",
+            "ec2:DescribeAvailabilityZones",
+            "ec2:DescribeVpcEndpoints",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribePrefixLists",
+            "ec2:CreateVpc",
+            "ec2:AssociateVpcCidrBlock",
+            "ec2:DisassociateVpcCidrBlock",
+            "ec2:ModifyVpcAttribute",
+            "ec2:CreateSubnet",
+            "ec2:CreateRouteTable",
+            "ec2:AssociateRouteTable",
+            "ec2:DisassociateRouteTable",
+            "ec2:CreateVpcEndpoint",
+            "ec2:ModifyVpcEndpoint",
+            "ec2:DeleteVpcEndpoints",
+            "ec2:CreateSecurityGroup",
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:AuthorizeSecurityGroupEgress",
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupEgress",
+            "ec2:DeleteSecurityGroup",
+            "ec2:DeleteRouteTable",
+            "ec2:DeleteSubnet",
+            "ec2:DeleteVpc",
+            "ec2:CreateTags",
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dev
+
+/// What the migration reads of the dev VPC.
+#[derive(Debug, Clone)]
+pub struct DevVpc {
+    pub id: String,
+    pub name: Option<String>,
+    /// Primary first, then secondary blocks in association order.
+    pub cidrs: Vec<String>,
+    pub dns_support: bool,
+    pub dns_hostnames: bool,
+    pub subnets: Vec<DevSubnet>,
+    /// Routes dev has that prod deliberately does not copy (internet or NAT
+    /// gateways, peering…), for the plan.
+    pub skipped_routes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevSubnet {
+    pub az: String,
+    pub cidr: String,
+    pub name: Option<String>,
+}
+
+fn name_tag(tags: &[Tag]) -> Option<String> {
+    tags.iter()
+        .find(|t| t.key() == Some("Name"))
+        .and_then(|t| t.value())
+        .map(str::to_owned)
+}
+
+fn filter(name: &str, value: impl Into<String>) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// EC2 has no modelled error variants: its errors are told apart by code.
+fn ec2_code<E: ProvideErrorMetadata, R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> Option<&str> {
+    e.as_service_error().and_then(|s| s.code())
+}
+
+async fn dev_attr(ctx: &Ctx, vpc: &str, attr: VpcAttributeName) -> Result<bool, StepError> {
+    let out = ctx
+        .aws
+        .source
+        .ec2
+        .describe_vpc_attribute()
+        .vpc_id(vpc)
+        .attribute(attr.clone())
+        .send()
+        .await
+        .map_err(StepError::aws(
+            format!("dev vpc {vpc}"),
+            "DescribeVpcAttribute",
+        ))?;
+    let v = match attr {
+        VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames,
+        _ => out.enable_dns_support,
+    };
+    Ok(v.and_then(|b| b.value).unwrap_or(false))
+}
+
+/// Reads the dev VPC through the read-only source clients.
+pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
+    let ec2 = &ctx.aws.source.ec2;
+    let id = &ctx.cfg.source.vpc_id;
+    let vpc = match ec2.describe_vpcs().vpc_ids(id).send().await {
+        Ok(out) => out.vpcs.unwrap_or_default().into_iter().next(),
+        Err(e) if ec2_code(&e) == Some("InvalidVpcID.NotFound") => None,
+        Err(e) => return Err(StepError::aws(format!("dev vpc {id}"), "DescribeVpcs")(e)),
+    };
+    let vpc = vpc.ok_or_else(|| StepError::Invalid(format!(
+        "[source] vpc_id: the dev VPC {id} does not exist in {} (check the id and the source credentials)", ctx.cfg.migration.region)))?;
+    let mut cidrs: Vec<String> = vpc
+        .cidr_block_association_set()
+        .iter()
+        .filter(|a| {
+            a.cidr_block_state()
+                .and_then(|s| s.state())
+                .is_none_or(|s| s.as_str() == "associated")
+        })
+        .filter_map(|a| a.cidr_block().map(str::to_owned))
+        .collect();
+    if let Some(primary) = vpc.cidr_block() {
+        cidrs.retain(|c| c != primary);
+        cidrs.insert(0, primary.to_owned());
+    }
+    let dns_support = dev_attr(ctx, id, VpcAttributeName::EnableDnsSupport).await?;
+    let dns_hostnames = dev_attr(ctx, id, VpcAttributeName::EnableDnsHostnames).await?;
+    let subnets: Vec<Subnet> = ec2
+        .describe_subnets()
+        .filters(filter("vpc-id", id))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(format!("dev vpc {id}"), "DescribeSubnets"))?;
+    let mut subnets: Vec<DevSubnet> = subnets
+        .iter()
+        .filter_map(|s| {
+            Some(DevSubnet {
+                az: s.availability_zone()?.to_owned(),
+                cidr: s.cidr_block()?.to_owned(),
+                name: name_tag(s.tags()),
+            })
+        })
+        .collect();
+    subnets.sort_by(|a, b| (&a.az, &a.cidr).cmp(&(&b.az, &b.cidr)));
+    let tables: Vec<RouteTable> = ec2
+        .describe_route_tables()
+        .filters(filter("vpc-id", id))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(
+            format!("dev vpc {id}"),
+            "DescribeRouteTables",
+        ))?;
+    let mut skipped_routes = Vec::new();
+    for rt in &tables {
+        for r in rt.routes() {
+            let dest = r
+                .destination_cidr_block()
+                .or(r.destination_prefix_list_id())
+                .unwrap_or("?");
+            let via = r
+                .gateway_id()
+                .filter(|g| *g != "local")
+                .map(String::from)
+                .or_else(|| r.nat_gateway_id().map(String::from))
+                .or_else(|| r.vpc_peering_connection_id().map(String::from))
+                .or_else(|| r.transit_gateway_id().map(String::from));
+            if let Some(via) = via.filter(|v| !v.starts_with("vpce-")) {
+                skipped_routes.push(format!(
+                    "{dest} via {via} ({})",
+                    rt.route_table_id().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    Ok(DevVpc {
+        id: id.clone(),
+        name: name_tag(vpc.tags()),
+        cidrs,
+        dns_support,
+        dns_hostnames,
+        subnets,
+        skipped_routes,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Desired prod layout (pure)
+
+/// One prod subnet to have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetSpec {
+    pub az: String,
+    pub cidr: String,
+    pub name: String,
+    /// Derived (dev had fewer than three AZs), not mirrored.
+    pub derived: bool,
+}
+
+/// The prod subnets: every dev subnet mirrored (same CIDR, same AZ), plus
+/// derived subnets in further AZs until at least [`MIN_AZS`] are covered.
+pub fn plan_subnets(
+    dev: &[DevSubnet],
+    vpc_cidrs: &[String],
+    zones: &[String],
+    name_of: impl Fn(&DevSubnet, usize) -> String,
+    own_name: impl Fn(&str) -> String,
+) -> Result<Vec<SubnetSpec>, String> {
+    let mut out: Vec<SubnetSpec> = dev
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SubnetSpec {
+            az: s.az.clone(),
+            cidr: s.cidr.clone(),
+            name: name_of(s, i),
+            derived: false,
+        })
+        .collect();
+    let used_azs: BTreeSet<String> = out.iter().map(|s| s.az.clone()).collect();
+    let missing: Vec<&String> = zones
+        .iter()
+        .filter(|z| !used_azs.contains(*z))
+        .take(MIN_AZS.saturating_sub(used_azs.len()))
+        .collect();
+    if used_azs.len() + missing.len() < MIN_AZS {
+        return Err(format!(
+            "the region offers only {} availability zones; {MIN_AZS} are needed",
+            zones.len()
+        ));
+    }
+    let blocks: Vec<Ipv4Net> = vpc_cidrs.iter().filter_map(|c| c.parse().ok()).collect();
+    let mut taken: Vec<Ipv4Net> = out.iter().filter_map(|s| s.cidr.parse().ok()).collect();
+    let prefix = taken
+        .iter()
+        .map(|n| n.prefix_len())
+        .max()
+        .unwrap_or_else(|| {
+            blocks
+                .first()
+                .map_or(24, |b| (b.prefix_len() + 4).clamp(24, 28))
+        });
+    for az in missing {
+        let free = blocks
+            .iter()
+            .filter(|b| b.prefix_len() <= prefix)
+            .flat_map(|b| b.subnets(prefix).into_iter().flatten())
+            .find(|cand| {
+                !taken
+                    .iter()
+                    .any(|t| t.contains(&cand.network()) || cand.contains(&t.network()))
+            });
+        let Some(net) = free else {
+            return Err(format!(
+                "no free /{prefix} left in the VPC CIDR blocks for a subnet in {az}"
+            ));
+        };
+        taken.push(net);
+        out.push(SubnetSpec {
+            az: az.clone(),
+            cidr: net.to_string(),
+            name: own_name(az),
+            derived: true,
+        });
+    }
+    Ok(out)
+}
+
+/// A security-group rule in a comparable form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Rule {
+    pub protocol: String,
+    pub from: i32,
+    pub to: i32,
+    /// `cidr:…`, `sg:…` or `pl:…`.
+    pub peer: String,
+}
+
+impl Rule {
+    fn tcp(port: i32, peer: String) -> Self {
+        Rule {
+            protocol: "tcp".into(),
+            from: port,
+            to: port,
+            peer,
+        }
+    }
+
+    fn to_permission(&self) -> IpPermission {
+        let mut b = IpPermission::builder().ip_protocol(&self.protocol);
+        if self.protocol != "-1" {
+            b = b.from_port(self.from).to_port(self.to);
+        }
+        match self.peer.split_once(':') {
+            Some(("cidr", c)) => b.ip_ranges(IpRange::builder().cidr_ip(c).build()),
+            Some(("sg", g)) => {
+                b.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build())
+            }
+            Some(("pl", p)) => b.prefix_list_ids(PrefixListId::builder().prefix_list_id(p).build()),
+            _ => b,
+        }
+        .build()
+    }
+}
+
+/// Flattens EC2's permissions into one rule per peer.
+pub fn rules_of(perms: &[IpPermission]) -> BTreeSet<Rule> {
+    let mut out = BTreeSet::new();
+    for p in perms {
+        let protocol = p.ip_protocol().unwrap_or("-1").to_owned();
+        let (from, to) = if protocol == "-1" {
+            (-1, -1)
+        } else {
+            (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1))
+        };
+        let mk = |peer: String| Rule {
+            protocol: protocol.clone(),
+            from,
+            to,
+            peer,
+        };
+        out.extend(
+            p.ip_ranges()
+                .iter()
+                .filter_map(|r| r.cidr_ip())
+                .map(|c| mk(format!("cidr:{c}"))),
+        );
+        out.extend(
+            p.ipv6_ranges()
+                .iter()
+                .filter_map(|r| r.cidr_ipv6())
+                .map(|c| mk(format!("cidr:{c}"))),
+        );
+        out.extend(
+            p.user_id_group_pairs()
+                .iter()
+                .filter_map(|g| g.group_id())
+                .map(|g| mk(format!("sg:{g}"))),
+        );
+        out.extend(
+            p.prefix_list_ids()
+                .iter()
+                .filter_map(|l| l.prefix_list_id())
+                .map(|l| mk(format!("pl:{l}"))),
+        );
+    }
+    out
+}
+
+/// The three security groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Alb,
+    Compute,
+    Db,
+}
+
+impl Group {
+    const ALL: [Group; 3] = [Group::Alb, Group::Compute, Group::Db];
+
+    fn kind(self) -> &'static str {
+        match self {
+            Group::Alb => "alb-sg",
+            Group::Compute => "compute-sg",
+            Group::Db => "db-sg",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Group::Alb => "paymig: internal ALB, listener port from the VPC only",
+            Group::Compute => {
+                "paymig: Lambda functions; egress to the database and the gateway endpoints only"
+            }
+            Group::Db => "paymig: Aurora PostgreSQL; 5432 from compute only",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Converge
+
+fn tag_spec(ctx: &Ctx, rt: ResourceType, name: &str) -> TagSpecification {
+    let mut b = TagSpecification::builder()
+        .resource_type(rt)
+        .tags(Tag::builder().key("Name").value(name).build());
+    for (k, v) in ctx.cfg.prod_tags() {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    b.build()
+}
+
+fn ours(ctx: &Ctx) -> [Filter; 2] {
+    [
+        filter(&format!("tag:{TAG_MIGRATION}"), &ctx.cfg.migration.name),
+        filter(&format!("tag:{TAG_SUFFIX}"), ctx.suffix()),
+    ]
+}
+
+fn missing_tags(ctx: &Ctx, tags: &[Tag], name: &str) -> BTreeMap<String, String> {
+    let have: BTreeMap<&str, &str> = tags
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    let mut want = ctx.cfg.prod_tags();
+    want.insert("Name".into(), name.into());
+    want.into_iter()
+        .filter(|(k, v)| have.get(k.as_str()) != Some(&v.as_str()))
+        .collect()
+}
+
+/// Re-tags an adopted EC2 resource whose tags drifted.
+async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(), StepError> {
+    let missing = missing_tags(ctx, tags, &res.name);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let prev: BTreeMap<&str, &str> = tags
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    let detail = format!(
+        "tags {}",
+        missing.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
+    ctx.update(
+        res,
+        id,
+        detail,
+        json!({"tags": prev, "set": missing.keys().collect::<Vec<_>>()}),
+        || async {
+            let t: Vec<Tag> = missing
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect();
+            ctx.aws
+                .target
+                .ec2
+                .create_tags()
+                .resources(id)
+                .set_tags(Some(t))
+                .send()
+                .await
+                .map_err(StepError::aws(&res.name, "CreateTags"))?;
+            Ok(())
+        },
+    )
+    .await
+}
+
+async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
+    let dev = read_dev(ctx).await?;
+    for r in &dev.skipped_routes {
+        ctx.notice(STEP, format!("dev route {r} is not copied: prod subnets are private, with gateway endpoints only"));
+    }
+    let names = &ctx.cfg.names;
+    let vpc_name = dev
+        .name
+        .as_deref()
+        .map_or_else(|| names.own("vpc"), |n| names.prod(n));
+    let vpc_id = converge_vpc(ctx, &dev, &vpc_name).await?;
+
+    // Subnets: mirrored, plus derived ones when dev spans fewer than 3 AZs.
+    let distinct_azs: BTreeSet<&str> = dev.subnets.iter().map(|s| s.az.as_str()).collect();
+    let zones = if distinct_azs.len() < MIN_AZS {
+        target_zones(ctx).await?
+    } else {
+        vec![]
+    };
+    let specs = plan_subnets(
+        &dev.subnets,
+        &dev.cidrs,
+        &zones,
+        |s, i| match &s.name {
+            Some(n) => names.prod(n),
+            None => names.own(&format!("subnet-{}-{}", s.az, i + 1)),
+        },
+        |az| names.own(&format!("subnet-{az}")),
+    )
+    .map_err(|e| StepError::Invalid(format!("network: {e}")))?;
+    for s in specs.iter().filter(|s| s.derived) {
+        ctx.notice(
+            STEP,
+            format!(
+                "dev has subnets in {} AZ(s) only: deriving {} in {} for prod",
+                distinct_azs.len(),
+                s.cidr,
+                s.az
+            ),
+        );
+    }
+    let subnets = converge_subnets(ctx, &vpc_id, &specs).await?;
+    let route_tables = converge_route_tables(ctx, &vpc_id, &subnets).await?;
+    converge_endpoints(ctx, &vpc_id, &route_tables).await?;
+    let groups = converge_security_groups(ctx, &vpc_id, &dev.cidrs).await?;
+
+    let mut o = ctx.outputs();
+    o.vpc_id = Some(vpc_id);
+    o.vpc_cidrs = dev.cidrs.clone();
+    o.subnets = subnets
+        .iter()
+        .map(|(s, id)| (s.az.clone(), id.clone()))
+        .collect();
+    o.route_tables = route_tables;
+    o.sg_alb = Some(groups[0].clone());
+    o.sg_compute = Some(groups[1].clone());
+    o.sg_db = Some(groups[2].clone());
+    Ok(Outcome::Done)
+}
+
+async fn target_zones(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+    let out = ctx
+        .aws
+        .target
+        .ec2
+        .describe_availability_zones()
+        .filters(filter("state", "available"))
+        .send()
+        .await
+        .map_err(StepError::aws(
+            format!("region {}", ctx.cfg.migration.region),
+            "DescribeAvailabilityZones",
+        ))?;
+    let mut zones: Vec<String> = out
+        .availability_zones()
+        .iter()
+        .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
+        .filter_map(|z| z.zone_name().map(str::to_owned))
+        .collect();
+    zones.sort();
+    Ok(zones)
+}
+
+async fn converge_vpc(ctx: &Ctx, dev: &DevVpc, name: &str) -> Result<String, StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    let res = Res::new(STEP, "vpc", "vpc", name);
+    let found: Option<aws_sdk_ec2::types::Vpc> = ec2
+        .describe_vpcs()
+        .set_filters(Some(ours(ctx).into()))
+        .filters(filter("tag:Name", name))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(name, "DescribeVpcs"))?
+        .into_iter()
+        .next();
+    let (vpc_id, current_cidrs, tags) = match found {
+        Some(v) => {
+            let id = v.vpc_id().unwrap_or_default().to_owned();
+            ctx.unchanged(&res, &id, None)?;
+            let cidrs: Vec<String> = v
+                .cidr_block_association_set()
+                .iter()
+                .filter(|a| {
+                    a.cidr_block_state()
+                        .and_then(|s| s.state())
+                        .is_none_or(|s| matches!(s.as_str(), "associated" | "associating"))
+                })
+                .filter_map(|a| a.cidr_block().map(str::to_owned))
+                .collect();
+            (id, cidrs, v.tags().to_vec())
+        }
+        None => {
+            let primary = dev.cidrs.first().cloned().ok_or_else(|| {
+                StepError::Invalid(format!("dev VPC {} has no CIDR block", dev.id))
+            })?;
+            let spec = tag_spec(ctx, ResourceType::Vpc, name);
+            let id = ctx
+                .create(
+                    &res,
+                    format!("cidr {primary}"),
+                    json!({"dev_vpc": dev.id}),
+                    || async {
+                        let out = ec2
+                            .create_vpc()
+                            .cidr_block(&primary)
+                            .tag_specifications(spec)
+                            .send()
+                            .await
+                            .map_err(StepError::aws(name, "CreateVpc"))?;
+                        let id = out
+                            .vpc
+                            .and_then(|v| v.vpc_id)
+                            .ok_or_else(|| StepError::Invalid("CreateVpc returned no id".into()))?;
+                        Ok(Created::id(id))
+                    },
+                )
+                .await?
+                .unwrap_or_else(|| planned_id("vpc"));
+            (
+                id.clone(),
+                if is_planned(&id) {
+                    vec![]
+                } else {
+                    vec![primary]
+                },
+                vec![],
+            )
+        }
+    };
+    if !is_planned(&vpc_id) && !tags.is_empty() {
+        converge_tags(ctx, &res, &vpc_id, &tags).await?;
+    }
+    // Secondary CIDR blocks.
+    for cidr in dev.cidrs.iter().skip(1) {
+        if current_cidrs.contains(cidr) {
+            continue;
+        }
+        ctx.update(
+            &res,
+            &vpc_id,
+            format!("cidr {cidr}"),
+            Value::Null,
+            || async {
+                retry_eventual("AssociateVpcCidrBlock", is_not_found_yet, || async {
+                    ec2.associate_vpc_cidr_block()
+                        .vpc_id(&vpc_id)
+                        .cidr_block(cidr)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(name, "AssociateVpcCidrBlock"))
+                })
+                .await?;
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    // DNS attributes, as in dev.
+    for (attr, want) in [
+        (VpcAttributeName::EnableDnsSupport, dev.dns_support),
+        (VpcAttributeName::EnableDnsHostnames, dev.dns_hostnames),
+    ] {
+        let have = if is_planned(&vpc_id) {
+            // A new VPC starts with DNS support on and hostnames off.
+            attr == VpcAttributeName::EnableDnsSupport
+        } else {
+            let out = ec2
+                .describe_vpc_attribute()
+                .vpc_id(&vpc_id)
+                .attribute(attr.clone())
+                .send()
+                .await
+                .map_err(StepError::aws(name, "DescribeVpcAttribute"))?;
+            let v = if attr == VpcAttributeName::EnableDnsHostnames {
+                out.enable_dns_hostnames
+            } else {
+                out.enable_dns_support
+            };
+            v.and_then(|b| b.value).unwrap_or(false)
+        };
+        if have != want {
+            let label = attr.as_str().to_owned();
+            ctx.update(
+                &res,
+                &vpc_id,
+                format!("{label}={want}"),
+                json!({"attribute": label, "value": have}),
+                || async { set_dns_attr(ctx, &vpc_id, &label, want).await },
+            )
+            .await?;
+        }
+    }
+    Ok(vpc_id)
+}
+
+async fn set_dns_attr(ctx: &Ctx, vpc_id: &str, attr: &str, value: bool) -> Result<(), StepError> {
+    let v = AttributeBooleanValue::builder().value(value).build();
+    let b = ctx.aws.target.ec2.modify_vpc_attribute().vpc_id(vpc_id);
+    let b = if attr == "enableDnsHostnames" {
+        b.enable_dns_hostnames(v)
+    } else {
+        b.enable_dns_support(v)
+    };
+    b.send()
+        .await
+        .map_err(StepError::aws(vpc_id, "ModifyVpcAttribute"))?;
+    Ok(())
+}
+
+fn is_not_found_yet(e: &StepError) -> bool {
+    matches!(e, StepError::Aws { message, .. } if message.contains(".NotFound"))
+}
+
+async fn converge_subnets(
+    ctx: &Ctx,
+    vpc_id: &str,
+    specs: &[SubnetSpec],
+) -> Result<Vec<(SubnetSpec, String)>, StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    let existing: Vec<Subnet> = if is_planned(vpc_id) {
+        vec![]
+    } else {
+        ec2.describe_subnets()
+            .filters(filter("vpc-id", vpc_id))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StepError::aws(vpc_id, "DescribeSubnets"))?
+    };
+    let mut out = Vec::new();
+    for spec in specs {
+        let res = Res::new(STEP, "subnet", format!("subnet/{}", spec.cidr), &spec.name);
+        let found = existing
+            .iter()
+            .find(|s| s.cidr_block() == Some(spec.cidr.as_str()));
+        let id = match found {
+            Some(s) if s.availability_zone() != Some(spec.az.as_str()) => {
+                return Err(StepError::Invalid(format!(
+                    "prod subnet {} ({}) is in {} but should be in {}; AWS cannot move a subnet: delete it or run destroy",
+                    s.subnet_id().unwrap_or("?"), spec.cidr, s.availability_zone().unwrap_or("?"), spec.az)));
+            }
+            Some(s) => {
+                let id = s.subnet_id().unwrap_or_default().to_owned();
+                ctx.unchanged(&res, &id, None)?;
+                converge_tags(ctx, &res, &id, s.tags()).await?;
+                id
+            }
+            None => {
+                let detail = format!(
+                    "{} in {}{}",
+                    spec.cidr,
+                    spec.az,
+                    if spec.derived { " (derived)" } else { "" }
+                );
+                let spec_tags = tag_spec(ctx, ResourceType::Subnet, &spec.name);
+                ctx.create(
+                    &res,
+                    detail,
+                    json!({"vpc": vpc_id, "az": spec.az}),
+                    || async {
+                        let out = retry_eventual("CreateSubnet", is_not_found_yet, || async {
+                            ec2.create_subnet()
+                                .vpc_id(vpc_id)
+                                .cidr_block(&spec.cidr)
+                                .availability_zone(&spec.az)
+                                .tag_specifications(spec_tags.clone())
+                                .send()
+                                .await
+                                .map_err(StepError::aws(&spec.name, "CreateSubnet"))
+                        })
+                        .await?;
+                        let id = out.subnet.and_then(|s| s.subnet_id).ok_or_else(|| {
+                            StepError::Invalid("CreateSubnet returned no id".into())
+                        })?;
+                        Ok(Created::id(id))
+                    },
+                )
+                .await?
+                .unwrap_or_else(|| planned_id("subnet"))
+            }
+        };
+        out.push((spec.clone(), id));
+    }
+    out.sort_by(|a, b| (&a.0.az, &a.0.cidr).cmp(&(&b.0.az, &b.0.cidr)));
+    Ok(out)
+}
+
+/// A deterministic EC2 ClientToken for a create, so a retried call cannot
+/// create a second resource.
+fn client_token(ctx: &Ctx, key: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!(
+        "{}/{}/{}/{}",
+        ctx.account,
+        ctx.cfg.migration.name,
+        ctx.suffix(),
+        key
+    ));
+    hex::encode(&h[..16])
+}
+
+async fn converge_route_tables(
+    ctx: &Ctx,
+    vpc_id: &str,
+    subnets: &[(SubnetSpec, String)],
+) -> Result<Vec<String>, StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    let existing: Vec<RouteTable> = if is_planned(vpc_id) {
+        vec![]
+    } else {
+        ec2.describe_route_tables()
+            .filters(filter("vpc-id", vpc_id))
+            .set_filters(Some(ours(ctx).into()))
+            .filters(filter("vpc-id", vpc_id))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StepError::aws(vpc_id, "DescribeRouteTables"))?
+    };
+    let mut ids = Vec::new();
+    for (spec, subnet_id) in subnets {
+        let name = format!("{}-rt", spec.name);
+        let res = Res::new(
+            STEP,
+            "route_table",
+            format!("route-table/{}", spec.cidr),
+            &name,
+        );
+        let found = existing
+            .iter()
+            .find(|rt| name_tag(rt.tags()).as_deref() == Some(name.as_str()));
+        let (rt_id, associated) = match found {
+            Some(rt) => {
+                let id = rt.route_table_id().unwrap_or_default().to_owned();
+                ctx.unchanged(&res, &id, None)?;
+                converge_tags(ctx, &res, &id, rt.tags()).await?;
+                let assoc = rt
+                    .associations()
+                    .iter()
+                    .any(|a| a.subnet_id() == Some(subnet_id.as_str()));
+                (id, assoc)
+            }
+            None => {
+                let token = client_token(ctx, &res.key);
+                let spec_tags = tag_spec(ctx, ResourceType::RouteTable, &name);
+                let id = ctx
+                    .create(
+                        &res,
+                        format!("for subnet {}", spec.name),
+                        json!({"vpc": vpc_id, "subnet": subnet_id}),
+                        || async {
+                            let out =
+                                retry_eventual("CreateRouteTable", is_not_found_yet, || async {
+                                    ec2.create_route_table()
+                                        .vpc_id(vpc_id)
+                                        .client_token(&token)
+                                        .tag_specifications(spec_tags.clone())
+                                        .send()
+                                        .await
+                                        .map_err(StepError::aws(&name, "CreateRouteTable"))
+                                })
+                                .await?;
+                            let id = out.route_table.and_then(|r| r.route_table_id).ok_or_else(
+                                || StepError::Invalid("CreateRouteTable returned no id".into()),
+                            )?;
+                            Ok(Created::id(id))
+                        },
+                    )
+                    .await?
+                    .unwrap_or_else(|| planned_id("route table"));
+                (id, false)
+            }
+        };
+        if !associated {
+            ctx.update(
+                &res,
+                &rt_id,
+                format!("associate with {}", spec.name),
+                json!({"subnet": subnet_id}),
+                || async {
+                    ec2.associate_route_table()
+                        .route_table_id(&rt_id)
+                        .subnet_id(subnet_id)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&name, "AssociateRouteTable"))?;
+                    Ok(())
+                },
+            )
+            .await?;
+        }
+        ids.push(rt_id);
+    }
+    Ok(ids)
+}
+
+/// Endpoint policies: named actions on the migration's own buckets and
+/// tables only — never `"Action": "*"` (the AWS default).
+pub fn endpoint_policy(ctx: &Ctx, service: &str) -> Value {
+    let n = &ctx.cfg.names;
+    let (m, s) = (&ctx.cfg.migration.name, ctx.suffix());
+    if service == "s3" {
+        let mut buckets: Vec<String> = ctx
+            .cfg
+            .source
+            .audit_buckets
+            .iter()
+            .map(|b| n.prod(b))
+            .collect();
+        if buckets.is_empty() {
+            buckets.push(format!("{m}-*-{s}"));
+        }
+        let resources: Vec<String> = buckets
+            .iter()
+            .flat_map(|b| [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")])
+            .collect();
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Sid": "MigrationBucketsOnly", "Effect": "Allow", "Principal": "*",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket", "s3:ListBucketVersions",
+                       "s3:GetBucketLocation", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            "Resource": resources}]})
+    } else {
+        let region = &ctx.cfg.migration.region;
+        let account = &ctx.account;
+        let mut tables: Vec<String> = ctx
+            .cfg
+            .source
+            .dynamodb_tables
+            .iter()
+            .map(|t| n.prod(t))
+            .collect();
+        if tables.is_empty() {
+            tables.push(format!("{m}-*-{s}"));
+        }
+        let resources: Vec<String> = tables
+            .iter()
+            .flat_map(|t| {
+                [
+                    format!("arn:aws:dynamodb:{region}:{account}:table/{t}"),
+                    format!("arn:aws:dynamodb:{region}:{account}:table/{t}/index/*"),
+                ]
+            })
+            .collect();
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Sid": "MigrationTablesOnly", "Effect": "Allow", "Principal": "*",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
+                       "dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
+                       "dynamodb:DescribeTable"],
+            "Resource": resources}]})
+    }
+}
+
+async fn converge_endpoints(
+    ctx: &Ctx,
+    vpc_id: &str,
+    route_tables: &[String],
+) -> Result<(), StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    let region = &ctx.cfg.migration.region;
+    let existing: Vec<VpcEndpoint> = if is_planned(vpc_id) {
+        vec![]
+    } else {
+        ec2.describe_vpc_endpoints()
+            .filters(filter("vpc-id", vpc_id))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StepError::aws(vpc_id, "DescribeVpcEndpoints"))?
+    };
+    for service in ["s3", "dynamodb"] {
+        let service_name = format!("com.amazonaws.{region}.{service}");
+        let name = ctx.cfg.names.own(&format!("{service}-endpoint"));
+        let res = Res::new(STEP, "vpc_endpoint", format!("endpoint/{service}"), &name);
+        let policy = endpoint_policy(ctx, service);
+        let found = existing.iter().find(|e| {
+            e.service_name() == Some(service_name.as_str())
+                && !e.state().is_some_and(|s| {
+                    matches!(
+                        s.as_str().to_ascii_lowercase().as_str(),
+                        "deleted" | "deleting" | "failed" | "rejected"
+                    )
+                })
+        });
+        match found {
+            Some(e) => {
+                let id = e.vpc_endpoint_id().unwrap_or_default().to_owned();
+                ctx.unchanged(&res, &id, None)?;
+                converge_tags(ctx, &res, &id, e.tags()).await?;
+                let have: BTreeSet<&str> = e.route_table_ids().iter().map(String::as_str).collect();
+                let want: BTreeSet<&str> = route_tables
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|r| !is_planned(r))
+                    .collect();
+                let add: Vec<String> = want.difference(&have).map(|s| s.to_string()).collect();
+                let remove: Vec<String> = have.difference(&want).map(|s| s.to_string()).collect();
+                let current_policy: Value = e
+                    .policy_document()
+                    .and_then(|p| serde_json::from_str(p).ok())
+                    .unwrap_or(Value::Null);
+                if !add.is_empty() || !remove.is_empty() {
+                    ctx.update(
+                        &res,
+                        &id,
+                        "route tables",
+                        json!({"route_tables": have}),
+                        || async {
+                            ec2.modify_vpc_endpoint()
+                                .vpc_endpoint_id(&id)
+                                .set_add_route_table_ids(Some(add.clone()))
+                                .set_remove_route_table_ids(Some(remove.clone()))
+                                .send()
+                                .await
+                                .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                }
+                if current_policy != policy {
+                    ctx.update(
+                        &res,
+                        &id,
+                        "endpoint policy",
+                        json!({"policy": current_policy}),
+                        || async {
+                            ec2.modify_vpc_endpoint()
+                                .vpc_endpoint_id(&id)
+                                .policy_document(policy.to_string())
+                                .send()
+                                .await
+                                .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                }
+            }
+            None => {
+                let token = client_token(ctx, &res.key);
+                let spec_tags = tag_spec(ctx, ResourceType::VpcEndpoint, &name);
+                let rts: Vec<String> = route_tables.to_vec();
+                ctx.create(
+                    &res,
+                    format!("gateway {service_name} on {} route tables", rts.len()),
+                    json!({"vpc": vpc_id}),
+                    || async {
+                        let out = ec2
+                            .create_vpc_endpoint()
+                            .vpc_id(vpc_id)
+                            .vpc_endpoint_type(VpcEndpointType::Gateway)
+                            .service_name(&service_name)
+                            .set_route_table_ids(Some(rts))
+                            .policy_document(policy.to_string())
+                            .client_token(token)
+                            .tag_specifications(spec_tags)
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&name, "CreateVpcEndpoint"))?;
+                        let id = out
+                            .vpc_endpoint
+                            .and_then(|e| e.vpc_endpoint_id)
+                            .ok_or_else(|| {
+                                StepError::Invalid("CreateVpcEndpoint returned no id".into())
+                            })?;
+                        Ok(Created::id(id))
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The prefix lists of the S3 and DynamoDB gateway endpoints (the compute
+/// group's HTTPS egress goes to them and nowhere else).
+async fn endpoint_prefix_lists(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+    let region = &ctx.cfg.migration.region;
+    let names = [
+        format!("com.amazonaws.{region}.s3"),
+        format!("com.amazonaws.{region}.dynamodb"),
+    ];
+    let out = ctx
+        .aws
+        .target
+        .ec2
+        .describe_prefix_lists()
+        .filters(
+            Filter::builder()
+                .name("prefix-list-name")
+                .set_values(Some(names.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(StepError::aws(
+            "gateway endpoint prefix lists",
+            "DescribePrefixLists",
+        ))?;
+    let mut ids: Vec<String> = out
+        .prefix_lists()
+        .iter()
+        .filter(|p| {
+            p.prefix_list_name()
+                .is_some_and(|n| names.iter().any(|x| x == n))
+        })
+        .filter_map(|p| p.prefix_list_id().map(str::to_owned))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Desired (ingress, egress) rules of each group.
+pub fn desired_rules(
+    listener_port: u16,
+    vpc_cidrs: &[String],
+    alb: &str,
+    compute: &str,
+    db: &str,
+    prefix_lists: &[String],
+) -> [(BTreeSet<Rule>, BTreeSet<Rule>); 3] {
+    let port = i32::from(listener_port);
+    let alb_in = vpc_cidrs
+        .iter()
+        .map(|c| Rule::tcp(port, format!("cidr:{c}")))
+        .collect();
+    let mut compute_out: BTreeSet<Rule> = [Rule::tcp(POSTGRES_PORT, format!("sg:{db}"))].into();
+    compute_out.extend(
+        prefix_lists
+            .iter()
+            .map(|p| Rule::tcp(HTTPS_PORT, format!("pl:{p}"))),
+    );
+    let db_in = [Rule::tcp(POSTGRES_PORT, format!("sg:{compute}"))].into();
+    let _ = alb;
+    [
+        (alb_in, BTreeSet::new()),
+        (BTreeSet::new(), compute_out),
+        (db_in, BTreeSet::new()),
+    ]
+}
+
+async fn converge_security_groups(
+    ctx: &Ctx,
+    vpc_id: &str,
+    vpc_cidrs: &[String],
+) -> Result<Vec<String>, StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    let existing: Vec<SecurityGroup> = if is_planned(vpc_id) {
+        vec![]
+    } else {
+        ec2.describe_security_groups()
+            .filters(filter("vpc-id", vpc_id))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StepError::aws(vpc_id, "DescribeSecurityGroups"))?
+    };
+    let mut ids = Vec::new();
+    let mut current: Vec<(BTreeSet<Rule>, BTreeSet<Rule>)> = Vec::new();
+    for g in Group::ALL {
+        let name = ctx.cfg.names.own(g.kind());
+        let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
+        match existing
+            .iter()
+            .find(|s| s.group_name() == Some(name.as_str()))
+        {
+            Some(sg) => {
+                let id = sg.group_id().unwrap_or_default().to_owned();
+                ctx.unchanged(&res, &id, None)?;
+                converge_tags(ctx, &res, &id, sg.tags()).await?;
+                current.push((
+                    rules_of(sg.ip_permissions()),
+                    rules_of(sg.ip_permissions_egress()),
+                ));
+                ids.push(id);
+            }
+            None => {
+                let spec_tags = tag_spec(ctx, ResourceType::SecurityGroup, &name);
+                let id = ctx
+                    .create(&res, g.description(), json!({"vpc": vpc_id}), || async {
+                        let out =
+                            retry_eventual("CreateSecurityGroup", is_not_found_yet, || async {
+                                ec2.create_security_group()
+                                    .group_name(&name)
+                                    .description(g.description())
+                                    .vpc_id(vpc_id)
+                                    .tag_specifications(spec_tags.clone())
+                                    .send()
+                                    .await
+                                    .map_err(StepError::aws(&name, "CreateSecurityGroup"))
+                            })
+                            .await?;
+                        let id = out.group_id.ok_or_else(|| {
+                            StepError::Invalid("CreateSecurityGroup returned no id".into())
+                        })?;
+                        Ok(Created::id(id))
+                    })
+                    .await?
+                    .unwrap_or_else(|| planned_id(g.kind()));
+                // A new group allows all egress until told otherwise.
+                let default_egress: BTreeSet<Rule> = [Rule {
+                    protocol: "-1".into(),
+                    from: -1,
+                    to: -1,
+                    peer: "cidr:0.0.0.0/0".into(),
+                }]
+                .into();
+                current.push((BTreeSet::new(), default_egress));
+                ids.push(id);
+            }
+        }
+    }
+    let prefix_lists = endpoint_prefix_lists(ctx).await?;
+    if prefix_lists.is_empty() {
+        ctx.notice(STEP, "no S3/DynamoDB prefix lists found: the compute group gets no HTTPS egress to the gateway endpoints");
+    }
+    let desired = desired_rules(
+        ctx.cfg.blue_green.listener_port,
+        vpc_cidrs,
+        &ids[0],
+        &ids[1],
+        &ids[2],
+        &prefix_lists,
+    );
+    for (i, g) in Group::ALL.iter().enumerate() {
+        let name = ctx.cfg.names.own(g.kind());
+        let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
+        for (egress, have, want) in [
+            (false, &current[i].0, &desired[i].0),
+            (true, &current[i].1, &desired[i].1),
+        ] {
+            if have == want {
+                continue;
+            }
+            let direction = if egress { "egress" } else { "ingress" };
+            let id = ids[i].clone();
+            ctx.update(
+                &res,
+                &id,
+                format!("{direction} rules"),
+                json!({"direction": direction, "rules": have}),
+                || async { set_rules(ctx, &id, egress, have, want).await },
+            )
+            .await?;
+        }
+    }
+    Ok(ids)
+}
+
+/// Makes a group's rules in one direction exactly `want`.
+async fn set_rules(
+    ctx: &Ctx,
+    group: &str,
+    egress: bool,
+    have: &BTreeSet<Rule>,
+    want: &BTreeSet<Rule>,
+) -> Result<(), StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    let add: Vec<IpPermission> = want.difference(have).map(Rule::to_permission).collect();
+    let remove: Vec<IpPermission> = have.difference(want).map(Rule::to_permission).collect();
+    if !add.is_empty() {
+        if egress {
+            ec2.authorize_security_group_egress()
+                .group_id(group)
+                .set_ip_permissions(Some(add))
+                .send()
+                .await
+                .map_err(StepError::aws(group, "AuthorizeSecurityGroupEgress"))?;
+        } else {
+            ec2.authorize_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(Some(add))
+                .send()
+                .await
+                .map_err(StepError::aws(group, "AuthorizeSecurityGroupIngress"))?;
+        }
+    }
+    if !remove.is_empty() {
+        let r = if egress {
+            ec2.revoke_security_group_egress()
+                .group_id(group)
+                .set_ip_permissions(Some(remove))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(StepError::aws(group, "RevokeSecurityGroupEgress"))
+        } else {
+            ec2.revoke_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(Some(remove))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(StepError::aws(group, "RevokeSecurityGroupIngress"))
+        };
+        r?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Undo and sweep
+
+/// Runs a delete, treating "not found" as done and retrying while a
+/// dependency is still being released (EC2 deletes are eventually consistent).
+async fn delete_ec2<F, Fut, T, E>(what: &str, op: &'static str, call: F) -> Result<bool, StepError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<
+            T,
+            aws_smithy_runtime_api::client::result::SdkError<
+                E,
+                aws_smithy_runtime_api::http::Response,
+            >,
+        >,
+    >,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let r = retry_eventual(op, |e| matches!(e, StepError::Aws { message, .. } if message.starts_with("DependencyViolation")), || async {
+        match call().await {
+            Ok(_) => Ok(true),
+            Err(e) if ec2_code(&e).is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidVpcEndpointId.NotFound") => Ok(false),
+            Err(e) => Err(StepError::aws(what, op)(e)),
+        }
+    })
+    .await?;
+    Ok(r)
+}
+
+async fn find_by_key(ctx: &Ctx, r: &Record) -> Result<Option<String>, StepError> {
+    // A create whose `done` was never written: find the resource by its Name tag.
+    let ec2 = &ctx.aws.target.ec2;
+    let mut filters: Vec<Filter> = ours(ctx).into();
+    filters.push(filter("tag:Name", &r.intent.name));
+    let id = match r.intent.kind.as_str() {
+        "vpc" => ec2
+            .describe_vpcs()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(StepError::aws(&r.intent.name, "DescribeVpcs"))?
+            .vpcs()
+            .first()
+            .and_then(|v| v.vpc_id().map(String::from)),
+        "subnet" => ec2
+            .describe_subnets()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(StepError::aws(&r.intent.name, "DescribeSubnets"))?
+            .subnets()
+            .first()
+            .and_then(|v| v.subnet_id().map(String::from)),
+        "route_table" => ec2
+            .describe_route_tables()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(StepError::aws(&r.intent.name, "DescribeRouteTables"))?
+            .route_tables()
+            .first()
+            .and_then(|v| v.route_table_id().map(String::from)),
+        "vpc_endpoint" => ec2
+            .describe_vpc_endpoints()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(StepError::aws(&r.intent.name, "DescribeVpcEndpoints"))?
+            .vpc_endpoints()
+            .iter()
+            .find(|e| {
+                !e.state()
+                    .is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted"))
+            })
+            .and_then(|v| v.vpc_endpoint_id().map(String::from)),
+        "security_group" => ec2
+            .describe_security_groups()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(StepError::aws(&r.intent.name, "DescribeSecurityGroups"))?
+            .security_groups()
+            .first()
+            .and_then(|v| v.group_id().map(String::from)),
+        _ => None,
+    };
+    Ok(id)
+}
+
+async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    match kind {
+        "vpc_endpoint" => {
+            let state = ec2
+                .describe_vpc_endpoints()
+                .vpc_endpoint_ids(id)
+                .send()
+                .await;
+            if let Ok(out) = &state {
+                if out.vpc_endpoints().iter().all(|e| {
+                    e.state()
+                        .is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted"))
+                }) {
+                    return Ok(false);
+                }
+            }
+            delete_ec2(id, "DeleteVpcEndpoints", || {
+                ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send()
+            })
+            .await
+        }
+        "security_group" => {
+            // Drop the group's own rules first: they may reference another
+            // group, which could then not be deleted.
+            if let Ok(out) = ec2.describe_security_groups().group_ids(id).send().await {
+                if let Some(sg) = out.security_groups().first() {
+                    let ingress = rules_of(sg.ip_permissions());
+                    let egress = rules_of(sg.ip_permissions_egress());
+                    set_rules(ctx, id, false, &ingress, &BTreeSet::new()).await?;
+                    set_rules(ctx, id, true, &egress, &BTreeSet::new()).await?;
+                }
+            }
+            delete_ec2(id, "DeleteSecurityGroup", || {
+                ec2.delete_security_group().group_id(id).send()
+            })
+            .await
+        }
+        "route_table" => {
+            if let Ok(out) = ec2.describe_route_tables().route_table_ids(id).send().await {
+                for a in out.route_tables().iter().flat_map(|r| r.associations()) {
+                    if let (Some(aid), false) =
+                        (a.route_table_association_id(), a.main().unwrap_or(false))
+                    {
+                        delete_ec2(aid, "DisassociateRouteTable", || {
+                            ec2.disassociate_route_table().association_id(aid).send()
+                        })
+                        .await?;
+                    }
+                }
+            }
+            delete_ec2(id, "DeleteRouteTable", || {
+                ec2.delete_route_table().route_table_id(id).send()
+            })
+            .await
+        }
+        "subnet" => {
+            delete_ec2(id, "DeleteSubnet", || {
+                ec2.delete_subnet().subnet_id(id).send()
+            })
+            .await
+        }
+        "vpc" => delete_ec2(id, "DeleteVpc", || ec2.delete_vpc().vpc_id(id).send()).await,
+        other => Err(StepError::Invalid(format!("network cannot delete {other}"))),
+    }
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    match r.intent.op {
+        Op::Create | Op::Adopt => {
+            let id = match &r.id {
+                Some(id) => Some(id.clone()),
+                None => find_by_key(ctx, r).await?,
+            };
+            if let Some(id) = id {
+                delete_resource(ctx, &r.intent.kind, &id).await?;
+            }
+        }
+        Op::Update => {
+            let id = r.intent.data["id"].as_str().unwrap_or_default();
+            let prev = &r.intent.prev;
+            let key = &r.intent.key;
+            if let Some(attr) = prev.get("attribute").and_then(Value::as_str) {
+                let value = prev.get("value").and_then(Value::as_bool).unwrap_or(false);
+                match set_dns_attr(ctx, id, attr, value).await {
+                    Err(StepError::Aws { message, .. }) if message.contains(".NotFound") => {}
+                    other => other?,
+                }
+            } else if let Some(cidr) = key.split("#cidr ").nth(1) {
+                let out = ec2.describe_vpcs().vpc_ids(id).send().await;
+                if let Ok(out) = out {
+                    for a in out
+                        .vpcs()
+                        .iter()
+                        .flat_map(|v| v.cidr_block_association_set())
+                    {
+                        if a.cidr_block() == Some(cidr) {
+                            if let Some(aid) = a.association_id() {
+                                delete_ec2(aid, "DisassociateVpcCidrBlock", || {
+                                    ec2.disassociate_vpc_cidr_block().association_id(aid).send()
+                                })
+                                .await?;
+                            }
+                        }
+                    }
+                }
+            } else if let Some(subnet) = prev.get("subnet").and_then(Value::as_str) {
+                if let Ok(out) = ec2.describe_route_tables().route_table_ids(id).send().await {
+                    for a in out.route_tables().iter().flat_map(|t| t.associations()) {
+                        if a.subnet_id() == Some(subnet) {
+                            if let Some(aid) = a.route_table_association_id() {
+                                delete_ec2(aid, "DisassociateRouteTable", || {
+                                    ec2.disassociate_route_table().association_id(aid).send()
+                                })
+                                .await?;
+                            }
+                        }
+                    }
+                }
+            } else if let Some(direction) = prev.get("direction").and_then(Value::as_str) {
+                let before: BTreeSet<Rule> =
+                    serde_json::from_value(prev["rules"].clone()).unwrap_or_default();
+                if let Ok(out) = ec2.describe_security_groups().group_ids(id).send().await {
+                    if let Some(sg) = out.security_groups().first() {
+                        let egress = direction == "egress";
+                        let now = rules_of(if egress {
+                            sg.ip_permissions_egress()
+                        } else {
+                            sg.ip_permissions()
+                        });
+                        set_rules(ctx, id, egress, &now, &before).await?;
+                    }
+                }
+            } else if let Some(rts) = prev.get("route_tables").and_then(Value::as_array) {
+                let before: BTreeSet<String> = rts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect();
+                if let Ok(out) = ec2
+                    .describe_vpc_endpoints()
+                    .vpc_endpoint_ids(id)
+                    .send()
+                    .await
+                {
+                    if let Some(e) = out.vpc_endpoints().first() {
+                        let now: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
+                        let add: Vec<String> = before.difference(&now).cloned().collect();
+                        let remove: Vec<String> = now.difference(&before).cloned().collect();
+                        ec2.modify_vpc_endpoint()
+                            .vpc_endpoint_id(id)
+                            .set_add_route_table_ids(Some(add))
+                            .set_remove_route_table_ids(Some(remove))
+                            .send()
+                            .await
+                            .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
+                    }
+                }
+            } else if let Some(policy) = prev.get("policy").filter(|p| !p.is_null()) {
+                let _ = ec2
+                    .modify_vpc_endpoint()
+                    .vpc_endpoint_id(id)
+                    .policy_document(policy.to_string())
+                    .send()
+                    .await;
+            } else if let Some(set) = prev.get("set").and_then(Value::as_array) {
+                let before = prev
+                    .get("tags")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let added: Vec<Tag> = set
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|k| !before.contains_key(*k))
+                    .map(|k| Tag::builder().key(k).build())
+                    .collect();
+                if !added.is_empty() {
+                    let _ = ec2
+                        .delete_tags()
+                        .resources(id)
+                        .set_tags(Some(added))
+                        .send()
+                        .await;
+                }
+                let restore: Vec<Tag> = set
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|k| {
+                        before
+                            .get(k)
+                            .and_then(Value::as_str)
+                            .map(|v| Tag::builder().key(k).value(v).build())
+                    })
+                    .collect();
+                if !restore.is_empty() {
+                    let _ = ec2
+                        .create_tags()
+                        .resources(id)
+                        .set_tags(Some(restore))
+                        .send()
+                        .await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    let mut removed = Vec::new();
+    let tagged: Vec<Filter> = ours(ctx).into();
+    let endpoints: Vec<VpcEndpoint> = ec2
+        .describe_vpc_endpoints()
+        .set_filters(Some(tagged.clone()))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws("tagged endpoints", "DescribeVpcEndpoints"))?;
+    for e in endpoints {
+        if let Some(id) = e.vpc_endpoint_id() {
+            if delete_resource(ctx, "vpc_endpoint", id).await? {
+                removed.push(format!("vpc endpoint {id}"));
+            }
+        }
+    }
+    let groups: Vec<SecurityGroup> = ec2
+        .describe_security_groups()
+        .set_filters(Some(tagged.clone()))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(
+            "tagged security groups",
+            "DescribeSecurityGroups",
+        ))?;
+    // Drop every group's rules before deleting any: the groups reference each other.
+    for g in &groups {
+        if let Some(id) = g.group_id() {
+            set_rules(
+                ctx,
+                id,
+                false,
+                &rules_of(g.ip_permissions()),
+                &BTreeSet::new(),
+            )
+            .await?;
+            set_rules(
+                ctx,
+                id,
+                true,
+                &rules_of(g.ip_permissions_egress()),
+                &BTreeSet::new(),
+            )
+            .await?;
+        }
+    }
+    for g in &groups {
+        if let Some(id) = g.group_id() {
+            if delete_resource(ctx, "security_group", id).await? {
+                removed.push(format!("security group {id}"));
+            }
+        }
+    }
+    let tables: Vec<RouteTable> = ec2
+        .describe_route_tables()
+        .set_filters(Some(tagged.clone()))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws("tagged route tables", "DescribeRouteTables"))?;
+    for t in tables {
+        if let Some(id) = t.route_table_id() {
+            if delete_resource(ctx, "route_table", id).await? {
+                removed.push(format!("route table {id}"));
+            }
+        }
+    }
+    let subnets: Vec<Subnet> = ec2
+        .describe_subnets()
+        .set_filters(Some(tagged.clone()))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws("tagged subnets", "DescribeSubnets"))?;
+    for s in subnets {
+        if let Some(id) = s.subnet_id() {
+            if delete_resource(ctx, "subnet", id).await? {
+                removed.push(format!("subnet {id}"));
+            }
+        }
+    }
+    let vpcs: Vec<_> = ec2
+        .describe_vpcs()
+        .set_filters(Some(tagged))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws("tagged vpcs", "DescribeVpcs"))?;
+    for v in vpcs {
+        if let Some(id) = v.vpc_id() {
+            if delete_resource(ctx, "vpc", id).await? {
+                removed.push(format!("vpc {id}"));
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Parses an IPv4 CIDR's network address (for tests and diagnostics).
+pub fn network_of(cidr: &str) -> Option<Ipv4Addr> {
+    cidr.parse::<Ipv4Net>().ok().map(|n| n.network())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(az: &str, cidr: &str) -> DevSubnet {
+        DevSubnet {
+            az: az.into(),
+            cidr: cidr.into(),
+            name: None,
+        }
+    }
+
+    fn zones() -> Vec<String> {
+        ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn plan(d: &[DevSubnet], cidrs: &[&str]) -> Result<Vec<SubnetSpec>, String> {
+        let cidrs: Vec<String> = cidrs.iter().map(|s| s.to_string()).collect();
+        plan_subnets(
+            d,
+            &cidrs,
+            &zones(),
+            |s, _| format!("n-{}", s.cidr),
+            |az| format!("d-{az}"),
+        )
+    }
+
+    #[test]
+    fn three_dev_azs_are_mirrored_exactly() {
+        let d = [
+            dev("us-east-1a", "10.0.1.0/24"),
+            dev("us-east-1b", "10.0.2.0/24"),
+            dev("us-east-1c", "10.0.3.0/24"),
+        ];
+        let p = plan(&d, &["10.0.0.0/16"]).unwrap();
+        assert_eq!(p.len(), 3);
+        assert!(p.iter().all(|s| !s.derived));
+        assert_eq!(
+            p.iter().map(|s| s.cidr.as_str()).collect::<Vec<_>>(),
+            ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"]
+        );
+    }
+
+    #[test]
+    fn missing_azs_get_derived_non_overlapping_cidrs() {
+        let d = [
+            dev("us-east-1a", "10.0.0.0/24"),
+            dev("us-east-1b", "10.0.1.0/24"),
+        ];
+        let p = plan(&d, &["10.0.0.0/16"]).unwrap();
+        assert_eq!(p.len(), 3);
+        let derived: Vec<_> = p.iter().filter(|s| s.derived).collect();
+        assert_eq!(derived.len(), 1);
+        assert_eq!(derived[0].az, "us-east-1c");
+        assert_eq!(derived[0].cidr, "10.0.2.0/24");
+        assert_eq!(derived[0].name, "d-us-east-1c");
+    }
+
+    #[test]
+    fn a_full_vpc_cannot_derive() {
+        let d = [
+            dev("us-east-1a", "10.0.0.0/25"),
+            dev("us-east-1b", "10.0.0.128/25"),
+        ];
+        assert!(plan(&d, &["10.0.0.0/24"])
+            .unwrap_err()
+            .contains("no free /25"));
+    }
+
+    #[test]
+    fn no_dev_subnets_derives_three() {
+        let p = plan(&[], &["10.9.0.0/16"]).unwrap();
+        assert_eq!(
+            p.iter().map(|s| s.cidr.as_str()).collect::<Vec<_>>(),
+            ["10.9.0.0/24", "10.9.1.0/24", "10.9.2.0/24"]
+        );
+    }
+
+    #[test]
+    fn rules_round_trip_and_database_only_admits_compute() {
+        let [alb, compute, db] = desired_rules(
+            443,
+            &["10.0.0.0/16".into()],
+            "sg-a",
+            "sg-c",
+            "sg-d",
+            &["pl-1".into()],
+        );
+        assert_eq!(
+            alb.0.iter().map(|r| r.peer.as_str()).collect::<Vec<_>>(),
+            ["cidr:10.0.0.0/16"]
+        );
+        assert!(alb.1.is_empty() && db.1.is_empty() && compute.0.is_empty());
+        assert_eq!(
+            db.0.iter().cloned().collect::<Vec<_>>(),
+            [Rule::tcp(5432, "sg:sg-c".into())]
+        );
+        let perms: Vec<IpPermission> = compute.1.iter().map(Rule::to_permission).collect();
+        assert_eq!(rules_of(&perms), compute.1);
+    }
+}
