@@ -413,7 +413,14 @@ fn parse_journal(s: &str, config_path: &Path) -> Result<JournalLocation, String>
 
 fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-    let message = e.message().trim().to_owned();
+    let mut message = e.message().trim().to_owned();
+    // serde names the unknown key but not a key whose value has the wrong
+    // type: name it from the line.
+    if !message.starts_with("unknown field") {
+        if let Some(key) = key_at_line(text, line) {
+            message = format!("`{key}`: {message}");
+        }
+    }
     let help = nearest_key_help(&message);
     ConfigError::Parse {
         path: path.to_owned(),
@@ -422,6 +429,25 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
         message,
         help,
     }
+}
+
+/// `section.key` of the assignment on a 1-based line, if it is one.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let mut section = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            section = t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        } else if i + 1 == line {
+            let key = t.split_once('=')?.0.trim().trim_matches('"');
+            return Some(if section.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+    }
+    None
 }
 
 /// 1-based line and column of a byte offset.

@@ -3,10 +3,11 @@
 
 use crate::config::Config;
 use crate::engine::dag::Status;
-use crate::engine::{Action, Mode};
+use crate::engine::{Action, Mode, Outcome};
 use crate::error::{Error, Result};
 
 pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
+    super::require_confirmable(yes, "paymig apply")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "apply")?;
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
@@ -23,8 +24,15 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     tracing::info!(run = %run_id, parallelism, "apply started");
     let reports = dag
         .execute(parallelism, |s| {
-            tracing::info!(step = s.id(), "step running");
-            s.run(&ctx)
+            let ctx = &ctx;
+            Box::pin(async move {
+                tracing::info!(step = s.id(), "step running");
+                let outcome = s.run(ctx).await?;
+                if outcome == Outcome::Done {
+                    ctx.settle(s.id())?;
+                }
+                Ok(outcome)
+            })
         })
         .await;
     let failed: Vec<String> = reports
@@ -43,6 +51,8 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
 
     let changes = ctx.changes();
     println!("paymig apply: run {run_id}");
+    let mut reports = reports;
+    reports.sort_by_key(|r| dag.steps().iter().position(|s| s.id() == r.step));
     for r in &reports {
         let (created, updated) =
             changes

@@ -105,6 +105,7 @@ pub async fn preflight(ctx: &Ctx, dag: &Dag) -> Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
+        report_calls(&ctx.aws);
         Err(Error::Preflight(problems))
     }
 }
@@ -113,6 +114,18 @@ pub async fn preflight(ctx: &Ctx, dag: &Dag) -> Result<()> {
 pub fn build_dag() -> Result<Dag> {
     Dag::new(crate::steps::all())
         .map_err(|e| Error::Usage(format!("internal: invalid step graph: {e}")))
+}
+
+/// Refuses at once, before any AWS call, when confirmation would be needed
+/// but there is no terminal to ask on.
+pub fn require_confirmable(yes: bool, what: &str) -> Result<()> {
+    if yes || std::io::stdin().is_terminal() {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "{what}: refusing without --yes (no terminal to confirm on); nothing was changed"
+        )))
+    }
 }
 
 /// Asks for confirmation on a terminal; refuses without one.

@@ -80,7 +80,7 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
                 let c = counts.get(id).copied().unwrap_or_default();
                 let report = reports.iter().find(|r| r.step == id);
                 let state = match report.map(|r| &r.status) {
-                    Some(Status::Skipped(_)) => "skipped".to_owned(),
+                    Some(Status::Skipped(why)) => format!("skipped: {why}"),
                     Some(Status::Failed(e)) => format!("FAILED: {e}"),
                     Some(Status::Blocked(e)) => format!("blocked: {e}"),
                     _ => format!("{} to create, {} to update, {} unchanged", c[0], c[1], c[2]),

@@ -9,6 +9,7 @@ use crate::engine::{Ctx, Mode};
 use crate::error::{Error, Result};
 
 pub async fn rollback(cfg: Config, yes: bool) -> Result<()> {
+    super::require_confirmable(yes, "paymig rollback")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "rollback")?;
     let records = journal.records();
     // The newest apply/switch/params run with something still to undo.
@@ -48,6 +49,7 @@ pub async fn rollback(cfg: Config, yes: bool) -> Result<()> {
 }
 
 pub async fn destroy(cfg: Config, yes: bool) -> Result<()> {
+    super::require_confirmable(yes, "paymig destroy")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "destroy")?;
     let todo: Vec<Record> = journal
         .records()

@@ -259,6 +259,48 @@ impl Ctx {
         }
     }
 
+    /// A step observed that the change behind `key` is still to be made, so
+    /// an intent a killed run left without outcome never took effect: close
+    /// it before recording the new one, keeping the journal consistent.
+    fn supersede(&self, journal: &Journal, key: &str) -> Result<(), StepError> {
+        if let Some(r) = journal.latest(key).filter(|r| !r.undone && r.id.is_none()) {
+            tracing::info!(
+                key,
+                seq = r.seq,
+                "closing an intent a previous run left without outcome"
+            );
+            journal.undone(r.seq)?;
+        }
+        Ok(())
+    }
+
+    /// After `step` converged successfully, resolves every intent of it still
+    /// without outcome: prod is now as desired, so an open update took effect
+    /// (`done`; rollback restores its previous value), and an open create whose
+    /// resource the step neither found nor created never happened (`undone`).
+    /// These are what a run killed between a call and its `done` leaves.
+    pub fn settle(&self, step: &str) -> Result<(), StepError> {
+        if self.is_plan() {
+            return Ok(());
+        }
+        let journal = self.journal()?;
+        for r in journal
+            .records()
+            .into_iter()
+            .filter(|r| r.intent.step == step && !r.undone && r.id.is_none())
+        {
+            if r.intent.op == Op::Update {
+                let id = r.intent.data["id"].as_str().unwrap_or_default().to_owned();
+                tracing::info!(step, key = %r.intent.key, "an update a killed run made took effect");
+                journal.done(r.seq, &id, None, Value::Null)?;
+            } else {
+                tracing::info!(step, key = %r.intent.key, "a create a killed run intended never happened");
+                journal.undone(r.seq)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Creates `res` through the journal: `intent`, the call, `done`. In plan
     /// mode records the change and returns `None` without calling.
     pub async fn create<T, F, Fut>(
@@ -277,6 +319,7 @@ impl Ctx {
             return Ok(None);
         }
         let journal = self.journal()?;
+        self.supersede(journal, &res.key)?;
         let seq = journal.intent(Intent {
             step: res.step.into(),
             op: Op::Create,
@@ -312,11 +355,13 @@ impl Ctx {
             return Ok(());
         }
         let journal = self.journal()?;
+        let key = format!("{}#{}", res.key, detail);
+        self.supersede(journal, &key)?;
         let seq = journal.intent(Intent {
             step: res.step.into(),
             op: Op::Update,
             kind: res.kind.into(),
-            key: format!("{}#{}", res.key, detail),
+            key,
             name: res.name.clone(),
             prev,
             data: serde_json::json!({ "id": id }),

@@ -281,13 +281,14 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     let (key_id, key_arn) = match usable {
         Some(md) => (md.key_id.clone(), md.arn.clone().unwrap_or_default()),
         None => {
-            // Only a run killed between CreateKey and its `done` can have left
-            // an unaliased key; searching every key otherwise would cost a
-            // call per key in the account.
-            let orphan = if has_open_key_intent(ctx) {
-                find_tagged_keys(ctx).await?.into_iter().next()
-            } else {
-                None
+            // A key the journal records whose alias a killed run never
+            // created, or — only after a run killed between CreateKey and its
+            // `done` — an unrecorded key found by its tags. (Searching every
+            // key otherwise would cost a call per key in the account.)
+            let orphan = match recorded_key(ctx).await? {
+                Some(md) => Some(md),
+                None if has_open_key_intent(ctx) => find_tagged_keys(ctx).await?.into_iter().next(),
+                None => None,
             };
             match orphan {
                 Some(md) => (md.key_id.clone(), md.arn.clone().unwrap_or_default()),
@@ -418,6 +419,31 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     o.kms_key_id = Some(key_id);
     o.kms_key_arn = Some(key_arn);
     Ok(Outcome::Done)
+}
+
+/// The enabled key a live journal record names, if any.
+async fn recorded_key(ctx: &Ctx) -> Result<Option<KeyMetadata>, StepError> {
+    let Some(id) = ctx
+        .journal
+        .as_ref()
+        .and_then(|j| j.latest(&key_res(ctx).key))
+        .filter(|r| !r.undone)
+        .and_then(|r| r.id)
+    else {
+        return Ok(None);
+    };
+    match ctx.aws.target.kms.describe_key().key_id(&id).send().await {
+        Ok(out) => Ok(out
+            .key_metadata
+            .filter(|m| matches!(m.key_state, Some(KeyState::Enabled)))),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(StepError::aws(id, "DescribeKey")(e)),
+    }
 }
 
 /// Whether a run left a key intent without its outcome (killed mid-create).
@@ -663,7 +689,8 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
 async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     let mut removed = Vec::new();
     let alias = ctx.cfg.names.kms_alias();
-    if delete_alias(ctx, &alias).await? {
+    // Describe first: a sweep of a clean account sends no mutating call.
+    if describe_alias_target(ctx).await?.is_some() && delete_alias(ctx, &alias).await? {
         removed.push(format!("kms alias {alias}"));
     }
     for md in find_tagged_keys(ctx).await? {

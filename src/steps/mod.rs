@@ -14,7 +14,7 @@ use pending::Pending;
 pub fn all() -> Vec<Arc<dyn Step>> {
     vec![
         Arc::new(kms::Kms),
-        Arc::new(network::Network),
+        Arc::new(network::Network::default()),
         Arc::new(Pending {
             id: "database",
             deps: &["kms", "network"],

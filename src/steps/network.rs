@@ -25,7 +25,18 @@ use crate::engine::{
     is_planned, planned_id, retry_eventual, Created, Ctx, Outcome, Res, Step, StepError,
 };
 
-pub struct Network;
+/// The network step. The dev VPC is read once per command and shared by
+/// preflight and the run.
+#[derive(Default)]
+pub struct Network {
+    dev: tokio::sync::OnceCell<DevVpc>,
+}
+
+impl Network {
+    async fn dev(&self, ctx: &Ctx) -> Result<&DevVpc, StepError> {
+        self.dev.get_or_try_init(|| read_dev(ctx)).await
+    }
+}
 
 const STEP: &str = "network";
 /// Prod subnets span at least this many availability zones.
@@ -44,7 +55,7 @@ impl Step for Network {
 
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
         Box::pin(async move {
-            match read_dev(ctx).await {
+            match self.dev(ctx).await {
                 Ok(_) => vec![],
                 Err(e) => vec![e.to_string()],
             }
@@ -52,7 +63,13 @@ impl Step for Network {
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
+        Box::pin(
+            async move {
+                let dev = self.dev(ctx).await?;
+                converge(ctx, dev).await
+            }
+            .instrument(tracing::info_span!("step", step = STEP)),
+        )
     }
 
     fn undo<'a>(
@@ -524,8 +541,7 @@ async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(
     .await
 }
 
-async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
-    let dev = read_dev(ctx).await?;
+async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     for r in &dev.skipped_routes {
         ctx.notice(STEP, format!("dev route {r} is not copied: prod subnets are private, with gateway endpoints only"));
     }
@@ -534,7 +550,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         .name
         .as_deref()
         .map_or_else(|| names.own("vpc"), |n| names.prod(n));
-    let vpc_id = converge_vpc(ctx, &dev, &vpc_name).await?;
+    let vpc_id = converge_vpc(ctx, dev, &vpc_name).await?;
 
     // Subnets: mirrored, plus derived ones when dev spans fewer than 3 AZs.
     let distinct_azs: BTreeSet<&str> = dev.subnets.iter().map(|s| s.az.as_str()).collect();

@@ -1,0 +1,1156 @@
+//! paymig driven as a user would drive it — the built binary against a moto
+//! server — with every result checked through the AWS SDK.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::types::{Filter, VpcAttributeName};
+use support::fixture::{self, Clients};
+use support::{Paymig, World};
+
+fn tag_filters() -> Vec<Filter> {
+    vec![
+        Filter::builder()
+            .name("tag:paymig:migration")
+            .values("payments")
+            .build(),
+        Filter::builder()
+            .name("tag:paymig:suffix")
+            .values("prod")
+            .build(),
+    ]
+}
+
+/// Everything tagged for the migration, counted by kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Inventory {
+    vpcs: usize,
+    subnets: usize,
+    route_tables: usize,
+    endpoints: usize,
+    security_groups: usize,
+    live_keys: usize,
+    alias: bool,
+}
+
+async fn inventory(c: &Clients) -> Inventory {
+    let ec2 = &c.ec2;
+    let f = tag_filters();
+    let vpcs = ec2
+        .describe_vpcs()
+        .set_filters(Some(f.clone()))
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+        .len();
+    let subnets = ec2
+        .describe_subnets()
+        .set_filters(Some(f.clone()))
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+        .len();
+    let route_tables = ec2
+        .describe_route_tables()
+        .set_filters(Some(f.clone()))
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+        .len();
+    let endpoints = ec2
+        .describe_vpc_endpoints()
+        .set_filters(Some(f.clone()))
+        .send()
+        .await
+        .unwrap()
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| {
+            !e.state()
+                .is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted"))
+        })
+        .count();
+    let security_groups = ec2
+        .describe_security_groups()
+        .set_filters(Some(f))
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .len();
+    let mut live_keys = 0;
+    for k in c.kms.list_keys().send().await.unwrap().keys() {
+        let id = k.key_id().unwrap();
+        let tags = c.kms.list_resource_tags().key_id(id).send().await.unwrap();
+        let ours = tags
+            .tags()
+            .iter()
+            .any(|t| t.tag_key() == "paymig:migration" && t.tag_value() == "payments");
+        let md = c
+            .kms
+            .describe_key()
+            .key_id(id)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap();
+        if ours && md.key_state().is_some_and(|s| s.as_str() == "Enabled") {
+            live_keys += 1;
+        }
+    }
+    let alias = c
+        .kms
+        .describe_key()
+        .key_id("alias/payments-prod")
+        .send()
+        .await
+        .is_ok();
+    Inventory {
+        vpcs,
+        subnets,
+        route_tables,
+        endpoints,
+        security_groups,
+        live_keys,
+        alias,
+    }
+}
+
+fn full() -> Inventory {
+    Inventory {
+        vpcs: 1,
+        subnets: 3,
+        route_tables: 3,
+        endpoints: 2,
+        security_groups: 3,
+        live_keys: 1,
+        alias: true,
+    }
+}
+
+fn tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> std::collections::BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect()
+}
+
+#[track_caller]
+fn assert_prod_tags(what: &str, tags: &std::collections::BTreeMap<String, String>) {
+    for (k, v) in [
+        ("Environment", "production"),
+        ("CostCenter", "payments"),
+        ("paymig:migration", "payments"),
+        ("paymig:suffix", "prod"),
+    ] {
+        assert_eq!(
+            tags.get(k).map(String::as_str),
+            Some(v),
+            "{what} lacks tag {k}={v}: {tags:?}"
+        );
+    }
+    let name = tags
+        .get("Name")
+        .unwrap_or_else(|| panic!("{what} has no Name tag"));
+    assert!(
+        name.split('-').any(|t| t == "prod"),
+        "{what} Name {name} lacks the suffix"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes_them() {
+    let w = World::new().await;
+
+    let plan = w.paymig(["plan"]).run();
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.contains("+ vpc payments-prod"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("[database] skipped: the Aurora PostgreSQL tier is not built yet"),
+        "tiers not built yet are skipped: {}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("0.0.0.0/0 via igw-"),
+        "the dev internet route is reported as not copied: {}",
+        plan.stdout
+    );
+    assert_eq!(plan.mutating_calls(), 0, "plan mutates nothing");
+    assert_eq!(inventory(&w.prod).await, Inventory::default());
+
+    let apply = w.paymig(["apply", "--yes"]).run();
+    apply.expect_code(0);
+    assert!(apply.mutating_calls() > 10);
+    assert_eq!(inventory(&w.prod).await, full());
+
+    // The VPC: dev's CIDR blocks (primary and secondary) and DNS attributes.
+    let ec2 = &w.prod.ec2;
+    let vpc = ec2
+        .describe_vpcs()
+        .set_filters(Some(tag_filters()))
+        .send()
+        .await
+        .unwrap()
+        .vpcs()[0]
+        .clone();
+    let vpc_id = vpc.vpc_id().unwrap().to_owned();
+    assert_ne!(vpc_id, w.dev.vpc_id);
+    let cidrs: BTreeSet<&str> = vpc
+        .cidr_block_association_set()
+        .iter()
+        .filter_map(|a| a.cidr_block())
+        .collect();
+    assert_eq!(cidrs, w.dev.cidrs.iter().map(String::as_str).collect());
+    assert_eq!(vpc.cidr_block(), Some("10.20.0.0/16"));
+    assert_prod_tags("vpc", &tags_of(vpc.tags()));
+    assert_eq!(tags_of(vpc.tags())["Name"], "payments-prod");
+    let hostnames = ec2
+        .describe_vpc_attribute()
+        .vpc_id(&vpc_id)
+        .attribute(VpcAttributeName::EnableDnsHostnames)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        hostnames.enable_dns_hostnames().and_then(|v| v.value()),
+        Some(true)
+    );
+
+    // Subnets mirror dev: same CIDRs in the same AZs, named with the suffix.
+    let subnets = ec2
+        .describe_subnets()
+        .filters(Filter::builder().name("vpc-id").values(&vpc_id).build())
+        .send()
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String)> = subnets
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.availability_zone().unwrap().to_owned(),
+                s.cidr_block().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, w.dev.subnets);
+    for s in subnets.subnets() {
+        assert_prod_tags("subnet", &tags_of(s.tags()));
+        assert_eq!(s.map_public_ip_on_launch(), Some(false));
+    }
+
+    // A route table per subnet, no internet or NAT route, both gateway
+    // endpoints on every table.
+    let rts = ec2
+        .describe_route_tables()
+        .set_filters(Some(tag_filters()))
+        .send()
+        .await
+        .unwrap();
+    let subnet_ids: BTreeSet<&str> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id())
+        .collect();
+    let associated: BTreeSet<&str> = rts
+        .route_tables()
+        .iter()
+        .flat_map(|r| r.associations())
+        .filter_map(|a| a.subnet_id())
+        .collect();
+    assert_eq!(associated, subnet_ids);
+    let rt_ids: BTreeSet<String> = rts
+        .route_tables()
+        .iter()
+        .map(|r| r.route_table_id().unwrap().to_owned())
+        .collect();
+    for rt in rts.route_tables() {
+        assert_prod_tags("route table", &tags_of(rt.tags()));
+        for r in rt.routes() {
+            assert!(r.nat_gateway_id().is_none(), "NAT route in {rt:?}");
+            assert!(
+                !r.gateway_id().is_some_and(|g| g.starts_with("igw-")),
+                "internet route in {rt:?}"
+            );
+        }
+    }
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(
+            Filter::builder()
+                .name("attachment.vpc-id")
+                .values(&vpc_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        igws.internet_gateways().is_empty(),
+        "prod has no internet gateway"
+    );
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(Filter::builder().name("vpc-id").values(&vpc_id).build())
+        .send()
+        .await
+        .unwrap();
+    assert!(nats.nat_gateways().is_empty(), "prod has no NAT gateway");
+    let eps = ec2
+        .describe_vpc_endpoints()
+        .set_filters(Some(tag_filters()))
+        .send()
+        .await
+        .unwrap();
+    let services: BTreeSet<&str> = eps
+        .vpc_endpoints()
+        .iter()
+        .filter_map(|e| e.service_name())
+        .collect();
+    assert_eq!(
+        services,
+        BTreeSet::from([
+            "com.amazonaws.us-east-1.dynamodb",
+            "com.amazonaws.us-east-1.s3"
+        ])
+    );
+    for e in eps.vpc_endpoints() {
+        assert_eq!(e.vpc_endpoint_type().map(|t| t.as_str()), Some("Gateway"));
+        assert_eq!(
+            e.route_table_ids().iter().cloned().collect::<BTreeSet<_>>(),
+            rt_ids
+        );
+        let policy: serde_json::Value = serde_json::from_str(e.policy_document().unwrap()).unwrap();
+        for st in policy["Statement"].as_array().unwrap() {
+            for a in st["Action"].as_array().unwrap() {
+                assert!(
+                    !a.as_str().unwrap().contains('*'),
+                    "wildcard action in endpoint policy"
+                );
+            }
+        }
+        assert_prod_tags("endpoint", &tags_of(e.tags()));
+    }
+
+    // Security groups: the database admits 5432 from compute only; the ALB
+    // only the listener port from the VPC.
+    let sgs = ec2
+        .describe_security_groups()
+        .set_filters(Some(tag_filters()))
+        .send()
+        .await
+        .unwrap();
+    let by_name = |n: &str| {
+        sgs.security_groups()
+            .iter()
+            .find(|g| g.group_name() == Some(n))
+            .unwrap_or_else(|| panic!("no group {n}"))
+            .clone()
+    };
+    let (alb, compute, db) = (
+        by_name("payments-alb-sg-prod"),
+        by_name("payments-compute-sg-prod"),
+        by_name("payments-db-sg-prod"),
+    );
+    let db_in = db.ip_permissions();
+    assert_eq!(db_in.len(), 1);
+    assert_eq!(
+        (db_in[0].from_port(), db_in[0].to_port()),
+        (Some(5432), Some(5432))
+    );
+    assert_eq!(
+        db_in[0]
+            .user_id_group_pairs()
+            .iter()
+            .filter_map(|p| p.group_id())
+            .collect::<Vec<_>>(),
+        [compute.group_id().unwrap()]
+    );
+    assert!(db_in[0].ip_ranges().is_empty());
+    let alb_in = alb.ip_permissions();
+    assert_eq!(alb_in.len(), 1);
+    assert_eq!(alb_in[0].from_port(), Some(80));
+    let alb_cidrs: BTreeSet<&str> = alb_in[0]
+        .ip_ranges()
+        .iter()
+        .filter_map(|r| r.cidr_ip())
+        .collect();
+    assert_eq!(alb_cidrs, w.dev.cidrs.iter().map(String::as_str).collect());
+    assert!(
+        !compute.ip_permissions_egress().iter().any(|p| p
+            .ip_ranges()
+            .iter()
+            .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))),
+        "compute has no open egress"
+    );
+    for g in [&alb, &compute, &db] {
+        assert_prod_tags("security group", &tags_of(g.tags()));
+    }
+
+    // KMS: a customer-managed key behind the alias, rotation on, tagged.
+    let key = w
+        .prod
+        .kms
+        .describe_key()
+        .key_id("alias/payments-prod")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(key.key_manager().map(|m| m.as_str()), Some("CUSTOMER"));
+    assert!(w
+        .prod
+        .kms
+        .get_key_rotation_status()
+        .key_id(key.key_id())
+        .send()
+        .await
+        .unwrap()
+        .key_rotation_enabled());
+    let policy = w
+        .prod
+        .kms
+        .get_key_policy()
+        .key_id(key.key_id())
+        .policy_name("default")
+        .send()
+        .await
+        .unwrap();
+    assert!(policy
+        .policy()
+        .unwrap()
+        .contains("cloudwatch.amazonaws.com"));
+
+    // Journal: every intent has its outcome.
+    let lines = w.journal_lines();
+    let intents = lines.iter().filter(|l| l["type"] == "intent").count();
+    let dones = lines.iter().filter(|l| l["type"] == "done").count();
+    assert_eq!(intents, dones);
+    assert!(intents >= 14);
+
+    // Idempotence: a second apply sends zero mutating calls.
+    let again = w.paymig(["apply", "--yes"]).run();
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+    assert_eq!(inventory(&w.prod).await, full());
+
+    let status = w.paymig(["status"]).run();
+    status.expect_code(0);
+    assert!(
+        status.stdout.contains("[network]") && status.stdout.contains("3 subnet"),
+        "{}",
+        status.stdout
+    );
+
+    // Destroy leaves nothing tagged; the key waits 7 days for deletion.
+    let destroy = w.paymig(["destroy", "--yes"]).run();
+    destroy.expect_code(0);
+    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    let old = w
+        .prod
+        .kms
+        .describe_key()
+        .key_id(key.key_id())
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(old.key_state().map(|s| s.as_str()), Some("PendingDeletion"));
+    // The dev VPC is untouched.
+    assert_eq!(
+        w.prod
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(&w.dev.vpc_id)
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        1
+    );
+    // Destroy is idempotent.
+    let again = w.paymig(["destroy", "--yes"]).run();
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+
+    // A re-apply after destroy works: a new key behind the same alias.
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    assert_eq!(inventory(&w.prod).await, full());
+    let new_key = w
+        .prod
+        .kms
+        .describe_key()
+        .key_id("alias/payments-prod")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_ne!(new_key.key_id(), key.key_id());
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    assert_eq!(inventory(&w.prod).await, Inventory::default());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_undoes_only_the_newest_run_and_restores_updated_settings() {
+    let w = World::new().await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+
+    // Out-of-band drift: the S3 endpoint deleted, key rotation switched off.
+    let ec2 = &w.prod.ec2;
+    let eps = ec2
+        .describe_vpc_endpoints()
+        .set_filters(Some(tag_filters()))
+        .send()
+        .await
+        .unwrap();
+    let s3 = eps
+        .vpc_endpoints()
+        .iter()
+        .find(|e| e.service_name().unwrap().ends_with(".s3"))
+        .unwrap();
+    ec2.delete_vpc_endpoints()
+        .vpc_endpoint_ids(s3.vpc_endpoint_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let key = w
+        .prod
+        .kms
+        .describe_key()
+        .key_id("alias/payments-prod")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    w.prod
+        .kms
+        .disable_key_rotation()
+        .key_id(key.key_id())
+        .send()
+        .await
+        .unwrap();
+
+    let plan = w.paymig(["plan", "--format", "json"]).run();
+    plan.expect_code(0);
+    let doc: serde_json::Value =
+        serde_json::from_str(&plan.stdout).expect("plan --format json prints one JSON document");
+    assert_eq!(doc["summary"]["create"], 1, "{doc}");
+    assert_eq!(doc["summary"]["update"], 1, "{doc}");
+
+    let second = w.paymig(["apply", "--yes"]).run();
+    second.expect_code(0);
+    assert_eq!(inventory(&w.prod).await, full());
+    assert!(w
+        .prod
+        .kms
+        .get_key_rotation_status()
+        .key_id(key.key_id())
+        .send()
+        .await
+        .unwrap()
+        .key_rotation_enabled());
+
+    // Rollback: the second run's endpoint goes, rotation returns to off, and
+    // the first run's resources stay.
+    let rb = w.paymig(["rollback", "--yes"]).run();
+    rb.expect_code(0);
+    let inv = inventory(&w.prod).await;
+    assert_eq!(
+        inv,
+        Inventory {
+            endpoints: 1,
+            ..full()
+        }
+    );
+    assert!(!w
+        .prod
+        .kms
+        .get_key_rotation_status()
+        .key_id(key.key_id())
+        .send()
+        .await
+        .unwrap()
+        .key_rotation_enabled());
+
+    // The next rollback takes the first run.
+    w.paymig(["rollback", "--yes"]).run().expect_code(0);
+    let inv = inventory(&w.prod).await;
+    assert_eq!(
+        (inv.vpcs, inv.subnets, inv.security_groups, inv.live_keys),
+        (0, 0, 0, 0),
+        "{inv:?}"
+    );
+    let nothing = w.paymig(["rollback", "--yes"]).run();
+    nothing.expect_code(0);
+    assert!(nothing.stdout.contains("nothing to roll back"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_killed_at_journal_boundaries_converge_without_duplicates() {
+    let w = World::new().await;
+    // Each N kills the real process (SIGKILL) right after the Nth fsynced
+    // journal write: between intents and outcomes, mid-step, across steps.
+    for n in [
+        1, 2, 3, 4, 5, 6, 8, 11, 14, 17, 20, 24, 27, 31, 35, 40, 45, 49,
+    ] {
+        let killed = w
+            .paymig(["apply", "--yes"])
+            .env("PAYMIG_TEST_KILL_AFTER_WRITES", &n.to_string())
+            .run();
+        assert!(
+            killed.killed,
+            "run with kill after {n} writes was not killed: {:?}\n{}",
+            killed.code, killed.stderr
+        );
+        let resumed = w.paymig(["apply", "--yes"]).run();
+        resumed.expect_code(0);
+        assert_eq!(
+            inventory(&w.prod).await,
+            full(),
+            "after a kill at write {n}"
+        );
+        // Converged: one more apply changes nothing.
+        assert_eq!(
+            w.paymig(["apply", "--yes"]).run().mutating_calls(),
+            0,
+            "after a kill at write {n}"
+        );
+        // A consistent journal: every intent has its outcome.
+        let lines = w.journal_lines();
+        let open: Vec<_> = lines
+            .iter()
+            .filter(|l| l["type"] == "intent")
+            .filter(|i| {
+                !lines.iter().any(|d| {
+                    (d["type"] == "done" || d["type"] == "undone") && d["intent"] == i["seq"]
+                })
+            })
+            .collect();
+        assert!(
+            open.is_empty(),
+            "intents left without outcome after a kill at {n}: {open:?}"
+        );
+        w.paymig(["destroy", "--yes"]).run().expect_code(0);
+        assert_eq!(
+            inventory(&w.prod).await,
+            Inventory::default(),
+            "destroy after a kill at write {n}"
+        );
+    }
+    // A destroy killed half way finishes on the next call.
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let killed = w
+        .paymig(["destroy", "--yes"])
+        .env("PAYMIG_TEST_KILL_AFTER_WRITES", "6")
+        .run();
+    assert!(killed.killed);
+    assert_ne!(inventory(&w.prod).await, Inventory::default());
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    assert_eq!(inventory(&w.prod).await, Inventory::default());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_exits_4_naming_the_holder_and_a_dead_holder_is_taken_over() {
+    let w = World::new().await;
+    let dir = w.dir.path().join("journal");
+    let held = paymig::engine::lock::acquire(&dir, "payments", "apply").expect("take the lock");
+    let second = w.paymig(["apply", "--yes"]).run();
+    second.expect_code(4);
+    assert!(
+        second
+            .stderr
+            .contains(&format!("pid {}", std::process::id())),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stderr.contains("paymig apply"), "{}", second.stderr);
+    let status = w.paymig(["status", "--format", "json"]).run();
+    status.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(doc["lock"]["pid"], std::process::id());
+    assert_eq!(
+        inventory(&w.prod).await,
+        Inventory::default(),
+        "the refused run changed nothing"
+    );
+    drop(held);
+
+    // Two applies started together: exactly one may hold the lock at a time.
+    let a = w.paymig(["apply", "--yes"]).spawn();
+    let b = w.paymig(["apply", "--yes"]).spawn();
+    let (a, b) = (
+        support::to_run(a.wait_with_output().unwrap()),
+        support::to_run(b.wait_with_output().unwrap()),
+    );
+    let codes = BTreeSet::from([a.code, b.code]);
+    assert!(
+        codes == BTreeSet::from([Some(0), Some(4)]) || codes == BTreeSet::from([Some(0)]),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(inventory(&w.prod).await, full());
+
+    // A lock note left by a killed run is taken over with a message.
+    let note = serde_json::json!({"pid": 999_999, "host": paymig::engine::lock::hostname(), "started": "2026-01-01T00:00:00Z", "command": "apply"});
+    std::fs::write(dir.join("payments/lock"), note.to_string()).unwrap();
+    let next = w.paymig(["apply", "--yes"]).run();
+    next.expect_code(0);
+    assert!(
+        next.stderr.contains("pid 999999") && next.stderr.contains("no longer running"),
+        "{}",
+        next.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_journal_line_is_set_aside_and_nothing_earlier_is_lost() {
+    let w = World::new().await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let before = w.journal_lines().len();
+    let path = w.journal_path();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"seq\":9999,\"run\":\"torn\",\"ty");
+    std::fs::write(&path, text).unwrap();
+    let again = w.paymig(["apply", "--yes"]).run();
+    again.expect_code(0);
+    assert!(again.stderr.contains("torn"), "{}", again.stderr);
+    let lines = w.journal_lines();
+    assert!(
+        lines.len() >= before + 2,
+        "earlier entries kept, the new run appended"
+    );
+    assert!(std::fs::read_to_string(path.with_extension("jsonl.torn"))
+        .unwrap()
+        .contains("9999"));
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    assert_eq!(inventory(&w.prod).await, Inventory::default());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dev_vpc_in_two_azs_gets_a_derived_third_subnet() {
+    let opts = fixture::Options {
+        zones: vec!["us-east-1a", "us-east-1b"],
+        ..Default::default()
+    };
+    let w = World::with(opts, |t| t).await;
+    let plan = w.paymig(["plan"]).run();
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.contains("deriving 10.20.0.0/24 in us-east-1c"),
+        "{}",
+        plan.stdout
+    );
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let subnets = w
+        .prod
+        .ec2
+        .describe_subnets()
+        .set_filters(Some(tag_filters()))
+        .send()
+        .await
+        .unwrap();
+    let mut got: Vec<(&str, &str)> = subnets
+        .subnets()
+        .iter()
+        .map(|s| (s.availability_zone().unwrap(), s.cidr_block().unwrap()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("us-east-1a", "10.20.1.0/24"),
+            ("us-east-1b", "10.20.2.0/24"),
+            ("us-east-1c", "10.20.0.0/24")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_and_target_in_different_accounts() {
+    const DEV: &str = "111111111111";
+    let opts = fixture::Options {
+        account: Some(DEV.into()),
+        ..Default::default()
+    };
+    let w = World::with(opts, |t| {
+        t.replace(
+            "# role_arn = \"arn:aws:iam::111111111111:role/paymig-read-dev\"",
+            "role_arn = \"arn:aws:iam::111111111111:role/paymig-read-dev\"",
+        )
+    })
+    .await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    // Prod landed in the target (default) account, nothing in the dev account.
+    assert_eq!(inventory(&w.prod).await, full());
+    let dev = Clients::new(&w.moto.endpoint, "us-east-1", Some(DEV)).await;
+    assert_eq!(
+        dev.ec2
+            .describe_vpcs()
+            .set_filters(Some(tag_filters()))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        0
+    );
+    assert_eq!(
+        dev.ec2
+            .describe_vpcs()
+            .vpc_ids(&w.dev.vpc_id)
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        1
+    );
+    // The dev VPC id does not exist in the prod account: it was read from dev.
+    assert!(w
+        .prod
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(&w.dev.vpc_id)
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_clients_refuse_every_mutating_call() {
+    let moto = support::Moto::start();
+    let sdk = fixture::sdk_config(&moto.endpoint, "us-east-1").await;
+    let stats = std::sync::Arc::new(paymig::aws::CallStats::default());
+    let aws = paymig::aws::Aws {
+        source: paymig::aws::Clients::new(paymig::aws::Side::Source, sdk.clone(), &stats),
+        target: paymig::aws::Clients::new(paymig::aws::Side::Target, sdk.clone(), &stats),
+        replica: paymig::aws::Clients::new(paymig::aws::Side::Replica, sdk, &stats),
+        stats,
+    };
+    let before = aws
+        .target
+        .ec2
+        .describe_vpcs()
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+        .len();
+
+    let err = aws
+        .source
+        .ec2
+        .create_vpc()
+        .cidr_block("10.99.0.0/16")
+        .send()
+        .await
+        .unwrap_err();
+    let msg = paymig::aws::describe_sdk_error(&err);
+    assert!(
+        msg.contains("refused") && msg.contains("CreateVpc"),
+        "{msg}"
+    );
+    let err = aws
+        .source
+        .s3
+        .create_bucket()
+        .bucket("should-not-exist")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(paymig::aws::describe_sdk_error(&err).contains("never writes to the dev environment"));
+    assert!(aws
+        .source
+        .ssm
+        .put_parameter()
+        .name("/dev/x")
+        .value("y")
+        .send()
+        .await
+        .is_err());
+    // Reads pass.
+    aws.source.ec2.describe_vpcs().send().await.unwrap();
+    // Nothing reached the emulator.
+    assert_eq!(
+        aws.target
+            .ec2
+            .describe_vpcs()
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        before
+    );
+    assert!(aws
+        .target
+        .s3
+        .head_bucket()
+        .bucket("should-not-exist")
+        .send()
+        .await
+        .is_err());
+    let summary = aws.stats.summary();
+    assert_eq!(
+        summary.mutating, 3,
+        "the refused calls are still counted as attempted: {summary:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_dev_vpc_fails_preflight_with_exit_2_and_changes_nothing() {
+    let w = World::with(Default::default(), |t| {
+        t.replace("vpc_id = \"vpc-", "vpc_id = \"vpc-0000")
+    })
+    .await;
+    for args in [vec!["plan"], vec!["apply", "--yes"]] {
+        let run = w.paymig(args).run();
+        run.expect_code(2);
+        assert!(run.stderr.contains("[source] vpc_id"), "{}", run.stderr);
+    }
+    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert!(w.journal_lines().iter().all(|l| l["type"] != "intent"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_dev_resources_of_every_listed_kind_fail_preflight() {
+    let w = World::with(Default::default(), |t| {
+        t.replace("\"sessions-dev\"", "\"sessions-gone-dev\"")
+            .replace("\"payment-processor-dev\"]", "\"gone-processor-dev\"]")
+            .replace(
+                "[lambda.overrides.\"payment-processor-dev\"]",
+                "[lambda.overrides.\"gone-processor-dev\"]",
+            )
+            .replace("[\"payments-audit-dev\"]", "[\"payments-audit-gone-dev\"]")
+            .replace(
+                "db_cluster = \"payments-dev\"",
+                "db_cluster = \"payments-gone-dev\"",
+            )
+            .replace(
+                "dashboards = [\"payments-dev\"]",
+                "dashboards = [\"payments-gone-dev\"]",
+            )
+    })
+    .await;
+    let run = w.paymig(["apply", "--yes"]).run();
+    run.expect_code(2);
+    for what in [
+        "sessions-gone-dev",
+        "gone-processor-dev",
+        "payments-audit-gone-dev",
+        "payments-gone-dev",
+        "dashboards",
+    ] {
+        assert!(
+            run.stderr.contains(what),
+            "{what} not named:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(run.mutating_calls(), 0);
+    assert_eq!(inventory(&w.prod).await, Inventory::default());
+}
+
+#[test]
+fn without_a_terminal_mutating_commands_refuse_without_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("migrations.toml");
+    std::fs::write(&cfg, support::config_text("vpc-0a1b2c3d4e5f", dir.path())).unwrap();
+    let (listener, endpoint) = counting_endpoint();
+    for cmd in ["apply", "rollback", "destroy"] {
+        let run = Paymig::new(&endpoint, &cfg).args([cmd]).run();
+        run.expect_code(2);
+        assert!(run.stderr.contains("--yes"), "{}", run.stderr);
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a refused command reached AWS"
+    );
+}
+
+/// A loopback listener that answers nothing, and its URL: any connection to
+/// it is an AWS call paymig should not have made.
+fn counting_endpoint() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    (l, url)
+}
+
+#[test]
+fn malformed_configs_exit_2_naming_the_key_with_zero_aws_calls() {
+    let reference = support::config_text("vpc-0a1b2c3d4e5f", std::path::Path::new("/tmp/unused"));
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "malformed toml",
+            reference.replace("[tags]", "[tags"),
+            "migrations.toml:",
+        ),
+        (
+            "unknown key",
+            reference.replace("replica_region =", "replica_regoin ="),
+            "did you mean `replica_region`",
+        ),
+        (
+            "unknown section",
+            format!("{reference}\n[databse]\nx = 1\n"),
+            "unknown field `databse`",
+        ),
+        (
+            "wrong type",
+            reference.replace("instances = 2", "instances = \"two\""),
+            "instances",
+        ),
+        (
+            "bad suffix",
+            reference.replace(
+                "environment_suffix = \"prod\"",
+                "environment_suffix = \"Prod!\"",
+            ),
+            "migration.environment_suffix",
+        ),
+        (
+            "long suffix",
+            reference.replace(
+                "environment_suffix = \"prod\"",
+                "environment_suffix = \"production-eu1\"",
+            ),
+            "migration.environment_suffix",
+        ),
+        (
+            "same regions",
+            reference.replace(
+                "replica_region = \"us-west-2\"",
+                "replica_region = \"us-east-1\"",
+            ),
+            "migration.replica_region",
+        ),
+        (
+            "missing tag",
+            reference.replace("CostCenter = \"payments\"", ""),
+            "tags.CostCenter",
+        ),
+        (
+            "duplicate table",
+            reference.replace("[\"sessions-dev\"]", "[\"sessions-dev\", \"sessions-dev\"]"),
+            "source.dynamodb_tables",
+        ),
+        (
+            "bad parameter path",
+            reference.replace("parameter_path = \"/prod/\"", "parameter_path = \"/prod\""),
+            "target.parameter_path",
+        ),
+        (
+            "artifacts not s3",
+            reference.replace(
+                "s3://payments-artifacts-dev/lambda/",
+                "https://example.com/x",
+            ),
+            "source.lambda_artifacts",
+        ),
+        (
+            "override of unlisted function",
+            reference.replace(
+                "[lambda.overrides.\"payment-processor-dev\"]",
+                "[lambda.overrides.\"other-dev\"]",
+            ),
+            "lambda.overrides",
+        ),
+        (
+            "percentage over 100",
+            reference.replace("rds_cpu_percent = 80", "rds_cpu_percent = 180"),
+            "monitoring.rds_cpu_percent",
+        ),
+        (
+            "one instance",
+            reference.replace("instances = 2", "instances = 1"),
+            "database.instances",
+        ),
+        (
+            "bucket name too long",
+            reference.replace(
+                "[\"payments-audit-dev\"]",
+                &format!("[\"{}-dev\"]", "a".repeat(56)),
+            ),
+            "63",
+        ),
+        (
+            "missing section",
+            reference.replace("[target]", "[targets]"),
+            "targets",
+        ),
+        (
+            "bad role arn",
+            reference.replace(
+                "# role_arn = \"arn:aws:iam::111111111111:role/paymig-read-dev\"",
+                "role_arn = \"dev-reader\"",
+            ),
+            "source.role_arn",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (listener, endpoint) = counting_endpoint();
+    for (what, text, needle) in &cases {
+        let cfg = dir.path().join("migrations.toml");
+        std::fs::write(&cfg, text).unwrap();
+        for cmd in [&["plan"][..], &["apply", "--yes"][..]] {
+            let run = Paymig::new(&endpoint, &cfg).args(cmd).run();
+            assert_eq!(run.code, Some(2), "{what}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(needle),
+                "{what}: {needle:?} not in {}",
+                run.stderr
+            );
+            assert!(
+                run.stderr.contains("migrations.toml"),
+                "{what}: the file is named: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(cases.len() >= 10);
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a malformed config reached AWS"
+    );
+    // A missing config file names itself too.
+    let run = Paymig::new(&endpoint, &dir.path().join("nope.toml"))
+        .args(["plan"])
+        .run();
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("nope.toml"));
+}
+
+#[test]
+fn iam_policy_names_no_wildcard_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("migrations.toml");
+    std::fs::write(&cfg, support::config_text("vpc-0a1b2c3d4e5f", dir.path())).unwrap();
+    let (_l, endpoint) = counting_endpoint();
+    let run = Paymig::new(&endpoint, &cfg).args(["iam-policy"]).run();
+    run.expect_code(0);
+    let policy: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let actions: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"ec2:CreateVpc") && actions.contains(&"kms:CreateKey"));
+    assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
+}

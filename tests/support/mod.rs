@@ -1,0 +1,188 @@
+//! Test support: the moto harness, the dev-stack fixture, and a builder that
+//! runs the real paymig binary as a user would.
+
+#![allow(dead_code)]
+
+pub mod fixture;
+pub mod moto;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use moto::Moto;
+
+/// The reference configuration, pointed at a seeded dev VPC and a journal in
+/// `dir`.
+pub fn config_text(vpc_id: &str, dir: &Path) -> String {
+    let reference =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations.toml"))
+            .expect("read migrations.toml");
+    reference.replace("vpc-0a1b2c3d4e5f", vpc_id).replace(
+        "journal = \".paymig\"",
+        &format!("journal = \"{}\"", dir.join("journal").display()),
+    )
+}
+
+/// A paymig invocation.
+pub struct Paymig {
+    cmd: Command,
+}
+
+/// What a paymig run left.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub killed: bool,
+}
+
+impl Run {
+    /// The `N mutating` figure of the API-call accounting line on stderr.
+    pub fn mutating_calls(&self) -> u64 {
+        self.calls().1
+    }
+
+    /// `(read, mutating)` from the accounting line.
+    pub fn calls(&self) -> (u64, u64) {
+        let line = self
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("API calls:"))
+            .unwrap_or_else(|| panic!("no API-call line in:\n{}", self.stderr));
+        let nums: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        (nums[0], nums[1])
+    }
+
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+impl Paymig {
+    /// paymig against `endpoint` with static test credentials; nothing from
+    /// the developer's own AWS set-up leaks in.
+    pub fn new(endpoint: &str, config: &Path) -> Paymig {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paymig"));
+        cmd.arg("--config").arg(config);
+        for var in [
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "PAYMIG_TEST_KILL_AFTER_WRITES",
+            "PAYMIG_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        // Empty AWS config files: nothing from the developer's set-up leaks in.
+        let empty = std::env::temp_dir().join("paymig-test-empty-aws-config");
+        if !empty.exists() {
+            let _ = std::fs::write(&empty, "");
+        }
+        cmd.env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_CONFIG_FILE", &empty)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_SDK_UA_APP_ID", "paymig-tests")
+            .stdin(Stdio::null());
+        Paymig { cmd }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, args: I) -> Self {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn paymig")
+    }
+
+    pub fn run(mut self) -> Run {
+        let out: Output = self.cmd.output().expect("run paymig");
+        to_run(out)
+    }
+}
+
+pub fn to_run(out: Output) -> Run {
+    use std::os::unix::process::ExitStatusExt;
+    Run {
+        code: out.status.code(),
+        killed: out.status.signal() == Some(9),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A test's world: a moto server, a seeded dev stack, a config file.
+pub struct World {
+    pub moto: Moto,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub dev: fixture::DevStack,
+    pub prod: fixture::Clients,
+}
+
+impl World {
+    pub async fn new() -> World {
+        Self::with(fixture::Options::default(), |t| t).await
+    }
+
+    /// A world whose config text is edited by `edit`.
+    pub async fn with(opts: fixture::Options, edit: impl FnOnce(String) -> String) -> World {
+        let moto = Moto::start();
+        let dev = fixture::seed(&moto.endpoint, &opts).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("migrations.toml");
+        std::fs::write(&config, edit(config_text(&dev.vpc_id, dir.path()))).expect("write config");
+        let prod = fixture::Clients::new(&moto.endpoint, "us-east-1", None).await;
+        World {
+            moto,
+            dir,
+            config,
+            dev,
+            prod,
+        }
+    }
+
+    pub fn paymig<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> Paymig {
+        Paymig::new(&self.moto.endpoint, &self.config).args(args)
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.path().join("journal/payments/journal.jsonl")
+    }
+
+    pub fn journal_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.journal_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
+            .collect()
+    }
+}
