@@ -19,16 +19,11 @@ async fn main() {
     }
     let stack = fixture::seed(endpoint, &fixture::Options::default()).await;
     let reference =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml"))
-            .expect("read migrations.toml");
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).expect("read migrations.toml");
     let mut text = reference.replace("vpc-0a1b2c3d4e5f", &stack.vpc_id);
     if let Some(dir) = rest.first() {
         text = text.replace("journal = \".paymig\"", &format!("journal = \"{dir}\""));
     }
     std::fs::write(out, text).expect("write config");
-    println!(
-        "seeded dev VPC {} ({} subnets) and the dev stack; config: {out}",
-        stack.vpc_id,
-        stack.subnets.len()
-    );
+    println!("seeded dev VPC {} ({} subnets) and the dev stack; config: {out}", stack.vpc_id, stack.subnets.len());
 }

@@ -45,9 +45,7 @@ impl fmt::Display for Side {
 /// Whether an operation only reads. This is the allow-list of the read-only
 /// source guard and the read/mutating split of the call accounting.
 pub fn is_read_operation(operation: &str) -> bool {
-    const READ_PREFIXES: [&str; 7] = [
-        "Describe", "Get", "List", "Head", "BatchGet", "Query", "Scan",
-    ];
+    const READ_PREFIXES: [&str; 7] = ["Describe", "Get", "List", "Head", "BatchGet", "Query", "Scan"];
     READ_PREFIXES.iter().any(|p| operation.starts_with(p))
         // SSM GetParameter(s)WithDecryption is never used; STS identity is a read.
         || operation == "GetCallerIdentity"
@@ -81,9 +79,7 @@ pub struct CallSummary {
 impl CallStats {
     fn record(&self, side: Side, md: &Metadata, attempt: bool) {
         let mut counts = self.counts.lock().expect("call stats poisoned");
-        let c = counts
-            .entry((side, md.service().to_owned(), md.name().to_owned()))
-            .or_default();
+        let c = counts.entry((side, md.service().to_owned(), md.name().to_owned())).or_default();
         if attempt {
             c.attempts += 1;
         } else {
@@ -97,16 +93,8 @@ impl CallStats {
         let mut s = CallSummary::default();
         for ((side, service, op), c) in counts.iter() {
             let service = service.to_ascii_lowercase();
-            let key = if *side == Side::Target {
-                service.clone()
-            } else {
-                format!("{side}:{service}")
-            };
-            *s.by_operation
-                .entry(key.clone())
-                .or_default()
-                .entry(op.clone())
-                .or_default() += c.calls;
+            let key = if *side == Side::Target { service.clone() } else { format!("{side}:{service}") };
+            *s.by_operation.entry(key.clone()).or_default().entry(op.clone()).or_default() += c.calls;
             s.retries += c.attempts.saturating_sub(c.calls);
             if is_read_operation(op) {
                 s.read += c.calls;
@@ -121,17 +109,9 @@ impl CallStats {
 
 impl fmt::Display for CallSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "API calls: {} read, {} mutating, {} retries",
-            self.read, self.mutating, self.retries
-        )?;
+        write!(f, "API calls: {} read, {} mutating, {} retries", self.read, self.mutating, self.retries)?;
         if !self.mutating_by_service.is_empty() {
-            let per: Vec<String> = self
-                .mutating_by_service
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
+            let per: Vec<String> = self.mutating_by_service.iter().map(|(k, v)| format!("{k} {v}")).collect();
             write!(f, " (mutating: {})", per.join(", "))?;
         }
         Ok(())
@@ -202,10 +182,7 @@ impl Intercept for ReadOnlyGuard {
     ) -> Result<(), BoxError> {
         match cfg.load::<Metadata>() {
             Some(md) if is_read_operation(md.name()) => Ok(()),
-            Some(md) => Err(Box::new(ReadOnlyViolation {
-                service: md.service().into(),
-                operation: md.name().into(),
-            })),
+            Some(md) => Err(Box::new(ReadOnlyViolation { service: md.service().into(), operation: md.name().into() })),
             None => Err("refused an operation without metadata on a read-only client".into()),
         }
     }
@@ -233,10 +210,7 @@ pub struct Clients {
 
 macro_rules! client {
     ($krate:ident, $sdk:expr, $side:expr, $stats:expr) => {{
-        let mut b = $krate::config::Builder::from($sdk).interceptor(CallCounter {
-            side: $side,
-            stats: $stats.clone(),
-        });
+        let mut b = $krate::config::Builder::from($sdk).interceptor(CallCounter { side: $side, stats: $stats.clone() });
         if $side == Side::Source {
             b = b.interceptor(ReadOnlyGuard);
         }
@@ -251,10 +225,7 @@ impl Clients {
         // proxy): virtual-host style cannot resolve against `localhost`.
         let s3 = {
             let mut b = aws_sdk_s3::config::Builder::from(&sdk)
-                .interceptor(CallCounter {
-                    side,
-                    stats: stats.clone(),
-                })
+                .interceptor(CallCounter { side, stats: stats.clone() })
                 .force_path_style(sdk.endpoint_url().is_some());
             if side == Side::Source {
                 b = b.interceptor(ReadOnlyGuard);
@@ -282,16 +253,13 @@ impl Clients {
 
     /// The account these credentials belong to.
     pub async fn account_id(&self) -> Result<String, String> {
-        let out = self.sts.get_caller_identity().send().await.map_err(|e| {
-            format!(
-                "cannot identify the {} account: {}",
-                self.side,
-                describe_sdk_error(&e)
-            )
-        })?;
-        out.account()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("the {} account has no id", self.side))
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| format!("cannot identify the {} account: {}", self.side, describe_sdk_error(&e)))?;
+        out.account().map(str::to_owned).ok_or_else(|| format!("the {} account has no id", self.side))
     }
 }
 
@@ -331,15 +299,10 @@ async fn load_sdk_config(region: &str, profile: Option<&str>, role_arn: Option<&
     }
     let base = loader.load().await;
     let Some(arn) = role_arn else { return base };
-    let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
-        .session_name("paymig")
-        .configure(&base)
-        .build()
-        .await;
+    let provider =
+        aws_config::sts::AssumeRoleProvider::builder(arn).session_name("paymig").configure(&base).build().await;
     base.into_builder()
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-        )
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
         .build()
 }
 
@@ -349,16 +312,8 @@ impl Aws {
         let stats = Arc::new(CallStats::default());
         let region = &cfg.migration.region;
         let (source, target, replica) = tokio::join!(
-            load_sdk_config(
-                region,
-                cfg.source.profile.as_deref(),
-                cfg.source.role_arn.as_deref()
-            ),
-            load_sdk_config(
-                region,
-                cfg.target.profile.as_deref(),
-                cfg.target.role_arn.as_deref()
-            ),
+            load_sdk_config(region, cfg.source.profile.as_deref(), cfg.source.role_arn.as_deref()),
+            load_sdk_config(region, cfg.target.profile.as_deref(), cfg.target.role_arn.as_deref()),
             load_sdk_config(
                 &cfg.migration.replica_region,
                 cfg.target.profile.as_deref(),
@@ -376,9 +331,7 @@ impl Aws {
 
 /// A one-line description of an SDK error: the service's code and message
 /// when there is one, else the transport failure.
-pub fn describe_sdk_error<E, R>(
-    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> String
+pub fn describe_sdk_error<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
     R: fmt::Debug,
@@ -387,11 +340,7 @@ where
     match err {
         SdkError::ServiceError(se) => {
             let e = se.err();
-            format!(
-                "{}: {}",
-                e.code().unwrap_or("ServiceError"),
-                e.message().unwrap_or("no message")
-            )
+            format!("{}: {}", e.code().unwrap_or("ServiceError"), e.message().unwrap_or("no message"))
         }
         other => {
             let mut msg = other.to_string();
@@ -412,14 +361,7 @@ mod tests {
 
     #[test]
     fn reads_and_writes_are_told_apart() {
-        for op in [
-            "DescribeVpcs",
-            "GetFunction",
-            "ListKeys",
-            "HeadBucket",
-            "Query",
-            "GetCallerIdentity",
-        ] {
+        for op in ["DescribeVpcs", "GetFunction", "ListKeys", "HeadBucket", "Query", "GetCallerIdentity"] {
             assert!(is_read_operation(op), "{op}");
         }
         for op in [

@@ -11,12 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "paymig", version, about, long_about = None, after_help = "Example:\n  paymig plan && paymig apply --yes && paymig validate")]
 pub struct Cli {
     /// Path of the migration configuration.
-    #[arg(
-        long,
-        global = true,
-        default_value = "migrations.toml",
-        env = "PAYMIG_CONFIG"
-    )]
+    #[arg(long, global = true, default_value = "migrations.toml", env = "PAYMIG_CONFIG")]
     pub config: PathBuf,
 
     /// Log format on stderr (`json` emits one event per line, for CodeBuild).
@@ -140,9 +135,6 @@ pub enum Command {
         format: OutputFormat,
     },
     /// Prints the least-privilege IAM policy paymig itself needs for this config.
-    #[command(
-        name = "iam-policy",
-        after_help = "Example:\n  paymig iam-policy > paymig-policy.json"
-    )]
+    #[command(name = "iam-policy", after_help = "Example:\n  paymig iam-policy > paymig-policy.json")]
     IamPolicy,
 }

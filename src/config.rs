@@ -15,32 +15,15 @@ use crate::naming::{self, NameMap};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}\nhelp: pass --config PATH or run paymig where migrations.toml is")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}:{column}: {message}{}", help_suffix(.help))]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-        help: Option<String>,
-    },
+    Parse { path: PathBuf, line: usize, column: usize, message: String, help: Option<String> },
     #[error("{}: `{key}` {message}{}", location(.path, *.line), help_suffix(.help))]
-    Invalid {
-        path: PathBuf,
-        line: Option<usize>,
-        key: String,
-        message: String,
-        help: Option<String>,
-    },
+    Invalid { path: PathBuf, line: Option<usize>, key: String, message: String, help: Option<String> },
 }
 
 fn help_suffix(help: &Option<String>) -> String {
-    help.as_ref()
-        .map(|h| format!("\nhelp: {h}"))
-        .unwrap_or_default()
+    help.as_ref().map(|h| format!("\nhelp: {h}")).unwrap_or_default()
 }
 
 fn location(path: &Path, line: Option<usize>) -> String {
@@ -158,11 +141,7 @@ pub struct Database {
 
 impl Default for Database {
     fn default() -> Self {
-        Self {
-            min_capacity: 0.5,
-            max_capacity: 16.0,
-            instances: 2,
-        }
+        Self { min_capacity: 0.5, max_capacity: 16.0, instances: 2 }
     }
 }
 
@@ -183,9 +162,7 @@ pub struct DynamoDb {
 
 impl Default for DynamoDb {
     fn default() -> Self {
-        Self {
-            billing_mode: BillingMode::PayPerRequest,
-        }
+        Self { billing_mode: BillingMode::PayPerRequest }
     }
 }
 
@@ -214,9 +191,7 @@ pub struct Audit {
 
 impl Default for Audit {
     fn default() -> Self {
-        Self {
-            glacier_after_days: 90,
-        }
+        Self { glacier_after_days: 90 }
     }
 }
 
@@ -230,17 +205,9 @@ pub struct Parameters {
 impl Default for Parameters {
     fn default() -> Self {
         Self {
-            exclude: [
-                "*password*",
-                "*passwd*",
-                "*secret*",
-                "*token*",
-                "*private*key*",
-                "*api*key*",
-                "*credential*",
-            ]
-            .map(String::from)
-            .to_vec(),
+            exclude: ["*password*", "*passwd*", "*secret*", "*token*", "*private*key*", "*api*key*", "*credential*"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -256,11 +223,7 @@ pub struct Monitoring {
 
 impl Default for Monitoring {
     fn default() -> Self {
-        Self {
-            rds_cpu_percent: 80.0,
-            lambda_error_rate_percent: 1.0,
-            alarm_emails: vec![],
-        }
+        Self { rds_cpu_percent: 80.0, lambda_error_rate_percent: 1.0, alarm_emails: vec![] }
     }
 }
 
@@ -282,11 +245,7 @@ pub struct BlueGreen {
 
 impl Default for BlueGreen {
     fn default() -> Self {
-        Self {
-            listener_port: 80,
-            health_check_path: "/health".into(),
-            live: Colour::Blue,
-        }
+        Self { listener_port: 80, health_check_path: "/health".into(), live: Colour::Blue }
     }
 }
 
@@ -321,10 +280,8 @@ pub struct Config {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(path, &text)
     }
 
@@ -388,15 +345,10 @@ fn parse_journal(s: &str, config_path: &Path) -> Result<JournalLocation, String>
         if !naming::is_valid_bucket_name(bucket) {
             return Err(format!("names an invalid S3 bucket {bucket:?}"));
         }
-        return Ok(JournalLocation::S3 {
-            bucket: bucket.to_owned(),
-            prefix: prefix.trim_end_matches('/').to_owned(),
-        });
+        return Ok(JournalLocation::S3 { bucket: bucket.to_owned(), prefix: prefix.trim_end_matches('/').to_owned() });
     }
     if s.contains("://") {
-        return Err(format!(
-            "{s:?} is neither a local directory nor an s3:// URL"
-        ));
+        return Err(format!("{s:?} is neither a local directory nor an s3:// URL"));
     }
     if s.is_empty() {
         return Err("is empty".into());
@@ -404,11 +356,7 @@ fn parse_journal(s: &str, config_path: &Path) -> Result<JournalLocation, String>
     let p = PathBuf::from(s);
     // A relative journal directory is relative to the configuration file, so
     // the same config works from any working directory.
-    Ok(JournalLocation::Local(if p.is_relative() {
-        config_path.parent().unwrap_or(Path::new(".")).join(p)
-    } else {
-        p
-    }))
+    Ok(JournalLocation::Local(if p.is_relative() { config_path.parent().unwrap_or(Path::new(".")).join(p) } else { p }))
 }
 
 fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
@@ -422,13 +370,7 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
         }
     }
     let help = nearest_key_help(&message);
-    ConfigError::Parse {
-        path: path.to_owned(),
-        line,
-        column,
-        message,
-        help,
-    }
+    ConfigError::Parse { path: path.to_owned(), line, column, message, help }
 }
 
 /// `section.key` of the assignment on a 1-based line, if it is one.
@@ -440,11 +382,7 @@ fn key_at_line(text: &str, line: usize) -> Option<String> {
             section = t.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
         } else if i + 1 == line {
             let key = t.split_once('=')?.0.trim().trim_matches('"');
-            return Some(if section.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{section}.{key}")
-            });
+            return Some(if section.is_empty() { key.to_owned() } else { format!("{section}.{key}") });
         }
     }
     None
@@ -466,16 +404,9 @@ fn nearest_key_help(message: &str) -> Option<String> {
     }
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     let (unknown, valid) = quoted.split_first()?;
-    let best = valid
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(unknown, k), *k))
-        .min()?;
+    let best = valid.iter().map(|k| (strsim::damerau_levenshtein(unknown, k), *k)).min()?;
     Some(if best.0 <= 3.max(unknown.len() / 3) {
-        format!(
-            "did you mean `{}`? valid keys here: {}",
-            best.1,
-            valid.join(", ")
-        )
+        format!("did you mean `{}`? valid keys here: {}", best.1, valid.join(", "))
     } else {
         format!("valid keys here: {}", valid.join(", "))
     })
@@ -487,13 +418,7 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn invalid(
-        &self,
-        section: &str,
-        key: &str,
-        message: impl Into<String>,
-        help: Option<String>,
-    ) -> ConfigError {
+    fn invalid(&self, section: &str, key: &str, message: impl Into<String>, help: Option<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_owned(),
             line: find_key_line(self.text, section, key.split('.').next().unwrap_or(key)),
@@ -510,19 +435,14 @@ impl Validator<'_> {
                 "migration",
                 "name",
                 format!("{:?} is not a valid migration name", m.name),
-                Some(
-                    "use 1-20 lower-case letters, digits or hyphens, starting with a letter".into(),
-                ),
+                Some("use 1-20 lower-case letters, digits or hyphens, starting with a letter".into()),
             ));
         }
         if !is_suffix(&m.environment_suffix) {
             return Err(self.invalid(
                 "migration",
                 "environment_suffix",
-                format!(
-                    "{:?} does not match ^[a-z0-9][a-z0-9-]{{0,11}}$",
-                    m.environment_suffix
-                ),
+                format!("{:?} does not match ^[a-z0-9][a-z0-9-]{{0,11}}$", m.environment_suffix),
                 Some("use up to 12 lower-case letters, digits or hyphens, e.g. \"prod\"".into()),
             ));
         }
@@ -580,8 +500,7 @@ impl Validator<'_> {
         let s = &raw.source;
         for (section, arn) in [("source", &s.role_arn), ("target", &raw.target.role_arn)] {
             if let Some(arn) = arn {
-                if !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/"))
-                {
+                if !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/")) {
                     return Err(self.invalid(
                         section,
                         "role_arn",
@@ -664,17 +583,11 @@ impl Validator<'_> {
                     "source",
                     "lambda_artifacts",
                     format!("{:?} is not an s3:// URL", s.lambda_artifacts),
-                    Some(
-                        "use s3://bucket/prefix/ (the package of function F is <prefix>F.zip)"
-                            .into(),
-                    ),
+                    Some("use s3://bucket/prefix/ (the package of function F is <prefix>F.zip)".into()),
                 ));
             }
         }
-        for (section, p) in [
-            ("source", &s.parameter_path),
-            ("target", &raw.target.parameter_path),
-        ] {
+        for (section, p) in [("source", &s.parameter_path), ("target", &raw.target.parameter_path)] {
             if !(p.starts_with('/') && p.ends_with('/')) {
                 return Err(self.invalid(
                     section,
@@ -696,12 +609,7 @@ impl Validator<'_> {
         let db = &raw.database;
         let half_steps = |x: f64| (x * 2.0).fract() == 0.0;
         if !(0.0..=256.0).contains(&db.min_capacity) || !half_steps(db.min_capacity) {
-            return Err(self.invalid(
-                "database",
-                "min_capacity",
-                "must be 0-256 in steps of 0.5 ACU",
-                None,
-            ));
+            return Err(self.invalid("database", "min_capacity", "must be 0-256 in steps of 0.5 ACU", None));
         }
         if !(1.0..=256.0).contains(&db.max_capacity)
             || !half_steps(db.max_capacity)
@@ -718,10 +626,7 @@ impl Validator<'_> {
             return Err(self.invalid(
                 "database",
                 "instances",
-                format!(
-                    "is {}; must be 2-16 (Multi-AZ needs at least 2)",
-                    db.instances
-                ),
+                format!("is {}; must be 2-16 (Multi-AZ needs at least 2)", db.instances),
                 None,
             ));
         }
@@ -729,12 +634,7 @@ impl Validator<'_> {
         let l = &raw.lambda;
         if let Some(rc) = l.reserved_concurrency {
             if rc < 0 {
-                return Err(self.invalid(
-                    "lambda",
-                    "reserved_concurrency",
-                    "must not be negative",
-                    None,
-                ));
+                return Err(self.invalid("lambda", "reserved_concurrency", "must not be negative", None));
             }
         }
         for (name, o) in &l.overrides {
@@ -760,19 +660,13 @@ impl Validator<'_> {
         }
         for glob in &raw.parameters.exclude {
             if let Err(e) = globset::Glob::new(glob) {
-                return Err(self.invalid(
-                    "parameters",
-                    "exclude",
-                    format!("{glob:?} is not a valid glob: {e}"),
-                    None,
-                ));
+                return Err(self.invalid("parameters", "exclude", format!("{glob:?} is not a valid glob: {e}"), None));
             }
         }
         let mo = &raw.monitoring;
-        for (key, pct) in [
-            ("rds_cpu_percent", mo.rds_cpu_percent),
-            ("lambda_error_rate_percent", mo.lambda_error_rate_percent),
-        ] {
+        for (key, pct) in
+            [("rds_cpu_percent", mo.rds_cpu_percent), ("lambda_error_rate_percent", mo.lambda_error_rate_percent)]
+        {
             if !(0.0..=100.0).contains(&pct) {
                 return Err(self.invalid(
                     "monitoring",
@@ -797,12 +691,7 @@ impl Validator<'_> {
             return Err(self.invalid("blue_green", "listener_port", "must be 1-65535", None));
         }
         if !bg.health_check_path.starts_with('/') {
-            return Err(self.invalid(
-                "blue_green",
-                "health_check_path",
-                "must begin with `/`",
-                None,
-            ));
+            return Err(self.invalid("blue_green", "health_check_path", "must begin with `/`", None));
         }
         Ok(())
     }
@@ -831,13 +720,7 @@ fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         if let Some(h) = t.strip_prefix('[') {
-            current = h
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned();
+            current = h.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_owned();
             if current == section {
                 section_line = Some(i + 1);
             }
@@ -859,8 +742,7 @@ fn is_suffix(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 12
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn is_migration_name(s: &str) -> bool {
@@ -868,22 +750,15 @@ fn is_migration_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 20
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && !s.ends_with('-')
 }
 
 fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.bytes().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|c| c.is_ascii_digit()))
 }
 
 impl fmt::Display for JournalLocation {
@@ -945,24 +820,9 @@ audit_buckets = ["payments-audit-dev"]
     #[test]
     fn invalid_values_name_the_key_and_line() {
         let cases = [
-            (
-                "environment_suffix = \"prod\"",
-                "environment_suffix = \"Prod_1\"",
-                "migration.environment_suffix",
-                4,
-            ),
-            (
-                "replica_region = \"us-west-2\"",
-                "replica_region = \"us-east-1\"",
-                "migration.replica_region",
-                6,
-            ),
-            (
-                "CostCenter = \"payments\"",
-                "Team = \"payments\"",
-                "tags.CostCenter",
-                8,
-            ),
+            ("environment_suffix = \"prod\"", "environment_suffix = \"Prod_1\"", "migration.environment_suffix", 4),
+            ("replica_region = \"us-west-2\"", "replica_region = \"us-east-1\"", "migration.replica_region", 6),
+            ("CostCenter = \"payments\"", "Team = \"payments\"", "tags.CostCenter", 8),
         ];
         for (from, to, key, line) in cases {
             let err = parse(&MINIMAL.replace(from, to)).unwrap_err();
@@ -981,23 +841,14 @@ audit_buckets = ["payments-audit-dev"]
         let dup = MINIMAL.replace("[\"sessions-dev\"]", "[\"sessions-dev\", \"sessions-dev\"]");
         assert!(parse(&dup).unwrap_err().to_string().contains("twice"));
         let ov = format!("{MINIMAL}\n[lambda.overrides.\"other-dev\"]\nreserved_concurrency = 5\n");
-        assert!(parse(&ov)
-            .unwrap_err()
-            .to_string()
-            .contains("not in [source] lambda_functions"));
+        assert!(parse(&ov).unwrap_err().to_string().contains("not in [source] lambda_functions"));
         let path = MINIMAL.replace("[target]", "[target]\nparameter_path = \"prod\"");
-        assert!(parse(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("begin and end"));
+        assert!(parse(&path).unwrap_err().to_string().contains("begin and end"));
     }
 
     #[test]
     fn long_derived_names_are_rejected_not_truncated() {
-        let text = MINIMAL.replace(
-            "[\"payments-audit-dev\"]",
-            &format!("[\"{}-dev\"]", "a".repeat(58)),
-        );
+        let text = MINIMAL.replace("[\"payments-audit-dev\"]", &format!("[\"{}-dev\"]", "a".repeat(58)));
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("63"), "{err}");
     }

@@ -13,18 +13,11 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
         _ => "trace",
     };
     // Our own events at the chosen level; the SDK's only when they matter.
-    let filter = EnvFilter::try_from_env("PAYMIG_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,paymig={level}")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
+    let filter =
+        EnvFilter::try_from_env("PAYMIG_LOG").unwrap_or_else(|_| EnvFilter::new(format!("warn,paymig={level}")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Text => builder.compact().without_time().init(),
     }
 }

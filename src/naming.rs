@@ -23,12 +23,7 @@ pub struct NameMap {
 impl NameMap {
     pub fn new(m: &Migration, s: &Source, t: &Target) -> Self {
         let mut map = NameMap {
-            dev_tokens: s
-                .name_suffix
-                .trim_start_matches('-')
-                .split('-')
-                .map(String::from)
-                .collect(),
+            dev_tokens: s.name_suffix.trim_start_matches('-').split('-').map(String::from).collect(),
             migration: m.name.clone(),
             suffix: m.environment_suffix.clone(),
             source_path: s.parameter_path.clone(),
@@ -57,12 +52,7 @@ impl NameMap {
         let mut replaced = false;
         let mut i = 0;
         while i < tokens.len() {
-            if i + n <= tokens.len()
-                && tokens[i..i + n]
-                    .iter()
-                    .zip(&self.dev_tokens)
-                    .all(|(a, b)| a == b)
-            {
+            if i + n <= tokens.len() && tokens[i..i + n].iter().zip(&self.dev_tokens).all(|(a, b)| a == b) {
                 out.push(&self.suffix);
                 replaced = true;
                 i += n;
@@ -99,9 +89,7 @@ impl NameMap {
 
     /// A dev parameter name moved under the prod path.
     pub fn parameter(&self, dev_name: &str) -> Option<String> {
-        dev_name
-            .strip_prefix(&self.source_path)
-            .map(|rel| format!("{}{rel}", self.target_path))
+        dev_name.strip_prefix(&self.source_path).map(|rel| format!("{}{rel}", self.target_path))
     }
 
     /// Every listed dev name with its prod twin.
@@ -113,12 +101,10 @@ impl NameMap {
     /// identifier the name map could not rewrite).
     pub fn looks_dev(&self, s: &str) -> bool {
         let n = self.dev_tokens.len();
-        s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-            .any(|word| {
-                let t: Vec<&str> = word.split('-').collect();
-                t.windows(n)
-                    .any(|w| w.iter().zip(&self.dev_tokens).all(|(a, b)| a == b))
-            })
+        s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).any(|word| {
+            let t: Vec<&str> = word.split('-').collect();
+            t.windows(n).any(|w| w.iter().zip(&self.dev_tokens).all(|(a, b)| a == b))
+        })
     }
 }
 
@@ -150,34 +136,19 @@ impl Derived {
     pub fn check(&self) -> Result<(), String> {
         let len = self.name.chars().count();
         if len > self.max {
-            return Err(format!(
-                "is {len} characters; AWS allows at most {}",
-                self.max
-            ));
+            return Err(format!("is {len} characters; AWS allows at most {}", self.max));
         }
         let ok = match self.rule {
             Rule::Any => true,
             Rule::Bucket => is_valid_bucket_name(&self.name),
             Rule::Identifier => {
                 self.name.starts_with(|c: char| c.is_ascii_alphabetic())
-                    && self
-                        .name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                     && !self.name.contains("--")
                     && !self.name.ends_with('-')
             }
-            Rule::Function => self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
-            Rule::Table => {
-                len >= 3
-                    && self
-                        .name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            }
+            Rule::Function => self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            Rule::Table => len >= 3 && self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
         };
         if ok {
             Ok(())
@@ -191,137 +162,32 @@ impl Derived {
 pub fn derived_names(cfg: &Config) -> Vec<Derived> {
     let n = &cfg.names;
     let s = &cfg.source;
-    let d = |section, key, kind, name: String, max, rule| Derived {
-        section,
-        key,
-        kind,
-        name,
-        max,
-        rule,
-    };
+    let d = |section, key, kind, name: String, max, rule| Derived { section, key, kind, name, max, rule };
     let mut out = vec![
-        d(
-            "migration",
-            "name",
-            "KMS alias",
-            n.kms_alias(),
-            256,
-            Rule::Any,
-        ),
-        d(
-            "migration",
-            "name",
-            "ALB",
-            n.own("alb"),
-            32,
-            Rule::Identifier,
-        ),
-        d(
-            "migration",
-            "name",
-            "target group",
-            n.own("blue"),
-            32,
-            Rule::Identifier,
-        ),
-        d(
-            "migration",
-            "name",
-            "target group",
-            n.own("green"),
-            32,
-            Rule::Identifier,
-        ),
-        d(
-            "migration",
-            "name",
-            "IAM role",
-            n.own("s3-replication"),
-            64,
-            Rule::Function,
-        ),
-        d(
-            "migration",
-            "name",
-            "SNS topic",
-            n.own("alarms"),
-            256,
-            Rule::Function,
-        ),
-        d(
-            "migration",
-            "name",
-            "security group",
-            n.own("compute-sg"),
-            255,
-            Rule::Any,
-        ),
+        d("migration", "name", "KMS alias", n.kms_alias(), 256, Rule::Any),
+        d("migration", "name", "ALB", n.own("alb"), 32, Rule::Identifier),
+        d("migration", "name", "target group", n.own("blue"), 32, Rule::Identifier),
+        d("migration", "name", "target group", n.own("green"), 32, Rule::Identifier),
+        d("migration", "name", "IAM role", n.own("s3-replication"), 64, Rule::Function),
+        d("migration", "name", "SNS topic", n.own("alarms"), 256, Rule::Function),
+        d("migration", "name", "security group", n.own("compute-sg"), 255, Rule::Any),
     ];
     if !s.db_cluster.is_empty() {
-        out.push(d(
-            "source",
-            "db_cluster",
-            "Aurora cluster",
-            n.prod(&s.db_cluster),
-            63,
-            Rule::Identifier,
-        ));
+        out.push(d("source", "db_cluster", "Aurora cluster", n.prod(&s.db_cluster), 63, Rule::Identifier));
     }
     for t in &s.dynamodb_tables {
-        out.push(d(
-            "source",
-            "dynamodb_tables",
-            "DynamoDB table",
-            n.prod(t),
-            255,
-            Rule::Table,
-        ));
+        out.push(d("source", "dynamodb_tables", "DynamoDB table", n.prod(t), 255, Rule::Table));
     }
     for f in &s.lambda_functions {
-        out.push(d(
-            "source",
-            "lambda_functions",
-            "Lambda function",
-            n.prod(f),
-            64,
-            Rule::Function,
-        ));
-        out.push(d(
-            "source",
-            "lambda_functions",
-            "IAM role",
-            n.lambda_role(f),
-            64,
-            Rule::Function,
-        ));
+        out.push(d("source", "lambda_functions", "Lambda function", n.prod(f), 64, Rule::Function));
+        out.push(d("source", "lambda_functions", "IAM role", n.lambda_role(f), 64, Rule::Function));
     }
     for b in &s.audit_buckets {
-        out.push(d(
-            "source",
-            "audit_buckets",
-            "S3 bucket",
-            n.prod(b),
-            63,
-            Rule::Bucket,
-        ));
-        out.push(d(
-            "source",
-            "audit_buckets",
-            "S3 replica bucket",
-            n.replica_bucket(b),
-            63,
-            Rule::Bucket,
-        ));
+        out.push(d("source", "audit_buckets", "S3 bucket", n.prod(b), 63, Rule::Bucket));
+        out.push(d("source", "audit_buckets", "S3 replica bucket", n.replica_bucket(b), 63, Rule::Bucket));
     }
     for db in &s.dashboards {
-        out.push(d(
-            "source",
-            "dashboards",
-            "dashboard",
-            n.prod(db),
-            255,
-            Rule::Function,
-        ));
+        out.push(d("source", "dashboards", "dashboard", n.prod(db), 255, Rule::Function));
     }
     out
 }
@@ -331,9 +197,7 @@ pub fn derived_names(cfg: &Config) -> Vec<Derived> {
 pub fn is_valid_bucket_name(b: &str) -> bool {
     let bytes = b.as_bytes();
     (3..=63).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+        && bytes.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && !b.contains("..")
@@ -345,11 +209,7 @@ mod tests {
 
     fn map(dev_suffix: &str) -> NameMap {
         NameMap {
-            dev_tokens: dev_suffix
-                .trim_start_matches('-')
-                .split('-')
-                .map(String::from)
-                .collect(),
+            dev_tokens: dev_suffix.trim_start_matches('-').split('-').map(String::from).collect(),
             migration: "payments".into(),
             suffix: "prod".into(),
             source_path: "/dev/".into(),
@@ -380,10 +240,7 @@ mod tests {
         let m = map("-dev");
         assert_eq!(m.own("alb"), "payments-alb-prod");
         assert_eq!(m.kms_alias(), "alias/payments-prod");
-        assert_eq!(
-            m.parameter("/dev/db/host").as_deref(),
-            Some("/prod/db/host")
-        );
+        assert_eq!(m.parameter("/dev/db/host").as_deref(), Some("/prod/db/host"));
         assert_eq!(m.parameter("/other/x"), None);
     }
 

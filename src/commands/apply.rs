@@ -12,13 +12,7 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     super::preflight(&ctx, &dag).await?;
-    super::confirm(
-        yes,
-        &format!(
-            "apply migration {:?} to account {}",
-            ctx.cfg.migration.name, ctx.account
-        ),
-    )?;
+    super::confirm(yes, &format!("apply migration {:?} to account {}", ctx.cfg.migration.name, ctx.account))?;
 
     let run_id = journal.begin_run("apply")?;
     tracing::info!(run = %run_id, parallelism, "apply started");
@@ -44,10 +38,7 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
         })
         .collect();
     let stats = ctx.aws.stats.summary();
-    journal.end_run(
-        if failed.is_empty() { "ok" } else { "failed" },
-        stats.mutating,
-    )?;
+    journal.end_run(if failed.is_empty() { "ok" } else { "failed" }, stats.mutating)?;
 
     let changes = ctx.changes();
     println!("paymig apply: run {run_id}");
@@ -55,14 +46,11 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     reports.sort_by_key(|r| dag.steps().iter().position(|s| s.id() == r.step));
     for r in &reports {
         let (created, updated) =
-            changes
-                .iter()
-                .filter(|c| c.step == r.step)
-                .fold((0, 0), |(c, u), ch| match ch.action {
-                    Action::Create => (c + 1, u),
-                    Action::Update => (c, u + 1),
-                    Action::Noop => (c, u),
-                });
+            changes.iter().filter(|c| c.step == r.step).fold((0, 0), |(c, u), ch| match ch.action {
+                Action::Create => (c + 1, u),
+                Action::Update => (c, u + 1),
+                Action::Noop => (c, u),
+            });
         let state = match &r.status {
             Status::Done => format!("done: {created} created, {updated} updated"),
             Status::Skipped(why) => format!("skipped: {why}"),
@@ -78,9 +66,6 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::StepsFailed {
-            failed: failed.len(),
-            summary: failed.join("; "),
-        })
+        Err(Error::StepsFailed { failed: failed.len(), summary: failed.join("; ") })
     }
 }

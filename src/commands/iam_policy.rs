@@ -9,10 +9,7 @@ use crate::config::Config;
 use crate::error::Result;
 
 pub fn run(cfg: &Config) -> Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&policy(cfg)).expect("policy serializes")
-    );
+    println!("{}", serde_json::to_string_pretty(&policy(cfg)).expect("policy serializes"));
     Ok(())
 }
 
@@ -35,9 +32,7 @@ pub fn policy(_cfg: &Config) -> serde_json::Value {
             .split('_')
             .map(|w| {
                 let mut c = w.chars();
-                c.next()
-                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                    .unwrap_or_default()
+                c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
             })
             .collect();
         // Resource-level scoping per step arrives with the IAM tier; every

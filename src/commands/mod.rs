@@ -25,10 +25,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
     match cli.command {
         Command::Plan { format } => plan::run(cfg, format).await,
-        Command::Apply {
-            confirm,
-            parallelism,
-        } => apply::run(cfg, confirm.yes, usize::from(parallelism)).await,
+        Command::Apply { confirm, parallelism } => apply::run(cfg, confirm.yes, usize::from(parallelism)).await,
         Command::Rollback { confirm } => undo::rollback(cfg, confirm.yes).await,
         Command::Destroy { confirm } => undo::destroy(cfg, confirm.yes).await,
         Command::Status { format } => status::run(cfg, format).await,
@@ -40,9 +37,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 fn not_built(command: &str, what: &str) -> Error {
-    Error::Usage(format!(
-        "`paymig {command}` is not available in this version: {what} is not built yet"
-    ))
+    Error::Usage(format!("`paymig {command}` is not available in this version: {what} is not built yet"))
 }
 
 /// The local journal directory.
@@ -88,7 +83,9 @@ pub fn open_read_only(cfg: &Config) -> Result<Option<Arc<Journal>>> {
 pub async fn connect(cfg: Config, mode: Mode, journal: Option<Arc<Journal>>) -> Result<Ctx> {
     let aws = Aws::connect(&cfg).await;
     let account = aws.target.account_id().await.map_err(|e| {
-        Error::Preflight(vec![format!("{e}\nhelp: check the target credentials ([target] profile/role_arn, AWS_PROFILE, AWS_ENDPOINT_URL)")])
+        Error::Preflight(vec![format!(
+            "{e}\nhelp: check the target credentials ([target] profile/role_arn, AWS_PROFILE, AWS_ENDPOINT_URL)"
+        )])
     })?;
     Ok(Ctx::new(cfg, aws, mode, journal, account))
 }
@@ -97,11 +94,7 @@ pub async fn connect(cfg: Config, mode: Mode, journal: Option<Arc<Journal>>) -> 
 /// before anything changes.
 pub async fn preflight(ctx: &Ctx, dag: &Dag) -> Result<()> {
     let checks = dag.steps().iter().map(|s| s.preflight(ctx));
-    let problems: Vec<String> = futures::future::join_all(checks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let problems: Vec<String> = futures::future::join_all(checks).await.into_iter().flatten().collect();
     if problems.is_empty() {
         Ok(())
     } else {
@@ -112,8 +105,7 @@ pub async fn preflight(ctx: &Ctx, dag: &Dag) -> Result<()> {
 
 /// The step DAG.
 pub fn build_dag() -> Result<Dag> {
-    Dag::new(crate::steps::all())
-        .map_err(|e| Error::Usage(format!("internal: invalid step graph: {e}")))
+    Dag::new(crate::steps::all()).map_err(|e| Error::Usage(format!("internal: invalid step graph: {e}")))
 }
 
 /// Refuses at once, before any AWS call, when confirmation would be needed
@@ -122,9 +114,7 @@ pub fn require_confirmable(yes: bool, what: &str) -> Result<()> {
     if yes || std::io::stdin().is_terminal() {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
-            "{what}: refusing without --yes (no terminal to confirm on); nothing was changed"
-        )))
+        Err(Error::Usage(format!("{what}: refusing without --yes (no terminal to confirm on); nothing was changed")))
     }
 }
 
@@ -135,17 +125,12 @@ pub fn confirm(yes: bool, question: &str) -> Result<()> {
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Err(Error::Usage(format!(
-            "{question}: refusing without --yes (no terminal to confirm on)"
-        )));
+        return Err(Error::Usage(format!("{question}: refusing without --yes (no terminal to confirm on)")));
     }
     eprint!("{question}? Type 'yes' to continue: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| Error::Usage(format!("cannot read the confirmation: {e}")))?;
+    stdin.lock().read_line(&mut answer).map_err(|e| Error::Usage(format!("cannot read the confirmation: {e}")))?;
     if answer.trim() == "yes" {
         Ok(())
     } else {

@@ -29,9 +29,7 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
             Action::Noop => e[2] += 1,
         }
     }
-    let total = counts
-        .values()
-        .fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
+    let total = counts.values().fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
     let failed: Vec<String> = reports
         .iter()
         .filter_map(|r| match &r.status {
@@ -42,33 +40,38 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
 
     match format {
         OutputFormat::Json => {
-            let steps: Vec<_> = dag.steps().iter().map(|s| {
-                let id = s.id();
-                let status = reports.iter().find(|r| r.step == id).map(|r| match &r.status {
-                    Status::Done => "planned".to_owned(),
-                    Status::Skipped(_) => "skipped".to_owned(),
-                    Status::Failed(_) => "failed".to_owned(),
-                    Status::Blocked(_) => "blocked".to_owned(),
-                }).unwrap_or_default();
-                let c = counts.get(id).copied().unwrap_or_default();
-                json!({
-                    "step": id,
-                    "status": status,
-                    "create": c[0], "update": c[1], "unchanged": c[2],
-                    "changes": changes.iter().filter(|x| x.step == id).collect::<Vec<_>>(),
-                    "notices": notices.iter().filter(|(s, _)| s == id).map(|(_, n)| n).collect::<Vec<_>>(),
+            let steps: Vec<_> = dag
+                .steps()
+                .iter()
+                .map(|s| {
+                    let id = s.id();
+                    let status = reports
+                        .iter()
+                        .find(|r| r.step == id)
+                        .map(|r| match &r.status {
+                            Status::Done => "planned".to_owned(),
+                            Status::Skipped(_) => "skipped".to_owned(),
+                            Status::Failed(_) => "failed".to_owned(),
+                            Status::Blocked(_) => "blocked".to_owned(),
+                        })
+                        .unwrap_or_default();
+                    let c = counts.get(id).copied().unwrap_or_default();
+                    json!({
+                        "step": id,
+                        "status": status,
+                        "create": c[0], "update": c[1], "unchanged": c[2],
+                        "changes": changes.iter().filter(|x| x.step == id).collect::<Vec<_>>(),
+                        "notices": notices.iter().filter(|(s, _)| s == id).map(|(_, n)| n).collect::<Vec<_>>(),
+                    })
                 })
-            }).collect();
+                .collect();
             let doc = json!({
                 "migration": ctx.cfg.migration.name,
                 "account": ctx.account,
                 "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len()},
                 "steps": steps,
             });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).expect("plan serializes")
-            );
+            println!("{}", serde_json::to_string_pretty(&doc).expect("plan serializes"));
         }
         OutputFormat::Text => {
             println!(
@@ -86,39 +89,22 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
                     _ => format!("{} to create, {} to update, {} unchanged", c[0], c[1], c[2]),
                 };
                 println!("\n[{id}] {state}");
-                for ch in changes
-                    .iter()
-                    .filter(|x| x.step == id && x.action != Action::Noop)
-                {
-                    let sign = if ch.action == Action::Create {
-                        "+"
-                    } else {
-                        "~"
-                    };
-                    let detail = if ch.detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", ch.detail)
-                    };
+                for ch in changes.iter().filter(|x| x.step == id && x.action != Action::Noop) {
+                    let sign = if ch.action == Action::Create { "+" } else { "~" };
+                    let detail = if ch.detail.is_empty() { String::new() } else { format!(" ({})", ch.detail) };
                     println!("  {sign} {} {}{detail}", ch.kind, ch.name);
                 }
                 for (_, n) in notices.iter().filter(|(s, _)| s == id) {
                     println!("  ! {n}");
                 }
             }
-            println!(
-                "\nPlan: {} to create, {} to update, {} unchanged.",
-                total[0], total[1], total[2]
-            );
+            println!("\nPlan: {} to create, {} to update, {} unchanged.", total[0], total[1], total[2]);
         }
     }
     super::report_calls(&ctx.aws);
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::StepsFailed {
-            failed: failed.len(),
-            summary: failed.join("; "),
-        })
+        Err(Error::StepsFailed { failed: failed.len(), summary: failed.join("; ") })
     }
 }

@@ -18,15 +18,8 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
     let records = journal.as_ref().map(|j| j.records()).unwrap_or_default();
     let mut per_step: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let mut pending = Vec::new();
-    for r in records
-        .iter()
-        .filter(|r| r.is_live() && r.intent.op != crate::engine::journal::Op::Update)
-    {
-        *per_step
-            .entry(r.intent.step.clone())
-            .or_default()
-            .entry(r.intent.kind.clone())
-            .or_default() += 1;
+    for r in records.iter().filter(|r| r.is_live() && r.intent.op != crate::engine::journal::Op::Update) {
+        *per_step.entry(r.intent.step.clone()).or_default().entry(r.intent.kind.clone()).or_default() += 1;
         if r.id.is_none() {
             pending.push(r);
         }
@@ -41,10 +34,7 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
                 "resources": per_step,
                 "pending": pending.iter().map(|r| json!({"step": r.intent.step, "kind": r.intent.kind, "name": r.intent.name, "run": r.run})).collect::<Vec<_>>(),
             });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).expect("status serializes")
-            );
+            println!("{}", serde_json::to_string_pretty(&doc).expect("status serializes"));
         }
         OutputFormat::Text => {
             println!("migration: {}", cfg.migration.name);
@@ -74,7 +64,10 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
                 println!("  [{step}] {}", list.join(", "));
             }
             for r in &pending {
-                println!("  ! [{}] {} {} has an intent without outcome (run {}); the next apply or destroy resolves it", r.intent.step, r.intent.kind, r.intent.name, r.run);
+                println!(
+                    "  ! [{}] {} {} has an intent without outcome (run {}); the next apply or destroy resolves it",
+                    r.intent.step, r.intent.kind, r.intent.name, r.run
+                );
             }
         }
     }

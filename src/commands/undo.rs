@@ -24,26 +24,11 @@ pub async fn rollback(cfg: Config, yes: bool) -> Result<()> {
         println!("paymig rollback: nothing to roll back");
         return Ok(());
     };
-    let todo: Vec<Record> = records
-        .into_iter()
-        .filter(|r| r.run == target.id && r.is_live())
-        .rev()
-        .collect();
+    let todo: Vec<Record> = records.into_iter().filter(|r| r.run == target.id && r.is_live()).rev().collect();
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
-    super::confirm(
-        yes,
-        &format!(
-            "roll back run {} ({} changes) in account {}",
-            target.id,
-            todo.len(),
-            ctx.account
-        ),
-    )?;
+    super::confirm(yes, &format!("roll back run {} ({} changes) in account {}", target.id, todo.len(), ctx.account))?;
     journal.begin_run("rollback")?;
-    println!(
-        "paymig rollback: undoing run {} ({}, started {})",
-        target.id, target.command, target.started
-    );
+    println!("paymig rollback: undoing run {} ({}, started {})", target.id, target.command, target.started);
     let failures = replay(&ctx, &journal, &todo).await;
     finish(&ctx, &journal, failures, Vec::new())
 }
@@ -51,20 +36,12 @@ pub async fn rollback(cfg: Config, yes: bool) -> Result<()> {
 pub async fn destroy(cfg: Config, yes: bool) -> Result<()> {
     super::require_confirmable(yes, "paymig destroy")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "destroy")?;
-    let todo: Vec<Record> = journal
-        .records()
-        .into_iter()
-        .filter(Record::is_live)
-        .rev()
-        .collect();
+    let todo: Vec<Record> = journal.records().into_iter().filter(Record::is_live).rev().collect();
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     super::confirm(
         yes,
-        &format!(
-            "destroy everything migration {:?} created in account {}",
-            ctx.cfg.migration.name, ctx.account
-        ),
+        &format!("destroy everything migration {:?} created in account {}", ctx.cfg.migration.name, ctx.account),
     )?;
     journal.begin_run("destroy")?;
     println!("paymig destroy: undoing {} journaled change(s)", todo.len());
@@ -87,10 +64,7 @@ async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record]) -> Vec<String>
     let mut failures = Vec::new();
     for r in records {
         let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
-            failures.push(format!(
-                "{}: no step {:?} in this version to undo it",
-                r.intent.key, r.intent.step
-            ));
+            failures.push(format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step));
             continue;
         };
         match step.undo(ctx, r).await {
@@ -122,17 +96,11 @@ fn finish(ctx: &Ctx, journal: &Journal, failures: Vec<String>, swept: Vec<String
         println!("  - swept {s}");
     }
     let stats = ctx.aws.stats.summary();
-    journal.end_run(
-        if failures.is_empty() { "ok" } else { "failed" },
-        stats.mutating,
-    )?;
+    journal.end_run(if failures.is_empty() { "ok" } else { "failed" }, stats.mutating)?;
     super::report_calls(&ctx.aws);
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(Error::StepsFailed {
-            failed: failures.len(),
-            summary: failures.join("; "),
-        })
+        Err(Error::StepsFailed { failed: failures.len(), summary: failures.join("; ") })
     }
 }

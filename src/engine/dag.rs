@@ -49,17 +49,10 @@ impl Dag {
     /// Validates the graph and orders it topologically (stable: among ready
     /// steps, declaration order wins).
     pub fn new(steps: Vec<Arc<dyn Step>>) -> Result<Self, DagError> {
-        let ids: Vec<(&'static str, &'static [&'static str])> =
-            steps.iter().map(|s| (s.id(), s.deps())).collect();
+        let ids: Vec<(&'static str, &'static [&'static str])> = steps.iter().map(|s| (s.id(), s.deps())).collect();
         let order = topo_order(&ids)?;
-        let mut by_id: BTreeMap<&str, Arc<dyn Step>> =
-            steps.iter().map(|s| (s.id(), s.clone())).collect();
-        Ok(Dag {
-            steps: order
-                .into_iter()
-                .map(|id| by_id.remove(id).expect("ordered id exists"))
-                .collect(),
-        })
+        let mut by_id: BTreeMap<&str, Arc<dyn Step>> = steps.iter().map(|s| (s.id(), s.clone())).collect();
+        Ok(Dag { steps: order.into_iter().map(|id| by_id.remove(id).expect("ordered id exists")).collect() })
     }
 
     /// Steps in dependency order.
@@ -91,17 +84,13 @@ impl Dag {
                     if started.contains(s.id()) {
                         continue;
                     }
-                    if let Some(bad) = s.deps().iter().find(|d| {
-                        matches!(status.get(*d), Some(Status::Failed(_) | Status::Blocked(_)))
-                    }) {
+                    if let Some(bad) =
+                        s.deps().iter().find(|d| matches!(status.get(*d), Some(Status::Failed(_) | Status::Blocked(_))))
+                    {
                         let st = Status::Blocked(format!("dependency {bad} did not finish"));
                         tracing::warn!(step = s.id(), "blocked: dependency {bad} did not finish");
                         status.insert(s.id(), st.clone());
-                        reports.push(Report {
-                            step: s.id(),
-                            status: st,
-                            elapsed: Duration::ZERO,
-                        });
+                        reports.push(Report { step: s.id(), status: st, elapsed: Duration::ZERO });
                         started.insert(s.id());
                         changed = true;
                     }
@@ -112,9 +101,7 @@ impl Dag {
                     break;
                 }
                 let ready = !started.contains(s.id())
-                    && s.deps()
-                        .iter()
-                        .all(|d| matches!(status.get(d), Some(Status::Done | Status::Skipped(_))));
+                    && s.deps().iter().all(|d| matches!(status.get(d), Some(Status::Done | Status::Skipped(_))));
                 if ready {
                     started.insert(s.id());
                     let fut = run(s);
@@ -135,20 +122,14 @@ impl Dag {
                 Err(e) => Status::Failed(e.to_string()),
             };
             status.insert(id, st.clone());
-            reports.push(Report {
-                step: id,
-                status: st,
-                elapsed,
-            });
+            reports.push(Report { step: id, status: st, elapsed });
         }
         reports
     }
 }
 
 /// Kahn's algorithm over `(id, deps)`; stable in declaration order.
-fn topo_order(
-    nodes: &[(&'static str, &'static [&'static str])],
-) -> Result<Vec<&'static str>, DagError> {
+fn topo_order(nodes: &[(&'static str, &'static [&'static str])]) -> Result<Vec<&'static str>, DagError> {
     let mut seen = BTreeSet::new();
     for (id, _) in nodes {
         if !seen.insert(*id) {
@@ -157,29 +138,20 @@ fn topo_order(
     }
     for (id, deps) in nodes {
         if let Some(d) = deps.iter().find(|d| !seen.contains(*d)) {
-            return Err(DagError::UnknownDependency {
-                step: (*id).into(),
-                dep: (*d).into(),
-            });
+            return Err(DagError::UnknownDependency { step: (*id).into(), dep: (*d).into() });
         }
     }
     let mut done: BTreeSet<&str> = BTreeSet::new();
     let mut order = Vec::new();
     while order.len() < nodes.len() {
-        let next = nodes
-            .iter()
-            .find(|(id, deps)| !done.contains(id) && deps.iter().all(|d| done.contains(d)));
+        let next = nodes.iter().find(|(id, deps)| !done.contains(id) && deps.iter().all(|d| done.contains(d)));
         match next {
             Some((id, _)) => {
                 done.insert(id);
                 order.push(*id);
             }
             None => {
-                let rest = nodes
-                    .iter()
-                    .filter(|(id, _)| !done.contains(id))
-                    .map(|(id, _)| (*id).to_owned())
-                    .collect();
+                let rest = nodes.iter().filter(|(id, _)| !done.contains(id)).map(|(id, _)| (*id).to_owned()).collect();
                 return Err(DagError::Cycle(rest));
             }
         }
@@ -196,27 +168,13 @@ mod tests {
 
     #[test]
     fn orders_dependencies_first_and_rejects_cycles() {
-        let nodes: Vec<(&'static str, &'static [&'static str])> = vec![
-            ("lambda", &["iam", "network"]),
-            ("iam", &["kms"]),
-            ("network", &[]),
-            ("kms", &[]),
-        ];
-        assert_eq!(
-            topo_order(&nodes).unwrap(),
-            vec!["network", "kms", "iam", "lambda"]
-        );
-        let cyclic: Vec<(&'static str, &'static [&'static str])> =
-            vec![("a", &["b"]), ("b", &["a"]), ("c", &[])];
-        assert_eq!(
-            topo_order(&cyclic),
-            Err(DagError::Cycle(vec!["a".into(), "b".into()]))
-        );
+        let nodes: Vec<(&'static str, &'static [&'static str])> =
+            vec![("lambda", &["iam", "network"]), ("iam", &["kms"]), ("network", &[]), ("kms", &[])];
+        assert_eq!(topo_order(&nodes).unwrap(), vec!["network", "kms", "iam", "lambda"]);
+        let cyclic: Vec<(&'static str, &'static [&'static str])> = vec![("a", &["b"]), ("b", &["a"]), ("c", &[])];
+        assert_eq!(topo_order(&cyclic), Err(DagError::Cycle(vec!["a".into(), "b".into()])));
         let unknown: Vec<(&'static str, &'static [&'static str])> = vec![("a", &["zz"])];
-        assert!(matches!(
-            topo_order(&unknown),
-            Err(DagError::UnknownDependency { .. })
-        ));
+        assert!(matches!(topo_order(&unknown), Err(DagError::UnknownDependency { .. })));
         let dup: Vec<(&'static str, &'static [&'static str])> = vec![("a", &[]), ("a", &[])];
         assert!(matches!(topo_order(&dup), Err(DagError::Duplicate(_))));
     }
@@ -236,11 +194,7 @@ mod tests {
         fn run<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
             unreachable!("driven through execute's closure")
         }
-        fn undo<'a>(
-            &'a self,
-            _ctx: &'a Ctx,
-            _r: &'a Record,
-        ) -> BoxFuture<'a, Result<(), StepError>> {
+        fn undo<'a>(&'a self, _ctx: &'a Ctx, _r: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
             unreachable!()
         }
     }
@@ -248,26 +202,11 @@ mod tests {
     #[tokio::test]
     async fn failure_blocks_dependents_and_independent_steps_finish() {
         let steps: Vec<Arc<dyn Step>> = vec![
-            Arc::new(Fake {
-                id: "kms",
-                deps: &[],
-            }),
-            Arc::new(Fake {
-                id: "network",
-                deps: &[],
-            }),
-            Arc::new(Fake {
-                id: "database",
-                deps: &["kms", "network"],
-            }),
-            Arc::new(Fake {
-                id: "monitoring",
-                deps: &["database"],
-            }),
-            Arc::new(Fake {
-                id: "params",
-                deps: &["network"],
-            }),
+            Arc::new(Fake { id: "kms", deps: &[] }),
+            Arc::new(Fake { id: "network", deps: &[] }),
+            Arc::new(Fake { id: "database", deps: &["kms", "network"] }),
+            Arc::new(Fake { id: "monitoring", deps: &["database"] }),
+            Arc::new(Fake { id: "params", deps: &["network"] }),
         ];
         let dag = Dag::new(steps).unwrap();
         let log = Mutex::new(Vec::new());
@@ -299,10 +238,8 @@ mod tests {
 
     #[tokio::test]
     async fn respects_the_parallelism_bound() {
-        let steps: Vec<Arc<dyn Step>> = ["a", "b", "c", "d", "e"]
-            .into_iter()
-            .map(|id| Arc::new(Fake { id, deps: &[] }) as Arc<dyn Step>)
-            .collect();
+        let steps: Vec<Arc<dyn Step>> =
+            ["a", "b", "c", "d", "e"].into_iter().map(|id| Arc::new(Fake { id, deps: &[] }) as Arc<dyn Step>).collect();
         let dag = Dag::new(steps).unwrap();
         let now = std::sync::atomic::AtomicUsize::new(0);
         let peak = std::sync::atomic::AtomicUsize::new(0);

@@ -16,27 +16,15 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("cannot open the journal at {path}: {source}\nhelp: check that the directory exists and is writable, or set [migration] journal")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write the journal at {path}: {source}\nhelp: free disk space or fix permissions, then re-run to resume")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot write the journal at {path}: {source}\nhelp: free disk space or fix permissions, then re-run to resume"
+    )]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: journal line is corrupt ({message})\nhelp: paymig never rewrites earlier journal lines; restore the file from a backup or inspect that line")]
-    Corrupt {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    Corrupt { path: PathBuf, line: usize, message: String },
     #[error("{path} belongs to migration {found:?}, not {expected:?}\nhelp: point [migration] journal at this migration's own journal")]
-    OtherMigration {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
+    OtherMigration { path: PathBuf, found: String, expected: String },
     #[error("{0}")]
     Unsupported(String),
 }
@@ -189,8 +177,7 @@ impl Journal {
     /// the middle of a write — is moved aside to `journal.jsonl.torn`; a bad
     /// line anywhere else is an error, since it cannot be a torn write.
     pub fn open(dir: &Path, migration: &str) -> Result<(Self, Repair), JournalError> {
-        Self::open_with(dir, migration, false)
-            .map(|(j, r)| (j.expect("a writable journal is always created"), r))
+        Self::open_with(dir, migration, false).map(|(j, r)| (j.expect("a writable journal is always created"), r))
     }
 
     /// Opens an existing journal for reading only (plan, status): nothing is
@@ -200,35 +187,19 @@ impl Journal {
         Self::open_with(dir, migration, true).map(|(j, _)| j)
     }
 
-    fn open_with(
-        dir: &Path,
-        migration: &str,
-        read_only: bool,
-    ) -> Result<(Option<Self>, Repair), JournalError> {
+    fn open_with(dir: &Path, migration: &str, read_only: bool) -> Result<(Option<Self>, Repair), JournalError> {
         let path = Self::file_path(dir, migration);
-        let open_err = |source| JournalError::Open {
-            path: path.clone(),
-            source,
-        };
+        let open_err = |source| JournalError::Open { path: path.clone(), source };
         if read_only && !path.exists() {
             return Ok((None, Repair::default()));
         }
         if !read_only {
-            std::fs::create_dir_all(path.parent().expect("journal path has a parent"))
-                .map_err(open_err)?;
+            std::fs::create_dir_all(path.parent().expect("journal path has a parent")).map_err(open_err)?;
         }
         let mut file = if read_only {
-            OpenOptions::new()
-                .read(true)
-                .open(&path)
-                .map_err(open_err)?
+            OpenOptions::new().read(true).open(&path).map_err(open_err)?
         } else {
-            OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .open(&path)
-                .map_err(open_err)?
+            OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(open_err)?
         };
         let bytes = std::fs::read(&path).map_err(open_err)?;
         let mut repair = Repair::default();
@@ -241,32 +212,18 @@ impl Journal {
             let tail = text[complete_len..].to_owned();
             if serde_json::from_str::<Entry>(&tail).is_ok() {
                 // The whole line reached the disk but its newline did not.
-                file.write_all(b"\n")
-                    .map_err(|source| JournalError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
+                file.write_all(b"\n").map_err(|source| JournalError::Write { path: path.clone(), source })?;
                 text.push('\n');
             } else {
                 let aside = path.with_extension("jsonl.torn");
-                let mut f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&aside)
-                    .map_err(open_err)?;
+                let mut f = OpenOptions::new().create(true).append(true).open(&aside).map_err(open_err)?;
                 f.write_all(tail.as_bytes())
                     .and_then(|_| f.write_all(b"\n"))
                     .and_then(|_| f.sync_all())
                     .map_err(open_err)?;
                 file.set_len(complete_len as u64)
-                    .map_err(|source| JournalError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
-                file.sync_all().map_err(|source| JournalError::Write {
-                    path: path.clone(),
-                    source,
-                })?;
+                    .map_err(|source| JournalError::Write { path: path.clone(), source })?;
+                file.sync_all().map_err(|source| JournalError::Write { path: path.clone(), source })?;
                 text.truncate(complete_len);
                 repair.torn_line_saved_to = Some(aside);
             }
@@ -292,20 +249,12 @@ impl Journal {
             entries.push(e);
         }
         let next_seq = entries.last().map_or(1, |e| e.seq + 1);
-        let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES")
-            .ok()
-            .and_then(|v| v.parse().ok());
+        let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok());
         Ok((
             Some(Journal {
                 path,
                 migration: migration.to_owned(),
-                inner: Mutex::new(Inner {
-                    file,
-                    entries,
-                    next_seq,
-                    writes: 0,
-                    run: None,
-                }),
+                inner: Mutex::new(Inner { file, entries, next_seq, writes: 0, run: None }),
                 kill_after,
             }),
             repair,
@@ -321,25 +270,12 @@ impl Journal {
         let run = match (&body, &inner.run) {
             (Body::RunStart { .. }, _) => new_run_id(),
             (_, Some(r)) => r.clone(),
-            (_, None) => {
-                return Err(JournalError::Unsupported(
-                    "journal write outside a run".into(),
-                ))
-            }
+            (_, None) => return Err(JournalError::Unsupported("journal write outside a run".into())),
         };
-        let entry = Entry {
-            seq: inner.next_seq,
-            run: run.clone(),
-            ts: now(),
-            migration: self.migration.clone(),
-            body,
-        };
+        let entry = Entry { seq: inner.next_seq, run: run.clone(), ts: now(), migration: self.migration.clone(), body };
         let mut line = serde_json::to_vec(&entry).expect("journal entries serialize");
         line.push(b'\n');
-        let werr = |source| JournalError::Write {
-            path: self.path.clone(),
-            source,
-        };
+        let werr = |source| JournalError::Write { path: self.path.clone(), source };
         inner.file.write_all(&line).map_err(werr)?;
         inner.file.sync_data().map_err(werr)?;
         if matches!(entry.body, Body::RunStart { .. }) {
@@ -373,10 +309,7 @@ impl Journal {
 
     /// Ends the current run.
     pub fn end_run(&self, status: &str, mutating_calls: u64) -> Result<(), JournalError> {
-        self.append(Body::RunEnd {
-            status: status.to_owned(),
-            mutating_calls,
-        })?;
+        self.append(Body::RunEnd { status: status.to_owned(), mutating_calls })?;
         Ok(())
     }
 
@@ -390,19 +323,8 @@ impl Journal {
     }
 
     /// Records that intent `seq` took effect, with the resource's id.
-    pub fn done(
-        &self,
-        seq: u64,
-        id: &str,
-        arn: Option<&str>,
-        data: Value,
-    ) -> Result<(), JournalError> {
-        self.append(Body::Done {
-            intent: seq,
-            id: id.to_owned(),
-            arn: arn.map(str::to_owned),
-            data,
-        })?;
+    pub fn done(&self, seq: u64, id: &str, arn: Option<&str>, data: Value) -> Result<(), JournalError> {
+        self.append(Body::Done { intent: seq, id: id.to_owned(), arn: arn.map(str::to_owned), data })?;
         Ok(())
     }
 
@@ -420,10 +342,7 @@ impl Journal {
 
     /// The newest live record for a logical key.
     pub fn latest(&self, key: &str) -> Option<Record> {
-        self.records()
-            .into_iter()
-            .rev()
-            .find(|r| r.intent.key == key)
+        self.records().into_iter().rev().find(|r| r.intent.key == key)
     }
 
     /// Every run, oldest first.
@@ -432,9 +351,7 @@ impl Journal {
         let mut runs: Vec<Run> = Vec::new();
         for e in &inner.entries {
             match &e.body {
-                Body::RunStart {
-                    command, host, pid, ..
-                } => runs.push(Run {
+                Body::RunStart { command, host, pid, .. } => runs.push(Run {
                     id: e.run.clone(),
                     command: command.clone(),
                     started: e.ts.clone(),
@@ -482,12 +399,7 @@ pub fn records_of(entries: &[Entry]) -> Vec<Record> {
                     },
                 );
             }
-            Body::Done {
-                intent,
-                id,
-                arn,
-                data,
-            } => {
+            Body::Done { intent, id, arn, data } => {
                 if let Some(r) = by_seq.get_mut(intent) {
                     r.id = Some(id.clone());
                     r.arn.clone_from(arn);
@@ -506,18 +418,13 @@ pub fn records_of(entries: &[Entry]) -> Vec<Record> {
 }
 
 fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 fn new_run_id() -> String {
     let t = time::OffsetDateTime::now_utc();
-    let stamp = t
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_default();
+    let stamp =
+        t.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z")).unwrap_or_default();
     format!("{stamp}-{:04x}", rand::random::<u16>())
 }
 
@@ -569,9 +476,7 @@ mod tests {
         let (j, repair) = Journal::open(dir.path(), "payments").unwrap();
         assert_eq!(j.len(), 2);
         let aside = repair.torn_line_saved_to.unwrap();
-        assert!(std::fs::read_to_string(aside)
-            .unwrap()
-            .contains("\"seq\":3"));
+        assert!(std::fs::read_to_string(aside).unwrap().contains("\"seq\":3"));
         // The journal accepts new writes after the repair.
         j.begin_run("apply").unwrap();
         assert_eq!(Journal::open(dir.path(), "payments").unwrap().0.len(), 3);
@@ -587,14 +492,8 @@ mod tests {
         let path = Journal::file_path(dir.path(), "payments");
         let good = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("garbage\n{good}")).unwrap();
-        assert!(matches!(
-            Journal::open(dir.path(), "payments"),
-            Err(JournalError::Corrupt { line: 1, .. })
-        ));
+        assert!(matches!(Journal::open(dir.path(), "payments"), Err(JournalError::Corrupt { line: 1, .. })));
         std::fs::write(&path, good.replace("\"payments\"", "\"ledger\"")).unwrap();
-        assert!(matches!(
-            Journal::open(dir.path(), "payments"),
-            Err(JournalError::OtherMigration { .. })
-        ));
+        assert!(matches!(Journal::open(dir.path(), "payments"), Err(JournalError::OtherMigration { .. })));
     }
 }

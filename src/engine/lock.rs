@@ -21,11 +21,7 @@ pub struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`paymig {}` (pid {} on {}, started {})",
-            self.command, self.pid, self.host, self.started
-        )
+        write!(f, "`paymig {}` (pid {} on {}, started {})", self.command, self.pid, self.host, self.started)
     }
 }
 
@@ -41,14 +37,8 @@ pub struct Lock {
 /// Why the lock could not be taken.
 #[derive(Debug)]
 pub enum LockError {
-    Held {
-        path: PathBuf,
-        holder: String,
-    },
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Held { path: PathBuf, holder: String },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 pub fn lock_path(dir: &Path, migration: &str) -> PathBuf {
@@ -79,21 +69,11 @@ fn read_note(file: &mut File) -> Option<Holder> {
 /// Takes the lock for `command`, or says who holds it.
 pub fn acquire(dir: &Path, migration: &str, command: &str) -> Result<Lock, LockError> {
     let path = lock_path(dir, migration);
-    let io = |source| LockError::Io {
-        path: path.clone(),
-        source,
-    };
+    let io = |source| LockError::Io { path: path.clone(), source };
     std::fs::create_dir_all(path.parent().expect("lock path has a parent")).map_err(io)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
     if !try_flock(&file).map_err(io)? {
-        let holder =
-            read_note(&mut file).map_or_else(|| "an unknown process".to_owned(), |h| h.to_string());
+        let holder = read_note(&mut file).map_or_else(|| "an unknown process".to_owned(), |h| h.to_string());
         return Err(LockError::Held { path, holder });
     }
     // We hold the lock: any note still in the file was left by a run that died.
@@ -108,12 +88,7 @@ pub fn acquire(dir: &Path, migration: &str, command: &str) -> Result<Lock, LockE
     };
     file.set_len(0).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
-    file.write_all(
-        serde_json::to_string(&me)
-            .expect("holder serializes")
-            .as_bytes(),
-    )
-    .map_err(io)?;
+    file.write_all(serde_json::to_string(&me).expect("holder serializes").as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     Ok(Lock { file, path, stale })
 }
@@ -167,10 +142,9 @@ mod tests {
         let first = acquire(dir.path(), "payments", "apply").unwrap();
         assert!(first.stale.is_none());
         match acquire(dir.path(), "payments", "destroy") {
-            Err(LockError::Held { holder, .. }) => assert!(
-                holder.contains(&format!("pid {}", std::process::id())),
-                "{holder}"
-            ),
+            Err(LockError::Held { holder, .. }) => {
+                assert!(holder.contains(&format!("pid {}", std::process::id())), "{holder}")
+            }
             other => panic!("expected Held, got {other:?}"),
         }
         assert_eq!(holder(dir.path(), "payments").unwrap().command, "apply");
@@ -178,17 +152,8 @@ mod tests {
         assert!(holder(dir.path(), "payments").is_none());
 
         // A note without a live flock is what a killed run leaves behind.
-        let note = Holder {
-            pid: 999_999,
-            host: hostname(),
-            started: "t".into(),
-            command: "apply".into(),
-        };
-        std::fs::write(
-            lock_path(dir.path(), "payments"),
-            serde_json::to_string(&note).unwrap(),
-        )
-        .unwrap();
+        let note = Holder { pid: 999_999, host: hostname(), started: "t".into(), command: "apply".into() };
+        std::fs::write(lock_path(dir.path(), "payments"), serde_json::to_string(&note).unwrap()).unwrap();
         let again = acquire(dir.path(), "payments", "apply").unwrap();
         assert_eq!(again.stale, Some(note));
     }

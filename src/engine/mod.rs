@@ -52,11 +52,7 @@ pub struct Change {
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error("{resource}: {op} failed: {message}")]
-    Aws {
-        resource: String,
-        op: String,
-        message: String,
-    },
+    Aws { resource: String, op: String, message: String },
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("{0}")]
@@ -74,11 +70,7 @@ impl StepError {
         R: std::fmt::Debug,
     {
         let resource = resource.into();
-        move |e| StepError::Aws {
-            resource,
-            op: op.to_owned(),
-            message: crate::aws::describe_sdk_error(&e),
-        }
+        move |e| StepError::Aws { resource, op: op.to_owned(), message: crate::aws::describe_sdk_error(&e) }
     }
 }
 
@@ -125,18 +117,8 @@ pub struct Res {
 }
 
 impl Res {
-    pub fn new(
-        step: &'static str,
-        kind: &'static str,
-        key: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
-        Res {
-            step,
-            kind,
-            key: format!("{step}/{}", key.into()),
-            name: name.into(),
-        }
+    pub fn new(step: &'static str, kind: &'static str, key: impl Into<String>, name: impl Into<String>) -> Self {
+        Res { step, kind, key: format!("{step}/{}", key.into()), name: name.into() }
     }
 }
 
@@ -154,13 +136,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(
-        cfg: Config,
-        aws: Aws,
-        mode: Mode,
-        journal: Option<Arc<Journal>>,
-        account: String,
-    ) -> Self {
+    pub fn new(cfg: Config, aws: Aws, mode: Mode, journal: Option<Arc<Journal>>, account: String) -> Self {
         Ctx {
             cfg,
             aws,
@@ -195,10 +171,7 @@ impl Ctx {
     pub fn notice(&self, step: &str, message: impl Into<String>) {
         let message = message.into();
         tracing::info!(step, "{message}");
-        self.notices
-            .lock()
-            .expect("notices poisoned")
-            .push((step.to_owned(), message));
+        self.notices.lock().expect("notices poisoned").push((step.to_owned(), message));
     }
 
     pub fn changes(&self) -> Vec<Change> {
@@ -220,9 +193,7 @@ impl Ctx {
     }
 
     fn journal(&self) -> Result<&Journal, StepError> {
-        self.journal
-            .as_deref()
-            .ok_or_else(|| StepError::Invalid("a mutation was attempted without a journal".into()))
+        self.journal.as_deref().ok_or_else(|| StepError::Invalid("a mutation was attempted without a journal".into()))
     }
 
     /// Records that `res` exists as desired. In apply mode, makes sure the
@@ -264,11 +235,7 @@ impl Ctx {
     /// it before recording the new one, keeping the journal consistent.
     fn supersede(&self, journal: &Journal, key: &str) -> Result<(), StepError> {
         if let Some(r) = journal.latest(key).filter(|r| !r.undone && r.id.is_none()) {
-            tracing::info!(
-                key,
-                seq = r.seq,
-                "closing an intent a previous run left without outcome"
-            );
+            tracing::info!(key, seq = r.seq, "closing an intent a previous run left without outcome");
             journal.undone(r.seq)?;
         }
         Ok(())
@@ -284,11 +251,7 @@ impl Ctx {
             return Ok(());
         }
         let journal = self.journal()?;
-        for r in journal
-            .records()
-            .into_iter()
-            .filter(|r| r.intent.step == step && !r.undone && r.id.is_none())
-        {
+        for r in journal.records().into_iter().filter(|r| r.intent.step == step && !r.undone && r.id.is_none()) {
             if r.intent.op == Op::Update {
                 let id = r.intent.data["id"].as_str().unwrap_or_default().to_owned();
                 tracing::info!(step, key = %r.intent.key, "an update a killed run made took effect");
@@ -385,12 +348,7 @@ impl Created<String> {
     /// A created resource known by its id.
     pub fn id(id: impl Into<String>) -> Self {
         let id = id.into();
-        Created {
-            value: id.clone(),
-            id,
-            arn: None,
-            data: Value::Null,
-        }
+        Created { value: id.clone(), id, arn: None, data: Value::Null }
     }
 }
 
@@ -415,8 +373,7 @@ pub trait Step: Send + Sync {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>>;
     /// Reverses one journal record of this step. Idempotent: a resource that
     /// is already gone counts as undone.
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record)
-        -> BoxFuture<'a, Result<(), StepError>>;
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>>;
     /// Deletes what is still tagged for this migration after the journal has
     /// been replayed; returns a line per resource removed.
     fn sweep<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {

@@ -35,15 +35,8 @@ impl Step for Kms {
         Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
     }
 
-    fn undo<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        record: &'a Record,
-    ) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(
-            undo(ctx, record)
-                .instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)),
-        )
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
     }
 
     fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
@@ -123,10 +116,8 @@ pub fn key_policy(account: &str, region: &str) -> Value {
         "kms:DescribeKey",
         "kms:CreateGrant",
     ];
-    let via: Vec<String> = ["rds", "dynamodb", "lambda", "sns"]
-        .iter()
-        .map(|s| format!("{s}.{region}.amazonaws.com"))
-        .collect();
+    let via: Vec<String> =
+        ["rds", "dynamodb", "lambda", "sns"].iter().map(|s| format!("{s}.{region}.amazonaws.com")).collect();
     json!({
         "Version": "2012-10-17",
         "Id": "paymig-key-policy",
@@ -170,35 +161,16 @@ pub fn key_policy(account: &str, region: &str) -> Value {
 
 fn kms_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, StepError> {
     tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .tag_key(k)
-                .tag_value(v)
-                .build()
-                .map_err(|e| StepError::Invalid(e.to_string()))
-        })
+        .map(|(k, v)| Tag::builder().tag_key(k).tag_value(v).build().map_err(|e| StepError::Invalid(e.to_string())))
         .collect()
 }
 
 /// The key the alias points at, if the alias exists.
 async fn describe_alias_target(ctx: &Ctx) -> Result<Option<KeyMetadata>, StepError> {
     let alias = ctx.cfg.names.kms_alias();
-    match ctx
-        .aws
-        .target
-        .kms
-        .describe_key()
-        .key_id(&alias)
-        .send()
-        .await
-    {
+    match ctx.aws.target.kms.describe_key().key_id(&alias).send().await {
         Ok(out) => Ok(out.key_metadata),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_not_found_exception()) =>
-        {
-            Ok(None)
-        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(None),
         Err(e) => Err(StepError::aws(alias, "DescribeKey")(e)),
     }
 }
@@ -244,18 +216,9 @@ async fn find_tagged_keys(ctx: &Ctx) -> Result<Vec<KeyMetadata>, StepError> {
         {
             continue;
         }
-        let md = kms
-            .describe_key()
-            .key_id(&id)
-            .send()
-            .await
-            .map_err(StepError::aws(&id, "DescribeKey"))?
-            .key_metadata;
+        let md = kms.describe_key().key_id(&id).send().await.map_err(StepError::aws(&id, "DescribeKey"))?.key_metadata;
         if let Some(md) = md.filter(|m| {
-            !matches!(
-                m.key_state,
-                Some(KeyState::PendingDeletion) | Some(KeyState::PendingReplicaDeletion)
-            )
+            !matches!(m.key_state, Some(KeyState::PendingDeletion) | Some(KeyState::PendingReplicaDeletion))
         }) {
             found.push(md);
         }
@@ -271,9 +234,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     let policy = key_policy(&ctx.account, &ctx.cfg.migration.region);
 
     let current = describe_alias_target(ctx).await?;
-    let usable = current
-        .clone()
-        .filter(|m| matches!(m.key_state, Some(KeyState::Enabled)));
+    let usable = current.clone().filter(|m| matches!(m.key_state, Some(KeyState::Enabled)));
     let alias_exists = current.is_some();
 
     // The key: behind the alias, or left by a killed run before its alias,
@@ -295,41 +256,31 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                 None => {
                     let tags = kms_tags(&desired_tags)?;
                     let policy_text = policy.to_string();
-                    let description = format!(
-                        "paymig {} production key ({})",
-                        ctx.cfg.migration.name,
-                        ctx.suffix()
-                    );
+                    let description = format!("paymig {} production key ({})", ctx.cfg.migration.name, ctx.suffix());
                     let created = ctx
-                        .create(
-                            &key,
-                            "symmetric customer-managed key, rotation on",
-                            Value::Null,
-                            || async {
-                                let out = kms
-                                    .create_key()
-                                    .description(description)
-                                    .key_usage(KeyUsageType::EncryptDecrypt)
-                                    .key_spec(KeySpec::SymmetricDefault)
-                                    .policy(policy_text)
-                                    .set_tags(Some(tags))
-                                    .send()
-                                    .await
-                                    .map_err(StepError::aws(&key.name, "CreateKey"))?;
-                                let md = out.key_metadata.ok_or_else(|| {
-                                    StepError::Invalid("CreateKey returned no key".into())
-                                })?;
-                                Ok(Created {
-                                    value: (md.key_id.clone(), md.arn.clone().unwrap_or_default()),
-                                    id: md.key_id,
-                                    arn: md.arn,
-                                    data: Value::Null,
-                                })
-                            },
-                        )
+                        .create(&key, "symmetric customer-managed key, rotation on", Value::Null, || async {
+                            let out = kms
+                                .create_key()
+                                .description(description)
+                                .key_usage(KeyUsageType::EncryptDecrypt)
+                                .key_spec(KeySpec::SymmetricDefault)
+                                .policy(policy_text)
+                                .set_tags(Some(tags))
+                                .send()
+                                .await
+                                .map_err(StepError::aws(&key.name, "CreateKey"))?;
+                            let md = out
+                                .key_metadata
+                                .ok_or_else(|| StepError::Invalid("CreateKey returned no key".into()))?;
+                            Ok(Created {
+                                value: (md.key_id.clone(), md.arn.clone().unwrap_or_default()),
+                                id: md.key_id,
+                                arn: md.arn,
+                                data: Value::Null,
+                            })
+                        })
                         .await?;
-                    let (id, arn) = created
-                        .unwrap_or_else(|| (planned_id("kms key"), planned_id("kms key arn")));
+                    let (id, arn) = created.unwrap_or_else(|| (planned_id("kms key"), planned_id("kms key arn")));
                     if !ctx.is_plan() {
                         enable_rotation(ctx, &key, &id, false).await?;
                     }
@@ -362,56 +313,36 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         .await
         .map_err(StepError::aws(&key.name, "GetKeyPolicy"))?
         .policy;
-    let current_policy: Value = current_policy
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or(Value::Null);
+    let current_policy: Value =
+        current_policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
     if current_policy != policy {
         let text = policy.to_string();
-        ctx.update(
-            &key,
-            &key_id,
-            "key policy",
-            json!({"policy": current_policy}),
-            || async {
-                kms.put_key_policy()
-                    .key_id(&key_id)
-                    .policy_name("default")
-                    .policy(text)
-                    .send()
-                    .await
-                    .map_err(StepError::aws(&key.name, "PutKeyPolicy"))?;
-                Ok(())
-            },
-        )
+        ctx.update(&key, &key_id, "key policy", json!({"policy": current_policy}), || async {
+            kms.put_key_policy()
+                .key_id(&key_id)
+                .policy_name("default")
+                .policy(text)
+                .send()
+                .await
+                .map_err(StepError::aws(&key.name, "PutKeyPolicy"))?;
+            Ok(())
+        })
         .await?;
     }
     let tags = key_tags(ctx, &key_id).await?;
-    let missing: BTreeMap<String, String> = desired_tags
-        .into_iter()
-        .filter(|(k, v)| tags.get(k) != Some(v))
-        .collect();
+    let missing: BTreeMap<String, String> = desired_tags.into_iter().filter(|(k, v)| tags.get(k) != Some(v)).collect();
     if !missing.is_empty() {
-        let detail = format!(
-            "tags {}",
-            missing.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
+        let detail = format!("tags {}", missing.keys().cloned().collect::<Vec<_>>().join(", "));
         let t = kms_tags(&missing)?;
-        ctx.update(
-            &key,
-            &key_id,
-            detail,
-            json!({"tags": tags, "set": missing.keys().collect::<Vec<_>>()}),
-            || async {
-                kms.tag_resource()
-                    .key_id(&key_id)
-                    .set_tags(Some(t))
-                    .send()
-                    .await
-                    .map_err(StepError::aws(&key.name, "TagResource"))?;
-                Ok(())
-            },
-        )
+        ctx.update(&key, &key_id, detail, json!({"tags": tags, "set": missing.keys().collect::<Vec<_>>()}), || async {
+            kms.tag_resource()
+                .key_id(&key_id)
+                .set_tags(Some(t))
+                .send()
+                .await
+                .map_err(StepError::aws(&key.name, "TagResource"))?;
+            Ok(())
+        })
         .await?;
     }
     converge_alias(ctx, &alias, alias_exists, current.as_ref(), &key_id).await?;
@@ -423,43 +354,24 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
 
 /// The enabled key a live journal record names, if any.
 async fn recorded_key(ctx: &Ctx) -> Result<Option<KeyMetadata>, StepError> {
-    let Some(id) = ctx
-        .journal
-        .as_ref()
-        .and_then(|j| j.latest(&key_res(ctx).key))
-        .filter(|r| !r.undone)
-        .and_then(|r| r.id)
+    let Some(id) =
+        ctx.journal.as_ref().and_then(|j| j.latest(&key_res(ctx).key)).filter(|r| !r.undone).and_then(|r| r.id)
     else {
         return Ok(None);
     };
     match ctx.aws.target.kms.describe_key().key_id(&id).send().await {
-        Ok(out) => Ok(out
-            .key_metadata
-            .filter(|m| matches!(m.key_state, Some(KeyState::Enabled)))),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_not_found_exception()) =>
-        {
-            Ok(None)
-        }
+        Ok(out) => Ok(out.key_metadata.filter(|m| matches!(m.key_state, Some(KeyState::Enabled)))),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(None),
         Err(e) => Err(StepError::aws(id, "DescribeKey")(e)),
     }
 }
 
 /// Whether a run left a key intent without its outcome (killed mid-create).
 fn has_open_key_intent(ctx: &Ctx) -> bool {
-    ctx.journal
-        .as_ref()
-        .and_then(|j| j.latest(&key_res(ctx).key))
-        .is_some_and(|r| !r.undone && r.id.is_none())
+    ctx.journal.as_ref().and_then(|j| j.latest(&key_res(ctx).key)).is_some_and(|r| !r.undone && r.id.is_none())
 }
 
-async fn enable_rotation(
-    ctx: &Ctx,
-    key: &Res,
-    key_id: &str,
-    existing: bool,
-) -> Result<(), StepError> {
+async fn enable_rotation(ctx: &Ctx, key: &Res, key_id: &str, existing: bool) -> Result<(), StepError> {
     let call = || async {
         ctx.aws
             .target
@@ -472,8 +384,7 @@ async fn enable_rotation(
         Ok(())
     };
     if existing {
-        ctx.update(key, key_id, "rotation", json!({"rotation": false}), call)
-            .await
+        ctx.update(key, key_id, "rotation", json!({"rotation": false}), call).await
     } else {
         // Part of creating the key: its undo (scheduled deletion) covers it.
         call().await
@@ -492,38 +403,27 @@ async fn converge_alias(
         Some(md) if md.key_id == key_id => ctx.unchanged(alias, &alias.name, None),
         Some(md) if exists => {
             let prev = md.key_id.clone();
-            ctx.update(
-                alias,
-                &alias.name,
-                "alias target",
-                json!({"target_key_id": prev}),
-                || async {
-                    kms.update_alias()
-                        .alias_name(&alias.name)
-                        .target_key_id(key_id)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&alias.name, "UpdateAlias"))?;
-                    Ok(())
-                },
-            )
+            ctx.update(alias, &alias.name, "alias target", json!({"target_key_id": prev}), || async {
+                kms.update_alias()
+                    .alias_name(&alias.name)
+                    .target_key_id(key_id)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&alias.name, "UpdateAlias"))?;
+                Ok(())
+            })
             .await
         }
         _ => ctx
-            .create(
-                alias,
-                format!("-> {key_id}"),
-                json!({"target_key_id": key_id}),
-                || async {
-                    kms.create_alias()
-                        .alias_name(&alias.name)
-                        .target_key_id(key_id)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&alias.name, "CreateAlias"))?;
-                    Ok(Created::id(alias.name.clone()))
-                },
-            )
+            .create(alias, format!("-> {key_id}"), json!({"target_key_id": key_id}), || async {
+                kms.create_alias()
+                    .alias_name(&alias.name)
+                    .target_key_id(key_id)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&alias.name, "CreateAlias"))?;
+                Ok(Created::id(alias.name.clone()))
+            })
             .await
             .map(|_| ()),
     }
@@ -542,9 +442,8 @@ async fn schedule_deletion(ctx: &Ctx, key_id: &str) -> Result<bool, StepError> {
     {
         Ok(_) => Ok(true),
         Err(e)
-            if e.as_service_error().is_some_and(|e| {
-                e.is_not_found_exception() || e.is_kms_invalid_state_exception()
-            }) =>
+            if e.as_service_error()
+                .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) =>
         {
             Ok(false)
         }
@@ -553,22 +452,9 @@ async fn schedule_deletion(ctx: &Ctx, key_id: &str) -> Result<bool, StepError> {
 }
 
 async fn delete_alias(ctx: &Ctx, alias: &str) -> Result<bool, StepError> {
-    match ctx
-        .aws
-        .target
-        .kms
-        .delete_alias()
-        .alias_name(alias)
-        .send()
-        .await
-    {
+    match ctx.aws.target.kms.delete_alias().alias_name(alias).send().await {
         Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_not_found_exception()) =>
-        {
-            Ok(false)
-        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(false),
         Err(e) => Err(StepError::aws(alias, "DeleteAlias")(e)),
     }
 }
@@ -597,34 +483,21 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 match kms.disable_key_rotation().key_id(id).send().await {
                     Ok(_) => {}
                     Err(e)
-                        if e.as_service_error().is_some_and(|e| {
-                            e.is_not_found_exception() || e.is_kms_invalid_state_exception()
-                        }) => {}
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
                     Err(e) => return Err(StepError::aws(id, "DisableKeyRotation")(e)),
                 }
             } else if let Some(p) = prev.get("policy").filter(|p| !p.is_null()) {
-                match kms
-                    .put_key_policy()
-                    .key_id(id)
-                    .policy_name("default")
-                    .policy(p.to_string())
-                    .send()
-                    .await
-                {
+                match kms.put_key_policy().key_id(id).policy_name("default").policy(p.to_string()).send().await {
                     Ok(_) => {}
                     Err(e)
-                        if e.as_service_error().is_some_and(|e| {
-                            e.is_not_found_exception() || e.is_kms_invalid_state_exception()
-                        }) => {}
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
                     Err(e) => return Err(StepError::aws(id, "PutKeyPolicy")(e)),
                 }
             } else if let Some(set) = prev.get("set").and_then(Value::as_array) {
                 // Restore the previous tag values; remove tags that were added.
-                let before = prev
-                    .get("tags")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
+                let before = prev.get("tags").and_then(Value::as_object).cloned().unwrap_or_default();
                 let added: Vec<String> = set
                     .iter()
                     .filter_map(Value::as_str)
@@ -632,56 +505,30 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     .map(String::from)
                     .collect();
                 if !added.is_empty() {
-                    let _ = kms
-                        .untag_resource()
-                        .key_id(id)
-                        .set_tag_keys(Some(added))
-                        .send()
-                        .await;
+                    let _ = kms.untag_resource().key_id(id).set_tag_keys(Some(added)).send().await;
                 }
                 let restore: BTreeMap<String, String> = set
                     .iter()
                     .filter_map(Value::as_str)
-                    .filter_map(|k| {
-                        before
-                            .get(k)
-                            .and_then(Value::as_str)
-                            .map(|v| (k.to_owned(), v.to_owned()))
-                    })
+                    .filter_map(|k| before.get(k).and_then(Value::as_str).map(|v| (k.to_owned(), v.to_owned())))
                     .collect();
                 if !restore.is_empty() {
-                    let _ = kms
-                        .tag_resource()
-                        .key_id(id)
-                        .set_tags(Some(kms_tags(&restore)?))
-                        .send()
-                        .await;
+                    let _ = kms.tag_resource().key_id(id).set_tags(Some(kms_tags(&restore)?)).send().await;
                 }
             }
         }
         ("kms_alias", Op::Update) => {
             if let Some(prev) = r.intent.prev.get("target_key_id").and_then(Value::as_str) {
-                match kms
-                    .update_alias()
-                    .alias_name(&r.intent.name)
-                    .target_key_id(prev)
-                    .send()
-                    .await
-                {
+                match kms.update_alias().alias_name(&r.intent.name).target_key_id(prev).send().await {
                     Ok(_) => {}
                     Err(e)
-                        if e.as_service_error().is_some_and(|e| {
-                            e.is_not_found_exception() || e.is_kms_invalid_state_exception()
-                        }) => {}
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
                     Err(e) => return Err(StepError::aws(&r.intent.name, "UpdateAlias")(e)),
                 }
             }
         }
-        (kind, op) => {
-            return Err(StepError::Invalid(format!(
-                "kms cannot undo {op:?} of {kind}"
-            )))
-        }
+        (kind, op) => return Err(StepError::Invalid(format!("kms cannot undo {op:?} of {kind}"))),
     }
     Ok(())
 }
@@ -695,10 +542,7 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     }
     for md in find_tagged_keys(ctx).await? {
         if schedule_deletion(ctx, &md.key_id).await? {
-            removed.push(format!(
-                "kms key {} (deletion scheduled in {PENDING_WINDOW_DAYS} days)",
-                md.key_id
-            ));
+            removed.push(format!("kms key {} (deletion scheduled in {PENDING_WINDOW_DAYS} days)", md.key_id));
         }
     }
     Ok(removed)

@@ -9,9 +9,8 @@ use std::net::Ipv4Addr;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, IpPermission, IpRange, PrefixListId, ResourceType, RouteTable,
-    SecurityGroup, Subnet, Tag, TagSpecification, UserIdGroupPair, VpcAttributeName, VpcEndpoint,
-    VpcEndpointType,
+    AttributeBooleanValue, Filter, IpPermission, IpRange, PrefixListId, ResourceType, RouteTable, SecurityGroup,
+    Subnet, Tag, TagSpecification, UserIdGroupPair, VpcAttributeName, VpcEndpoint, VpcEndpointType,
 };
 use futures::future::BoxFuture;
 use ipnet::Ipv4Net;
@@ -21,9 +20,7 @@ use tracing::Instrument;
 
 use crate::config::{TAG_MIGRATION, TAG_SUFFIX};
 use crate::engine::journal::{Op, Record};
-use crate::engine::{
-    is_planned, planned_id, retry_eventual, Created, Ctx, Outcome, Res, Step, StepError,
-};
+use crate::engine::{is_planned, planned_id, retry_eventual, Created, Ctx, Outcome, Res, Step, StepError};
 
 /// The network step. The dev VPC is read once per command and shared by
 /// preflight and the run.
@@ -72,15 +69,8 @@ impl Step for Network {
         )
     }
 
-    fn undo<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        record: &'a Record,
-    ) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(
-            undo(ctx, record)
-                .instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)),
-        )
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
     }
 
     fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
@@ -148,10 +138,7 @@ pub struct DevSubnet {
 }
 
 fn name_tag(tags: &[Tag]) -> Option<String> {
-    tags.iter()
-        .find(|t| t.key() == Some("Name"))
-        .and_then(|t| t.value())
-        .map(str::to_owned)
+    tags.iter().find(|t| t.key() == Some("Name")).and_then(|t| t.value()).map(str::to_owned)
 }
 
 fn filter(name: &str, value: impl Into<String>) -> Filter {
@@ -159,9 +146,7 @@ fn filter(name: &str, value: impl Into<String>) -> Filter {
 }
 
 /// EC2 has no modelled error variants: its errors are told apart by code.
-fn ec2_code<E: ProvideErrorMetadata, R>(
-    e: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> Option<&str> {
+fn ec2_code<E: ProvideErrorMetadata, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Option<&str> {
     e.as_service_error().and_then(|s| s.code())
 }
 
@@ -175,10 +160,7 @@ async fn dev_attr(ctx: &Ctx, vpc: &str, attr: VpcAttributeName) -> Result<bool, 
         .attribute(attr.clone())
         .send()
         .await
-        .map_err(StepError::aws(
-            format!("dev vpc {vpc}"),
-            "DescribeVpcAttribute",
-        ))?;
+        .map_err(StepError::aws(format!("dev vpc {vpc}"), "DescribeVpcAttribute"))?;
     let v = match attr {
         VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames,
         _ => out.enable_dns_support,
@@ -195,16 +177,16 @@ pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
         Err(e) if ec2_code(&e) == Some("InvalidVpcID.NotFound") => None,
         Err(e) => return Err(StepError::aws(format!("dev vpc {id}"), "DescribeVpcs")(e)),
     };
-    let vpc = vpc.ok_or_else(|| StepError::Invalid(format!(
-        "[source] vpc_id: the dev VPC {id} does not exist in {} (check the id and the source credentials)", ctx.cfg.migration.region)))?;
+    let vpc = vpc.ok_or_else(|| {
+        StepError::Invalid(format!(
+            "[source] vpc_id: the dev VPC {id} does not exist in {} (check the id and the source credentials)",
+            ctx.cfg.migration.region
+        ))
+    })?;
     let mut cidrs: Vec<String> = vpc
         .cidr_block_association_set()
         .iter()
-        .filter(|a| {
-            a.cidr_block_state()
-                .and_then(|s| s.state())
-                .is_none_or(|s| s.as_str() == "associated")
-        })
+        .filter(|a| a.cidr_block_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated"))
         .filter_map(|a| a.cidr_block().map(str::to_owned))
         .collect();
     if let Some(primary) = vpc.cidr_block() {
@@ -241,17 +223,11 @@ pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
         .send()
         .try_collect()
         .await
-        .map_err(StepError::aws(
-            format!("dev vpc {id}"),
-            "DescribeRouteTables",
-        ))?;
+        .map_err(StepError::aws(format!("dev vpc {id}"), "DescribeRouteTables"))?;
     let mut skipped_routes = Vec::new();
     for rt in &tables {
         for r in rt.routes() {
-            let dest = r
-                .destination_cidr_block()
-                .or(r.destination_prefix_list_id())
-                .unwrap_or("?");
+            let dest = r.destination_cidr_block().or(r.destination_prefix_list_id()).unwrap_or("?");
             let via = r
                 .gateway_id()
                 .filter(|g| *g != "local")
@@ -260,10 +236,7 @@ pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
                 .or_else(|| r.vpc_peering_connection_id().map(String::from))
                 .or_else(|| r.transit_gateway_id().map(String::from));
             if let Some(via) = via.filter(|v| !v.starts_with("vpce-")) {
-                skipped_routes.push(format!(
-                    "{dest} via {via} ({})",
-                    rt.route_table_id().unwrap_or("?")
-                ));
+                skipped_routes.push(format!("{dest} via {via} ({})", rt.route_table_id().unwrap_or("?")));
             }
         }
     }
@@ -303,24 +276,13 @@ pub fn plan_subnets(
     let mut out: Vec<SubnetSpec> = dev
         .iter()
         .enumerate()
-        .map(|(i, s)| SubnetSpec {
-            az: s.az.clone(),
-            cidr: s.cidr.clone(),
-            name: name_of(s, i),
-            derived: false,
-        })
+        .map(|(i, s)| SubnetSpec { az: s.az.clone(), cidr: s.cidr.clone(), name: name_of(s, i), derived: false })
         .collect();
     let used_azs: BTreeSet<String> = out.iter().map(|s| s.az.clone()).collect();
-    let missing: Vec<&String> = zones
-        .iter()
-        .filter(|z| !used_azs.contains(*z))
-        .take(MIN_AZS.saturating_sub(used_azs.len()))
-        .collect();
+    let missing: Vec<&String> =
+        zones.iter().filter(|z| !used_azs.contains(*z)).take(MIN_AZS.saturating_sub(used_azs.len())).collect();
     if used_azs.len() + missing.len() < MIN_AZS {
-        return Err(format!(
-            "the region offers only {} availability zones; {MIN_AZS} are needed",
-            zones.len()
-        ));
+        return Err(format!("the region offers only {} availability zones; {MIN_AZS} are needed", zones.len()));
     }
     let blocks: Vec<Ipv4Net> = vpc_cidrs.iter().filter_map(|c| c.parse().ok()).collect();
     let mut taken: Vec<Ipv4Net> = out.iter().filter_map(|s| s.cidr.parse().ok()).collect();
@@ -328,33 +290,18 @@ pub fn plan_subnets(
         .iter()
         .map(|n| n.prefix_len())
         .max()
-        .unwrap_or_else(|| {
-            blocks
-                .first()
-                .map_or(24, |b| (b.prefix_len() + 4).clamp(24, 28))
-        });
+        .unwrap_or_else(|| blocks.first().map_or(24, |b| (b.prefix_len() + 4).clamp(24, 28)));
     for az in missing {
         let free = blocks
             .iter()
             .filter(|b| b.prefix_len() <= prefix)
             .flat_map(|b| b.subnets(prefix).into_iter().flatten())
-            .find(|cand| {
-                !taken
-                    .iter()
-                    .any(|t| t.contains(&cand.network()) || cand.contains(&t.network()))
-            });
+            .find(|cand| !taken.iter().any(|t| t.contains(&cand.network()) || cand.contains(&t.network())));
         let Some(net) = free else {
-            return Err(format!(
-                "no free /{prefix} left in the VPC CIDR blocks for a subnet in {az}"
-            ));
+            return Err(format!("no free /{prefix} left in the VPC CIDR blocks for a subnet in {az}"));
         };
         taken.push(net);
-        out.push(SubnetSpec {
-            az: az.clone(),
-            cidr: net.to_string(),
-            name: own_name(az),
-            derived: true,
-        });
+        out.push(SubnetSpec { az: az.clone(), cidr: net.to_string(), name: own_name(az), derived: true });
     }
     Ok(out)
 }
@@ -371,12 +318,7 @@ pub struct Rule {
 
 impl Rule {
     fn tcp(port: i32, peer: String) -> Self {
-        Rule {
-            protocol: "tcp".into(),
-            from: port,
-            to: port,
-            peer,
-        }
+        Rule { protocol: "tcp".into(), from: port, to: port, peer }
     }
 
     fn to_permission(&self) -> IpPermission {
@@ -386,9 +328,7 @@ impl Rule {
         }
         match self.peer.split_once(':') {
             Some(("cidr", c)) => b.ip_ranges(IpRange::builder().cidr_ip(c).build()),
-            Some(("sg", g)) => {
-                b.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build())
-            }
+            Some(("sg", g)) => b.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build()),
             Some(("pl", p)) => b.prefix_list_ids(PrefixListId::builder().prefix_list_id(p).build()),
             _ => b,
         }
@@ -401,41 +341,13 @@ pub fn rules_of(perms: &[IpPermission]) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
     for p in perms {
         let protocol = p.ip_protocol().unwrap_or("-1").to_owned();
-        let (from, to) = if protocol == "-1" {
-            (-1, -1)
-        } else {
-            (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1))
-        };
-        let mk = |peer: String| Rule {
-            protocol: protocol.clone(),
-            from,
-            to,
-            peer,
-        };
-        out.extend(
-            p.ip_ranges()
-                .iter()
-                .filter_map(|r| r.cidr_ip())
-                .map(|c| mk(format!("cidr:{c}"))),
-        );
-        out.extend(
-            p.ipv6_ranges()
-                .iter()
-                .filter_map(|r| r.cidr_ipv6())
-                .map(|c| mk(format!("cidr:{c}"))),
-        );
-        out.extend(
-            p.user_id_group_pairs()
-                .iter()
-                .filter_map(|g| g.group_id())
-                .map(|g| mk(format!("sg:{g}"))),
-        );
-        out.extend(
-            p.prefix_list_ids()
-                .iter()
-                .filter_map(|l| l.prefix_list_id())
-                .map(|l| mk(format!("pl:{l}"))),
-        );
+        let (from, to) =
+            if protocol == "-1" { (-1, -1) } else { (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1)) };
+        let mk = |peer: String| Rule { protocol: protocol.clone(), from, to, peer };
+        out.extend(p.ip_ranges().iter().filter_map(|r| r.cidr_ip()).map(|c| mk(format!("cidr:{c}"))));
+        out.extend(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6()).map(|c| mk(format!("cidr:{c}"))));
+        out.extend(p.user_id_group_pairs().iter().filter_map(|g| g.group_id()).map(|g| mk(format!("sg:{g}"))));
+        out.extend(p.prefix_list_ids().iter().filter_map(|l| l.prefix_list_id()).map(|l| mk(format!("pl:{l}"))));
     }
     out
 }
@@ -462,9 +374,7 @@ impl Group {
     fn description(self) -> &'static str {
         match self {
             Group::Alb => "paymig: internal ALB, listener port from the VPC only",
-            Group::Compute => {
-                "paymig: Lambda functions; egress to the database and the gateway endpoints only"
-            }
+            Group::Compute => "paymig: Lambda functions; egress to the database and the gateway endpoints only",
             Group::Db => "paymig: Aurora PostgreSQL; 5432 from compute only",
         }
     }
@@ -474,9 +384,7 @@ impl Group {
 // Converge
 
 fn tag_spec(ctx: &Ctx, rt: ResourceType, name: &str) -> TagSpecification {
-    let mut b = TagSpecification::builder()
-        .resource_type(rt)
-        .tags(Tag::builder().key("Name").value(name).build());
+    let mut b = TagSpecification::builder().resource_type(rt).tags(Tag::builder().key("Name").value(name).build());
     for (k, v) in ctx.cfg.prod_tags() {
         b = b.tags(Tag::builder().key(k).value(v).build());
     }
@@ -491,15 +399,10 @@ fn ours(ctx: &Ctx) -> [Filter; 2] {
 }
 
 fn missing_tags(ctx: &Ctx, tags: &[Tag], name: &str) -> BTreeMap<String, String> {
-    let have: BTreeMap<&str, &str> = tags
-        .iter()
-        .filter_map(|t| Some((t.key()?, t.value()?)))
-        .collect();
+    let have: BTreeMap<&str, &str> = tags.iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
     let mut want = ctx.cfg.prod_tags();
     want.insert("Name".into(), name.into());
-    want.into_iter()
-        .filter(|(k, v)| have.get(k.as_str()) != Some(&v.as_str()))
-        .collect()
+    want.into_iter().filter(|(k, v)| have.get(k.as_str()) != Some(&v.as_str())).collect()
 }
 
 /// Re-tags an adopted EC2 resource whose tags drifted.
@@ -508,36 +411,21 @@ async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(
     if missing.is_empty() {
         return Ok(());
     }
-    let prev: BTreeMap<&str, &str> = tags
-        .iter()
-        .filter_map(|t| Some((t.key()?, t.value()?)))
-        .collect();
-    let detail = format!(
-        "tags {}",
-        missing.keys().cloned().collect::<Vec<_>>().join(", ")
-    );
-    ctx.update(
-        res,
-        id,
-        detail,
-        json!({"tags": prev, "set": missing.keys().collect::<Vec<_>>()}),
-        || async {
-            let t: Vec<Tag> = missing
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect();
-            ctx.aws
-                .target
-                .ec2
-                .create_tags()
-                .resources(id)
-                .set_tags(Some(t))
-                .send()
-                .await
-                .map_err(StepError::aws(&res.name, "CreateTags"))?;
-            Ok(())
-        },
-    )
+    let prev: BTreeMap<&str, &str> = tags.iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
+    let detail = format!("tags {}", missing.keys().cloned().collect::<Vec<_>>().join(", "));
+    ctx.update(res, id, detail, json!({"tags": prev, "set": missing.keys().collect::<Vec<_>>()}), || async {
+        let t: Vec<Tag> = missing.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        ctx.aws
+            .target
+            .ec2
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(t))
+            .send()
+            .await
+            .map_err(StepError::aws(&res.name, "CreateTags"))?;
+        Ok(())
+    })
     .await
 }
 
@@ -546,19 +434,12 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
         ctx.notice(STEP, format!("dev route {r} is not copied: prod subnets are private, with gateway endpoints only"));
     }
     let names = &ctx.cfg.names;
-    let vpc_name = dev
-        .name
-        .as_deref()
-        .map_or_else(|| names.own("vpc"), |n| names.prod(n));
+    let vpc_name = dev.name.as_deref().map_or_else(|| names.own("vpc"), |n| names.prod(n));
     let vpc_id = converge_vpc(ctx, dev, &vpc_name).await?;
 
     // Subnets: mirrored, plus derived ones when dev spans fewer than 3 AZs.
     let distinct_azs: BTreeSet<&str> = dev.subnets.iter().map(|s| s.az.as_str()).collect();
-    let zones = if distinct_azs.len() < MIN_AZS {
-        target_zones(ctx).await?
-    } else {
-        vec![]
-    };
+    let zones = if distinct_azs.len() < MIN_AZS { target_zones(ctx).await? } else { vec![] };
     let specs = plan_subnets(
         &dev.subnets,
         &dev.cidrs,
@@ -573,12 +454,7 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     for s in specs.iter().filter(|s| s.derived) {
         ctx.notice(
             STEP,
-            format!(
-                "dev has subnets in {} AZ(s) only: deriving {} in {} for prod",
-                distinct_azs.len(),
-                s.cidr,
-                s.az
-            ),
+            format!("dev has subnets in {} AZ(s) only: deriving {} in {} for prod", distinct_azs.len(), s.cidr, s.az),
         );
     }
     let subnets = converge_subnets(ctx, &vpc_id, &specs).await?;
@@ -589,10 +465,7 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     let mut o = ctx.outputs();
     o.vpc_id = Some(vpc_id);
     o.vpc_cidrs = dev.cidrs.clone();
-    o.subnets = subnets
-        .iter()
-        .map(|(s, id)| (s.az.clone(), id.clone()))
-        .collect();
+    o.subnets = subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect();
     o.route_tables = route_tables;
     o.sg_alb = Some(groups[0].clone());
     o.sg_compute = Some(groups[1].clone());
@@ -609,10 +482,7 @@ async fn target_zones(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .filters(filter("state", "available"))
         .send()
         .await
-        .map_err(StepError::aws(
-            format!("region {}", ctx.cfg.migration.region),
-            "DescribeAvailabilityZones",
-        ))?;
+        .map_err(StepError::aws(format!("region {}", ctx.cfg.migration.region), "DescribeAvailabilityZones"))?;
     let mut zones: Vec<String> = out
         .availability_zones()
         .iter()
@@ -655,41 +525,30 @@ async fn converge_vpc(ctx: &Ctx, dev: &DevVpc, name: &str) -> Result<String, Ste
             (id, cidrs, v.tags().to_vec())
         }
         None => {
-            let primary = dev.cidrs.first().cloned().ok_or_else(|| {
-                StepError::Invalid(format!("dev VPC {} has no CIDR block", dev.id))
-            })?;
+            let primary = dev
+                .cidrs
+                .first()
+                .cloned()
+                .ok_or_else(|| StepError::Invalid(format!("dev VPC {} has no CIDR block", dev.id)))?;
             let spec = tag_spec(ctx, ResourceType::Vpc, name);
             let id = ctx
-                .create(
-                    &res,
-                    format!("cidr {primary}"),
-                    json!({"dev_vpc": dev.id}),
-                    || async {
-                        let out = ec2
-                            .create_vpc()
-                            .cidr_block(&primary)
-                            .tag_specifications(spec)
-                            .send()
-                            .await
-                            .map_err(StepError::aws(name, "CreateVpc"))?;
-                        let id = out
-                            .vpc
-                            .and_then(|v| v.vpc_id)
-                            .ok_or_else(|| StepError::Invalid("CreateVpc returned no id".into()))?;
-                        Ok(Created::id(id))
-                    },
-                )
+                .create(&res, format!("cidr {primary}"), json!({"dev_vpc": dev.id}), || async {
+                    let out = ec2
+                        .create_vpc()
+                        .cidr_block(&primary)
+                        .tag_specifications(spec)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(name, "CreateVpc"))?;
+                    let id = out
+                        .vpc
+                        .and_then(|v| v.vpc_id)
+                        .ok_or_else(|| StepError::Invalid("CreateVpc returned no id".into()))?;
+                    Ok(Created::id(id))
+                })
                 .await?
                 .unwrap_or_else(|| planned_id("vpc"));
-            (
-                id.clone(),
-                if is_planned(&id) {
-                    vec![]
-                } else {
-                    vec![primary]
-                },
-                vec![],
-            )
+            (id.clone(), if is_planned(&id) { vec![] } else { vec![primary] }, vec![])
         }
     };
     if !is_planned(&vpc_id) && !tags.is_empty() {
@@ -700,24 +559,18 @@ async fn converge_vpc(ctx: &Ctx, dev: &DevVpc, name: &str) -> Result<String, Ste
         if current_cidrs.contains(cidr) {
             continue;
         }
-        ctx.update(
-            &res,
-            &vpc_id,
-            format!("cidr {cidr}"),
-            Value::Null,
-            || async {
-                retry_eventual("AssociateVpcCidrBlock", is_not_found_yet, || async {
-                    ec2.associate_vpc_cidr_block()
-                        .vpc_id(&vpc_id)
-                        .cidr_block(cidr)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(name, "AssociateVpcCidrBlock"))
-                })
-                .await?;
-                Ok(())
-            },
-        )
+        ctx.update(&res, &vpc_id, format!("cidr {cidr}"), Value::Null, || async {
+            retry_eventual("AssociateVpcCidrBlock", is_not_found_yet, || async {
+                ec2.associate_vpc_cidr_block()
+                    .vpc_id(&vpc_id)
+                    .cidr_block(cidr)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(name, "AssociateVpcCidrBlock"))
+            })
+            .await?;
+            Ok(())
+        })
         .await?;
     }
     // DNS attributes, as in dev.
@@ -761,14 +614,8 @@ async fn converge_vpc(ctx: &Ctx, dev: &DevVpc, name: &str) -> Result<String, Ste
 async fn set_dns_attr(ctx: &Ctx, vpc_id: &str, attr: &str, value: bool) -> Result<(), StepError> {
     let v = AttributeBooleanValue::builder().value(value).build();
     let b = ctx.aws.target.ec2.modify_vpc_attribute().vpc_id(vpc_id);
-    let b = if attr == "enableDnsHostnames" {
-        b.enable_dns_hostnames(v)
-    } else {
-        b.enable_dns_support(v)
-    };
-    b.send()
-        .await
-        .map_err(StepError::aws(vpc_id, "ModifyVpcAttribute"))?;
+    let b = if attr == "enableDnsHostnames" { b.enable_dns_hostnames(v) } else { b.enable_dns_support(v) };
+    b.send().await.map_err(StepError::aws(vpc_id, "ModifyVpcAttribute"))?;
     Ok(())
 }
 
@@ -797,9 +644,7 @@ async fn converge_subnets(
     let mut out = Vec::new();
     for spec in specs {
         let res = Res::new(STEP, "subnet", format!("subnet/{}", spec.cidr), &spec.name);
-        let found = existing
-            .iter()
-            .find(|s| s.cidr_block() == Some(spec.cidr.as_str()));
+        let found = existing.iter().find(|s| s.cidr_block() == Some(spec.cidr.as_str()));
         let id = match found {
             Some(s) if s.availability_zone() != Some(spec.az.as_str()) => {
                 return Err(StepError::Invalid(format!(
@@ -813,35 +658,26 @@ async fn converge_subnets(
                 id
             }
             None => {
-                let detail = format!(
-                    "{} in {}{}",
-                    spec.cidr,
-                    spec.az,
-                    if spec.derived { " (derived)" } else { "" }
-                );
+                let detail = format!("{} in {}{}", spec.cidr, spec.az, if spec.derived { " (derived)" } else { "" });
                 let spec_tags = tag_spec(ctx, ResourceType::Subnet, &spec.name);
-                ctx.create(
-                    &res,
-                    detail,
-                    json!({"vpc": vpc_id, "az": spec.az}),
-                    || async {
-                        let out = retry_eventual("CreateSubnet", is_not_found_yet, || async {
-                            ec2.create_subnet()
-                                .vpc_id(vpc_id)
-                                .cidr_block(&spec.cidr)
-                                .availability_zone(&spec.az)
-                                .tag_specifications(spec_tags.clone())
-                                .send()
-                                .await
-                                .map_err(StepError::aws(&spec.name, "CreateSubnet"))
-                        })
-                        .await?;
-                        let id = out.subnet.and_then(|s| s.subnet_id).ok_or_else(|| {
-                            StepError::Invalid("CreateSubnet returned no id".into())
-                        })?;
-                        Ok(Created::id(id))
-                    },
-                )
+                ctx.create(&res, detail, json!({"vpc": vpc_id, "az": spec.az}), || async {
+                    let out = retry_eventual("CreateSubnet", is_not_found_yet, || async {
+                        ec2.create_subnet()
+                            .vpc_id(vpc_id)
+                            .cidr_block(&spec.cidr)
+                            .availability_zone(&spec.az)
+                            .tag_specifications(spec_tags.clone())
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&spec.name, "CreateSubnet"))
+                    })
+                    .await?;
+                    let id = out
+                        .subnet
+                        .and_then(|s| s.subnet_id)
+                        .ok_or_else(|| StepError::Invalid("CreateSubnet returned no id".into()))?;
+                    Ok(Created::id(id))
+                })
                 .await?
                 .unwrap_or_else(|| planned_id("subnet"))
             }
@@ -856,13 +692,7 @@ async fn converge_subnets(
 /// create a second resource.
 fn client_token(ctx: &Ctx, key: &str) -> String {
     use sha2::Digest;
-    let h = sha2::Sha256::digest(format!(
-        "{}/{}/{}/{}",
-        ctx.account,
-        ctx.cfg.migration.name,
-        ctx.suffix(),
-        key
-    ));
+    let h = sha2::Sha256::digest(format!("{}/{}/{}/{}", ctx.account, ctx.cfg.migration.name, ctx.suffix(), key));
     hex::encode(&h[..16])
 }
 
@@ -889,24 +719,14 @@ async fn converge_route_tables(
     let mut ids = Vec::new();
     for (spec, subnet_id) in subnets {
         let name = format!("{}-rt", spec.name);
-        let res = Res::new(
-            STEP,
-            "route_table",
-            format!("route-table/{}", spec.cidr),
-            &name,
-        );
-        let found = existing
-            .iter()
-            .find(|rt| name_tag(rt.tags()).as_deref() == Some(name.as_str()));
+        let res = Res::new(STEP, "route_table", format!("route-table/{}", spec.cidr), &name);
+        let found = existing.iter().find(|rt| name_tag(rt.tags()).as_deref() == Some(name.as_str()));
         let (rt_id, associated) = match found {
             Some(rt) => {
                 let id = rt.route_table_id().unwrap_or_default().to_owned();
                 ctx.unchanged(&res, &id, None)?;
                 converge_tags(ctx, &res, &id, rt.tags()).await?;
-                let assoc = rt
-                    .associations()
-                    .iter()
-                    .any(|a| a.subnet_id() == Some(subnet_id.as_str()));
+                let assoc = rt.associations().iter().any(|a| a.subnet_id() == Some(subnet_id.as_str()));
                 (id, assoc)
             }
             None => {
@@ -918,20 +738,20 @@ async fn converge_route_tables(
                         format!("for subnet {}", spec.name),
                         json!({"vpc": vpc_id, "subnet": subnet_id}),
                         || async {
-                            let out =
-                                retry_eventual("CreateRouteTable", is_not_found_yet, || async {
-                                    ec2.create_route_table()
-                                        .vpc_id(vpc_id)
-                                        .client_token(&token)
-                                        .tag_specifications(spec_tags.clone())
-                                        .send()
-                                        .await
-                                        .map_err(StepError::aws(&name, "CreateRouteTable"))
-                                })
-                                .await?;
-                            let id = out.route_table.and_then(|r| r.route_table_id).ok_or_else(
-                                || StepError::Invalid("CreateRouteTable returned no id".into()),
-                            )?;
+                            let out = retry_eventual("CreateRouteTable", is_not_found_yet, || async {
+                                ec2.create_route_table()
+                                    .vpc_id(vpc_id)
+                                    .client_token(&token)
+                                    .tag_specifications(spec_tags.clone())
+                                    .send()
+                                    .await
+                                    .map_err(StepError::aws(&name, "CreateRouteTable"))
+                            })
+                            .await?;
+                            let id = out
+                                .route_table
+                                .and_then(|r| r.route_table_id)
+                                .ok_or_else(|| StepError::Invalid("CreateRouteTable returned no id".into()))?;
                             Ok(Created::id(id))
                         },
                     )
@@ -941,21 +761,15 @@ async fn converge_route_tables(
             }
         };
         if !associated {
-            ctx.update(
-                &res,
-                &rt_id,
-                format!("associate with {}", spec.name),
-                json!({"subnet": subnet_id}),
-                || async {
-                    ec2.associate_route_table()
-                        .route_table_id(&rt_id)
-                        .subnet_id(subnet_id)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&name, "AssociateRouteTable"))?;
-                    Ok(())
-                },
-            )
+            ctx.update(&res, &rt_id, format!("associate with {}", spec.name), json!({"subnet": subnet_id}), || async {
+                ec2.associate_route_table()
+                    .route_table_id(&rt_id)
+                    .subnet_id(subnet_id)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&name, "AssociateRouteTable"))?;
+                Ok(())
+            })
             .await?;
         }
         ids.push(rt_id);
@@ -969,20 +783,12 @@ pub fn endpoint_policy(ctx: &Ctx, service: &str) -> Value {
     let n = &ctx.cfg.names;
     let (m, s) = (&ctx.cfg.migration.name, ctx.suffix());
     if service == "s3" {
-        let mut buckets: Vec<String> = ctx
-            .cfg
-            .source
-            .audit_buckets
-            .iter()
-            .map(|b| n.prod(b))
-            .collect();
+        let mut buckets: Vec<String> = ctx.cfg.source.audit_buckets.iter().map(|b| n.prod(b)).collect();
         if buckets.is_empty() {
             buckets.push(format!("{m}-*-{s}"));
         }
-        let resources: Vec<String> = buckets
-            .iter()
-            .flat_map(|b| [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")])
-            .collect();
+        let resources: Vec<String> =
+            buckets.iter().flat_map(|b| [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")]).collect();
         json!({"Version": "2012-10-17", "Statement": [{
             "Sid": "MigrationBucketsOnly", "Effect": "Allow", "Principal": "*",
             "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket", "s3:ListBucketVersions",
@@ -991,13 +797,7 @@ pub fn endpoint_policy(ctx: &Ctx, service: &str) -> Value {
     } else {
         let region = &ctx.cfg.migration.region;
         let account = &ctx.account;
-        let mut tables: Vec<String> = ctx
-            .cfg
-            .source
-            .dynamodb_tables
-            .iter()
-            .map(|t| n.prod(t))
-            .collect();
+        let mut tables: Vec<String> = ctx.cfg.source.dynamodb_tables.iter().map(|t| n.prod(t)).collect();
         if tables.is_empty() {
             tables.push(format!("{m}-*-{s}"));
         }
@@ -1019,11 +819,7 @@ pub fn endpoint_policy(ctx: &Ctx, service: &str) -> Value {
     }
 }
 
-async fn converge_endpoints(
-    ctx: &Ctx,
-    vpc_id: &str,
-    route_tables: &[String],
-) -> Result<(), StepError> {
+async fn converge_endpoints(ctx: &Ctx, vpc_id: &str, route_tables: &[String]) -> Result<(), StepError> {
     let ec2 = &ctx.aws.target.ec2;
     let region = &ctx.cfg.migration.region;
     let existing: Vec<VpcEndpoint> = if is_planned(vpc_id) {
@@ -1046,10 +842,7 @@ async fn converge_endpoints(
         let found = existing.iter().find(|e| {
             e.service_name() == Some(service_name.as_str())
                 && !e.state().is_some_and(|s| {
-                    matches!(
-                        s.as_str().to_ascii_lowercase().as_str(),
-                        "deleted" | "deleting" | "failed" | "rejected"
-                    )
+                    matches!(s.as_str().to_ascii_lowercase().as_str(), "deleted" | "deleting" | "failed" | "rejected")
                 })
         });
         match found {
@@ -1058,52 +851,34 @@ async fn converge_endpoints(
                 ctx.unchanged(&res, &id, None)?;
                 converge_tags(ctx, &res, &id, e.tags()).await?;
                 let have: BTreeSet<&str> = e.route_table_ids().iter().map(String::as_str).collect();
-                let want: BTreeSet<&str> = route_tables
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|r| !is_planned(r))
-                    .collect();
+                let want: BTreeSet<&str> = route_tables.iter().map(String::as_str).filter(|r| !is_planned(r)).collect();
                 let add: Vec<String> = want.difference(&have).map(|s| s.to_string()).collect();
                 let remove: Vec<String> = have.difference(&want).map(|s| s.to_string()).collect();
-                let current_policy: Value = e
-                    .policy_document()
-                    .and_then(|p| serde_json::from_str(p).ok())
-                    .unwrap_or(Value::Null);
+                let current_policy: Value =
+                    e.policy_document().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
                 if !add.is_empty() || !remove.is_empty() {
-                    ctx.update(
-                        &res,
-                        &id,
-                        "route tables",
-                        json!({"route_tables": have}),
-                        || async {
-                            ec2.modify_vpc_endpoint()
-                                .vpc_endpoint_id(&id)
-                                .set_add_route_table_ids(Some(add.clone()))
-                                .set_remove_route_table_ids(Some(remove.clone()))
-                                .send()
-                                .await
-                                .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
-                            Ok(())
-                        },
-                    )
+                    ctx.update(&res, &id, "route tables", json!({"route_tables": have}), || async {
+                        ec2.modify_vpc_endpoint()
+                            .vpc_endpoint_id(&id)
+                            .set_add_route_table_ids(Some(add.clone()))
+                            .set_remove_route_table_ids(Some(remove.clone()))
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
+                        Ok(())
+                    })
                     .await?;
                 }
                 if current_policy != policy {
-                    ctx.update(
-                        &res,
-                        &id,
-                        "endpoint policy",
-                        json!({"policy": current_policy}),
-                        || async {
-                            ec2.modify_vpc_endpoint()
-                                .vpc_endpoint_id(&id)
-                                .policy_document(policy.to_string())
-                                .send()
-                                .await
-                                .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
-                            Ok(())
-                        },
-                    )
+                    ctx.update(&res, &id, "endpoint policy", json!({"policy": current_policy}), || async {
+                        ec2.modify_vpc_endpoint()
+                            .vpc_endpoint_id(&id)
+                            .policy_document(policy.to_string())
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
+                        Ok(())
+                    })
                     .await?;
                 }
             }
@@ -1131,9 +906,7 @@ async fn converge_endpoints(
                         let id = out
                             .vpc_endpoint
                             .and_then(|e| e.vpc_endpoint_id)
-                            .ok_or_else(|| {
-                                StepError::Invalid("CreateVpcEndpoint returned no id".into())
-                            })?;
+                            .ok_or_else(|| StepError::Invalid("CreateVpcEndpoint returned no id".into()))?;
                         Ok(Created::id(id))
                     },
                 )
@@ -1148,34 +921,20 @@ async fn converge_endpoints(
 /// group's HTTPS egress goes to them and nowhere else).
 async fn endpoint_prefix_lists(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     let region = &ctx.cfg.migration.region;
-    let names = [
-        format!("com.amazonaws.{region}.s3"),
-        format!("com.amazonaws.{region}.dynamodb"),
-    ];
+    let names = [format!("com.amazonaws.{region}.s3"), format!("com.amazonaws.{region}.dynamodb")];
     let out = ctx
         .aws
         .target
         .ec2
         .describe_prefix_lists()
-        .filters(
-            Filter::builder()
-                .name("prefix-list-name")
-                .set_values(Some(names.to_vec()))
-                .build(),
-        )
+        .filters(Filter::builder().name("prefix-list-name").set_values(Some(names.to_vec())).build())
         .send()
         .await
-        .map_err(StepError::aws(
-            "gateway endpoint prefix lists",
-            "DescribePrefixLists",
-        ))?;
+        .map_err(StepError::aws("gateway endpoint prefix lists", "DescribePrefixLists"))?;
     let mut ids: Vec<String> = out
         .prefix_lists()
         .iter()
-        .filter(|p| {
-            p.prefix_list_name()
-                .is_some_and(|n| names.iter().any(|x| x == n))
-        })
+        .filter(|p| p.prefix_list_name().is_some_and(|n| names.iter().any(|x| x == n)))
         .filter_map(|p| p.prefix_list_id().map(str::to_owned))
         .collect();
     ids.sort();
@@ -1192,30 +951,15 @@ pub fn desired_rules(
     prefix_lists: &[String],
 ) -> [(BTreeSet<Rule>, BTreeSet<Rule>); 3] {
     let port = i32::from(listener_port);
-    let alb_in = vpc_cidrs
-        .iter()
-        .map(|c| Rule::tcp(port, format!("cidr:{c}")))
-        .collect();
+    let alb_in = vpc_cidrs.iter().map(|c| Rule::tcp(port, format!("cidr:{c}"))).collect();
     let mut compute_out: BTreeSet<Rule> = [Rule::tcp(POSTGRES_PORT, format!("sg:{db}"))].into();
-    compute_out.extend(
-        prefix_lists
-            .iter()
-            .map(|p| Rule::tcp(HTTPS_PORT, format!("pl:{p}"))),
-    );
+    compute_out.extend(prefix_lists.iter().map(|p| Rule::tcp(HTTPS_PORT, format!("pl:{p}"))));
     let db_in = [Rule::tcp(POSTGRES_PORT, format!("sg:{compute}"))].into();
     let _ = alb;
-    [
-        (alb_in, BTreeSet::new()),
-        (BTreeSet::new(), compute_out),
-        (db_in, BTreeSet::new()),
-    ]
+    [(alb_in, BTreeSet::new()), (BTreeSet::new(), compute_out), (db_in, BTreeSet::new())]
 }
 
-async fn converge_security_groups(
-    ctx: &Ctx,
-    vpc_id: &str,
-    vpc_cidrs: &[String],
-) -> Result<Vec<String>, StepError> {
+async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String]) -> Result<Vec<String>, StepError> {
     let ec2 = &ctx.aws.target.ec2;
     let existing: Vec<SecurityGroup> = if is_planned(vpc_id) {
         vec![]
@@ -1234,51 +978,39 @@ async fn converge_security_groups(
     for g in Group::ALL {
         let name = ctx.cfg.names.own(g.kind());
         let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
-        match existing
-            .iter()
-            .find(|s| s.group_name() == Some(name.as_str()))
-        {
+        match existing.iter().find(|s| s.group_name() == Some(name.as_str())) {
             Some(sg) => {
                 let id = sg.group_id().unwrap_or_default().to_owned();
                 ctx.unchanged(&res, &id, None)?;
                 converge_tags(ctx, &res, &id, sg.tags()).await?;
-                current.push((
-                    rules_of(sg.ip_permissions()),
-                    rules_of(sg.ip_permissions_egress()),
-                ));
+                current.push((rules_of(sg.ip_permissions()), rules_of(sg.ip_permissions_egress())));
                 ids.push(id);
             }
             None => {
                 let spec_tags = tag_spec(ctx, ResourceType::SecurityGroup, &name);
                 let id = ctx
                     .create(&res, g.description(), json!({"vpc": vpc_id}), || async {
-                        let out =
-                            retry_eventual("CreateSecurityGroup", is_not_found_yet, || async {
-                                ec2.create_security_group()
-                                    .group_name(&name)
-                                    .description(g.description())
-                                    .vpc_id(vpc_id)
-                                    .tag_specifications(spec_tags.clone())
-                                    .send()
-                                    .await
-                                    .map_err(StepError::aws(&name, "CreateSecurityGroup"))
-                            })
-                            .await?;
-                        let id = out.group_id.ok_or_else(|| {
-                            StepError::Invalid("CreateSecurityGroup returned no id".into())
-                        })?;
+                        let out = retry_eventual("CreateSecurityGroup", is_not_found_yet, || async {
+                            ec2.create_security_group()
+                                .group_name(&name)
+                                .description(g.description())
+                                .vpc_id(vpc_id)
+                                .tag_specifications(spec_tags.clone())
+                                .send()
+                                .await
+                                .map_err(StepError::aws(&name, "CreateSecurityGroup"))
+                        })
+                        .await?;
+                        let id = out
+                            .group_id
+                            .ok_or_else(|| StepError::Invalid("CreateSecurityGroup returned no id".into()))?;
                         Ok(Created::id(id))
                     })
                     .await?
                     .unwrap_or_else(|| planned_id(g.kind()));
                 // A new group allows all egress until told otherwise.
-                let default_egress: BTreeSet<Rule> = [Rule {
-                    protocol: "-1".into(),
-                    from: -1,
-                    to: -1,
-                    peer: "cidr:0.0.0.0/0".into(),
-                }]
-                .into();
+                let default_egress: BTreeSet<Rule> =
+                    [Rule { protocol: "-1".into(), from: -1, to: -1, peer: "cidr:0.0.0.0/0".into() }].into();
                 current.push((BTreeSet::new(), default_egress));
                 ids.push(id);
             }
@@ -1286,23 +1018,16 @@ async fn converge_security_groups(
     }
     let prefix_lists = endpoint_prefix_lists(ctx).await?;
     if prefix_lists.is_empty() {
-        ctx.notice(STEP, "no S3/DynamoDB prefix lists found: the compute group gets no HTTPS egress to the gateway endpoints");
+        ctx.notice(
+            STEP,
+            "no S3/DynamoDB prefix lists found: the compute group gets no HTTPS egress to the gateway endpoints",
+        );
     }
-    let desired = desired_rules(
-        ctx.cfg.blue_green.listener_port,
-        vpc_cidrs,
-        &ids[0],
-        &ids[1],
-        &ids[2],
-        &prefix_lists,
-    );
+    let desired = desired_rules(ctx.cfg.blue_green.listener_port, vpc_cidrs, &ids[0], &ids[1], &ids[2], &prefix_lists);
     for (i, g) in Group::ALL.iter().enumerate() {
         let name = ctx.cfg.names.own(g.kind());
         let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
-        for (egress, have, want) in [
-            (false, &current[i].0, &desired[i].0),
-            (true, &current[i].1, &desired[i].1),
-        ] {
+        for (egress, have, want) in [(false, &current[i].0, &desired[i].0), (true, &current[i].1, &desired[i].1)] {
             if have == want {
                 continue;
             }
@@ -1381,23 +1106,26 @@ async fn delete_ec2<F, Fut, T, E>(what: &str, op: &'static str, call: F) -> Resu
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<
-        Output = Result<
-            T,
-            aws_smithy_runtime_api::client::result::SdkError<
-                E,
-                aws_smithy_runtime_api::http::Response,
-            >,
-        >,
+        Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>>,
     >,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let r = retry_eventual(op, |e| matches!(e, StepError::Aws { message, .. } if message.starts_with("DependencyViolation")), || async {
-        match call().await {
-            Ok(_) => Ok(true),
-            Err(e) if ec2_code(&e).is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidVpcEndpointId.NotFound") => Ok(false),
-            Err(e) => Err(StepError::aws(what, op)(e)),
-        }
-    })
+    let r = retry_eventual(
+        op,
+        |e| matches!(e, StepError::Aws { message, .. } if message.starts_with("DependencyViolation")),
+        || async {
+            match call().await {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if ec2_code(&e)
+                        .is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidVpcEndpointId.NotFound") =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(StepError::aws(what, op)(e)),
+            }
+        },
+    )
     .await?;
     Ok(r)
 }
@@ -1443,10 +1171,7 @@ async fn find_by_key(ctx: &Ctx, r: &Record) -> Result<Option<String>, StepError>
             .map_err(StepError::aws(&r.intent.name, "DescribeVpcEndpoints"))?
             .vpc_endpoints()
             .iter()
-            .find(|e| {
-                !e.state()
-                    .is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted"))
-            })
+            .find(|e| !e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted")))
             .and_then(|v| v.vpc_endpoint_id().map(String::from)),
         "security_group" => ec2
             .describe_security_groups()
@@ -1466,23 +1191,17 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
     let ec2 = &ctx.aws.target.ec2;
     match kind {
         "vpc_endpoint" => {
-            let state = ec2
-                .describe_vpc_endpoints()
-                .vpc_endpoint_ids(id)
-                .send()
-                .await;
+            let state = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await;
             if let Ok(out) = &state {
-                if out.vpc_endpoints().iter().all(|e| {
-                    e.state()
-                        .is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted"))
-                }) {
+                if out
+                    .vpc_endpoints()
+                    .iter()
+                    .all(|e| e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted")))
+                {
                     return Ok(false);
                 }
             }
-            delete_ec2(id, "DeleteVpcEndpoints", || {
-                ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send()
-            })
-            .await
+            delete_ec2(id, "DeleteVpcEndpoints", || ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send()).await
         }
         "security_group" => {
             // Drop the group's own rules first: they may reference another
@@ -1495,17 +1214,12 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
                     set_rules(ctx, id, true, &egress, &BTreeSet::new()).await?;
                 }
             }
-            delete_ec2(id, "DeleteSecurityGroup", || {
-                ec2.delete_security_group().group_id(id).send()
-            })
-            .await
+            delete_ec2(id, "DeleteSecurityGroup", || ec2.delete_security_group().group_id(id).send()).await
         }
         "route_table" => {
             if let Ok(out) = ec2.describe_route_tables().route_table_ids(id).send().await {
                 for a in out.route_tables().iter().flat_map(|r| r.associations()) {
-                    if let (Some(aid), false) =
-                        (a.route_table_association_id(), a.main().unwrap_or(false))
-                    {
+                    if let (Some(aid), false) = (a.route_table_association_id(), a.main().unwrap_or(false)) {
                         delete_ec2(aid, "DisassociateRouteTable", || {
                             ec2.disassociate_route_table().association_id(aid).send()
                         })
@@ -1513,17 +1227,9 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
                     }
                 }
             }
-            delete_ec2(id, "DeleteRouteTable", || {
-                ec2.delete_route_table().route_table_id(id).send()
-            })
-            .await
+            delete_ec2(id, "DeleteRouteTable", || ec2.delete_route_table().route_table_id(id).send()).await
         }
-        "subnet" => {
-            delete_ec2(id, "DeleteSubnet", || {
-                ec2.delete_subnet().subnet_id(id).send()
-            })
-            .await
-        }
+        "subnet" => delete_ec2(id, "DeleteSubnet", || ec2.delete_subnet().subnet_id(id).send()).await,
         "vpc" => delete_ec2(id, "DeleteVpc", || ec2.delete_vpc().vpc_id(id).send()).await,
         other => Err(StepError::Invalid(format!("network cannot delete {other}"))),
     }
@@ -1554,11 +1260,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             } else if let Some(cidr) = key.split("#cidr ").nth(1) {
                 let out = ec2.describe_vpcs().vpc_ids(id).send().await;
                 if let Ok(out) = out {
-                    for a in out
-                        .vpcs()
-                        .iter()
-                        .flat_map(|v| v.cidr_block_association_set())
-                    {
+                    for a in out.vpcs().iter().flat_map(|v| v.cidr_block_association_set()) {
                         if a.cidr_block() == Some(cidr) {
                             if let Some(aid) = a.association_id() {
                                 delete_ec2(aid, "DisassociateVpcCidrBlock", || {
@@ -1583,31 +1285,17 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     }
                 }
             } else if let Some(direction) = prev.get("direction").and_then(Value::as_str) {
-                let before: BTreeSet<Rule> =
-                    serde_json::from_value(prev["rules"].clone()).unwrap_or_default();
+                let before: BTreeSet<Rule> = serde_json::from_value(prev["rules"].clone()).unwrap_or_default();
                 if let Ok(out) = ec2.describe_security_groups().group_ids(id).send().await {
                     if let Some(sg) = out.security_groups().first() {
                         let egress = direction == "egress";
-                        let now = rules_of(if egress {
-                            sg.ip_permissions_egress()
-                        } else {
-                            sg.ip_permissions()
-                        });
+                        let now = rules_of(if egress { sg.ip_permissions_egress() } else { sg.ip_permissions() });
                         set_rules(ctx, id, egress, &now, &before).await?;
                     }
                 }
             } else if let Some(rts) = prev.get("route_tables").and_then(Value::as_array) {
-                let before: BTreeSet<String> = rts
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect();
-                if let Ok(out) = ec2
-                    .describe_vpc_endpoints()
-                    .vpc_endpoint_ids(id)
-                    .send()
-                    .await
-                {
+                let before: BTreeSet<String> = rts.iter().filter_map(Value::as_str).map(String::from).collect();
+                if let Ok(out) = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await {
                     if let Some(e) = out.vpc_endpoints().first() {
                         let now: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
                         let add: Vec<String> = before.difference(&now).cloned().collect();
@@ -1622,18 +1310,9 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     }
                 }
             } else if let Some(policy) = prev.get("policy").filter(|p| !p.is_null()) {
-                let _ = ec2
-                    .modify_vpc_endpoint()
-                    .vpc_endpoint_id(id)
-                    .policy_document(policy.to_string())
-                    .send()
-                    .await;
+                let _ = ec2.modify_vpc_endpoint().vpc_endpoint_id(id).policy_document(policy.to_string()).send().await;
             } else if let Some(set) = prev.get("set").and_then(Value::as_array) {
-                let before = prev
-                    .get("tags")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
+                let before = prev.get("tags").and_then(Value::as_object).cloned().unwrap_or_default();
                 let added: Vec<Tag> = set
                     .iter()
                     .filter_map(Value::as_str)
@@ -1641,30 +1320,17 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     .map(|k| Tag::builder().key(k).build())
                     .collect();
                 if !added.is_empty() {
-                    let _ = ec2
-                        .delete_tags()
-                        .resources(id)
-                        .set_tags(Some(added))
-                        .send()
-                        .await;
+                    let _ = ec2.delete_tags().resources(id).set_tags(Some(added)).send().await;
                 }
                 let restore: Vec<Tag> = set
                     .iter()
                     .filter_map(Value::as_str)
                     .filter_map(|k| {
-                        before
-                            .get(k)
-                            .and_then(Value::as_str)
-                            .map(|v| Tag::builder().key(k).value(v).build())
+                        before.get(k).and_then(Value::as_str).map(|v| Tag::builder().key(k).value(v).build())
                     })
                     .collect();
                 if !restore.is_empty() {
-                    let _ = ec2
-                        .create_tags()
-                        .resources(id)
-                        .set_tags(Some(restore))
-                        .send()
-                        .await;
+                    let _ = ec2.create_tags().resources(id).set_tags(Some(restore)).send().await;
                 }
             }
         }
@@ -1700,29 +1366,12 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .send()
         .try_collect()
         .await
-        .map_err(StepError::aws(
-            "tagged security groups",
-            "DescribeSecurityGroups",
-        ))?;
+        .map_err(StepError::aws("tagged security groups", "DescribeSecurityGroups"))?;
     // Drop every group's rules before deleting any: the groups reference each other.
     for g in &groups {
         if let Some(id) = g.group_id() {
-            set_rules(
-                ctx,
-                id,
-                false,
-                &rules_of(g.ip_permissions()),
-                &BTreeSet::new(),
-            )
-            .await?;
-            set_rules(
-                ctx,
-                id,
-                true,
-                &rules_of(g.ip_permissions_egress()),
-                &BTreeSet::new(),
-            )
-            .await?;
+            set_rules(ctx, id, false, &rules_of(g.ip_permissions()), &BTreeSet::new()).await?;
+            set_rules(ctx, id, true, &rules_of(g.ip_permissions_egress()), &BTreeSet::new()).await?;
         }
     }
     for g in &groups {
@@ -1793,37 +1442,21 @@ mod tests {
     use super::*;
 
     fn dev(az: &str, cidr: &str) -> DevSubnet {
-        DevSubnet {
-            az: az.into(),
-            cidr: cidr.into(),
-            name: None,
-        }
+        DevSubnet { az: az.into(), cidr: cidr.into(), name: None }
     }
 
     fn zones() -> Vec<String> {
-        ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
-            .map(String::from)
-            .to_vec()
+        ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"].map(String::from).to_vec()
     }
 
     fn plan(d: &[DevSubnet], cidrs: &[&str]) -> Result<Vec<SubnetSpec>, String> {
         let cidrs: Vec<String> = cidrs.iter().map(|s| s.to_string()).collect();
-        plan_subnets(
-            d,
-            &cidrs,
-            &zones(),
-            |s, _| format!("n-{}", s.cidr),
-            |az| format!("d-{az}"),
-        )
+        plan_subnets(d, &cidrs, &zones(), |s, _| format!("n-{}", s.cidr), |az| format!("d-{az}"))
     }
 
     #[test]
     fn three_dev_azs_are_mirrored_exactly() {
-        let d = [
-            dev("us-east-1a", "10.0.1.0/24"),
-            dev("us-east-1b", "10.0.2.0/24"),
-            dev("us-east-1c", "10.0.3.0/24"),
-        ];
+        let d = [dev("us-east-1a", "10.0.1.0/24"), dev("us-east-1b", "10.0.2.0/24"), dev("us-east-1c", "10.0.3.0/24")];
         let p = plan(&d, &["10.0.0.0/16"]).unwrap();
         assert_eq!(p.len(), 3);
         assert!(p.iter().all(|s| !s.derived));
@@ -1835,10 +1468,7 @@ mod tests {
 
     #[test]
     fn missing_azs_get_derived_non_overlapping_cidrs() {
-        let d = [
-            dev("us-east-1a", "10.0.0.0/24"),
-            dev("us-east-1b", "10.0.1.0/24"),
-        ];
+        let d = [dev("us-east-1a", "10.0.0.0/24"), dev("us-east-1b", "10.0.1.0/24")];
         let p = plan(&d, &["10.0.0.0/16"]).unwrap();
         assert_eq!(p.len(), 3);
         let derived: Vec<_> = p.iter().filter(|s| s.derived).collect();
@@ -1850,13 +1480,8 @@ mod tests {
 
     #[test]
     fn a_full_vpc_cannot_derive() {
-        let d = [
-            dev("us-east-1a", "10.0.0.0/25"),
-            dev("us-east-1b", "10.0.0.128/25"),
-        ];
-        assert!(plan(&d, &["10.0.0.0/24"])
-            .unwrap_err()
-            .contains("no free /25"));
+        let d = [dev("us-east-1a", "10.0.0.0/25"), dev("us-east-1b", "10.0.0.128/25")];
+        assert!(plan(&d, &["10.0.0.0/24"]).unwrap_err().contains("no free /25"));
     }
 
     #[test]
@@ -1870,23 +1495,10 @@ mod tests {
 
     #[test]
     fn rules_round_trip_and_database_only_admits_compute() {
-        let [alb, compute, db] = desired_rules(
-            443,
-            &["10.0.0.0/16".into()],
-            "sg-a",
-            "sg-c",
-            "sg-d",
-            &["pl-1".into()],
-        );
-        assert_eq!(
-            alb.0.iter().map(|r| r.peer.as_str()).collect::<Vec<_>>(),
-            ["cidr:10.0.0.0/16"]
-        );
+        let [alb, compute, db] = desired_rules(443, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", &["pl-1".into()]);
+        assert_eq!(alb.0.iter().map(|r| r.peer.as_str()).collect::<Vec<_>>(), ["cidr:10.0.0.0/16"]);
         assert!(alb.1.is_empty() && db.1.is_empty() && compute.0.is_empty());
-        assert_eq!(
-            db.0.iter().cloned().collect::<Vec<_>>(),
-            [Rule::tcp(5432, "sg:sg-c".into())]
-        );
+        assert_eq!(db.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(5432, "sg:sg-c".into())]);
         let perms: Vec<IpPermission> = compute.1.iter().map(Rule::to_permission).collect();
         assert_eq!(rules_of(&perms), compute.1);
     }

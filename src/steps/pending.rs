@@ -39,17 +39,10 @@ impl Step for Pending {
         })
     }
 
-    fn undo<'a>(
-        &'a self,
-        _ctx: &'a Ctx,
-        record: &'a Record,
-    ) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(async move {
-            Err(StepError::Invalid(format!(
-                "step {} cannot undo {} yet",
-                self.id, record.intent.key
-            )))
-        })
+    fn undo<'a>(&'a self, _ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(
+            async move { Err(StepError::Invalid(format!("step {} cannot undo {} yet", self.id, record.intent.key))) },
+        )
     }
 }
 
@@ -71,43 +64,24 @@ async fn check_dev_resources(step: &str, ctx: &Ctx) -> Vec<String> {
             for t in &s.dynamodb_tables {
                 match src.dynamodb.describe_table().table_name(t).send().await {
                     Ok(_) => {}
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_resource_not_found_exception()) =>
-                    {
-                        problems.push(format!(
-                            "[source] dynamodb_tables: the dev table {t:?} does not exist"
-                        ))
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+                        problems.push(format!("[source] dynamodb_tables: the dev table {t:?} does not exist"))
                     }
-                    Err(e) => problems.push(format!(
-                        "[source] dynamodb_tables {t:?}: {}",
-                        crate::aws::describe_sdk_error(&e)
-                    )),
+                    Err(e) => {
+                        problems.push(format!("[source] dynamodb_tables {t:?}: {}", crate::aws::describe_sdk_error(&e)))
+                    }
                 }
             }
         }
         "lambda" => {
             for f in &s.lambda_functions {
-                match src
-                    .lambda
-                    .get_function_configuration()
-                    .function_name(f)
-                    .send()
-                    .await
-                {
+                match src.lambda.get_function_configuration().function_name(f).send().await {
                     Ok(_) => {}
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_resource_not_found_exception()) =>
-                    {
-                        problems.push(format!(
-                            "[source] lambda_functions: the dev function {f:?} does not exist"
-                        ))
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+                        problems.push(format!("[source] lambda_functions: the dev function {f:?} does not exist"))
                     }
-                    Err(e) => problems.push(format!(
-                        "[source] lambda_functions {f:?}: {}",
-                        crate::aws::describe_sdk_error(&e)
-                    )),
+                    Err(e) => problems
+                        .push(format!("[source] lambda_functions {f:?}: {}", crate::aws::describe_sdk_error(&e))),
                 }
             }
         }
@@ -115,39 +89,25 @@ async fn check_dev_resources(step: &str, ctx: &Ctx) -> Vec<String> {
             for b in &s.audit_buckets {
                 match src.s3.head_bucket().bucket(b).send().await {
                     Ok(_) => {}
-                    Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => problems
-                        .push(format!(
-                            "[source] audit_buckets: the dev bucket {b:?} does not exist"
-                        )),
-                    Err(e) => problems.push(format!(
-                        "[source] audit_buckets {b:?}: {}",
-                        crate::aws::describe_sdk_error(&e)
-                    )),
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                        problems.push(format!("[source] audit_buckets: the dev bucket {b:?} does not exist"))
+                    }
+                    Err(e) => {
+                        problems.push(format!("[source] audit_buckets {b:?}: {}", crate::aws::describe_sdk_error(&e)))
+                    }
                 }
             }
         }
         "monitoring" => {
             for d in &s.dashboards {
-                match src
-                    .cloudwatch
-                    .get_dashboard()
-                    .dashboard_name(d)
-                    .send()
-                    .await
-                {
+                match src.cloudwatch.get_dashboard().dashboard_name(d).send().await {
                     Ok(_) => {}
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_dashboard_not_found_error()) =>
-                    {
-                        problems.push(format!(
-                            "[source] dashboards: the dev dashboard {d:?} does not exist"
-                        ))
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => {
+                        problems.push(format!("[source] dashboards: the dev dashboard {d:?} does not exist"))
                     }
-                    Err(e) => problems.push(format!(
-                        "[source] dashboards {d:?}: {}",
-                        crate::aws::describe_sdk_error(&e)
-                    )),
+                    Err(e) => {
+                        problems.push(format!("[source] dashboards {d:?}: {}", crate::aws::describe_sdk_error(&e)))
+                    }
                 }
             }
         }

@@ -32,9 +32,7 @@ impl Intercept for AsAccount {
         _rc: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        ctx.request_mut()
-            .headers_mut()
-            .insert("x-moto-account-id", self.0.clone());
+        ctx.request_mut().headers_mut().insert("x-moto-account-id", self.0.clone());
         Ok(())
     }
 }
@@ -44,9 +42,7 @@ pub async fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            "testing", "testing", None, None, "fixture",
-        ))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "fixture"))
         .load()
         .await
 }
@@ -105,10 +101,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            zones: vec!["us-east-1a", "us-east-1b", "us-east-1c"],
-            account: None,
-        }
+        Options { zones: vec!["us-east-1a", "us-east-1b", "us-east-1c"], account: None }
     }
 }
 
@@ -124,12 +117,7 @@ fn tags(rt: ResourceType, name: &str) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(rt)
         .tags(Tag::builder().key("Name").value(name).build())
-        .tags(
-            Tag::builder()
-                .key("Environment")
-                .value("development")
-                .build(),
-        )
+        .tags(Tag::builder().key("Environment").value("development").build())
         .build()
 }
 
@@ -187,12 +175,7 @@ async fn seed_network(c: &Clients, opts: &Options) -> DevStack {
         .await
         .expect("create dev vpc");
     let vpc_id = vpc.vpc.and_then(|v| v.vpc_id).expect("vpc id");
-    ec2.associate_vpc_cidr_block()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.21.0.0/16")
-        .send()
-        .await
-        .expect("secondary cidr");
+    ec2.associate_vpc_cidr_block().vpc_id(&vpc_id).cidr_block("10.21.0.0/16").send().await.expect("secondary cidr");
     ec2.modify_vpc_attribute()
         .vpc_id(&vpc_id)
         .enable_dns_hostnames(AttributeBooleanValue::builder().value(true).build())
@@ -207,12 +190,7 @@ async fn seed_network(c: &Clients, opts: &Options) -> DevStack {
         .internet_gateway
         .and_then(|g| g.internet_gateway_id)
         .expect("igw id");
-    ec2.attach_internet_gateway()
-        .internet_gateway_id(&igw)
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .expect("attach igw");
+    ec2.attach_internet_gateway().internet_gateway_id(&igw).vpc_id(&vpc_id).send().await.expect("attach igw");
     let mut subnets = Vec::new();
     for (i, az) in opts.zones.iter().enumerate() {
         let letter = az.chars().last().unwrap_or('x');
@@ -222,10 +200,7 @@ async fn seed_network(c: &Clients, opts: &Options) -> DevStack {
             .vpc_id(&vpc_id)
             .cidr_block(&cidr)
             .availability_zone(*az)
-            .tag_specifications(tags(
-                ResourceType::Subnet,
-                &format!("payments-private-{letter}-dev"),
-            ))
+            .tag_specifications(tags(ResourceType::Subnet, &format!("payments-private-{letter}-dev")))
             .send()
             .await
             .expect("subnet");
@@ -233,22 +208,14 @@ async fn seed_network(c: &Clients, opts: &Options) -> DevStack {
         let rt = ec2
             .create_route_table()
             .vpc_id(&vpc_id)
-            .tag_specifications(tags(
-                ResourceType::RouteTable,
-                &format!("payments-private-{letter}-rt-dev"),
-            ))
+            .tag_specifications(tags(ResourceType::RouteTable, &format!("payments-private-{letter}-rt-dev")))
             .send()
             .await
             .expect("route table")
             .route_table
             .and_then(|r| r.route_table_id)
             .expect("rt id");
-        ec2.associate_route_table()
-            .route_table_id(&rt)
-            .subnet_id(&sid)
-            .send()
-            .await
-            .expect("associate");
+        ec2.associate_route_table().route_table_id(&rt).subnet_id(&sid).send().await.expect("associate");
         if i == 0 {
             ec2.create_route()
                 .route_table_id(&rt)
@@ -260,17 +227,11 @@ async fn seed_network(c: &Clients, opts: &Options) -> DevStack {
         }
         subnets.push((az.to_string(), cidr));
     }
-    DevStack {
-        vpc_id,
-        cidrs: vec!["10.20.0.0/16".into(), "10.21.0.0/16".into()],
-        subnets,
-    }
+    DevStack { vpc_id, cidrs: vec!["10.20.0.0/16".into(), "10.21.0.0/16".into()], subnets }
 }
 
 async fn seed_data(c: &Clients) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
     c.dynamodb
         .create_table()
         .table_name("sessions-dev")
@@ -281,29 +242,16 @@ async fn seed_data(c: &Clients) {
                 .build()
                 .unwrap(),
         )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("session_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
+        .key_schema(KeySchemaElement::builder().attribute_name("session_id").key_type(KeyType::Hash).build().unwrap())
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
         .expect("dev table");
 
     for b in ["payments-audit-dev", "payments-artifacts-dev"] {
-        c.s3.create_bucket()
-            .bucket(b)
-            .send()
-            .await
-            .expect("dev bucket");
+        c.s3.create_bucket().bucket(b).send().await.expect("dev bucket");
     }
-    let zip = zip_one(
-        "handler.py",
-        b"def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n",
-    );
+    let zip = zip_one("handler.py", b"def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n");
     c.s3.put_object()
         .bucket("payments-artifacts-dev")
         .key("lambda/payment-processor-dev.zip")
@@ -355,10 +303,7 @@ async fn seed_data(c: &Clients) {
         .master_user_password("dev-only-password")
         .database_name("payments")
         .serverless_v2_scaling_configuration(
-            aws_sdk_rds::types::ServerlessV2ScalingConfiguration::builder()
-                .min_capacity(0.5)
-                .max_capacity(4.0)
-                .build(),
+            aws_sdk_rds::types::ServerlessV2ScalingConfiguration::builder().min_capacity(0.5).max_capacity(4.0).build(),
         )
         .send()
         .await
@@ -382,10 +327,7 @@ async fn seed_data(c: &Clients) {
         .await
         .expect("dev dashboard");
 
-    for (name, value) in [
-        ("/dev/payments/table", "sessions-dev"),
-        ("/dev/payments/log-level", "DEBUG"),
-    ] {
+    for (name, value) in [("/dev/payments/table", "sessions-dev"), ("/dev/payments/log-level", "DEBUG")] {
         c.ssm
             .put_parameter()
             .name(name)

@@ -14,13 +14,11 @@ pub use moto::Moto;
 /// The reference configuration, pointed at a seeded dev VPC and a journal in
 /// `dir`.
 pub fn config_text(vpc_id: &str, dir: &Path) -> String {
-    let reference =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations.toml"))
-            .expect("read migrations.toml");
-    reference.replace("vpc-0a1b2c3d4e5f", vpc_id).replace(
-        "journal = \".paymig\"",
-        &format!("journal = \"{}\"", dir.join("journal").display()),
-    )
+    let reference = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations.toml"))
+        .expect("read migrations.toml");
+    reference
+        .replace("vpc-0a1b2c3d4e5f", vpc_id)
+        .replace("journal = \".paymig\"", &format!("journal = \"{}\"", dir.join("journal").display()))
 }
 
 /// A paymig invocation.
@@ -116,11 +114,7 @@ impl Paymig {
     }
 
     pub fn spawn(mut self) -> std::process::Child {
-        self.cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn paymig")
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn paymig")
     }
 
     pub fn run(mut self) -> Run {
@@ -161,13 +155,7 @@ impl World {
         let config = dir.path().join("migrations.toml");
         std::fs::write(&config, edit(config_text(&dev.vpc_id, dir.path()))).expect("write config");
         let prod = fixture::Clients::new(&moto.endpoint, "us-east-1", None).await;
-        World {
-            moto,
-            dir,
-            config,
-            dev,
-            prod,
-        }
+        World { moto, dir, config, dev, prod }
     }
 
     pub fn paymig<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> Paymig {

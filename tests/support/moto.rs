@@ -13,11 +13,7 @@ fn moto_server() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/ensure-moto");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/ensure-moto");
+        let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().expect("run scripts/ensure-moto");
         assert!(out.status.success(), "scripts/ensure-moto failed");
         PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
     })
@@ -49,14 +45,7 @@ impl Moto {
                 break;
             }
             if let Some(i) = line.find("http://127.0.0.1:") {
-                endpoint = Some(
-                    line[i..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .trim_end_matches('/')
-                        .to_owned(),
-                );
+                endpoint = Some(line[i..].split_whitespace().next().unwrap_or("").trim_end_matches('/').to_owned());
                 break;
             }
         }

@@ -1,0 +1,899 @@
+//! database: the prod Aurora PostgreSQL cluster restored from a dev snapshot —
+//! `[source] db_snapshot`, or the newest available snapshot of
+//! `[source] db_cluster` — into the prod network (DB subnet group over the
+//! private subnets, the database security group), re-encrypted with the prod
+//! key, with dev's engine settings and non-default cluster parameters, the
+//! Serverless v2 range from `[database]`, backup retention 1, deletion
+//! protection off, and `instances` db.serverless instances in different AZs
+//! with distinct promotion tiers. The snapshot prod came from is journaled.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_rds::client::Waiters;
+use aws_sdk_rds::types::{
+    CloudwatchLogsExportConfiguration, DbCluster, DbClusterSnapshot, Parameter, ServerlessV2ScalingConfiguration, Tag,
+};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::engine::journal::{Op, Record};
+use crate::engine::{is_planned, planned_id, Created, Ctx, Outcome, Res, Step, StepError};
+
+const STEP: &str = "database";
+const ENGINE: &str = "aurora-postgresql";
+/// Most parameters ModifyDBClusterParameterGroup takes in one call.
+const PARAMETER_BATCH: usize = 20;
+
+/// The database step; dev's cluster and snapshot are read once per command.
+#[derive(Default)]
+pub struct Database {
+    dev: tokio::sync::OnceCell<Option<DevCluster>>,
+}
+
+/// What the migration reads of dev.
+#[derive(Debug, Clone)]
+pub struct DevCluster {
+    pub cluster: DbCluster,
+    pub snapshot: DbClusterSnapshot,
+    /// `(family, non-default parameters)` of dev's cluster parameter group.
+    pub parameters: Option<(String, Vec<Parameter>)>,
+    pub source_account: String,
+}
+
+impl Database {
+    async fn dev(&self, ctx: &Ctx) -> Result<Option<&DevCluster>, StepError> {
+        self.dev.get_or_try_init(|| read_dev(ctx)).await.map(Option::as_ref)
+    }
+}
+
+impl Step for Database {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &["kms", "network"]
+    }
+
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            match self.dev(ctx).await {
+                Ok(_) => vec![],
+                Err(e) => vec![e.to_string()],
+            }
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(
+            async move {
+                match self.dev(ctx).await? {
+                    Some(dev) => converge(ctx, dev).await,
+                    None => Ok(Outcome::Skipped("no [source] db_cluster configured".into())),
+                }
+            }
+            .instrument(tracing::info_span!("step", step = STEP)),
+        )
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
+    }
+
+    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
+        Box::pin(sweep(ctx))
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "rds:DescribeDBClusters",
+            "rds:DescribeDBClusterSnapshots",
+            "rds:DescribeDBClusterParameterGroups",
+            "rds:DescribeDBClusterParameters",
+            "rds:DescribeDBSubnetGroups",
+            "rds:DescribeDBInstances",
+            "rds:CreateDBSubnetGroup",
+            "rds:DeleteDBSubnetGroup",
+            "rds:CreateDBClusterParameterGroup",
+            "rds:ModifyDBClusterParameterGroup",
+            "rds:DeleteDBClusterParameterGroup",
+            "rds:RestoreDBClusterFromSnapshot",
+            "rds:ModifyDBCluster",
+            "rds:DeleteDBCluster",
+            "rds:CreateDBInstance",
+            "rds:ModifyDBInstance",
+            "rds:DeleteDBInstance",
+            "rds:AddTagsToResource",
+            "kms:CreateGrant",
+            "kms:DescribeKey",
+        ]
+    }
+}
+
+/// Names of the prod database resources.
+struct Names {
+    cluster: String,
+    subnet_group: String,
+    parameter_group: String,
+}
+
+fn names(ctx: &Ctx) -> Names {
+    let cluster = ctx.cfg.names.prod(&ctx.cfg.source.db_cluster);
+    Names { subnet_group: format!("{cluster}-subnets"), parameter_group: format!("{cluster}-params"), cluster }
+}
+
+fn instance_id(cluster: &str, i: usize) -> String {
+    format!("{cluster}-{}", i + 1)
+}
+
+fn tags(ctx: &Ctx) -> Vec<Tag> {
+    ctx.cfg.prod_tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// The snapshot to restore: the newest `available` one.
+pub fn newest_available(snapshots: &[DbClusterSnapshot]) -> Option<&DbClusterSnapshot> {
+    snapshots.iter().filter(|s| s.status() == Some("available")).max_by(|a, b| {
+        a.snapshot_create_time().map(|t| t.as_nanos()).cmp(&b.snapshot_create_time().map(|t| t.as_nanos()))
+    })
+}
+
+/// How the restore names the snapshot: its id in the same account (moto and
+/// AWS both accept it), its ARN when it was shared from another account.
+pub fn snapshot_reference(snapshot: &DbClusterSnapshot, source_account: &str, target_account: &str) -> String {
+    if source_account != target_account {
+        snapshot.db_cluster_snapshot_arn().unwrap_or_default().to_owned()
+    } else {
+        snapshot.db_cluster_snapshot_identifier().unwrap_or_default().to_owned()
+    }
+}
+
+async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError> {
+    let s = &ctx.cfg.source;
+    if s.db_cluster.is_empty() {
+        return Ok(None);
+    }
+    let rds = &ctx.aws.source.rds;
+    let cluster = match rds.describe_db_clusters().db_cluster_identifier(&s.db_cluster).send().await {
+        Ok(out) => out.db_clusters.unwrap_or_default().into_iter().next(),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => None,
+        Err(e) => return Err(StepError::aws(format!("dev cluster {}", s.db_cluster), "DescribeDBClusters")(e)),
+    };
+    let cluster = cluster.ok_or_else(|| {
+        StepError::Invalid(format!(
+            "[source] db_cluster: the dev Aurora cluster {:?} does not exist (check the name and the source account/region)",
+            s.db_cluster
+        ))
+    })?;
+    if cluster.engine() != Some(ENGINE) {
+        return Err(StepError::Invalid(format!(
+            "[source] db_cluster: {:?} runs engine {:?}; paymig migrates {ENGINE} only",
+            s.db_cluster,
+            cluster.engine().unwrap_or("?")
+        )));
+    }
+    let snapshot = if s.db_snapshot.is_empty() {
+        let all: Vec<DbClusterSnapshot> = rds
+            .describe_db_cluster_snapshots()
+            .db_cluster_identifier(&s.db_cluster)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StepError::aws(format!("dev cluster {}", s.db_cluster), "DescribeDBClusterSnapshots"))?;
+        newest_available(&all).cloned().ok_or_else(|| {
+            StepError::Invalid(format!(
+                "[source] db_cluster: the dev cluster {:?} has no available snapshot to restore from; take one (or set [source] db_snapshot)",
+                s.db_cluster
+            ))
+        })?
+    } else {
+        let found = match rds
+            .describe_db_cluster_snapshots()
+            .db_cluster_snapshot_identifier(&s.db_snapshot)
+            .include_shared(true)
+            .send()
+            .await
+        {
+            Ok(out) => out.db_cluster_snapshots.unwrap_or_default().into_iter().next(),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_snapshot_not_found_fault()) => None,
+            Err(e) => {
+                return Err(StepError::aws(format!("dev snapshot {}", s.db_snapshot), "DescribeDBClusterSnapshots")(e))
+            }
+        };
+        let snap = found.ok_or_else(|| {
+            StepError::Invalid(format!("[source] db_snapshot: the snapshot {:?} does not exist", s.db_snapshot))
+        })?;
+        if snap.status() != Some("available") {
+            return Err(StepError::Invalid(format!(
+                "[source] db_snapshot: the snapshot {:?} is {:?}, not available",
+                s.db_snapshot,
+                snap.status().unwrap_or("?")
+            )));
+        }
+        snap
+    };
+    if snapshot.engine().is_some_and(|e| e != ENGINE) {
+        return Err(StepError::Invalid(format!(
+            "[source] db_snapshot: {:?} is a {:?} snapshot; paymig migrates {ENGINE} only",
+            snapshot.db_cluster_snapshot_identifier().unwrap_or("?"),
+            snapshot.engine().unwrap_or("?")
+        )));
+    }
+    let parameters = match cluster.db_cluster_parameter_group().filter(|g| !g.starts_with("default.")) {
+        None => None,
+        Some(group) => {
+            let family = rds
+                .describe_db_cluster_parameter_groups()
+                .db_cluster_parameter_group_name(group)
+                .send()
+                .await
+                .map_err(StepError::aws(format!("dev parameter group {group}"), "DescribeDBClusterParameterGroups"))?
+                .db_cluster_parameter_groups()
+                .first()
+                .and_then(|g| g.db_parameter_group_family().map(str::to_owned))
+                .unwrap_or_default();
+            let params: Vec<Parameter> = rds
+                .describe_db_cluster_parameters()
+                .db_cluster_parameter_group_name(group)
+                .source("user")
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(StepError::aws(format!("dev parameter group {group}"), "DescribeDBClusterParameters"))?;
+            Some((family, params))
+        }
+    };
+    let source_account = ctx.aws.source.account_id().await.map_err(StepError::Invalid)?;
+    Ok(Some(DevCluster { cluster, snapshot, parameters, source_account }))
+}
+
+async fn converge(ctx: &Ctx, dev: &DevCluster) -> Result<Outcome, StepError> {
+    let n = names(ctx);
+    let subnets: Vec<String> = ctx.outputs().subnets.iter().map(|(_, id)| id.clone()).collect();
+    let zones: Vec<String> = {
+        let mut z: Vec<String> = ctx.outputs().subnets.iter().map(|(az, _)| az.clone()).collect();
+        z.dedup();
+        z
+    };
+    converge_subnet_group(ctx, &n, &subnets).await?;
+    let parameter_group = match &dev.parameters {
+        Some((family, params)) => Some(converge_parameter_group(ctx, &n, family, params).await?),
+        None => None,
+    };
+    let cluster = converge_cluster(ctx, dev, &n, parameter_group.as_deref()).await?;
+    for i in 0..ctx.cfg.database.instances as usize {
+        let az = zones.get(i % zones.len().max(1)).cloned().unwrap_or_default();
+        converge_instance(ctx, &n.cluster, i, &az, &cluster).await?;
+    }
+    Ok(Outcome::Done)
+}
+
+async fn converge_subnet_group(ctx: &Ctx, n: &Names, subnets: &[String]) -> Result<(), StepError> {
+    let rds = &ctx.aws.target.rds;
+    let res = Res::new(STEP, "db_subnet_group", "subnet-group", &n.subnet_group);
+    let found = match rds.describe_db_subnet_groups().db_subnet_group_name(&n.subnet_group).send().await {
+        Ok(out) => out.db_subnet_groups.unwrap_or_default().into_iter().next(),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_subnet_group_not_found_fault()) => None,
+        Err(e) => return Err(StepError::aws(&n.subnet_group, "DescribeDBSubnetGroups")(e)),
+    };
+    match found {
+        Some(g) => {
+            ctx.unchanged(&res, &n.subnet_group, g.db_subnet_group_arn())?;
+            let have: std::collections::BTreeSet<&str> =
+                g.subnets().iter().filter_map(|s| s.subnet_identifier()).collect();
+            let want: std::collections::BTreeSet<&str> =
+                subnets.iter().map(String::as_str).filter(|s| !is_planned(s)).collect();
+            if have != want && !want.is_empty() {
+                return Err(StepError::Invalid(format!(
+                    "DB subnet group {} spans other subnets than the prod network ({have:?}); delete it or run destroy",
+                    n.subnet_group
+                )));
+            }
+        }
+        None => {
+            ctx.create(&res, format!("over {} private subnets", subnets.len()), Value::Null, || async {
+                let out = rds
+                    .create_db_subnet_group()
+                    .db_subnet_group_name(&n.subnet_group)
+                    .db_subnet_group_description(format!("paymig {}: private subnets", ctx.cfg.migration.name))
+                    .set_subnet_ids(Some(subnets.to_vec()))
+                    .set_tags(Some(tags(ctx)))
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&n.subnet_group, "CreateDBSubnetGroup"))?;
+                let arn = out.db_subnet_group.and_then(|g| g.db_subnet_group_arn);
+                Ok(Created { value: (), id: n.subnet_group.clone(), arn, data: Value::Null })
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn converge_parameter_group(
+    ctx: &Ctx,
+    n: &Names,
+    family: &str,
+    params: &[Parameter],
+) -> Result<String, StepError> {
+    let rds = &ctx.aws.target.rds;
+    let name = &n.parameter_group;
+    let res = Res::new(STEP, "db_cluster_parameter_group", "parameter-group", name);
+    let exists = match rds.describe_db_cluster_parameter_groups().db_cluster_parameter_group_name(name).send().await {
+        Ok(out) => {
+            out.db_cluster_parameter_groups().first().map(|g| g.db_cluster_parameter_group_arn().map(str::to_owned))
+        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_parameter_group_not_found_fault()) => None,
+        Err(e) => return Err(StepError::aws(name, "DescribeDBClusterParameterGroups")(e)),
+    };
+    let have: BTreeMap<String, String> = match &exists {
+        Some(arn) => {
+            ctx.unchanged(&res, name, arn.as_deref())?;
+            let current: Vec<Parameter> = rds
+                .describe_db_cluster_parameters()
+                .db_cluster_parameter_group_name(name)
+                .source("user")
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(StepError::aws(name, "DescribeDBClusterParameters"))?;
+            current
+                .iter()
+                .filter_map(|p| Some((p.parameter_name()?.to_owned(), p.parameter_value()?.to_owned())))
+                .collect()
+        }
+        None => {
+            ctx.create(
+                &res,
+                format!("family {family}, {} parameters from dev", params.len()),
+                json!({"family": family}),
+                || async {
+                    let out = rds
+                        .create_db_cluster_parameter_group()
+                        .db_cluster_parameter_group_name(name)
+                        .db_parameter_group_family(family)
+                        .description(format!("paymig {}: dev's non-default parameters", ctx.cfg.migration.name))
+                        .set_tags(Some(tags(ctx)))
+                        .send()
+                        .await
+                        .map_err(StepError::aws(name, "CreateDBClusterParameterGroup"))?;
+                    let arn = out.db_cluster_parameter_group.and_then(|g| g.db_cluster_parameter_group_arn);
+                    Ok(Created { value: (), id: name.clone(), arn, data: Value::Null })
+                },
+            )
+            .await?;
+            BTreeMap::new()
+        }
+    };
+    let changed: Vec<Parameter> = params
+        .iter()
+        .filter(|p| p.parameter_name().is_some() && p.parameter_value().is_some())
+        .filter(|p| have.get(p.parameter_name().unwrap_or_default()).map(String::as_str) != p.parameter_value())
+        .map(|p| {
+            Parameter::builder()
+                .parameter_name(p.parameter_name().unwrap_or_default())
+                .parameter_value(p.parameter_value().unwrap_or_default())
+                .apply_method(p.apply_method().cloned().unwrap_or(aws_sdk_rds::types::ApplyMethod::PendingReboot))
+                .build()
+        })
+        .collect();
+    if !changed.is_empty() {
+        let names: Vec<String> = changed.iter().filter_map(|p| p.parameter_name().map(str::to_owned)).collect();
+        let prev: BTreeMap<&String, Option<&String>> = names.iter().map(|k| (k, have.get(k))).collect();
+        ctx.update(&res, name, format!("parameters {}", names.join(", ")), json!({"parameters": prev}), || async {
+            for batch in changed.chunks(PARAMETER_BATCH) {
+                rds.modify_db_cluster_parameter_group()
+                    .db_cluster_parameter_group_name(name)
+                    .set_parameters(Some(batch.to_vec()))
+                    .send()
+                    .await
+                    .map_err(StepError::aws(name, "ModifyDBClusterParameterGroup"))?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(name.clone())
+}
+
+async fn describe_cluster(ctx: &Ctx, id: &str) -> Result<Option<DbCluster>, StepError> {
+    match ctx.aws.target.rds.describe_db_clusters().db_cluster_identifier(id).send().await {
+        Ok(out) => Ok(out.db_clusters.unwrap_or_default().into_iter().next()),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => Ok(None),
+        Err(e) => Err(StepError::aws(id, "DescribeDBClusters")(e)),
+    }
+}
+
+fn scaling(ctx: &Ctx) -> ServerlessV2ScalingConfiguration {
+    ServerlessV2ScalingConfiguration::builder()
+        .min_capacity(ctx.cfg.database.min_capacity)
+        .max_capacity(ctx.cfg.database.max_capacity)
+        .build()
+}
+
+/// The settings paymig owns on the prod cluster, as journaled on update.
+fn cluster_settings(c: &DbCluster) -> Value {
+    json!({
+        "min_capacity": c.serverless_v2_scaling_configuration().and_then(|s| s.min_capacity()),
+        "max_capacity": c.serverless_v2_scaling_configuration().and_then(|s| s.max_capacity()),
+        "backup_retention": c.backup_retention_period(),
+        "deletion_protection": c.deletion_protection(),
+        "security_groups": c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect::<Vec<_>>(),
+        "iam_auth": c.iam_database_authentication_enabled(),
+        "log_exports": c.enabled_cloudwatch_logs_exports(),
+        "parameter_group": c.db_cluster_parameter_group(),
+    })
+}
+
+async fn converge_cluster(
+    ctx: &Ctx,
+    dev: &DevCluster,
+    n: &Names,
+    parameter_group: Option<&str>,
+) -> Result<DbCluster, StepError> {
+    let rds = &ctx.aws.target.rds;
+    let res = Res::new(STEP, "db_cluster", "cluster", &n.cluster);
+    let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let sg_db = ctx.outputs().sg_db.clone().unwrap_or_default();
+    let snap = &dev.snapshot;
+    let snapshot_ref = snapshot_reference(snap, &dev.source_account, &ctx.account);
+
+    let existing = describe_cluster(ctx, &n.cluster).await?;
+    let cluster = match existing {
+        Some(c) => {
+            ctx.unchanged(&res, &n.cluster, c.db_cluster_arn())?;
+            c
+        }
+        None => {
+            let data = json!({
+                "snapshot": snap.db_cluster_snapshot_identifier(),
+                "snapshot_arn": snap.db_cluster_snapshot_arn(),
+                "snapshot_created": snap.snapshot_create_time().map(|t| t.to_string()),
+                "engine_version": snap.engine_version(),
+            });
+            let detail = format!(
+                "from snapshot {} ({}), encrypted with the prod key",
+                snapshot_ref,
+                snap.engine_version().unwrap_or("?")
+            );
+            let created = ctx
+                .create(&res, detail, data, || async {
+                    let dc = &dev.cluster;
+                    let out = rds
+                        .restore_db_cluster_from_snapshot()
+                        .db_cluster_identifier(&n.cluster)
+                        .snapshot_identifier(&snapshot_ref)
+                        .engine(ENGINE)
+                        .set_engine_version(snap.engine_version().map(str::to_owned))
+                        .set_port(dc.port())
+                        .db_subnet_group_name(&n.subnet_group)
+                        .vpc_security_group_ids(&sg_db)
+                        .kms_key_id(&key_arn)
+                        .set_enable_iam_database_authentication(dc.iam_database_authentication_enabled())
+                        .set_enable_cloudwatch_logs_exports(Some(dc.enabled_cloudwatch_logs_exports().to_vec()))
+                        .serverless_v2_scaling_configuration(scaling(ctx))
+                        .set_db_cluster_parameter_group_name(parameter_group.map(str::to_owned))
+                        .deletion_protection(false)
+                        .copy_tags_to_snapshot(true)
+                        .set_tags(Some(tags(ctx)))
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&n.cluster, "RestoreDBClusterFromSnapshot"))?;
+                    let c = out
+                        .db_cluster
+                        .ok_or_else(|| StepError::Invalid("RestoreDBClusterFromSnapshot returned no cluster".into()))?;
+                    let arn = c.db_cluster_arn().map(str::to_owned);
+                    Ok(Created { value: c, id: n.cluster.clone(), arn, data: Value::Null })
+                })
+                .await?;
+            match created {
+                None => return Ok(DbCluster::builder().db_cluster_identifier(planned_id("db cluster")).build()),
+                Some(_) => {
+                    rds.wait_until_db_cluster_available()
+                        .db_cluster_identifier(&n.cluster)
+                        .wait(ctx.max_wait())
+                        .await
+                        .map_err(|e| {
+                            StepError::Invalid(format!("{}: not available within {:?}: {e}", n.cluster, ctx.max_wait()))
+                        })?;
+                    describe_cluster(ctx, &n.cluster)
+                        .await?
+                        .ok_or_else(|| StepError::Invalid(format!("{} vanished after restore", n.cluster)))?
+                }
+            }
+        }
+    };
+    // Data integrity: prod runs exactly the snapshot's engine and version.
+    if cluster.engine() != Some(ENGINE)
+        || (snap.engine_version().is_some() && cluster.engine_version() != snap.engine_version())
+    {
+        return Err(StepError::Invalid(format!(
+            "{}: engine {:?} {:?} does not match the snapshot's {ENGINE} {:?}",
+            n.cluster,
+            cluster.engine(),
+            cluster.engine_version(),
+            snap.engine_version()
+        )));
+    }
+    converge_cluster_settings(ctx, &res, &cluster, &dev.cluster, &sg_db, parameter_group).await?;
+    Ok(cluster)
+}
+
+/// Restore copies settings from the snapshot's cluster and ignores falsy
+/// overrides (moto does; AWS may keep the snapshot's retention), so the
+/// settings paymig owns are read back and fixed with ModifyDBCluster.
+async fn converge_cluster_settings(
+    ctx: &Ctx,
+    res: &Res,
+    c: &DbCluster,
+    dev: &DbCluster,
+    sg_db: &str,
+    parameter_group: Option<&str>,
+) -> Result<(), StepError> {
+    let rds = &ctx.aws.target.rds;
+    let id = c.db_cluster_identifier().unwrap_or_default().to_owned();
+    let mut diffs = Vec::new();
+    let sc = c.serverless_v2_scaling_configuration();
+    if sc.and_then(|s| s.min_capacity()) != Some(ctx.cfg.database.min_capacity)
+        || sc.and_then(|s| s.max_capacity()) != Some(ctx.cfg.database.max_capacity)
+    {
+        diffs.push("scaling");
+    }
+    if c.backup_retention_period() != Some(1) {
+        diffs.push("backup retention");
+    }
+    if c.deletion_protection() == Some(true) {
+        diffs.push("deletion protection");
+    }
+    let sgs: Vec<&str> = c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect();
+    if !is_planned(sg_db) && sgs != [sg_db] {
+        diffs.push("security groups");
+    }
+    if c.iam_database_authentication_enabled() != dev.iam_database_authentication_enabled()
+        && dev.iam_database_authentication_enabled().is_some()
+    {
+        diffs.push("IAM authentication");
+    }
+    let mut want_logs: Vec<String> = dev.enabled_cloudwatch_logs_exports().to_vec();
+    let mut have_logs: Vec<String> = c.enabled_cloudwatch_logs_exports().to_vec();
+    want_logs.sort();
+    have_logs.sort();
+    if want_logs != have_logs {
+        diffs.push("log exports");
+    }
+    if let Some(pg) = parameter_group {
+        if c.db_cluster_parameter_group() != Some(pg) {
+            diffs.push("parameter group");
+        }
+    }
+    if diffs.is_empty() || is_planned(&id) {
+        return Ok(());
+    }
+    let prev = cluster_settings(c);
+    ctx.update(res, &id, diffs.join(", "), prev, || async {
+        let enable: Vec<String> = want_logs.iter().filter(|l| !have_logs.contains(l)).cloned().collect();
+        let disable: Vec<String> = have_logs.iter().filter(|l| !want_logs.contains(l)).cloned().collect();
+        let mut m = rds
+            .modify_db_cluster()
+            .db_cluster_identifier(&id)
+            .serverless_v2_scaling_configuration(scaling(ctx))
+            .backup_retention_period(1)
+            .deletion_protection(false)
+            .set_enable_iam_database_authentication(dev.iam_database_authentication_enabled())
+            .set_db_cluster_parameter_group_name(parameter_group.map(str::to_owned))
+            .apply_immediately(true);
+        if !is_planned(sg_db) {
+            m = m.vpc_security_group_ids(sg_db);
+        }
+        if !enable.is_empty() || !disable.is_empty() {
+            m = m.cloudwatch_logs_export_configuration(
+                CloudwatchLogsExportConfiguration::builder()
+                    .set_enable_log_types(Some(enable))
+                    .set_disable_log_types(Some(disable))
+                    .build(),
+            );
+        }
+        m.send().await.map_err(StepError::aws(&id, "ModifyDBCluster"))?;
+        Ok(())
+    })
+    .await
+}
+
+async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbCluster) -> Result<(), StepError> {
+    let rds = &ctx.aws.target.rds;
+    let id = instance_id(cluster, i);
+    let res = Res::new(STEP, "db_instance", format!("instance/{}", i + 1), &id);
+    let tier = i as i32;
+    let found = match rds.describe_db_instances().db_instance_identifier(&id).send().await {
+        Ok(out) => out.db_instances.unwrap_or_default().into_iter().next(),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => None,
+        Err(e) => return Err(StepError::aws(&id, "DescribeDBInstances")(e)),
+    };
+    match found {
+        Some(inst) => {
+            ctx.unchanged(&res, &id, inst.db_instance_arn())?;
+            if inst.promotion_tier() != Some(tier) {
+                let prev = inst.promotion_tier();
+                ctx.update(&res, &id, "promotion tier", json!({"promotion_tier": prev}), || async {
+                    rds.modify_db_instance()
+                        .db_instance_identifier(&id)
+                        .promotion_tier(tier)
+                        .apply_immediately(true)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&id, "ModifyDBInstance"))?;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        None => {
+            let created = ctx
+                .create(
+                    &res,
+                    format!("db.serverless in {az}, promotion tier {tier}"),
+                    json!({"cluster": cluster, "az": az}),
+                    || async {
+                        let out = rds
+                            .create_db_instance()
+                            .db_instance_identifier(&id)
+                            .db_cluster_identifier(cluster)
+                            .engine(c.engine().unwrap_or(ENGINE))
+                            .db_instance_class("db.serverless")
+                            .availability_zone(az)
+                            .promotion_tier(tier)
+                            .publicly_accessible(false)
+                            .set_tags(Some(tags(ctx)))
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&id, "CreateDBInstance"))?;
+                        let arn = out.db_instance.and_then(|d| d.db_instance_arn);
+                        Ok(Created { value: (), id: id.clone(), arn, data: Value::Null })
+                    },
+                )
+                .await?;
+            if created.is_some() {
+                rds.wait_until_db_instance_available()
+                    .db_instance_identifier(&id)
+                    .wait(ctx.max_wait())
+                    .await
+                    .map_err(|e| StepError::Invalid(format!("{id}: not available within {:?}: {e}", ctx.max_wait())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Undo and sweep. Never a dev identifier: every name here is a prod name.
+
+async fn delete_instance(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
+    let rds = &ctx.aws.target.rds;
+    match rds.delete_db_instance().db_instance_identifier(id).send().await {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => return Ok(false),
+        Err(e) => return Err(StepError::aws(id, "DeleteDBInstance")(e)),
+    }
+    rds.wait_until_db_instance_deleted()
+        .db_instance_identifier(id)
+        .wait(ctx.max_wait())
+        .await
+        .map_err(|e| StepError::Invalid(format!("{id}: still deleting after {:?}: {e}", ctx.max_wait())))?;
+    Ok(true)
+}
+
+async fn delete_cluster(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
+    let rds = &ctx.aws.target.rds;
+    let Some(c) = describe_cluster(ctx, id).await? else { return Ok(false) };
+    // Instances first; the writer last.
+    let mut members: Vec<_> = c.db_cluster_members().to_vec();
+    members.sort_by_key(|m| m.is_cluster_writer().unwrap_or(false));
+    for m in members {
+        if let Some(inst) = m.db_instance_identifier() {
+            delete_instance(ctx, inst).await?;
+        }
+    }
+    if c.deletion_protection() == Some(true) {
+        rds.modify_db_cluster()
+            .db_cluster_identifier(id)
+            .deletion_protection(false)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(StepError::aws(id, "ModifyDBCluster"))?;
+    }
+    match rds
+        .delete_db_cluster()
+        .db_cluster_identifier(id)
+        .skip_final_snapshot(true)
+        .delete_automated_backups(true)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => return Ok(false),
+        Err(e) => return Err(StepError::aws(id, "DeleteDBCluster")(e)),
+    }
+    rds.wait_until_db_cluster_deleted()
+        .db_cluster_identifier(id)
+        .wait(ctx.max_wait())
+        .await
+        .map_err(|e| StepError::Invalid(format!("{id}: still deleting after {:?}: {e}", ctx.max_wait())))?;
+    Ok(true)
+}
+
+async fn delete_subnet_group(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
+    match ctx.aws.target.rds.delete_db_subnet_group().db_subnet_group_name(name).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_subnet_group_not_found_fault()) => Ok(false),
+        Err(e) => Err(StepError::aws(name, "DeleteDBSubnetGroup")(e)),
+    }
+}
+
+async fn delete_parameter_group(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
+    match ctx.aws.target.rds.delete_db_cluster_parameter_group().db_cluster_parameter_group_name(name).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_parameter_group_not_found_fault()) => Ok(false),
+        Err(e) => Err(StepError::aws(name, "DeleteDBClusterParameterGroup")(e)),
+    }
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    let rds = &ctx.aws.target.rds;
+    let name = r.intent.name.as_str();
+    match (r.intent.kind.as_str(), r.intent.op) {
+        ("db_instance", Op::Create | Op::Adopt) => {
+            delete_instance(ctx, name).await?;
+        }
+        ("db_cluster", Op::Create | Op::Adopt) => {
+            delete_cluster(ctx, name).await?;
+        }
+        ("db_subnet_group", Op::Create | Op::Adopt) => {
+            delete_subnet_group(ctx, name).await?;
+        }
+        ("db_cluster_parameter_group", Op::Create | Op::Adopt) => {
+            delete_parameter_group(ctx, name).await?;
+        }
+        ("db_cluster", Op::Update) => {
+            let p = &r.intent.prev;
+            if describe_cluster(ctx, name).await?.is_none() {
+                return Ok(());
+            }
+            let mut m = rds.modify_db_cluster().db_cluster_identifier(name).apply_immediately(true);
+            if let (Some(min), Some(max)) = (p["min_capacity"].as_f64(), p["max_capacity"].as_f64()) {
+                m = m.serverless_v2_scaling_configuration(
+                    ServerlessV2ScalingConfiguration::builder().min_capacity(min).max_capacity(max).build(),
+                );
+            }
+            if let Some(b) = p["backup_retention"].as_i64() {
+                m = m.backup_retention_period(b as i32);
+            }
+            if let Some(d) = p["deletion_protection"].as_bool() {
+                m = m.deletion_protection(d);
+            }
+            if let Some(sgs) = p["security_groups"].as_array() {
+                m = m
+                    .set_vpc_security_group_ids(Some(sgs.iter().filter_map(Value::as_str).map(String::from).collect()));
+            }
+            m.send().await.map_err(StepError::aws(name, "ModifyDBCluster"))?;
+        }
+        ("db_instance", Op::Update) => {
+            if let Some(t) = r.intent.prev["promotion_tier"].as_i64() {
+                match rds
+                    .modify_db_instance()
+                    .db_instance_identifier(name)
+                    .promotion_tier(t as i32)
+                    .apply_immediately(true)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => {}
+                    Err(e) => return Err(StepError::aws(name, "ModifyDBInstance")(e)),
+                }
+            }
+        }
+        ("db_cluster_parameter_group", Op::Update) => {
+            // The group goes with its create; restoring parameter values
+            // of a group paymig keeps is done by re-applying the previous ones.
+            let prev: BTreeMap<String, Option<String>> =
+                serde_json::from_value(r.intent.prev["parameters"].clone()).unwrap_or_default();
+            let restore: Vec<Parameter> = prev
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.as_ref().map(|v| {
+                        Parameter::builder()
+                            .parameter_name(k)
+                            .parameter_value(v)
+                            .apply_method(aws_sdk_rds::types::ApplyMethod::PendingReboot)
+                            .build()
+                    })
+                })
+                .collect();
+            for batch in restore.chunks(PARAMETER_BATCH) {
+                match rds
+                    .modify_db_cluster_parameter_group()
+                    .db_cluster_parameter_group_name(name)
+                    .set_parameters(Some(batch.to_vec()))
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_db_parameter_group_not_found_fault()) => break,
+                    Err(e) => return Err(StepError::aws(name, "ModifyDBClusterParameterGroup")(e)),
+                }
+            }
+        }
+        (kind, op) => return Err(StepError::Invalid(format!("database cannot undo {op:?} of {kind}"))),
+    }
+    Ok(())
+}
+
+async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+    if ctx.cfg.source.db_cluster.is_empty() {
+        return Ok(vec![]);
+    }
+    let n = names(ctx);
+    let mut removed = Vec::new();
+    if let Some(c) = describe_cluster(ctx, &n.cluster).await? {
+        let ours = c.tag_list().iter().any(|t| {
+            t.key() == Some(crate::config::TAG_MIGRATION) && t.value() == Some(ctx.cfg.migration.name.as_str())
+        });
+        if ours && delete_cluster(ctx, &n.cluster).await? {
+            removed.push(format!("db cluster {}", n.cluster));
+        }
+    }
+    let rds = &ctx.aws.target.rds;
+    if rds.describe_db_subnet_groups().db_subnet_group_name(&n.subnet_group).send().await.is_ok()
+        && delete_subnet_group(ctx, &n.subnet_group).await?
+    {
+        removed.push(format!("db subnet group {}", n.subnet_group));
+    }
+    if rds
+        .describe_db_cluster_parameter_groups()
+        .db_cluster_parameter_group_name(&n.parameter_group)
+        .send()
+        .await
+        .is_ok()
+        && delete_parameter_group(ctx, &n.parameter_group).await?
+    {
+        removed.push(format!("db cluster parameter group {}", n.parameter_group));
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_types::DateTime;
+
+    fn snap(id: &str, status: &str, secs: i64) -> DbClusterSnapshot {
+        DbClusterSnapshot::builder()
+            .db_cluster_snapshot_identifier(id)
+            .db_cluster_snapshot_arn(format!("arn:aws:rds:us-east-1:111111111111:cluster-snapshot:{id}"))
+            .status(status)
+            .snapshot_create_time(DateTime::from_secs(secs))
+            .build()
+    }
+
+    #[test]
+    fn newest_available_snapshot_wins() {
+        let s =
+            [snap("old", "available", 10), snap("newest-but-creating", "creating", 30), snap("new", "available", 20)];
+        assert_eq!(newest_available(&s).and_then(|s| s.db_cluster_snapshot_identifier()), Some("new"));
+        assert!(newest_available(&[snap("x", "creating", 1)]).is_none());
+    }
+
+    #[test]
+    fn shared_snapshots_are_named_by_arn() {
+        let s = snap("nightly", "available", 1);
+        assert_eq!(snapshot_reference(&s, "111111111111", "111111111111"), "nightly");
+        assert!(snapshot_reference(&s, "111111111111", "222222222222").starts_with("arn:aws:rds:"));
+    }
+}

@@ -1,0 +1,859 @@
+//! dynamodb: every `[source] dynamodb_tables` entry reproduced in prod —
+//! attribute definitions, key schema, GSIs and LSIs (keys and projections),
+//! stream specification, TTL and table class — with billing from
+//! `[dynamodb] billing_mode`, SSE with the prod CMK, point-in-time recovery on
+//! and deletion protection off. Tables are created one after another, each
+//! waited for until ACTIVE (AWS limits concurrent creates of indexed tables).
+//! A prod table with a different schema is never silently adopted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode as DdbBilling, CreateGlobalSecondaryIndexAction, DeleteGlobalSecondaryIndexAction,
+    GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, KeySchemaElement, LocalSecondaryIndex,
+    PointInTimeRecoverySpecification, Projection, ProvisionedThroughput, SseSpecification, SseType,
+    StreamSpecification, StreamViewType, TableClass, TableDescription, Tag, TimeToLiveSpecification,
+};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::config::{BillingMode, TAG_MIGRATION};
+use crate::engine::journal::{Op, Record};
+use crate::engine::{is_planned, Created, Ctx, Outcome, Res, Step, StepError};
+
+pub struct DynamoDb;
+
+const STEP: &str = "dynamodb";
+
+impl Step for DynamoDb {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &["kms"]
+    }
+
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let mut problems = Vec::new();
+            for t in &ctx.cfg.source.dynamodb_tables {
+                if let Err(e) = read_dev(ctx, t).await {
+                    problems.push(e.to_string());
+                }
+            }
+            problems
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
+    }
+
+    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
+        Box::pin(sweep(ctx))
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "dynamodb:DescribeTable",
+            "dynamodb:DescribeTimeToLive",
+            "dynamodb:DescribeContinuousBackups",
+            "dynamodb:ListTagsOfResource",
+            "dynamodb:CreateTable",
+            "dynamodb:UpdateTable",
+            "dynamodb:DeleteTable",
+            "dynamodb:UpdateTimeToLive",
+            "dynamodb:UpdateContinuousBackups",
+            "dynamodb:TagResource",
+            "dynamodb:UntagResource",
+        ]
+    }
+}
+
+/// The comparable shape of a table: what must match between dev and prod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    pub attributes: BTreeMap<String, String>,
+    pub keys: Vec<(String, String)>,
+    /// name -> (keys, projection type, non-key attributes)
+    pub gsis: BTreeMap<String, Index>,
+    pub lsis: BTreeMap<String, Index>,
+    pub stream: Option<String>,
+    pub table_class: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub keys: Vec<(String, String)>,
+    pub projection: String,
+    pub non_key: BTreeSet<String>,
+    /// Provisioned (read, write) capacity, when the table is provisioned.
+    pub throughput: Option<(i64, i64)>,
+}
+
+fn keys_of(k: &[KeySchemaElement]) -> Vec<(String, String)> {
+    k.iter().map(|e| (e.attribute_name().to_owned(), e.key_type().as_str().to_owned())).collect()
+}
+
+fn projection_of(p: Option<&Projection>) -> (String, BTreeSet<String>) {
+    (
+        p.and_then(|p| p.projection_type()).map_or("ALL".to_owned(), |t| t.as_str().to_owned()),
+        p.map(|p| p.non_key_attributes().iter().cloned().collect()).unwrap_or_default(),
+    )
+}
+
+impl Schema {
+    pub fn of(t: &TableDescription) -> Schema {
+        let gsis = t
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| {
+                let (projection, non_key) = projection_of(g.projection());
+                let throughput = g
+                    .provisioned_throughput()
+                    .and_then(|p| Some((p.read_capacity_units()?, p.write_capacity_units()?)))
+                    .filter(|(r, w)| *r > 0 || *w > 0);
+                (
+                    g.index_name().unwrap_or_default().to_owned(),
+                    Index { keys: keys_of(g.key_schema()), projection, non_key, throughput },
+                )
+            })
+            .collect();
+        let lsis = t
+            .local_secondary_indexes()
+            .iter()
+            .map(|l| {
+                let (projection, non_key) = projection_of(l.projection());
+                (
+                    l.index_name().unwrap_or_default().to_owned(),
+                    Index { keys: keys_of(l.key_schema()), projection, non_key, throughput: None },
+                )
+            })
+            .collect();
+        Schema {
+            attributes: t
+                .attribute_definitions()
+                .iter()
+                .map(|a| (a.attribute_name().to_owned(), a.attribute_type().as_str().to_owned()))
+                .collect(),
+            keys: keys_of(t.key_schema()),
+            gsis,
+            lsis,
+            stream: t
+                .stream_specification()
+                .filter(|s| s.stream_enabled())
+                .map(|s| s.stream_view_type().map_or("NEW_AND_OLD_IMAGES".into(), |v| v.as_str().to_owned())),
+            table_class: t
+                .table_class_summary()
+                .and_then(|c| c.table_class())
+                .map_or("STANDARD".into(), |c| c.as_str().to_owned()),
+        }
+    }
+
+    /// Differences AWS cannot apply in place (key schema, LSIs, a GSI whose
+    /// keys changed), each as one line.
+    pub fn incompatible(&self, prod: &Schema) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.keys != prod.keys {
+            out.push(format!("key schema: dev {:?}, prod {:?}", self.keys, prod.keys));
+        }
+        let strip =
+            |m: &BTreeMap<String, Index>| -> BTreeMap<String, (Vec<(String, String)>, String, BTreeSet<String>)> {
+                m.iter().map(|(k, i)| (k.clone(), (i.keys.clone(), i.projection.clone(), i.non_key.clone()))).collect()
+            };
+        if strip(&self.lsis) != strip(&prod.lsis) {
+            out.push(format!(
+                "local secondary indexes: dev {:?}, prod {:?}",
+                self.lsis.keys().collect::<Vec<_>>(),
+                prod.lsis.keys().collect::<Vec<_>>()
+            ));
+        }
+        for (name, want) in &self.gsis {
+            if let Some(have) = prod.gsis.get(name) {
+                if (&have.keys, &have.projection, &have.non_key) != (&want.keys, &want.projection, &want.non_key) {
+                    out.push(format!("global secondary index {name}: keys or projection differ"));
+                }
+            }
+        }
+        out
+    }
+
+    /// GSIs dev has and prod lacks (added in place).
+    pub fn missing_gsis<'a>(&'a self, prod: &Schema) -> Vec<(&'a String, &'a Index)> {
+        self.gsis.iter().filter(|(n, _)| !prod.gsis.contains_key(*n)).collect()
+    }
+}
+
+/// What the migration reads of a dev table.
+#[derive(Debug, Clone)]
+pub struct DevTable {
+    pub name: String,
+    pub table: TableDescription,
+    pub ttl_attribute: Option<String>,
+}
+
+async fn read_dev(ctx: &Ctx, name: &str) -> Result<DevTable, StepError> {
+    let ddb = &ctx.aws.source.dynamodb;
+    let table = match ddb.describe_table().table_name(name).send().await {
+        Ok(out) => {
+            out.table.ok_or_else(|| StepError::Invalid(format!("dev table {name}: DescribeTable returned no table")))?
+        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            return Err(StepError::Invalid(format!("[source] dynamodb_tables: the dev table {name:?} does not exist (check the name and the source account/region)")));
+        }
+        Err(e) => return Err(StepError::aws(format!("dev table {name}"), "DescribeTable")(e)),
+    };
+    let ttl = ddb
+        .describe_time_to_live()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(StepError::aws(format!("dev table {name}"), "DescribeTimeToLive"))?;
+    let ttl_attribute = ttl
+        .time_to_live_description()
+        .filter(|d| d.time_to_live_status().is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING")))
+        .and_then(|d| d.attribute_name().map(str::to_owned));
+    Ok(DevTable { name: name.to_owned(), table, ttl_attribute })
+}
+
+fn billing_of(ctx: &Ctx) -> DdbBilling {
+    match ctx.cfg.dynamodb.billing_mode {
+        BillingMode::PayPerRequest => DdbBilling::PayPerRequest,
+        BillingMode::Provisioned => DdbBilling::Provisioned,
+    }
+}
+
+/// Dev's throughput, or a modest default when dev is on-demand.
+fn throughput(t: Option<(i64, i64)>) -> ProvisionedThroughput {
+    let (r, w) = t.unwrap_or((5, 5));
+    ProvisionedThroughput::builder().read_capacity_units(r).write_capacity_units(w).build().expect("both units set")
+}
+
+fn table_throughput(t: &TableDescription) -> Option<(i64, i64)> {
+    t.provisioned_throughput()
+        .and_then(|p| Some((p.read_capacity_units()?, p.write_capacity_units()?)))
+        .filter(|(r, w)| *r > 0 || *w > 0)
+}
+
+fn tags(ctx: &Ctx) -> Vec<Tag> {
+    ctx.cfg
+        .prod_tags()
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value set"))
+        .collect()
+}
+
+fn projection(i: &Index) -> Projection {
+    let mut p = Projection::builder().projection_type(i.projection.as_str().into());
+    if !i.non_key.is_empty() {
+        p = p.set_non_key_attributes(Some(i.non_key.iter().cloned().collect()));
+    }
+    p.build()
+}
+
+fn key_schema(keys: &[(String, String)]) -> Vec<KeySchemaElement> {
+    keys.iter()
+        .map(|(n, t)| {
+            KeySchemaElement::builder().attribute_name(n).key_type(t.as_str().into()).build().expect("key set")
+        })
+        .collect()
+}
+
+fn attribute_definitions(attrs: &BTreeMap<String, String>) -> Vec<AttributeDefinition> {
+    attrs
+        .iter()
+        .map(|(n, t)| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(t.as_str().into())
+                .build()
+                .expect("attribute set")
+        })
+        .collect()
+}
+
+async fn describe_prod(ctx: &Ctx, name: &str) -> Result<Option<TableDescription>, StepError> {
+    match ctx.aws.target.dynamodb.describe_table().table_name(name).send().await {
+        Ok(out) => Ok(out.table),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
+        Err(e) => Err(StepError::aws(name, "DescribeTable")(e)),
+    }
+}
+
+async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
+    if ctx.cfg.source.dynamodb_tables.is_empty() {
+        return Ok(Outcome::Skipped("no [source] dynamodb_tables configured".into()));
+    }
+    let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    // One table at a time: AWS limits concurrent creates of indexed tables.
+    for dev_name in &ctx.cfg.source.dynamodb_tables {
+        let dev = read_dev(ctx, dev_name).await?;
+        converge_table(ctx, &dev, &key_arn).await?;
+    }
+    Ok(Outcome::Done)
+}
+
+async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), StepError> {
+    let ddb = &ctx.aws.target.dynamodb;
+    let name = ctx.cfg.names.prod(&dev.name);
+    let res = Res::new(STEP, "dynamodb_table", format!("table/{name}"), &name);
+    let want = Schema::of(&dev.table);
+    let provisioned = ctx.cfg.dynamodb.billing_mode == BillingMode::Provisioned;
+    if provisioned && table_throughput(&dev.table).is_none() {
+        ctx.notice(
+            STEP,
+            format!("{}: dev is on-demand; PROVISIONED prod gets 5 read / 5 write units per table and index", dev.name),
+        );
+    }
+
+    let Some(prod) = describe_prod(ctx, &name).await? else {
+        let detail = format!(
+            "{} GSI, {} LSI, {}",
+            want.gsis.len(),
+            want.lsis.len(),
+            if provisioned { "provisioned" } else { "on-demand" }
+        );
+        let created = ctx
+            .create(&res, detail, json!({"dev": dev.name}), || create_table(ctx, dev, &name, &want, key_arn))
+            .await?;
+        if created.is_some() {
+            ddb.wait_until_table_exists().table_name(&name).wait(ctx.max_wait()).await.map_err(|e| {
+                StepError::Invalid(format!("{name}: did not become ACTIVE within {:?}: {e}", ctx.max_wait()))
+            })?;
+        }
+        converge_settings(ctx, dev, &res, &name, None).await?;
+        return Ok(());
+    };
+
+    let arn = prod.table_arn().unwrap_or_default().to_owned();
+    let have = Schema::of(&prod);
+    let incompatible = want.incompatible(&have);
+    if !incompatible.is_empty() {
+        let msg = format!(
+            "prod table {name} exists with a different schema AWS cannot change in place ({}); delete it or rename the dev table, then re-run",
+            incompatible.join("; ")
+        );
+        if ctx.is_plan() {
+            ctx.notice(STEP, msg);
+        } else {
+            return Err(StepError::Invalid(msg));
+        }
+    }
+    ctx.unchanged(&res, &name, Some(&arn))?;
+    converge_tags(ctx, &res, &name, &arn).await?;
+    for (index, spec) in want.missing_gsis(&have) {
+        let mut attrs = have.attributes.clone();
+        attrs.extend(spec.keys.iter().filter_map(|(k, _)| want.attributes.get(k).map(|t| (k.clone(), t.clone()))));
+        let mut gsi = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(index)
+            .set_key_schema(Some(key_schema(&spec.keys)))
+            .projection(projection(spec));
+        if provisioned {
+            gsi = gsi.provisioned_throughput(throughput(spec.throughput));
+        }
+        let gsi = gsi.build().map_err(|e| StepError::Invalid(e.to_string()))?;
+        ctx.update(&res, &name, format!("add GSI {index}"), json!({"gsi": index}), || async {
+            ddb.update_table()
+                .table_name(&name)
+                .set_attribute_definitions(Some(attribute_definitions(&attrs)))
+                .global_secondary_index_updates(GlobalSecondaryIndexUpdate::builder().create(gsi).build())
+                .send()
+                .await
+                .map_err(StepError::aws(&name, "UpdateTable"))?;
+            Ok(())
+        })
+        .await?;
+    }
+    for extra in have.gsis.keys().filter(|n| !want.gsis.contains_key(*n)) {
+        ctx.notice(STEP, format!("prod table {name} has GSI {extra}, which dev does not; left in place"));
+    }
+    if want.stream != have.stream {
+        let prev = have.stream.clone();
+        ctx.update(&res, &name, "stream", json!({"stream": prev}), || {
+            set_stream(ctx, &name, want.stream.as_deref(), have.stream.is_some())
+        })
+        .await?;
+    }
+    let billing =
+        prod.billing_mode_summary().and_then(|b| b.billing_mode()).map_or("PROVISIONED", |b| b.as_str()).to_owned();
+    if billing != billing_of(ctx).as_str() {
+        ctx.update(
+            &res,
+            &name,
+            "billing mode",
+            json!({"billing": billing, "throughput": table_throughput(&prod)}),
+            || async {
+                let mut u = ddb.update_table().table_name(&name).billing_mode(billing_of(ctx));
+                if provisioned {
+                    u = u.provisioned_throughput(throughput(table_throughput(&dev.table)));
+                }
+                u.send().await.map_err(StepError::aws(&name, "UpdateTable"))?;
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    if prod.deletion_protection_enabled() == Some(true) {
+        ctx.update(&res, &name, "deletion protection", json!({"deletion_protection": true}), || async {
+            ddb.update_table()
+                .table_name(&name)
+                .deletion_protection_enabled(false)
+                .send()
+                .await
+                .map_err(StepError::aws(&name, "UpdateTable"))?;
+            Ok(())
+        })
+        .await?;
+    }
+    let sse_ok = prod.sse_description().is_some_and(|s| s.kms_master_key_arn() == Some(key_arn));
+    if !sse_ok && !is_planned(key_arn) {
+        ctx.notice(STEP, format!("prod table {name} is not encrypted with the prod key {key_arn}; validate reports it (set at creation only)"));
+    }
+    converge_settings(ctx, dev, &res, &name, Some(&prod)).await
+}
+
+async fn create_table(
+    ctx: &Ctx,
+    dev: &DevTable,
+    name: &str,
+    want: &Schema,
+    key_arn: &str,
+) -> Result<Created<String>, StepError> {
+    let provisioned = ctx.cfg.dynamodb.billing_mode == BillingMode::Provisioned;
+    let mut req = ctx
+        .aws
+        .target
+        .dynamodb
+        .create_table()
+        .table_name(name)
+        .set_attribute_definitions(Some(attribute_definitions(&want.attributes)))
+        .set_key_schema(Some(key_schema(&want.keys)))
+        .billing_mode(billing_of(ctx))
+        .table_class(TableClass::from(want.table_class.as_str()))
+        .deletion_protection_enabled(false)
+        .sse_specification(
+            SseSpecification::builder().enabled(true).sse_type(SseType::Kms).kms_master_key_id(key_arn).build(),
+        )
+        .set_tags(Some(tags(ctx)));
+    if provisioned {
+        req = req.provisioned_throughput(throughput(table_throughput(&dev.table)));
+    }
+    for (n, i) in &want.gsis {
+        let mut g = GlobalSecondaryIndex::builder()
+            .index_name(n)
+            .set_key_schema(Some(key_schema(&i.keys)))
+            .projection(projection(i));
+        if provisioned {
+            g = g.provisioned_throughput(throughput(i.throughput));
+        }
+        req = req.global_secondary_indexes(g.build().map_err(|e| StepError::Invalid(e.to_string()))?);
+    }
+    for (n, i) in &want.lsis {
+        let l = LocalSecondaryIndex::builder()
+            .index_name(n)
+            .set_key_schema(Some(key_schema(&i.keys)))
+            .projection(projection(i));
+        req = req.local_secondary_indexes(l.build().map_err(|e| StepError::Invalid(e.to_string()))?);
+    }
+    if let Some(view) = &want.stream {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
+                .build()
+                .map_err(|e| StepError::Invalid(e.to_string()))?,
+        );
+    }
+    let out = req.send().await.map_err(StepError::aws(name, "CreateTable"))?;
+    let arn = out.table_description.and_then(|t| t.table_arn).unwrap_or_default();
+    Ok(Created { value: name.to_owned(), id: name.to_owned(), arn: Some(arn), data: Value::Null })
+}
+
+async fn set_stream(ctx: &Ctx, name: &str, view: Option<&str>, currently_enabled: bool) -> Result<(), StepError> {
+    let ddb = &ctx.aws.target.dynamodb;
+    // A stream's view type cannot change while it is enabled: disable first.
+    if currently_enabled {
+        ddb.update_table()
+            .table_name(name)
+            .stream_specification(StreamSpecification::builder().stream_enabled(false).build().expect("enabled set"))
+            .send()
+            .await
+            .map_err(StepError::aws(name, "UpdateTable"))?;
+    }
+    if let Some(v) = view {
+        ddb.update_table()
+            .table_name(name)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(v))
+                    .build()
+                    .expect("enabled set"),
+            )
+            .send()
+            .await
+            .map_err(StepError::aws(name, "UpdateTable"))?;
+    }
+    Ok(())
+}
+
+async fn converge_tags(ctx: &Ctx, res: &Res, name: &str, arn: &str) -> Result<(), StepError> {
+    let ddb = &ctx.aws.target.dynamodb;
+    let have: BTreeMap<String, String> = ddb
+        .list_tags_of_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(StepError::aws(name, "ListTagsOfResource"))?
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    let missing: Vec<Tag> = ctx
+        .cfg
+        .prod_tags()
+        .into_iter()
+        .filter(|(k, v)| have.get(k) != Some(v))
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value set"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = missing.iter().map(|t| t.key().to_owned()).collect();
+    ctx.update(
+        res,
+        name,
+        format!("tags {}", keys.join(", ")),
+        json!({"tags": have, "set": keys, "arn": arn}),
+        || async {
+            ddb.tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(missing))
+                .send()
+                .await
+                .map_err(StepError::aws(name, "TagResource"))?;
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// PITR and TTL: settings outside CreateTable.
+async fn converge_settings(
+    ctx: &Ctx,
+    dev: &DevTable,
+    res: &Res,
+    name: &str,
+    existing: Option<&TableDescription>,
+) -> Result<(), StepError> {
+    let ddb = &ctx.aws.target.dynamodb;
+    let planned_new = ctx.is_plan() && existing.is_none();
+    let pitr_on = if planned_new {
+        false
+    } else {
+        let out = ddb
+            .describe_continuous_backups()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(StepError::aws(name, "DescribeContinuousBackups"))?;
+        out.continuous_backups_description()
+            .and_then(|c| c.point_in_time_recovery_description())
+            .and_then(|p| p.point_in_time_recovery_status())
+            .is_some_and(|s| s.as_str() == "ENABLED")
+    };
+    if !pitr_on {
+        ctx.update(res, name, "point-in-time recovery", json!({"pitr": false}), || set_pitr(ctx, name, true)).await?;
+    }
+    let ttl_now = if planned_new {
+        None
+    } else {
+        let out = ddb
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(StepError::aws(name, "DescribeTimeToLive"))?;
+        out.time_to_live_description()
+            .filter(|d| d.time_to_live_status().is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING")))
+            .and_then(|d| d.attribute_name().map(str::to_owned))
+    };
+    if ttl_now != dev.ttl_attribute {
+        ctx.update(res, name, "time to live", json!({"ttl": ttl_now}), || {
+            set_ttl(ctx, name, ttl_now.as_deref(), dev.ttl_attribute.as_deref())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn set_pitr(ctx: &Ctx, name: &str, on: bool) -> Result<(), StepError> {
+    ctx.aws
+        .target
+        .dynamodb
+        .update_continuous_backups()
+        .table_name(name)
+        .point_in_time_recovery_specification(
+            PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(on).build().expect("flag set"),
+        )
+        .send()
+        .await
+        .map_err(StepError::aws(name, "UpdateContinuousBackups"))?;
+    Ok(())
+}
+
+async fn set_ttl(ctx: &Ctx, name: &str, from: Option<&str>, to: Option<&str>) -> Result<(), StepError> {
+    let ddb = &ctx.aws.target.dynamodb;
+    if let Some(old) = from {
+        ddb.update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder().attribute_name(old).enabled(false).build().expect("set"),
+            )
+            .send()
+            .await
+            .map_err(StepError::aws(name, "UpdateTimeToLive"))?;
+    }
+    if let Some(new) = to {
+        ddb.update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder().attribute_name(new).enabled(true).build().expect("set"),
+            )
+            .send()
+            .await
+            .map_err(StepError::aws(name, "UpdateTimeToLive"))?;
+    }
+    Ok(())
+}
+
+async fn delete_table(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
+    let ddb = &ctx.aws.target.dynamodb;
+    let Some(t) = describe_prod(ctx, name).await? else { return Ok(false) };
+    if t.deletion_protection_enabled() == Some(true) {
+        ddb.update_table()
+            .table_name(name)
+            .deletion_protection_enabled(false)
+            .send()
+            .await
+            .map_err(StepError::aws(name, "UpdateTable"))?;
+    }
+    match ddb.delete_table().table_name(name).send().await {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => return Ok(false),
+        Err(e) => return Err(StepError::aws(name, "DeleteTable")(e)),
+    }
+    ddb.wait_until_table_not_exists()
+        .table_name(name)
+        .wait(ctx.max_wait())
+        .await
+        .map_err(|e| StepError::Invalid(format!("{name}: still deleting after {:?}: {e}", ctx.max_wait())))?;
+    Ok(true)
+}
+
+/// Runs an undo call on a table that may be gone already.
+async fn on_table<F, Fut>(name: &str, call: F) -> Result<(), StepError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StepError>>,
+{
+    match call().await {
+        Err(StepError::Aws { message, .. })
+            if message.starts_with("ResourceNotFoundException") || message.starts_with("TableNotFoundException") =>
+        {
+            tracing::info!(table = name, "already gone");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    let ddb = &ctx.aws.target.dynamodb;
+    let name = r.intent.name.clone();
+    let prev = &r.intent.prev;
+    match r.intent.op {
+        Op::Create | Op::Adopt => {
+            delete_table(ctx, &name).await?;
+        }
+        Op::Update => {
+            if let Some(index) = prev.get("gsi").and_then(Value::as_str) {
+                on_table(&name, || async {
+                    ddb.update_table()
+                        .table_name(&name)
+                        .global_secondary_index_updates(
+                            GlobalSecondaryIndexUpdate::builder()
+                                .delete(
+                                    DeleteGlobalSecondaryIndexAction::builder()
+                                        .index_name(index)
+                                        .build()
+                                        .expect("name set"),
+                                )
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&name, "UpdateTable"))?;
+                    Ok(())
+                })
+                .await?;
+            } else if prev.get("pitr").is_some() {
+                on_table(&name, || set_pitr(ctx, &name, false)).await?;
+            } else if let Some(ttl) = prev.get("ttl") {
+                let now = ddb
+                    .describe_time_to_live()
+                    .table_name(&name)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|o| o.time_to_live_description().and_then(|d| d.attribute_name().map(str::to_owned)));
+                on_table(&name, || set_ttl(ctx, &name, now.as_deref(), ttl.as_str())).await?;
+            } else if let Some(stream) = prev.get("stream") {
+                on_table(&name, || set_stream(ctx, &name, stream.as_str(), true)).await?;
+            } else if let Some(billing) = prev.get("billing").and_then(Value::as_str) {
+                let t: Option<(i64, i64)> = serde_json::from_value(prev["throughput"].clone()).ok().flatten();
+                on_table(&name, || async {
+                    let mut u = ddb.update_table().table_name(&name).billing_mode(DdbBilling::from(billing));
+                    if billing == "PROVISIONED" {
+                        u = u.provisioned_throughput(throughput(t));
+                    }
+                    u.send().await.map_err(StepError::aws(&name, "UpdateTable"))?;
+                    Ok(())
+                })
+                .await?;
+            } else if prev.get("deletion_protection").is_some() {
+                on_table(&name, || async {
+                    ddb.update_table()
+                        .table_name(&name)
+                        .deletion_protection_enabled(true)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&name, "UpdateTable"))?;
+                    Ok(())
+                })
+                .await?;
+            } else if let (Some(set), Some(arn)) =
+                (prev.get("set").and_then(Value::as_array), prev.get("arn").and_then(Value::as_str))
+            {
+                let before = prev.get("tags").and_then(Value::as_object).cloned().unwrap_or_default();
+                let added: Vec<String> = set
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|k| !before.contains_key(*k))
+                    .map(String::from)
+                    .collect();
+                if !added.is_empty() {
+                    on_table(&name, || async {
+                        ddb.untag_resource()
+                            .resource_arn(arn)
+                            .set_tag_keys(Some(added))
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&name, "UntagResource"))?;
+                        Ok(())
+                    })
+                    .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+    let mut removed = Vec::new();
+    for dev in &ctx.cfg.source.dynamodb_tables {
+        let name = ctx.cfg.names.prod(dev);
+        let Some(t) = describe_prod(ctx, &name).await? else { continue };
+        let arn = t.table_arn().unwrap_or_default();
+        let tags = ctx
+            .aws
+            .target
+            .dynamodb
+            .list_tags_of_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(StepError::aws(&name, "ListTagsOfResource"))?;
+        let ours = tags.tags().iter().any(|t| t.key() == TAG_MIGRATION && t.value() == ctx.cfg.migration.name);
+        if ours && delete_table(ctx, &name).await? {
+            removed.push(format!("dynamodb table {name}"));
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::{
+        GlobalSecondaryIndexDescription, KeyType, LocalSecondaryIndexDescription, ProjectionType, ScalarAttributeType,
+    };
+
+    fn kse(n: &str, t: KeyType) -> KeySchemaElement {
+        KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap()
+    }
+
+    fn table(lsi: bool, gsi: &[&str]) -> TableDescription {
+        let mut b = TableDescription::builder()
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(kse("pk", KeyType::Hash))
+            .key_schema(kse("sk", KeyType::Range));
+        for g in gsi {
+            b = b.global_secondary_indexes(
+                GlobalSecondaryIndexDescription::builder()
+                    .index_name(*g)
+                    .key_schema(kse("gk", KeyType::Hash))
+                    .projection(
+                        Projection::builder().projection_type(ProjectionType::Include).non_key_attributes("a").build(),
+                    )
+                    .build(),
+            );
+        }
+        if lsi {
+            b = b.local_secondary_indexes(
+                LocalSecondaryIndexDescription::builder()
+                    .index_name("by-date")
+                    .key_schema(kse("pk", KeyType::Hash))
+                    .key_schema(kse("d", KeyType::Range))
+                    .build(),
+            );
+        }
+        b.build()
+    }
+
+    #[test]
+    fn missing_gsis_are_added_in_place_but_lsi_and_key_changes_are_refused() {
+        let dev = Schema::of(&table(true, &["g1", "g2"]));
+        let prod = Schema::of(&table(true, &["g1"]));
+        assert!(dev.incompatible(&prod).is_empty());
+        assert_eq!(dev.missing_gsis(&prod).iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["g2"]);
+        let no_lsi = Schema::of(&table(false, &["g1", "g2"]));
+        assert!(dev.incompatible(&no_lsi)[0].contains("local secondary"));
+        let mut other_keys = prod.clone();
+        other_keys.keys.pop();
+        assert!(dev.incompatible(&other_keys)[0].contains("key schema"));
+    }
+
+    #[test]
+    fn projections_keep_non_key_attributes() {
+        let s = Schema::of(&table(false, &["g1"]));
+        assert_eq!(s.gsis["g1"].projection, "INCLUDE");
+        assert_eq!(s.gsis["g1"].non_key, BTreeSet::from(["a".to_owned()]));
+        let p = projection(&s.gsis["g1"]);
+        assert_eq!(p.non_key_attributes(), ["a"]);
+    }
+}
