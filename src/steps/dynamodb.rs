@@ -164,11 +164,9 @@ impl Schema {
         if self.keys != prod.keys {
             out.push(format!("key schema: dev {:?}, prod {:?}", self.keys, prod.keys));
         }
-        let strip =
-            |m: &BTreeMap<String, Index>| -> BTreeMap<String, (Vec<(String, String)>, String, BTreeSet<String>)> {
-                m.iter().map(|(k, i)| (k.clone(), (i.keys.clone(), i.projection.clone(), i.non_key.clone()))).collect()
-            };
-        if strip(&self.lsis) != strip(&prod.lsis) {
+        let same_lsis = self.lsis.len() == prod.lsis.len()
+            && self.lsis.iter().all(|(n, i)| prod.lsis.get(n).is_some_and(|p| p.same_shape(i)));
+        if !same_lsis {
             out.push(format!(
                 "local secondary indexes: dev {:?}, prod {:?}",
                 self.lsis.keys().collect::<Vec<_>>(),
@@ -177,7 +175,7 @@ impl Schema {
         }
         for (name, want) in &self.gsis {
             if let Some(have) = prod.gsis.get(name) {
-                if (&have.keys, &have.projection, &have.non_key) != (&want.keys, &want.projection, &want.non_key) {
+                if !have.same_shape(want) {
                     out.push(format!("global secondary index {name}: keys or projection differ"));
                 }
             }
@@ -188,6 +186,13 @@ impl Schema {
     /// GSIs dev has and prod lacks (added in place).
     pub fn missing_gsis<'a>(&'a self, prod: &Schema) -> Vec<(&'a String, &'a Index)> {
         self.gsis.iter().filter(|(n, _)| !prod.gsis.contains_key(*n)).collect()
+    }
+}
+
+impl Index {
+    /// Same keys and projection (throughput aside, which can change in place).
+    pub fn same_shape(&self, other: &Index) -> bool {
+        (&self.keys, &self.projection, &self.non_key) == (&other.keys, &other.projection, &other.non_key)
     }
 }
 
