@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "cli/data_tier.rs"]
+mod data_tier;
+
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{Filter, VpcAttributeName};

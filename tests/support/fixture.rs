@@ -105,6 +105,81 @@ impl Default for Options {
     }
 }
 
+/// Seeds a dev DynamoDB table: `pk` (+ `sk`) keys, GSIs
+/// `(name, hash key, INCLUDE attribute)`, an optional LSI, TTL attribute and
+/// stream view type, provisioned `(read, write)` or on-demand.
+pub struct TableSpec {
+    pub name: String,
+    pub range: bool,
+    pub gsis: Vec<(String, String, String)>,
+    pub lsi: bool,
+    pub ttl: Option<String>,
+    pub stream: Option<aws_sdk_dynamodb::types::StreamViewType>,
+    pub provisioned: Option<(i64, i64)>,
+}
+
+pub async fn seed_table(c: &Clients, t: &TableSpec) {
+    use aws_sdk_dynamodb::types::*;
+    let attr = |n: &str| {
+        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
+    };
+    let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build().unwrap();
+    let pt = |(r, w): (i64, i64)| {
+        ProvisionedThroughput::builder().read_capacity_units(r).write_capacity_units(w).build().unwrap()
+    };
+    let mut req = c
+        .dynamodb
+        .create_table()
+        .table_name(&t.name)
+        .attribute_definitions(attr("pk"))
+        .key_schema(key("pk", KeyType::Hash));
+    if t.range {
+        req = req.attribute_definitions(attr("sk")).key_schema(key("sk", KeyType::Range));
+    }
+    for (name, hash, include) in &t.gsis {
+        req = req.attribute_definitions(attr(hash));
+        let mut g = GlobalSecondaryIndex::builder().index_name(name).key_schema(key(hash, KeyType::Hash)).projection(
+            Projection::builder().projection_type(ProjectionType::Include).non_key_attributes(include).build(),
+        );
+        if let Some(p) = t.provisioned {
+            g = g.provisioned_throughput(pt((p.0 / 2, p.1 / 2)));
+        }
+        req = req.global_secondary_indexes(g.build().unwrap());
+    }
+    if t.lsi {
+        req = req.attribute_definitions(attr("created")).local_secondary_indexes(
+            LocalSecondaryIndex::builder()
+                .index_name("by-created")
+                .key_schema(key("pk", KeyType::Hash))
+                .key_schema(key("created", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                .build()
+                .unwrap(),
+        );
+    }
+    if let Some(v) = &t.stream {
+        req = req.stream_specification(
+            StreamSpecification::builder().stream_enabled(true).stream_view_type(v.clone()).build().unwrap(),
+        );
+    }
+    req = match t.provisioned {
+        Some(p) => req.billing_mode(BillingMode::Provisioned).provisioned_throughput(pt(p)),
+        None => req.billing_mode(BillingMode::PayPerRequest),
+    };
+    req.send().await.expect("dev table");
+    if let Some(attr) = &t.ttl {
+        c.dynamodb
+            .update_time_to_live()
+            .table_name(&t.name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder().attribute_name(attr).enabled(true).build().unwrap(),
+            )
+            .send()
+            .await
+            .expect("dev ttl");
+    }
+}
+
 /// What was seeded.
 #[derive(Debug, Clone)]
 pub struct DevStack {
@@ -294,6 +369,47 @@ async fn seed_data(c: &Clients) {
         .await
         .expect("dev function");
 
+    // Aurora: encrypted with a dev key, a custom parameter group, IAM auth,
+    // log exports, and two snapshots (the newer one is what prod restores).
+    let dev_key = c
+        .kms
+        .create_key()
+        .description("payments dev")
+        .send()
+        .await
+        .expect("dev key")
+        .key_metadata
+        .expect("key")
+        .arn
+        .expect("arn");
+    c.rds
+        .create_db_cluster_parameter_group()
+        .db_cluster_parameter_group_name("payments-dev-params")
+        .db_parameter_group_family("aurora-postgresql15")
+        .description("payments dev")
+        .send()
+        .await
+        .expect("dev parameter group");
+    c.rds
+        .modify_db_cluster_parameter_group()
+        .db_cluster_parameter_group_name("payments-dev-params")
+        .parameters(
+            aws_sdk_rds::types::Parameter::builder()
+                .parameter_name("log_min_duration_statement")
+                .parameter_value("500")
+                .apply_method(aws_sdk_rds::types::ApplyMethod::Immediate)
+                .build(),
+        )
+        .parameters(
+            aws_sdk_rds::types::Parameter::builder()
+                .parameter_name("rds.force_ssl")
+                .parameter_value("1")
+                .apply_method(aws_sdk_rds::types::ApplyMethod::PendingReboot)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("dev parameters");
     c.rds
         .create_db_cluster()
         .db_cluster_identifier("payments-dev")
@@ -302,19 +418,27 @@ async fn seed_data(c: &Clients) {
         .master_username("payments")
         .master_user_password("dev-only-password")
         .database_name("payments")
+        .storage_encrypted(true)
+        .kms_key_id(dev_key)
+        .db_cluster_parameter_group_name("payments-dev-params")
+        .enable_iam_database_authentication(true)
+        .enable_cloudwatch_logs_exports("postgresql")
         .serverless_v2_scaling_configuration(
             aws_sdk_rds::types::ServerlessV2ScalingConfiguration::builder().min_capacity(0.5).max_capacity(4.0).build(),
         )
         .send()
         .await
         .expect("dev cluster");
-    c.rds
-        .create_db_cluster_snapshot()
-        .db_cluster_identifier("payments-dev")
-        .db_cluster_snapshot_identifier("payments-dev-seed")
-        .send()
-        .await
-        .expect("dev snapshot");
+    for snapshot in ["payments-dev-seed", "payments-dev-nightly"] {
+        c.rds
+            .create_db_cluster_snapshot()
+            .db_cluster_identifier("payments-dev")
+            .db_cluster_snapshot_identifier(snapshot)
+            .send()
+            .await
+            .expect("dev snapshot");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     let body = serde_json::json!({"widgets": [{"type": "metric", "x": 0, "y": 0, "width": 12, "height": 6, "properties": {
         "metrics": [["AWS/Lambda", "Errors", "FunctionName", "payment-processor-dev"], ["AWS/DynamoDB", "ConsumedReadCapacityUnits", "TableName", "sessions-dev"]],
