@@ -340,7 +340,19 @@ where
     match err {
         SdkError::ServiceError(se) => {
             let e = se.err();
-            format!("{}: {}", e.code().unwrap_or("ServiceError"), e.message().unwrap_or("no message"))
+            match (e.code(), e.message()) {
+                (Some(code), message) => format!("{code}: {}", message.unwrap_or("no message")),
+                // No modelled error: say what came back.
+                (None, _) => {
+                    let raw = format!("{:?}", se.raw());
+                    let status =
+                        raw.split("status: ").nth(1).and_then(|r| r.split([',', ' ']).next()).unwrap_or("?").to_owned();
+                    format!(
+                        "unrecognized response (HTTP {status}): {}",
+                        e.to_string().chars().take(300).collect::<String>()
+                    )
+                }
+            }
         }
         other => {
             let mut msg = other.to_string();

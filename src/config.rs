@@ -219,11 +219,18 @@ pub struct Monitoring {
     pub rds_cpu_percent: f64,
     pub lambda_error_rate_percent: f64,
     pub alarm_emails: Vec<String>,
+    /// Production thresholds for replicated dev alarms, by dev alarm name.
+    pub alarm_thresholds: BTreeMap<String, f64>,
 }
 
 impl Default for Monitoring {
     fn default() -> Self {
-        Self { rds_cpu_percent: 80.0, lambda_error_rate_percent: 1.0, alarm_emails: vec![] }
+        Self {
+            rds_cpu_percent: 80.0,
+            lambda_error_rate_percent: 1.0,
+            alarm_emails: vec![],
+            alarm_thresholds: BTreeMap::new(),
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod support;
 
+#[path = "cli/audit_monitoring.rs"]
+mod audit_monitoring;
 #[path = "cli/data_tier.rs"]
 mod data_tier;
 
@@ -101,7 +103,7 @@ async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes
     plan.expect_code(0);
     assert!(plan.stdout.contains("+ vpc payments-prod"), "{}", plan.stdout);
     assert!(
-        plan.stdout.contains("[audit] skipped: the S3 audit-log tier is not built yet"),
+        plan.stdout.contains("[iam] skipped: the IAM tier is not built yet"),
         "tiers not built yet are skipped: {}",
         plan.stdout
     );

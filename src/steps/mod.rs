@@ -1,9 +1,11 @@
 //! One file per AWS service step. [`all`] is the migration's DAG: adding a
 //! tier is one new file here and one line in that list.
 
+pub mod audit;
 pub mod database;
 pub mod dynamodb;
 pub mod kms;
+pub mod monitoring;
 pub mod network;
 pub mod pending;
 
@@ -19,11 +21,11 @@ pub fn all() -> Vec<Arc<dyn Step>> {
         Arc::new(network::Network::default()),
         Arc::new(database::Database::default()),
         Arc::new(dynamodb::DynamoDb),
-        pending("audit", &[], "the S3 audit-log tier"),
+        Arc::new(audit::Audit),
         pending("iam", &["kms", "dynamodb", "audit"], "the IAM tier"),
         pending("lambda", &["iam", "network", "database"], "the Lambda tier"),
         pending("alb", &["network", "lambda"], "the ALB blue-green tier"),
-        pending("monitoring", &["kms", "database", "lambda", "dynamodb", "audit"], "the monitoring tier"),
+        Arc::new(monitoring::Monitoring),
         pending("params", &[], "the SSM parameter tier"),
     ]
 }

@@ -440,9 +440,37 @@ async fn seed_data(c: &Clients) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
-    let body = serde_json::json!({"widgets": [{"type": "metric", "x": 0, "y": 0, "width": 12, "height": 6, "properties": {
-        "metrics": [["AWS/Lambda", "Errors", "FunctionName", "payment-processor-dev"], ["AWS/DynamoDB", "ConsumedReadCapacityUnits", "TableName", "sessions-dev"]],
-        "period": 300, "stat": "Sum", "region": "us-east-1", "title": "payments dev"}}]});
+    // Dev alarms on migrated resources (replicated to prod) and one on an
+    // unrelated resource (not replicated).
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+    for (name, ns, metric, dim, value, threshold) in [
+        ("payment-processor-dev-throttles", "AWS/Lambda", "Throttles", "FunctionName", "payment-processor-dev", 1.0),
+        ("sessions-dev-read-throttles", "AWS/DynamoDB", "ReadThrottleEvents", "TableName", "sessions-dev", 10.0),
+        ("legacy-batch-dev-errors", "AWS/Lambda", "Errors", "FunctionName", "legacy-batch-dev", 1.0),
+    ] {
+        c.cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace(ns)
+            .metric_name(metric)
+            .dimensions(Dimension::builder().name(dim).value(value).build())
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(2)
+            .threshold(threshold)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .alarm_actions("arn:aws:sns:us-east-1:123456789012:payments-dev-alerts")
+            .send()
+            .await
+            .expect("dev alarm");
+    }
+    let body = serde_json::json!({"widgets": [
+        {"type": "metric", "x": 0, "y": 0, "width": 12, "height": 6, "properties": {
+            "metrics": [["AWS/Lambda", "Errors", "FunctionName", "payment-processor-dev"], ["AWS/DynamoDB", "ConsumedReadCapacityUnits", "TableName", "sessions-dev"],
+                        ["AWS/RDS", "CPUUtilization", "DBClusterIdentifier", "payments-dev"], ["AWS/S3", "NumberOfObjects", "BucketName", "payments-audit-dev", "StorageType", "AllStorageTypes"]],
+            "period": 300, "stat": "Sum", "region": "us-east-1", "title": "payment-processor-dev and sessions-dev"}},
+        {"type": "alarm", "x": 12, "y": 0, "width": 12, "height": 6, "properties": {
+            "title": "throttling", "alarms": ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:payment-processor-dev-throttles"]}}]});
     c.cloudwatch
         .put_dashboard()
         .dashboard_name("payments-dev")

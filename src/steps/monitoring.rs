@@ -1,0 +1,884 @@
+//! monitoring: an SNS topic for alarms (encrypted with the prod key, with a
+//! policy letting CloudWatch publish and email subscriptions from
+//! `[monitoring] alarm_emails`); alarms with alarm and OK actions on it —
+//! RDS CPU on the prod cluster, a metric-math error rate per prod function,
+//! and the dev alarms found on migrated dev resources, rewritten onto their
+//! prod twins; and the dev dashboards rewritten to prod through the name map
+//! (a JSON-aware rewrite, never a blind string replace) plus an alarm widget.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, MetricDataQuery, MetricStat, Statistic};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::engine::journal::{Op, Record};
+use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
+use crate::naming::NameMap;
+
+pub struct Monitoring;
+
+const STEP: &str = "monitoring";
+/// DescribeAlarms takes at most this many names.
+const ALARM_NAMES_PER_CALL: usize = 100;
+
+impl Step for Monitoring {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &["kms", "database", "lambda", "dynamodb", "audit"]
+    }
+
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let mut problems = Vec::new();
+            for d in &ctx.cfg.source.dashboards {
+                match ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(d).send().await {
+                    Ok(_) => {}
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => {
+                        problems.push(format!("[source] dashboards: the dev dashboard {d:?} does not exist"))
+                    }
+                    Err(e) => {
+                        problems.push(format!("[source] dashboards {d:?}: {}", crate::aws::describe_sdk_error(&e)))
+                    }
+                }
+            }
+            problems
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
+    }
+
+    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
+        Box::pin(sweep(ctx))
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "sns:CreateTopic",
+            "sns:GetTopicAttributes",
+            "sns:SetTopicAttributes",
+            "sns:DeleteTopic",
+            "sns:Subscribe",
+            "sns:Unsubscribe",
+            "sns:ListSubscriptionsByTopic",
+            "sns:TagResource",
+            "cloudwatch:DescribeAlarms",
+            "cloudwatch:PutMetricAlarm",
+            "cloudwatch:DeleteAlarms",
+            "cloudwatch:TagResource",
+            "cloudwatch:GetDashboard",
+            "cloudwatch:PutDashboard",
+            "cloudwatch:DeleteDashboards",
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Alarms in a comparable, journal-able form
+
+/// One metric-math query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    pub id: String,
+    pub expression: Option<String>,
+    pub metric: Option<StatMetric>,
+    pub return_data: bool,
+}
+
+/// The metric a query reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatMetric {
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: Vec<(String, String)>,
+    pub period: i32,
+    pub stat: String,
+}
+
+/// An alarm as paymig owns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub namespace: Option<String>,
+    pub metric: Option<String>,
+    pub dimensions: Vec<(String, String)>,
+    pub statistic: Option<String>,
+    pub period: Option<i32>,
+    pub evaluation_periods: i32,
+    pub threshold: f64,
+    pub comparison: String,
+    pub treat_missing: String,
+    pub actions: Vec<String>,
+    pub ok_actions: Vec<String>,
+    pub queries: Vec<Query>,
+}
+
+fn dims(d: &[Dimension]) -> Vec<(String, String)> {
+    d.iter().filter_map(|d| Some((d.name()?.to_owned(), d.value()?.to_owned()))).collect()
+}
+
+impl AlarmSpec {
+    pub fn of(a: &MetricAlarm) -> AlarmSpec {
+        AlarmSpec {
+            name: a.alarm_name().unwrap_or_default().to_owned(),
+            description: a.alarm_description().map(str::to_owned),
+            namespace: a.namespace().map(str::to_owned),
+            metric: a.metric_name().map(str::to_owned),
+            dimensions: dims(a.dimensions()),
+            statistic: a.statistic().map(|s| s.as_str().to_owned()),
+            period: a.period(),
+            evaluation_periods: a.evaluation_periods().unwrap_or(1),
+            threshold: a.threshold().unwrap_or_default(),
+            comparison: a.comparison_operator().map_or("GreaterThanThreshold".into(), |c| c.as_str().to_owned()),
+            treat_missing: a.treat_missing_data().unwrap_or("missing").to_owned(),
+            actions: a.alarm_actions().to_vec(),
+            ok_actions: a.ok_actions().to_vec(),
+            queries: a
+                .metrics()
+                .iter()
+                .map(|q| Query {
+                    id: q.id().unwrap_or_default().to_owned(),
+                    expression: q.expression().map(str::to_owned),
+                    metric: q.metric_stat().and_then(|ms| {
+                        let m = ms.metric()?;
+                        Some(StatMetric {
+                            namespace: m.namespace()?.to_owned(),
+                            name: m.metric_name()?.to_owned(),
+                            dimensions: dims(m.dimensions()),
+                            period: ms.period()?,
+                            stat: ms.stat()?.to_owned(),
+                        })
+                    }),
+                    return_data: q.return_data().unwrap_or(false),
+                })
+                .collect(),
+        }
+    }
+
+    async fn put(&self, ctx: &Ctx) -> Result<(), StepError> {
+        let dim = |(n, v): &(String, String)| Dimension::builder().name(n).value(v).build();
+        let mut req = ctx
+            .aws
+            .target
+            .cloudwatch
+            .put_metric_alarm()
+            .alarm_name(&self.name)
+            .set_alarm_description(self.description.clone())
+            .actions_enabled(true)
+            .set_alarm_actions(Some(self.actions.clone()))
+            .set_ok_actions(Some(self.ok_actions.clone()))
+            .evaluation_periods(self.evaluation_periods)
+            .threshold(self.threshold)
+            .comparison_operator(ComparisonOperator::from(self.comparison.as_str()))
+            .treat_missing_data(&self.treat_missing);
+        if self.queries.is_empty() {
+            req = req
+                .set_namespace(self.namespace.clone())
+                .set_metric_name(self.metric.clone())
+                .set_dimensions(Some(self.dimensions.iter().map(dim).collect()))
+                .set_statistic(self.statistic.as_deref().map(Statistic::from))
+                .set_period(self.period);
+        } else {
+            for q in &self.queries {
+                let mut b = MetricDataQuery::builder()
+                    .id(&q.id)
+                    .return_data(q.return_data)
+                    .set_expression(q.expression.clone());
+                if let Some(m) = &q.metric {
+                    let metric = aws_sdk_cloudwatch::types::Metric::builder()
+                        .namespace(&m.namespace)
+                        .metric_name(&m.name)
+                        .set_dimensions(Some(m.dimensions.iter().map(dim).collect()))
+                        .build();
+                    b = b.metric_stat(MetricStat::builder().metric(metric).period(m.period).stat(&m.stat).build());
+                }
+                req = req.metrics(b.build());
+            }
+        }
+        if !ctx.is_plan() {
+            let tags: Vec<aws_sdk_cloudwatch::types::Tag> = ctx
+                .cfg
+                .prod_tags()
+                .into_iter()
+                .map(|(k, v)| aws_sdk_cloudwatch::types::Tag::builder().key(k).value(v).build())
+                .collect();
+            req = req.set_tags(Some(tags));
+        }
+        req.send().await.map_err(StepError::aws(&self.name, "PutMetricAlarm"))?;
+        Ok(())
+    }
+}
+
+fn alarm_arn(ctx: &Ctx, name: &str) -> String {
+    format!("arn:aws:cloudwatch:{}:{}:alarm:{name}", ctx.cfg.migration.region, ctx.account)
+}
+
+fn topic_name(ctx: &Ctx) -> String {
+    ctx.cfg.names.own("alarms")
+}
+
+fn topic_arn(ctx: &Ctx) -> String {
+    format!("arn:aws:sns:{}:{}:{}", ctx.cfg.migration.region, ctx.account, topic_name(ctx))
+}
+
+/// The alarms paymig defines itself.
+fn own_alarms(ctx: &Ctx, topic: &str) -> Vec<AlarmSpec> {
+    let n = &ctx.cfg.names;
+    let base = |name: String, description: &str, threshold: f64| AlarmSpec {
+        name,
+        description: Some(description.to_owned()),
+        namespace: None,
+        metric: None,
+        dimensions: vec![],
+        statistic: None,
+        period: None,
+        evaluation_periods: 3,
+        threshold,
+        comparison: "GreaterThanThreshold".into(),
+        treat_missing: "notBreaching".into(),
+        actions: vec![topic.to_owned()],
+        ok_actions: vec![topic.to_owned()],
+        queries: vec![],
+    };
+    let mut out = Vec::new();
+    if !ctx.cfg.source.db_cluster.is_empty() {
+        let cluster = n.prod(&ctx.cfg.source.db_cluster);
+        out.push(AlarmSpec {
+            namespace: Some("AWS/RDS".into()),
+            metric: Some("CPUUtilization".into()),
+            dimensions: vec![("DBClusterIdentifier".into(), cluster.clone())],
+            statistic: Some("Average".into()),
+            period: Some(300),
+            ..base(
+                format!("{cluster}-cpu-high"),
+                "paymig: Aurora CPU above [monitoring] rds_cpu_percent",
+                ctx.cfg.monitoring.rds_cpu_percent,
+            )
+        });
+    }
+    for f in &ctx.cfg.source.lambda_functions {
+        let function = n.prod(f);
+        let stat = |id: &str, metric: &str| Query {
+            id: id.into(),
+            expression: None,
+            metric: Some(StatMetric {
+                namespace: "AWS/Lambda".into(),
+                name: metric.into(),
+                dimensions: vec![("FunctionName".into(), function.clone())],
+                period: 300,
+                stat: "Sum".into(),
+            }),
+            return_data: false,
+        };
+        out.push(AlarmSpec {
+            evaluation_periods: 1,
+            queries: vec![
+                stat("m1", "Errors"),
+                stat("m2", "Invocations"),
+                Query { id: "e1".into(), expression: Some("100*(m1/m2)".into()), metric: None, return_data: true },
+            ],
+            ..base(
+                format!("{function}-error-rate"),
+                "paymig: Lambda error rate (%) above [monitoring] lambda_error_rate_percent",
+                ctx.cfg.monitoring.lambda_error_rate_percent,
+            )
+        });
+    }
+    out
+}
+
+/// Rewrites dimension values naming a listed dev resource to its prod twin.
+fn rewrite_dims(names: &NameMap, d: &[(String, String)]) -> (Vec<(String, String)>, bool) {
+    let mut hit = false;
+    let out = d
+        .iter()
+        .map(|(k, v)| match names.known().get(v) {
+            Some(p) => {
+                hit = true;
+                (k.clone(), p.clone())
+            }
+            None => (k.clone(), v.clone()),
+        })
+        .collect();
+    (out, hit)
+}
+
+/// Dev alarms on migrated dev resources, rewritten onto the prod twins, with
+/// the prod topic as action and `[monitoring] alarm_thresholds` applied.
+pub fn replicate_alarms(ctx: &Ctx, dev: &[MetricAlarm], topic: &str) -> Vec<AlarmSpec> {
+    let names = &ctx.cfg.names;
+    let mut out = Vec::new();
+    for a in dev {
+        let mut spec = AlarmSpec::of(a);
+        let (d, mut hit) = rewrite_dims(names, &spec.dimensions);
+        spec.dimensions = d;
+        for q in &mut spec.queries {
+            if let Some(m) = &mut q.metric {
+                let (d, h) = rewrite_dims(names, &m.dimensions);
+                m.dimensions = d;
+                hit |= h;
+            }
+        }
+        if !hit {
+            continue;
+        }
+        let dev_name = spec.name.clone();
+        spec.name = names.prod(&dev_name);
+        if let Some(t) = ctx.cfg.monitoring.alarm_thresholds.get(&dev_name) {
+            spec.threshold = *t;
+        }
+        spec.actions = vec![topic.to_owned()];
+        spec.ok_actions = vec![topic.to_owned()];
+        spec.description = Some(format!("paymig: replicated from dev alarm {dev_name}"));
+        out.push(spec);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Dashboards
+
+/// Rewrites a dashboard body: string values naming a listed dev resource (as
+/// the whole value, a whole word of a title, or the last part of an ARN) and
+/// dev alarm ARNs become their prod twins; numbers and structure stay.
+pub fn rewrite_dashboard(
+    body: &Value,
+    names: &NameMap,
+    alarm_names: &BTreeMap<String, String>,
+    arn_from: &str,
+    arn_to: &str,
+) -> Value {
+    match body {
+        Value::String(s) => Value::String(rewrite_string(s, names, alarm_names, arn_from, arn_to)),
+        Value::Array(a) => {
+            Value::Array(a.iter().map(|v| rewrite_dashboard(v, names, alarm_names, arn_from, arn_to)).collect())
+        }
+        Value::Object(o) => Value::Object(
+            o.iter().map(|(k, v)| (k.clone(), rewrite_dashboard(v, names, alarm_names, arn_from, arn_to))).collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn rewrite_string(
+    s: &str,
+    names: &NameMap,
+    alarm_names: &BTreeMap<String, String>,
+    arn_from: &str,
+    arn_to: &str,
+) -> String {
+    if let Some(p) = names.known().get(s) {
+        return p.clone();
+    }
+    if let Some(rest) = s.strip_prefix("arn:aws:") {
+        let parts: Vec<&str> = rest.split(':').collect();
+        if let Some(last) = parts.last() {
+            let mapped = alarm_names.get(*last).or_else(|| names.known().get(*last)).cloned();
+            if let Some(m) = mapped {
+                let head = s[..s.len() - last.len()].replace(arn_from, arn_to);
+                return format!("{head}{m}");
+            }
+        }
+        return s.to_owned();
+    }
+    // Free text (titles): replace whole words that are known dev names.
+    let mut out = String::with_capacity(s.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let w = std::mem::take(word);
+        out.push_str(names.known().get(&w).or_else(|| alarm_names.get(&w)).map_or(w.as_str(), String::as_str));
+    };
+    for ch in s.chars() {
+        if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Strings of a body that still look like dev identifiers.
+pub fn dev_leftovers(body: &Value, names: &NameMap) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, names: &NameMap, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if names.looks_dev(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, names, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, names, out)),
+            _ => {}
+        }
+    }
+    walk(body, names, &mut out);
+    out
+}
+
+/// Appends a widget listing the migration's alarms below the others.
+fn with_alarm_widget(mut body: Value, title: &str, alarms: &[String]) -> Value {
+    let bottom = body["widgets"]
+        .as_array()
+        .map(|w| w.iter().map(|x| x["y"].as_i64().unwrap_or(0) + x["height"].as_i64().unwrap_or(6)).max().unwrap_or(0))
+        .unwrap_or(0);
+    let widget = json!({"type": "alarm", "x": 0, "y": bottom, "width": 24, "height": 4,
+        "properties": {"title": title, "alarms": alarms}});
+    match body["widgets"].as_array_mut() {
+        Some(w) => w.push(widget),
+        None => body["widgets"] = json!([widget]),
+    }
+    body
+}
+
+// ---------------------------------------------------------------------------
+
+fn topic_policy(ctx: &Ctx, arn: &str) -> Value {
+    let account = &ctx.account;
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "OwnerManages", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+         "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe", "sns:ListSubscriptionsByTopic", "sns:Publish", "sns:DeleteTopic"],
+         "Resource": arn},
+        {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": "sns:Publish", "Resource": arn,
+         "Condition": {"StringEquals": {"aws:SourceAccount": account},
+                       "ArnLike": {"aws:SourceArn": format!("arn:aws:cloudwatch:{}:{account}:alarm:*", ctx.cfg.migration.region)}}}
+    ]})
+}
+
+async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
+    let topic = converge_topic(ctx).await?;
+    let mut alarms = own_alarms(ctx, &topic);
+    let dev_alarms = read_dev_alarms(ctx).await?;
+    let replicated = replicate_alarms(ctx, &dev_alarms, &topic);
+    let alarm_names: BTreeMap<String, String> = dev_alarms
+        .iter()
+        .filter_map(|a| a.alarm_name())
+        .filter_map(|d| {
+            replicated.iter().find(|r| r.name == ctx.cfg.names.prod(d)).map(|r| (d.to_owned(), r.name.clone()))
+        })
+        .collect();
+    alarms.extend(replicated);
+    converge_alarms(ctx, &alarms).await?;
+    let arns: Vec<String> = alarms.iter().map(|a| alarm_arn(ctx, &a.name)).collect();
+    converge_dashboards(ctx, &alarm_names, &arns).await?;
+    Ok(Outcome::Done)
+}
+
+async fn read_dev_alarms(ctx: &Ctx) -> Result<Vec<MetricAlarm>, StepError> {
+    let mut pages = ctx.aws.source.cloudwatch.describe_alarms().into_paginator().send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        out.extend(page.map_err(StepError::aws("dev alarms", "DescribeAlarms"))?.metric_alarms().iter().cloned());
+    }
+    Ok(out)
+}
+
+async fn converge_topic(ctx: &Ctx) -> Result<String, StepError> {
+    let sns = &ctx.aws.target.sns;
+    let name = topic_name(ctx);
+    let arn = topic_arn(ctx);
+    let res = Res::new(STEP, "sns_topic", "topic", &name);
+    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let policy = topic_policy(ctx, &arn);
+    let attrs = match sns.get_topic_attributes().topic_arn(&arn).send().await {
+        Ok(out) => Some(out.attributes.unwrap_or_default()),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => None,
+        Err(e) => return Err(StepError::aws(&name, "GetTopicAttributes")(e)),
+    };
+    match attrs {
+        None => {
+            let tags: Vec<aws_sdk_sns::types::Tag> = ctx
+                .cfg
+                .prod_tags()
+                .into_iter()
+                .map(|(k, v)| aws_sdk_sns::types::Tag::builder().key(k).value(v).build())
+                .collect::<Result<_, _>>()
+                .map_err(|e| StepError::Invalid(e.to_string()))?;
+            let attributes =
+                BTreeMap::from([("KmsMasterKeyId".to_owned(), key.clone()), ("Policy".to_owned(), policy.to_string())]);
+            ctx.create(&res, "encrypted with the prod key; CloudWatch may publish", Value::Null, || async {
+                let out = sns
+                    .create_topic()
+                    .name(&name)
+                    .set_attributes(Some(attributes.into_iter().collect()))
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&name, "CreateTopic"))?;
+                let arn = out.topic_arn.unwrap_or_default();
+                Ok(Created { value: (), id: arn.clone(), arn: Some(arn), data: Value::Null })
+            })
+            .await?;
+            if !ctx.is_plan() {
+                converge_subscriptions(ctx, &res, &arn).await?;
+            }
+        }
+        Some(a) => {
+            ctx.unchanged(&res, &arn, Some(&arn))?;
+            if a.get("KmsMasterKeyId").map(String::as_str) != Some(key.as_str()) {
+                set_topic_attribute(ctx, &res, &arn, "KmsMasterKeyId", a.get("KmsMasterKeyId").cloned(), &key).await?;
+            }
+            let have: Value = a.get("Policy").and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            if have != policy {
+                set_topic_attribute(ctx, &res, &arn, "Policy", a.get("Policy").cloned(), &policy.to_string()).await?;
+            }
+            converge_subscriptions(ctx, &res, &arn).await?;
+        }
+    }
+    Ok(arn)
+}
+
+async fn set_topic_attribute(
+    ctx: &Ctx,
+    res: &Res,
+    arn: &str,
+    attr: &str,
+    prev: Option<String>,
+    value: &str,
+) -> Result<(), StepError> {
+    ctx.update(res, arn, format!("topic {attr}"), json!({"attribute": attr, "value": prev}), || async {
+        ctx.aws
+            .target
+            .sns
+            .set_topic_attributes()
+            .topic_arn(arn)
+            .attribute_name(attr)
+            .attribute_value(value)
+            .send()
+            .await
+            .map_err(StepError::aws(arn, "SetTopicAttributes"))?;
+        Ok(())
+    })
+    .await
+}
+
+async fn converge_subscriptions(ctx: &Ctx, res: &Res, arn: &str) -> Result<(), StepError> {
+    let sns = &ctx.aws.target.sns;
+    if ctx.cfg.monitoring.alarm_emails.is_empty() {
+        return Ok(());
+    }
+    let subs: Vec<_> = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(arn)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(arn, "ListSubscriptionsByTopic"))?;
+    for email in &ctx.cfg.monitoring.alarm_emails {
+        if subs.iter().any(|s| s.protocol() == Some("email") && s.endpoint() == Some(email.as_str())) {
+            continue;
+        }
+        ctx.update(res, arn, format!("subscribe {email}"), json!({"subscribe": email}), || async {
+            sns.subscribe()
+                .topic_arn(arn)
+                .protocol("email")
+                .endpoint(email)
+                .send()
+                .await
+                .map_err(StepError::aws(arn, "Subscribe"))?;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError> {
+    let cw = &ctx.aws.target.cloudwatch;
+    let mut have: BTreeMap<String, AlarmSpec> = BTreeMap::new();
+    let names: Vec<String> = want.iter().map(|a| a.name.clone()).collect();
+    for chunk in names.chunks(ALARM_NAMES_PER_CALL) {
+        let mut pages = cw.describe_alarms().set_alarm_names(Some(chunk.to_vec())).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for a in page.map_err(StepError::aws("prod alarms", "DescribeAlarms"))?.metric_alarms() {
+                let spec = AlarmSpec::of(a);
+                have.insert(spec.name.clone(), spec);
+            }
+        }
+    }
+    for spec in want {
+        let res = Res::new(STEP, "alarm", format!("alarm/{}", spec.name), &spec.name);
+        let arn = alarm_arn(ctx, &spec.name);
+        match have.get(&spec.name) {
+            None => {
+                ctx.create(
+                    &res,
+                    format!("threshold {} ({})", spec.threshold, spec.comparison),
+                    Value::Null,
+                    || async {
+                        spec.put(ctx).await?;
+                        Ok(Created { value: (), id: spec.name.clone(), arn: Some(arn.clone()), data: Value::Null })
+                    },
+                )
+                .await?;
+            }
+            Some(current) => {
+                ctx.unchanged(&res, &spec.name, Some(&arn))?;
+                if current != spec {
+                    ctx.update(&res, &spec.name, "definition", json!({"alarm": current}), || spec.put(ctx)).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn converge_dashboards(
+    ctx: &Ctx,
+    alarm_names: &BTreeMap<String, String>,
+    alarm_arns: &[String],
+) -> Result<(), StepError> {
+    let (src, cw) = (&ctx.aws.source.cloudwatch, &ctx.aws.target.cloudwatch);
+    let source_account = if ctx.cfg.source.role_arn.is_some() {
+        ctx.aws.source.account_id().await.map_err(StepError::Invalid)?
+    } else {
+        ctx.account.clone()
+    };
+    for dev in &ctx.cfg.source.dashboards {
+        let name = ctx.cfg.names.prod(dev);
+        let res = Res::new(STEP, "dashboard", format!("dashboard/{name}"), &name);
+        let body = src
+            .get_dashboard()
+            .dashboard_name(dev)
+            .send()
+            .await
+            .map_err(StepError::aws(dev, "GetDashboard"))?
+            .dashboard_body
+            .unwrap_or_default();
+        let body: Value = serde_json::from_str(&body)
+            .map_err(|e| StepError::Invalid(format!("dev dashboard {dev}: body is not JSON: {e}")))?;
+        let rewritten = rewrite_dashboard(
+            &body,
+            &ctx.cfg.names,
+            alarm_names,
+            &format!(":{source_account}:"),
+            &format!(":{}:", ctx.account),
+        );
+        let want =
+            with_alarm_widget(rewritten, &format!("{} alarms ({})", ctx.cfg.migration.name, ctx.suffix()), alarm_arns);
+        for left in dev_leftovers(&want, &ctx.cfg.names) {
+            ctx.notice(
+                STEP,
+                format!("dashboard {name} still names a dev identifier the name map cannot rewrite: {left:?}"),
+            );
+        }
+        let current = match cw.get_dashboard().dashboard_name(&name).send().await {
+            Ok(out) => out.dashboard_body.and_then(|b| serde_json::from_str::<Value>(&b).ok()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => None,
+            Err(e) => return Err(StepError::aws(&name, "GetDashboard")(e)),
+        };
+        let put = || async {
+            cw.put_dashboard()
+                .dashboard_name(&name)
+                .dashboard_body(want.to_string())
+                .send()
+                .await
+                .map_err(StepError::aws(&name, "PutDashboard"))?;
+            Ok(())
+        };
+        match current {
+            None => {
+                ctx.create(&res, format!("rewritten from {dev}"), json!({"dev": dev}), || async {
+                    put().await?;
+                    Ok(Created { value: (), id: name.clone(), arn: None, data: Value::Null })
+                })
+                .await?;
+            }
+            Some(c) => {
+                ctx.unchanged(&res, &name, None)?;
+                if c != want {
+                    ctx.update(&res, &name, "body", json!({"body": c}), put).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_alarm(ctx: &Ctx, name: &str) -> Result<(), StepError> {
+    ctx.aws
+        .target
+        .cloudwatch
+        .delete_alarms()
+        .alarm_names(name)
+        .send()
+        .await
+        .map_err(StepError::aws(name, "DeleteAlarms"))?;
+    Ok(())
+}
+
+async fn delete_dashboard(ctx: &Ctx, name: &str) -> Result<(), StepError> {
+    match ctx.aws.target.cloudwatch.delete_dashboards().dashboard_names(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => Ok(()),
+        Err(e) => Err(StepError::aws(name, "DeleteDashboards")(e)),
+    }
+}
+
+async fn delete_topic(ctx: &Ctx, arn: &str) -> Result<(), StepError> {
+    // DeleteTopic is idempotent: a missing topic is not an error.
+    ctx.aws.target.sns.delete_topic().topic_arn(arn).send().await.map_err(StepError::aws(arn, "DeleteTopic"))?;
+    Ok(())
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    let name = r.intent.name.as_str();
+    let prev = &r.intent.prev;
+    match (r.intent.kind.as_str(), r.intent.op) {
+        ("alarm", Op::Create | Op::Adopt) => delete_alarm(ctx, name).await?,
+        ("alarm", Op::Update) => {
+            if let Ok(spec) = serde_json::from_value::<AlarmSpec>(prev["alarm"].clone()) {
+                spec.put(ctx).await?;
+            }
+        }
+        ("dashboard", Op::Create | Op::Adopt) => delete_dashboard(ctx, name).await?,
+        ("dashboard", Op::Update) => {
+            ctx.aws
+                .target
+                .cloudwatch
+                .put_dashboard()
+                .dashboard_name(name)
+                .dashboard_body(prev["body"].to_string())
+                .send()
+                .await
+                .map_err(StepError::aws(name, "PutDashboard"))?;
+        }
+        ("sns_topic", Op::Create | Op::Adopt) => {
+            delete_topic(ctx, r.id.as_deref().map_or_else(|| topic_arn(ctx), str::to_owned).as_str()).await?
+        }
+        ("sns_topic", Op::Update) => {
+            let arn = r.intent.data["id"].as_str().unwrap_or_default();
+            let sns = &ctx.aws.target.sns;
+            if let Some(email) = prev["subscribe"].as_str() {
+                let subs: Vec<_> = sns
+                    .list_subscriptions_by_topic()
+                    .topic_arn(arn)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .unwrap_or_default();
+                for s in subs.iter().filter(|s| s.endpoint() == Some(email)) {
+                    // A pending confirmation has no ARN to unsubscribe; it
+                    // goes with the topic.
+                    if let Some(sub) = s.subscription_arn().filter(|a| a.starts_with("arn:")) {
+                        let _ = sns.unsubscribe().subscription_arn(sub).send().await;
+                    }
+                }
+            } else if let (Some(attr), Some(value)) = (prev["attribute"].as_str(), prev["value"].as_str()) {
+                match sns.set_topic_attributes().topic_arn(arn).attribute_name(attr).attribute_value(value).send().await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {}
+                    Err(e) => return Err(StepError::aws(arn, "SetTopicAttributes")(e)),
+                }
+            }
+        }
+        (kind, op) => return Err(StepError::Invalid(format!("monitoring cannot undo {op:?} of {kind}"))),
+    }
+    Ok(())
+}
+
+async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+    let mut removed = Vec::new();
+    let cw = &ctx.aws.target.cloudwatch;
+    let topic = topic_arn(ctx);
+    // Alarms paymig names: its own and those acting on its topic.
+    let mut pages = cw.describe_alarms().into_paginator().send();
+    let mut ours = Vec::new();
+    while let Some(page) = pages.next().await {
+        for a in page.map_err(StepError::aws("prod alarms", "DescribeAlarms"))?.metric_alarms() {
+            if a.alarm_actions().iter().any(|x| x == &topic) {
+                ours.extend(a.alarm_name().map(str::to_owned));
+            }
+        }
+    }
+    for a in ours {
+        delete_alarm(ctx, &a).await?;
+        removed.push(format!("alarm {a}"));
+    }
+    for dev in &ctx.cfg.source.dashboards {
+        let name = ctx.cfg.names.prod(dev);
+        if cw.get_dashboard().dashboard_name(&name).send().await.is_ok() {
+            delete_dashboard(ctx, &name).await?;
+            removed.push(format!("dashboard {name}"));
+        }
+    }
+    if ctx.aws.target.sns.get_topic_attributes().topic_arn(&topic).send().await.is_ok() {
+        delete_topic(ctx, &topic).await?;
+        removed.push(format!("sns topic {topic}"));
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn names() -> NameMap {
+        let cfg = Config::parse(
+            std::path::Path::new("m.toml"),
+            &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap(),
+        )
+        .unwrap();
+        cfg.names
+    }
+
+    #[test]
+    fn dashboards_are_rewritten_by_structure_not_by_blind_replace() {
+        let n = names();
+        let alarms = BTreeMap::from([(
+            "payment-processor-dev-throttles".to_owned(),
+            "payment-processor-prod-throttles".to_owned(),
+        )]);
+        let body = json!({"widgets": [
+            {"type": "metric", "x": 0, "y": 0, "width": 12, "height": 6, "properties": {
+                "metrics": [["AWS/Lambda", "Errors", "FunctionName", "payment-processor-dev"], ["AWS/RDS", "CPUUtilization", "DBClusterIdentifier", "payments-dev"]],
+                "title": "payment-processor-dev errors", "region": "us-east-1", "period": 300}},
+            {"type": "alarm", "x": 0, "y": 6, "width": 12, "height": 3, "properties": {
+                "alarms": ["arn:aws:cloudwatch:us-east-1:111111111111:alarm:payment-processor-dev-throttles"]}},
+            {"type": "text", "x": 12, "y": 0, "width": 6, "height": 2, "properties": {"markdown": "developers: see runbook"}}
+        ]});
+        let out = rewrite_dashboard(&body, &n, &alarms, ":111111111111:", ":222222222222:");
+        let w = &out["widgets"];
+        assert_eq!(w[0]["properties"]["metrics"][0][3], "payment-processor-prod");
+        assert_eq!(w[0]["properties"]["metrics"][1][3], "payments-prod");
+        assert_eq!(w[0]["properties"]["metrics"][0][2], "FunctionName");
+        assert_eq!(w[0]["properties"]["title"], "payment-processor-prod errors");
+        assert_eq!(
+            w[1]["properties"]["alarms"][0],
+            "arn:aws:cloudwatch:us-east-1:222222222222:alarm:payment-processor-prod-throttles"
+        );
+        assert_eq!(w[2]["properties"]["markdown"], "developers: see runbook", "words merely containing dev are left");
+        assert_eq!(w[0]["properties"]["period"], 300);
+        assert!(dev_leftovers(&out, &n).is_empty());
+        assert_eq!(dev_leftovers(&json!({"t": "db.payments-dev.internal"}), &n), ["db.payments-dev.internal"]);
+    }
+
+    #[test]
+    fn the_alarm_widget_goes_below_the_others() {
+        let body = with_alarm_widget(
+            json!({"widgets": [{"y": 0, "height": 6}, {"y": 6, "height": 3}]}),
+            "alarms",
+            &["a".into()],
+        );
+        assert_eq!(body["widgets"][2]["y"], 9);
+        assert_eq!(body["widgets"][2]["properties"]["alarms"], json!(["a"]));
+    }
+}
