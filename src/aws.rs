@@ -245,7 +245,19 @@ impl Clients {
             s3,
             sns: client!(aws_sdk_sns, &sdk, side, stats),
             cloudwatch: client!(aws_sdk_cloudwatch, &sdk, side, stats),
-            ssm: client!(aws_sdk_ssm, &sdk, side, stats),
+            ssm: {
+                // Parameter Store throttles early: adaptive retry adds
+                // client-side rate limiting on ThrottlingException.
+                let mut b = aws_sdk_ssm::config::Builder::from(&sdk)
+                    .interceptor(CallCounter { side, stats: stats.clone() })
+                    .retry_config(
+                        RetryConfig::adaptive().with_max_attempts(10).with_max_backoff(Duration::from_secs(20)),
+                    );
+                if side == Side::Source {
+                    b = b.interceptor(ReadOnlyGuard);
+                }
+                aws_sdk_ssm::Client::from_conf(b.build())
+            },
             elbv2: client!(aws_sdk_elasticloadbalancingv2, &sdk, side, stats),
             sdk,
         }

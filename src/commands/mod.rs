@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod iam_policy;
+pub mod params;
 pub mod plan;
 pub mod status;
 pub mod undo;
@@ -30,7 +31,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Destroy { confirm } => undo::destroy(cfg, confirm.yes).await,
         Command::Status { format } => status::run(cfg, format).await,
         Command::IamPolicy => iam_policy::run(&cfg),
-        Command::Params { .. } => Err(not_built("params", "the SSM parameter migration")),
+        Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm.yes).await,
         Command::Validate { .. } => Err(not_built("validate", "the dev-vs-prod validation report")),
         Command::Switch { .. } => Err(not_built("switch", "the ALB blue-green switch")),
     }

@@ -196,9 +196,36 @@ impl Ctx {
         self.journal.as_deref().ok_or_else(|| StepError::Invalid("a mutation was attempted without a journal".into()))
     }
 
-    /// Records that `res` exists as desired. In apply mode, makes sure the
-    /// journal knows it: completes an intent a killed run left open, or
-    /// adopts a resource the journal has never seen (so destroy covers it).
+    /// Records that `res` exists, found by name alone: it is paymig's only if
+    /// `ours` (it carries the migration's tags) or the journal already knows
+    /// it. A resource that predates paymig is never adopted — destroy must
+    /// not delete what paymig did not create — but an intent a killed run
+    /// left open on it is completed.
+    pub fn existing(&self, res: &Res, id: &str, arn: Option<&str>, ours: bool) -> Result<(), StepError> {
+        if ours {
+            return self.unchanged(res, id, arn);
+        }
+        self.record(res, Action::Noop, "");
+        if self.is_plan() {
+            return Ok(());
+        }
+        let journal = self.journal()?;
+        match journal.latest(&res.key) {
+            Some(r) if !r.undone && r.id.is_none() && r.intent.op != Op::Update => {
+                journal.done(r.seq, id, arn, Value::Null)?;
+            }
+            Some(r) if !r.undone => {}
+            _ => {
+                tracing::info!(step = res.step, resource = %res.name, "exists and predates paymig: managed, never adopted or deleted")
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `res` exists as desired, found by the migration's tags
+    /// (so it is paymig's). In apply mode, makes sure the journal knows it:
+    /// completes an intent a killed run left open, or adopts a resource the
+    /// journal has never seen (so destroy covers it).
     pub fn unchanged(&self, res: &Res, id: &str, arn: Option<&str>) -> Result<(), StepError> {
         self.record(res, Action::Noop, "");
         if self.is_plan() {

@@ -214,8 +214,11 @@ async fn converge_role(ctx: &Ctx, pairs: &[(String, String)]) -> Result<String, 
     let res = Res::new(STEP, "iam_role", "replication-role", &name);
     let arn = match iam.get_role().role_name(&name).send().await {
         Ok(out) => {
+            let ours = out.role.as_ref().is_some_and(|r| {
+                r.tags().iter().any(|t| t.key() == TAG_MIGRATION && t.value() == ctx.cfg.migration.name)
+            });
             let arn = out.role.map(|r| r.arn).unwrap_or_default();
-            ctx.unchanged(&res, &name, Some(&arn))?;
+            ctx.existing(&res, &name, Some(&arn), ours)?;
             arn
         }
         Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
@@ -302,7 +305,9 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
     // Whether to read the settings back: not for a bucket just created.
     let exists = match bucket_state(c, bucket).await? {
         Some(true) => {
-            ctx.unchanged(&res, bucket, Some(&format!("arn:aws:s3:::{bucket}")))?;
+            let tags = Setting::Tags.read(c, bucket).await?;
+            let ours = tags.get(TAG_MIGRATION).and_then(Value::as_str) == Some(ctx.cfg.migration.name.as_str());
+            ctx.existing(&res, bucket, Some(&format!("arn:aws:s3:::{bucket}")), ours)?;
             true
         }
         Some(false) => return Err(StepError::Invalid(format!("bucket {bucket} is owned by another account"))),

@@ -127,6 +127,12 @@ fn instance_id(cluster: &str, i: usize) -> String {
     format!("{cluster}-{}", i + 1)
 }
 
+/// Whether RDS tags mark a resource as this migration's.
+fn is_ours(ctx: &Ctx, tags: &[Tag]) -> bool {
+    tags.iter()
+        .any(|t| t.key() == Some(crate::config::TAG_MIGRATION) && t.value() == Some(ctx.cfg.migration.name.as_str()))
+}
+
 fn tags(ctx: &Ctx) -> Vec<Tag> {
     ctx.cfg.prod_tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
@@ -447,7 +453,7 @@ async fn converge_cluster(
     let existing = describe_cluster(ctx, &n.cluster).await?;
     let cluster = match existing {
         Some(c) => {
-            ctx.unchanged(&res, &n.cluster, c.db_cluster_arn())?;
+            ctx.existing(&res, &n.cluster, c.db_cluster_arn(), is_ours(ctx, c.tag_list()))?;
             c
         }
         None => {
@@ -617,7 +623,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
     };
     match found {
         Some(inst) => {
-            ctx.unchanged(&res, &id, inst.db_instance_arn())?;
+            ctx.existing(&res, &id, inst.db_instance_arn(), is_ours(ctx, inst.tag_list()))?;
             if inst.promotion_tier() != Some(tier) {
                 let prev = inst.promotion_tier();
                 ctx.update(&res, &id, "promotion tier", json!({"promotion_tier": prev}), || async {

@@ -351,7 +351,6 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
             return Err(StepError::Invalid(msg));
         }
     }
-    ctx.unchanged(&res, &name, Some(&arn))?;
     converge_tags(ctx, &res, &name, &arn).await?;
     for (index, spec) in want.missing_gsis(&have) {
         let mut attrs = have.attributes.clone();
@@ -521,6 +520,8 @@ async fn converge_tags(ctx: &Ctx, res: &Res, name: &str, arn: &str) -> Result<()
         .iter()
         .map(|t| (t.key().to_owned(), t.value().to_owned()))
         .collect();
+    // Found by name: paymig's only if it carries the migration's tag.
+    ctx.existing(res, name, Some(arn), have.get(TAG_MIGRATION) == Some(&ctx.cfg.migration.name))?;
     let missing: Vec<Tag> = ctx
         .cfg
         .prod_tags()

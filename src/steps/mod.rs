@@ -7,6 +7,7 @@ pub mod dynamodb;
 pub mod kms;
 pub mod monitoring;
 pub mod network;
+pub mod params;
 pub mod pending;
 
 use std::sync::Arc;
@@ -26,7 +27,7 @@ pub fn all() -> Vec<Arc<dyn Step>> {
         pending("lambda", &["iam", "network", "database"], "the Lambda tier"),
         pending("alb", &["network", "lambda"], "the ALB blue-green tier"),
         Arc::new(monitoring::Monitoring),
-        pending("params", &[], "the SSM parameter tier"),
+        Arc::new(params::Params::default()),
     ]
 }
 

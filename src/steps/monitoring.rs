@@ -627,7 +627,7 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
                 .await?;
             }
             Some(current) => {
-                ctx.unchanged(&res, &spec.name, Some(&arn))?;
+                ctx.existing(&res, &spec.name, Some(&arn), false)?;
                 if current != spec {
                     ctx.update(&res, &spec.name, "definition", json!({"alarm": current}), || spec.put(ctx)).await?;
                 }
@@ -699,7 +699,7 @@ async fn converge_dashboards(
                 .await?;
             }
             Some(c) => {
-                ctx.unchanged(&res, &name, None)?;
+                ctx.existing(&res, &name, None, false)?;
                 if c != want {
                     ctx.update(&res, &name, "body", json!({"body": c}), put).await?;
                 }
@@ -812,13 +812,8 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         delete_alarm(ctx, &a).await?;
         removed.push(format!("alarm {a}"));
     }
-    for dev in &ctx.cfg.source.dashboards {
-        let name = ctx.cfg.names.prod(dev);
-        if cw.get_dashboard().dashboard_name(&name).send().await.is_ok() {
-            delete_dashboard(ctx, &name).await?;
-            removed.push(format!("dashboard {name}"));
-        }
-    }
+    // Dashboards carry no tags: one paymig created is in the journal; one
+    // found by name alone may predate paymig and is not swept.
     if ctx.aws.target.sns.get_topic_attributes().topic_arn(&topic).send().await.is_ok() {
         delete_topic(ctx, &topic).await?;
         removed.push(format!("sns topic {topic}"));

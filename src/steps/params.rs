@@ -1,0 +1,487 @@
+//! params: String and StringList parameters under `[source] parameter_path`
+//! copied to the same relative path under `[target] parameter_path`, with
+//! type, description, tier, allowed pattern and data type, and prod tags.
+//! SecureStrings are never read: dev is listed with DescribeParameters
+//! (metadata only) and values are fetched only for String/StringList names,
+//! never with decryption. Excluded and SecureString parameters are reported
+//! by name only.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use aws_sdk_ssm::types::{ParameterMetadata, ParameterStringFilter, ParameterTier, ParameterType, Tag};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::engine::journal::{Op, Record};
+use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
+use crate::naming::NameMap;
+
+const STEP: &str = "params";
+/// GetParameters takes at most this many names.
+const GET_BATCH: usize = 10;
+/// PutParameter calls in flight at once (SSM's default throughput is low;
+/// throttling is retried by the SDK's adaptive retry).
+const WRITE_CONCURRENCY: usize = 8;
+const STANDARD_LIMIT: usize = 4096;
+const ADVANCED_LIMIT: usize = 8192;
+
+/// The params step. `overwrite` is set by `paymig params --overwrite`.
+#[derive(Default)]
+pub struct Params {
+    pub overwrite: bool,
+    report: Mutex<Report>,
+}
+
+/// What the step did or would do, by parameter name (never values).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub copied: Vec<String>,
+    pub rewritten: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// `(name, reason)`
+    pub skipped: Vec<(String, String)>,
+    /// Prod holds another value; not overwritten without `--overwrite`.
+    pub conflicts: Vec<String>,
+    pub overwritten: Vec<String>,
+    /// `(name, dev-like word)`: copied unchanged, a warning.
+    pub flagged: Vec<(String, String)>,
+    /// `(name, reason)`: not written.
+    pub rejected: Vec<(String, String)>,
+}
+
+impl Params {
+    /// The step for `paymig params` (with `--overwrite`) or for apply.
+    pub fn new(overwrite: bool) -> Self {
+        Params { overwrite, report: Mutex::new(Report::default()) }
+    }
+
+    pub fn report(&self) -> Report {
+        self.report.lock().expect("report poisoned").clone()
+    }
+}
+
+impl Step for Params {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(self.converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "ssm:DescribeParameters",
+            "ssm:GetParameters",
+            "ssm:PutParameter",
+            "ssm:DeleteParameter",
+            "ssm:AddTagsToResource",
+        ]
+    }
+}
+
+/// A dev parameter to copy.
+#[derive(Debug, Clone)]
+struct Source {
+    meta: ParameterMetadata,
+    value: String,
+}
+
+/// What the value check decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// The value to write and whether it was rewritten.
+    Ok {
+        value: String,
+        rewritten: bool,
+        flagged: Option<String>,
+    },
+    Rejected(String),
+}
+
+/// Rewrites dev names the name map knows (whole words) and the dev parameter
+/// path, flags dev-like words it cannot rewrite, and applies SSM's rules.
+pub fn check_value(
+    names: &NameMap,
+    source_path: &str,
+    target_path: &str,
+    value: &str,
+    tier: &str,
+    allowed_pattern: Option<&str>,
+) -> Checked {
+    if value.is_empty() {
+        return Checked::Rejected("empty value".into());
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let w = std::mem::take(word);
+        out.push_str(names.known().get(&w).map_or(w.as_str(), String::as_str));
+    };
+    for ch in value.chars() {
+        if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    let out = match out.strip_prefix(source_path) {
+        Some(rest) => format!("{target_path}{rest}"),
+        None => out,
+    };
+    let rewritten = out != value;
+    let flagged = out
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .find(|w| names.looks_dev(w))
+        .map(str::to_owned);
+    let limit = if tier == "Advanced" { ADVANCED_LIMIT } else { STANDARD_LIMIT };
+    if out.len() > limit {
+        return Checked::Rejected(format!("{} bytes exceed the {tier} tier's {limit}", out.len()));
+    }
+    if let Some(p) = allowed_pattern.filter(|p| !p.is_empty()) {
+        match regex::Regex::new(p) {
+            Ok(re) if !re.is_match(&out) => {
+                return Checked::Rejected(format!(
+                    "the {}value fails its AllowedPattern {p:?}",
+                    if rewritten { "rewritten " } else { "" }
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Checked::Rejected(format!("its AllowedPattern {p:?} is not a valid regex: {e}")),
+        }
+    }
+    Checked::Ok { value: out, rewritten, flagged }
+}
+
+/// Metadata of every parameter under `path` (no values).
+async fn describe(c: &aws_sdk_ssm::Client, path: &str) -> Result<Vec<ParameterMetadata>, StepError> {
+    let root = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let mut pages = c
+        .describe_parameters()
+        .parameter_filters(
+            ParameterStringFilter::builder().key("Path").option("Recursive").values(root).build().expect("key set"),
+        )
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        out.extend(
+            page.map_err(StepError::aws(format!("parameters under {path}"), "DescribeParameters"))?
+                .parameters()
+                .iter()
+                .cloned(),
+        );
+    }
+    Ok(out)
+}
+
+/// Values of String/StringList parameters, never decrypted.
+async fn values(c: &aws_sdk_ssm::Client, names: &[String]) -> Result<BTreeMap<String, String>, StepError> {
+    let mut out = BTreeMap::new();
+    for chunk in names.chunks(GET_BATCH) {
+        let got = c
+            .get_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .with_decryption(false)
+            .send()
+            .await
+            .map_err(StepError::aws(format!("{} parameters", chunk.len()), "GetParameters"))?;
+        for p in got.parameters() {
+            if let (Some(n), Some(v)) = (p.name(), p.value()) {
+                out.insert(n.to_owned(), v.to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_secure(m: &ParameterMetadata) -> bool {
+    m.r#type() == Some(&ParameterType::SecureString)
+}
+
+impl Params {
+    async fn converge(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        let cfg = &ctx.cfg;
+        let (src_path, dst_path) = (&cfg.source.parameter_path, &cfg.target.parameter_path);
+        let mut excludes = globset::GlobSetBuilder::new();
+        for g in &cfg.parameters.exclude {
+            excludes.add(
+                globset::GlobBuilder::new(g)
+                    .case_insensitive(true)
+                    .literal_separator(false)
+                    .build()
+                    .map_err(|e| StepError::Invalid(e.to_string()))?,
+            );
+        }
+        let excludes = excludes.build().map_err(|e| StepError::Invalid(e.to_string()))?;
+        let mut report = Report::default();
+
+        let dev = describe(&ctx.aws.source.ssm, src_path).await?;
+        let mut copy: Vec<ParameterMetadata> = Vec::new();
+        for m in dev {
+            let name = m.name().unwrap_or_default().to_owned();
+            if is_secure(&m) {
+                report.skipped.push((name, "SecureString: needs manual migration (its value is never read)".into()));
+            } else if let Some(i) = excludes.matches(&name).first() {
+                report
+                    .skipped
+                    .push((name, format!("excluded by [parameters] exclude {:?}", cfg.parameters.exclude[*i])));
+            } else {
+                copy.push(m);
+            }
+        }
+        let names: Vec<String> = copy.iter().filter_map(|m| m.name().map(str::to_owned)).collect();
+        let dev_values = values(&ctx.aws.source.ssm, &names).await?;
+        let sources: Vec<Source> = copy
+            .into_iter()
+            .filter_map(|m| Some(Source { value: dev_values.get(m.name()?)?.clone(), meta: m }))
+            .collect();
+
+        let prod_meta: BTreeMap<String, ParameterMetadata> = describe(&ctx.aws.target.ssm, dst_path)
+            .await?
+            .into_iter()
+            .filter_map(|m| Some((m.name()?.to_owned(), m)))
+            .collect();
+        let readable: Vec<String> =
+            prod_meta.values().filter(|m| !is_secure(m)).filter_map(|m| m.name().map(str::to_owned)).collect();
+        let prod_values = values(&ctx.aws.target.ssm, &readable).await?;
+
+        // Decide per parameter; collect the writes.
+        let mut writes: Vec<(Source, String, String, Option<String>)> = Vec::new();
+        for s in sources {
+            let dev_name = s.meta.name().unwrap_or_default().to_owned();
+            let Some(prod_name) = cfg.names.parameter(&dev_name) else { continue };
+            let tier = s.meta.tier().map_or("Standard", |t| t.as_str()).to_owned();
+            let checked = check_value(&cfg.names, src_path, dst_path, &s.value, &tier, s.meta.allowed_pattern());
+            let (value, rewritten, flagged) = match checked {
+                Checked::Rejected(why) => {
+                    report.rejected.push((dev_name, why));
+                    continue;
+                }
+                Checked::Ok { value, rewritten, flagged } => (value, rewritten, flagged),
+            };
+            if let Some(word) = flagged {
+                report.flagged.push((dev_name.clone(), word));
+            }
+            if rewritten {
+                report.rewritten.push(prod_name.clone());
+            }
+            let res = Res::new(STEP, "ssm_parameter", format!("parameter{prod_name}"), &prod_name);
+            match (prod_meta.get(&prod_name), prod_values.get(&prod_name)) {
+                (None, _) => writes.push((s, prod_name, value, None)),
+                (Some(m), _) if is_secure(m) => report.conflicts.push(prod_name),
+                (Some(_), Some(current)) if *current == value => {
+                    ctx.existing(&res, &prod_name, None, false)?;
+                    report.unchanged.push(prod_name);
+                }
+                (Some(_), current) => {
+                    if self.overwrite {
+                        writes.push((s, prod_name, value, Some(current.cloned().unwrap_or_default())));
+                    } else {
+                        report.conflicts.push(prod_name);
+                    }
+                }
+            }
+        }
+
+        // Write with bounded concurrency; the SDK's adaptive retry absorbs
+        // ThrottlingException.
+        let tags: Vec<Tag> = cfg
+            .prod_tags()
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value set"))
+            .collect();
+        let results: Vec<Result<(String, bool), StepError>> =
+            futures::stream::iter(writes.into_iter().map(|(s, prod_name, value, prev)| {
+                let tags = tags.clone();
+                async move {
+                    let res = Res::new(STEP, "ssm_parameter", format!("parameter{prod_name}"), &prod_name);
+                    let put = |overwrite: bool| {
+                        let mut req = ctx
+                            .aws
+                            .target
+                            .ssm
+                            .put_parameter()
+                            .name(&prod_name)
+                            .value(&value)
+                            .set_type(s.meta.r#type().cloned())
+                            .set_description(s.meta.description().map(str::to_owned))
+                            .set_tier(s.meta.tier().cloned().filter(|t| *t != ParameterTier::IntelligentTiering))
+                            .set_allowed_pattern(s.meta.allowed_pattern().map(str::to_owned))
+                            .set_data_type(s.meta.data_type().map(str::to_owned))
+                            .overwrite(overwrite);
+                        if !overwrite {
+                            req = req.set_tags(Some(tags.clone()));
+                        }
+                        req
+                    };
+                    match prev {
+                        None => {
+                            ctx.create(&res, "", Value::Null, || async {
+                                put(false).send().await.map_err(StepError::aws(&prod_name, "PutParameter"))?;
+                                Ok(Created { value: (), id: prod_name.clone(), arn: None, data: Value::Null })
+                            })
+                            .await?;
+                            Ok((prod_name, false))
+                        }
+                        Some(previous) => {
+                            ctx.update(
+                                &res,
+                                &prod_name,
+                                "value",
+                                json!({"value": previous, "type": s.meta.r#type().map(|t| t.as_str())}),
+                                || async {
+                                    put(true).send().await.map_err(StepError::aws(&prod_name, "PutParameter"))?;
+                                    Ok(())
+                                },
+                            )
+                            .await?;
+                            Ok((prod_name, true))
+                        }
+                    }
+                }
+            }))
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        for r in results {
+            match r {
+                Ok((name, true)) => report.overwritten.push(name),
+                Ok((name, false)) => report.copied.push(name),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        for (name, why) in &report.skipped {
+            ctx.notice(STEP, format!("skipped {name}: {why}"));
+        }
+        for (name, word) in &report.flagged {
+            ctx.notice(STEP, format!("warning: {name} names {word:?}, which looks like a dev resource the name map cannot rewrite; copied unchanged"));
+        }
+        for name in &report.conflicts {
+            ctx.notice(
+                STEP,
+                format!(
+                    "conflict: {name} exists in prod with another value; not overwritten (paymig params --overwrite)"
+                ),
+            );
+        }
+        for (name, why) in &report.rejected {
+            ctx.notice(STEP, format!("rejected {name}: {why}"));
+        }
+        report.copied.sort();
+        report.overwritten.sort();
+        let rejected = report.rejected.len();
+        *self.report.lock().expect("report poisoned") = report;
+        if !failures.is_empty() {
+            return Err(StepError::Invalid(format!(
+                "{} parameter write(s) failed: {}",
+                failures.len(),
+                failures.join("; ")
+            )));
+        }
+        if rejected > 0 && !ctx.is_plan() {
+            return Err(StepError::Invalid(format!(
+                "{rejected} parameter(s) rejected (named above); fix them in dev and re-run"
+            )));
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    let ssm = &ctx.aws.target.ssm;
+    let name = r.intent.name.as_str();
+    match r.intent.op {
+        Op::Create | Op::Adopt => match ssm.delete_parameter().name(name).send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_parameter_not_found()) => {}
+            Err(e) => return Err(StepError::aws(name, "DeleteParameter")(e)),
+        },
+        Op::Update => {
+            if let Some(prev) = r.intent.prev["value"].as_str() {
+                let ty = r.intent.prev["type"].as_str().map(ParameterType::from);
+                ssm.put_parameter()
+                    .name(name)
+                    .value(prev)
+                    .set_type(ty)
+                    .overwrite(true)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(name, "PutParameter"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn names() -> NameMap {
+        Config::parse(
+            std::path::Path::new("m.toml"),
+            &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap(),
+        )
+        .unwrap()
+        .names
+    }
+
+    #[test]
+    fn known_names_and_paths_are_rewritten_and_unknown_dev_words_flagged() {
+        let n = names();
+        let ok = |v: &str| check_value(&n, "/dev/", "/prod/", v, "Standard", None);
+        assert_eq!(ok("sessions-dev"), Checked::Ok { value: "sessions-prod".into(), rewritten: true, flagged: None });
+        assert_eq!(
+            ok("payments-dev.cluster-abc.us-east-1.rds.amazonaws.com"),
+            Checked::Ok {
+                value: "payments-prod.cluster-abc.us-east-1.rds.amazonaws.com".into(),
+                rewritten: true,
+                flagged: None
+            }
+        );
+        assert_eq!(
+            ok("/dev/payments/table"),
+            Checked::Ok { value: "/prod/payments/table".into(), rewritten: true, flagged: None }
+        );
+        assert_eq!(
+            ok("legacy-dev.internal:8080"),
+            Checked::Ok {
+                value: "legacy-dev.internal:8080".into(),
+                rewritten: false,
+                flagged: Some("legacy-dev".into())
+            }
+        );
+        assert_eq!(ok("developer"), Checked::Ok { value: "developer".into(), rewritten: false, flagged: None });
+    }
+
+    #[test]
+    fn ssm_rules_reject_with_a_reason() {
+        let n = names();
+        assert_eq!(check_value(&n, "/dev/", "/prod/", "", "Standard", None), Checked::Rejected("empty value".into()));
+        assert!(
+            matches!(check_value(&n, "/dev/", "/prod/", &"x".repeat(4097), "Standard", None), Checked::Rejected(r) if r.contains("4096"))
+        );
+        assert!(matches!(check_value(&n, "/dev/", "/prod/", &"x".repeat(4097), "Advanced", None), Checked::Ok { .. }));
+        assert!(
+            matches!(check_value(&n, "/dev/", "/prod/", "sessions-dev", "Standard", Some("^[a-z]+-dev$")), Checked::Rejected(r) if r.contains("rewritten"))
+        );
+        assert!(matches!(check_value(&n, "/dev/", "/prod/", "42", "Standard", Some("^[0-9]+$")), Checked::Ok { .. }));
+    }
+}

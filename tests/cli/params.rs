@@ -1,0 +1,160 @@
+//! SSM parameter migration, checked through the SDK.
+
+use aws_sdk_ssm::types::ParameterType;
+use futures::StreamExt;
+
+use super::support::World;
+use super::without_database;
+
+async fn put(w: &World, name: &str, value: &str, ty: ParameterType) {
+    w.prod.ssm.put_parameter().name(name).value(value).r#type(ty).overwrite(true).send().await.unwrap();
+}
+
+async fn get(w: &World, name: &str) -> Option<String> {
+    w.prod.ssm.get_parameter().name(name).send().await.ok().and_then(|o| o.parameter?.value)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_excluded_by_type_and_name_and_their_values_never_appear() {
+    let w = World::with(Default::default(), without_database).await;
+    const CANARIES: [&str; 3] = ["CANARY-SECURE-7c1f", "CANARY-TOKEN-19ab", "CANARY-KEY-55e0"];
+    put(&w, "/dev/payments/ledger-secret", CANARIES[0], ParameterType::SecureString).await;
+    put(&w, "/dev/payments/api-token", CANARIES[1], ParameterType::String).await;
+    put(&w, "/dev/payments/stripe-private-key", CANARIES[2], ParameterType::String).await;
+
+    let mut outputs = String::new();
+    for args in [
+        &["plan"][..],
+        &["params", "--dry-run"],
+        &["apply", "--yes"],
+        &["params", "--yes"],
+        &["status"],
+        &["--log-format", "json", "apply", "--yes"],
+        &["rollback", "--yes"],
+    ] {
+        let run = w.paymig(args).run();
+        assert!(run.code == Some(0), "{args:?}: {}", run.stderr);
+        outputs.push_str(&run.stdout);
+        outputs.push_str(&run.stderr);
+    }
+    let dry = w.paymig(["params", "--dry-run"]).run();
+    for name in [
+        "/dev/payments/ledger-secret (SecureString",
+        "/dev/payments/api-token (excluded by",
+        "/dev/payments/stripe-private-key (excluded by",
+        "/dev/payments/db-password (SecureString",
+    ] {
+        assert!(dry.stdout.contains(name), "{name} not reported: {}", dry.stdout);
+    }
+    outputs.push_str(&std::fs::read_to_string(w.journal_path()).unwrap());
+    for c in CANARIES.iter().chain(["dev-only-password"].iter()) {
+        assert!(!outputs.contains(c), "secret value {c} leaked");
+    }
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    for name in [
+        "/prod/payments/ledger-secret",
+        "/prod/payments/api-token",
+        "/prod/payments/stripe-private-key",
+        "/prod/payments/db-password",
+    ] {
+        assert!(get(&w, name).await.is_none(), "{name} was copied");
+    }
+    assert_eq!(get(&w, "/prod/payments/table").await.as_deref(), Some("sessions-prod"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_are_rewritten_or_flagged_and_a_conflict_is_only_overwritten_on_request() {
+    let w = World::with(Default::default(), without_database).await;
+    put(&w, "/dev/payments/db-host", "payments-dev.cluster-abc.us-east-1.rds.amazonaws.com", ParameterType::String)
+        .await;
+    put(&w, "/dev/payments/legacy-url", "http://legacy-dev.internal:8080", ParameterType::String).await;
+    put(&w, "/dev/payments/tables", "sessions-dev,payments-audit-dev", ParameterType::StringList).await;
+    put(&w, "/prod/payments/log-level", "INFO", ParameterType::String).await;
+
+    let apply = w.paymig(["apply", "--yes"]).run();
+    apply.expect_code(0);
+    assert!(apply.stdout.contains("conflict: /prod/payments/log-level"), "{}", apply.stdout);
+    assert!(apply.stdout.contains("/dev/payments/legacy-url names \"legacy-dev\""), "{}", apply.stdout);
+    assert_eq!(
+        get(&w, "/prod/payments/log-level").await.as_deref(),
+        Some("INFO"),
+        "not overwritten without --overwrite"
+    );
+    assert_eq!(
+        get(&w, "/prod/payments/db-host").await.as_deref(),
+        Some("payments-prod.cluster-abc.us-east-1.rds.amazonaws.com")
+    );
+    assert_eq!(
+        get(&w, "/prod/payments/legacy-url").await.as_deref(),
+        Some("http://legacy-dev.internal:8080"),
+        "flagged values are copied unchanged"
+    );
+    let list = w.prod.ssm.get_parameter().name("/prod/payments/tables").send().await.unwrap().parameter.unwrap();
+    assert_eq!(list.r#type(), Some(&ParameterType::StringList), "type preserved");
+    assert_eq!(list.value(), Some("sessions-prod,payments-audit-prod"));
+
+    let over = w.paymig(["params", "--overwrite", "--yes"]).run();
+    over.expect_code(0);
+    assert_eq!(get(&w, "/prod/payments/log-level").await.as_deref(), Some("DEBUG"));
+    let again = w.paymig(["params", "--yes"]).run();
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+
+    // Rollback undoes the newest run that changed something: the overwrite.
+    w.paymig(["rollback", "--yes"]).run().expect_code(0);
+    assert_eq!(get(&w, "/prod/payments/log-level").await.as_deref(), Some("INFO"), "the previous value is restored");
+    assert!(get(&w, "/prod/payments/db-host").await.is_some(), "the apply run's copies stay");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_thousand_parameters_migrate_without_a_failure() {
+    let w = World::with(Default::default(), without_database).await;
+    let puts = (0..2000).map(|i| {
+        let ssm = w.prod.ssm.clone();
+        async move {
+            ssm.put_parameter()
+                .name(format!("/dev/bulk/group{:02}/p{i:04}", i % 40))
+                .value(format!("value-{i}"))
+                .r#type(ParameterType::String)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    futures::stream::iter(puts).buffer_unordered(16).collect::<Vec<_>>().await;
+    let run = w.paymig(["params", "--yes"]).run();
+    run.expect_code(0);
+    let mut pages = w
+        .prod
+        .ssm
+        .describe_parameters()
+        .parameter_filters(
+            aws_sdk_ssm::types::ParameterStringFilter::builder()
+                .key("Path")
+                .option("Recursive")
+                .values("/prod/bulk")
+                .build()
+                .unwrap(),
+        )
+        .into_paginator()
+        .send();
+    let mut count = 0;
+    while let Some(p) = pages.next().await {
+        count += p.unwrap().parameters().len();
+    }
+    assert_eq!(count, 2000);
+    assert_eq!(get(&w, "/prod/bulk/group07/p1847").await.as_deref(), Some("value-1847"));
+    let tags = w
+        .prod
+        .ssm
+        .list_tags_for_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id("/prod/bulk/group07/p1847")
+        .send()
+        .await
+        .unwrap();
+    assert!(tags.tag_list().iter().any(|t| t.key() == "paymig:migration" && t.value() == "payments"));
+    let again = w.paymig(["params", "--yes"]).run();
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0);
+}
