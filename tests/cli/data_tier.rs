@@ -411,3 +411,38 @@ async fn a_run_killed_in_the_data_tier_resumes_without_a_second_cluster() {
         assert_eq!(w.paymig(["apply", "--yes"]).run().mutating_calls(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prod_table_that_predates_paymig_is_managed_but_never_deleted() {
+    let w = World::with(Default::default(), without_database).await;
+    // Same schema as dev, no paymig tags: created by someone else.
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    w.prod
+        .dynamodb
+        .create_table()
+        .table_name("sessions-prod")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("session_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("session_id").key_type(KeyType::Hash).build().unwrap())
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let apply = w.paymig(["apply", "--yes"]).run();
+    apply.expect_code(0);
+    let lines = w.journal_lines();
+    assert!(
+        !lines.iter().any(|l| l["kind"] == "dynamodb_table" && (l["op"] == "create" || l["op"] == "adopt")),
+        "a foreign table is not adopted"
+    );
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    assert!(
+        w.prod.dynamodb.describe_table().table_name("sessions-prod").send().await.is_ok(),
+        "destroy never deletes what paymig did not create"
+    );
+}
