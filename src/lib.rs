@@ -12,4 +12,5 @@ pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod naming;
+pub mod report;
 pub mod steps;

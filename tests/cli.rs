@@ -9,6 +9,8 @@ mod audit_monitoring;
 mod data_tier;
 #[path = "cli/params.rs"]
 mod params;
+#[path = "cli/validate.rs"]
+mod validate;
 
 use std::collections::BTreeSet;
 

@@ -7,6 +7,7 @@ pub mod params;
 pub mod plan;
 pub mod status;
 pub mod undo;
+pub mod validate;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status { format } => status::run(cfg, format).await,
         Command::IamPolicy => iam_policy::run(&cfg),
         Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm.yes).await,
-        Command::Validate { .. } => Err(not_built("validate", "the dev-vs-prod validation report")),
+        Command::Validate { format, out } => validate::run(cfg, format, out).await,
         Command::Switch { .. } => Err(not_built("switch", "the ALB blue-green switch")),
     }
 }

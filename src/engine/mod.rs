@@ -406,6 +406,11 @@ pub trait Step: Send + Sync {
     fn sweep<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// The step's dev-vs-prod comparisons and compliance checks for
+    /// `validate` (read only: plan mode).
+    fn validate<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(async { Ok(crate::report::Findings::default()) })
+    }
     /// IAM actions (`service:Operation`) the step calls on the target side.
     fn actions(&self) -> &'static [&'static str] {
         &[]

@@ -61,6 +61,10 @@ impl Step for Audit {
         Box::pin(sweep(ctx))
     }
 
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(validate(ctx))
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "s3:ListBucket",
@@ -923,6 +927,85 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         }
     }
     Ok(())
+}
+
+async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{diff, Check, Findings, Resource};
+    let mut f = Findings::default();
+    let role = ctx.cfg.names.own("s3-replication");
+    let role_arn = ctx.aws.target.iam.get_role().role_name(&role).send().await.ok().and_then(|o| o.role.map(|r| r.arn));
+    for dev in &ctx.cfg.source.audit_buckets {
+        let (prod, replica) = (ctx.cfg.names.prod(dev), ctx.cfg.names.replica_bucket(dev));
+        for (place, name) in [(Place::Prod, &prod), (Place::Replica, &replica)] {
+            let c = client(ctx, place);
+            if bucket_state(c, name).await? != Some(true) {
+                f.resources.push(Resource::missing(kind_of(place), dev, name));
+                continue;
+            }
+            let mut d = Vec::new();
+            diff(&mut d, "name", dev, name, true);
+            f.resources.push(Resource::compared(kind_of(place), dev, name, d));
+            let mut values = BTreeMap::new();
+            for setting in Setting::ALL {
+                values.insert(setting.name(), setting.read(c, name).await?);
+            }
+            let is = |s: Setting| values[s.name()] == s.desired(ctx, name, &values[s.name()]);
+            f.checks.push(Check::new("s3.versioning", name, is(Setting::Versioning), "versioning enabled"));
+            f.checks.push(Check::new(
+                "s3.encryption",
+                name,
+                is(Setting::Encryption),
+                "SSE-S3 (AES256) default encryption",
+            ));
+            f.checks.push(Check::new(
+                "s3.public_access_block",
+                name,
+                is(Setting::PublicAccess),
+                "all four public-access blocks",
+            ));
+            f.checks.push(Check::new(
+                "s3.lifecycle",
+                name,
+                is(Setting::Lifecycle),
+                format!("GLACIER after {} days, incomplete uploads aborted", ctx.cfg.audit.glacier_after_days),
+            ));
+            f.checks.push(Check::new("s3.tls_only", name, is(Setting::Policy), "bucket policy denies non-TLS access"));
+            let tags: BTreeMap<String, String> = serde_json::from_value(values["tags"].clone()).unwrap_or_default();
+            f.checks.extend(super::common_checks(ctx, name, &tags));
+        }
+        if bucket_state(&ctx.aws.target, &prod).await? == Some(true) {
+            let rep = read_replication(&ctx.aws.target, &prod).await?;
+            let want = json!({"role": role_arn, "rules": [{"id": REPLICATION_RULE, "status": "Enabled", "destination": format!("arn:aws:s3:::{replica}")}]});
+            f.checks.push(Check::new(
+                "s3.replication",
+                &prod,
+                role_arn.is_some() && rep == want,
+                format!("replicates to {replica}"),
+            ));
+        }
+    }
+    if role_arn.is_some() {
+        let doc = ctx
+            .aws
+            .target
+            .iam
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name(ROLE_POLICY)
+            .send()
+            .await
+            .ok()
+            .map(|o| decode_policy(o.policy_document()))
+            .unwrap_or(Value::Null);
+        let wild = super::wildcard_actions(&doc);
+        f.checks.push(Check::new(
+            "iam.no_wildcard_action",
+            &role,
+            wild.is_empty() && !doc.is_null(),
+            if wild.is_empty() { "exact replication actions".to_owned() } else { wild.join(", ") },
+        ));
+    }
+    Ok(f)
 }
 
 async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {

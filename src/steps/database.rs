@@ -7,7 +7,7 @@
 //! protection off, and `instances` db.serverless instances in different AZs
 //! with distinct promotion tiers. The snapshot prod came from is journaled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_rds::client::Waiters;
 use aws_sdk_rds::types::{
@@ -83,6 +83,15 @@ impl Step for Database {
 
     fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
         Box::pin(sweep(ctx))
+    }
+
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(async move {
+            match self.dev(ctx).await? {
+                Some(dev) => validate(ctx, dev).await,
+                None => Ok(crate::report::Findings::default()),
+            }
+        })
     }
 
     fn actions(&self) -> &'static [&'static str] {
@@ -674,6 +683,134 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
         }
     }
     Ok(())
+}
+
+async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{diff, Check, Findings, Resource};
+    let n = names(ctx);
+    let mut f = Findings::default();
+    let dev_id = ctx.cfg.source.db_cluster.as_str();
+    let Some(c) = describe_cluster(ctx, &n.cluster).await? else {
+        f.resources.push(Resource::missing("db_cluster", dev_id, &n.cluster));
+        return Ok(f);
+    };
+    let dc = &dev.cluster;
+    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let mut d = Vec::new();
+    diff(&mut d, "engine", dc.engine().unwrap_or_default(), c.engine().unwrap_or_default(), false);
+    diff(
+        &mut d,
+        "engine_version",
+        dev.snapshot.engine_version().unwrap_or_default(),
+        c.engine_version().unwrap_or_default(),
+        false,
+    );
+    diff(&mut d, "port", format!("{:?}", dc.port()), format!("{:?}", c.port()), false);
+    diff(
+        &mut d,
+        "iam_database_authentication",
+        format!("{:?}", dc.iam_database_authentication_enabled()),
+        format!("{:?}", c.iam_database_authentication_enabled()),
+        false,
+    );
+    let (mut dl, mut pl) =
+        (dc.enabled_cloudwatch_logs_exports().to_vec(), c.enabled_cloudwatch_logs_exports().to_vec());
+    dl.sort();
+    pl.sort();
+    diff(&mut d, "log_exports", dl.join(","), pl.join(","), false);
+    diff(
+        &mut d,
+        "kms_key",
+        dc.kms_key_id().unwrap_or("none"),
+        c.kms_key_id().unwrap_or("none"),
+        c.kms_key_id() == Some(key.as_str()),
+    );
+    diff(
+        &mut d,
+        "backup_retention",
+        format!("{:?}", dc.backup_retention_period()),
+        format!("{:?}", c.backup_retention_period()),
+        c.backup_retention_period() == Some(1),
+    );
+    diff(
+        &mut d,
+        "deletion_protection",
+        format!("{:?}", dc.deletion_protection()),
+        format!("{:?}", c.deletion_protection()),
+        c.deletion_protection() != Some(true),
+    );
+    let sc = |x: &DbCluster| {
+        x.serverless_v2_scaling_configuration()
+            .map(|s| format!("{:?}-{:?}", s.min_capacity(), s.max_capacity()))
+            .unwrap_or_default()
+    };
+    let want = format!("{:?}-{:?}", Some(ctx.cfg.database.min_capacity), Some(ctx.cfg.database.max_capacity));
+    diff(&mut d, "serverless_v2_scaling", sc(dc), sc(&c), sc(&c) == want);
+    let members = c.db_cluster_members().len();
+    diff(&mut d, "instances", dc.db_cluster_members().len(), members, members == ctx.cfg.database.instances as usize);
+    diff(&mut d, "name", dev_id, &n.cluster, true);
+    f.resources.push(Resource::compared("db_cluster", dev_id, &n.cluster, d));
+    if let Some((_, params)) = &dev.parameters {
+        let rds = &ctx.aws.target.rds;
+        let have: Vec<Parameter> = rds
+            .describe_db_cluster_parameters()
+            .db_cluster_parameter_group_name(&n.parameter_group)
+            .source("user")
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        let as_map = |p: &[Parameter]| -> BTreeMap<String, String> {
+            p.iter().filter_map(|p| Some((p.parameter_name()?.to_owned(), p.parameter_value()?.to_owned()))).collect()
+        };
+        let mut d = Vec::new();
+        diff(&mut d, "parameters", format!("{:?}", as_map(params)), format!("{:?}", as_map(&have)), false);
+        f.resources.push(Resource::compared(
+            "db_cluster_parameter_group",
+            dc.db_cluster_parameter_group().unwrap_or_default(),
+            &n.parameter_group,
+            d,
+        ));
+    }
+    f.checks.push(Check::new(
+        "database.cmk",
+        &n.cluster,
+        c.kms_key_id() == Some(key.as_str()),
+        "storage encrypted with the prod key",
+    ));
+    f.checks.push(Check::new(
+        "database.backup_retention",
+        &n.cluster,
+        c.backup_retention_period() == Some(1),
+        format!("{:?} day(s)", c.backup_retention_period()),
+    ));
+    f.checks.push(Check::new(
+        "database.deletion_protection_off",
+        &n.cluster,
+        c.deletion_protection() != Some(true),
+        "deletion protection off",
+    ));
+    let rds = &ctx.aws.target.rds;
+    let mut zones = BTreeSet::new();
+    for m in c.db_cluster_members() {
+        if let Some(id) = m.db_instance_identifier() {
+            if let Ok(out) = rds.describe_db_instances().db_instance_identifier(id).send().await {
+                zones.extend(out.db_instances().iter().filter_map(|i| i.availability_zone().map(str::to_owned)));
+            }
+        }
+    }
+    f.checks.push(Check::new(
+        "database.multi_az",
+        &n.cluster,
+        zones.len() >= 2,
+        format!("instances in {} AZ(s)", zones.len()),
+    ));
+    let tags: BTreeMap<String, String> =
+        c.tag_list().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
+    f.checks.extend(super::common_checks(ctx, &n.cluster, &tags));
+    Ok(f)
 }
 
 // ---------------------------------------------------------------------------

@@ -43,6 +43,10 @@ impl Step for Kms {
         Box::pin(sweep(ctx))
     }
 
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(validate(ctx))
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "kms:DescribeKey",
@@ -531,6 +535,50 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         (kind, op) => return Err(StepError::Invalid(format!("kms cannot undo {op:?} of {kind}"))),
     }
     Ok(())
+}
+
+async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{Check, Findings, Resource};
+    let alias = ctx.cfg.names.kms_alias();
+    let mut f = Findings::default();
+    let Some(md) = describe_alias_target(ctx).await?.filter(|m| matches!(m.key_state, Some(KeyState::Enabled))) else {
+        f.resources.push(Resource::missing("kms_key", "(prod only)", &alias));
+        return Ok(f);
+    };
+    f.resources.push(Resource::compared("kms_key", "(prod only)", &alias, vec![]));
+    let kms = &ctx.aws.target.kms;
+    let rotation = kms
+        .get_key_rotation_status()
+        .key_id(&md.key_id)
+        .send()
+        .await
+        .map_err(StepError::aws(&alias, "GetKeyRotationStatus"))?;
+    f.checks.push(Check::new("kms.rotation", &alias, rotation.key_rotation_enabled, "automatic key rotation"));
+    f.checks.push(Check::new(
+        "kms.customer_managed",
+        &alias,
+        md.key_manager.as_ref().is_some_and(|m| m.as_str() == "CUSTOMER"),
+        "customer-managed key",
+    ));
+    let policy = kms
+        .get_key_policy()
+        .key_id(&md.key_id)
+        .policy_name("default")
+        .send()
+        .await
+        .map_err(StepError::aws(&alias, "GetKeyPolicy"))?
+        .policy;
+    let policy: Value = policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+    let wild = super::wildcard_actions(&policy);
+    f.checks.push(Check::new(
+        "iam.no_wildcard_action",
+        &format!("{alias} key policy"),
+        wild.is_empty(),
+        if wild.is_empty() { "no wildcard action".into() } else { format!("wildcards: {}", wild.join(", ")) },
+    ));
+    let tags = key_tags(ctx, &md.key_id).await?;
+    f.checks.extend(super::common_checks(ctx, &alias, &tags));
+    Ok(f)
 }
 
 async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {

@@ -63,6 +63,10 @@ impl Step for Monitoring {
         Box::pin(sweep(ctx))
     }
 
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(validate(ctx))
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "sns:CreateTopic",
@@ -707,6 +711,138 @@ async fn converge_dashboards(
         }
     }
     Ok(())
+}
+
+async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{diff, Check, Findings, Resource};
+    let mut f = Findings::default();
+    let topic = topic_arn(ctx);
+    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    match ctx.aws.target.sns.get_topic_attributes().topic_arn(&topic).send().await {
+        Ok(out) => {
+            let a = out.attributes.unwrap_or_default();
+            f.resources.push(Resource::compared("sns_topic", "(prod only)", &topic_name(ctx), vec![]));
+            f.checks.push(Check::new(
+                "sns.cmk",
+                &topic_name(ctx),
+                a.get("KmsMasterKeyId") == Some(&key),
+                "encrypted with the prod key",
+            ));
+            let policy: Value = a.get("Policy").and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            f.checks.push(Check::new(
+                "sns.cloudwatch_publish",
+                &topic_name(ctx),
+                policy == topic_policy(ctx, &topic),
+                "CloudWatch of this account may publish",
+            ));
+        }
+        Err(_) => f.resources.push(Resource::missing("sns_topic", "(prod only)", &topic_name(ctx))),
+    }
+    let dev_alarms = read_dev_alarms(ctx).await?;
+    let replicated = replicate_alarms(ctx, &dev_alarms, &topic);
+    let mut want: Vec<(String, AlarmSpec)> =
+        own_alarms(ctx, &topic).into_iter().map(|a| ("(prod only)".to_owned(), a)).collect();
+    for r in replicated {
+        let dev = dev_alarms
+            .iter()
+            .filter_map(|a| a.alarm_name())
+            .find(|d| ctx.cfg.names.prod(d) == r.name)
+            .unwrap_or_default()
+            .to_owned();
+        want.push((dev, r));
+    }
+    let names: Vec<String> = want.iter().map(|(_, a)| a.name.clone()).collect();
+    let mut have: BTreeMap<String, AlarmSpec> = BTreeMap::new();
+    for chunk in names.chunks(ALARM_NAMES_PER_CALL) {
+        let out = ctx
+            .aws
+            .target
+            .cloudwatch
+            .describe_alarms()
+            .set_alarm_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(StepError::aws("prod alarms", "DescribeAlarms"))?;
+        have.extend(
+            out.metric_alarms().iter().map(|a| (a.alarm_name().unwrap_or_default().to_owned(), AlarmSpec::of(a))),
+        );
+    }
+    for (dev, spec) in &want {
+        match have.get(&spec.name) {
+            None => f.resources.push(Resource::missing("alarm", dev, &spec.name)),
+            Some(h) => {
+                let mut d = Vec::new();
+                diff(
+                    &mut d,
+                    "definition",
+                    serde_json::to_string(spec).unwrap_or_default(),
+                    serde_json::to_string(h).unwrap_or_default(),
+                    false,
+                );
+                if dev != "(prod only)" {
+                    diff(&mut d, "name", dev, &spec.name, true);
+                }
+                f.resources.push(Resource::compared("alarm", dev, &spec.name, d));
+                f.checks.push(Check::new(
+                    "monitoring.alarm_actions",
+                    &spec.name,
+                    h.actions.contains(&topic) && h.ok_actions.contains(&topic),
+                    "alarm and OK actions on the alarm topic",
+                ));
+            }
+        }
+    }
+    let alarm_names: BTreeMap<String, String> =
+        want.iter().filter(|(d, _)| d != "(prod only)").map(|(d, a)| (d.clone(), a.name.clone())).collect();
+    let arns: Vec<String> = want.iter().map(|(_, a)| alarm_arn(ctx, &a.name)).collect();
+    let source_account = if ctx.cfg.source.role_arn.is_some() {
+        ctx.aws.source.account_id().await.map_err(StepError::Invalid)?
+    } else {
+        ctx.account.clone()
+    };
+    for dev in &ctx.cfg.source.dashboards {
+        let name = ctx.cfg.names.prod(dev);
+        let body = ctx
+            .aws
+            .source
+            .cloudwatch
+            .get_dashboard()
+            .dashboard_name(dev)
+            .send()
+            .await
+            .map_err(StepError::aws(dev, "GetDashboard"))?
+            .dashboard_body
+            .unwrap_or_default();
+        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let rewritten = rewrite_dashboard(
+            &body,
+            &ctx.cfg.names,
+            &alarm_names,
+            &format!(":{source_account}:"),
+            &format!(":{}:", ctx.account),
+        );
+        let desired =
+            with_alarm_widget(rewritten, &format!("{} alarms ({})", ctx.cfg.migration.name, ctx.suffix()), &arns);
+        match ctx.aws.target.cloudwatch.get_dashboard().dashboard_name(&name).send().await {
+            Ok(out) => {
+                let current: Value =
+                    out.dashboard_body.and_then(|b| serde_json::from_str(&b).ok()).unwrap_or(Value::Null);
+                let mut d = Vec::new();
+                diff(&mut d, "name", dev, &name, true);
+                diff(&mut d, "body", desired.to_string(), current.to_string(), false);
+                f.resources.push(Resource::compared("dashboard", dev, &name, d));
+                let left = dev_leftovers(&current, &ctx.cfg.names);
+                f.checks.push(Check::new(
+                    "monitoring.dashboard_no_dev_identifiers",
+                    &name,
+                    left.is_empty(),
+                    if left.is_empty() { "none".to_owned() } else { left.join(", ") },
+                ));
+            }
+            Err(_) => f.resources.push(Resource::missing("dashboard", dev, &name)),
+        }
+    }
+    Ok(f)
 }
 
 async fn delete_alarm(ctx: &Ctx, name: &str) -> Result<(), StepError> {

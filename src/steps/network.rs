@@ -77,6 +77,13 @@ impl Step for Network {
         Box::pin(sweep(ctx))
     }
 
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(async move {
+            let dev = self.dev(ctx).await?;
+            validate(ctx, dev).await
+        })
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "ec2:DescribeVpcs",
@@ -1430,6 +1437,203 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         }
     }
     Ok(removed)
+}
+
+async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{diff, Check, Findings, Resource};
+    let ec2 = &ctx.aws.target.ec2;
+    let names = &ctx.cfg.names;
+    let mut f = Findings::default();
+    let vpc_name = dev.name.as_deref().map_or_else(|| names.own("vpc"), |n| names.prod(n));
+    let found = ec2
+        .describe_vpcs()
+        .set_filters(Some(ours(ctx).into()))
+        .filters(filter("tag:Name", &vpc_name))
+        .send()
+        .await
+        .map_err(StepError::aws(&vpc_name, "DescribeVpcs"))?
+        .vpcs()
+        .first()
+        .cloned();
+    let Some(vpc) = found else {
+        f.resources.push(Resource::missing("vpc", &dev.id, &vpc_name));
+        return Ok(f);
+    };
+    let vpc_id = vpc.vpc_id().unwrap_or_default().to_owned();
+    let mut d = Vec::new();
+    let mut prod_cidrs: Vec<String> = vpc
+        .cidr_block_association_set()
+        .iter()
+        .filter(|a| a.cidr_block_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated"))
+        .filter_map(|a| a.cidr_block().map(str::to_owned))
+        .collect();
+    prod_cidrs.sort();
+    let mut dev_cidrs = dev.cidrs.clone();
+    dev_cidrs.sort();
+    diff(&mut d, "cidr_blocks", dev_cidrs.join(","), prod_cidrs.join(","), false);
+    diff(&mut d, "name", dev.name.clone().unwrap_or_default(), &vpc_name, true);
+    for (attr, want) in [
+        (VpcAttributeName::EnableDnsSupport, dev.dns_support),
+        (VpcAttributeName::EnableDnsHostnames, dev.dns_hostnames),
+    ] {
+        let out = ec2
+            .describe_vpc_attribute()
+            .vpc_id(&vpc_id)
+            .attribute(attr.clone())
+            .send()
+            .await
+            .map_err(StepError::aws(&vpc_name, "DescribeVpcAttribute"))?;
+        let v = if attr == VpcAttributeName::EnableDnsHostnames {
+            out.enable_dns_hostnames
+        } else {
+            out.enable_dns_support
+        };
+        diff(&mut d, attr.as_str(), want, v.and_then(|b| b.value).unwrap_or(false), false);
+    }
+    if !dev.skipped_routes.is_empty() {
+        diff(&mut d, "routes via gateways", dev.skipped_routes.len(), 0, true);
+    }
+    f.resources.push(Resource::compared("vpc", &dev.id, &vpc_name, d));
+    let tags: BTreeMap<String, String> =
+        vpc.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
+    f.checks.extend(super::common_checks(ctx, &vpc_name, &tags));
+
+    let subnets: Vec<Subnet> = ec2
+        .describe_subnets()
+        .filters(filter("vpc-id", &vpc_id))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(&vpc_name, "DescribeSubnets"))?;
+    for s in &dev.subnets {
+        let label = s.name.clone().unwrap_or_else(|| s.cidr.clone());
+        match subnets.iter().find(|p| p.cidr_block() == Some(s.cidr.as_str())) {
+            None => f.resources.push(Resource::missing("subnet", &label, &s.cidr)),
+            Some(p) => {
+                let mut d = Vec::new();
+                diff(&mut d, "availability_zone", &s.az, p.availability_zone().unwrap_or_default(), false);
+                let pname = name_tag(p.tags()).unwrap_or_default();
+                diff(&mut d, "name", s.name.clone().unwrap_or_default(), &pname, true);
+                f.resources.push(Resource::compared("subnet", &label, &pname, d));
+            }
+        }
+    }
+    let azs: BTreeSet<&str> = subnets.iter().filter_map(|s| s.availability_zone()).collect();
+    f.checks.push(Check::new(
+        "network.three_azs",
+        &vpc_name,
+        azs.len() >= MIN_AZS,
+        format!("{} availability zones", azs.len()),
+    ));
+
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(filter("vpc-id", &vpc_id))
+        .send()
+        .await
+        .map_err(StepError::aws(&vpc_name, "DescribeNatGateways"))?;
+    let live_nats = nats
+        .nat_gateways()
+        .iter()
+        .filter(|n| !n.state().is_some_and(|s| matches!(s.as_str(), "deleted" | "deleting" | "failed")))
+        .count();
+    f.checks.push(Check::new(
+        "network.no_nat_gateway",
+        &vpc_name,
+        live_nats == 0,
+        format!("{live_nats} NAT gateway(s)"),
+    ));
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(filter("attachment.vpc-id", &vpc_id))
+        .send()
+        .await
+        .map_err(StepError::aws(&vpc_name, "DescribeInternetGateways"))?;
+    f.checks.push(Check::new(
+        "network.no_internet_gateway",
+        &vpc_name,
+        igws.internet_gateways().is_empty(),
+        format!("{} internet gateway(s)", igws.internet_gateways().len()),
+    ));
+
+    let rts: Vec<RouteTable> = ec2
+        .describe_route_tables()
+        .filters(filter("vpc-id", &vpc_id))
+        .set_filters(Some(ours(ctx).into()))
+        .filters(filter("vpc-id", &vpc_id))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(&vpc_name, "DescribeRouteTables"))?;
+    let rt_ids: BTreeSet<&str> = rts.iter().filter_map(|r| r.route_table_id()).collect();
+    let eps: Vec<VpcEndpoint> = ec2
+        .describe_vpc_endpoints()
+        .filters(filter("vpc-id", &vpc_id))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(&vpc_name, "DescribeVpcEndpoints"))?;
+    for service in ["s3", "dynamodb"] {
+        let sn = format!("com.amazonaws.{}.{service}", ctx.cfg.migration.region);
+        let ep = eps.iter().find(|e| {
+            e.service_name() == Some(sn.as_str())
+                && !e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted"))
+        });
+        let attached = ep.is_some_and(|e| rt_ids.iter().all(|r| e.route_table_ids().iter().any(|x| x == r)));
+        f.checks.push(Check::new(
+            "network.gateway_endpoints",
+            &format!("{vpc_name} {service}"),
+            attached,
+            "gateway endpoint on every prod route table",
+        ));
+        if let Some(e) = ep {
+            let policy: Value = e.policy_document().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let wild = super::wildcard_actions(&policy);
+            f.checks.push(Check::new(
+                "iam.no_wildcard_action",
+                &format!("{service} endpoint policy"),
+                wild.is_empty(),
+                if wild.is_empty() { "no wildcard action".into() } else { wild.join(", ") },
+            ));
+        }
+    }
+    let sgs: Vec<SecurityGroup> = ec2
+        .describe_security_groups()
+        .filters(filter("vpc-id", &vpc_id))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(&vpc_name, "DescribeSecurityGroups"))?;
+    let id_of = |g: Group| {
+        sgs.iter()
+            .find(|s| s.group_name() == Some(names.own(g.kind()).as_str()))
+            .and_then(|s| s.group_id())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (alb, compute, db) = (id_of(Group::Alb), id_of(Group::Compute), id_of(Group::Db));
+    let prefix_lists = endpoint_prefix_lists(ctx).await?;
+    let desired = desired_rules(ctx.cfg.blue_green.listener_port, &dev.cidrs, &alb, &compute, &db, &prefix_lists);
+    for (i, g) in Group::ALL.iter().enumerate() {
+        let name = names.own(g.kind());
+        match sgs.iter().find(|s| s.group_name() == Some(name.as_str())) {
+            None => f.resources.push(Resource::missing("security_group", "(prod only)", &name)),
+            Some(sg) => {
+                let ok = rules_of(sg.ip_permissions()) == desired[i].0
+                    && rules_of(sg.ip_permissions_egress()) == desired[i].1;
+                f.checks.push(Check::new("network.security_group_rules", &name, ok, g.description()));
+            }
+        }
+    }
+    Ok(f)
 }
 
 /// Parses an IPv4 CIDR's network address (for tests and diagnostics).

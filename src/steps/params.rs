@@ -81,6 +81,10 @@ impl Step for Params {
         Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
     }
 
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(validate(ctx))
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "ssm:DescribeParameters",
@@ -401,6 +405,72 @@ impl Params {
         }
         Ok(Outcome::Done)
     }
+}
+
+/// Every copyable dev parameter against its prod twin; excluded and
+/// SecureString parameters only by name (their prod twin must not exist).
+async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{diff, Check, Findings, Resource};
+    let cfg = &ctx.cfg;
+    let (src_path, dst_path) = (&cfg.source.parameter_path, &cfg.target.parameter_path);
+    let mut excludes = globset::GlobSetBuilder::new();
+    for g in &cfg.parameters.exclude {
+        excludes.add(
+            globset::GlobBuilder::new(g)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| StepError::Invalid(e.to_string()))?,
+        );
+    }
+    let excludes = excludes.build().map_err(|e| StepError::Invalid(e.to_string()))?;
+    let mut f = Findings::default();
+    let dev = describe(&ctx.aws.source.ssm, src_path).await?;
+    let prod: BTreeMap<String, ParameterMetadata> = describe(&ctx.aws.target.ssm, dst_path)
+        .await?
+        .into_iter()
+        .filter_map(|m| Some((m.name()?.to_owned(), m)))
+        .collect();
+    let (copyable, secret): (Vec<&ParameterMetadata>, Vec<&ParameterMetadata>) =
+        dev.iter().partition(|m| !is_secure(m) && excludes.matches(m.name().unwrap_or_default()).is_empty());
+    let names: Vec<String> = copyable.iter().filter_map(|m| m.name().map(str::to_owned)).collect();
+    let dev_values = values(&ctx.aws.source.ssm, &names).await?;
+    let readable: Vec<String> =
+        prod.values().filter(|m| !is_secure(m)).filter_map(|m| m.name().map(str::to_owned)).collect();
+    let prod_values = values(&ctx.aws.target.ssm, &readable).await?;
+    for m in copyable {
+        let dev_name = m.name().unwrap_or_default();
+        let Some(prod_name) = cfg.names.parameter(dev_name) else { continue };
+        let Some(dev_value) = dev_values.get(dev_name) else { continue };
+        let tier = m.tier().map_or("Standard", |t| t.as_str());
+        let Checked::Ok { value: want, .. } =
+            check_value(&cfg.names, src_path, dst_path, dev_value, tier, m.allowed_pattern())
+        else {
+            continue;
+        };
+        match (prod.get(&prod_name), prod_values.get(&prod_name)) {
+            (Some(pm), Some(have)) => {
+                let mut d = Vec::new();
+                diff(&mut d, "name", dev_name, &prod_name, true);
+                diff(&mut d, "value", dev_value, have, *have == want);
+                diff(&mut d, "type", format!("{:?}", m.r#type()), format!("{:?}", pm.r#type()), false);
+                f.resources.push(Resource::compared("ssm_parameter", dev_name, &prod_name, d));
+            }
+            _ => f.resources.push(Resource::missing("ssm_parameter", dev_name, &prod_name)),
+        }
+    }
+    let copied: Vec<String> =
+        secret.iter().filter_map(|m| cfg.names.parameter(m.name()?)).filter(|p| prod.contains_key(p)).collect();
+    f.checks.push(Check::new(
+        "params.no_securestring_copied",
+        dst_path,
+        copied.is_empty(),
+        if copied.is_empty() {
+            format!("none of {} SecureString/excluded parameters in prod", secret.len())
+        } else {
+            format!("present in prod: {}", copied.join(", "))
+        },
+    ));
+    Ok(f)
 }
 
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {

@@ -1,0 +1,294 @@
+//! The validate report (SPEC "validate report"): each step contributes its
+//! dev-vs-prod comparisons and its compliance checks; this module holds the
+//! model and renders it as Markdown, JSON or one self-contained HTML page.
+
+use serde::Serialize;
+
+/// One field compared between dev and prod.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Difference {
+    pub field: String,
+    pub dev: String,
+    pub prod: String,
+    /// A difference the migration intends (renames, prod tags, config).
+    pub expected: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Match,
+    Differs,
+    Missing,
+}
+
+/// A dev resource and its prod twin.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resource {
+    pub kind: String,
+    pub dev: String,
+    pub prod: String,
+    pub status: Status,
+    pub differences: Vec<Difference>,
+}
+
+impl Resource {
+    /// A compared pair; drift (an unexpected difference) makes it `differs`.
+    pub fn compared(kind: &str, dev: &str, prod: &str, differences: Vec<Difference>) -> Resource {
+        let status = if differences.iter().any(|d| !d.expected) { Status::Differs } else { Status::Match };
+        Resource { kind: kind.into(), dev: dev.into(), prod: prod.into(), status, differences }
+    }
+
+    pub fn missing(kind: &str, dev: &str, prod: &str) -> Resource {
+        Resource { kind: kind.into(), dev: dev.into(), prod: prod.into(), status: Status::Missing, differences: vec![] }
+    }
+}
+
+/// A compliance check with a stable id.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub id: String,
+    pub resource: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(id: &str, resource: &str, passed: bool, detail: impl Into<String>) -> Check {
+        Check { id: id.into(), resource: resource.into(), passed, detail: detail.into() }
+    }
+}
+
+/// Compares two values of a field, `expected` when the migration intends a
+/// difference.
+pub fn diff(out: &mut Vec<Difference>, field: &str, dev: impl ToString, prod: impl ToString, expected: bool) {
+    let (dev, prod) = (dev.to_string(), prod.to_string());
+    if dev != prod {
+        out.push(Difference { field: field.into(), dev, prod, expected });
+    }
+}
+
+/// What a step contributes.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Findings {
+    pub resources: Vec<Resource>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub resources: usize,
+    pub matching: usize,
+    pub differing: usize,
+    pub missing: usize,
+    pub checks_failed: usize,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub summary: Summary,
+    pub resources: Vec<Resource>,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn from(findings: Vec<Findings>) -> Report {
+        let mut r = Report::default();
+        for f in findings {
+            r.resources.extend(f.resources);
+            r.checks.extend(f.checks);
+        }
+        r.summary = Summary {
+            resources: r.resources.len(),
+            matching: r.resources.iter().filter(|x| x.status == Status::Match).count(),
+            differing: r.resources.iter().filter(|x| x.status == Status::Differs).count(),
+            missing: r.resources.iter().filter(|x| x.status == Status::Missing).count(),
+            checks_failed: r.checks.iter().filter(|c| !c.passed).count(),
+        };
+        r
+    }
+
+    /// Drift, a missing component or a failed check.
+    pub fn is_clean(&self) -> bool {
+        self.summary.differing == 0 && self.summary.missing == 0 && self.summary.checks_failed == 0
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serializes")
+    }
+
+    pub fn to_markdown(&self, title: &str) -> String {
+        let s = &self.summary;
+        let mut out = format!(
+            "# {title}\n\n**{}** resources: {} matching, {} with drift, {} missing · checks: {} of {} failed\n\n",
+            s.resources,
+            s.matching,
+            s.differing,
+            s.missing,
+            s.checks_failed,
+            self.checks.len()
+        );
+        out.push_str("## Resources\n\n| kind | dev | prod | status | differences |\n|---|---|---|---|---|\n");
+        for r in &self.resources {
+            let diffs: Vec<String> = r
+                .differences
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}{}: `{}` → `{}`",
+                        if d.expected { "" } else { "**drift** " },
+                        d.field,
+                        md(&d.dev),
+                        md(&d.prod)
+                    )
+                })
+                .collect();
+            out.push_str(
+                &format!(
+                    "| {} | {} | {} | {:?} | {} |\n",
+                    r.kind,
+                    md(&r.dev),
+                    md(&r.prod),
+                    r.status,
+                    diffs.join("<br>")
+                )
+                .replace("Match", "match")
+                .replace("Differs", "**differs**")
+                .replace("Missing", "**missing**"),
+            );
+        }
+        out.push_str("\n## Checks\n\n| check | resource | result | detail |\n|---|---|---|---|\n");
+        for c in &self.checks {
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                c.id,
+                md(&c.resource),
+                if c.passed { "pass" } else { "**FAIL**" },
+                md(&c.detail)
+            ));
+        }
+        out
+    }
+
+    pub fn to_html(&self, title: &str) -> String {
+        let s = &self.summary;
+        let mut rows = String::new();
+        for r in &self.resources {
+            let diffs: Vec<String> = r
+                .differences
+                .iter()
+                .map(|d| {
+                    format!(
+                        "<li class=\"{}\">{}: <code>{}</code> → <code>{}</code></li>",
+                        if d.expected { "expected" } else { "drift" },
+                        h(&d.field),
+                        h(&d.dev),
+                        h(&d.prod)
+                    )
+                })
+                .collect();
+            let status = match r.status {
+                Status::Match => "match",
+                Status::Differs => "differs",
+                Status::Missing => "missing",
+            };
+            rows.push_str(&format!(
+                "<tr class=\"{status}\"><td>{}</td><td>{}</td><td>{}</td><td>{status}</td><td><ul>{}</ul></td></tr>\n",
+                h(&r.kind),
+                h(&r.dev),
+                h(&r.prod),
+                diffs.join("")
+            ));
+        }
+        let mut checks = String::new();
+        for c in &self.checks {
+            checks.push_str(&format!(
+                "<tr class=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                if c.passed { "pass" } else { "fail" },
+                h(&c.id),
+                h(&c.resource),
+                if c.passed { "pass" } else { "FAIL" },
+                h(&c.detail)
+            ));
+        }
+        format!(
+            r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem;color:#1a1a1a}}
+table{{border-collapse:collapse;width:100%;margin-bottom:2rem}}
+td,th{{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;text-align:left}}
+tr.differs,tr.missing,tr.fail{{background:#fde8e8}} tr.match,tr.pass{{background:#eefaf0}}
+li.drift{{color:#b00020;font-weight:bold}} ul{{margin:0;padding-left:1.2rem}}
+#summary{{font-size:1.1rem}}
+</style></head><body>
+<h1>{t}</h1>
+<p id="summary" data-clean="{clean}">{res} resources: {m} matching, {d} with drift, {mi} missing · checks: {cf} of {ct} failed</p>
+<h2>Resources</h2>
+<table id="resources"><tr><th>kind</th><th>dev</th><th>prod</th><th>status</th><th>differences</th></tr>
+{rows}</table>
+<h2>Checks</h2>
+<table id="checks"><tr><th>check</th><th>resource</th><th>result</th><th>detail</th></tr>
+{checks}</table>
+</body></html>
+"#,
+            t = h(title),
+            clean = self.is_clean(),
+            res = s.resources,
+            m = s.matching,
+            d = s.differing,
+            mi = s.missing,
+            cf = s.checks_failed,
+            ct = self.checks.len(),
+        )
+    }
+}
+
+fn h(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_and_failed_checks_make_a_report_unclean() {
+        let mut d = Vec::new();
+        diff(&mut d, "name", "sessions-dev", "sessions-prod", true);
+        diff(&mut d, "billing", "PAY_PER_REQUEST", "PAY_PER_REQUEST", false);
+        let ok = Findings {
+            resources: vec![Resource::compared("dynamodb_table", "sessions-dev", "sessions-prod", d)],
+            checks: vec![Check::new("dynamodb.pitr", "sessions-prod", true, "on")],
+        };
+        let r = Report::from(vec![ok.clone()]);
+        assert!(r.is_clean());
+        assert_eq!(r.resources[0].differences.len(), 1);
+        let mut drift = Vec::new();
+        diff(&mut drift, "gsis", "a,b", "a", false);
+        let bad = Findings {
+            resources: vec![Resource::compared("dynamodb_table", "x-dev", "x-prod", drift)],
+            checks: vec![Check::new("dynamodb.pitr", "x-prod", false, "off")],
+        };
+        let r = Report::from(vec![ok, bad]);
+        assert!(!r.is_clean());
+        assert_eq!((r.summary.matching, r.summary.differing, r.summary.checks_failed), (1, 1, 1));
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["resources"][1]["status"], "differs");
+        assert_eq!(json["resources"][1]["differences"][0]["expected"], false);
+        assert!(r.to_html("t").contains("<li class=\"drift\">gsis"));
+        assert!(r.to_markdown("t").contains("**drift** gsis"));
+    }
+
+    #[test]
+    fn html_escapes_everything() {
+        let r =
+            Report::from(vec![Findings { resources: vec![Resource::missing("x", "<script>", "b&c")], checks: vec![] }]);
+        let html = r.to_html("<t>");
+        assert!(!html.contains("<script>") && html.contains("&lt;script&gt;") && html.contains("b&amp;c"));
+    }
+}
