@@ -1345,10 +1345,21 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     Ok(())
 }
 
+/// Deletes each resource of `kind` by id; returns a line per one removed.
+async fn delete_each(ctx: &Ctx, kind: &str, ids: Vec<String>) -> Result<Vec<String>, StepError> {
+    let mut removed = Vec::new();
+    for id in ids {
+        if delete_resource(ctx, kind, &id).await? {
+            removed.push(format!("{} {id}", kind.replace('_', " ")));
+        }
+    }
+    Ok(removed)
+}
+
 async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     let ec2 = &ctx.aws.target.ec2;
-    let mut removed = Vec::new();
     let tagged: Vec<Filter> = ours(ctx).into();
+    // Dependents first: endpoints, groups, route tables, subnets, the VPC.
     let endpoints: Vec<VpcEndpoint> = ec2
         .describe_vpc_endpoints()
         .set_filters(Some(tagged.clone()))
@@ -1358,13 +1369,12 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .try_collect()
         .await
         .map_err(StepError::aws("tagged endpoints", "DescribeVpcEndpoints"))?;
-    for e in endpoints {
-        if let Some(id) = e.vpc_endpoint_id() {
-            if delete_resource(ctx, "vpc_endpoint", id).await? {
-                removed.push(format!("vpc endpoint {id}"));
-            }
-        }
-    }
+    let mut removed = delete_each(
+        ctx,
+        "vpc_endpoint",
+        endpoints.iter().filter_map(|e| e.vpc_endpoint_id().map(String::from)).collect(),
+    )
+    .await?;
     let groups: Vec<SecurityGroup> = ec2
         .describe_security_groups()
         .set_filters(Some(tagged.clone()))
@@ -1381,13 +1391,10 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
             set_rules(ctx, id, true, &rules_of(g.ip_permissions_egress()), &BTreeSet::new()).await?;
         }
     }
-    for g in &groups {
-        if let Some(id) = g.group_id() {
-            if delete_resource(ctx, "security_group", id).await? {
-                removed.push(format!("security group {id}"));
-            }
-        }
-    }
+    removed.extend(
+        delete_each(ctx, "security_group", groups.iter().filter_map(|g| g.group_id().map(String::from)).collect())
+            .await?,
+    );
     let tables: Vec<RouteTable> = ec2
         .describe_route_tables()
         .set_filters(Some(tagged.clone()))
@@ -1397,13 +1404,10 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .try_collect()
         .await
         .map_err(StepError::aws("tagged route tables", "DescribeRouteTables"))?;
-    for t in tables {
-        if let Some(id) = t.route_table_id() {
-            if delete_resource(ctx, "route_table", id).await? {
-                removed.push(format!("route table {id}"));
-            }
-        }
-    }
+    removed.extend(
+        delete_each(ctx, "route_table", tables.iter().filter_map(|t| t.route_table_id().map(String::from)).collect())
+            .await?,
+    );
     let subnets: Vec<Subnet> = ec2
         .describe_subnets()
         .set_filters(Some(tagged.clone()))
@@ -1413,14 +1417,10 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .try_collect()
         .await
         .map_err(StepError::aws("tagged subnets", "DescribeSubnets"))?;
-    for s in subnets {
-        if let Some(id) = s.subnet_id() {
-            if delete_resource(ctx, "subnet", id).await? {
-                removed.push(format!("subnet {id}"));
-            }
-        }
-    }
-    let vpcs: Vec<_> = ec2
+    removed.extend(
+        delete_each(ctx, "subnet", subnets.iter().filter_map(|s| s.subnet_id().map(String::from)).collect()).await?,
+    );
+    let vpcs: Vec<aws_sdk_ec2::types::Vpc> = ec2
         .describe_vpcs()
         .set_filters(Some(tagged))
         .into_paginator()
@@ -1429,13 +1429,7 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .try_collect()
         .await
         .map_err(StepError::aws("tagged vpcs", "DescribeVpcs"))?;
-    for v in vpcs {
-        if let Some(id) = v.vpc_id() {
-            if delete_resource(ctx, "vpc", id).await? {
-                removed.push(format!("vpc {id}"));
-            }
-        }
-    }
+    removed.extend(delete_each(ctx, "vpc", vpcs.iter().filter_map(|v| v.vpc_id().map(String::from)).collect()).await?);
     Ok(removed)
 }
 

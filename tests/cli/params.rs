@@ -37,6 +37,11 @@ async fn secrets_are_excluded_by_type_and_name_and_their_values_never_appear() {
         outputs.push_str(&run.stdout);
         outputs.push_str(&run.stderr);
     }
+    for format in ["md", "json", "html"] {
+        let run = w.paymig(["validate", "--format", format]).run();
+        outputs.push_str(&run.stdout);
+        outputs.push_str(&run.stderr);
+    }
     let dry = w.paymig(["params", "--dry-run"]).run();
     for name in [
         "/dev/payments/ledger-secret (SecureString",
