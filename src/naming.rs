@@ -97,6 +97,31 @@ impl NameMap {
         &self.known
     }
 
+    /// Rewrites every whole word (letters, digits, `-`, `_`) of `s` that is a
+    /// listed dev name to its prod twin, and a leading dev parameter path to
+    /// the prod one; everything else is kept byte for byte.
+    pub fn rewrite_words(&self, s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut word = String::new();
+        let flush = |word: &mut String, out: &mut String| {
+            let w = std::mem::take(word);
+            out.push_str(self.known.get(&w).map_or(w.as_str(), String::as_str));
+        };
+        for ch in s.chars() {
+            if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
+                word.push(ch);
+            } else {
+                flush(&mut word, &mut out);
+                out.push(ch);
+            }
+        }
+        flush(&mut word, &mut out);
+        match out.strip_prefix(&self.source_path) {
+            Some(rest) => format!("{}{rest}", self.target_path),
+            None => out,
+        }
+    }
+
     /// Whether `s` still contains the dev suffix as a whole token (a dev
     /// identifier the name map could not rewrite).
     pub fn looks_dev(&self, s: &str) -> bool {

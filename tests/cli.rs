@@ -107,7 +107,7 @@ async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes
     plan.expect_code(0);
     assert!(plan.stdout.contains("+ vpc payments-prod"), "{}", plan.stdout);
     assert!(
-        plan.stdout.contains("[iam] skipped: the IAM tier is not built yet"),
+        plan.stdout.contains("[alb] skipped: the ALB blue-green tier is not built yet"),
         "tiers not built yet are skipped: {}",
         plan.stdout
     );

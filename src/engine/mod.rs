@@ -95,6 +95,8 @@ pub struct Outputs {
     pub sg_alb: Option<String>,
     pub sg_compute: Option<String>,
     pub sg_db: Option<String>,
+    /// Execution role ARN per dev function name.
+    pub lambda_roles: std::collections::BTreeMap<String, String>,
 }
 
 /// The id a plan uses for a resource that does not exist yet.

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod database;
 pub mod dynamodb;
+pub mod iam;
 pub mod kms;
 pub mod monitoring;
 pub mod network;
@@ -80,7 +81,7 @@ pub fn all() -> Vec<Arc<dyn Step>> {
         Arc::new(database::Database::default()),
         Arc::new(dynamodb::DynamoDb),
         Arc::new(audit::Audit),
-        pending("iam", &["kms", "dynamodb", "audit"], "the IAM tier"),
+        Arc::new(iam::Iam),
         pending("lambda", &["iam", "network", "database"], "the Lambda tier"),
         pending("alb", &["network", "lambda"], "the ALB blue-green tier"),
         Arc::new(monitoring::Monitoring),

@@ -117,36 +117,11 @@ pub enum Checked {
 
 /// Rewrites dev names the name map knows (whole words) and the dev parameter
 /// path, flags dev-like words it cannot rewrite, and applies SSM's rules.
-pub fn check_value(
-    names: &NameMap,
-    source_path: &str,
-    target_path: &str,
-    value: &str,
-    tier: &str,
-    allowed_pattern: Option<&str>,
-) -> Checked {
+pub fn check_value(names: &NameMap, value: &str, tier: &str, allowed_pattern: Option<&str>) -> Checked {
     if value.is_empty() {
         return Checked::Rejected("empty value".into());
     }
-    let mut out = String::with_capacity(value.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        let w = std::mem::take(word);
-        out.push_str(names.known().get(&w).map_or(w.as_str(), String::as_str));
-    };
-    for ch in value.chars() {
-        if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
-            word.push(ch);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(ch);
-        }
-    }
-    flush(&mut word, &mut out);
-    let out = match out.strip_prefix(source_path) {
-        Some(rest) => format!("{target_path}{rest}"),
-        None => out,
-    };
+    let out = names.rewrite_words(value);
     let rewritten = out != value;
     let flagged = out
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
@@ -270,7 +245,7 @@ impl Params {
             let dev_name = s.meta.name().unwrap_or_default().to_owned();
             let Some(prod_name) = cfg.names.parameter(&dev_name) else { continue };
             let tier = s.meta.tier().map_or("Standard", |t| t.as_str()).to_owned();
-            let checked = check_value(&cfg.names, src_path, dst_path, &s.value, &tier, s.meta.allowed_pattern());
+            let checked = check_value(&cfg.names, &s.value, &tier, s.meta.allowed_pattern());
             let (value, rewritten, flagged) = match checked {
                 Checked::Rejected(why) => {
                     report.rejected.push((dev_name, why));
@@ -442,9 +417,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         let Some(prod_name) = cfg.names.parameter(dev_name) else { continue };
         let Some(dev_value) = dev_values.get(dev_name) else { continue };
         let tier = m.tier().map_or("Standard", |t| t.as_str());
-        let Checked::Ok { value: want, .. } =
-            check_value(&cfg.names, src_path, dst_path, dev_value, tier, m.allowed_pattern())
-        else {
+        let Checked::Ok { value: want, .. } = check_value(&cfg.names, dev_value, tier, m.allowed_pattern()) else {
             continue;
         };
         match (prod.get(&prod_name), prod_values.get(&prod_name)) {
@@ -516,7 +489,7 @@ mod tests {
     #[test]
     fn known_names_and_paths_are_rewritten_and_unknown_dev_words_flagged() {
         let n = names();
-        let ok = |v: &str| check_value(&n, "/dev/", "/prod/", v, "Standard", None);
+        let ok = |v: &str| check_value(&n, v, "Standard", None);
         assert_eq!(ok("sessions-dev"), Checked::Ok { value: "sessions-prod".into(), rewritten: true, flagged: None });
         assert_eq!(
             ok("payments-dev.cluster-abc.us-east-1.rds.amazonaws.com"),
@@ -544,14 +517,14 @@ mod tests {
     #[test]
     fn ssm_rules_reject_with_a_reason() {
         let n = names();
-        assert_eq!(check_value(&n, "/dev/", "/prod/", "", "Standard", None), Checked::Rejected("empty value".into()));
+        assert_eq!(check_value(&n, "", "Standard", None), Checked::Rejected("empty value".into()));
         assert!(
-            matches!(check_value(&n, "/dev/", "/prod/", &"x".repeat(4097), "Standard", None), Checked::Rejected(r) if r.contains("4096"))
+            matches!(check_value(&n, &"x".repeat(4097), "Standard", None), Checked::Rejected(r) if r.contains("4096"))
         );
-        assert!(matches!(check_value(&n, "/dev/", "/prod/", &"x".repeat(4097), "Advanced", None), Checked::Ok { .. }));
+        assert!(matches!(check_value(&n, &"x".repeat(4097), "Advanced", None), Checked::Ok { .. }));
         assert!(
-            matches!(check_value(&n, "/dev/", "/prod/", "sessions-dev", "Standard", Some("^[a-z]+-dev$")), Checked::Rejected(r) if r.contains("rewritten"))
+            matches!(check_value(&n, "sessions-dev", "Standard", Some("^[a-z]+-dev$")), Checked::Rejected(r) if r.contains("rewritten"))
         );
-        assert!(matches!(check_value(&n, "/dev/", "/prod/", "42", "Standard", Some("^[0-9]+$")), Checked::Ok { .. }));
+        assert!(matches!(check_value(&n, "42", "Standard", Some("^[0-9]+$")), Checked::Ok { .. }));
     }
 }
