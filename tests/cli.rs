@@ -7,6 +7,8 @@ mod support;
 mod audit_monitoring;
 #[path = "cli/data_tier.rs"]
 mod data_tier;
+#[path = "cli/lambda.rs"]
+mod lambda;
 #[path = "cli/params.rs"]
 mod params;
 #[path = "cli/validate.rs"]

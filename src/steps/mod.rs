@@ -6,6 +6,7 @@ pub mod database;
 pub mod dynamodb;
 pub mod iam;
 pub mod kms;
+pub mod lambda;
 pub mod monitoring;
 pub mod network;
 pub mod params;
@@ -82,7 +83,7 @@ pub fn all() -> Vec<Arc<dyn Step>> {
         Arc::new(dynamodb::DynamoDb),
         Arc::new(audit::Audit),
         Arc::new(iam::Iam),
-        pending("lambda", &["iam", "network", "database"], "the Lambda tier"),
+        Arc::new(lambda::Lambda::default()),
         pending("alb", &["network", "lambda"], "the ALB blue-green tier"),
         Arc::new(monitoring::Monitoring),
         Arc::new(params::Params::default()),

@@ -1,0 +1,702 @@
+//! lambda: each `[source] lambda_functions` entry deployed to prod from dev's
+//! own package — from `[source] lambda_artifacts` (S3) when set, else
+//! GetFunction's presigned Code.Location — after checking that its SHA-256
+//! equals dev's CodeSha256 (a mismatch is an error, never a silent deploy).
+//! Dev's runtime, handler, memory, timeout, architectures, layers, tracing
+//! and ephemeral storage; environment values naming dev resources rewritten
+//! through the name map plus `[lambda.overrides]`, encrypted with the prod
+//! key; the prod private subnets with the compute group; reserved
+//! concurrency; a published version with aliases `blue` and `green`.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_lambda::types::{
+    Environment, EphemeralStorage, FunctionCode, FunctionConfiguration, TracingConfig, VpcConfig,
+};
+use base64::Engine;
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use sha2::Digest;
+use tracing::Instrument;
+
+use crate::engine::journal::{Op, Record};
+use crate::engine::{is_planned, retry_eventual, Created, Ctx, Outcome, Res, Step, StepError};
+
+const STEP: &str = "lambda";
+/// AWS keeps at least this much concurrency unreserved per account.
+const MIN_UNRESERVED: i32 = 100;
+pub const ALIASES: [&str; 2] = ["blue", "green"];
+
+/// The lambda step; dev's functions are read once per command.
+#[derive(Default)]
+pub struct Lambda {
+    dev: tokio::sync::OnceCell<Vec<DevFunction>>,
+}
+
+/// What the migration reads of a dev function.
+#[derive(Debug, Clone)]
+pub struct DevFunction {
+    pub name: String,
+    pub config: FunctionConfiguration,
+    pub code_location: Option<String>,
+}
+
+impl Lambda {
+    async fn dev(&self, ctx: &Ctx) -> Result<&Vec<DevFunction>, StepError> {
+        self.dev.get_or_try_init(|| read_dev(ctx)).await
+    }
+}
+
+impl Step for Lambda {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &["iam", "network", "database"]
+    }
+
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let dev = match self.dev(ctx).await {
+                Ok(d) => d,
+                Err(e) => return vec![e.to_string()],
+            };
+            let mut problems: Vec<String> = dev
+                .iter()
+                .filter_map(|f| {
+                    runtime_supported(f.config.runtime().map(|r| r.as_str()).unwrap_or(""))
+                        .err()
+                        .map(|e| format!("[source] lambda_functions: {}: {e}", f.name))
+                })
+                .collect();
+            if let Err(e) = check_concurrency(ctx).await {
+                problems.push(e);
+            }
+            problems
+        })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(
+            async move {
+                let dev = self.dev(ctx).await?;
+                if dev.is_empty() {
+                    return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
+                }
+                for f in dev {
+                    converge_function(ctx, f).await?;
+                }
+                Ok(Outcome::Done)
+            }
+            .instrument(tracing::info_span!("step", step = STEP)),
+        )
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
+    }
+
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(async move {
+            let dev = self.dev(ctx).await?;
+            validate(ctx, dev).await
+        })
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "lambda:GetFunction",
+            "lambda:GetAccountSettings",
+            "lambda:CreateFunction",
+            "lambda:UpdateFunctionConfiguration",
+            "lambda:UpdateFunctionCode",
+            "lambda:DeleteFunction",
+            "lambda:PutFunctionConcurrency",
+            "lambda:DeleteFunctionConcurrency",
+            "lambda:GetFunctionConcurrency",
+            "lambda:PublishVersion",
+            "lambda:ListVersionsByFunction",
+            "lambda:CreateAlias",
+            "lambda:GetAlias",
+            "lambda:TagResource",
+            "iam:PassRole",
+            "s3:GetObject",
+        ]
+    }
+}
+
+/// python3.9 or newer; anything else is refused before anything changes.
+pub fn runtime_supported(runtime: &str) -> Result<(), String> {
+    let version = runtime.strip_prefix("python").and_then(|v| {
+        let (major, minor) = v.split_once('.')?;
+        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+    });
+    match version {
+        Some(v) if v >= (3, 9) => Ok(()),
+        Some(_) => {
+            Err(format!("runtime {runtime} is deprecated; upgrade the dev function to python3.9 or newer first"))
+        }
+        None => Err(format!("runtime {runtime:?} is not supported; paymig migrates python3.9 or newer")),
+    }
+}
+
+/// The reserved concurrency a prod function should have.
+fn reserved_for(ctx: &Ctx, dev: &str) -> Option<i32> {
+    ctx.cfg.lambda.overrides.get(dev).and_then(|o| o.reserved_concurrency).or(ctx.cfg.lambda.reserved_concurrency)
+}
+
+/// Preflight: the account keeps at least 100 unreserved after the
+/// reservations. An endpoint without GetAccountSettings (the emulator) gets
+/// a warning; AWS itself still refuses a reservation that breaks the rule.
+async fn check_concurrency(ctx: &Ctx) -> Result<(), String> {
+    let wanted: i32 = ctx.cfg.source.lambda_functions.iter().filter_map(|f| reserved_for(ctx, f)).sum();
+    if wanted == 0 {
+        return Ok(());
+    }
+    let settings = match ctx.aws.target.lambda.get_account_settings().send().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %crate::aws::describe_sdk_error(&e), "cannot read the account's Lambda concurrency; PutFunctionConcurrency will enforce the 100-unreserved minimum");
+            return Ok(());
+        }
+    };
+    let unreserved = settings.account_limit().and_then(|l| l.unreserved_concurrent_executions()).unwrap_or(0);
+    // Reservations paymig already holds are given back before they are re-taken.
+    let mut held = 0;
+    for f in &ctx.cfg.source.lambda_functions {
+        if let Ok(c) =
+            ctx.aws.target.lambda.get_function_concurrency().function_name(ctx.cfg.names.prod(f)).send().await
+        {
+            held += c.reserved_concurrent_executions().unwrap_or(0);
+        }
+    }
+    if unreserved + held - wanted < MIN_UNRESERVED {
+        return Err(format!(
+            "[lambda] reserved_concurrency: reserving {wanted} leaves {} unreserved in the account; AWS requires at least {MIN_UNRESERVED} — lower the reservations or raise the account quota",
+            unreserved + held - wanted
+        ));
+    }
+    Ok(())
+}
+
+async fn read_dev(ctx: &Ctx) -> Result<Vec<DevFunction>, StepError> {
+    let mut out = Vec::new();
+    for name in &ctx.cfg.source.lambda_functions {
+        match ctx.aws.source.lambda.get_function().function_name(name).send().await {
+            Ok(f) => out.push(DevFunction {
+                name: name.clone(),
+                config: f.configuration.ok_or_else(|| {
+                    StepError::Invalid(format!("dev function {name}: GetFunction returned no configuration"))
+                })?,
+                code_location: f.code.and_then(|c| c.location),
+            }),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+                return Err(StepError::Invalid(format!(
+                    "[source] lambda_functions: the dev function {name:?} does not exist"
+                )));
+            }
+            Err(e) => return Err(StepError::aws(format!("dev function {name}"), "GetFunction")(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Base64 SHA-256, as Lambda's CodeSha256.
+pub fn code_sha256(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+}
+
+/// Downloads a presigned URL (GetFunction's Code.Location).
+pub async fn download(url: &str) -> Result<Vec<u8>, String> {
+    use http_body_util::BodyExt;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("no TLS roots: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad code location: {e}"))?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(300), client.get(uri))
+        .await
+        .map_err(|_| "download timed out".to_owned())?
+        .map_err(|e| format!("download failed: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("download answered HTTP {}", resp.status()));
+    }
+    let body = resp.into_body().collect().await.map_err(|e| format!("download failed: {e}"))?;
+    Ok(body.to_bytes().to_vec())
+}
+
+/// Dev's package, verified against dev's CodeSha256.
+async fn fetch_package(ctx: &Ctx, f: &DevFunction) -> Result<Vec<u8>, StepError> {
+    let artifacts = &ctx.cfg.source.lambda_artifacts;
+    let (bytes, from) = if artifacts.is_empty() {
+        let url = f
+            .code_location
+            .as_deref()
+            .ok_or_else(|| StepError::Invalid(format!("dev function {}: no code location to download", f.name)))?;
+        (
+            download(url).await.map_err(|e| StepError::Invalid(format!("dev function {}: {e}", f.name)))?,
+            "its code location".to_owned(),
+        )
+    } else {
+        let rest = artifacts.trim_start_matches("s3://");
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let key = format!("{prefix}{}.zip", f.name);
+        let out = ctx
+            .aws
+            .source
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(StepError::aws(format!("s3://{bucket}/{key}"), "GetObject"))?;
+        let data = out.body.collect().await.map_err(|e| StepError::Invalid(format!("s3://{bucket}/{key}: {e}")))?;
+        (data.into_bytes().to_vec(), format!("s3://{bucket}/{key}"))
+    };
+    let sha = code_sha256(&bytes);
+    let want = f.config.code_sha256().unwrap_or_default();
+    if sha != want {
+        return Err(StepError::Invalid(format!(
+            "dev function {}: the package from {from} has SHA-256 {sha}, but dev runs {want}; refusing to deploy a package that is not dev's",
+            f.name
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Prod environment: dev's values rewritten through the name map, then the
+/// overrides.
+pub fn prod_environment(ctx: &Ctx, f: &DevFunction) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = f
+        .config
+        .environment()
+        .and_then(|e| e.variables())
+        .map(|v| v.iter().map(|(k, v)| (k.clone(), ctx.cfg.names.rewrite_words(v))).collect())
+        .unwrap_or_default();
+    if let Some(o) = ctx.cfg.lambda.overrides.get(&f.name) {
+        env.extend(o.environment.clone());
+    }
+    env
+}
+
+/// The settings paymig owns, comparable and journal-able.
+fn settings_of(c: &FunctionConfiguration) -> Value {
+    let mut subnets: Vec<String> = c.vpc_config().map(|v| v.subnet_ids().to_vec()).unwrap_or_default();
+    subnets.sort();
+    json!({
+        "runtime": c.runtime().map(|r| r.as_str()),
+        "handler": c.handler(),
+        "memory": c.memory_size(),
+        "timeout": c.timeout(),
+        "role": c.role(),
+        "kms_key": c.kms_key_arn(),
+        "environment": c.environment().and_then(|e| e.variables()).map(|v| v.iter().collect::<BTreeMap<_, _>>()),
+        "subnets": subnets,
+        "security_groups": c.vpc_config().map(|v| v.security_group_ids().to_vec()).unwrap_or_default(),
+        "layers": c.layers().iter().filter_map(|l| l.arn()).collect::<Vec<_>>(),
+        "tracing": c.tracing_config().and_then(|t| t.mode()).map(|m| m.as_str()),
+        "ephemeral_storage": c.ephemeral_storage().map(|e| e.size()),
+    })
+}
+
+fn desired_settings(ctx: &Ctx, f: &DevFunction, role: &str, key: &str, subnets: &[String], sg: &str) -> Value {
+    let d = &f.config;
+    let mut subnets = subnets.to_vec();
+    subnets.sort();
+    json!({
+        "runtime": d.runtime().map(|r| r.as_str()),
+        "handler": d.handler(),
+        "memory": d.memory_size(),
+        "timeout": d.timeout(),
+        "role": role,
+        "kms_key": key,
+        "environment": prod_environment(ctx, f),
+        "subnets": subnets,
+        "security_groups": [sg],
+        "layers": d.layers().iter().filter_map(|l| l.arn()).collect::<Vec<_>>(),
+        "tracing": d.tracing_config().and_then(|t| t.mode()).map(|m| m.as_str()),
+        "ephemeral_storage": d.ephemeral_storage().map(|e| e.size()),
+    })
+}
+
+fn is_role_not_ready(e: &StepError) -> bool {
+    matches!(e, StepError::Aws { message, .. } if message.contains("cannot be assumed"))
+}
+
+async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> {
+    let lambda = &ctx.aws.target.lambda;
+    let name = ctx.cfg.names.prod(&f.name);
+    let res = Res::new(STEP, "lambda_function", format!("function/{name}"), &name);
+    let (role, key, subnets, sg) = {
+        let o = ctx.outputs();
+        (
+            o.lambda_roles
+                .get(&f.name)
+                .cloned()
+                .unwrap_or_else(|| format!("arn:aws:iam::{}:role/{}", ctx.account, ctx.cfg.names.lambda_role(&f.name))),
+            o.kms_key_arn.clone().unwrap_or_default(),
+            o.subnets.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
+            o.sg_compute.clone().unwrap_or_default(),
+        )
+    };
+    let want = desired_settings(ctx, f, &role, &key, &subnets, &sg);
+    let existing = match lambda.get_function().function_name(&name).send().await {
+        Ok(out) => out.configuration,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => None,
+        Err(e) => return Err(StepError::aws(&name, "GetFunction")(e)),
+    };
+    let env = Environment::builder().set_variables(Some(prod_environment(ctx, f).into_iter().collect())).build();
+    let vpc = VpcConfig::builder()
+        .set_subnet_ids(Some(subnets.iter().filter(|s| !is_planned(s)).cloned().collect()))
+        .security_group_ids(&sg)
+        .build();
+    let d = &f.config;
+    match existing {
+        None => {
+            let detail = format!(
+                "{} from dev's package {}",
+                d.runtime().map_or("?", |r| r.as_str()),
+                d.code_sha256().unwrap_or("?")
+            );
+            let created = ctx
+                .create(&res, detail, json!({"dev": f.name, "code_sha256": d.code_sha256()}), || async {
+                    let zip = fetch_package(ctx, f).await?;
+                    let tags: std::collections::HashMap<String, String> = ctx.cfg.prod_tags().into_iter().collect();
+                    let out = retry_eventual("CreateFunction", is_role_not_ready, || async {
+                        lambda
+                            .create_function()
+                            .function_name(&name)
+                            .set_runtime(d.runtime().cloned())
+                            .set_handler(d.handler().map(str::to_owned))
+                            .role(&role)
+                            .code(FunctionCode::builder().zip_file(aws_smithy_types::Blob::new(zip.clone())).build())
+                            .set_memory_size(d.memory_size())
+                            .set_timeout(d.timeout())
+                            .set_architectures(Some(d.architectures().to_vec()))
+                            .set_layers(Some(d.layers().iter().filter_map(|l| l.arn().map(str::to_owned)).collect()))
+                            .set_tracing_config(
+                                d.tracing_config()
+                                    .and_then(|t| t.mode().cloned())
+                                    .map(|m| TracingConfig::builder().mode(m).build()),
+                            )
+                            .set_ephemeral_storage(
+                                d.ephemeral_storage()
+                                    .map(|e| EphemeralStorage::builder().size(e.size()).build())
+                                    .transpose()
+                                    .map_err(|e| StepError::Invalid(e.to_string()))?,
+                            )
+                            .environment(env.clone())
+                            .kms_key_arn(&key)
+                            .vpc_config(vpc.clone())
+                            .publish(true)
+                            .set_tags(Some(tags.clone()))
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&name, "CreateFunction"))
+                    })
+                    .await?;
+                    let arn = out.function_arn.unwrap_or_default();
+                    Ok(Created {
+                        value: out.version.unwrap_or_else(|| "1".into()),
+                        id: name.clone(),
+                        arn: Some(arn),
+                        data: Value::Null,
+                    })
+                })
+                .await?;
+            if created.is_some() {
+                converge_concurrency(ctx, &res, &f.name, &name, None).await?;
+                converge_aliases(ctx, &name).await?;
+            }
+        }
+        Some(current) => {
+            let ours = match lambda.list_tags().resource(current.function_arn().unwrap_or_default()).send().await {
+                Ok(t) => t.tags().is_some_and(|t| t.get(crate::config::TAG_MIGRATION) == Some(&ctx.cfg.migration.name)),
+                Err(_) => false,
+            };
+            ctx.existing(&res, &name, current.function_arn(), ours)?;
+            let have = settings_of(&current);
+            if have != want && !is_planned(&sg) {
+                ctx.update(&res, &name, "configuration", json!({"settings": have}), || async {
+                    lambda
+                        .update_function_configuration()
+                        .function_name(&name)
+                        .role(&role)
+                        .set_runtime(d.runtime().cloned())
+                        .set_handler(d.handler().map(str::to_owned))
+                        .set_memory_size(d.memory_size())
+                        .set_timeout(d.timeout())
+                        .environment(env.clone())
+                        .kms_key_arn(&key)
+                        .vpc_config(vpc.clone())
+                        .set_layers(Some(d.layers().iter().filter_map(|l| l.arn().map(str::to_owned)).collect()))
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&name, "UpdateFunctionConfiguration"))?;
+                    Ok(())
+                })
+                .await?;
+            }
+            if current.code_sha256() != d.code_sha256() {
+                ctx.update(&res, &name, "code", json!({"code_sha256": current.code_sha256()}), || async {
+                    let zip = fetch_package(ctx, f).await?;
+                    lambda
+                        .update_function_code()
+                        .function_name(&name)
+                        .zip_file(aws_smithy_types::Blob::new(zip))
+                        .publish(true)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&name, "UpdateFunctionCode"))?;
+                    Ok(())
+                })
+                .await?;
+            }
+            let reserved = lambda
+                .get_function_concurrency()
+                .function_name(&name)
+                .send()
+                .await
+                .ok()
+                .and_then(|c| c.reserved_concurrent_executions());
+            converge_concurrency(ctx, &res, &f.name, &name, Some(reserved)).await?;
+            converge_aliases(ctx, &name).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn converge_concurrency(
+    ctx: &Ctx,
+    res: &Res,
+    dev: &str,
+    name: &str,
+    current: Option<Option<i32>>,
+) -> Result<(), StepError> {
+    let want = reserved_for(ctx, dev);
+    let have = current.flatten();
+    if want == have {
+        return Ok(());
+    }
+    let lambda = &ctx.aws.target.lambda;
+    ctx.update(res, name, "reserved concurrency", json!({"reserved": have}), || async {
+        match want {
+            Some(n) => {
+                lambda
+                    .put_function_concurrency()
+                    .function_name(name)
+                    .reserved_concurrent_executions(n)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(name, "PutFunctionConcurrency"))?;
+            }
+            None => {
+                lambda
+                    .delete_function_concurrency()
+                    .function_name(name)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(name, "DeleteFunctionConcurrency"))?;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Aliases `blue` and `green` on the newest published version, created when
+/// missing (never moved here: `switch` moves traffic between them).
+async fn converge_aliases(ctx: &Ctx, name: &str) -> Result<(), StepError> {
+    let lambda = &ctx.aws.target.lambda;
+    if ctx.is_plan() {
+        return Ok(());
+    }
+    let versions: Vec<FunctionConfiguration> = lambda
+        .list_versions_by_function()
+        .function_name(name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(name, "ListVersionsByFunction"))?;
+    let latest = versions.iter().filter_map(|v| v.version()?.parse::<u64>().ok()).max();
+    for alias in ALIASES {
+        let res = Res::new(STEP, "lambda_alias", format!("alias/{name}:{alias}"), format!("{name}:{alias}"));
+        match lambda.get_alias().function_name(name).name(alias).send().await {
+            Ok(a) => ctx.existing(&res, &format!("{name}:{alias}"), a.alias_arn(), true)?,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+                let version = latest.map_or_else(|| "$LATEST".to_owned(), |v| v.to_string());
+                ctx.create(&res, format!("-> version {version}"), json!({"function": name}), || async {
+                    let out = lambda
+                        .create_alias()
+                        .function_name(name)
+                        .name(alias)
+                        .function_version(&version)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(format!("{name}:{alias}"), "CreateAlias"))?;
+                    Ok(Created { value: (), id: format!("{name}:{alias}"), arn: out.alias_arn, data: Value::Null })
+                })
+                .await?;
+            }
+            Err(e) => return Err(StepError::aws(format!("{name}:{alias}"), "GetAlias")(e)),
+        }
+    }
+    Ok(())
+}
+
+async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{diff, Check, Findings, Resource};
+    let lambda = &ctx.aws.target.lambda;
+    let mut f = Findings::default();
+    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    for d in dev {
+        let name = ctx.cfg.names.prod(&d.name);
+        let Ok(out) = lambda.get_function().function_name(&name).send().await else {
+            f.resources.push(Resource::missing("lambda_function", &d.name, &name));
+            continue;
+        };
+        let Some(c) = out.configuration else { continue };
+        let have = settings_of(&c);
+        let dv = settings_of(&d.config);
+        let mut diffs = Vec::new();
+        diff(&mut diffs, "name", &d.name, &name, true);
+        for field in ["runtime", "handler", "memory", "timeout", "layers", "tracing", "ephemeral_storage"] {
+            diff(&mut diffs, field, &dv[field], &have[field], false);
+        }
+        let want_env = json!(prod_environment(ctx, d));
+        diff(&mut diffs, "environment", &dv["environment"], &have["environment"], have["environment"] == want_env);
+        diff(&mut diffs, "role", &dv["role"], &have["role"], true);
+        diff(&mut diffs, "kms_key", &dv["kms_key"], &have["kms_key"], have["kms_key"] == json!(key));
+        diff(&mut diffs, "vpc_subnets", &dv["subnets"], &have["subnets"], true);
+        diff(
+            &mut diffs,
+            "code_sha256",
+            d.config.code_sha256().unwrap_or_default(),
+            c.code_sha256().unwrap_or_default(),
+            false,
+        );
+        f.resources.push(Resource::compared("lambda_function", &d.name, &name, diffs));
+        let reserved = lambda
+            .get_function_concurrency()
+            .function_name(&name)
+            .send()
+            .await
+            .ok()
+            .and_then(|x| x.reserved_concurrent_executions());
+        let want = reserved_for(ctx, &d.name);
+        f.checks.push(Check::new(
+            "lambda.reserved_concurrency",
+            &name,
+            reserved == want,
+            format!("reserved {reserved:?}, configured {want:?}"),
+        ));
+        f.checks.push(Check::new(
+            "lambda.cmk",
+            &name,
+            c.kms_key_arn() == Some(key.as_str()),
+            "environment encrypted with the prod key",
+        ));
+        let tags: BTreeMap<String, String> = out.tags.map(|t| t.into_iter().collect()).unwrap_or_default();
+        f.checks.extend(super::common_checks(ctx, &name, &tags));
+    }
+    Ok(f)
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    let lambda = &ctx.aws.target.lambda;
+    let name = r.intent.name.as_str();
+    let not_found = |m: &str| m.starts_with("ResourceNotFoundException");
+    match (r.intent.kind.as_str(), r.intent.op) {
+        ("lambda_function", Op::Create | Op::Adopt) => {
+            match lambda.delete_function().function_name(name).send().await {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+                Err(e) => return Err(StepError::aws(name, "DeleteFunction")(e)),
+            }
+        }
+        ("lambda_alias", Op::Create | Op::Adopt) => {
+            let (function, alias) = name.rsplit_once(':').unwrap_or((name, ""));
+            match lambda.delete_alias().function_name(function).name(alias).send().await {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+                Err(e) => return Err(StepError::aws(name, "DeleteAlias")(e)),
+            }
+        }
+        ("lambda_function", Op::Update) => {
+            let prev = &r.intent.prev;
+            let result = if let Some(reserved) = prev.get("reserved") {
+                match reserved.as_i64() {
+                    Some(n) => lambda
+                        .put_function_concurrency()
+                        .function_name(name)
+                        .reserved_concurrent_executions(n as i32)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(StepError::aws(name, "PutFunctionConcurrency")),
+                    None => lambda
+                        .delete_function_concurrency()
+                        .function_name(name)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(StepError::aws(name, "DeleteFunctionConcurrency")),
+                }
+            } else if let Some(s) = prev.get("settings") {
+                let env: std::collections::HashMap<String, String> =
+                    serde_json::from_value(s["environment"].clone()).unwrap_or_default();
+                let mut u = lambda
+                    .update_function_configuration()
+                    .function_name(name)
+                    .environment(Environment::builder().set_variables(Some(env)).build());
+                if let Some(role) = s["role"].as_str() {
+                    u = u.role(role);
+                }
+                if let Some(m) = s["memory"].as_i64() {
+                    u = u.memory_size(m as i32);
+                }
+                if let Some(t) = s["timeout"].as_i64() {
+                    u = u.timeout(t as i32);
+                }
+                u.send().await.map(|_| ()).map_err(StepError::aws(name, "UpdateFunctionConfiguration"))
+            } else {
+                // A code update cannot be undone to bytes paymig no longer
+                // has; the previous version stays published.
+                Ok(())
+            };
+            match result {
+                Err(StepError::Aws { message, .. }) if not_found(&message) => {}
+                other => other?,
+            }
+        }
+        (kind, op) => return Err(StepError::Invalid(format!("lambda cannot undo {op:?} of {kind}"))),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_python_three_nine_or_newer_is_migrated() {
+        assert!(runtime_supported("python3.9").is_ok());
+        assert!(runtime_supported("python3.12").is_ok());
+        assert!(runtime_supported("python3.8").unwrap_err().contains("deprecated"));
+        assert!(runtime_supported("python2.7").is_err());
+        assert!(runtime_supported("nodejs20.x").unwrap_err().contains("not supported"));
+    }
+
+    #[test]
+    fn code_sha256_is_base64_of_the_digest() {
+        assert_eq!(code_sha256(b""), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+    }
+}

@@ -1,0 +1,224 @@
+//! IAM execution roles and Lambda functions, checked through the SDK.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+
+use serde_json::Value;
+
+use super::support::fixture;
+use super::support::World;
+use super::without_database;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_function_is_deployed_from_dev_with_a_least_privilege_role() {
+    let w = World::with(Default::default(), without_database).await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let dev = w
+        .prod
+        .lambda
+        .get_function()
+        .function_name("payment-processor-dev")
+        .send()
+        .await
+        .unwrap()
+        .configuration
+        .unwrap();
+    let out = w.prod.lambda.get_function().function_name("payment-processor-prod").send().await.unwrap();
+    let f = out.configuration.unwrap();
+    assert_eq!(
+        (f.runtime(), f.handler(), f.memory_size(), f.timeout()),
+        (dev.runtime(), dev.handler(), dev.memory_size(), dev.timeout())
+    );
+    assert_eq!(f.code_sha256(), dev.code_sha256(), "dev's exact package");
+    let env = f.environment().unwrap().variables().unwrap();
+    assert_eq!(env.get("TABLE_NAME").map(String::as_str), Some("sessions-prod"), "dev names rewritten");
+    assert_eq!(env.get("PARAM_PATH").map(String::as_str), Some("/prod/"));
+    assert_eq!(env.get("LOG_LEVEL").map(String::as_str), Some("INFO"), "override from [lambda.overrides]");
+    let key = w
+        .prod
+        .kms
+        .describe_key()
+        .key_id("alias/payments-prod")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    assert_eq!(f.kms_key_arn(), Some(key.as_str()));
+    let prod_subnets = w.prod.ec2.describe_subnets().set_filters(Some(super::tag_filters())).send().await.unwrap();
+    let want: BTreeSet<&str> = prod_subnets.subnets().iter().filter_map(|s| s.subnet_id()).collect();
+    let vpc = f.vpc_config().unwrap();
+    assert_eq!(vpc.subnet_ids().iter().map(String::as_str).collect::<BTreeSet<_>>(), want, "the prod private subnets");
+    let sg = w
+        .prod
+        .ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("payments-compute-sg-prod").build())
+        .send()
+        .await
+        .unwrap()
+        .security_groups()[0]
+        .group_id()
+        .unwrap()
+        .to_owned();
+    assert_eq!(vpc.security_group_ids(), [sg]);
+    let reserved =
+        w.prod.lambda.get_function_concurrency().function_name("payment-processor-prod").send().await.unwrap();
+    assert_eq!(
+        reserved.reserved_concurrent_executions(),
+        Some(100),
+        "the override wins over [lambda] reserved_concurrency"
+    );
+    for alias in ["blue", "green"] {
+        w.prod.lambda.get_alias().function_name("payment-processor-prod").name(alias).send().await.unwrap();
+    }
+
+    // The role: specific ARNs, no wildcard action, "*" only for the ENI actions.
+    assert_eq!(f.role(), Some("arn:aws:iam::123456789012:role/payment-processor-prod-role"));
+    let doc = w
+        .prod
+        .iam
+        .get_role_policy()
+        .role_name("payment-processor-prod-role")
+        .policy_name("paymig-execution")
+        .send()
+        .await
+        .unwrap();
+    let policy = paymig::steps::audit::decode_policy(doc.policy_document());
+    for st in policy["Statement"].as_array().unwrap() {
+        let actions: Vec<&str> = st["Action"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(actions.iter().all(|a| !a.contains('*')), "wildcard action in {st}");
+        if st["Resource"] == "*" {
+            assert!(
+                actions.iter().all(
+                    |a| a.starts_with("ec2:") && a.contains("NetworkInterface") || a.contains("PrivateIpAddresses")
+                ),
+                "only ENI actions on *: {st}"
+            );
+        }
+    }
+    let text = policy.to_string();
+    for arn in [
+        "arn:aws:dynamodb:us-east-1:123456789012:table/sessions-prod",
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/payment-processor-prod",
+        "arn:aws:ssm:us-east-1:123456789012:parameter/prod/*",
+        "arn:aws:s3:::payments-audit-prod/*",
+        key.as_str(),
+    ] {
+        assert!(text.contains(arn), "{arn} not in {text}");
+    }
+
+    let again = w.paymig(["apply", "--yes"]).run();
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+
+    // validate catches a reservation changed behind paymig's back.
+    w.prod
+        .lambda
+        .put_function_concurrency()
+        .function_name("payment-processor-prod")
+        .reserved_concurrent_executions(7)
+        .send()
+        .await
+        .unwrap();
+    let run = w.paymig(["validate", "--format", "json"]).run();
+    assert_eq!(run.code, Some(3));
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == "lambda.reserved_concurrency" && c["passed"] == false));
+
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    assert!(w.prod.lambda.get_function().function_name("payment-processor-prod").send().await.is_err());
+    assert!(w.prod.iam.get_role().role_name("payment-processor-prod-role").send().await.is_err());
+    assert!(w.prod.lambda.get_function().function_name("payment-processor-dev").send().await.is_ok(), "dev untouched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_package_that_is_not_devs_is_refused() {
+    let w = World::with(Default::default(), without_database).await;
+    let other = fixture::zip_one("handler.py", b"def handler(e, c):\n    return 'not dev'\n");
+    w.prod
+        .s3
+        .put_object()
+        .bucket("payments-artifacts-dev")
+        .key("lambda/payment-processor-dev.zip")
+        .body(other.into())
+        .send()
+        .await
+        .unwrap();
+    let run = w.paymig(["apply", "--yes"]).run();
+    run.expect_code(1);
+    assert!(run.stdout.contains("refusing to deploy a package that is not dev's"), "{}", run.stdout);
+    assert!(
+        w.prod.lambda.get_function().function_name("payment-processor-prod").send().await.is_err(),
+        "nothing deployed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deprecated_runtime_fails_preflight() {
+    let w = World::with(Default::default(), |t| {
+        without_database(t).replace("[\"payment-processor-dev\"]", "[\"payment-processor-dev\", \"old-batch-dev\"]")
+    })
+    .await;
+    let role = w.prod.iam.get_role().role_name("payment-processor-dev-role").send().await.unwrap().role.unwrap().arn;
+    w.prod
+        .lambda
+        .create_function()
+        .function_name("old-batch-dev")
+        .runtime(aws_sdk_lambda::types::Runtime::Python38)
+        .handler("h.h")
+        .role(role)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_smithy_types::Blob::new(fixture::zip_one("h.py", b"x")))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let run = w.paymig(["plan"]).run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("old-batch-dev") && run.stderr.contains("python3.8 is deprecated"), "{}", run.stderr);
+    assert_eq!(run.mutating_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_package_is_downloaded_from_its_code_location() {
+    // moto's Code.Location cannot be downloaded; a loopback server stands in.
+    let zip = fixture::zip_one("handler.py", b"def handler(e, c):\n    return 1\n");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = zip.clone();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 2048];
+        let _ = s.read(&mut buf).unwrap();
+        write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+        s.write_all(&body).unwrap();
+    });
+    let got = paymig::steps::lambda::download(&format!(
+        "http://{addr}/snapshots/123/payment-processor-dev?X-Amz-Signature=abc"
+    ))
+    .await
+    .unwrap();
+    server.join().unwrap();
+    assert_eq!(got, zip);
+    assert_eq!(paymig::steps::lambda::code_sha256(&got), paymig::steps::lambda::code_sha256(&zip));
+    // A missing object is an error, not an empty package.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 2048];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    });
+    let err = paymig::steps::lambda::download(&format!("http://{addr}/x")).await.unwrap_err();
+    assert!(err.contains("403"), "{err}");
+}
