@@ -5,7 +5,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
+static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Whether stderr carries one JSON object per line (`--log-format json`):
+/// then no plain-text line may be written there.
+pub fn is_json() -> bool {
+    FORMAT.get() == Some(&LogFormat::Json)
+}
+
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
+    let _ = FORMAT.set(format);
     let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",

@@ -9,8 +9,13 @@ async fn main() {
     let code = match paymig::commands::run(cli).await {
         Ok(()) => paymig::error::exit::OK,
         Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
+            let code = e.exit_code();
+            if paymig::logging::is_json() {
+                eprintln!("{}", serde_json::json!({"level": "ERROR", "message": e.to_string(), "exit_code": code}));
+            } else {
+                eprintln!("error: {e}");
+            }
+            code
         }
     };
     std::process::exit(code);

@@ -645,3 +645,24 @@ fn iam_policy_names_no_wildcard_action() {
     assert!(actions.contains(&"ec2:CreateVpc") && actions.contains(&"kms:CreateKey"));
     assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_json_logs_every_stderr_line_is_one_json_event() {
+    let w = World::with(Default::default(), without_database).await;
+    let run = w.paymig(["--log-format", "json", "apply", "--yes"]).run();
+    run.expect_code(0);
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let calls = events.iter().find(|e| e["message"] == "api calls").expect("an api-calls event");
+    assert!(calls["mutating"].as_u64().unwrap() > 0 && calls["read"].as_u64().is_some());
+    assert!(events.iter().any(|e| e["message"] == "step running" && e["step"] == "network"));
+    // A refusal is a JSON event too, with the exit code.
+    let refused = w.paymig(["--log-format", "json", "destroy"]).run();
+    refused.expect_code(2);
+    let last: serde_json::Value = serde_json::from_str(refused.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!((last["level"].as_str(), last["exit_code"].as_i64()), (Some("ERROR"), Some(2)));
+}

@@ -150,7 +150,9 @@ pub fn report_calls(aws: &Aws) {
         by_operation = %serde_json::to_string(&s.by_operation).unwrap_or_default(),
         "api calls"
     );
-    eprintln!("{s}");
+    if !crate::logging::is_json() {
+        eprintln!("{s}");
+    }
 }
 
 /// The path shown for the config in messages.

@@ -51,7 +51,12 @@ pub async fn run(cfg: Config, format: ReportFormat, out: Option<PathBuf>) -> Res
         None => println!("{text}"),
     }
     let s = &report.summary;
-    eprintln!(
+    tracing::info!(
+        resources = s.resources,
+        matching = s.matching,
+        differing = s.differing,
+        missing = s.missing,
+        checks_failed = s.checks_failed,
         "validate: {} resources, {} matching, {} with drift, {} missing; {} of {} checks failed",
         s.resources,
         s.matching,
