@@ -248,11 +248,25 @@ pub struct BlueGreen {
     pub listener_port: u16,
     pub health_check_path: String,
     pub live: Colour,
+    /// `lambda` (the function's aliases are the targets) or `ip`.
+    pub target_type: TargetType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetType {
+    Lambda,
+    Ip,
 }
 
 impl Default for BlueGreen {
     fn default() -> Self {
-        Self { listener_port: 80, health_check_path: "/health".into(), live: Colour::Blue }
+        Self {
+            listener_port: 80,
+            health_check_path: "/health".into(),
+            live: Colour::Blue,
+            target_type: TargetType::Lambda,
+        }
     }
 }
 

@@ -108,11 +108,7 @@ async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes
     let plan = w.paymig(["plan"]).run();
     plan.expect_code(0);
     assert!(plan.stdout.contains("+ vpc payments-prod"), "{}", plan.stdout);
-    assert!(
-        plan.stdout.contains("[alb] skipped: the ALB blue-green tier is not built yet"),
-        "tiers not built yet are skipped: {}",
-        plan.stdout
-    );
+    assert!(plan.stdout.contains("+ load_balancer payments-alb-prod"), "every tier is planned: {}", plan.stdout);
     assert!(
         plan.stdout.contains("0.0.0.0/0 via igw-"),
         "the dev internet route is reported as not copied: {}",

@@ -222,3 +222,82 @@ async fn a_package_is_downloaded_from_its_code_location() {
     let err = paymig::steps::lambda::download(&format!("http://{addr}/x")).await.unwrap_err();
     assert!(err.contains("403"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_alb_forwards_to_the_live_colour_through_scoped_target_groups() {
+    let w = World::with(Default::default(), without_database).await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&fixture::sdk_config(&w.moto.endpoint, "us-east-1").await);
+    let lb = elb.describe_load_balancers().names("payments-alb-prod").send().await.unwrap().load_balancers()[0].clone();
+    assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internal"));
+    let sg = w
+        .prod
+        .ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("payments-alb-sg-prod").build())
+        .send()
+        .await
+        .unwrap()
+        .security_groups()[0]
+        .group_id()
+        .unwrap()
+        .to_owned();
+    assert_eq!(lb.security_groups(), [sg]);
+    let mut arns = std::collections::BTreeMap::new();
+    for colour in ["blue", "green"] {
+        let tg =
+            elb.describe_target_groups().names(format!("payments-{colour}-prod")).send().await.unwrap().target_groups()
+                [0]
+            .clone();
+        assert_eq!(tg.target_type().map(|t| t.as_str()), Some("lambda"));
+        assert_eq!((tg.health_check_enabled(), tg.health_check_path()), (Some(true), Some("/health")));
+        let arn = tg.target_group_arn().unwrap().to_owned();
+        let health = elb.describe_target_health().target_group_arn(&arn).send().await.unwrap();
+        let targets: Vec<&str> = health.target_health_descriptions().iter().filter_map(|d| d.target()?.id()).collect();
+        assert_eq!(
+            targets,
+            [format!("arn:aws:lambda:us-east-1:123456789012:function:payment-processor-prod:{colour}")]
+        );
+        let policy = w
+            .prod
+            .lambda
+            .get_policy()
+            .function_name("payment-processor-prod")
+            .qualifier(colour)
+            .send()
+            .await
+            .unwrap()
+            .policy
+            .unwrap();
+        assert!(
+            policy.contains("elasticloadbalancing.amazonaws.com") && policy.contains(&arn),
+            "invoke permission scoped to {arn}: {policy}"
+        );
+        arns.insert(colour, arn);
+    }
+    let listeners = elb.describe_listeners().load_balancer_arn(lb.load_balancer_arn().unwrap()).send().await.unwrap();
+    let l = &listeners.listeners()[0];
+    assert_eq!(l.port(), Some(80));
+    let weights: std::collections::BTreeMap<&str, i32> = l.default_actions()[0]
+        .forward_config()
+        .unwrap()
+        .target_groups()
+        .iter()
+        .map(|t| {
+            (
+                arns.iter().find(|(_, a)| Some(a.as_str()) == t.target_group_arn()).map(|(c, _)| *c).unwrap(),
+                t.weight().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        weights,
+        std::collections::BTreeMap::from([("blue", 100), ("green", 0)]),
+        "the live colour takes all traffic"
+    );
+
+    assert_eq!(w.paymig(["apply", "--yes"]).run().mutating_calls(), 0);
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    assert!(elb.describe_load_balancers().names("payments-alb-prod").send().await.is_err());
+    assert!(elb.describe_target_groups().names("payments-blue-prod").send().await.is_err());
+}

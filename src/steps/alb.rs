@@ -1,0 +1,472 @@
+//! alb: the blue-green front door. An internal ALB `<migration>-alb-<suffix>`
+//! in the prod private subnets with the ALB security group; target groups
+//! `<migration>-blue-<suffix>` and `<migration>-green-<suffix>` (Lambda
+//! targets by default: the first listed function's `blue` and `green`
+//! aliases, each with an invoke permission scoped to its target group's ARN;
+//! health checks on `[blue_green] health_check_path`); and a listener on
+//! `[blue_green] listener_port` forwarding with weights — live colour 100,
+//! the other 0. Lambda target groups reject `deregistration_delay`: there
+//! draining is the gradual weighted shift of `switch`; `ip` target groups get
+//! a 30-second deregistration delay.
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum, Tag,
+    TargetDescription, TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
+};
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::config::{Colour, TargetType};
+use crate::engine::journal::{Op, Record};
+use crate::engine::{is_planned, planned_id, Created, Ctx, Outcome, Res, Step, StepError};
+
+pub struct Alb;
+
+const STEP: &str = "alb";
+pub const COLOURS: [&str; 2] = ["blue", "green"];
+const DRAIN_SECONDS: &str = "30";
+
+impl Step for Alb {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &["network", "lambda"]
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
+    }
+
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(validate(ctx))
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:CreateLoadBalancer",
+            "elasticloadbalancing:DeleteLoadBalancer",
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:CreateTargetGroup",
+            "elasticloadbalancing:DeleteTargetGroup",
+            "elasticloadbalancing:ModifyTargetGroupAttributes",
+            "elasticloadbalancing:DescribeTargetHealth",
+            "elasticloadbalancing:RegisterTargets",
+            "elasticloadbalancing:DeregisterTargets",
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:CreateListener",
+            "elasticloadbalancing:ModifyListener",
+            "elasticloadbalancing:DeleteListener",
+            "elasticloadbalancing:AddTags",
+            "lambda:AddPermission",
+            "lambda:RemovePermission",
+            "lambda:GetPolicy",
+        ]
+    }
+}
+
+fn tags(ctx: &Ctx) -> Vec<Tag> {
+    ctx.cfg.prod_tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// The weights with `live` taking all traffic.
+pub fn weights(live: &str) -> [(String, i32); 2] {
+    COLOURS.map(|c| (c.to_owned(), if c == live { 100 } else { 0 }))
+}
+
+/// The listener's forward action over the two target groups.
+pub fn forward(groups: &[(String, String)], weights: &[(String, i32)]) -> Action {
+    let tuples: Vec<TargetGroupTuple> = groups
+        .iter()
+        .map(|(colour, arn)| {
+            let w = weights.iter().find(|(c, _)| c == colour).map_or(0, |(_, w)| *w);
+            TargetGroupTuple::builder().target_group_arn(arn).weight(w).build()
+        })
+        .collect();
+    Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(ForwardActionConfig::builder().set_target_groups(Some(tuples)).build())
+        .build()
+}
+
+fn function(ctx: &Ctx) -> Option<(String, String)> {
+    let dev = ctx.cfg.source.lambda_functions.first()?;
+    Some((dev.clone(), ctx.cfg.names.prod(dev)))
+}
+
+async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
+    let elb = &ctx.aws.target.elbv2;
+    let name = ctx.cfg.names.own("alb");
+    let lambda_targets = ctx.cfg.blue_green.target_type == TargetType::Lambda;
+    if lambda_targets && function(ctx).is_none() {
+        return Ok(Outcome::Skipped("no [source] lambda_functions to put behind the ALB".into()));
+    }
+    let (subnets, sg, vpc) = {
+        let o = ctx.outputs();
+        (
+            o.subnets.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
+            o.sg_alb.clone().unwrap_or_default(),
+            o.vpc_id.clone().unwrap_or_default(),
+        )
+    };
+    // The load balancer.
+    let res = Res::new(STEP, "load_balancer", "alb", &name);
+    let lb_arn = match elb.describe_load_balancers().names(&name).send().await {
+        Ok(out) if !out.load_balancers().is_empty() => {
+            let arn = out.load_balancers()[0].load_balancer_arn().unwrap_or_default().to_owned();
+            ctx.unchanged(&res, &arn, Some(&arn))?;
+            arn
+        }
+        Ok(_) => String::new(),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_load_balancer_not_found_exception()) => String::new(),
+        Err(e) => return Err(StepError::aws(&name, "DescribeLoadBalancers")(e)),
+    };
+    let lb_arn = if lb_arn.is_empty() {
+        ctx.create(&res, format!("internal, {} subnets", subnets.len()), Value::Null, || async {
+            let out = elb
+                .create_load_balancer()
+                .name(&name)
+                .scheme(LoadBalancerSchemeEnum::Internal)
+                .r#type(LoadBalancerTypeEnum::Application)
+                .set_subnets(Some(subnets.clone()))
+                .security_groups(&sg)
+                .set_tags(Some(tags(ctx)))
+                .send()
+                .await
+                .map_err(StepError::aws(&name, "CreateLoadBalancer"))?;
+            let arn = out.load_balancers().first().and_then(|l| l.load_balancer_arn()).unwrap_or_default().to_owned();
+            Ok(Created { value: arn.clone(), id: arn.clone(), arn: Some(arn), data: Value::Null })
+        })
+        .await?
+        .unwrap_or_else(|| planned_id("load balancer"))
+    } else {
+        lb_arn
+    };
+
+    // The target groups, their permissions and targets.
+    let mut groups = Vec::new();
+    for colour in COLOURS {
+        let tg_name = ctx.cfg.names.own(colour);
+        let res = Res::new(STEP, "target_group", format!("target-group/{colour}"), &tg_name);
+        let found = match elb.describe_target_groups().names(&tg_name).send().await {
+            Ok(out) => out.target_groups().first().and_then(|t| t.target_group_arn()).map(str::to_owned),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_target_group_not_found_exception()) => None,
+            Err(e) => return Err(StepError::aws(&tg_name, "DescribeTargetGroups")(e)),
+        };
+        let tg_arn = match found {
+            Some(arn) => {
+                ctx.unchanged(&res, &arn, Some(&arn))?;
+                arn
+            }
+            None => ctx
+                .create(
+                    &res,
+                    format!(
+                        "{} targets, health check {}",
+                        if lambda_targets { "lambda" } else { "ip" },
+                        ctx.cfg.blue_green.health_check_path
+                    ),
+                    Value::Null,
+                    || async {
+                        let mut req = elb
+                            .create_target_group()
+                            .name(&tg_name)
+                            .health_check_enabled(true)
+                            .health_check_path(&ctx.cfg.blue_green.health_check_path)
+                            .set_tags(Some(tags(ctx)));
+                        req = if lambda_targets {
+                            req.target_type(TargetTypeEnum::Lambda)
+                        } else {
+                            req.target_type(TargetTypeEnum::Ip)
+                                .protocol(ProtocolEnum::Http)
+                                .port(i32::from(ctx.cfg.blue_green.listener_port))
+                                .vpc_id(&vpc)
+                        };
+                        let out = req.send().await.map_err(StepError::aws(&tg_name, "CreateTargetGroup"))?;
+                        let arn = out
+                            .target_groups()
+                            .first()
+                            .and_then(|t| t.target_group_arn())
+                            .unwrap_or_default()
+                            .to_owned();
+                        if !lambda_targets {
+                            // Lambda target groups reject this attribute (AWS_FACTS §4).
+                            elb.modify_target_group_attributes()
+                                .target_group_arn(&arn)
+                                .attributes(
+                                    TargetGroupAttribute::builder()
+                                        .key("deregistration_delay.timeout_seconds")
+                                        .value(DRAIN_SECONDS)
+                                        .build(),
+                                )
+                                .send()
+                                .await
+                                .map_err(StepError::aws(&tg_name, "ModifyTargetGroupAttributes"))?;
+                        }
+                        Ok(Created { value: arn.clone(), id: arn.clone(), arn: Some(arn), data: Value::Null })
+                    },
+                )
+                .await?
+                .unwrap_or_else(|| planned_id("target group")),
+        };
+        if lambda_targets && !is_planned(&tg_arn) {
+            converge_lambda_target(ctx, colour, &tg_arn).await?;
+        }
+        groups.push((colour.to_owned(), tg_arn));
+    }
+
+    // The listener.
+    let live = match ctx.cfg.blue_green.live {
+        Colour::Blue => "blue",
+        Colour::Green => "green",
+    };
+    let port = i32::from(ctx.cfg.blue_green.listener_port);
+    let res = Res::new(STEP, "listener", format!("listener/{port}"), format!("{name}:{port}"));
+    let existing = if is_planned(&lb_arn) {
+        None
+    } else {
+        elb.describe_listeners()
+            .load_balancer_arn(&lb_arn)
+            .send()
+            .await
+            .map_err(StepError::aws(&name, "DescribeListeners"))?
+            .listeners()
+            .iter()
+            .find(|l| l.port() == Some(port))
+            .and_then(|l| l.listener_arn())
+            .map(str::to_owned)
+    };
+    match existing {
+        Some(arn) => ctx.unchanged(&res, &arn, Some(&arn))?,
+        None => {
+            let action = forward(&groups, &weights(live));
+            ctx.create(&res, format!("HTTP {port}, {live} 100 / other 0"), Value::Null, || async {
+                let out = elb
+                    .create_listener()
+                    .load_balancer_arn(&lb_arn)
+                    .protocol(ProtocolEnum::Http)
+                    .port(port)
+                    .default_actions(action)
+                    .set_tags(Some(tags(ctx)))
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&name, "CreateListener"))?;
+                let arn = out.listeners().first().and_then(|l| l.listener_arn()).unwrap_or_default().to_owned();
+                Ok(Created { value: (), id: arn.clone(), arn: Some(arn), data: Value::Null })
+            })
+            .await?;
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// The invoke permission for one target group and the alias registered in it.
+async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result<(), StepError> {
+    let Some((_, function)) = function(ctx) else { return Ok(()) };
+    let (lambda, elb) = (&ctx.aws.target.lambda, &ctx.aws.target.elbv2);
+    let sid = format!("paymig-alb-{colour}");
+    let res = Res::new(STEP, "lambda_permission", format!("permission/{colour}"), format!("{function}:{colour}#{sid}"));
+    let policy = lambda
+        .get_policy()
+        .function_name(&function)
+        .qualifier(colour)
+        .send()
+        .await
+        .ok()
+        .and_then(|p| p.policy)
+        .unwrap_or_default();
+    if policy.contains(&format!("\"{sid}\"")) {
+        ctx.unchanged(&res, &sid, None)?;
+    } else {
+        ctx.create(
+            &res,
+            format!("elasticloadbalancing.amazonaws.com may invoke {function}:{colour}, from its target group only"),
+            json!({"function": function, "qualifier": colour}),
+            || async {
+                lambda
+                    .add_permission()
+                    .function_name(&function)
+                    .qualifier(colour)
+                    .statement_id(&sid)
+                    .action("lambda:InvokeFunction")
+                    .principal("elasticloadbalancing.amazonaws.com")
+                    .source_arn(tg_arn)
+                    .source_account(&ctx.account)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&function, "AddPermission"))?;
+                Ok(Created { value: (), id: sid.clone(), arn: None, data: Value::Null })
+            },
+        )
+        .await?;
+    }
+    let alias_arn = format!("arn:aws:lambda:{}:{}:function:{function}:{colour}", ctx.cfg.migration.region, ctx.account);
+    let health = elb
+        .describe_target_health()
+        .target_group_arn(tg_arn)
+        .send()
+        .await
+        .map_err(StepError::aws(tg_arn, "DescribeTargetHealth"))?;
+    let registered =
+        health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == Some(alias_arn.as_str()));
+    if !registered {
+        let tg_res = Res::new(STEP, "target_group", format!("target-group/{colour}"), ctx.cfg.names.own(colour));
+        ctx.update(&tg_res, tg_arn, format!("register {function}:{colour}"), json!({"target": alias_arn}), || async {
+            elb.register_targets()
+                .target_group_arn(tg_arn)
+                .targets(TargetDescription::builder().id(&alias_arn).build())
+                .send()
+                .await
+                .map_err(StepError::aws(tg_arn, "RegisterTargets"))?;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    let (elb, lambda) = (&ctx.aws.target.elbv2, &ctx.aws.target.lambda);
+    let id = r.id.clone().unwrap_or_default();
+    let code = |m: &str| m.split(':').next().unwrap_or("").to_owned();
+    let result: Result<(), StepError> = match (r.intent.kind.as_str(), r.intent.op) {
+        ("listener", Op::Create | Op::Adopt) if !id.is_empty() => elb
+            .delete_listener()
+            .listener_arn(&id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(StepError::aws(&id, "DeleteListener")),
+        ("listener", Op::Update) => {
+            // Restore the previous weights (journaled by switch).
+            let listener = r.intent.data["id"].as_str().unwrap_or_default();
+            let groups: Vec<(String, String)> =
+                serde_json::from_value(r.intent.prev["groups"].clone()).unwrap_or_default();
+            let weights: Vec<(String, i32)> =
+                serde_json::from_value(r.intent.prev["weights"].clone()).unwrap_or_default();
+            elb.modify_listener()
+                .listener_arn(listener)
+                .default_actions(forward(&groups, &weights))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(StepError::aws(listener, "ModifyListener"))
+        }
+        ("target_group", Op::Create | Op::Adopt) if !id.is_empty() => elb
+            .delete_target_group()
+            .target_group_arn(&id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(StepError::aws(&id, "DeleteTargetGroup")),
+        ("target_group", Op::Update) => {
+            let tg = r.intent.data["id"].as_str().unwrap_or_default();
+            let target = r.intent.prev["target"].as_str().unwrap_or_default();
+            elb.deregister_targets()
+                .target_group_arn(tg)
+                .targets(TargetDescription::builder().id(target).build())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(StepError::aws(tg, "DeregisterTargets"))
+        }
+        ("load_balancer", Op::Create | Op::Adopt) if !id.is_empty() => elb
+            .delete_load_balancer()
+            .load_balancer_arn(&id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(StepError::aws(&id, "DeleteLoadBalancer")),
+        ("lambda_permission", Op::Create | Op::Adopt) => {
+            let function = r.intent.data["function"].as_str().unwrap_or_default();
+            let qualifier = r.intent.data["qualifier"].as_str().unwrap_or_default();
+            let sid = r.intent.name.rsplit('#').next().unwrap_or_default();
+            lambda
+                .remove_permission()
+                .function_name(function)
+                .qualifier(qualifier)
+                .statement_id(sid)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(StepError::aws(function, "RemovePermission"))
+        }
+        // A create whose outcome was never journaled: nothing to address by id.
+        _ => Ok(()),
+    };
+    match result {
+        Err(StepError::Aws { message, .. })
+            if [
+                "LoadBalancerNotFound",
+                "TargetGroupNotFound",
+                "ListenerNotFound",
+                "ResourceNotFoundException",
+                "InvalidTarget",
+            ]
+            .contains(&code(&message).as_str()) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{Check, Findings, Resource};
+    let elb = &ctx.aws.target.elbv2;
+    let mut f = Findings::default();
+    let name = ctx.cfg.names.own("alb");
+    let lb = match elb.describe_load_balancers().names(&name).send().await {
+        Ok(out) => out.load_balancers().first().cloned(),
+        Err(_) => None,
+    };
+    let Some(lb) = lb else {
+        f.resources.push(Resource::missing("load_balancer", "(prod only)", &name));
+        return Ok(f);
+    };
+    f.resources.push(Resource::compared("load_balancer", "(prod only)", &name, vec![]));
+    f.checks.push(Check::new(
+        "alb.internal",
+        &name,
+        lb.scheme().is_some_and(|s| s.as_str() == "internal"),
+        "internal scheme",
+    ));
+    for colour in COLOURS {
+        let tg = ctx.cfg.names.own(colour);
+        match elb.describe_target_groups().names(&tg).send().await {
+            Ok(out) if !out.target_groups().is_empty() => {
+                f.resources.push(Resource::compared("target_group", "(prod only)", &tg, vec![]));
+                let t = &out.target_groups()[0];
+                f.checks.push(Check::new(
+                    "alb.health_check",
+                    &tg,
+                    t.health_check_enabled() == Some(true),
+                    "health checks enabled",
+                ));
+            }
+            _ => f.resources.push(Resource::missing("target_group", "(prod only)", &tg)),
+        }
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_colour_takes_all_traffic() {
+        assert_eq!(weights("blue"), [("blue".to_owned(), 100), ("green".to_owned(), 0)]);
+        let a = forward(&[("blue".into(), "tg-b".into()), ("green".into(), "tg-g".into())], &weights("green"));
+        let w: Vec<(Option<&str>, Option<i32>)> =
+            a.forward_config().unwrap().target_groups().iter().map(|t| (t.target_group_arn(), t.weight())).collect();
+        assert_eq!(w, [(Some("tg-b"), Some(0)), (Some("tg-g"), Some(100))]);
+    }
+}
