@@ -96,6 +96,68 @@ pub fn forward(groups: &[(String, String)], weights: &[(String, i32)]) -> Action
         .build()
 }
 
+/// The live front door as `switch` needs it.
+#[derive(Debug, Clone)]
+pub struct Front {
+    pub listener_arn: String,
+    /// `(colour, target group ARN)`
+    pub groups: Vec<(String, String)>,
+    /// `(colour, weight)`
+    pub weights: Vec<(String, i32)>,
+}
+
+/// Finds the listener and target groups apply created, with current weights.
+pub async fn locate(ctx: &Ctx) -> Result<Option<Front>, StepError> {
+    let elb = &ctx.aws.target.elbv2;
+    let name = ctx.cfg.names.own("alb");
+    let lb = match elb.describe_load_balancers().names(&name).send().await {
+        Ok(out) => out.load_balancers().first().and_then(|l| l.load_balancer_arn()).map(str::to_owned),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_load_balancer_not_found_exception()) => None,
+        Err(e) => return Err(StepError::aws(&name, "DescribeLoadBalancers")(e)),
+    };
+    let Some(lb) = lb else { return Ok(None) };
+    let port = i32::from(ctx.cfg.blue_green.listener_port);
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb)
+        .send()
+        .await
+        .map_err(StepError::aws(&name, "DescribeListeners"))?;
+    let Some(l) = listeners.listeners().iter().find(|l| l.port() == Some(port)) else { return Ok(None) };
+    let mut groups = Vec::new();
+    for colour in COLOURS {
+        let tg = ctx.cfg.names.own(colour);
+        let out = elb
+            .describe_target_groups()
+            .names(&tg)
+            .send()
+            .await
+            .map_err(StepError::aws(&tg, "DescribeTargetGroups"))?;
+        let Some(arn) = out.target_groups().first().and_then(|t| t.target_group_arn()) else { return Ok(None) };
+        groups.push((colour.to_owned(), arn.to_owned()));
+    }
+    let tuples = l
+        .default_actions()
+        .first()
+        .and_then(|a| a.forward_config())
+        .map(|f| f.target_groups().to_vec())
+        .unwrap_or_default();
+    let weights = groups
+        .iter()
+        .map(|(c, arn)| {
+            (
+                c.clone(),
+                tuples
+                    .iter()
+                    .find(|t| t.target_group_arn() == Some(arn.as_str()))
+                    .and_then(|t| t.weight())
+                    .unwrap_or(0),
+            )
+        })
+        .collect();
+    Ok(Some(Front { listener_arn: l.listener_arn().unwrap_or_default().to_owned(), groups, weights }))
+}
+
 fn function(ctx: &Ctx) -> Option<(String, String)> {
     let dev = ctx.cfg.source.lambda_functions.first()?;
     Some((dev.clone(), ctx.cfg.names.prod(dev)))

@@ -301,3 +301,89 @@ async fn the_alb_forwards_to_the_live_colour_through_scoped_target_groups() {
     assert!(elb.describe_load_balancers().names("payments-alb-prod").send().await.is_err());
     assert!(elb.describe_target_groups().names("payments-blue-prod").send().await.is_err());
 }
+
+async fn live_weights(elb: &aws_sdk_elasticloadbalancingv2::Client) -> std::collections::BTreeMap<String, i32> {
+    let lb = elb.describe_load_balancers().names("payments-alb-prod").send().await.unwrap().load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_owned();
+    let l = elb.describe_listeners().load_balancer_arn(lb).send().await.unwrap().listeners()[0].clone();
+    let mut out = std::collections::BTreeMap::new();
+    for colour in ["blue", "green"] {
+        let arn =
+            elb.describe_target_groups().names(format!("payments-{colour}-prod")).send().await.unwrap().target_groups()
+                [0]
+            .target_group_arn()
+            .unwrap()
+            .to_owned();
+        let w = l.default_actions()[0]
+            .forward_config()
+            .unwrap()
+            .target_groups()
+            .iter()
+            .find(|t| t.target_group_arn() == Some(arn.as_str()))
+            .and_then(|t| t.weight())
+            .unwrap();
+        out.insert(colour.to_owned(), w);
+    }
+    out
+}
+
+fn weights(blue: i32, green: i32) -> std::collections::BTreeMap<String, i32> {
+    std::collections::BTreeMap::from([("blue".to_owned(), blue), ("green".to_owned(), green)])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switch_shifts_in_canary_steps_reverts_on_alarm_and_rolls_back() {
+    let w = World::with(Default::default(), without_database).await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&fixture::sdk_config(&w.moto.endpoint, "us-east-1").await);
+    assert_eq!(live_weights(&elb).await, weights(100, 0));
+
+    let run = w.paymig(["switch", "--to", "green", "--canary", "10", "--interval", "1", "--yes"]).run();
+    run.expect_code(0);
+    assert!(run.stdout.contains("green 10%") && run.stdout.contains("green 100%"), "{}", run.stdout);
+    assert_eq!(live_weights(&elb).await, weights(0, 100));
+    let steps = w
+        .journal_lines()
+        .iter()
+        .filter(|l| l["type"] == "intent" && l["kind"] == "listener" && l["op"] == "update")
+        .count();
+    assert_eq!(steps, 2, "each step journaled with the previous weights");
+
+    // rollback restores the weights the switch started from.
+    w.paymig(["rollback", "--yes"]).run().expect_code(0);
+    assert_eq!(live_weights(&elb).await, weights(100, 0));
+
+    // An alarm firing during the canary interval reverts the shift.
+    let child = w.paymig(["switch", "--to", "green", "--canary", "20", "--interval", "20", "--yes"]).spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while live_weights(&elb).await != weights(80, 20) {
+        assert!(std::time::Instant::now() < deadline, "the canary step never appeared");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    w.prod
+        .cloudwatch
+        .set_alarm_state()
+        .alarm_name("payment-processor-prod-error-rate")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("test: errors")
+        .send()
+        .await
+        .unwrap();
+    let out =
+        super::support::to_run(tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap());
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("reverted") && out.stderr.contains("payment-processor-prod-error-rate"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(live_weights(&elb).await, weights(100, 0), "back to the weights it started from");
+
+    // While an alarm is in ALARM, switch refuses before changing anything.
+    let refused = w.paymig(["switch", "--to", "green", "--yes"]).run();
+    refused.expect_code(2);
+    assert!(refused.stderr.contains("alarms in ALARM"), "{}", refused.stderr);
+    assert_eq!(live_weights(&elb).await, weights(100, 0));
+}

@@ -1,0 +1,158 @@
+//! `paymig switch --to blue|green [--canary P --interval S]`: the blue-green
+//! traffic shift on the ALB listener. Refuses unless the target colour's
+//! targets are healthy and none of the migration's alarms is in ALARM; then
+//! shifts the weights in steps (canary, then all), watching the alarms
+//! between steps and reverting to the weights it started from on ALARM
+//! (exit 1, naming the alarm). Every weight change is journaled with the
+//! previous weights, so `rollback` restores them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cli::Color;
+use crate::config::Config;
+use crate::engine::{Ctx, Mode, Res, StepError};
+use crate::error::{Error, Result};
+use crate::steps::alb::{self, Front};
+
+pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u64>, yes: bool) -> Result<()> {
+    let to = match to {
+        Color::Blue => "blue",
+        Color::Green => "green",
+    };
+    if canary.is_some_and(|c| c == 0 || c >= 100) {
+        return Err(Error::Usage("--canary is a percentage between 1 and 99".into()));
+    }
+    super::require_confirmable(yes, "paymig switch")?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "switch")?;
+    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let failed = |e: StepError| Error::StepsFailed { failed: 1, summary: e.to_string() };
+    let front = alb::locate(&ctx).await.map_err(failed)?.ok_or_else(|| {
+        Error::Preflight(vec![format!(
+            "no listener on port {} of {}: run `paymig apply` first",
+            ctx.cfg.blue_green.listener_port,
+            ctx.cfg.names.own("alb")
+        )])
+    })?;
+    // Preflight: the target colour is healthy and nothing is alarming.
+    let mut problems = Vec::new();
+    let target_group = &front.groups.iter().find(|(c, _)| c == to).expect("both colours located").1;
+    let health = ctx
+        .aws
+        .target
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(target_group)
+        .send()
+        .await
+        .map_err(|e| failed(StepError::aws(target_group, "DescribeTargetHealth")(e)))?;
+    let states: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| d.target_health().and_then(|h| h.state()).map_or("unknown".into(), |s| s.as_str().to_owned()))
+        .collect();
+    if states.is_empty() || states.iter().any(|s| s != "healthy") {
+        problems.push(format!("the {to} target group is not healthy (targets: {states:?})"));
+    }
+    let alarming = alarms_in_alarm(&ctx).await.map_err(failed)?;
+    if !alarming.is_empty() {
+        problems.push(format!("alarms in ALARM: {}", alarming.join(", ")));
+    }
+    if !problems.is_empty() {
+        super::report_calls(&ctx.aws);
+        return Err(Error::Preflight(problems));
+    }
+    super::confirm(yes, &format!("shift traffic to {to} in account {}", ctx.account))?;
+    journal.begin_run("switch")?;
+    let started_from = front.weights.clone();
+    let steps: Vec<i32> = match canary {
+        Some(p) => vec![i32::from(p), 100],
+        None => vec![100],
+    };
+    let watch = Duration::from_secs(interval.unwrap_or(0));
+    let mut outcome = Ok(());
+    for (i, pct) in steps.iter().enumerate() {
+        let weights: Vec<(String, i32)> =
+            alb::COLOURS.iter().map(|c| (c.to_string(), if *c == to { *pct } else { 100 - pct })).collect();
+        set_weights(&ctx, &front, &weights).await.map_err(failed)?;
+        println!("paymig switch: {to} {pct}%");
+        let last = i + 1 == steps.len();
+        let deadline = Instant::now() + if last { Duration::ZERO } else { watch };
+        loop {
+            let alarming = alarms_in_alarm(&ctx).await.map_err(failed)?;
+            if !alarming.is_empty() {
+                set_weights(&ctx, &front, &started_from).await.map_err(failed)?;
+                println!("paymig switch: reverted to {started_from:?}");
+                outcome = Err(Error::StepsFailed {
+                    failed: 1,
+                    summary: format!("switch to {to} reverted: {} in ALARM", alarming.join(", ")),
+                });
+                break;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2).min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+        if outcome.is_err() {
+            break;
+        }
+    }
+    journal.end_run(if outcome.is_ok() { "ok" } else { "failed" }, ctx.aws.stats.summary().mutating)?;
+    super::report_calls(&ctx.aws);
+    outcome
+}
+
+/// Changes the listener's weights through the journal (previous weights kept).
+async fn set_weights(ctx: &Ctx, front: &Front, weights: &[(String, i32)]) -> std::result::Result<(), StepError> {
+    let current = alb::locate(ctx).await?.map(|f| f.weights).unwrap_or_default();
+    let res = Res::new(
+        "alb",
+        "listener",
+        format!("listener/{}", ctx.cfg.blue_green.listener_port),
+        front.listener_arn.clone(),
+    );
+    let detail = weights.iter().map(|(c, w)| format!("{c} {w}")).collect::<Vec<_>>().join(", ");
+    ctx.update(
+        &res,
+        &front.listener_arn,
+        format!("weights {detail}"),
+        json!({"groups": front.groups, "weights": current}),
+        || async {
+            ctx.aws
+                .target
+                .elbv2
+                .modify_listener()
+                .listener_arn(&front.listener_arn)
+                .default_actions(alb::forward(&front.groups, weights))
+                .send()
+                .await
+                .map_err(StepError::aws(&front.listener_arn, "ModifyListener"))?;
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// The migration's alarms (those acting on its topic) now in ALARM.
+async fn alarms_in_alarm(ctx: &Ctx) -> std::result::Result<Vec<String>, StepError> {
+    let topic = format!("arn:aws:sns:{}:{}:{}", ctx.cfg.migration.region, ctx.account, ctx.cfg.names.own("alarms"));
+    let mut pages = ctx
+        .aws
+        .target
+        .cloudwatch
+        .describe_alarms()
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for a in page.map_err(StepError::aws("alarms", "DescribeAlarms"))?.metric_alarms() {
+            if a.alarm_actions().iter().any(|x| x == &topic) {
+                out.extend(a.alarm_name().map(str::to_owned));
+            }
+        }
+    }
+    Ok(out)
+}
