@@ -622,24 +622,49 @@ fn malformed_configs_exit_2_naming_the_key_with_zero_aws_calls() {
     assert!(run.stderr.contains("nope.toml"));
 }
 
-#[test]
-fn iam_policy_names_no_wildcard_action() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("migrations.toml");
-    std::fs::write(&cfg, support::config_text("vpc-0a1b2c3d4e5f", dir.path())).unwrap();
-    let (_l, endpoint) = counting_endpoint();
-    let run = Paymig::new(&endpoint, &cfg).args(["iam-policy"]).run();
+#[tokio::test(flavor = "multi_thread")]
+async fn iam_policy_names_no_wildcard_action_and_scopes_to_the_migrations_arns() {
+    let w = World::new().await;
+    let run = w.paymig(["iam-policy"]).run();
     run.expect_code(0);
+    assert_eq!(run.mutating_calls(), 0);
     let policy: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let actions: Vec<&str> = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["Action"].as_array().unwrap())
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert!(actions.contains(&"ec2:CreateVpc") && actions.contains(&"kms:CreateKey"));
+    let statements = policy["Statement"].as_array().unwrap();
+    let actions: Vec<&str> =
+        statements.iter().flat_map(|s| s["Action"].as_array().unwrap()).map(|a| a.as_str().unwrap()).collect();
+    for a in [
+        "ec2:CreateVpc",
+        "kms:CreateKey",
+        "rds:RestoreDBClusterFromSnapshot",
+        "lambda:CreateFunction",
+        "elasticloadbalancing:ModifyListener",
+        "ssm:PutParameter",
+    ] {
+        assert!(actions.contains(&a), "{a} missing");
+    }
     assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
+    let resources_of = |action: &str| -> Vec<String> {
+        statements
+            .iter()
+            .filter(|s| s["Action"].as_array().unwrap().iter().any(|a| a == action))
+            .flat_map(|s| match &s["Resource"] {
+                serde_json::Value::String(r) => vec![r.clone()],
+                v => v.as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        resources_of("dynamodb:CreateTable"),
+        [
+            "arn:aws:dynamodb:us-east-1:123456789012:table/sessions-prod",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/sessions-prod/index/*"
+        ]
+    );
+    assert!(resources_of("lambda:CreateFunction")
+        .contains(&"arn:aws:lambda:us-east-1:123456789012:function:payment-processor-prod".to_owned()));
+    assert_eq!(resources_of("ssm:PutParameter"), ["arn:aws:ssm:us-east-1:123456789012:parameter/prod/*"]);
+    assert!(resources_of("s3:CreateBucket").contains(&"arn:aws:s3:::payments-audit-prod-replica".to_owned()));
+    assert!(!resources_of("iam:PassRole").iter().any(|r| r == "*"), "PassRole is scoped to paymig's roles");
 }
 
 #[tokio::test(flavor = "multi_thread")]

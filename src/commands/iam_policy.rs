@@ -1,33 +1,123 @@
-//! `paymig iam-policy`: the IAM policy paymig itself needs, derived from the
-//! actions each step declares — no hand-kept list, no wildcard action.
+//! `paymig iam-policy`: the IAM policy paymig itself needs for this config,
+//! derived from the actions each step declares — no hand-kept list, no
+//! wildcard action — with each action scoped to the ARNs the configuration
+//! determines. Only actions AWS grants on `*` alone (creates of resources
+//! whose ids are random, unfiltered describes and lists) keep `Resource: "*"`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-pub fn run(cfg: &Config) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(&policy(cfg)).expect("policy serializes"));
+pub async fn run(cfg: &Config) -> Result<()> {
+    // The prod account, for the ARNs (one read).
+    let aws = crate::aws::Aws::connect(cfg).await;
+    let account = aws.target.account_id().await.map_err(|e| Error::Preflight(vec![e]))?;
+    println!("{}", serde_json::to_string_pretty(&policy(cfg, &account)).expect("policy serializes"));
+    super::report_calls(&aws);
     Ok(())
 }
 
-/// One statement per step with the step's declared actions, plus the reads
-/// every command makes.
-pub fn policy(_cfg: &Config) -> serde_json::Value {
-    let mut statements = vec![json!({
-        "Sid": "Identity",
-        "Effect": "Allow",
-        "Action": ["sts:GetCallerIdentity"],
-        "Resource": "*"
-    })];
-    for step in crate::steps::all() {
-        let actions: BTreeSet<&str> = step.actions().iter().copied().collect();
-        if actions.is_empty() {
-            continue;
+/// Whether AWS grants `action` only on `*`.
+fn needs_star(action: &str) -> bool {
+    let (service, op) = action.split_once(':').unwrap_or(("", action));
+    matches!(service, "ec2") && (op.starts_with("Describe") || op == "CreateVpc")
+        || matches!(
+            action,
+            "kms:CreateKey"
+                | "kms:ListKeys"
+                | "sts:GetCallerIdentity"
+                | "lambda:GetAccountSettings"
+                | "ssm:DescribeParameters"
+        )
+        || (matches!(service, "rds" | "cloudwatch" | "elasticloadbalancing") && op.starts_with("Describe"))
+}
+
+/// The ARNs an action of `service` may touch for this migration.
+fn resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
+    let (r, rr) = (&cfg.migration.region, &cfg.migration.replica_region);
+    let n = &cfg.names;
+    let s = &cfg.source;
+    let (m, x) = (&cfg.migration.name, cfg.suffix());
+    match service {
+        "kms" => {
+            vec![format!("arn:aws:kms:{r}:{account}:key/*"), format!("arn:aws:kms:{r}:{account}:{}", n.kms_alias())]
         }
-        let sid: String = step
+        "ec2" => ["vpc", "subnet", "route-table", "security-group", "vpc-endpoint", "internet-gateway", "prefix-list"]
+            .iter()
+            .map(|t| format!("arn:aws:ec2:{r}:{account}:{t}/*"))
+            .collect(),
+        "rds" => {
+            let c = n.prod(&s.db_cluster);
+            vec![
+                format!("arn:aws:rds:{r}:{account}:cluster:{c}"),
+                format!("arn:aws:rds:{r}:{account}:db:{c}-*"),
+                format!("arn:aws:rds:{r}:{account}:subgrp:{c}-subnets"),
+                format!("arn:aws:rds:{r}:{account}:cluster-pg:{c}-params"),
+                format!("arn:aws:rds:{r}:*:cluster-snapshot:*"),
+            ]
+        }
+        "dynamodb" => s
+            .dynamodb_tables
+            .iter()
+            .map(|t| n.prod(t))
+            .flat_map(|t| {
+                [
+                    format!("arn:aws:dynamodb:{r}:{account}:table/{t}"),
+                    format!("arn:aws:dynamodb:{r}:{account}:table/{t}/index/*"),
+                ]
+            })
+            .collect(),
+        "s3" => s
+            .audit_buckets
+            .iter()
+            .flat_map(|b| [n.prod(b), n.replica_bucket(b)])
+            .flat_map(|b| [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")])
+            .chain(s.lambda_artifacts.strip_prefix("s3://").map(|a| format!("arn:aws:s3:::{}*", a)))
+            .collect(),
+        "iam" => std::iter::once(n.own("s3-replication"))
+            .chain(s.lambda_functions.iter().map(|f| n.lambda_role(f)))
+            .map(|role| format!("arn:aws:iam::{account}:role/{role}"))
+            .collect(),
+        "lambda" => s
+            .lambda_functions
+            .iter()
+            .map(|f| n.prod(f))
+            .flat_map(|f| {
+                [
+                    format!("arn:aws:lambda:{r}:{account}:function:{f}"),
+                    format!("arn:aws:lambda:{r}:{account}:function:{f}:*"),
+                ]
+            })
+            .collect(),
+        "ssm" => vec![format!("arn:aws:ssm:{r}:{account}:parameter{}*", cfg.target.parameter_path)],
+        "sns" => vec![format!("arn:aws:sns:{r}:{account}:{}", n.own("alarms"))],
+        "cloudwatch" => {
+            let mut v: Vec<String> =
+                s.dashboards.iter().map(|d| format!("arn:aws:cloudwatch::{account}:dashboard/{}", n.prod(d))).collect();
+            v.push(format!("arn:aws:cloudwatch:{r}:{account}:alarm:*-{x}-*"));
+            v.push(format!("arn:aws:cloudwatch:{r}:{account}:alarm:*-{x}"));
+            v
+        }
+        "elasticloadbalancing" => vec![
+            format!("arn:aws:elasticloadbalancing:{r}:{account}:loadbalancer/app/{}/*", n.own("alb")),
+            format!("arn:aws:elasticloadbalancing:{r}:{account}:listener/app/{}/*", n.own("alb")),
+            format!("arn:aws:elasticloadbalancing:{r}:{account}:targetgroup/{m}-blue-{x}/*"),
+            format!("arn:aws:elasticloadbalancing:{r}:{account}:targetgroup/{m}-green-{x}/*"),
+        ],
+        _ => vec![format!("arn:aws:{service}:{rr}:{account}:*")],
+    }
+}
+
+/// The policy: per step, one statement for the actions AWS grants only on
+/// `*`, and one per service with the migration's ARNs.
+pub fn policy(cfg: &Config, account: &str) -> Value {
+    let mut statements =
+        vec![json!({"Sid": "Identity", "Effect": "Allow", "Action": ["sts:GetCallerIdentity"], "Resource": "*"})];
+    for step in crate::steps::all() {
+        let sid_base: String = step
             .id()
             .split('_')
             .map(|w| {
@@ -35,9 +125,37 @@ pub fn policy(_cfg: &Config) -> serde_json::Value {
                 c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
             })
             .collect();
-        // Resource-level scoping per step arrives with the IAM tier; every
-        // action is named explicitly already.
-        statements.push(json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*"}));
+        let mut star: BTreeSet<&str> = BTreeSet::new();
+        let mut scoped: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for a in step.actions() {
+            if needs_star(a) {
+                star.insert(a);
+            } else {
+                scoped.entry(a.split(':').next().unwrap_or("")).or_default().insert(a);
+            }
+        }
+        if !star.is_empty() {
+            statements.push(
+                json!({"Sid": format!("{sid_base}Unscoped"), "Effect": "Allow", "Action": star, "Resource": "*"}),
+            );
+        }
+        for (service, actions) in scoped {
+            let arns = resources(cfg, account, service);
+            if arns.is_empty() {
+                continue;
+            }
+            let sid = format!(
+                "{sid_base}{}",
+                service
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .map(|w| {
+                        let mut c = w.chars();
+                        c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+                    })
+                    .collect::<String>()
+            );
+            statements.push(json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": arns}));
+        }
     }
     json!({"Version": "2012-10-17", "Statement": statements})
 }

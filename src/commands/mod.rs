@@ -6,6 +6,7 @@ pub mod iam_policy;
 pub mod params;
 pub mod plan;
 pub mod status;
+pub mod switch;
 pub mod undo;
 pub mod validate;
 
@@ -31,15 +32,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rollback { confirm } => undo::rollback(cfg, confirm.yes).await,
         Command::Destroy { confirm } => undo::destroy(cfg, confirm.yes).await,
         Command::Status { format } => status::run(cfg, format).await,
-        Command::IamPolicy => iam_policy::run(&cfg),
+        Command::IamPolicy => iam_policy::run(&cfg).await,
         Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm.yes).await,
         Command::Validate { format, out } => validate::run(cfg, format, out).await,
-        Command::Switch { .. } => Err(not_built("switch", "the ALB blue-green switch")),
+        Command::Switch { to, canary, interval, confirm } => switch::run(cfg, to, canary, interval, confirm.yes).await,
     }
-}
-
-fn not_built(command: &str, what: &str) -> Error {
-    Error::Usage(format!("`paymig {command}` is not available in this version: {what} is not built yet"))
 }
 
 /// The local journal directory.

@@ -94,6 +94,8 @@ impl Step for Network {
             "ec2:DescribeVpcEndpoints",
             "ec2:DescribeSecurityGroups",
             "ec2:DescribePrefixLists",
+            "ec2:DescribeNatGateways",
+            "ec2:DescribeInternetGateways",
             "ec2:CreateVpc",
             "ec2:AssociateVpcCidrBlock",
             "ec2:DisassociateVpcCidrBlock",
