@@ -387,3 +387,33 @@ async fn switch_shifts_in_canary_steps_reverts_on_alarm_and_rolls_back() {
     assert!(refused.stderr.contains("alarms in ALARM"), "{}", refused.stderr);
     assert_eq!(live_weights(&elb).await, weights(100, 0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ip_target_groups_drain_connections_where_lambda_ones_cannot() {
+    let w = World::with(Default::default(), |t| {
+        without_database(t).replace("target_type = \"lambda\"", "target_type = \"ip\"")
+    })
+    .await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&fixture::sdk_config(&w.moto.endpoint, "us-east-1").await);
+    for colour in ["blue", "green"] {
+        let tg =
+            elb.describe_target_groups().names(format!("payments-{colour}-prod")).send().await.unwrap().target_groups()
+                [0]
+            .clone();
+        assert_eq!(tg.target_type().map(|t| t.as_str()), Some("ip"));
+        let attrs = elb
+            .describe_target_group_attributes()
+            .target_group_arn(tg.target_group_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let delay = attrs
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+            .and_then(|a| a.value());
+        assert_eq!(delay, Some("30"));
+    }
+    assert_eq!(w.paymig(["apply", "--yes"]).run().mutating_calls(), 0);
+}
