@@ -184,10 +184,6 @@ pub fn replication_policy(pairs: &[(String, String)]) -> Value {
     ]})
 }
 
-fn trust_policy() -> Value {
-    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-}
-
 /// IAM returns policy documents URL-encoded.
 pub fn decode_policy(doc: &str) -> Value {
     let decoded = if doc.trim_start().starts_with('{') { doc.to_owned() } else { percent_decode(doc) };
@@ -213,68 +209,10 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn converge_role(ctx: &Ctx, pairs: &[(String, String)]) -> Result<String, StepError> {
-    let iam = &ctx.aws.target.iam;
     let name = ctx.cfg.names.own("s3-replication");
     let res = Res::new(STEP, "iam_role", "replication-role", &name);
-    let arn = match iam.get_role().role_name(&name).send().await {
-        Ok(out) => {
-            let ours = out.role.as_ref().is_some_and(|r| {
-                r.tags().iter().any(|t| t.key() == TAG_MIGRATION && t.value() == ctx.cfg.migration.name)
-            });
-            let arn = out.role.map(|r| r.arn).unwrap_or_default();
-            ctx.existing(&res, &name, Some(&arn), ours)?;
-            arn
-        }
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
-            let tags: Vec<aws_sdk_iam::types::Tag> = ctx
-                .cfg
-                .prod_tags()
-                .into_iter()
-                .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value set"))
-                .collect();
-            let created = ctx
-                .create(&res, "trusted by s3.amazonaws.com", Value::Null, || async {
-                    let out = iam
-                        .create_role()
-                        .role_name(&name)
-                        .assume_role_policy_document(trust_policy().to_string())
-                        .description(format!("paymig {}: S3 audit-log replication", ctx.cfg.migration.name))
-                        .set_tags(Some(tags))
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&name, "CreateRole"))?;
-                    let arn = out.role.map(|r| r.arn).unwrap_or_default();
-                    Ok(Created { value: arn.clone(), id: name.clone(), arn: Some(arn), data: Value::Null })
-                })
-                .await?;
-            created.unwrap_or_else(|| format!("arn:aws:iam::{}:role/{name}", ctx.account))
-        }
-        Err(e) => return Err(StepError::aws(&name, "GetRole")(e)),
-    };
-    let want = replication_policy(pairs);
-    let have = if ctx.is_plan() && arn.is_empty() {
-        Value::Null
-    } else {
-        match iam.get_role_policy().role_name(&name).policy_name(ROLE_POLICY).send().await {
-            Ok(out) => decode_policy(out.policy_document()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Value::Null,
-            Err(e) => return Err(StepError::aws(&name, "GetRolePolicy")(e)),
-        }
-    };
-    if have != want {
-        ctx.update(&res, &name, "replication policy", json!({"role_policy": have}), || async {
-            iam.put_role_policy()
-                .role_name(&name)
-                .policy_name(ROLE_POLICY)
-                .policy_document(want.to_string())
-                .send()
-                .await
-                .map_err(StepError::aws(&name, "PutRolePolicy"))?;
-            Ok(())
-        })
-        .await?;
-    }
-    Ok(arn)
+    let description = format!("paymig {}: S3 audit-log replication", ctx.cfg.migration.name);
+    super::iam::converge_role(ctx, &res, "s3.amazonaws.com", description, ROLE_POLICY, &replication_policy(pairs)).await
 }
 
 async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {

@@ -52,8 +52,82 @@ impl Step for Iam {
     }
 }
 
-fn trust_policy() -> Value {
-    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+fn trust_policy(service: &str) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+}
+
+/// A role trusted by `service` with exactly one inline policy, converged:
+/// created (tagged) when missing, adopted only when tagged for the
+/// migration, and its inline policy rewritten when it differs (the previous
+/// document journaled). Shared by every step that needs a role. Returns the
+/// role's ARN.
+pub async fn converge_role(
+    ctx: &Ctx,
+    res: &Res,
+    service: &str,
+    description: String,
+    policy_name: &str,
+    policy: &Value,
+) -> Result<String, StepError> {
+    let iam = &ctx.aws.target.iam;
+    let name = res.name.clone();
+    let arn = match iam.get_role().role_name(&name).send().await {
+        Ok(out) => {
+            let role = out.role.ok_or_else(|| StepError::Invalid(format!("GetRole {name} returned no role")))?;
+            let ours = role
+                .tags()
+                .iter()
+                .any(|t| t.key() == crate::config::TAG_MIGRATION && t.value() == ctx.cfg.migration.name);
+            ctx.existing(res, &name, Some(role.arn()), ours)?;
+            Some(role.arn)
+        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
+            let tags: Vec<aws_sdk_iam::types::Tag> = ctx
+                .cfg
+                .prod_tags()
+                .into_iter()
+                .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value set"))
+                .collect();
+            ctx.create(res, format!("trusted by {service}"), Value::Null, || async {
+                let out = iam
+                    .create_role()
+                    .role_name(&name)
+                    .assume_role_policy_document(trust_policy(service).to_string())
+                    .description(description)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&name, "CreateRole"))?;
+                let arn = out.role.map(|r| r.arn).unwrap_or_default();
+                Ok(Created { value: arn.clone(), id: name.clone(), arn: Some(arn), data: Value::Null })
+            })
+            .await?
+        }
+        Err(e) => return Err(StepError::aws(&name, "GetRole")(e)),
+    };
+    // A role only planned has no policy to read yet.
+    let have = match &arn {
+        None => Value::Null,
+        Some(_) => match iam.get_role_policy().role_name(&name).policy_name(policy_name).send().await {
+            Ok(out) => super::audit::decode_policy(out.policy_document()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Value::Null,
+            Err(e) => return Err(StepError::aws(&name, "GetRolePolicy")(e)),
+        },
+    };
+    if have != *policy {
+        ctx.update(res, &name, format!("inline policy {policy_name}"), json!({"role_policy": have}), || async {
+            iam.put_role_policy()
+                .role_name(&name)
+                .policy_name(policy_name)
+                .policy_document(policy.to_string())
+                .send()
+                .await
+                .map_err(StepError::aws(&name, "PutRolePolicy"))?;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(arn.unwrap_or_else(|| format!("arn:aws:iam::{}:role/{name}", ctx.account)))
 }
 
 /// The execution policy of one prod function.
@@ -107,75 +181,20 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     if ctx.cfg.source.lambda_functions.is_empty() {
         return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
     }
-    let iam = &ctx.aws.target.iam;
     let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
     for f in &ctx.cfg.source.lambda_functions {
         let name = ctx.cfg.names.lambda_role(f);
         let res = Res::new(STEP, "iam_role", format!("role/{name}"), &name);
-        let arn = match iam.get_role().role_name(&name).send().await {
-            Ok(out) => {
-                let role = out.role.ok_or_else(|| StepError::Invalid(format!("GetRole {name} returned no role")))?;
-                let ours = role
-                    .tags()
-                    .iter()
-                    .any(|t| t.key() == crate::config::TAG_MIGRATION && t.value() == ctx.cfg.migration.name);
-                ctx.existing(&res, &name, Some(role.arn()), ours)?;
-                role.arn
-            }
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
-                let tags: Vec<aws_sdk_iam::types::Tag> = ctx
-                    .cfg
-                    .prod_tags()
-                    .into_iter()
-                    .map(|(k, v)| {
-                        aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value set")
-                    })
-                    .collect();
-                ctx.create(&res, format!("execution role of {}", ctx.cfg.names.prod(f)), Value::Null, || async {
-                    let out = iam
-                        .create_role()
-                        .role_name(&name)
-                        .assume_role_policy_document(trust_policy().to_string())
-                        .description(format!(
-                            "paymig {}: execution role of {}",
-                            ctx.cfg.migration.name,
-                            ctx.cfg.names.prod(f)
-                        ))
-                        .set_tags(Some(tags))
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&name, "CreateRole"))?;
-                    let arn = out.role.map(|r| r.arn).unwrap_or_default();
-                    Ok(Created { value: arn.clone(), id: name.clone(), arn: Some(arn), data: Value::Null })
-                })
-                .await?
-                .unwrap_or_else(|| format!("arn:aws:iam::{}:role/{name}", ctx.account))
-            }
-            Err(e) => return Err(StepError::aws(&name, "GetRole")(e)),
-        };
-        let want = execution_policy(ctx, f, &key_arn);
-        let have = if ctx.is_plan() && !arn.contains(":role/") {
-            Value::Null
-        } else {
-            match iam.get_role_policy().role_name(&name).policy_name(POLICY_NAME).send().await {
-                Ok(out) => super::audit::decode_policy(out.policy_document()),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Value::Null,
-                Err(e) => return Err(StepError::aws(&name, "GetRolePolicy")(e)),
-            }
-        };
-        if have != want {
-            ctx.update(&res, &name, "execution policy", json!({"role_policy": have}), || async {
-                iam.put_role_policy()
-                    .role_name(&name)
-                    .policy_name(POLICY_NAME)
-                    .policy_document(want.to_string())
-                    .send()
-                    .await
-                    .map_err(StepError::aws(&name, "PutRolePolicy"))?;
-                Ok(())
-            })
-            .await?;
-        }
+        let description = format!("paymig {}: execution role of {}", ctx.cfg.migration.name, ctx.cfg.names.prod(f));
+        let arn = converge_role(
+            ctx,
+            &res,
+            "lambda.amazonaws.com",
+            description,
+            POLICY_NAME,
+            &execution_policy(ctx, f, &key_arn),
+        )
+        .await?;
         ctx.outputs().lambda_roles.insert(f.clone(), arn);
     }
     Ok(Outcome::Done)
