@@ -709,16 +709,21 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<u64, StepError> {
     if !batch.is_empty() {
         removed += delete_batch(c, bucket, &mut batch).await?;
     }
-    let uploads: Vec<_> = s3
-        .list_multipart_uploads()
-        .bucket(bucket)
-        .send()
-        .await
-        .map_err(StepError::aws(bucket, "ListMultipartUploads"))?
-        .uploads()
-        .to_vec();
-    for u in uploads {
-        if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+    // Uploads the same way: abort the first page of what is left until none
+    // is (ListMultipartUploads has no generated paginator).
+    loop {
+        let page = s3
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(StepError::aws(bucket, "ListMultipartUploads"))?;
+        let uploads: Vec<(String, String)> =
+            page.uploads().iter().filter_map(|u| Some((u.key()?.to_owned(), u.upload_id()?.to_owned()))).collect();
+        if uploads.is_empty() {
+            break;
+        }
+        for (key, id) in uploads {
             s3.abort_multipart_upload()
                 .bucket(bucket)
                 .key(key)

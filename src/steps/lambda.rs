@@ -210,14 +210,22 @@ pub fn code_sha256(bytes: &[u8]) -> String {
 /// Downloads a presigned URL (GetFunction's Code.Location).
 pub async fn download(url: &str) -> Result<Vec<u8>, String> {
     use http_body_util::BodyExt;
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| format!("no TLS roots: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+    type HttpClient = hyper_util::client::legacy::Client<Https, http_body_util::Empty<bytes::Bytes>>;
+    // Built once per process, not once per package.
+    static CLIENT: std::sync::OnceLock<Result<HttpClient, String>> = std::sync::OnceLock::new();
+    let client = CLIENT
+        .get_or_init(|| {
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_native_roots()
+                .map_err(|e| format!("no TLS roots: {e}"))?
+                .https_or_http()
+                .enable_http1()
+                .build();
+            Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https))
+        })
+        .as_ref()
+        .map_err(Clone::clone)?;
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad code location: {e}"))?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(300), client.get(uri))
         .await
@@ -285,7 +293,15 @@ pub fn prod_environment(ctx: &Ctx, f: &DevFunction) -> BTreeMap<String, String> 
     env
 }
 
-/// The settings paymig owns, comparable and journal-able.
+/// Environment values as SHA-256 digests: comparable, but a secret value
+/// never reaches the journal, a log line or the validate report.
+pub fn redact_environment<'a>(vars: impl Iterator<Item = (&'a String, &'a String)>) -> BTreeMap<String, String> {
+    vars.map(|(k, v)| (k.clone(), format!("sha256:{}", &hex::encode(sha2::Sha256::digest(v.as_bytes()))[..16])))
+        .collect()
+}
+
+/// The settings paymig owns, comparable and journal-able (environment values
+/// only as digests).
 fn settings_of(c: &FunctionConfiguration) -> Value {
     let mut subnets: Vec<String> = c.vpc_config().map(|v| v.subnet_ids().to_vec()).unwrap_or_default();
     subnets.sort();
@@ -296,7 +312,7 @@ fn settings_of(c: &FunctionConfiguration) -> Value {
         "timeout": c.timeout(),
         "role": c.role(),
         "kms_key": c.kms_key_arn(),
-        "environment": c.environment().and_then(|e| e.variables()).map(|v| v.iter().collect::<BTreeMap<_, _>>()),
+        "environment": c.environment().and_then(|e| e.variables()).map(|v| redact_environment(v.iter())),
         "subnets": subnets,
         "security_groups": c.vpc_config().map(|v| v.security_group_ids().to_vec()).unwrap_or_default(),
         "layers": c.layers().iter().filter_map(|l| l.arn()).collect::<Vec<_>>(),
@@ -316,7 +332,7 @@ fn desired_settings(ctx: &Ctx, f: &DevFunction, role: &str, key: &str, subnets: 
         "timeout": d.timeout(),
         "role": role,
         "kms_key": key,
-        "environment": prod_environment(ctx, f),
+        "environment": redact_environment(prod_environment(ctx, f).iter()),
         "subnets": subnets,
         "security_groups": [sg],
         "layers": d.layers().iter().filter_map(|l| l.arn()).collect::<Vec<_>>(),
@@ -571,7 +587,7 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
         for field in ["runtime", "handler", "memory", "timeout", "layers", "tracing", "ephemeral_storage"] {
             diff(&mut diffs, field, &dv[field], &have[field], false);
         }
-        let want_env = json!(prod_environment(ctx, d));
+        let want_env = json!(redact_environment(prod_environment(ctx, d).iter()));
         diff(&mut diffs, "environment", &dv["environment"], &have["environment"], have["environment"] == want_env);
         diff(&mut diffs, "role", &dv["role"], &have["role"], true);
         diff(&mut diffs, "kms_key", &dv["kms_key"], &have["kms_key"], have["kms_key"] == json!(key));
@@ -651,12 +667,13 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         .map_err(StepError::aws(name, "DeleteFunctionConcurrency")),
                 }
             } else if let Some(s) = prev.get("settings") {
-                let env: std::collections::HashMap<String, String> =
-                    serde_json::from_value(s["environment"].clone()).unwrap_or_default();
-                let mut u = lambda
-                    .update_function_configuration()
-                    .function_name(name)
-                    .environment(Environment::builder().set_variables(Some(env)).build());
+                // The journal holds only digests of environment values (they may
+                // be secrets), so the environment is left as it is.
+                tracing::warn!(
+                    function = name,
+                    "rollback restores role, memory and timeout; the environment keeps its current values"
+                );
+                let mut u = lambda.update_function_configuration().function_name(name);
                 if let Some(role) = s["role"].as_str() {
                     u = u.role(role);
                 }
@@ -693,6 +710,14 @@ mod tests {
         assert!(runtime_supported("python3.8").unwrap_err().contains("deprecated"));
         assert!(runtime_supported("python2.7").is_err());
         assert!(runtime_supported("nodejs20.x").unwrap_err().contains("not supported"));
+    }
+
+    #[test]
+    fn environment_values_are_only_digests() {
+        let env: BTreeMap<String, String> = BTreeMap::from([("DB_PASSWORD".into(), "hunter2".into())]);
+        let r = redact_environment(env.iter());
+        assert!(r["DB_PASSWORD"].starts_with("sha256:") && !r["DB_PASSWORD"].contains("hunter2"));
+        assert_eq!(r, redact_environment(env.iter()), "stable, so still comparable");
     }
 
     #[test]

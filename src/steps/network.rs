@@ -715,7 +715,6 @@ async fn converge_route_tables(
         vec![]
     } else {
         ec2.describe_route_tables()
-            .filters(filter("vpc-id", vpc_id))
             .set_filters(Some(ours(ctx).into()))
             .filters(filter("vpc-id", vpc_id))
             .into_paginator()
@@ -1524,14 +1523,16 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         format!("{} availability zones", azs.len()),
     ));
 
-    let nats = ec2
+    let nats: Vec<aws_sdk_ec2::types::NatGateway> = ec2
         .describe_nat_gateways()
         .filter(filter("vpc-id", &vpc_id))
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(StepError::aws(&vpc_name, "DescribeNatGateways"))?;
     let live_nats = nats
-        .nat_gateways()
         .iter()
         .filter(|n| !n.state().is_some_and(|s| matches!(s.as_str(), "deleted" | "deleting" | "failed")))
         .count();
@@ -1541,22 +1542,24 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         live_nats == 0,
         format!("{live_nats} NAT gateway(s)"),
     ));
-    let igws = ec2
+    let igws: Vec<aws_sdk_ec2::types::InternetGateway> = ec2
         .describe_internet_gateways()
         .filters(filter("attachment.vpc-id", &vpc_id))
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .map_err(StepError::aws(&vpc_name, "DescribeInternetGateways"))?;
     f.checks.push(Check::new(
         "network.no_internet_gateway",
         &vpc_name,
-        igws.internet_gateways().is_empty(),
-        format!("{} internet gateway(s)", igws.internet_gateways().len()),
+        igws.is_empty(),
+        format!("{} internet gateway(s)", igws.len()),
     ));
 
     let rts: Vec<RouteTable> = ec2
         .describe_route_tables()
-        .filters(filter("vpc-id", &vpc_id))
         .set_filters(Some(ours(ctx).into()))
         .filters(filter("vpc-id", &vpc_id))
         .into_paginator()

@@ -67,18 +67,7 @@ async fn aurora_is_restored_from_the_newest_dev_snapshot_into_the_prod_network()
     assert_eq!(journaled_snapshot(&w), newest.db_cluster_snapshot_identifier().unwrap());
 
     // The prod network: subnet group over the prod subnets, the database group.
-    let sg = w
-        .prod
-        .ec2
-        .describe_security_groups()
-        .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("payments-db-sg-prod").build())
-        .send()
-        .await
-        .unwrap()
-        .security_groups()[0]
-        .group_id()
-        .unwrap()
-        .to_owned();
+    let sg = super::support::group_id(&w.prod, "payments-db-sg-prod").await;
     assert_eq!(
         c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect::<Vec<_>>(),
         [sg.as_str()]

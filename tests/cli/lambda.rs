@@ -51,18 +51,7 @@ async fn the_function_is_deployed_from_dev_with_a_least_privilege_role() {
     let want: BTreeSet<&str> = prod_subnets.subnets().iter().filter_map(|s| s.subnet_id()).collect();
     let vpc = f.vpc_config().unwrap();
     assert_eq!(vpc.subnet_ids().iter().map(String::as_str).collect::<BTreeSet<_>>(), want, "the prod private subnets");
-    let sg = w
-        .prod
-        .ec2
-        .describe_security_groups()
-        .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("payments-compute-sg-prod").build())
-        .send()
-        .await
-        .unwrap()
-        .security_groups()[0]
-        .group_id()
-        .unwrap()
-        .to_owned();
+    let sg = super::support::group_id(&w.prod, "payments-compute-sg-prod").await;
     assert_eq!(vpc.security_group_ids(), [sg]);
     let reserved =
         w.prod.lambda.get_function_concurrency().function_name("payment-processor-prod").send().await.unwrap();
@@ -230,18 +219,7 @@ async fn the_alb_forwards_to_the_live_colour_through_scoped_target_groups() {
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&fixture::sdk_config(&w.moto.endpoint, "us-east-1").await);
     let lb = elb.describe_load_balancers().names("payments-alb-prod").send().await.unwrap().load_balancers()[0].clone();
     assert_eq!(lb.scheme().map(|s| s.as_str()), Some("internal"));
-    let sg = w
-        .prod
-        .ec2
-        .describe_security_groups()
-        .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("payments-alb-sg-prod").build())
-        .send()
-        .await
-        .unwrap()
-        .security_groups()[0]
-        .group_id()
-        .unwrap()
-        .to_owned();
+    let sg = super::support::group_id(&w.prod, "payments-alb-sg-prod").await;
     assert_eq!(lb.security_groups(), [sg]);
     let mut arns = std::collections::BTreeMap::new();
     for colour in ["blue", "green"] {
@@ -416,4 +394,63 @@ async fn ip_target_groups_drain_connections_where_lambda_ones_cannot() {
         assert_eq!(delay, Some("30"));
     }
     assert_eq!(w.paymig(["apply", "--yes"]).run().mutating_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_values_never_reach_the_journal_or_the_report() {
+    const CANARY: &str = "CANARY-ENV-SECRET-3f9a";
+    let w = World::with(Default::default(), without_database).await;
+    // Dev's function carries a secret in its environment.
+    w.prod
+        .lambda
+        .update_function_configuration()
+        .function_name("payment-processor-dev")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("TABLE_NAME", "sessions-dev")
+                .variables("DB_PASSWORD", CANARY)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut outputs = String::new();
+    let apply = w.paymig(["apply", "--yes"]).run();
+    apply.expect_code(0);
+    let prod = w.prod.lambda.get_function_configuration().function_name("payment-processor-prod").send().await.unwrap();
+    assert_eq!(
+        prod.environment().unwrap().variables().unwrap().get("DB_PASSWORD").map(String::as_str),
+        Some(CANARY),
+        "deployed as dev has it"
+    );
+    // Drift behind paymig's back: validate reports it, apply journals the
+    // previous configuration.
+    w.prod
+        .lambda
+        .update_function_configuration()
+        .function_name("payment-processor-prod")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder().variables("DB_PASSWORD", "CANARY-PROD-EDIT-77c1").build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for args in [
+        &["validate", "--format", "json"][..],
+        &["validate"],
+        &["validate", "--format", "html"],
+        &["apply", "--yes"],
+        &["status"],
+    ] {
+        let run = w.paymig(args).run();
+        outputs.push_str(&run.stdout);
+        outputs.push_str(&run.stderr);
+    }
+    assert!(outputs.contains("environment"), "the drift is reported by field");
+    outputs.push_str(&apply.stdout);
+    outputs.push_str(&apply.stderr);
+    outputs.push_str(&std::fs::read_to_string(w.journal_path()).unwrap());
+    for secret in [CANARY, "CANARY-PROD-EDIT-77c1"] {
+        assert!(!outputs.contains(secret), "{secret} leaked");
+    }
 }

@@ -21,6 +21,22 @@ pub fn config_text(vpc_id: &str, dir: &Path) -> String {
         .replace("journal = \".paymig\"", &format!("journal = \"{}\"", dir.join("journal").display()))
 }
 
+/// The id of the security group called `name`.
+pub async fn group_id(c: &fixture::Clients, name: &str) -> String {
+    let out = c
+        .ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values(name).build())
+        .send()
+        .await
+        .unwrap();
+    out.security_groups()
+        .first()
+        .and_then(|g| g.group_id())
+        .unwrap_or_else(|| panic!("no security group {name}"))
+        .to_owned()
+}
+
 /// A paymig invocation.
 pub struct Paymig {
     cmd: Command,
