@@ -301,7 +301,7 @@ fn timeout_config() -> TimeoutConfig {
         .build()
 }
 
-async fn load_sdk_config(region: &str, profile: Option<&str>, role_arn: Option<&str>) -> SdkConfig {
+pub(crate) async fn load_sdk_config(region: &str, profile: Option<&str>, role_arn: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .retry_config(retry_config())

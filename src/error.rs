@@ -1,8 +1,6 @@
 //! The one error type that reaches `main`, and the single place where an
 //! error is turned into an exit code (SPEC "Exit codes").
 
-use std::path::PathBuf;
-
 /// Exit codes from SPEC.md.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -27,8 +25,8 @@ pub enum Error {
     #[error(transparent)]
     Journal(#[from] crate::engine::journal::JournalError),
 
-    #[error("another paymig run holds the lock {path}: {holder}\nhelp: wait for it to finish; if that process is gone on another host, remove {path} by hand")]
-    Locked { path: PathBuf, holder: String },
+    #[error("another paymig run holds the lock {location}: {holder}\nhelp: {help}")]
+    Locked { location: String, holder: String, help: String },
 
     #[error("{failed} step(s) failed: {summary}\nhelp: the journal is consistent; fix the cause and re-run the same command to resume")]
     StepsFailed { failed: usize, summary: String },

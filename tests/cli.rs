@@ -11,6 +11,8 @@ mod data_tier;
 mod lambda;
 #[path = "cli/params.rs"]
 mod params;
+#[path = "cli/remote_journal.rs"]
+mod remote_journal;
 #[path = "cli/validate.rs"]
 mod validate;
 

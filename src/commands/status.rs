@@ -7,13 +7,10 @@ use serde_json::json;
 
 use crate::cli::OutputFormat;
 use crate::config::Config;
-use crate::engine::lock;
 use crate::error::Result;
 
 pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
-    let dir = super::journal_dir(&cfg)?;
-    let journal = super::open_read_only(&cfg)?;
-    let holder = lock::holder(&dir, &cfg.migration.name);
+    let (journal, holder) = super::inspect(&cfg, true)?;
     let runs = journal.as_ref().map(|j| j.runs()).unwrap_or_default();
     let records = journal.as_ref().map(|j| j.records()).unwrap_or_default();
     let mut per_step: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
@@ -28,7 +25,8 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
         OutputFormat::Json => {
             let doc = json!({
                 "migration": cfg.migration.name,
-                "journal": journal.as_ref().map(|j| j.path().display().to_string()),
+                "journal": super::journal_location(&cfg),
+                "entries": journal.as_ref().map_or(0, |j| j.len()),
                 "lock": holder,
                 "runs": runs,
                 "resources": per_step,
@@ -39,8 +37,8 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
         OutputFormat::Text => {
             println!("migration: {}", cfg.migration.name);
             match &journal {
-                Some(j) => println!("journal:   {} ({} entries)", j.path().display(), j.len()),
-                None => println!("journal:   none yet ({})", dir.display()),
+                Some(j) => println!("journal:   {} ({} entries)", j.location(), j.len()),
+                None => println!("journal:   none yet ({})", super::journal_location(&cfg)),
             }
             match &holder {
                 Some(h) => println!("lock:      held by {h}"),

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::engine::remote::Remote;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,12 +29,18 @@ pub enum JournalError {
     OtherMigration { path: PathBuf, found: String, expected: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Remote(#[from] crate::engine::remote::RemoteError),
 }
 
 impl JournalError {
     /// Whether the problem is the user's to fix before anything runs (exit 2).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, JournalError::Write { .. })
+        use crate::engine::remote::RemoteError;
+        !matches!(
+            self,
+            JournalError::Write { .. } | JournalError::Remote(RemoteError::Write(_) | RemoteError::Conflict(_))
+        )
     }
 }
 
@@ -138,8 +146,16 @@ pub struct Run {
     pub status: Option<String>,
 }
 
+/// Where writes go.
+enum Sink {
+    /// Appended to a local file and fsynced.
+    File(File),
+    /// One object per entry in S3, written conditionally.
+    Remote(Arc<Remote>),
+}
+
 struct Inner {
-    file: File,
+    sink: Sink,
     entries: Vec<Entry>,
     next_seq: u64,
     writes: u64,
@@ -149,6 +165,7 @@ struct Inner {
 /// An open journal. Every write is appended and fsynced before returning.
 pub struct Journal {
     path: PathBuf,
+    location: String,
     migration: String,
     inner: Mutex<Inner>,
     kill_after: Option<u64>,
@@ -156,7 +173,7 @@ pub struct Journal {
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").field("path", &self.path).finish()
+        f.debug_struct("Journal").field("location", &self.location).finish()
     }
 }
 
@@ -252,17 +269,60 @@ impl Journal {
         let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok());
         Ok((
             Some(Journal {
+                location: path.display().to_string(),
                 path,
                 migration: migration.to_owned(),
-                inner: Mutex::new(Inner { file, entries, next_seq, writes: 0, run: None }),
+                inner: Mutex::new(Inner { sink: Sink::File(file), entries, next_seq, writes: 0, run: None }),
                 kill_after,
             }),
             repair,
         ))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens the remote journal behind `remote`. For writing (the lease is
+    /// held), many single-entry objects are first folded into a checkpoint.
+    pub fn open_remote(remote: Arc<Remote>, migration: &str, read_only: bool) -> Result<Self, JournalError> {
+        let loaded = remote.load()?;
+        let mut entries = Vec::with_capacity(loaded.lines.len());
+        for (i, (key, line)) in loaded.lines.iter().enumerate() {
+            let e: Entry = serde_json::from_str(line).map_err(|err| JournalError::Corrupt {
+                path: PathBuf::from(format!("s3://{}/{key}", remote.spec().bucket)),
+                line: i + 1,
+                message: err.to_string(),
+            })?;
+            if e.migration != migration {
+                return Err(JournalError::OtherMigration {
+                    path: PathBuf::from(remote.spec().location()),
+                    found: e.migration,
+                    expected: migration.to_owned(),
+                });
+            }
+            entries.push(e);
+        }
+        if !read_only && loaded.pending_segments > crate::engine::remote::CHECKPOINT_AFTER {
+            if let Some(last) = entries.last() {
+                let mut body = Vec::new();
+                for e in &entries {
+                    body.extend(serde_json::to_vec(e).expect("journal entries serialize"));
+                    body.push(b'\n');
+                }
+                remote.checkpoint(last.seq, body)?;
+            }
+        }
+        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
+        let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok());
+        Ok(Journal {
+            path: PathBuf::from(remote.spec().location()),
+            location: remote.spec().location(),
+            migration: migration.to_owned(),
+            inner: Mutex::new(Inner { sink: Sink::Remote(remote), entries, next_seq, writes: 0, run: None }),
+            kill_after,
+        })
+    }
+
+    /// Where the journal lives: a file path or an `s3://` URL.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     fn append(&self, body: Body) -> Result<u64, JournalError> {
@@ -276,8 +336,13 @@ impl Journal {
         let mut line = serde_json::to_vec(&entry).expect("journal entries serialize");
         line.push(b'\n');
         let werr = |source| JournalError::Write { path: self.path.clone(), source };
-        inner.file.write_all(&line).map_err(werr)?;
-        inner.file.sync_data().map_err(werr)?;
+        match &mut inner.sink {
+            Sink::File(file) => {
+                file.write_all(&line).map_err(werr)?;
+                file.sync_data().map_err(werr)?;
+            }
+            Sink::Remote(remote) => remote.put(entry.seq, line)?,
+        }
         if matches!(entry.body, Body::RunStart { .. }) {
             inner.run = Some(run);
         }

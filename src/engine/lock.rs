@@ -17,21 +17,88 @@ pub struct Holder {
     pub host: String,
     pub started: String,
     pub command: String,
+    /// The CodeBuild build (`CODEBUILD_BUILD_ID`), when run in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    /// Remote lease: when it was last renewed, and for how long it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+}
+
+impl Holder {
+    /// This process, about to run `command`.
+    pub fn me(command: &str) -> Self {
+        Holder {
+            pid: std::process::id(),
+            host: hostname(),
+            started: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            command: command.to_owned(),
+            build_id: build_id(),
+            renewed: None,
+            lease_seconds: None,
+        }
+    }
+
+    /// What a lock note that cannot be parsed stands for.
+    pub fn unreadable() -> Self {
+        Holder {
+            pid: 0,
+            host: "an unknown host".into(),
+            started: "an unknown time".into(),
+            command: "?".into(),
+            build_id: None,
+            renewed: None,
+            lease_seconds: None,
+        }
+    }
 }
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`paymig {}` (pid {} on {}, started {})", self.command, self.pid, self.host, self.started)
+        write!(f, "`paymig {}` (pid {} on {}", self.command, self.pid, self.host)?;
+        if let Some(b) = &self.build_id {
+            write!(f, ", build {b}")?;
+        }
+        write!(f, ", started {}", self.started)?;
+        if let (Some(r), Some(s)) = (&self.renewed, self.lease_seconds) {
+            write!(f, ", lease renewed {r} for {s}s")?;
+        }
+        f.write_str(")")
     }
+}
+
+/// The CodeBuild build id of this process, if any.
+pub fn build_id() -> Option<String> {
+    std::env::var("CODEBUILD_BUILD_ID").ok().filter(|b| !b.is_empty())
 }
 
 /// A held lock; released when dropped.
 #[derive(Debug)]
 pub struct Lock {
-    file: File,
-    pub path: PathBuf,
-    /// A note left by a run that died holding the lock, if any.
+    kind: LockKind,
+    /// Where the lock lives (a file path or an s3:// URL).
+    pub location: String,
+    /// A note left by a run that died holding the lock (or whose lease ran
+    /// out), if any.
     pub stale: Option<Holder>,
+}
+
+#[derive(Debug)]
+enum LockKind {
+    File(File),
+    Remote(std::sync::Arc<crate::engine::remote::Remote>),
+}
+
+impl Lock {
+    /// A lease taken on a remote journal.
+    pub fn remote(remote: std::sync::Arc<crate::engine::remote::Remote>, stale: Option<Holder>) -> Self {
+        let location = format!("{}lock.json", remote.spec().location());
+        Lock { kind: LockKind::Remote(remote), location, stale }
+    }
 }
 
 /// Why the lock could not be taken.
@@ -78,19 +145,12 @@ pub fn acquire(dir: &Path, migration: &str, command: &str) -> Result<Lock, LockE
     }
     // We hold the lock: any note still in the file was left by a run that died.
     let stale = read_note(&mut file);
-    let me = Holder {
-        pid: std::process::id(),
-        host: hostname(),
-        started: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
-        command: command.to_owned(),
-    };
+    let me = Holder::me(command);
     file.set_len(0).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     file.write_all(serde_json::to_string(&me).expect("holder serializes").as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
-    Ok(Lock { file, path, stale })
+    Ok(Lock { kind: LockKind::File(file), location: path.display().to_string(), stale })
 }
 
 /// The current holder, if the lock is held (for `status`).
@@ -107,9 +167,14 @@ pub fn holder(dir: &Path, migration: &str) -> Option<Holder> {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // A clean exit empties the note; the flock goes with the descriptor.
-        let _ = self.file.set_len(0);
-        let _ = self.file.sync_all();
+        match &self.kind {
+            // A clean exit empties the note; the flock goes with the descriptor.
+            LockKind::File(file) => {
+                let _ = file.set_len(0);
+                let _ = file.sync_all();
+            }
+            LockKind::Remote(remote) => remote.release(),
+        }
     }
 }
 
@@ -152,7 +217,7 @@ mod tests {
         assert!(holder(dir.path(), "payments").is_none());
 
         // A note without a live flock is what a killed run leaves behind.
-        let note = Holder { pid: 999_999, host: hostname(), started: "t".into(), command: "apply".into() };
+        let note = Holder { pid: 999_999, started: "t".into(), ..Holder::me("apply") };
         std::fs::write(lock_path(dir.path(), "payments"), serde_json::to_string(&note).unwrap()).unwrap();
         let again = acquire(dir.path(), "payments", "apply").unwrap();
         assert_eq!(again.stale, Some(note));

@@ -6,6 +6,7 @@
 pub mod dag;
 pub mod journal;
 pub mod lock;
+pub mod remote;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
