@@ -292,11 +292,20 @@ fn retry_config() -> RetryConfig {
         .with_max_backoff(Duration::from_secs(10))
 }
 
+/// The longest one HTTP attempt may take before it is abandoned and retried:
+/// 60 s, or `PAYMIG_ATTEMPT_TIMEOUT_SECONDS` (for networks or tests where a
+/// hung connection should be given up sooner).
+fn attempt_timeout() -> Duration {
+    let secs = std::env::var("PAYMIG_ATTEMPT_TIMEOUT_SECONDS").ok().and_then(|v| v.parse::<u64>().ok());
+    Duration::from_secs(secs.filter(|s| *s > 0).unwrap_or(60))
+}
+
 fn timeout_config() -> TimeoutConfig {
+    let attempt = attempt_timeout();
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(30))
-        .operation_attempt_timeout(Duration::from_secs(60))
+        .read_timeout(attempt.min(Duration::from_secs(30)))
+        .operation_attempt_timeout(attempt)
         .operation_timeout(Duration::from_secs(300))
         .build()
 }

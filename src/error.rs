@@ -19,6 +19,9 @@ pub enum Error {
     #[error("preflight failed:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Preflight(Vec<String>),
 
+    #[error("preflight could not read what it must check (nothing was changed):\n{}\nhelp: check connectivity and credentials, then re-run", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    PreflightFailed(Vec<String>),
+
     #[error("{0}")]
     Usage(String),
 
@@ -46,7 +49,7 @@ impl Error {
             Error::Journal(e) if e.is_usage() => exit::USAGE,
             Error::Journal(_) => exit::STEP_FAILED,
             Error::Locked { .. } => exit::LOCKED,
-            Error::StepsFailed { .. } | Error::Aws(_) => exit::STEP_FAILED,
+            Error::StepsFailed { .. } | Error::Aws(_) | Error::PreflightFailed(_) => exit::STEP_FAILED,
             Error::Drift(_) => exit::DRIFT,
         }
     }

@@ -21,7 +21,7 @@ use crate::engine::dag::Dag;
 use crate::engine::journal::{Journal, JournalError};
 use crate::engine::lock::{self, Holder, Lock, LockError};
 use crate::engine::remote::{AcquireError, Acquired, Remote, RemoteSpec};
-use crate::engine::{Ctx, Mode};
+use crate::engine::{Ctx, Mode, StepError};
 use crate::error::{Error, Result};
 
 /// Runs the parsed command line.
@@ -161,12 +161,19 @@ pub async fn connect(cfg: Config, mode: Mode, journal: Option<Arc<Journal>>) -> 
 /// before anything changes.
 pub async fn preflight(ctx: &Ctx, dag: &Dag) -> Result<()> {
     let checks = dag.steps().iter().map(|s| s.preflight(ctx));
-    let problems: Vec<String> = futures::future::join_all(checks).await.into_iter().flatten().collect();
+    let problems: Vec<StepError> = futures::future::join_all(checks).await.into_iter().flatten().collect();
     if problems.is_empty() {
-        Ok(())
+        return Ok(());
+    }
+    report_calls(&ctx.aws);
+    // A read that failed (after the SDK's retries) is a runtime failure, not
+    // bad input: exit 1, and the same command can simply be run again.
+    let (invalid, failed): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| matches!(p, StepError::Invalid(_)));
+    if failed.is_empty() {
+        Err(Error::Preflight(invalid.iter().map(ToString::to_string).collect()))
     } else {
-        report_calls(&ctx.aws);
-        Err(Error::Preflight(problems))
+        let all: Vec<String> = failed.iter().chain(&invalid).map(ToString::to_string).collect();
+        Err(Error::PreflightFailed(all))
     }
 }
 

@@ -395,8 +395,9 @@ pub trait Step: Send + Sync {
     /// Steps that must finish first.
     fn deps(&self) -> &'static [&'static str];
     /// Reads that must succeed before anything changes (dev resources exist,
-    /// names are free, …); each problem is one message.
-    fn preflight<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+    /// names are free, …): `Invalid` for what the user must fix, `Aws` for a
+    /// read that failed (a runtime failure, exit 1).
+    fn preflight<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async { Vec::new() })
     }
     /// Observes and converges (plan mode: only records the changes).

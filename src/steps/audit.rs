@@ -45,7 +45,7 @@ impl Step for Audit {
         &[]
     }
 
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(preflight(ctx))
     }
 
@@ -139,23 +139,23 @@ async fn bucket_state(c: &Clients, bucket: &str) -> Result<Option<bool>, StepErr
     }
 }
 
-async fn preflight(ctx: &Ctx) -> Vec<String> {
+async fn preflight(ctx: &Ctx) -> Vec<StepError> {
     let mut problems = Vec::new();
     for dev in &ctx.cfg.source.audit_buckets {
         match bucket_state(&ctx.aws.source, dev).await {
             Ok(Some(true)) => {}
-            Ok(_) => problems.push(format!("[source] audit_buckets: the dev bucket {dev:?} does not exist or is not readable with the source credentials")),
-            Err(e) => problems.push(format!("[source] audit_buckets {dev:?}: {e}")),
+            Ok(_) => problems.push(StepError::Invalid(format!("[source] audit_buckets: the dev bucket {dev:?} does not exist or is not readable with the source credentials"))),
+            Err(e) => problems.push(e),
         }
         for (place, name) in
             [(Place::Prod, ctx.cfg.names.prod(dev)), (Place::Replica, ctx.cfg.names.replica_bucket(dev))]
         {
             match bucket_state(client(ctx, place), &name).await {
-                Ok(Some(false)) => problems.push(format!(
+                Ok(Some(false)) => problems.push(StepError::Invalid(format!(
                     "[source] audit_buckets: the prod bucket name {name:?} (from {dev:?}) is taken by another account; S3 names are global — rename the dev bucket or change environment_suffix"
-                )),
+                ))),
                 Ok(_) => {}
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.push(e),
             }
         }
     }

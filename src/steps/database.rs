@@ -56,11 +56,11 @@ impl Step for Database {
         &["kms", "network"]
     }
 
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             match self.dev(ctx).await {
                 Ok(_) => vec![],
-                Err(e) => vec![e.to_string()],
+                Err(e) => vec![e],
             }
         })
     }

@@ -36,12 +36,12 @@ impl Step for DynamoDb {
         &["kms"]
     }
 
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             let mut problems = Vec::new();
             for t in &ctx.cfg.source.dynamodb_tables {
                 if let Err(e) = read_dev(ctx, t).await {
-                    problems.push(e.to_string());
+                    problems.push(e);
                 }
             }
             problems

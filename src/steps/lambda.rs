@@ -56,22 +56,22 @@ impl Step for Lambda {
         &["iam", "network", "database"]
     }
 
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             let dev = match self.dev(ctx).await {
                 Ok(d) => d,
-                Err(e) => return vec![e.to_string()],
+                Err(e) => return vec![e],
             };
-            let mut problems: Vec<String> = dev
+            let mut problems: Vec<StepError> = dev
                 .iter()
                 .filter_map(|f| {
                     runtime_supported(f.config.runtime().map(|r| r.as_str()).unwrap_or(""))
                         .err()
-                        .map(|e| format!("[source] lambda_functions: {}: {e}", f.name))
+                        .map(|e| StepError::Invalid(format!("[source] lambda_functions: {}: {e}", f.name)))
                 })
                 .collect();
             if let Err(e) = check_concurrency(ctx).await {
-                problems.push(e);
+                problems.push(StepError::Invalid(e));
             }
             problems
         })

@@ -33,18 +33,18 @@ impl Step for Monitoring {
         &["kms", "database", "lambda", "dynamodb", "audit"]
     }
 
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<String>> {
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             let mut problems = Vec::new();
             for d in &ctx.cfg.source.dashboards {
                 match ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(d).send().await {
                     Ok(_) => {}
                     Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => {
-                        problems.push(format!("[source] dashboards: the dev dashboard {d:?} does not exist"))
+                        problems.push(StepError::Invalid(format!(
+                            "[source] dashboards: the dev dashboard {d:?} does not exist"
+                        )))
                     }
-                    Err(e) => {
-                        problems.push(format!("[source] dashboards {d:?}: {}", crate::aws::describe_sdk_error(&e)))
-                    }
+                    Err(e) => problems.push(StepError::aws(format!("[source] dashboards {d:?}"), "GetDashboard")(e)),
                 }
             }
             problems

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod fixture;
+pub mod inventory;
 pub mod moto;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -40,6 +42,9 @@ pub async fn group_id(c: &fixture::Clients, name: &str) -> String {
 /// A paymig invocation.
 pub struct Paymig {
     cmd: Command,
+    /// Fingerprint dev on this endpoint before and after the run, and fail
+    /// if anything changed.
+    dev_guard: Option<String>,
 }
 
 /// What a paymig run left.
@@ -116,7 +121,20 @@ impl Paymig {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_SDK_UA_APP_ID", "paymig-tests")
             .stdin(Stdio::null());
-        Paymig { cmd }
+        Paymig { cmd, dev_guard: None }
+    }
+
+    /// Asserts that the run leaves every dev resource on `endpoint` exactly
+    /// as it found it.
+    pub fn guard_dev(mut self, endpoint: &str) -> Self {
+        self.dev_guard = Some(endpoint.to_owned());
+        self
+    }
+
+    /// Talks to `endpoint` (a proxy in front of the emulator) instead.
+    pub fn via(mut self, endpoint: &str) -> Self {
+        self.cmd.env("AWS_ENDPOINT_URL", endpoint);
+        self
     }
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
@@ -134,8 +152,29 @@ impl Paymig {
     }
 
     pub fn run(mut self) -> Run {
+        let fingerprint = |endpoint: &str| {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(inventory::dev_fingerprint(endpoint))
+            })
+        };
+        let before = self.dev_guard.as_deref().map(fingerprint);
         let out: Output = self.cmd.output().expect("run paymig");
-        to_run(out)
+        let run = to_run(out);
+        if let (Some(before), Some(endpoint)) = (before, self.dev_guard.as_deref()) {
+            let after = fingerprint(endpoint);
+            if before != after {
+                let first = before.lines().zip(after.lines()).position(|(a, b)| a != b).unwrap_or(0);
+                let ctx = |t: &str| t.lines().skip(first.saturating_sub(8)).take(16).collect::<Vec<_>>().join("\n");
+                panic!(
+                    "paymig {:?} changed the dev environment (line {first} of its fingerprint)\n--- before\n{}\n--- after\n{}\n--- stderr\n{}",
+                    self.cmd.get_args().collect::<Vec<_>>(),
+                    ctx(&before),
+                    ctx(&after),
+                    run.stderr
+                );
+            }
+        }
+        run
     }
 }
 
@@ -175,7 +214,7 @@ impl World {
     }
 
     pub fn paymig<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> Paymig {
-        Paymig::new(&self.moto.endpoint, &self.config).args(args)
+        Paymig::new(&self.moto.endpoint, &self.config).args(args).guard_dev(&self.moto.endpoint)
     }
 
     pub fn journal_path(&self) -> PathBuf {
