@@ -16,7 +16,7 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 
-    #[error("preflight failed:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    #[error("preflight failed:\n{}\nhelp: nothing was changed; fix each problem above (the configuration, or the resource it names) and re-run", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Preflight(Vec<String>),
 
     #[error("preflight could not read what it must check (nothing was changed):\n{}\nhelp: check connectivity and credentials, then re-run", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]

@@ -5,6 +5,8 @@ mod support;
 
 #[path = "cli/audit_monitoring.rs"]
 mod audit_monitoring;
+#[path = "cli/bad_input.rs"]
+mod bad_input;
 #[path = "cli/campaigns.rs"]
 mod campaigns;
 #[path = "cli/data_tier.rs"]

@@ -22,7 +22,7 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
         Color::Green => "green",
     };
     if canary.is_some_and(|c| c == 0 || c >= 100) {
-        return Err(Error::Usage("--canary is a percentage between 1 and 99".into()));
+        return Err(Error::Usage("--canary is a percentage between 1 and 99\nhelp: for example `paymig switch --to green --canary 10 --interval 300`".into()));
     }
     super::require_confirmable(yes, "paymig switch")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "switch")?;

@@ -39,11 +39,9 @@ impl Step for Monitoring {
             for d in &ctx.cfg.source.dashboards {
                 match ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(d).send().await {
                     Ok(_) => {}
-                    Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => {
-                        problems.push(StepError::Invalid(format!(
-                            "[source] dashboards: the dev dashboard {d:?} does not exist"
-                        )))
-                    }
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => problems.push(
+                        StepError::Invalid(format!("[source] dashboards: the dev dashboard {d:?} does not exist")),
+                    ),
                     Err(e) => problems.push(StepError::aws(format!("[source] dashboards {d:?}"), "GetDashboard")(e)),
                 }
             }

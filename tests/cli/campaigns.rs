@@ -43,8 +43,10 @@ fn journal_file(w: &World, suffix: &str) -> PathBuf {
 /// `settled`) every intent with an outcome. Returns the number of lines.
 pub fn check_journal(path: &std::path::Path, settled: bool) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let lines: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).map_err(|e| format!("bad line {l:?}: {e}"))).collect::<Result<_, _>>()?;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("bad line {l:?}: {e}")))
+        .collect::<Result<_, _>>()?;
     let mut intents: BTreeMap<u64, u32> = BTreeMap::new();
     for (i, l) in lines.iter().enumerate() {
         let seq = l["seq"].as_u64().ok_or("line without seq")?;
@@ -56,7 +58,8 @@ pub fn check_journal(path: &std::path::Path, settled: bool) -> Result<usize, Str
                 intents.insert(seq, 0);
             }
             Some("done") => {
-                let n = intents.get_mut(&l["intent"].as_u64().unwrap_or(0)).ok_or(format!("done for no intent: {l}"))?;
+                let n =
+                    intents.get_mut(&l["intent"].as_u64().unwrap_or(0)).ok_or(format!("done for no intent: {l}"))?;
                 *n += 1;
                 if *n > 1 {
                     return Err(format!("second outcome for intent {}", l["intent"]));
@@ -204,7 +207,9 @@ async fn crash_campaign_at_journal_boundaries_and_random_times() {
     // CI size: boundaries spread over the whole apply (each tier's intents
     // and outcomes) plus seeded random moments; scripts/crash-campaign runs
     // every boundary.
-    campaign(vec![1, 2, 7, 20, 41, 64, 95, 126, 150], 4, 20261124, 3).await;
+    let mut boundaries: Vec<u64> = (1..1000).step_by(6).collect();
+    boundaries.extend([2, 3, 4]);
+    campaign(boundaries, 6, 20261124, 3).await;
 }
 
 /// The larger run (scripts/crash-campaign): every journal boundary of the
@@ -270,7 +275,11 @@ async fn a_service_that_always_fails_stops_the_run_and_the_next_apply_finishes()
     let proxy = Proxy::start(failing(false));
     let unread = proxied(&w, &proxy, &["apply", "--yes"]).run();
     unread.expect_code(1);
-    assert!(unread.stderr.contains("sessions-dev") && unread.stderr.contains("nothing was changed"), "{}", unread.stderr);
+    assert!(
+        unread.stderr.contains("sessions-dev") && unread.stderr.contains("nothing was changed"),
+        "{}",
+        unread.stderr
+    );
     assert_eq!(unread.mutating_calls(), 0);
     assert!(prod_inventory(&w.moto.endpoint, "prod").await.is_empty());
     drop(proxy);
@@ -302,7 +311,11 @@ async fn a_service_that_always_fails_stops_the_run_and_the_next_apply_finishes()
 async fn the_dev_fingerprint_sees_any_write_to_dev() {
     let w = World::new().await;
     let before = crate::support::inventory::dev_fingerprint(&w.moto.endpoint).await;
-    assert_eq!(before, crate::support::inventory::dev_fingerprint(&w.moto.endpoint).await, "stable when nothing changes");
+    assert_eq!(
+        before,
+        crate::support::inventory::dev_fingerprint(&w.moto.endpoint).await,
+        "stable when nothing changes"
+    );
     let dev = crate::support::fixture::Clients::new(&w.moto.endpoint, "us-east-1", None).await;
     dev.dynamodb
         .update_continuous_backups()

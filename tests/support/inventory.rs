@@ -116,7 +116,8 @@ pub async fn prod_inventory(endpoint: &str, suffix: &str) -> Inventory {
     }
 
     for (region_sdk, kind) in [(&sdk, "s3_bucket"), (&west, "s3_bucket")] {
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(region_sdk).force_path_style(true).build());
+        let s3 =
+            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(region_sdk).force_path_style(true).build());
         for b in s3.list_buckets().send().await.unwrap().buckets() {
             let name = b.name().unwrap_or("?");
             if named(name) && !inv_has(&inv, kind, name) {
@@ -254,7 +255,8 @@ pub async fn dev_fingerprint(endpoint: &str) -> String {
         let id = v.vpc_id().unwrap();
         let in_vpc = || vec![Filter::builder().name("vpc-id").values(id).build()];
         out += &normalized("vpc", v);
-        out += &normalized("subnets", ec2.describe_subnets().set_filters(Some(in_vpc())).send().await.unwrap().subnets());
+        out +=
+            &normalized("subnets", ec2.describe_subnets().set_filters(Some(in_vpc())).send().await.unwrap().subnets());
         out += &normalized(
             "route_tables",
             ec2.describe_route_tables().set_filters(Some(in_vpc())).send().await.unwrap().route_tables(),
@@ -294,7 +296,13 @@ pub async fn dev_fingerprint(endpoint: &str) -> String {
     let pgs = rds.describe_db_cluster_parameter_groups().send().await.unwrap();
     for g in pgs.db_cluster_parameter_groups().iter().filter(|g| is_dev(g.db_cluster_parameter_group_name())) {
         let name = g.db_cluster_parameter_group_name().unwrap();
-        let params = rds.describe_db_cluster_parameters().db_cluster_parameter_group_name(name).source("user").send().await.unwrap();
+        let params = rds
+            .describe_db_cluster_parameters()
+            .db_cluster_parameter_group_name(name)
+            .source("user")
+            .send()
+            .await
+            .unwrap();
         out += &normalized(name, (g, params.parameters()));
     }
 
@@ -308,7 +316,10 @@ pub async fn dev_fingerprint(endpoint: &str) -> String {
         let pitr = ddb.describe_continuous_backups().table_name(t).send().await.unwrap();
         let arn = d.table().and_then(|x| x.table_arn()).unwrap().to_owned();
         let tags = ddb.list_tags_of_resource().resource_arn(arn).send().await.unwrap();
-        out += &normalized(t, (d.table(), ttl.time_to_live_description(), pitr.continuous_backups_description(), tags.tags()));
+        out += &normalized(
+            t,
+            (d.table(), ttl.time_to_live_description(), pitr.continuous_backups_description(), tags.tags()),
+        );
     }
 
     let lambda = aws_sdk_lambda::Client::new(&sdk);
@@ -336,10 +347,17 @@ pub async fn dev_fingerprint(endpoint: &str) -> String {
             .map(|v| (v.key(), v.version_id(), v.e_tag(), v.size()))
             .chain(versions.delete_markers().iter().map(|d| (d.key(), d.version_id(), None, None)))
             .collect();
-        let enc = s3.get_bucket_encryption().bucket(name).send().await.ok().map(|e| format!("{:?}", e.server_side_encryption_configuration()));
+        let enc = s3
+            .get_bucket_encryption()
+            .bucket(name)
+            .send()
+            .await
+            .ok()
+            .map(|e| format!("{:?}", e.server_side_encryption_configuration()));
         let pol = s3.get_bucket_policy().bucket(name).send().await.ok().and_then(|p| p.policy);
         let tags = s3.get_bucket_tagging().bucket(name).send().await.ok().map(|t| format!("{:?}", t.tag_set()));
-        let lc = s3.get_bucket_lifecycle_configuration().bucket(name).send().await.ok().map(|l| format!("{:?}", l.rules()));
+        let lc =
+            s3.get_bucket_lifecycle_configuration().bucket(name).send().await.ok().map(|l| format!("{:?}", l.rules()));
         out += &normalized(name, (summary, enc, pol, tags, lc));
     }
 
@@ -374,19 +392,26 @@ pub async fn dev_fingerprint(endpoint: &str) -> String {
     let aliases = kms.list_aliases().send().await.unwrap();
     out += &normalized(
         "kms_aliases",
-        aliases.aliases().iter().filter(|a| is_dev(a.alias_name())).map(|a| (a.alias_name(), a.target_key_id())).collect::<Vec<_>>(),
+        aliases
+            .aliases()
+            .iter()
+            .filter(|a| is_dev(a.alias_name()))
+            .map(|a| (a.alias_name(), a.target_key_id()))
+            .collect::<Vec<_>>(),
     );
     let iam = aws_sdk_iam::Client::new(&sdk);
     let roles = iam.list_roles().send().await.unwrap();
     out += &normalized(
         "iam_roles",
-        roles.roles().iter().filter(|r| dev(r.role_name())).map(|r| (r.role_name(), r.arn(), r.assume_role_policy_document())).collect::<Vec<_>>(),
+        roles
+            .roles()
+            .iter()
+            .filter(|r| dev(r.role_name()))
+            .map(|r| (r.role_name(), r.arn(), r.assume_role_policy_document()))
+            .collect::<Vec<_>>(),
     );
     let sns = aws_sdk_sns::Client::new(&sdk);
     let topics = sns.list_topics().send().await.unwrap();
-    out += &normalized(
-        "sns_topics",
-        topics.topics().iter().filter(|t| is_dev(t.topic_arn())).collect::<Vec<_>>(),
-    );
+    out += &normalized("sns_topics", topics.topics().iter().filter(|t| is_dev(t.topic_arn())).collect::<Vec<_>>());
     out
 }

@@ -35,6 +35,8 @@ pub enum Fault {
     Throttle,
     Reset,
     Slow,
+    /// `ExpiredToken` (HTTP 403), as for credentials past their expiry.
+    ExpiredToken,
 }
 
 pub const ALL_FAULTS: [Fault; 5] = [Fault::Http500, Fault::Http503, Fault::Throttle, Fault::Reset, Fault::Slow];
@@ -251,6 +253,13 @@ impl Shared {
                 Fault::Http503 => Ok(status_response(503)),
                 Fault::Throttle => Ok(throttle_response(&service, json)),
                 Fault::Reset => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
+                Fault::ExpiredToken => Ok(Response::builder()
+                    .status(403)
+                    .header("content-type", "text/xml")
+                    .body(Full::new(Bytes::from_static(
+                        b"<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>The security token included in the request is expired</Message></Error><RequestId>fault</RequestId></ErrorResponse>",
+                    )))
+                    .unwrap()),
                 Fault::Slow => {
                     tokio::time::sleep(self.cfg.slow).await;
                     Ok(status_response(503))
