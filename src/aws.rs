@@ -62,6 +62,9 @@ pub struct Count {
 #[derive(Debug, Default)]
 pub struct CallStats {
     counts: Mutex<BTreeMap<(Side, String, String), Count>>,
+    /// SSM reads that asked for decrypted values. paymig never makes one;
+    /// counted so that tests and operators can see it.
+    decrypting: std::sync::atomic::AtomicU64,
 }
 
 /// A summary of the calls a command made.
@@ -70,6 +73,8 @@ pub struct CallSummary {
     pub read: u64,
     pub mutating: u64,
     pub retries: u64,
+    /// SSM GetParameter(s)/GetParametersByPath calls with decryption (always 0).
+    pub decrypting_reads: u64,
     /// `service -> operation -> calls`, with `side` folded into the service name
     /// (`ec2`, `source:ec2`).
     pub by_operation: BTreeMap<String, BTreeMap<String, u64>>,
@@ -90,7 +95,10 @@ impl CallStats {
     /// Totals so far.
     pub fn summary(&self) -> CallSummary {
         let counts = self.counts.lock().expect("call stats poisoned");
-        let mut s = CallSummary::default();
+        let mut s = CallSummary {
+            decrypting_reads: self.decrypting.load(std::sync::atomic::Ordering::Relaxed),
+            ..CallSummary::default()
+        };
         for ((side, service, op), c) in counts.iter() {
             let service = service.to_ascii_lowercase();
             let key = if *side == Side::Target { service.clone() } else { format!("{side}:{service}") };
@@ -110,6 +118,9 @@ impl CallStats {
 impl fmt::Display for CallSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "API calls: {} read, {} mutating, {} retries", self.read, self.mutating, self.retries)?;
+        if self.decrypting_reads > 0 {
+            write!(f, ", {} SSM reads WITH DECRYPTION", self.decrypting_reads)?;
+        }
         if !self.mutating_by_service.is_empty() {
             let per: Vec<String> = self.mutating_by_service.iter().map(|(k, v)| format!("{k} {v}")).collect();
             write!(f, " (mutating: {})", per.join(", "))?;
@@ -132,10 +143,13 @@ impl Intercept for CallCounter {
     // Once per `send()`: the operation metadata is in the bag from here on.
     fn read_before_serialization(
         &self,
-        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        ctx: &BeforeSerializationInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if asks_for_decryption(ctx.input()) {
+            self.stats.decrypting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(md) = cfg.load::<Metadata>() {
             self.stats.record(self.side, md, false);
             tracing::trace!(side = %self.side, service = md.service(), operation = md.name(), "api call");
@@ -155,6 +169,16 @@ impl Intercept for CallCounter {
         }
         Ok(())
     }
+}
+
+/// Whether an operation's input is an SSM read asking for decrypted values.
+fn asks_for_decryption(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -> bool {
+    use aws_sdk_ssm::operation::{get_parameter, get_parameters, get_parameters_by_path};
+    input.downcast_ref::<get_parameter::GetParameterInput>().is_some_and(|i| i.with_decryption() == Some(true))
+        || input.downcast_ref::<get_parameters::GetParametersInput>().is_some_and(|i| i.with_decryption() == Some(true))
+        || input
+            .downcast_ref::<get_parameters_by_path::GetParametersByPathInput>()
+            .is_some_and(|i| i.with_decryption() == Some(true))
 }
 
 /// Refuses, before anything is sent, every operation that is not a read.
@@ -391,6 +415,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decrypting_ssm_reads_are_recognised() {
+        use aws_sdk_ssm::operation::{
+            get_parameter::GetParameterInput, get_parameters_by_path::GetParametersByPathInput,
+        };
+        use aws_smithy_runtime_api::client::interceptors::context::Input;
+        let by_path = |d: Option<bool>| {
+            Input::erase(GetParametersByPathInput::builder().path("/dev/").set_with_decryption(d).build().unwrap())
+        };
+        assert!(asks_for_decryption(&by_path(Some(true))));
+        assert!(!asks_for_decryption(&by_path(Some(false))));
+        assert!(!asks_for_decryption(&by_path(None)));
+        let one = Input::erase(GetParameterInput::builder().name("x").with_decryption(true).build().unwrap());
+        assert!(asks_for_decryption(&one));
+    }
 
     #[test]
     fn reads_and_writes_are_told_apart() {

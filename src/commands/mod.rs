@@ -219,6 +219,7 @@ pub fn report_calls(aws: &Aws) {
         read = s.read,
         mutating = s.mutating,
         retries = s.retries,
+        decrypting_reads = s.decrypting_reads,
         by_operation = %serde_json::to_string(&s.by_operation).unwrap_or_default(),
         "api calls"
     );

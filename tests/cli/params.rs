@@ -163,3 +163,73 @@ async fn two_thousand_parameters_migrate_without_a_failure() {
     again.expect_code(0);
     assert_eq!(again.mutating_calls(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_command_verbose_or_json_leaks_a_secret_or_reads_one_decrypted() {
+    use crate::support::proxy::{Proxy, ProxyConfig};
+    // Without Aurora: each round re-creates the stack, and moto cannot
+    // re-create a cluster within a minute of deleting it.
+    let w = World::with(Default::default(), without_database).await;
+    const CANARIES: [&str; 4] = ["CANARY-SECURE-a91c", "CANARY-PASSWORD-3d07", "CANARY-TOKEN-e2b4", "CANARY-ENV-77f0"];
+    put(&w, "/dev/payments/ledger-secret", CANARIES[0], ParameterType::SecureString).await;
+    put(&w, "/dev/payments/smtp-password", CANARIES[1], ParameterType::String).await;
+    put(&w, "/dev/payments/webhook-token", CANARIES[2], ParameterType::String).await;
+    let dev = crate::support::fixture::Clients::new(&w.moto.endpoint, "us-east-1", None).await;
+    dev.lambda
+        .update_function_configuration()
+        .function_name("payment-processor-dev")
+        .environment(aws_sdk_lambda::types::Environment::builder().variables("SIGNING_SECRET", CANARIES[3]).build())
+        .send()
+        .await
+        .unwrap();
+    // Every request goes through a proxy that sees each SSM read on the wire.
+    let proxy = Proxy::start(ProxyConfig::new(&w.moto.endpoint));
+    let report = w.dir.path().join("report.html");
+    let report_arg = report.display().to_string();
+    let mut outputs = String::new();
+    for style in [&["-v"][..], &["-vv"], &["--log-format", "json"], &["--log-format", "json", "-v"]] {
+        for args in [
+            &["plan"][..],
+            &["plan", "--format", "json"],
+            &["params", "--dry-run"],
+            &["apply", "--yes"],
+            &["params", "--yes"],
+            &["status"],
+            &["status", "--format", "json"],
+            &["iam-policy"],
+            &["validate", "--format", "md"],
+            &["validate", "--format", "json"],
+            &["validate", "--format", "html", "--out", &report_arg],
+            &["switch", "--to", "green", "--yes"],
+            &["rollback", "--yes"],
+            &["destroy", "--yes"],
+        ] {
+            let all: Vec<&str> = style.iter().chain(args).copied().collect();
+            let run = w.paymig(&all).via(&proxy.endpoint).run();
+            assert!(matches!(run.code, Some(0) | Some(3)), "{all:?}: {}", run.stderr);
+            if style.contains(&"json") {
+                for line in run.stderr.lines() {
+                    let event: serde_json::Value =
+                        serde_json::from_str(line).unwrap_or_else(|_| panic!("{all:?}: not JSON: {line}"));
+                    if event["fields"]["message"] == "api calls" {
+                        assert_eq!(event["fields"]["decrypting_reads"], 0, "{all:?}: {line}");
+                    }
+                }
+            } else {
+                assert!(!run.stderr.contains("WITH DECRYPTION"), "{all:?}: {}", run.stderr);
+            }
+            outputs.push_str(&run.stdout);
+            outputs.push_str(&run.stderr);
+            if report.exists() {
+                outputs.push_str(&std::fs::read_to_string(&report).unwrap());
+            }
+        }
+        outputs.push_str(&std::fs::read_to_string(w.journal_path()).unwrap());
+    }
+    assert!(outputs.len() > 100_000, "every command said something: {} bytes", outputs.len());
+    for c in CANARIES {
+        assert!(!outputs.contains(c), "secret value {c} leaked");
+    }
+    assert_eq!(proxy.stats.decrypting_ssm_reads.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(proxy.stats.requests.load(std::sync::atomic::Ordering::Relaxed) > 500);
+}

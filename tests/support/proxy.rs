@@ -87,6 +87,8 @@ pub struct CallRecord {
 #[derive(Debug, Default)]
 pub struct ProxyStats {
     pub requests: AtomicU64,
+    /// SSM GetParameter(s)/GetParametersByPath requests asking for decryption.
+    pub decrypting_ssm_reads: AtomicU64,
     pub faults: Mutex<BTreeMap<(String, Fault), u64>>,
     seen: Mutex<HashMap<u64, u64>>,
     pub calls: Mutex<Vec<CallRecord>>,
@@ -246,6 +248,12 @@ impl Shared {
         let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
         let req = Request::from_parts(parts, body);
         let json = req.headers().contains_key("x-amz-target");
+        if service == "ssm" && operation_of(&req, req.body()).starts_with("GetParameter") {
+            let asked: serde_json::Value = serde_json::from_slice(req.body()).unwrap_or_default();
+            if asked["WithDecryption"] == true {
+                self.stats.decrypting_ssm_reads.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if let Some(f) = self.fault_for(&service, &req) {
             *self.stats.faults.lock().unwrap().entry((service.clone(), f)).or_default() += 1;
             return match f {
