@@ -137,4 +137,12 @@ pub enum Command {
     /// Prints the least-privilege IAM policy paymig itself needs for this config.
     #[command(name = "iam-policy", after_help = "Example:\n  paymig iam-policy > paymig-policy.json")]
     IamPolicy,
+    /// Prints a shell completion script (reads no configuration).
+    #[command(
+        after_help = "Examples:\n  paymig completions bash > /etc/bash_completion.d/paymig\n  paymig completions zsh > \"${fpath[1]}/_paymig\"\n  paymig completions fish > ~/.config/fish/completions/paymig.fish"
+    )]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }

@@ -17,6 +17,8 @@ mod lambda;
 mod params;
 #[path = "cli/remote_journal.rs"]
 mod remote_journal;
+#[path = "cli/ux.rs"]
+mod ux;
 #[path = "cli/validate.rs"]
 mod validate;
 

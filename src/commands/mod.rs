@@ -26,6 +26,14 @@ use crate::error::{Error, Result};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "paymig", &mut script);
+        // A closed pipe (`| head`) is not an error worth a message.
+        let _ = std::io::stdout().write_all(&script);
+        return Ok(());
+    }
     let cfg = Config::load(&cli.config)?;
     match cli.command {
         Command::Plan { format } => plan::run(cfg, format).await,
@@ -37,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm.yes).await,
         Command::Validate { format, out } => validate::run(cfg, format, out).await,
         Command::Switch { to, canary, interval, confirm } => switch::run(cfg, to, canary, interval, confirm.yes).await,
+        Command::Completions { .. } => unreachable!("handled before the configuration is read"),
     }
 }
 

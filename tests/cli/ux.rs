@@ -1,0 +1,117 @@
+//! The operator's experience: help text and plan output as snapshots
+//! (`tests/snapshots/`; `PAYMIG_UPDATE_SNAPSHOTS=1 scripts/test` rewrites
+//! them after an intended change), shell completions.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{Paymig, World};
+
+fn snapshot_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name)
+}
+
+#[track_caller]
+fn assert_snapshot(name: &str, actual: &str) {
+    let path = snapshot_path(name);
+    if std::env::var_os("PAYMIG_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("no snapshot {}; run with PAYMIG_UPDATE_SNAPSHOTS=1 to create it", path.display()));
+    if expected != actual {
+        let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b).unwrap_or(0);
+        panic!(
+            "{name} differs from its snapshot at line {}:\n  snapshot: {:?}\n  actual:   {:?}\n(PAYMIG_UPDATE_SNAPSHOTS=1 rewrites it after an intended change)\n--- actual\n{actual}",
+            line + 1,
+            expected.lines().nth(line).unwrap_or(""),
+            actual.lines().nth(line).unwrap_or("")
+        );
+    }
+}
+
+const COMMANDS: [&str; 11] = [
+    "plan",
+    "apply",
+    "params",
+    "validate",
+    "switch",
+    "rollback",
+    "destroy",
+    "status",
+    "iam-policy",
+    "completions",
+    "help",
+];
+
+#[test]
+fn help_text_matches_its_snapshots_and_every_command_has_an_example() {
+    let help = |args: &[&str]| {
+        let run = Paymig::new("http://127.0.0.1:9", Path::new("unused.toml")).env("COLUMNS", "100").args(args).run();
+        assert_eq!(run.code, Some(0), "{args:?}: {}", run.stderr);
+        run.stdout
+    };
+    let top = help(&["--help"]);
+    assert_snapshot("help.txt", &top);
+    for cmd in COMMANDS.iter().filter(|c| **c != "help") {
+        let text = help(&[cmd, "--help"]);
+        assert!(text.contains("Example"), "`paymig {cmd} --help` has an example:\n{text}");
+        assert!(top.contains(cmd), "`paymig --help` lists {cmd}");
+        assert_snapshot(&format!("help-{cmd}.txt"), &text);
+    }
+}
+
+#[test]
+fn completions_are_generated_for_bash_zsh_and_fish() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        // No configuration is read: the file does not even exist.
+        let run = Paymig::new("http://127.0.0.1:9", &dir.path().join("absent.toml")).args(["completions", shell]).run();
+        assert_eq!(run.code, Some(0), "{shell}: {}", run.stderr);
+        for word in ["apply", "destroy", "iam-policy", "parallelism", "log-format"] {
+            assert!(run.stdout.contains(word), "{shell} completion lacks {word}");
+        }
+        if shell == "bash" {
+            let script = dir.path().join("paymig.bash");
+            std::fs::write(&script, &run.stdout).unwrap();
+            let check = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
+            assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+        }
+    }
+    let bad = Paymig::new("http://127.0.0.1:9", Path::new("x.toml")).args(["completions", "tcsh"]).run();
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("bash") && bad.stderr.contains("fish"), "names the choices: {}", bad.stderr);
+}
+
+/// Plan output with the run's generated ids (VPC, subnets, account…) masked.
+fn masked(text: &str, w: &World) -> String {
+    let mut out = text.replace(&w.dev.vpc_id, "vpc-DEV");
+    for (id, _) in &w.dev.subnets {
+        out = out.replace(id, "subnet-DEV");
+    }
+    let ids = regex::Regex::new(r"\b(igw|rtb|sg|subnet|vpc|vpce|pl|rtbassoc|snap)-[0-9a-f]{8,17}\b").unwrap();
+    let out = ids.replace_all(&out, "$1-ID");
+    let times = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z").unwrap();
+    times.replace_all(&out, "TIME").into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_output_is_grouped_by_step_with_counts_in_text_and_json() {
+    let w = World::new().await;
+    let plan = w.paymig(["plan"]).env("COLUMNS", "100").run();
+    plan.expect_code(0);
+    assert_snapshot("plan-fresh.txt", &masked(&plan.stdout, &w));
+    let json = w.paymig(["plan", "--format", "json"]).run();
+    json.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let steps = doc["steps"].as_array().expect("steps");
+    assert!(steps.len() >= 9, "{doc}");
+    let creates: u64 = steps.iter().map(|s| s["create"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(doc["summary"]["create"].as_u64(), Some(creates), "the summary adds up the steps: {doc}");
+
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let converged = w.paymig(["plan"]).env("COLUMNS", "100").run();
+    converged.expect_code(0);
+    assert_snapshot("plan-converged.txt", &masked(&converged.stdout, &w));
+}
