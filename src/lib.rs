@@ -12,5 +12,6 @@ pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod naming;
+pub mod progress;
 pub mod report;
 pub mod steps;

@@ -24,7 +24,13 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     // Our own events at the chosen level; the SDK's only when they matter.
     let filter =
         EnvFilter::try_from_env("PAYMIG_LOG").unwrap_or_else(|_| EnvFilter::new(format!("warn,paymig={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    // Colours only on a terminal: CodeBuild logs and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Text => builder.compact().without_time().init(),

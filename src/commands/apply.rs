@@ -16,6 +16,7 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
 
     let run_id = journal.begin_run("apply")?;
     tracing::info!(run = %run_id, parallelism, "apply started");
+    crate::progress::start("apply", &dag.steps().iter().map(|s| s.id()).collect::<Vec<_>>());
     let reports = dag
         .execute(parallelism, |s| {
             let ctx = &ctx;
@@ -41,6 +42,15 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     journal.end_run(if failed.is_empty() { "ok" } else { "failed" }, stats.mutating)?;
 
     let changes = ctx.changes();
+    let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
+    crate::progress::finish(
+        if failed.is_empty() { "ok" } else { "failed" },
+        &serde_json::json!({
+            "run": run_id, "created": count(Action::Create), "updated": count(Action::Update),
+            "failed_steps": failed.len(), "read_calls": stats.read, "mutating_calls": stats.mutating,
+            "retries": stats.retries,
+        }),
+    );
     println!("paymig apply: run {run_id}");
     let mut reports = reports;
     reports.sort_by_key(|r| dag.steps().iter().position(|s| s.id() == r.step));

@@ -29,7 +29,7 @@ pub async fn rollback(cfg: Config, yes: bool) -> Result<()> {
     super::confirm(yes, &format!("roll back run {} ({} changes) in account {}", target.id, todo.len(), ctx.account))?;
     journal.begin_run("rollback")?;
     println!("paymig rollback: undoing run {} ({}, started {})", target.id, target.command, target.started);
-    let failures = replay(&ctx, &journal, &todo).await;
+    let failures = replay(&ctx, &journal, &todo, "rollback").await;
     finish(&ctx, &journal, failures, Vec::new())
 }
 
@@ -45,7 +45,7 @@ pub async fn destroy(cfg: Config, yes: bool) -> Result<()> {
     )?;
     journal.begin_run("destroy")?;
     println!("paymig destroy: undoing {} journaled change(s)", todo.len());
-    let mut failures = replay(&ctx, &journal, &todo).await;
+    let mut failures = replay(&ctx, &journal, &todo, "destroy").await;
     // Then whatever is still tagged for the migration (a lost journal, a
     // resource created outside it), dependents first.
     let mut swept = Vec::new();
@@ -59,10 +59,29 @@ pub async fn destroy(cfg: Config, yes: bool) -> Result<()> {
 }
 
 /// Undoes `records` in the given order; returns the failures.
-async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record]) -> Vec<String> {
+async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str) -> Vec<String> {
+    use crate::progress::{self, State};
     let steps = crate::steps::all();
     let mut failures = Vec::new();
+    // Progress per step: running at its first record, done after its last.
+    let mut remaining: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+    let mut order: Vec<&'static str> = Vec::new();
     for r in records {
+        remaining.entry(r.intent.step.as_str()).or_default().0 += 1;
+        if let Some(s) = steps.iter().find(|s| s.id() == r.intent.step) {
+            if !order.contains(&s.id()) {
+                order.push(s.id());
+            }
+        }
+    }
+    progress::start(command, &order);
+    let mut started = std::collections::BTreeSet::new();
+    for r in records {
+        let step_id = r.intent.step.as_str();
+        let before = failures.len();
+        if started.insert(step_id) {
+            progress::set(step_id, State::Running, "");
+        }
         let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
             failures.push(format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step));
             continue;
@@ -87,6 +106,18 @@ async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record]) -> Vec<String>
                 failures.push(format!("[{}] {}: {e}", r.intent.step, r.intent.key));
             }
         }
+        if let Some((left, failed)) = remaining.get_mut(step_id) {
+            *left -= 1;
+            *failed += failures.len() - before;
+            if *left == 0 {
+                let (state, note) = if *failed == 0 {
+                    (State::Done, String::new())
+                } else {
+                    (State::Failed, format!("{failed} failed"))
+                };
+                progress::set(step_id, state, &note);
+            }
+        }
     }
     failures
 }
@@ -97,6 +128,10 @@ fn finish(ctx: &Ctx, journal: &Journal, failures: Vec<String>, swept: Vec<String
     }
     let stats = ctx.aws.stats.summary();
     journal.end_run(if failures.is_empty() { "ok" } else { "failed" }, stats.mutating)?;
+    crate::progress::finish(
+        if failures.is_empty() { "ok" } else { "failed" },
+        &serde_json::json!({"failures": failures.len(), "swept": swept.len(), "read_calls": stats.read, "mutating_calls": stats.mutating, "retries": stats.retries}),
+    );
     super::report_calls(&ctx.aws);
     if failures.is_empty() {
         Ok(())

@@ -89,6 +89,7 @@ impl Dag {
                     {
                         let st = Status::Blocked(format!("dependency {bad} did not finish"));
                         tracing::warn!(step = s.id(), "blocked: dependency {bad} did not finish");
+                        crate::progress::set(s.id(), crate::progress::State::Blocked, &format!("{bad} did not finish"));
                         status.insert(s.id(), st.clone());
                         reports.push(Report { step: s.id(), status: st, elapsed: Duration::ZERO });
                         started.insert(s.id());
@@ -104,6 +105,7 @@ impl Dag {
                     && s.deps().iter().all(|d| matches!(status.get(d), Some(Status::Done | Status::Skipped(_))));
                 if ready {
                     started.insert(s.id());
+                    crate::progress::set(s.id(), crate::progress::State::Running, "");
                     let fut = run(s);
                     let id = s.id();
                     running.push(async move {
@@ -121,6 +123,12 @@ impl Dag {
                 Ok(Outcome::Skipped(why)) => Status::Skipped(why),
                 Err(e) => Status::Failed(e.to_string()),
             };
+            let (state, note) = match &st {
+                Status::Done => (crate::progress::State::Done, ""),
+                Status::Skipped(why) => (crate::progress::State::Skipped, why.as_str()),
+                Status::Failed(e) | Status::Blocked(e) => (crate::progress::State::Failed, e.as_str()),
+            };
+            crate::progress::set(id, state, note);
             status.insert(id, st.clone());
             reports.push(Report { step: id, status: st, elapsed });
         }

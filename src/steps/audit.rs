@@ -705,6 +705,7 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<u64, StepError> {
             removed += delete_batch(c, bucket, &mut batch).await?;
         }
         tracing::info!(bucket, removed, "emptying bucket");
+        crate::progress::counter(STEP, &format!("versions deleted from {bucket}"), removed, None);
     }
     if !batch.is_empty() {
         removed += delete_batch(c, bucket, &mut batch).await?;

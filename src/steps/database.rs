@@ -510,13 +510,13 @@ async fn converge_cluster(
             match created {
                 None => return Ok(DbCluster::builder().db_cluster_identifier(planned_id("db cluster")).build()),
                 Some(_) => {
-                    rds.wait_until_db_cluster_available()
-                        .db_cluster_identifier(&n.cluster)
-                        .wait(ctx.max_wait())
+                    let waiter =
+                        rds.wait_until_db_cluster_available().db_cluster_identifier(&n.cluster).wait(ctx.max_wait());
+                    crate::progress::while_waiting(STEP, &format!("{} to become available", n.cluster), waiter)
                         .await
                         .map_err(|e| {
-                            StepError::Invalid(format!("{}: not available within {:?}: {e}", n.cluster, ctx.max_wait()))
-                        })?;
+                        StepError::Invalid(format!("{}: not available within {:?}: {e}", n.cluster, ctx.max_wait()))
+                    })?;
                     describe_cluster(ctx, &n.cluster)
                         .await?
                         .ok_or_else(|| StepError::Invalid(format!("{} vanished after restore", n.cluster)))?
@@ -674,9 +674,8 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
                 )
                 .await?;
             if created.is_some() {
-                rds.wait_until_db_instance_available()
-                    .db_instance_identifier(&id)
-                    .wait(ctx.max_wait())
+                let waiter = rds.wait_until_db_instance_available().db_instance_identifier(&id).wait(ctx.max_wait());
+                crate::progress::while_waiting(STEP, &format!("{id} to become available"), waiter)
                     .await
                     .map_err(|e| StepError::Invalid(format!("{id}: not available within {:?}: {e}", ctx.max_wait())))?;
             }

@@ -284,6 +284,8 @@ impl Params {
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value set"))
             .collect();
+        let total = writes.len() as u64;
+        let written = std::sync::atomic::AtomicU64::new(0);
         let results: Vec<Result<(String, bool), StepError>> =
             futures::stream::iter(writes.into_iter().map(|(s, prod_name, value, prev)| {
                 let tags = tags.clone();
@@ -335,6 +337,10 @@ impl Params {
                 }
             }))
             .buffer_unordered(WRITE_CONCURRENCY)
+            .inspect(|_| {
+                let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                crate::progress::counter(STEP, "parameters copied", n, Some(total));
+            })
             .collect()
             .await;
         let mut failures = Vec::new();

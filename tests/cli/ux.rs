@@ -115,3 +115,37 @@ async fn plan_output_is_grouped_by_step_with_counts_in_text_and_json() {
     converged.expect_code(0);
     assert_snapshot("plan-converged.txt", &masked(&converged.stdout, &w));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_is_a_line_per_step_transition_or_a_json_event_for_codebuild() {
+    let w = World::with(Default::default(), crate::without_database).await;
+    let apply = w.paymig(["apply", "--yes"]).run();
+    apply.expect_code(0);
+    // Not a terminal: plain lines, one per transition, no escape codes.
+    for step in ["kms", "network", "dynamodb", "audit", "iam", "lambda", "alb", "monitoring", "params"] {
+        assert!(apply.stderr.contains(&format!("paymig apply: [{step}] running")), "{step}:\n{}", apply.stderr);
+        assert!(apply.stderr.contains(&format!("paymig apply: [{step}] done ")), "{step}:\n{}", apply.stderr);
+    }
+    assert!(apply.stderr.contains("paymig apply: [database] skipped"), "{}", apply.stderr);
+    let copied = regex::Regex::new(r"\[params\] (\d+)/(\d+) parameters copied").unwrap();
+    let last = copied.captures_iter(&apply.stderr).last().expect("a parameter counter");
+    assert_eq!(last[1], last[2], "the counter ends at its total");
+    assert!(!apply.stderr.contains('\x1b'), "no terminal escapes off a terminal");
+
+    // JSON: one event per step transition and a final summary, every line JSON.
+    let destroy = w.paymig(["--log-format", "json", "destroy", "--yes"]).run();
+    destroy.expect_code(0);
+    let events: Vec<serde_json::Value> = destroy.stderr.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["event"] == "step")
+        .map(|e| (e["step"].as_str().unwrap().to_owned(), e["state"].as_str().unwrap().to_owned()))
+        .collect();
+    for step in ["network", "audit", "params"] {
+        assert!(steps.contains(&(step.into(), "running".into())), "{steps:?}");
+        assert!(steps.contains(&(step.into(), "done".into())), "{steps:?}");
+    }
+    let summary = events.iter().find(|e| e["event"] == "summary").expect("a summary event");
+    assert_eq!(summary["status"], "ok");
+    assert!(events.iter().all(|e| e["elapsed_ms"].is_u64() || e["event"] != "step"));
+}

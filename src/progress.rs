@@ -1,0 +1,281 @@
+//! Step progress for the operator, on stderr: on a terminal a live block with
+//! one line per step (state, elapsed time, a counter for long work) redrawn in
+//! place; otherwise one plain line per transition (and a counter line at most
+//! every few seconds); with `--log-format json` one event per transition and
+//! per counter update, so a CodeBuild log can be followed and parsed.
+//!
+//! Process-wide: `start` installs it for a command, steps report counters
+//! with `counter`, and nothing is printed when it is not installed.
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A step's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+    Skipped,
+    Blocked,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Skipped => "skipped",
+            State::Blocked => "blocked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Terminal,
+    Plain,
+    Json,
+}
+
+#[derive(Debug)]
+struct Line {
+    step: &'static str,
+    state: State,
+    started: Option<Instant>,
+    elapsed: Duration,
+    note: String,
+    counter: Option<(String, u64, Option<u64>)>,
+    last_printed: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Board {
+    style: Style,
+    command: String,
+    lines: Vec<Line>,
+    drawn: usize,
+    last_draw: Option<Instant>,
+}
+
+static BOARD: OnceLock<Mutex<Board>> = OnceLock::new();
+
+/// How often a plain-text counter line may repeat.
+const PLAIN_COUNTER_EVERY: Duration = Duration::from_secs(5);
+/// How often the terminal block may be redrawn for a counter.
+const REDRAW_EVERY: Duration = Duration::from_millis(100);
+
+/// Installs progress for `command` over `steps` (all `waiting`).
+pub fn start(command: &str, steps: &[&'static str]) {
+    let style = if crate::logging::is_json() {
+        Style::Json
+    } else if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        Style::Terminal
+    } else {
+        Style::Plain
+    };
+    let lines = steps
+        .iter()
+        .map(|s| Line {
+            step: s,
+            state: State::Waiting,
+            started: None,
+            elapsed: Duration::ZERO,
+            note: String::new(),
+            counter: None,
+            last_printed: None,
+        })
+        .collect();
+    let board = Board { style, command: command.to_owned(), lines, drawn: 0, last_draw: None };
+    if BOARD.set(Mutex::new(board)).is_err() {
+        // Already installed (one command per process): reset it.
+        if let Some(b) = BOARD.get() {
+            let mut b = b.lock().expect("progress poisoned");
+            b.command = command.to_owned();
+        }
+    }
+    with_board(|b| b.draw(true));
+}
+
+fn with_board(f: impl FnOnce(&mut Board)) {
+    if let Some(b) = BOARD.get() {
+        if let Ok(mut b) = b.lock() {
+            f(&mut b);
+        }
+    }
+}
+
+/// A step changed state; `note` says why (a failure, a skip reason, counts).
+pub fn set(step: &str, state: State, note: &str) {
+    with_board(|b| {
+        let Some(i) = b.lines.iter().position(|l| l.step == step) else { return };
+        let line = &mut b.lines[i];
+        if state == State::Running {
+            line.started = Some(Instant::now());
+        } else if let Some(t) = line.started {
+            line.elapsed = t.elapsed();
+        }
+        line.state = state;
+        line.note = note.to_owned();
+        match b.style {
+            Style::Terminal => b.draw(true),
+            Style::Plain => {
+                let l = &b.lines[i];
+                eprintln!("paymig {}: {}", b.command, l.render(false));
+            }
+            Style::Json => {
+                let l = &b.lines[i];
+                tracing::info!(
+                    event = "step",
+                    step = l.step,
+                    state = l.state.as_str(),
+                    elapsed_ms = l.elapsed.as_millis() as u64,
+                    note = %l.note,
+                    "step {}", l.state.as_str()
+                );
+            }
+        }
+    });
+}
+
+/// Long work inside a step: `done` of `total` (if known) `label`
+/// ("parameters copied", "versions deleted", "s waiting for the cluster").
+pub fn counter(step: &str, label: &str, done: u64, total: Option<u64>) {
+    with_board(|b| {
+        let Some(i) = b.lines.iter().position(|l| l.step == step) else { return };
+        b.lines[i].counter = Some((label.to_owned(), done, total));
+        let now = Instant::now();
+        match b.style {
+            Style::Terminal => {
+                if b.last_draw.is_none_or(|t| now - t >= REDRAW_EVERY) || total == Some(done) {
+                    b.draw(false);
+                }
+            }
+            Style::Plain => {
+                let l = &mut b.lines[i];
+                if l.last_printed.is_none_or(|t| now - t >= PLAIN_COUNTER_EVERY) || total == Some(done) {
+                    l.last_printed = Some(now);
+                    eprintln!("paymig {}: [{}] {}", b.command, l.step, render_counter(label, done, total));
+                }
+            }
+            Style::Json => {
+                let l = &mut b.lines[i];
+                if l.last_printed.is_none_or(|t| now - t >= Duration::from_secs(1)) || total == Some(done) {
+                    l.last_printed = Some(now);
+                    tracing::info!(event = "progress", step = l.step, label, done, total, "progress");
+                }
+            }
+        }
+    });
+}
+
+/// Runs `fut` (a waiter) while counting the seconds spent waiting.
+pub async fn while_waiting<F: std::future::Future>(step: &str, what: &str, fut: F) -> F::Output {
+    let started = Instant::now();
+    let label = format!("s waiting for {what}");
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tick.tick() => counter(step, &label, started.elapsed().as_secs(), None),
+        }
+    }
+}
+
+fn render_counter(label: &str, done: u64, total: Option<u64>) -> String {
+    match total {
+        Some(t) => format!("{done}/{t} {label}"),
+        None => format!("{done} {label}"),
+    }
+}
+
+impl Line {
+    fn render(&self, live: bool) -> String {
+        let elapsed = match (self.state, self.started) {
+            (State::Running, Some(t)) => t.elapsed(),
+            _ => self.elapsed,
+        };
+        let mut s = format!("[{}] {}", self.step, self.state.as_str());
+        if self.state != State::Waiting && !(self.state == State::Blocked && elapsed.is_zero()) {
+            s.push_str(&format!(" {:.1}s", elapsed.as_secs_f64()));
+        }
+        if let (true, State::Running, Some((label, done, total))) = (live, self.state, &self.counter) {
+            s.push_str(&format!(" — {}", render_counter(label, *done, *total)));
+        }
+        if !self.note.is_empty() {
+            s.push_str(&format!(" — {}", self.note));
+        }
+        s
+    }
+}
+
+impl Board {
+    /// Redraws the terminal block in place.
+    fn draw(&mut self, _transition: bool) {
+        if self.style != Style::Terminal {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        if self.drawn > 0 {
+            // Back to the top of the block, clearing it.
+            let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn);
+        }
+        for l in &self.lines {
+            let text = l.render(true);
+            let colour = match l.state {
+                State::Done => "\x1b[32m",
+                State::Failed | State::Blocked => "\x1b[31m",
+                State::Running => "\x1b[36m",
+                State::Skipped | State::Waiting => "\x1b[2m",
+            };
+            let _ = writeln!(err, "{colour}{text}\x1b[0m");
+        }
+        self.drawn = self.lines.len();
+        self.last_draw = Some(Instant::now());
+        let _ = err.flush();
+    }
+}
+
+/// Ends the live block (the terminal keeps its last state) and, with JSON
+/// logs, emits the summary event.
+pub fn finish(status: &str, summary: &serde_json::Value) {
+    with_board(|b| {
+        if b.style == Style::Json {
+            tracing::info!(event = "summary", command = %b.command, status, summary = %summary, "{} {status}", b.command);
+        }
+        b.drawn = 0;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_render_state_time_counter_and_note() {
+        let mut l = Line {
+            step: "params",
+            state: State::Waiting,
+            started: None,
+            elapsed: Duration::ZERO,
+            note: String::new(),
+            counter: None,
+            last_printed: None,
+        };
+        assert_eq!(l.render(true), "[params] waiting");
+        l.state = State::Running;
+        l.started = Some(Instant::now());
+        l.counter = Some(("parameters copied".into(), 500, Some(2000)));
+        assert!(l.render(true).contains("500/2000 parameters copied"), "{}", l.render(true));
+        assert!(!l.render(false).contains("parameters copied"), "plain transitions carry no counter");
+        l.state = State::Done;
+        l.elapsed = Duration::from_millis(1234);
+        l.note = "3 created".into();
+        assert_eq!(l.render(true), "[params] done 1.2s — 3 created");
+    }
+}
