@@ -51,6 +51,49 @@ pub fn is_read_operation(operation: &str) -> bool {
         || operation == "GetCallerIdentity"
 }
 
+tokio::task_local! {
+    /// The dependency lane of the code making a call: the step, and within
+    /// it the resource being worked on. Calls in one lane depend on each
+    /// other in order; lanes of one step are independent.
+    static LANE: String;
+}
+
+/// The current lane (`""` outside any).
+pub fn lane() -> String {
+    LANE.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Runs `fut` in `lane`.
+pub async fn in_lane<F: std::future::Future>(lane: String, fut: F) -> F::Output {
+    LANE.scope(lane, fut).await
+}
+
+/// Where `PAYMIG_CALL_LOG` asks for one JSON line per API call (lane,
+/// service, operation, start and end in ms since the process started): the
+/// benchmark computes the critical path from it.
+struct CallLog {
+    file: Mutex<std::fs::File>,
+    epoch: std::time::Instant,
+}
+
+fn call_log() -> Option<&'static CallLog> {
+    static LOG: std::sync::OnceLock<Option<CallLog>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let path = std::env::var_os("PAYMIG_CALL_LOG")?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok()?;
+        Some(CallLog { file: Mutex::new(file), epoch: std::time::Instant::now() })
+    })
+    .as_ref()
+}
+
+/// When a call started, kept in its config bag until it ends.
+#[derive(Debug, Clone)]
+struct CallStart(std::time::Duration, String);
+
+impl aws_smithy_types::config_bag::Storable for CallStart {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
 /// Calls and HTTP attempts of one operation.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct Count {
@@ -153,6 +196,28 @@ impl Intercept for CallCounter {
         if let Some(md) = cfg.load::<Metadata>() {
             self.stats.record(self.side, md, false);
             tracing::trace!(side = %self.side, service = md.service(), operation = md.name(), "api call");
+        }
+        if let Some(log) = call_log() {
+            cfg.interceptor_state().store_put(CallStart(log.epoch.elapsed(), lane()));
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        _ctx: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(log), Some(start), Some(md)) = (call_log(), cfg.load::<CallStart>(), cfg.load::<Metadata>()) {
+            let line = serde_json::json!({
+                "lane": start.1, "side": self.side, "service": md.service(), "operation": md.name(),
+                "start_ms": start.0.as_secs_f64() * 1000.0, "end_ms": log.epoch.elapsed().as_secs_f64() * 1000.0,
+            });
+            if let Ok(mut f) = log.file.lock() {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
         }
         Ok(())
     }

@@ -7,6 +7,8 @@ mod support;
 mod audit_monitoring;
 #[path = "cli/bad_input.rs"]
 mod bad_input;
+#[path = "cli/bench.rs"]
+mod bench;
 #[path = "cli/campaigns.rs"]
 mod campaigns;
 #[path = "cli/data_tier.rs"]

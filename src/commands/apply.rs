@@ -10,7 +10,8 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     super::require_confirmable(yes, "paymig apply")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "apply")?;
     let dag = super::build_dag()?;
-    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    ctx.parallelism = parallelism;
     super::preflight(&ctx, &dag).await?;
     super::confirm(yes, &format!("apply migration {:?} to account {}", ctx.cfg.migration.name, ctx.account))?;
 

@@ -169,7 +169,7 @@ pub async fn connect(cfg: Config, mode: Mode, journal: Option<Arc<Journal>>) -> 
 /// Every step's preflight checks, concurrently; any problem stops the command
 /// before anything changes.
 pub async fn preflight(ctx: &Ctx, dag: &Dag) -> Result<()> {
-    let checks = dag.steps().iter().map(|s| s.preflight(ctx));
+    let checks = dag.steps().iter().map(|s| crate::aws::in_lane(format!("preflight/{}", s.id()), s.preflight(ctx)));
     let problems: Vec<StepError> = futures::future::join_all(checks).await.into_iter().flatten().collect();
     if problems.is_empty() {
         return Ok(());

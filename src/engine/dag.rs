@@ -110,7 +110,7 @@ impl Dag {
                     let id = s.id();
                     running.push(async move {
                         let t = Instant::now();
-                        let r = fut.await;
+                        let r = crate::aws::in_lane(id.to_owned(), fut).await;
                         (id, r, t.elapsed())
                     });
                 }

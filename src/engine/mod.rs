@@ -134,11 +134,34 @@ pub struct Ctx {
     /// The prod account id.
     pub account: String,
     pub outputs: Mutex<Outputs>,
+    /// How many steps, and within a step how many resources, may be worked
+    /// on at once (`--parallelism`).
+    pub parallelism: usize,
     changes: Mutex<Vec<Change>>,
     notices: Mutex<Vec<(String, String)>>,
 }
 
 impl Ctx {
+    /// Runs `f` for every item — one resource each — at most `parallelism`
+    /// at once, each in its own lane of the call log. Every item is
+    /// attempted; the first error (in item order) is returned.
+    pub async fn each<'a, T, F, Fut>(&'a self, items: impl IntoIterator<Item = T>, f: F) -> Result<(), StepError>
+    where
+        T: std::fmt::Display,
+        F: Fn(T) -> Fut,
+        Fut: Future<Output = Result<(), StepError>> + 'a,
+    {
+        use futures::StreamExt;
+        let results: Vec<Result<(), StepError>> = futures::stream::iter(items.into_iter().map(|item| {
+            let lane = format!("{}/{item}", crate::aws::lane());
+            crate::aws::in_lane(lane, f(item))
+        }))
+        .buffered(self.parallelism.max(1))
+        .collect()
+        .await;
+        results.into_iter().collect()
+    }
+
     pub fn new(cfg: Config, aws: Aws, mode: Mode, journal: Option<Arc<Journal>>, account: String) -> Self {
         Ctx {
             cfg,
@@ -147,6 +170,7 @@ impl Ctx {
             journal,
             account,
             outputs: Mutex::new(Outputs::default()),
+            parallelism: 8,
             changes: Mutex::new(Vec::new()),
             notices: Mutex::new(Vec::new()),
         }

@@ -222,15 +222,24 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     }
     let pairs: Vec<(String, String)> =
         buckets.iter().map(|b| (ctx.cfg.names.prod(b), ctx.cfg.names.replica_bucket(b))).collect();
-    for (prod, replica) in &pairs {
-        // The replica first: replication needs its destination versioned.
-        converge_bucket(ctx, Place::Replica, replica).await?;
-        converge_bucket(ctx, Place::Prod, prod).await?;
-    }
+    let names: Vec<String> = pairs.iter().map(|(p, _)| p.clone()).collect();
+    let replica_of = |prod: &str| pairs.iter().find(|(p, _)| p == prod).map(|(_, r)| r.clone()).unwrap_or_default();
+    ctx.each(names.clone(), |prod| {
+        let replica = replica_of(&prod);
+        async move {
+            // The replica first: replication needs its destination versioned.
+            converge_bucket(ctx, Place::Replica, &replica).await?;
+            converge_bucket(ctx, Place::Prod, &prod).await
+        }
+    })
+    .await?;
     let role = converge_role(ctx, &pairs).await?;
-    for (prod, replica) in &pairs {
-        converge_replication(ctx, prod, replica, &role).await?;
-    }
+    let role = &role;
+    ctx.each(names, |prod| {
+        let replica = replica_of(&prod);
+        async move { converge_replication(ctx, &prod, &replica, role).await }
+    })
+    .await?;
     Ok(Outcome::Done)
 }
 

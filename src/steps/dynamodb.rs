@@ -301,11 +301,14 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         return Ok(Outcome::Skipped("no [source] dynamodb_tables configured".into()));
     }
     let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
-    // One table at a time: AWS limits concurrent creates of indexed tables.
-    for dev_name in &ctx.cfg.source.dynamodb_tables {
-        let dev = read_dev(ctx, dev_name).await?;
-        converge_table(ctx, &dev, &key_arn).await?;
-    }
+    // Tables side by side, each in its own lane: reading dev, creating,
+    // waiting for ACTIVE and the follow-up settings are one chain per table.
+    let key_arn = &key_arn;
+    ctx.each(ctx.cfg.source.dynamodb_tables.clone(), |dev_name: String| async move {
+        let dev = read_dev(ctx, &dev_name).await?;
+        converge_table(ctx, &dev, key_arn).await
+    })
+    .await?;
     Ok(Outcome::Done)
 }
 

@@ -182,21 +182,24 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
     }
     let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
-    for f in &ctx.cfg.source.lambda_functions {
-        let name = ctx.cfg.names.lambda_role(f);
+    let key_arn = &key_arn;
+    ctx.each(ctx.cfg.source.lambda_functions.clone(), |f: String| async move {
+        let name = ctx.cfg.names.lambda_role(&f);
         let res = Res::new(STEP, "iam_role", format!("role/{name}"), &name);
-        let description = format!("paymig {}: execution role of {}", ctx.cfg.migration.name, ctx.cfg.names.prod(f));
+        let description = format!("paymig {}: execution role of {}", ctx.cfg.migration.name, ctx.cfg.names.prod(&f));
         let arn = converge_role(
             ctx,
             &res,
             "lambda.amazonaws.com",
             description,
             POLICY_NAME,
-            &execution_policy(ctx, f, &key_arn),
+            &execution_policy(ctx, &f, key_arn),
         )
         .await?;
-        ctx.outputs().lambda_roles.insert(f.clone(), arn);
-    }
+        ctx.outputs().lambda_roles.insert(f, arn);
+        Ok(())
+    })
+    .await?;
     Ok(Outcome::Done)
 }
 

@@ -41,6 +41,12 @@ pub struct DevFunction {
     pub code_location: Option<String>,
 }
 
+impl std::fmt::Display for DevFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 impl Lambda {
     async fn dev(&self, ctx: &Ctx) -> Result<&Vec<DevFunction>, StepError> {
         self.dev.get_or_try_init(|| read_dev(ctx)).await
@@ -84,9 +90,7 @@ impl Step for Lambda {
                 if dev.is_empty() {
                     return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
                 }
-                for f in dev {
-                    converge_function(ctx, f).await?;
-                }
+                ctx.each(dev.clone(), |f: DevFunction| async move { converge_function(ctx, &f).await }).await?;
                 Ok(Outcome::Done)
             }
             .instrument(tracing::info_span!("step", step = STEP)),

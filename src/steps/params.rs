@@ -23,9 +23,10 @@ use crate::naming::NameMap;
 const STEP: &str = "params";
 /// GetParameters takes at most this many names.
 const GET_BATCH: usize = 10;
-/// PutParameter calls in flight at once (SSM's default throughput is low;
-/// throttling is retried by the SDK's adaptive retry).
-const WRITE_CONCURRENCY: usize = 8;
+/// At most this many PutParameter calls in flight, whatever `--parallelism`
+/// says (SSM's default throughput is low; throttling is retried by the SDK's
+/// adaptive retry).
+const MAX_WRITE_CONCURRENCY: usize = 16;
 const STANDARD_LIMIT: usize = 4096;
 const ADVANCED_LIMIT: usize = 8192;
 
@@ -336,7 +337,7 @@ impl Params {
                     }
                 }
             }))
-            .buffer_unordered(WRITE_CONCURRENCY)
+            .buffer_unordered(ctx.parallelism.clamp(1, MAX_WRITE_CONCURRENCY))
             .inspect(|_| {
                 let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 crate::progress::counter(STEP, "parameters copied", n, Some(total));

@@ -20,7 +20,7 @@ use crate::support::proxy::{Fault, Proxy, ProxyConfig};
 use crate::support::{Paymig, Run, World};
 
 /// A config for environment `suffix` with its own journal.
-fn round_config(w: &World, suffix: &str) -> PathBuf {
+pub fn round_config(w: &World, suffix: &str) -> PathBuf {
     let text = std::fs::read_to_string(&w.config).unwrap();
     let text = text
         .replace("environment_suffix = \"prod\"", &format!("environment_suffix = \"{suffix}\""))
@@ -34,7 +34,7 @@ fn round_config(w: &World, suffix: &str) -> PathBuf {
     path
 }
 
-fn journal_file(w: &World, suffix: &str) -> PathBuf {
+pub fn journal_file(w: &World, suffix: &str) -> PathBuf {
     w.dir.path().join(format!("journal-{suffix}/payments/journal.jsonl"))
 }
 

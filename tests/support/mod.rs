@@ -147,6 +147,13 @@ impl Paymig {
         self
     }
 
+    /// Starts paymig with stdout and stderr going to files.
+    pub fn spawn_to(mut self, out: &Path, err: &Path) -> std::process::Child {
+        let out = std::fs::File::create(out).expect("stdout file");
+        let err = std::fs::File::create(err).expect("stderr file");
+        self.cmd.stdout(out).stderr(err).spawn().expect("spawn paymig")
+    }
+
     pub fn spawn(mut self) -> std::process::Child {
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn paymig")
     }
@@ -203,6 +210,15 @@ impl World {
     }
 
     /// A world whose config text is edited by `edit`.
+    /// A world around an emulator already seeded with `dev`.
+    pub async fn adopt(moto: Moto, dev: fixture::DevStack, edit: impl FnOnce(String) -> String) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("migrations.toml");
+        std::fs::write(&config, edit(config_text(&dev.vpc_id, dir.path()))).expect("write config");
+        let prod = fixture::Clients::new(&moto.endpoint, "us-east-1", None).await;
+        World { moto, dir, config, dev, prod }
+    }
+
     pub async fn with(opts: fixture::Options, edit: impl FnOnce(String) -> String) -> World {
         let moto = Moto::start();
         let dev = fixture::seed(&moto.endpoint, &opts).await;

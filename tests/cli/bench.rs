@@ -1,0 +1,299 @@
+//! The benchmark (`scripts/bench`; `#[ignore]`d in the suite): the scale
+//! fixture — 2,000 SSM parameters, 50 Lambda functions, 20 DynamoDB tables
+//! with GSIs, 5 audit buckets, plus the rest of the demo stack — migrated
+//! through a proxy adding a fixed delay per call (default 20 ms,
+//! `PAYMIG_BENCH_DELAY_MS`). Reports wall time of a cold apply at
+//! `--parallelism 1` and at the default, a no-op re-apply, destroy, API calls
+//! per service, peak RSS, and the critical-path lower bound computed from
+//! the run's own call log; writes `bench/results.md`
+//! (`PAYMIG_BENCH_OUT`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::support::fixture::{seed_table, zip_one, Clients, TableSpec};
+use crate::support::proxy::{Proxy, ProxyConfig};
+use crate::support::{Paymig, World};
+
+const PARAMS: usize = 2000;
+const FUNCTIONS: usize = 50;
+const TABLES: usize = 20;
+const BUCKETS: usize = 5;
+
+/// Adds the scale resources to the seeded dev stack; returns the config edit.
+async fn seed_scale(endpoint: &str) -> impl Fn(String) -> String {
+    let c = Clients::new(endpoint, "us-east-1", None).await;
+    let c = &c;
+    futures::stream::iter(0..PARAMS)
+        .map(|i| async move {
+            c.ssm
+                .put_parameter()
+                .name(format!("/dev/bench/group-{:02}/param-{i:04}", i % 40))
+                .value(format!("value {i} for sessions-dev"))
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .send()
+                .await
+                .expect("bench parameter");
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let role = c.iam.get_role().role_name("payment-processor-dev-role").send().await.unwrap();
+    let role_arn = role.role().unwrap().arn().to_owned();
+    let functions: Vec<String> = (1..FUNCTIONS).map(|i| format!("bench-fn-{i:02}-dev")).collect();
+    futures::stream::iter(functions.iter().cloned())
+        .map(|name| {
+            let role_arn = role_arn.clone();
+            async move {
+                let zip = zip_one("handler.py", format!("# {name}\ndef handler(e, c):\n    return 1\n").as_bytes());
+                let key = format!("lambda/{name}.zip");
+                c.s3.put_object().bucket("payments-artifacts-dev").key(&key).body(zip.into()).send().await.unwrap();
+                c.lambda
+                    .create_function()
+                    .function_name(&name)
+                    .runtime(aws_sdk_lambda::types::Runtime::Python312)
+                    .handler("handler.handler")
+                    .role(role_arn)
+                    .code(
+                        aws_sdk_lambda::types::FunctionCode::builder()
+                            .s3_bucket("payments-artifacts-dev")
+                            .s3_key(key)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .expect("bench function");
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    let tables: Vec<String> = (1..TABLES).map(|i| format!("bench-table-{i:02}-dev")).collect();
+    for t in &tables {
+        let spec = TableSpec {
+            name: t.clone(),
+            range: true,
+            gsis: vec![("by-owner".into(), "owner".into(), "amount".into())],
+            lsi: false,
+            ttl: Some("expires".into()),
+            stream: None,
+            provisioned: Some((10, 10)),
+        };
+        seed_table(c, &spec).await;
+    }
+    let buckets: Vec<String> = (1..BUCKETS).map(|i| format!("bench-audit-{i:02}-dev")).collect();
+    for b in &buckets {
+        c.s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let quoted = |v: &[String]| v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    let (functions, tables, buckets) = (quoted(&functions), quoted(&tables), quoted(&buckets));
+    move |t: String| {
+        t.replace("[\"payment-processor-dev\"]", &format!("[\"payment-processor-dev\", {functions}]"))
+            .replace("[\"sessions-dev\"]", &format!("[\"sessions-dev\", {tables}]"))
+            .replace("[\"payments-audit-dev\"]", &format!("[\"payments-audit-dev\", {buckets}]"))
+    }
+}
+
+/// One measured command.
+#[derive(Debug, Default)]
+struct Measured {
+    wall: Duration,
+    rss_kb: i64,
+    read: u64,
+    mutating: u64,
+    retries: u64,
+    /// service -> (read, mutating)
+    by_service: BTreeMap<String, (u64, u64)>,
+    bound: Duration,
+    chain_calls: usize,
+    code: Option<i32>,
+}
+
+/// Runs paymig with stdout/stderr to files, timing it and reading its peak
+/// RSS from `wait4`.
+fn measured(p: Paymig, dir: &Path, tag: &str) -> (Measured, String) {
+    let (out, err) = (dir.join(format!("{tag}.out")), dir.join(format!("{tag}.err")));
+    let t = Instant::now();
+    let child = p.spawn_to(&out, &err);
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, with valid pointers.
+    let rc = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert!(rc > 0, "wait4 failed");
+    let wall = t.elapsed();
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let mut m = Measured { wall, rss_kb: usage.ru_maxrss, code, ..Default::default() };
+    for line in stderr.lines() {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if e["message"] != "api calls" {
+            continue;
+        }
+        m.read = e["read"].as_u64().unwrap_or(0);
+        m.mutating = e["mutating"].as_u64().unwrap_or(0);
+        m.retries = e["retries"].as_u64().unwrap_or(0);
+        let ops: BTreeMap<String, BTreeMap<String, u64>> =
+            serde_json::from_str(e["by_operation"].as_str().unwrap_or("{}")).unwrap_or_default();
+        for (service, ops) in ops {
+            let entry = m.by_service.entry(service).or_default();
+            for (op, n) in ops {
+                if paymig::aws::is_read_operation(&op) {
+                    entry.0 += n;
+                } else {
+                    entry.1 += n;
+                }
+            }
+        }
+    }
+    (m, stderr)
+}
+
+/// The critical-path lower bound from a call log: calls in one lane
+/// (`step` or `step/resource`) are sequential in the code, so each lane is a
+/// chain; a step's chain is its own lane plus its longest resource lane;
+/// preflight lanes run side by side; steps follow the DAG. The bound is the
+/// longest such chain in calls, times the delay.
+fn critical_path(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut lanes: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        *lanes.entry(e["lane"].as_str().unwrap_or("").to_owned()).or_default() += 1;
+    }
+    let top = |name: &str| lanes.get(name).copied().unwrap_or(0);
+    let longest_sub = |prefix: &str| {
+        lanes.iter().filter(|(l, _)| l.starts_with(&format!("{prefix}/"))).map(|(_, n)| *n).max().unwrap_or(0)
+    };
+    let mut chain: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let steps = paymig::steps::all();
+    // Steps in dependency order (the DAG sorts them).
+    let dag = paymig::engine::dag::Dag::new(steps).unwrap();
+    for s in dag.steps() {
+        let own = top(s.id()) + longest_sub(s.id());
+        let before = s.deps().iter().map(|d| chain[d]).max().unwrap_or(0);
+        chain.insert(s.id(), before + own);
+    }
+    top("") + longest_sub("preflight") + chain.values().copied().max().unwrap_or(0)
+}
+
+fn row(what: &str, m: &Measured, delay: Duration) -> String {
+    let bound = delay * m.chain_calls as u32;
+    let ratio =
+        if bound.is_zero() { "—".to_owned() } else { format!("{:.2}×", m.wall.as_secs_f64() / bound.as_secs_f64()) };
+    format!(
+        "| {what} | {:.1} s | {} | {} | {} | {:.1} MB | {} calls = {:.1} s | {ratio} |",
+        m.wall.as_secs_f64(),
+        m.read,
+        m.mutating,
+        m.retries,
+        m.rss_kb as f64 / 1024.0,
+        m.chain_calls,
+        bound.as_secs_f64(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "the benchmark: run by scripts/bench"]
+async fn benchmark() {
+    let delay_ms: u64 = std::env::var("PAYMIG_BENCH_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let delay = Duration::from_millis(delay_ms);
+    let seed_started = Instant::now();
+    let moto = crate::support::Moto::start();
+    let dev = crate::support::fixture::seed(&moto.endpoint, &Default::default()).await;
+    let edit = seed_scale(&moto.endpoint).await;
+    let w = World::adopt(moto, dev, edit).await;
+    eprintln!("bench: scale fixture seeded in {:.1}s", seed_started.elapsed().as_secs_f64());
+    let proxy = Proxy::start(ProxyConfig { latency: delay, ..ProxyConfig::new(&w.moto.endpoint) });
+    let dir = w.dir.path();
+
+    let mut results: Vec<(String, Measured)> = Vec::new();
+    let mut run = |label: &str, suffix: &str, args: &[&str]| {
+        let cfg = crate::campaigns::round_config(&w, suffix);
+        let log = dir.join(format!("{suffix}-{}.calls.jsonl", label.replace(' ', "-")));
+        let mut all = vec!["--log-format", "json"];
+        all.extend_from_slice(args);
+        let p = Paymig::new(&proxy.endpoint, &cfg).args(&all).env("PAYMIG_CALL_LOG", log.to_str().unwrap());
+        let (mut m, stderr) = measured(p, dir, &format!("{suffix}-{}", label.replace(' ', "-")));
+        assert_eq!(m.code, Some(0), "{label}: {stderr}");
+        m.chain_calls = critical_path(&log);
+        m.bound = delay * m.chain_calls as u32;
+        eprintln!("bench: {}", row(label, &m, delay));
+        results.push((label.to_owned(), m));
+    };
+    run("cold apply, --parallelism 1", "bp1", &["apply", "--yes", "--parallelism", "1"]);
+    run("cold apply, default parallelism", "bpd", &["apply", "--yes"]);
+    run("no-op re-apply", "bpd", &["apply", "--yes"]);
+    run("destroy", "bpd", &["destroy", "--yes"]);
+    run("destroy (parallelism 1 stack)", "bp1", &["destroy", "--yes"]);
+
+    let serial = &results[0].1;
+    let default = &results[1].1;
+    let noop = &results[2].1;
+    let resources: usize = std::fs::read_to_string(crate::campaigns::journal_file(&w, "bpd"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"type\":\"intent\"") && l.contains("\"op\":\"create\""))
+        .count();
+    let speedup = serial.wall.as_secs_f64() / default.wall.as_secs_f64();
+    let bound_ratio = default.wall.as_secs_f64() / default.bound.as_secs_f64();
+    let peak = results.iter().map(|(_, m)| m.rss_kb).max().unwrap_or(0) as f64 / 1024.0;
+    let target = |ok: bool| if ok { "met" } else { "**missed**" };
+
+    let mut md = String::new();
+    md.push_str("# paymig benchmark\n\n");
+    md.push_str(&format!(
+        "Produced by `scripts/bench` (`cargo test --test cli bench::benchmark -- --ignored`), debug build, on {}.\n\n",
+        std::env::var("PAYMIG_BENCH_MACHINE").unwrap_or_else(|_| "this machine".into())
+    ));
+    md.push_str(&format!(
+        "Scale fixture: {PARAMS} SSM parameters (+ the demo's), {FUNCTIONS} Lambda functions, {TABLES} DynamoDB tables with a GSI each, {BUCKETS} audit buckets (each with a replica), plus the rest of the demo stack (VPC, Aurora, ALB, monitoring). Every call goes through a loopback proxy adding {delay_ms} ms. Each cold apply migrates into its own environment suffix, so both start from nothing.\n\n"
+    ));
+    md.push_str("| run | wall | read | mutating | retries | peak RSS | critical path | wall / bound |\n|---|---|---|---|---|---|---|---|\n");
+    for (label, m) in &results {
+        md.push_str(&row(label, m, delay));
+        md.push('\n');
+    }
+    md.push_str("\n## Targets\n\n");
+    md.push_str(&format!(
+        "- default parallelism ≥ 5× faster than `--parallelism 1`: **{speedup:.1}×** — {}\n",
+        target(speedup >= 5.0)
+    ));
+    md.push_str(&format!(
+        "- cold apply within 1.5× of the critical-path bound: **{bound_ratio:.2}×** — {}\n",
+        target(bound_ratio <= 1.5)
+    ));
+    md.push_str(&format!(
+        "- no-op re-apply: **{} mutating** calls, **{} reads for {resources} resources** ({:.2} per resource) — {}\n",
+        noop.mutating,
+        noop.read,
+        noop.read as f64 / resources.max(1) as f64,
+        target(noop.mutating == 0 && noop.read as usize <= resources)
+    ));
+    md.push_str(&format!("- peak RSS under 100 MB: **{peak:.1} MB** — {}\n", target(peak < 100.0)));
+    md.push_str("\n## API calls per service (read / mutating)\n\n| service |");
+    for (label, _) in &results {
+        md.push_str(&format!(" {label} |"));
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|".repeat(results.len()));
+    md.push('\n');
+    let services: std::collections::BTreeSet<&String> = results.iter().flat_map(|(_, m)| m.by_service.keys()).collect();
+    for s in services {
+        md.push_str(&format!("| {s} |"));
+        for (_, m) in &results {
+            let (r, w) = m.by_service.get(s).copied().unwrap_or_default();
+            md.push_str(&format!(" {r} / {w} |"));
+        }
+        md.push('\n');
+    }
+    md.push_str("\nThe critical path is computed from each run's own call log (`PAYMIG_CALL_LOG`): every call carries its lane — the step, or `step/resource` inside a step's per-resource fan-out. Calls in one lane are sequential code, so a lane is a chain; a step's chain is its own lane plus its longest resource lane; steps follow the DAG; preflight lanes run side by side. Concurrent calls inside one resource's lane are counted as a chain, so the bound errs high, never low. Bound = calls on the longest chain × the delay; it ignores the emulator's own service time.\n");
+    let out = std::env::var("PAYMIG_BENCH_OUT")
+        .unwrap_or_else(|_| format!("{}/bench/results.md", env!("CARGO_MANIFEST_DIR")));
+    std::fs::create_dir_all(Path::new(&out).parent().unwrap()).unwrap();
+    std::fs::write(&out, &md).unwrap();
+    eprintln!("{md}");
+}
