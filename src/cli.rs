@@ -76,8 +76,10 @@ pub enum Command {
     Apply {
         #[command(flatten)]
         confirm: Confirm,
-        /// How many independent steps may run at once.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        /// How many steps, and within a step how many resources (tables,
+        /// functions, buckets, parameters), are worked on at once; 1 is fully
+        /// sequential.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallelism: u16,
     },
     /// The SSM parameter migration step alone.

@@ -4,7 +4,7 @@
 //! Both are idempotent: an interrupted one finishes on the next call.
 
 use crate::config::Config;
-use crate::engine::journal::{Journal, Record};
+use crate::engine::journal::{Journal, Op, Record};
 use crate::engine::{Ctx, Mode};
 use crate::error::{Error, Result};
 
@@ -58,9 +58,64 @@ pub async fn destroy(cfg: Config, yes: bool) -> Result<()> {
     finish(&ctx, &journal, failures, swept)
 }
 
-/// Undoes `records` in the given order; returns the failures.
+/// Undoes one record and journals it; `Err((message, fatal))` — fatal when
+/// the journal itself cannot be written.
+async fn undo_one(
+    ctx: &Ctx,
+    journal: &Journal,
+    steps: &[std::sync::Arc<dyn crate::engine::Step>],
+    r: &Record,
+) -> Result<(), (String, bool)> {
+    let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
+        return Err((format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step), false));
+    };
+    match step.undo(ctx, r).await {
+        Ok(()) => {
+            journal.undone(r.seq).map_err(|e| (e.to_string(), true))?;
+            println!(
+                "  - [{}] {:?} {} {} {}",
+                r.intent.step,
+                r.intent.op,
+                r.intent.kind,
+                r.intent.name,
+                r.id.as_deref().unwrap_or("")
+            );
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(step = %r.intent.step, key = %r.intent.key, error = %e, "undo failed");
+            Err((format!("[{}] {}: {e}", r.intent.step, r.intent.key), false))
+        }
+    }
+}
+
+/// Consecutive creates of one step and kind with distinct keys are siblings
+/// (subnets, parameters, tables…): nothing of one depends on another, so
+/// they are undone side by side. Everything else keeps its order.
+fn sibling_groups(records: &[Record]) -> Vec<Vec<&Record>> {
+    let mut groups: Vec<Vec<&Record>> = Vec::new();
+    for r in records {
+        match groups.last_mut() {
+            Some(g)
+                if r.intent.op == Op::Create
+                    && g[0].intent.op == Op::Create
+                    && g[0].intent.step == r.intent.step
+                    && g[0].intent.kind == r.intent.kind
+                    && !g.iter().any(|x| x.intent.key == r.intent.key) =>
+            {
+                g.push(r)
+            }
+            _ => groups.push(vec![r]),
+        }
+    }
+    groups
+}
+
+/// Undoes `records` in the given order (siblings side by side, up to
+/// `parallelism`); returns the failures.
 async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str) -> Vec<String> {
     use crate::progress::{self, State};
+    use futures::StreamExt;
     let steps = crate::steps::all();
     let mut failures = Vec::new();
     // Progress per step: running at its first record, done after its last.
@@ -76,46 +131,44 @@ async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str)
     }
     progress::start(command, &order);
     let mut started = std::collections::BTreeSet::new();
-    for r in records {
-        let step_id = r.intent.step.as_str();
-        let before = failures.len();
+    let steps = &steps;
+    'groups: for group in sibling_groups(records) {
+        let step_id = group[0].intent.step.as_str();
         if started.insert(step_id) {
             progress::set(step_id, State::Running, "");
         }
-        let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
-            failures.push(format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step));
-            continue;
-        };
-        match step.undo(ctx, r).await {
-            Ok(()) => {
-                if let Err(e) = journal.undone(r.seq) {
-                    failures.push(e.to_string());
-                    break;
+        let results: Vec<Result<(), (String, bool)>> = futures::stream::iter(
+            group
+                .iter()
+                .map(|r| crate::aws::in_lane(format!("{step_id}/{}", r.intent.key), undo_one(ctx, journal, steps, r))),
+        )
+        .buffered(ctx.parallelism.max(1))
+        .collect()
+        .await;
+        for result in results {
+            let mut fatal = false;
+            let failed_here = match result {
+                Ok(()) => 0,
+                Err((message, is_fatal)) => {
+                    failures.push(message);
+                    fatal = is_fatal;
+                    1
                 }
-                println!(
-                    "  - [{}] {:?} {} {} {}",
-                    r.intent.step,
-                    r.intent.op,
-                    r.intent.kind,
-                    r.intent.name,
-                    r.id.as_deref().unwrap_or("")
-                );
+            };
+            if let Some((left, failed)) = remaining.get_mut(step_id) {
+                *left -= 1;
+                *failed += failed_here;
+                if *left == 0 {
+                    let (state, note) = if *failed == 0 {
+                        (State::Done, String::new())
+                    } else {
+                        (State::Failed, format!("{failed} failed"))
+                    };
+                    progress::set(step_id, state, &note);
+                }
             }
-            Err(e) => {
-                tracing::error!(step = %r.intent.step, key = %r.intent.key, error = %e, "undo failed");
-                failures.push(format!("[{}] {}: {e}", r.intent.step, r.intent.key));
-            }
-        }
-        if let Some((left, failed)) = remaining.get_mut(step_id) {
-            *left -= 1;
-            *failed += failures.len() - before;
-            if *left == 0 {
-                let (state, note) = if *failed == 0 {
-                    (State::Done, String::new())
-                } else {
-                    (State::Failed, format!("{failed} failed"))
-                };
-                progress::set(step_id, state, &note);
+            if fatal {
+                break 'groups;
             }
         }
     }

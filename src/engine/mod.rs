@@ -170,7 +170,7 @@ impl Ctx {
             journal,
             account,
             outputs: Mutex::new(Outputs::default()),
-            parallelism: 8,
+            parallelism: 16,
             changes: Mutex::new(Vec::new()),
             notices: Mutex::new(Vec::new()),
         }

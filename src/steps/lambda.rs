@@ -185,25 +185,29 @@ async fn check_concurrency(ctx: &Ctx) -> Result<(), String> {
 }
 
 async fn read_dev(ctx: &Ctx) -> Result<Vec<DevFunction>, StepError> {
-    let mut out = Vec::new();
-    for name in &ctx.cfg.source.lambda_functions {
-        match ctx.aws.source.lambda.get_function().function_name(name).send().await {
-            Ok(f) => out.push(DevFunction {
-                name: name.clone(),
-                config: f.configuration.ok_or_else(|| {
-                    StepError::Invalid(format!("dev function {name}: GetFunction returned no configuration"))
-                })?,
-                code_location: f.code.and_then(|c| c.location),
-            }),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
-                return Err(StepError::Invalid(format!(
-                    "[source] lambda_functions: the dev function {name:?} does not exist"
-                )));
+    use futures::StreamExt;
+    let lane = crate::aws::lane();
+    let reads = ctx.cfg.source.lambda_functions.clone().into_iter().map(|name: String| {
+        crate::aws::in_lane(format!("{lane}/{name}"), async move {
+            match ctx.aws.source.lambda.get_function().function_name(&name).send().await {
+                Ok(f) => Ok(DevFunction {
+                    name: name.clone(),
+                    config: f.configuration.ok_or_else(|| {
+                        StepError::Invalid(format!("dev function {name}: GetFunction returned no configuration"))
+                    })?,
+                    code_location: f.code.and_then(|c| c.location),
+                }),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Err(
+                    StepError::Invalid(format!("[source] lambda_functions: the dev function {name:?} does not exist")),
+                ),
+                Err(e) => Err(StepError::aws(format!("dev function {name}"), "GetFunction")(e)),
             }
-            Err(e) => return Err(StepError::aws(format!("dev function {name}"), "GetFunction")(e)),
-        }
-    }
-    Ok(out)
+        })
+    });
+    // In order, `parallelism` at a time.
+    let read: Vec<Result<DevFunction, StepError>> =
+        futures::stream::iter(reads).buffered(ctx.parallelism.max(1)).collect().await;
+    read.into_iter().collect()
 }
 
 /// Base64 SHA-256, as Lambda's CodeSha256.
@@ -316,7 +320,8 @@ fn settings_of(c: &FunctionConfiguration) -> Value {
         "timeout": c.timeout(),
         "role": c.role(),
         "kms_key": c.kms_key_arn(),
-        "environment": c.environment().and_then(|e| e.variables()).map(|v| redact_environment(v.iter())),
+        // No variables and an empty map are the same setting.
+        "environment": c.environment().and_then(|e| e.variables()).map(|v| redact_environment(v.iter())).unwrap_or_default(),
         "subnets": subnets,
         "security_groups": c.vpc_config().map(|v| v.security_group_ids().to_vec()).unwrap_or_default(),
         "layers": c.layers().iter().filter_map(|l| l.arn()).collect::<Vec<_>>(),

@@ -169,18 +169,30 @@ async fn describe(c: &aws_sdk_ssm::Client, path: &str) -> Result<Vec<ParameterMe
     Ok(out)
 }
 
-/// Values of String/StringList parameters, never decrypted.
-async fn values(c: &aws_sdk_ssm::Client, names: &[String]) -> Result<BTreeMap<String, String>, StepError> {
+/// Values of String/StringList parameters, never decrypted: batches of 10
+/// names, `parallelism` batches at once, each its own lane.
+async fn values(
+    c: &aws_sdk_ssm::Client,
+    names: &[String],
+    parallelism: usize,
+) -> Result<BTreeMap<String, String>, StepError> {
+    let lane = crate::aws::lane();
+    let chunks: Vec<Vec<String>> = names.chunks(GET_BATCH).map(<[String]>::to_vec).collect();
+    let batches = chunks.into_iter().enumerate().map(|(i, chunk): (usize, Vec<String>)| {
+        crate::aws::in_lane(format!("{lane}/values-{i}"), async move {
+            let n = chunk.len();
+            c.get_parameters()
+                .set_names(Some(chunk))
+                .with_decryption(false)
+                .send()
+                .await
+                .map_err(StepError::aws(format!("{n} parameters"), "GetParameters"))
+        })
+    });
+    let pages: Vec<_> = futures::stream::iter(batches).buffer_unordered(parallelism.max(1)).collect().await;
     let mut out = BTreeMap::new();
-    for chunk in names.chunks(GET_BATCH) {
-        let got = c
-            .get_parameters()
-            .set_names(Some(chunk.to_vec()))
-            .with_decryption(false)
-            .send()
-            .await
-            .map_err(StepError::aws(format!("{} parameters", chunk.len()), "GetParameters"))?;
-        for p in got.parameters() {
+    for got in pages {
+        for p in got?.parameters() {
             if let (Some(n), Some(v)) = (p.name(), p.value()) {
                 out.insert(n.to_owned(), v.to_owned());
             }
@@ -210,7 +222,13 @@ impl Params {
         let excludes = excludes.build().map_err(|e| StepError::Invalid(e.to_string()))?;
         let mut report = Report::default();
 
-        let dev = describe(&ctx.aws.source.ssm, src_path).await?;
+        // Dev and prod are listed side by side.
+        let lane = crate::aws::lane();
+        let (dev, prod_listed) = tokio::join!(
+            crate::aws::in_lane(format!("{lane}/describe-dev"), describe(&ctx.aws.source.ssm, src_path)),
+            crate::aws::in_lane(format!("{lane}/describe-prod"), describe(&ctx.aws.target.ssm, dst_path)),
+        );
+        let dev = dev?;
         let mut copy: Vec<ParameterMetadata> = Vec::new();
         for m in dev {
             let name = m.name().unwrap_or_default().to_owned();
@@ -225,20 +243,17 @@ impl Params {
             }
         }
         let names: Vec<String> = copy.iter().filter_map(|m| m.name().map(str::to_owned)).collect();
-        let dev_values = values(&ctx.aws.source.ssm, &names).await?;
+        let dev_values = values(&ctx.aws.source.ssm, &names, ctx.parallelism).await?;
         let sources: Vec<Source> = copy
             .into_iter()
             .filter_map(|m| Some(Source { value: dev_values.get(m.name()?)?.clone(), meta: m }))
             .collect();
 
-        let prod_meta: BTreeMap<String, ParameterMetadata> = describe(&ctx.aws.target.ssm, dst_path)
-            .await?
-            .into_iter()
-            .filter_map(|m| Some((m.name()?.to_owned(), m)))
-            .collect();
+        let prod_meta: BTreeMap<String, ParameterMetadata> =
+            prod_listed?.into_iter().filter_map(|m| Some((m.name()?.to_owned(), m))).collect();
         let readable: Vec<String> =
             prod_meta.values().filter(|m| !is_secure(m)).filter_map(|m| m.name().map(str::to_owned)).collect();
-        let prod_values = values(&ctx.aws.target.ssm, &readable).await?;
+        let prod_values = values(&ctx.aws.target.ssm, &readable, ctx.parallelism).await?;
 
         // Decide per parameter; collect the writes.
         let mut writes: Vec<(Source, String, String, Option<String>)> = Vec::new();
@@ -290,7 +305,8 @@ impl Params {
         let results: Vec<Result<(String, bool), StepError>> =
             futures::stream::iter(writes.into_iter().map(|(s, prod_name, value, prev)| {
                 let tags = tags.clone();
-                async move {
+                let lane = format!("{}/{prod_name}", crate::aws::lane());
+                crate::aws::in_lane(lane, async move {
                     let res = Res::new(STEP, "ssm_parameter", format!("parameter{prod_name}"), &prod_name);
                     let put = |overwrite: bool| {
                         let mut req = ctx
@@ -335,7 +351,7 @@ impl Params {
                             Ok((prod_name, true))
                         }
                     }
-                }
+                })
             }))
             .buffer_unordered(ctx.parallelism.clamp(1, MAX_WRITE_CONCURRENCY))
             .inspect(|_| {
@@ -415,10 +431,10 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     let (copyable, secret): (Vec<&ParameterMetadata>, Vec<&ParameterMetadata>) =
         dev.iter().partition(|m| !is_secure(m) && excludes.matches(m.name().unwrap_or_default()).is_empty());
     let names: Vec<String> = copyable.iter().filter_map(|m| m.name().map(str::to_owned)).collect();
-    let dev_values = values(&ctx.aws.source.ssm, &names).await?;
+    let dev_values = values(&ctx.aws.source.ssm, &names, ctx.parallelism).await?;
     let readable: Vec<String> =
         prod.values().filter(|m| !is_secure(m)).filter_map(|m| m.name().map(str::to_owned)).collect();
-    let prod_values = values(&ctx.aws.target.ssm, &readable).await?;
+    let prod_values = values(&ctx.aws.target.ssm, &readable, ctx.parallelism).await?;
     for m in copyable {
         let dev_name = m.name().unwrap_or_default();
         let Some(prod_name) = cfg.names.parameter(dev_name) else { continue };
