@@ -150,8 +150,10 @@ pub fn check_value(names: &NameMap, value: &str, tier: &str, allowed_pattern: Op
 /// Metadata of every parameter under `path` (no values).
 async fn describe(c: &aws_sdk_ssm::Client, path: &str) -> Result<Vec<ParameterMetadata>, StepError> {
     let root = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    // 50 per page, the most SSM allows (the default is 10): pages are a chain.
     let mut pages = c
         .describe_parameters()
+        .max_results(50)
         .parameter_filters(
             ParameterStringFilter::builder().key("Path").option("Recursive").values(root).build().expect("key set"),
         )

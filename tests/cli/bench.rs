@@ -109,11 +109,14 @@ struct Measured {
     by_service: BTreeMap<String, (u64, u64)>,
     bound: Duration,
     chain_calls: usize,
+    /// The same chain with each call's own duration (delay + service time).
+    chain_time: Duration,
     code: Option<i32>,
 }
 
 /// Runs paymig with stdout/stderr to files, timing it and reading its peak
 /// RSS from `wait4`.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives the RSS
 fn measured(p: Paymig, dir: &Path, tag: &str) -> (Measured, String) {
     let (out, err) = (dir.join(format!("{tag}.out")), dir.join(format!("{tag}.err")));
     let t = Instant::now();
@@ -157,27 +160,34 @@ fn measured(p: Paymig, dir: &Path, tag: &str) -> (Measured, String) {
 /// chain; a step's chain is its own lane plus its longest resource lane;
 /// preflight lanes run side by side; steps follow the DAG. The bound is the
 /// longest such chain in calls, times the delay.
-fn critical_path(log: &Path) -> usize {
+/// Returns the chain both in calls and in the calls' own durations.
+fn critical_path(log: &Path) -> (usize, Duration) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut lanes: BTreeMap<String, usize> = BTreeMap::new();
+    // lane -> (calls, total ms)
+    let mut lanes: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for line in text.lines() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
-        *lanes.entry(e["lane"].as_str().unwrap_or("").to_owned()).or_default() += 1;
+        let ms = e["end_ms"].as_f64().unwrap_or(0.0) - e["start_ms"].as_f64().unwrap_or(0.0);
+        let l = lanes.entry(e["lane"].as_str().unwrap_or("").to_owned()).or_default();
+        l.0 += 1.0;
+        l.1 += ms;
     }
-    let top = |name: &str| lanes.get(name).copied().unwrap_or(0);
-    let longest_sub = |prefix: &str| {
-        lanes.iter().filter(|(l, _)| l.starts_with(&format!("{prefix}/"))).map(|(_, n)| *n).max().unwrap_or(0)
+    let measure = |pick: fn(&(f64, f64)) -> f64| {
+        let top = |name: &str| lanes.get(name).map_or(0.0, pick);
+        let longest_sub = |prefix: &str| {
+            lanes.iter().filter(|(l, _)| l.starts_with(&format!("{prefix}/"))).map(|(_, v)| pick(v)).fold(0.0, f64::max)
+        };
+        let mut chain: BTreeMap<&'static str, f64> = BTreeMap::new();
+        // Steps in dependency order (the DAG sorts them).
+        let dag = paymig::engine::dag::Dag::new(paymig::steps::all()).unwrap();
+        for s in dag.steps() {
+            let own = top(s.id()) + longest_sub(s.id());
+            let before = s.deps().iter().map(|d| chain[d]).fold(0.0, f64::max);
+            chain.insert(s.id(), before + own);
+        }
+        top("") + longest_sub("preflight") + chain.values().copied().fold(0.0, f64::max)
     };
-    let mut chain: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let steps = paymig::steps::all();
-    // Steps in dependency order (the DAG sorts them).
-    let dag = paymig::engine::dag::Dag::new(steps).unwrap();
-    for s in dag.steps() {
-        let own = top(s.id()) + longest_sub(s.id());
-        let before = s.deps().iter().map(|d| chain[d]).max().unwrap_or(0);
-        chain.insert(s.id(), before + own);
-    }
-    top("") + longest_sub("preflight") + chain.values().copied().max().unwrap_or(0)
+    (measure(|v| v.0) as usize, Duration::from_secs_f64(measure(|v| v.1) / 1000.0))
 }
 
 fn row(what: &str, m: &Measured, delay: Duration) -> String {
@@ -185,7 +195,7 @@ fn row(what: &str, m: &Measured, delay: Duration) -> String {
     let ratio =
         if bound.is_zero() { "—".to_owned() } else { format!("{:.2}×", m.wall.as_secs_f64() / bound.as_secs_f64()) };
     format!(
-        "| {what} | {:.1} s | {} | {} | {} | {:.1} MB | {} calls = {:.1} s | {ratio} |",
+        "| {what} | {:.1} s | {} | {} | {} | {:.1} MB | {} calls = {:.1} s | {ratio} | {:.1} s |",
         m.wall.as_secs_f64(),
         m.read,
         m.mutating,
@@ -193,6 +203,7 @@ fn row(what: &str, m: &Measured, delay: Duration) -> String {
         m.rss_kb as f64 / 1024.0,
         m.chain_calls,
         bound.as_secs_f64(),
+        m.chain_time.as_secs_f64(),
     )
 }
 
@@ -219,7 +230,7 @@ async fn benchmark() {
         let p = Paymig::new(&proxy.endpoint, &cfg).args(&all).env("PAYMIG_CALL_LOG", log.to_str().unwrap());
         let (mut m, stderr) = measured(p, dir, &format!("{suffix}-{}", label.replace(' ', "-")));
         assert_eq!(m.code, Some(0), "{label}: {stderr}");
-        m.chain_calls = critical_path(&log);
+        (m.chain_calls, m.chain_time) = critical_path(&log);
         m.bound = delay * m.chain_calls as u32;
         eprintln!("bench: {}", row(label, &m, delay));
         results.push((label.to_owned(), m));
@@ -252,7 +263,7 @@ async fn benchmark() {
     md.push_str(&format!(
         "Scale fixture: {PARAMS} SSM parameters (+ the demo's), {FUNCTIONS} Lambda functions, {TABLES} DynamoDB tables with a GSI each, {BUCKETS} audit buckets (each with a replica), plus the rest of the demo stack (VPC, Aurora, ALB, monitoring). Every call goes through a loopback proxy adding {delay_ms} ms. Each cold apply migrates into its own environment suffix, so both start from nothing.\n\n"
     ));
-    md.push_str("| run | wall | read | mutating | retries | peak RSS | critical path | wall / bound |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| run | wall | read | mutating | retries | peak RSS | critical path (× delay) | wall / bound | same chain, measured call times |\n|---|---|---|---|---|---|---|---|---|\n");
     for (label, m) in &results {
         md.push_str(&row(label, m, delay));
         md.push('\n');
