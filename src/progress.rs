@@ -78,18 +78,7 @@ pub fn start(command: &str, steps: &[&'static str]) {
     } else {
         Style::Plain
     };
-    let lines = steps
-        .iter()
-        .map(|s| Line {
-            step: s,
-            state: State::Waiting,
-            started: None,
-            elapsed: Duration::ZERO,
-            note: String::new(),
-            counter: None,
-            last_printed: None,
-        })
-        .collect();
+    let lines = steps.iter().map(|s| Line::waiting(s)).collect();
     let board = Board { style, command: command.to_owned(), lines, drawn: 0, last_draw: None };
     if BOARD.set(Mutex::new(board)).is_err() {
         // Already installed (one command per process): reset it.
@@ -195,6 +184,18 @@ fn render_counter(label: &str, done: u64, total: Option<u64>) -> String {
 }
 
 impl Line {
+    fn waiting(step: &'static str) -> Self {
+        Line {
+            step,
+            state: State::Waiting,
+            started: None,
+            elapsed: Duration::ZERO,
+            note: String::new(),
+            counter: None,
+            last_printed: None,
+        }
+    }
+
     fn render(&self, live: bool) -> String {
         let elapsed = match (self.state, self.started) {
             (State::Running, Some(t)) => t.elapsed(),
@@ -258,15 +259,7 @@ mod tests {
 
     #[test]
     fn lines_render_state_time_counter_and_note() {
-        let mut l = Line {
-            step: "params",
-            state: State::Waiting,
-            started: None,
-            elapsed: Duration::ZERO,
-            note: String::new(),
-            counter: None,
-            last_printed: None,
-        };
+        let mut l = Line::waiting("params");
         assert_eq!(l.render(true), "[params] waiting");
         l.state = State::Running;
         l.started = Some(Instant::now());
