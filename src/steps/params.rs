@@ -222,125 +222,78 @@ impl Params {
             );
         }
         let excludes = excludes.build().map_err(|e| StepError::Invalid(e.to_string()))?;
-        let report = Report::default();
+        let mut report = Report::default();
 
-        // A pipeline, so listing, reading and writing overlap: dev is listed
-        // page by page (the one chain SSM imposes) while prod is listed; each
-        // dev page's values are read as soon as prod is known, decided, and
-        // its writes start while later pages are still being listed.
-        type Write = (Source, String, String, Option<String>);
+        // Dev and prod are listed side by side.
         let lane = crate::aws::lane();
-        let report = Mutex::new(report);
-        let (page_tx, page_rx) = futures::channel::mpsc::unbounded::<Vec<ParameterMetadata>>();
-        let (write_tx, write_rx) = futures::channel::mpsc::unbounded::<Write>();
-        let lister = crate::aws::in_lane(format!("{lane}/describe-dev"), async {
-            let page_tx = page_tx;
-            let root = if src_path.len() > 1 { src_path.trim_end_matches('/') } else { src_path.as_str() };
-            let mut pages = ctx
-                .aws
-                .source
-                .ssm
-                .describe_parameters()
-                .max_results(50)
-                .parameter_filters(
-                    ParameterStringFilter::builder()
-                        .key("Path")
-                        .option("Recursive")
-                        .values(root)
-                        .build()
-                        .expect("key set"),
-                )
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(StepError::aws(format!("parameters under {src_path}"), "DescribeParameters"))?;
-                let mut copy = Vec::new();
-                for m in page.parameters() {
-                    let name = m.name().unwrap_or_default().to_owned();
-                    let mut r = report.lock().expect("report poisoned");
-                    if is_secure(m) {
-                        r.skipped.push((name, "SecureString: needs manual migration (its value is never read)".into()));
-                    } else if let Some(i) = excludes.matches(&name).first() {
-                        r.skipped
-                            .push((name, format!("excluded by [parameters] exclude {:?}", cfg.parameters.exclude[*i])));
+        let (dev, prod_listed) = tokio::join!(
+            crate::aws::in_lane(format!("{lane}/describe-dev"), describe(&ctx.aws.source.ssm, src_path)),
+            crate::aws::in_lane(format!("{lane}/describe-prod"), describe(&ctx.aws.target.ssm, dst_path)),
+        );
+        let dev = dev?;
+        let mut copy: Vec<ParameterMetadata> = Vec::new();
+        for m in dev {
+            let name = m.name().unwrap_or_default().to_owned();
+            if is_secure(&m) {
+                report.skipped.push((name, "SecureString: needs manual migration (its value is never read)".into()));
+            } else if let Some(i) = excludes.matches(&name).first() {
+                report
+                    .skipped
+                    .push((name, format!("excluded by [parameters] exclude {:?}", cfg.parameters.exclude[*i])));
+            } else {
+                copy.push(m);
+            }
+        }
+        let names: Vec<String> = copy.iter().filter_map(|m| m.name().map(str::to_owned)).collect();
+        let dev_values = values(&ctx.aws.source.ssm, &names, ctx.parallelism).await?;
+        let sources: Vec<Source> = copy
+            .into_iter()
+            .filter_map(|m| Some(Source { value: dev_values.get(m.name()?)?.clone(), meta: m }))
+            .collect();
+
+        let prod_meta: BTreeMap<String, ParameterMetadata> =
+            prod_listed?.into_iter().filter_map(|m| Some((m.name()?.to_owned(), m))).collect();
+        let readable: Vec<String> =
+            prod_meta.values().filter(|m| !is_secure(m)).filter_map(|m| m.name().map(str::to_owned)).collect();
+        let prod_values = values(&ctx.aws.target.ssm, &readable, ctx.parallelism).await?;
+
+        // Decide per parameter; collect the writes.
+        let mut writes: Vec<(Source, String, String, Option<String>)> = Vec::new();
+        for s in sources {
+            let dev_name = s.meta.name().unwrap_or_default().to_owned();
+            let Some(prod_name) = cfg.names.parameter(&dev_name) else { continue };
+            let tier = s.meta.tier().map_or("Standard", |t| t.as_str()).to_owned();
+            let checked = check_value(&cfg.names, &s.value, &tier, s.meta.allowed_pattern());
+            let (value, rewritten, flagged) = match checked {
+                Checked::Rejected(why) => {
+                    report.rejected.push((dev_name, why));
+                    continue;
+                }
+                Checked::Ok { value, rewritten, flagged } => (value, rewritten, flagged),
+            };
+            if let Some(word) = flagged {
+                report.flagged.push((dev_name.clone(), word));
+            }
+            if rewritten {
+                report.rewritten.push(prod_name.clone());
+            }
+            let res = Res::new(STEP, "ssm_parameter", format!("parameter{prod_name}"), &prod_name);
+            match (prod_meta.get(&prod_name), prod_values.get(&prod_name)) {
+                (None, _) => writes.push((s, prod_name, value, None)),
+                (Some(m), _) if is_secure(m) => report.conflicts.push(prod_name),
+                (Some(_), Some(current)) if *current == value => {
+                    ctx.existing(&res, &prod_name, None, false)?;
+                    report.unchanged.push(prod_name);
+                }
+                (Some(_), current) => {
+                    if self.overwrite {
+                        writes.push((s, prod_name, value, Some(current.cloned().unwrap_or_default())));
                     } else {
-                        copy.push(m.clone());
-                    }
-                }
-                if !copy.is_empty() {
-                    let _ = page_tx.unbounded_send(copy);
-                }
-            }
-            Ok::<(), StepError>(())
-        });
-        let decider = async {
-            let write_tx = write_tx;
-            let prod_listed =
-                crate::aws::in_lane(format!("{lane}/describe-prod"), describe(&ctx.aws.target.ssm, dst_path)).await?;
-            let prod_meta: BTreeMap<String, ParameterMetadata> =
-                prod_listed.into_iter().filter_map(|m| Some((m.name()?.to_owned(), m))).collect();
-            let readable: Vec<String> =
-                prod_meta.values().filter(|m| !is_secure(m)).filter_map(|m| m.name().map(str::to_owned)).collect();
-            let prod_values = values(&ctx.aws.target.ssm, &readable, ctx.parallelism).await?;
-            // Each dev page's values, `parallelism` pages at a time, in order.
-            let mut pages = page_rx
-                .enumerate()
-                .map(|(i, copy)| {
-                    crate::aws::in_lane(format!("{lane}/dev-values-{i}"), async move {
-                        let names: Vec<String> = copy.iter().filter_map(|m| m.name().map(str::to_owned)).collect();
-                        let got = values(&ctx.aws.source.ssm, &names, 1).await?;
-                        Ok::<Vec<Source>, StepError>(
-                            copy.into_iter()
-                                .filter_map(|m| Some(Source { value: got.get(m.name()?)?.clone(), meta: m }))
-                                .collect(),
-                        )
-                    })
-                })
-                .buffered(ctx.parallelism.max(1));
-            while let Some(sources) = pages.next().await {
-                for s in sources? {
-                    let dev_name = s.meta.name().unwrap_or_default().to_owned();
-                    let Some(prod_name) = cfg.names.parameter(&dev_name) else { continue };
-                    let tier = s.meta.tier().map_or("Standard", |t| t.as_str()).to_owned();
-                    let checked = check_value(&cfg.names, &s.value, &tier, s.meta.allowed_pattern());
-                    let mut r = report.lock().expect("report poisoned");
-                    let (value, rewritten, flagged) = match checked {
-                        Checked::Rejected(why) => {
-                            r.rejected.push((dev_name, why));
-                            continue;
-                        }
-                        Checked::Ok { value, rewritten, flagged } => (value, rewritten, flagged),
-                    };
-                    if let Some(word) = flagged {
-                        r.flagged.push((dev_name.clone(), word));
-                    }
-                    if rewritten {
-                        r.rewritten.push(prod_name.clone());
-                    }
-                    let res = Res::new(STEP, "ssm_parameter", format!("parameter{prod_name}"), &prod_name);
-                    match (prod_meta.get(&prod_name), prod_values.get(&prod_name)) {
-                        (None, _) => {
-                            let _ = write_tx.unbounded_send((s, prod_name, value, None));
-                        }
-                        (Some(m), _) if is_secure(m) => r.conflicts.push(prod_name),
-                        (Some(_), Some(current)) if *current == value => {
-                            ctx.existing(&res, &prod_name, None, false)?;
-                            r.unchanged.push(prod_name);
-                        }
-                        (Some(_), current) => {
-                            if self.overwrite {
-                                let prev = Some(current.cloned().unwrap_or_default());
-                                let _ = write_tx.unbounded_send((s, prod_name, value, prev));
-                            } else {
-                                r.conflicts.push(prod_name);
-                            }
-                        }
+                        report.conflicts.push(prod_name);
                     }
                 }
             }
-            Ok::<(), StepError>(())
-        };
+        }
 
         // Write with bounded concurrency; the SDK's adaptive retry absorbs
         // ThrottlingException.
@@ -349,12 +302,12 @@ impl Params {
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value set"))
             .collect();
+        let total = writes.len() as u64;
         let written = std::sync::atomic::AtomicU64::new(0);
-        let writer = write_rx
-            .map(|(s, prod_name, value, prev)| {
+        let results: Vec<Result<(String, bool), StepError>> =
+            futures::stream::iter(writes.into_iter().map(|(s, prod_name, value, prev)| {
                 let tags = tags.clone();
-                let lane = &lane;
-                let lane = format!("{lane}/{prod_name}");
+                let lane = format!("{}/{prod_name}", crate::aws::lane());
                 crate::aws::in_lane(lane, async move {
                     let res = Res::new(STEP, "ssm_parameter", format!("parameter{prod_name}"), &prod_name);
                     let put = |overwrite: bool| {
@@ -401,17 +354,14 @@ impl Params {
                         }
                     }
                 })
-            })
+            }))
             .buffer_unordered(ctx.parallelism.clamp(1, MAX_WRITE_CONCURRENCY))
             .inspect(|_| {
                 let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                crate::progress::counter(STEP, "parameters copied", n, None);
+                crate::progress::counter(STEP, "parameters copied", n, Some(total));
             })
-            .collect::<Vec<Result<(String, bool), StepError>>>();
-        let (listed, decided, results) = tokio::join!(lister, decider, writer);
-        listed?;
-        decided?;
-        let mut report = report.into_inner().expect("report poisoned");
+            .collect()
+            .await;
         let mut failures = Vec::new();
         for r in results {
             match r {

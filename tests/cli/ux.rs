@@ -127,10 +127,9 @@ async fn progress_is_a_line_per_step_transition_or_a_json_event_for_codebuild() 
         assert!(apply.stderr.contains(&format!("paymig apply: [{step}] done ")), "{step}:\n{}", apply.stderr);
     }
     assert!(apply.stderr.contains("paymig apply: [database] skipped"), "{}", apply.stderr);
-    // Writes start while dev is still being listed: the counter has no total.
-    let copied = regex::Regex::new(r"\[params\] (\d+) parameters copied").unwrap();
+    let copied = regex::Regex::new(r"\[params\] (\d+)/(\d+) parameters copied").unwrap();
     let last = copied.captures_iter(&apply.stderr).last().expect("a parameter counter");
-    assert!(last[1].parse::<u32>().unwrap() > 0);
+    assert_eq!(last[1], last[2], "the counter ends at its total");
     assert!(!apply.stderr.contains('\x1b'), "no terminal escapes off a terminal");
 
     // JSON: one event per step transition and a final summary, every line JSON.
