@@ -302,6 +302,9 @@ async fn benchmark() {
         md.push('\n');
     }
     md.push_str("\nThe critical path is computed from each run's own call log (`PAYMIG_CALL_LOG`): every call carries its lane — the step, or `step/resource` inside a step's per-resource fan-out. Calls in one lane are sequential code, so a lane is a chain; a step's chain is its own lane plus its longest resource lane; steps follow the DAG; preflight lanes run side by side. Concurrent calls inside one resource's lane are counted as a chain, so the bound errs high, never low. Bound = calls on the longest chain × the delay; it ignores the emulator's own service time.\n");
+    if let Ok(notes) = std::fs::read_to_string(format!("{}/bench/notes.md", env!("CARGO_MANIFEST_DIR"))) {
+        md.push_str(&notes);
+    }
     let out = std::env::var("PAYMIG_BENCH_OUT")
         .unwrap_or_else(|_| format!("{}/bench/results.md", env!("CARGO_MANIFEST_DIR")));
     std::fs::create_dir_all(Path::new(&out).parent().unwrap()).unwrap();
