@@ -235,15 +235,17 @@ async fn benchmark() {
         eprintln!("bench: {}", row(label, &m, delay));
         results.push((label.to_owned(), m));
     };
+    // Both cold applies meet the same emulator state (dev only): the first
+    // stack is destroyed before the second is applied.
     run("cold apply, --parallelism 1", "bp1", &["apply", "--yes", "--parallelism", "1"]);
+    run("destroy (of the parallelism 1 stack)", "bp1", &["destroy", "--yes"]);
     run("cold apply, default parallelism", "bpd", &["apply", "--yes"]);
     run("no-op re-apply", "bpd", &["apply", "--yes"]);
     run("destroy", "bpd", &["destroy", "--yes"]);
-    run("destroy (parallelism 1 stack)", "bp1", &["destroy", "--yes"]);
 
     let serial = &results[0].1;
-    let default = &results[1].1;
-    let noop = &results[2].1;
+    let default = &results[2].1;
+    let noop = &results[3].1;
     let resources: usize = std::fs::read_to_string(crate::campaigns::journal_file(&w, "bpd"))
         .unwrap()
         .lines()
@@ -261,7 +263,7 @@ async fn benchmark() {
         std::env::var("PAYMIG_BENCH_MACHINE").unwrap_or_else(|_| "this machine".into())
     ));
     md.push_str(&format!(
-        "Scale fixture: {PARAMS} SSM parameters (+ the demo's), {FUNCTIONS} Lambda functions, {TABLES} DynamoDB tables with a GSI each, {BUCKETS} audit buckets (each with a replica), plus the rest of the demo stack (VPC, Aurora, ALB, monitoring). Every call goes through a loopback proxy adding {delay_ms} ms. Each cold apply migrates into its own environment suffix, so both start from nothing.\n\n"
+        "Scale fixture: {PARAMS} SSM parameters (+ the demo's), {FUNCTIONS} Lambda functions, {TABLES} DynamoDB tables with a GSI each, {BUCKETS} audit buckets (each with a replica), plus the rest of the demo stack (VPC, Aurora, ALB, monitoring). Every call goes through a loopback proxy adding {delay_ms} ms. Each cold apply migrates into its own environment suffix and the first stack is destroyed before the second is applied, so both start from the same emulator state (dev only).\n\n"
     ));
     md.push_str("| run | wall | read | mutating | retries | peak RSS | critical path (× delay) | wall / bound | same chain, measured call times |\n|---|---|---|---|---|---|---|---|---|\n");
     for (label, m) in &results {
