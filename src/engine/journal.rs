@@ -482,7 +482,8 @@ pub fn records_of(entries: &[Entry]) -> Vec<Record> {
     by_seq.into_values().collect()
 }
 
-fn now() -> String {
+/// The current UTC time in RFC 3339, as journal, lock and lease record it.
+pub fn now() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 

@@ -33,9 +33,7 @@ impl Holder {
         Holder {
             pid: std::process::id(),
             host: hostname(),
-            started: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
+            started: crate::engine::journal::now(),
             command: command.to_owned(),
             build_id: build_id(),
             renewed: None,

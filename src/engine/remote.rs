@@ -229,29 +229,17 @@ pub fn lease_seconds_from_env() -> u64 {
         .unwrap_or(DEFAULT_LEASE_SECONDS)
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 fn seq_of(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.split('.').next()?.parse().ok()
 }
 
-fn is_precondition_failure<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
-    R: std::fmt::Debug,
-{
-    use aws_smithy_runtime_api::client::result::SdkError;
-    match err {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or_default();
-            code == "PreconditionFailed"
-                || code == "ConditionalRequestConflict"
-                || format!("{:?}", se.raw()).contains("StatusCode(412)")
-        }
-        _ => false,
-    }
+/// A conditional write that lost: 412 Precondition Failed, or 409 when S3
+/// saw a concurrent conditional write to the same key.
+fn is_precondition_failure<E>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> bool {
+    matches!(err, aws_smithy_runtime_api::client::result::SdkError::ServiceError(se)
+        if matches!(se.raw().status().as_u16(), 409 | 412))
 }
 
 impl Worker {
@@ -512,7 +500,7 @@ impl Worker {
 
     async fn acquire(&mut self, s3: &aws_sdk_s3::Client, mut me: Holder) -> Result<Acquired, AcquireError> {
         me.lease_seconds = Some(self.spec.lease_seconds);
-        me.renewed = Some(now_rfc3339());
+        me.renewed = Some(crate::engine::journal::now());
         // A holder that releases or renews between our read and our write
         // makes the conditional write fail: look again, a few times.
         for _ in 0..3 {
@@ -539,7 +527,7 @@ impl Worker {
     async fn renew(&mut self, s3: &aws_sdk_s3::Client) {
         let Some(lease) = &self.lease else { return };
         let mut holder = lease.holder.clone();
-        holder.renewed = Some(now_rfc3339());
+        holder.renewed = Some(crate::engine::journal::now());
         match self.write_lock(s3, &holder, Some(&lease.etag)).await {
             Ok(Ok(etag)) => self.lease = Some(Lease { etag, holder }),
             Ok(Err(())) => {
@@ -616,7 +604,7 @@ mod tests {
         let mut h = Holder::unreadable();
         assert!(is_expired(&h));
         h.lease_seconds = Some(60);
-        h.renewed = Some(now_rfc3339());
+        h.renewed = Some(crate::engine::journal::now());
         assert!(!is_expired(&h));
         h.renewed = Some("2020-01-01T00:00:00Z".into());
         assert!(is_expired(&h));
