@@ -10,6 +10,8 @@ use crate::support::{Run, World};
 struct Corpus<'w> {
     w: &'w World,
     journal: Vec<u8>,
+    /// The prod side as the real apply left it, read through the SDK.
+    prod: crate::support::inventory::Inventory,
     cases: Vec<String>,
 }
 
@@ -22,8 +24,7 @@ impl Corpus<'_> {
         path
     }
 
-    #[track_caller]
-    fn check(&mut self, what: &str, run: Run, code: i32, needles: &[&str]) {
+    async fn check(&mut self, what: &str, run: Run, code: i32, needles: &[&str]) {
         assert_eq!(run.code, Some(code), "{what}: expected exit {code}\n{}", run.stderr);
         for n in needles {
             assert!(run.stderr.contains(n), "{what}: {n:?} not in\n{}", run.stderr);
@@ -37,6 +38,9 @@ impl Corpus<'_> {
             assert_eq!(run.mutating_calls(), 0, "{what}: no mutating call\n{}", run.stderr);
         }
         assert_eq!(std::fs::read(self.w.journal_path()).unwrap(), self.journal, "{what}: the journal is untouched");
+        // What AWS holds, not only what paymig says it did.
+        let prod = crate::support::inventory::prod_inventory(&self.w.moto.endpoint, "prod").await;
+        assert_eq!(prod, self.prod, "{what}: prod is exactly as the apply left it");
         self.cases.push(what.to_owned());
     }
 }
@@ -45,7 +49,9 @@ impl Corpus<'_> {
 async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() {
     let w = World::new().await;
     w.paymig(["apply", "--yes"]).run().expect_code(0);
-    let mut c = Corpus { w: &w, journal: std::fs::read(w.journal_path()).unwrap(), cases: Vec::new() };
+    let prod = crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(prod.contains_key("dynamodb_table") && prod.contains_key("lambda_function"), "{prod:?}");
+    let mut c = Corpus { w: &w, journal: std::fs::read(w.journal_path()).unwrap(), prod, cases: Vec::new() };
     let run = |cfg: &std::path::Path, args: &[&str]| {
         crate::support::Paymig::new(&w.moto.endpoint, cfg).args(args).guard_dev(&w.moto.endpoint).run()
     };
@@ -70,13 +76,13 @@ async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() 
         ),
     ] {
         let cfg = c.config(what, |t| t.replace(from, to));
-        c.check(what, run(&cfg, &["apply", "--yes"]), 2, &[needle]);
+        c.check(what, run(&cfg, &["apply", "--yes"]), 2, &[needle]).await;
     }
     let cfg = c.config("missing function", |t| {
         t.replace("\"payment-processor-dev\"]", "\"gone-processor-dev\"]")
             .replace("[lambda.overrides.\"payment-processor-dev\"]", "[lambda.overrides.\"gone-processor-dev\"]")
     });
-    c.check("missing dev function", run(&cfg, &["apply", "--yes"]), 2, &["gone-processor-dev"]);
+    c.check("missing dev function", run(&cfg, &["apply", "--yes"]), 2, &["gone-processor-dev"]).await;
 
     // A dev function on a deprecated runtime.
     let dev = crate::support::fixture::Clients::new(&w.moto.endpoint, "us-east-1", None).await;
@@ -98,7 +104,7 @@ async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() 
     let cfg = c.config("old runtime", |t| {
         t.replace("[\"payment-processor-dev\"]", "[\"payment-processor-dev\", \"old-batch-dev\"]")
     });
-    c.check("unsupported runtime", run(&cfg, &["apply", "--yes"]), 2, &["old-batch-dev", "python3.8"]);
+    c.check("unsupported runtime", run(&cfg, &["apply", "--yes"]), 2, &["old-batch-dev", "python3.8"]).await;
 
     // The journal: another migration's, a corrupt line, not a directory.
     let journal_text = String::from_utf8(c.journal.clone()).unwrap();
@@ -108,7 +114,7 @@ async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() 
     let cfg = c.config("other migration", |t| {
         t.replace(&w.dir.path().join("journal").display().to_string(), &other.display().to_string())
     });
-    c.check("journal of another migration", run(&cfg, &["apply", "--yes"]), 2, &["ledger", "journal"]);
+    c.check("journal of another migration", run(&cfg, &["apply", "--yes"]), 2, &["ledger", "journal"]).await;
     let corrupt = w.dir.path().join("corrupt-journal");
     std::fs::create_dir_all(corrupt.join("payments")).unwrap();
     let mut lines: Vec<&str> = journal_text.lines().collect();
@@ -118,21 +124,22 @@ async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() 
     let cfg = c.config("corrupt", |t| {
         t.replace(&w.dir.path().join("journal").display().to_string(), &corrupt.display().to_string())
     });
-    c.check("corrupted journal line", run(&cfg, &["apply", "--yes"]), 2, &["journal.jsonl:4", "corrupt"]);
-    c.check("corrupted journal line (destroy)", run(&cfg, &["destroy", "--yes"]), 2, &["journal.jsonl:4"]);
+    c.check("corrupted journal line", run(&cfg, &["apply", "--yes"]), 2, &["journal.jsonl:4", "corrupt"]).await;
+    c.check("corrupted journal line (destroy)", run(&cfg, &["destroy", "--yes"]), 2, &["journal.jsonl:4"]).await;
     assert_eq!(std::fs::read_to_string(corrupt.join("payments/journal.jsonl")).unwrap(), corrupt_text, "kept as found");
     let file = w.dir.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     let cfg = c.config("journal file", |t| {
         t.replace(&w.dir.path().join("journal").display().to_string(), &file.display().to_string())
     });
-    c.check("unusable journal directory", run(&cfg, &["apply", "--yes"]), 2, &["cannot open the journal", "a-file"]);
+    c.check("unusable journal directory", run(&cfg, &["apply", "--yes"]), 2, &["cannot open the journal", "a-file"])
+        .await;
 
     // A remote journal whose bucket does not exist.
     let cfg = c.config("no bucket", |t| {
         t.replace(&format!("\"{}\"", w.dir.path().join("journal").display()), "\"s3://paymig-state-missing/ci\"")
     });
-    c.check("remote journal bucket missing", run(&cfg, &["apply", "--yes"]), 2, &["paymig-state-missing"]);
+    c.check("remote journal bucket missing", run(&cfg, &["apply", "--yes"]), 2, &["paymig-state-missing"]).await;
 
     // Derived names: a prod role name over IAM's 64 characters.
     let long = format!("{}-dev", "p".repeat(56));
@@ -140,21 +147,21 @@ async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() 
         t.replace("\"payment-processor-dev\"]", &format!("\"{long}\"]"))
             .replace("[lambda.overrides.\"payment-processor-dev\"]", &format!("[lambda.overrides.\"{long}\"]"))
     });
-    c.check("derived name over the length limit", run(&cfg, &["plan"]), 2, &[&long[..20], "64"]);
+    c.check("derived name over the length limit", run(&cfg, &["plan"]), 2, &[&long[..20], "64"]).await;
 
     // Duplicate entries.
     let cfg = c.config("dup bucket", |t| {
         t.replace("[\"payments-audit-dev\"]", "[\"payments-audit-dev\", \"payments-audit-dev\"]")
     });
-    c.check("duplicate bucket", run(&cfg, &["plan"]), 2, &["source.audit_buckets"]);
+    c.check("duplicate bucket", run(&cfg, &["plan"]), 2, &["source.audit_buckets"]).await;
     let cfg = c.config("dup function", |t| {
         t.replace("[\"payment-processor-dev\"]", "[\"payment-processor-dev\", \"payment-processor-dev\"]")
     });
-    c.check("duplicate function", run(&cfg, &["plan"]), 2, &["source.lambda_functions"]);
+    c.check("duplicate function", run(&cfg, &["plan"]), 2, &["source.lambda_functions"]).await;
 
     // The network and the credentials.
     let unreachable = crate::support::Paymig::new("http://127.0.0.1:9", &w.config).args(["apply", "--yes"]).run();
-    c.check("unreachable endpoint", unreachable, 2, &["target", "AWS_ENDPOINT_URL"]);
+    c.check("unreachable endpoint", unreachable, 2, &["target", "AWS_ENDPOINT_URL"]).await;
     let expired = Proxy::start(ProxyConfig {
         fault_rate: 1.0,
         only_service: Some("sts".into()),
@@ -162,7 +169,7 @@ async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() 
         ..ProxyConfig::new(&w.moto.endpoint)
     });
     let run_expired = w.paymig(["apply", "--yes"]).via(&expired.endpoint).run();
-    c.check("expired credentials", run_expired, 2, &["ExpiredToken", "credentials"]);
+    c.check("expired credentials", run_expired, 2, &["ExpiredToken", "credentials"]).await;
 
     // Command-line mistakes.
     c.check(
@@ -170,13 +177,14 @@ async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() 
         w.paymig(["switch", "--to", "green", "--canary", "0", "--interval", "5", "--yes"]).run(),
         2,
         &["--canary"],
-    );
+    )
+    .await;
     let unknown_flag = w.paymig(["apply", "--yes", "--paralelism", "4"]).run();
     assert_eq!(unknown_flag.code, Some(2));
     assert!(unknown_flag.stderr.contains("--parallelism"), "suggests the flag: {}", unknown_flag.stderr);
     c.cases.push("misspelt flag".into());
     let as_dir = crate::support::Paymig::new(&w.moto.endpoint, w.dir.path()).args(["plan"]).run();
-    c.check("config path is a directory", as_dir, 2, &[&w.dir.path().display().to_string()]);
+    c.check("config path is a directory", as_dir, 2, &[&w.dir.path().display().to_string()]).await;
 
     // With every case refused, the migration is still whole: a re-apply is a no-op.
     let again = w.paymig(["apply", "--yes"]).run();

@@ -54,7 +54,9 @@ pub async fn prod_inventory(endpoint: &str, suffix: &str) -> Inventory {
     }
 
     let kms = aws_sdk_kms::Client::new(&sdk);
-    for k in kms.list_keys().send().await.unwrap().keys() {
+    let keys: Vec<_> = kms.list_keys().into_paginator().items().send().collect::<Vec<_>>().await;
+    for k in keys {
+        let k = k.unwrap();
         let id = k.key_id().unwrap();
         let md = kms.describe_key().key_id(id).send().await.unwrap().key_metadata.unwrap();
         let tags = kms.list_resource_tags().key_id(id).send().await.unwrap();
@@ -102,14 +104,16 @@ pub async fn prod_inventory(endpoint: &str, suffix: &str) -> Inventory {
     }
 
     let lambda = aws_sdk_lambda::Client::new(&sdk);
-    for f in lambda.list_functions().send().await.unwrap().functions() {
+    let functions: Vec<_> = lambda.list_functions().into_paginator().items().send().collect::<Vec<_>>().await;
+    for f in functions.into_iter().map(Result::unwrap) {
         if f.function_name().is_some_and(named) {
             add("lambda_function", f.function_name().unwrap().to_owned());
         }
     }
 
     let iam = aws_sdk_iam::Client::new(&sdk);
-    for r in iam.list_roles().send().await.unwrap().roles() {
+    let roles: Vec<_> = iam.list_roles().into_paginator().items().send().collect::<Vec<_>>().await;
+    for r in roles.into_iter().map(Result::unwrap) {
         if named(r.role_name()) {
             add("iam_role", r.role_name().to_owned());
         }
@@ -323,7 +327,8 @@ pub async fn dev_fingerprint(endpoint: &str) -> String {
     }
 
     let lambda = aws_sdk_lambda::Client::new(&sdk);
-    for f in lambda.list_functions().send().await.unwrap().functions() {
+    let functions: Vec<_> = lambda.list_functions().into_paginator().items().send().collect::<Vec<_>>().await;
+    for f in functions.into_iter().map(Result::unwrap) {
         let name = f.function_name().unwrap_or("?");
         if !dev(name) {
             continue;
