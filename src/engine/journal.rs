@@ -157,9 +157,70 @@ enum Sink {
 struct Inner {
     sink: Sink,
     entries: Vec<Entry>,
+    /// The entries folded into records, kept current on every append, so
+    /// looking a key up never refolds the whole journal.
+    folded: Folded,
     next_seq: u64,
     writes: u64,
     run: Option<String>,
+}
+
+impl Inner {
+    fn new(sink: Sink, entries: Vec<Entry>) -> Inner {
+        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
+        let folded = Folded::of(&entries);
+        Inner { sink, entries, folded, next_seq, writes: 0, run: None }
+    }
+}
+
+/// One record per intent, and the newest intent of each logical key.
+#[derive(Default)]
+struct Folded {
+    records: BTreeMap<u64, Record>,
+    newest: std::collections::HashMap<String, u64>,
+}
+
+impl Folded {
+    fn of(entries: &[Entry]) -> Folded {
+        let mut f = Folded::default();
+        for e in entries {
+            f.add(e);
+        }
+        f
+    }
+
+    fn add(&mut self, e: &Entry) {
+        match &e.body {
+            Body::Intent(i) => {
+                self.newest.insert(i.key.clone(), e.seq);
+                self.records.insert(
+                    e.seq,
+                    Record {
+                        seq: e.seq,
+                        run: e.run.clone(),
+                        intent: i.clone(),
+                        id: None,
+                        arn: None,
+                        done_data: Value::Null,
+                        undone: false,
+                    },
+                );
+            }
+            Body::Done { intent, id, arn, data } => {
+                if let Some(r) = self.records.get_mut(intent) {
+                    r.id = Some(id.clone());
+                    r.arn.clone_from(arn);
+                    r.done_data = data.clone();
+                }
+            }
+            Body::Undone { intent } => {
+                if let Some(r) = self.records.get_mut(intent) {
+                    r.undone = true;
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// An open journal. Every write is appended and fsynced before returning.
@@ -265,14 +326,13 @@ impl Journal {
             }
             entries.push(e);
         }
-        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
         let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok());
         Ok((
             Some(Journal {
                 location: path.display().to_string(),
                 path,
                 migration: migration.to_owned(),
-                inner: Mutex::new(Inner { sink: Sink::File(file), entries, next_seq, writes: 0, run: None }),
+                inner: Mutex::new(Inner::new(Sink::File(file), entries)),
                 kill_after,
             }),
             repair,
@@ -309,13 +369,12 @@ impl Journal {
                 remote.checkpoint(last.seq, body)?;
             }
         }
-        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
         let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok());
         Ok(Journal {
             path: PathBuf::from(remote.spec().location()),
             location: remote.spec().location(),
             migration: migration.to_owned(),
-            inner: Mutex::new(Inner { sink: Sink::Remote(remote), entries, next_seq, writes: 0, run: None }),
+            inner: Mutex::new(Inner::new(Sink::Remote(remote), entries)),
             kill_after,
         })
     }
@@ -347,6 +406,7 @@ impl Journal {
             inner.run = Some(run);
         }
         let seq = entry.seq;
+        inner.folded.add(&entry);
         inner.entries.push(entry);
         inner.next_seq += 1;
         inner.writes += 1;
@@ -402,12 +462,13 @@ impl Journal {
     /// Every intent with its outcome, in journal order.
     pub fn records(&self) -> Vec<Record> {
         let inner = self.inner.lock().expect("journal poisoned");
-        records_of(&inner.entries)
+        inner.folded.records.values().cloned().collect()
     }
 
-    /// The newest live record for a logical key.
+    /// The newest record for a logical key.
     pub fn latest(&self, key: &str) -> Option<Record> {
-        self.records().into_iter().rev().find(|r| r.intent.key == key)
+        let inner = self.inner.lock().expect("journal poisoned");
+        inner.folded.newest.get(key).and_then(|seq| inner.folded.records.get(seq)).cloned()
     }
 
     /// Every run, oldest first.
@@ -447,39 +508,7 @@ impl Journal {
 
 /// Folds entries into one record per intent.
 pub fn records_of(entries: &[Entry]) -> Vec<Record> {
-    let mut by_seq: BTreeMap<u64, Record> = BTreeMap::new();
-    for e in entries {
-        match &e.body {
-            Body::Intent(i) => {
-                by_seq.insert(
-                    e.seq,
-                    Record {
-                        seq: e.seq,
-                        run: e.run.clone(),
-                        intent: i.clone(),
-                        id: None,
-                        arn: None,
-                        done_data: Value::Null,
-                        undone: false,
-                    },
-                );
-            }
-            Body::Done { intent, id, arn, data } => {
-                if let Some(r) = by_seq.get_mut(intent) {
-                    r.id = Some(id.clone());
-                    r.arn.clone_from(arn);
-                    r.done_data = data.clone();
-                }
-            }
-            Body::Undone { intent } => {
-                if let Some(r) = by_seq.get_mut(intent) {
-                    r.undone = true;
-                }
-            }
-            _ => {}
-        }
-    }
-    by_seq.into_values().collect()
+    Folded::of(entries).records.into_values().collect()
 }
 
 /// The current UTC time in RFC 3339, as journal, lock and lease record it.
