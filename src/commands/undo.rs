@@ -58,18 +58,31 @@ pub async fn destroy(cfg: Config, yes: bool) -> Result<()> {
     finish(&ctx, &journal, failures, swept)
 }
 
-/// Undoes one record and journals it; `Err((message, fatal))` — fatal when
-/// the journal itself cannot be written.
-async fn undo_one(
+/// Undoes a chunk of sibling records (one record, or up to the step's
+/// batch of sibling creates in one call) and journals each; per record
+/// `Err((message, fatal))` — fatal when the journal itself cannot be written.
+async fn undo_chunk(
     ctx: &Ctx,
     journal: &Journal,
     steps: &[std::sync::Arc<dyn crate::engine::Step>],
-    r: &Record,
-) -> Result<(), (String, bool)> {
+    chunk: &[&Record],
+) -> Vec<Result<(), (String, bool)>> {
+    let r = chunk[0];
     let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
-        return Err((format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step), false));
+        let why = |r: &Record| format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step);
+        return chunk.iter().map(|r| Err((why(r), false))).collect();
     };
-    match step.undo(ctx, r).await {
+    let results = if chunk.len() == 1 { vec![step.undo(ctx, r).await] } else { step.undo_creates(ctx, chunk).await };
+    chunk.iter().zip(results).map(|(r, result)| journal_undo(journal, r, result)).collect()
+}
+
+/// Journals one record's undo outcome.
+fn journal_undo(
+    journal: &Journal,
+    r: &Record,
+    result: std::result::Result<(), crate::engine::StepError>,
+) -> Result<(), (String, bool)> {
+    match result {
         Ok(()) => {
             journal.undone(r.seq).map_err(|e| (e.to_string(), true))?;
             println!(
@@ -137,12 +150,13 @@ async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str)
         if started.insert(step_id) {
             progress::set(step_id, State::Running, "");
         }
-        let results: Vec<Result<(), (String, bool)>> = futures::stream::iter(
-            group
-                .iter()
-                .map(|r| crate::aws::in_lane(format!("{step_id}/{}", r.intent.key), undo_one(ctx, journal, steps, r))),
-        )
+        // Sibling creates go in batches where the step has a batch delete.
+        let batch = steps.iter().find(|s| s.id() == step_id).map_or(1, |s| s.undo_batch().max(1));
+        let results: Vec<Result<(), (String, bool)>> = futures::stream::iter(group.chunks(batch).map(|chunk| {
+            crate::aws::in_lane(format!("{step_id}/{}", chunk[0].intent.key), undo_chunk(ctx, journal, steps, chunk))
+        }))
         .buffered(ctx.parallelism.max(1))
+        .flat_map(futures::stream::iter)
         .collect()
         .await;
         for result in results {

@@ -151,8 +151,18 @@ impl Ctx {
         F: Fn(T) -> Fut,
         Fut: Future<Output = Result<(), StepError>> + 'a,
     {
+        self.map(items, f).await.map(|_| ())
+    }
+
+    /// Like [`Ctx::each`], returning every item's result in item order.
+    pub async fn map<'a, T, R, F, Fut>(&'a self, items: impl IntoIterator<Item = T>, f: F) -> Result<Vec<R>, StepError>
+    where
+        T: std::fmt::Display,
+        F: Fn(T) -> Fut,
+        Fut: Future<Output = Result<R, StepError>> + 'a,
+    {
         use futures::StreamExt;
-        let results: Vec<Result<(), StepError>> = futures::stream::iter(items.into_iter().map(|item| {
+        let results: Vec<Result<R, StepError>> = futures::stream::iter(items.into_iter().map(|item| {
             let lane = format!("{}/{item}", crate::aws::lane());
             crate::aws::in_lane(lane, f(item))
         }))
@@ -429,6 +439,28 @@ pub trait Step: Send + Sync {
     /// Reverses one journal record of this step. Idempotent: a resource that
     /// is already gone counts as undone.
     fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>>;
+    /// How many sibling creates (one kind, distinct keys) the step reverses
+    /// in one call of [`Step::undo_creates`]; 1 when the service has no
+    /// batch delete.
+    fn undo_batch(&self) -> usize {
+        1
+    }
+    /// Reverses several sibling creates at once (at most
+    /// [`Step::undo_batch`]); one result per record, in order. Idempotent
+    /// like `undo`. The default undoes them one by one.
+    fn undo_creates<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        records: &'a [&'a Record],
+    ) -> BoxFuture<'a, Vec<Result<(), StepError>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(records.len());
+            for r in records {
+                out.push(self.undo(ctx, r).await);
+            }
+            out
+        })
+    }
     /// Deletes what is still tagged for this migration after the journal has
     /// been replayed; returns a line per resource removed.
     fn sweep<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {

@@ -23,6 +23,8 @@ use crate::naming::NameMap;
 const STEP: &str = "params";
 /// GetParameters takes at most this many names.
 const GET_BATCH: usize = 10;
+/// DeleteParameters takes at most this many names.
+const DELETE_BATCH: usize = 10;
 /// At most this many PutParameter calls in flight, whatever `--parallelism`
 /// says (SSM's default throughput is low; throttling is retried by the SDK's
 /// adaptive retry).
@@ -82,6 +84,22 @@ impl Step for Params {
         Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
     }
 
+    fn undo_batch(&self) -> usize {
+        DELETE_BATCH
+    }
+
+    fn undo_creates<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        records: &'a [&'a Record],
+    ) -> BoxFuture<'a, Vec<Result<(), StepError>>> {
+        Box::pin(undo_creates(ctx, records).instrument(tracing::info_span!(
+            "undo",
+            step = STEP,
+            parameters = records.len()
+        )))
+    }
+
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
         Box::pin(validate(ctx))
     }
@@ -92,6 +110,7 @@ impl Step for Params {
             "ssm:GetParameters",
             "ssm:PutParameter",
             "ssm:DeleteParameter",
+            "ssm:DeleteParameters",
             "ssm:AddTagsToResource",
         ]
     }
@@ -495,6 +514,46 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         }
     }
     Ok(())
+}
+
+/// Deletes created parameters ten at a time (DeleteParameters); a name SSM
+/// reports as invalid (not found) is already gone, so it counts as undone.
+/// Anything but a create is undone on its own.
+async fn undo_creates(ctx: &Ctx, records: &[&Record]) -> Vec<Result<(), StepError>> {
+    if records.len() < 2 || records.iter().any(|r| r.intent.op != Op::Create) {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            out.push(undo(ctx, r).await);
+        }
+        return out;
+    }
+    let names: Vec<String> = records.iter().map(|r| r.intent.name.clone()).collect();
+    match ctx.aws.target.ssm.delete_parameters().set_names(Some(names)).send().await {
+        Ok(out) => records
+            .iter()
+            .map(|r| {
+                let name = r.intent.name.as_str();
+                if out.deleted_parameters().iter().chain(out.invalid_parameters()).any(|n| n == name) {
+                    Ok(())
+                } else {
+                    Err(StepError::Invalid(format!("DeleteParameters did not report {name}; re-run to retry")))
+                }
+            })
+            .collect(),
+        Err(e) => {
+            let message = crate::aws::describe_sdk_error(&e);
+            records
+                .iter()
+                .map(|r| {
+                    Err(StepError::Aws {
+                        resource: r.intent.name.clone(),
+                        op: "DeleteParameters".into(),
+                        message: message.clone(),
+                    })
+                })
+                .collect()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -129,25 +129,28 @@ async fn two_thousand_parameters_migrate_without_a_failure() {
     futures::stream::iter(puts).buffer_unordered(16).collect::<Vec<_>>().await;
     let run = w.paymig(["params", "--yes"]).run();
     run.expect_code(0);
-    let mut pages = w
-        .prod
-        .ssm
-        .describe_parameters()
-        .parameter_filters(
-            aws_sdk_ssm::types::ParameterStringFilter::builder()
-                .key("Path")
-                .option("Recursive")
-                .values("/prod/bulk")
-                .build()
-                .unwrap(),
-        )
-        .into_paginator()
-        .send();
-    let mut count = 0;
-    while let Some(p) = pages.next().await {
-        count += p.unwrap().parameters().len();
-    }
-    assert_eq!(count, 2000);
+    let count = || async {
+        let mut pages = w
+            .prod
+            .ssm
+            .describe_parameters()
+            .parameter_filters(
+                aws_sdk_ssm::types::ParameterStringFilter::builder()
+                    .key("Path")
+                    .option("Recursive")
+                    .values("/prod/bulk")
+                    .build()
+                    .unwrap(),
+            )
+            .into_paginator()
+            .send();
+        let mut count = 0;
+        while let Some(p) = pages.next().await {
+            count += p.unwrap().parameters().len();
+        }
+        count
+    };
+    assert_eq!(count().await, 2000);
     assert_eq!(get(&w, "/prod/bulk/group07/p1847").await.as_deref(), Some("value-1847"));
     let tags = w
         .prod
@@ -162,6 +165,16 @@ async fn two_thousand_parameters_migrate_without_a_failure() {
     let again = w.paymig(["params", "--yes"]).run();
     again.expect_code(0);
     assert_eq!(again.mutating_calls(), 0);
+
+    // Rollback deletes the copies ten at a time (DeleteParameters), not one
+    // call per parameter, and every one is gone.
+    let back = w.paymig(["rollback", "--yes"]).run();
+    back.expect_code(0);
+    assert!(back.mutating_calls() <= 2000 / 10 + 10, "{}", back.stderr);
+    assert_eq!(count().await, 0);
+    let journal = w.journal_lines();
+    let undone = journal.iter().filter(|e| e["type"] == "undone").count();
+    assert!(undone >= 2000, "every copy journaled as undone: {undone}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
