@@ -17,7 +17,11 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
     let ctx = super::connect(cfg, Mode::Plan, journal).await?;
     super::preflight(&ctx, &dag).await?;
     let reports = dag.execute(8, |s| s.run(&ctx)).await;
-    let changes = ctx.changes();
+    // Resources inside a step are worked on side by side, so the order the
+    // changes were recorded in varies run to run: list them by kind (in
+    // dependency order) and name; a resource's own changes keep their order.
+    let mut changes = ctx.changes();
+    changes.sort_by(|a, b| (kind_rank(&a.kind), &a.kind, &a.name).cmp(&(kind_rank(&b.kind), &b.kind, &b.name)));
     let notices = ctx.notices();
 
     let mut counts: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
@@ -106,5 +110,70 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
         Ok(())
     } else {
         Err(Error::StepsFailed { failed: failed.len(), summary: failed.join("; ") })
+    }
+}
+
+/// Resource kinds in the order a reader expects them: what others depend on
+/// first.
+const KIND_ORDER: &[&str] = &[
+    "kms_key",
+    "kms_alias",
+    "vpc",
+    "subnet",
+    "route_table",
+    "vpc_endpoint",
+    "security_group",
+    "db_subnet_group",
+    "db_cluster_parameter_group",
+    "db_cluster",
+    "db_instance",
+    "dynamodb_table",
+    "iam_role",
+    "s3_bucket",
+    "s3_replica_bucket",
+    "lambda_function",
+    "lambda_alias",
+    "load_balancer",
+    "target_group",
+    "listener",
+    "lambda_permission",
+    "sns_topic",
+    "alarm",
+    "dashboard",
+    "ssm_parameter",
+];
+
+/// A kind's place in [`KIND_ORDER`]; unknown kinds after every known one.
+fn kind_rank(kind: &str) -> usize {
+    KIND_ORDER.iter().position(|k| *k == kind).unwrap_or(KIND_ORDER.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_a_step_records_has_a_place_in_the_plan_order() {
+        let sources = [
+            include_str!("../steps/alb.rs"),
+            include_str!("../steps/audit.rs"),
+            include_str!("../steps/database.rs"),
+            include_str!("../steps/dynamodb.rs"),
+            include_str!("../steps/iam.rs"),
+            include_str!("../steps/kms.rs"),
+            include_str!("../steps/lambda.rs"),
+            include_str!("../steps/monitoring.rs"),
+            include_str!("../steps/network.rs"),
+            include_str!("../steps/params.rs"),
+        ];
+        let re = regex::Regex::new(r#"Res::new\(\s*STEP,\s*"([a-z_0-9]+)""#).unwrap();
+        let kinds: Vec<&str> =
+            sources.iter().flat_map(|s| re.captures_iter(s).map(|c| c.get(1).unwrap().as_str())).collect();
+        assert!(kinds.len() > 20, "the pattern still finds the kinds: {kinds:?}");
+        for k in kinds {
+            assert!(kind_rank(k) < KIND_ORDER.len(), "{k} is missing from KIND_ORDER");
+        }
+        assert!(kind_rank("vpc") < kind_rank("subnet") && kind_rank("subnet") < kind_rank("route_table"));
+        assert_eq!(kind_rank("something_new"), KIND_ORDER.len());
     }
 }

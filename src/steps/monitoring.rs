@@ -127,6 +127,13 @@ pub struct AlarmSpec {
     pub queries: Vec<Query>,
 }
 
+/// An alarm is known by its name (its lane in the call log).
+impl std::fmt::Display for AlarmSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 fn dims(d: &[Dimension]) -> Vec<(String, String)> {
     d.iter().filter_map(|d| Some((d.name()?.to_owned(), d.value()?.to_owned()))).collect()
 }
@@ -460,9 +467,11 @@ fn topic_policy(ctx: &Ctx, arn: &str) -> Value {
 }
 
 async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
-    let topic = converge_topic(ctx).await?;
+    // The topic and the dev alarms do not depend on each other (join, not
+    // try_join: a failed read never drops the topic's create in flight).
+    let (topic, dev_alarms) = futures::join!(converge_topic(ctx), read_dev_alarms(ctx));
+    let (topic, dev_alarms) = (topic?, dev_alarms?);
     let mut alarms = own_alarms(ctx, &topic);
-    let dev_alarms = read_dev_alarms(ctx).await?;
     let replicated = replicate_alarms(ctx, &dev_alarms, &topic);
     let alarm_names: BTreeMap<String, String> = dev_alarms
         .iter()
@@ -612,7 +621,9 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
             }
         }
     }
-    for spec in want {
+    // One lane per alarm: each is its own PutMetricAlarm.
+    let have = &have;
+    ctx.each(want.iter().cloned(), |spec: AlarmSpec| async move {
         let res = Res::new(STEP, "alarm", format!("alarm/{}", spec.name), &spec.name);
         let arn = alarm_arn(ctx, &spec.name);
         match have.get(&spec.name) {
@@ -630,13 +641,14 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
             }
             Some(current) => {
                 ctx.existing(&res, &spec.name, Some(&arn), false)?;
-                if current != spec {
+                if *current != spec {
                     ctx.update(&res, &spec.name, "definition", json!({"alarm": current}), || spec.put(ctx)).await?;
                 }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 async fn converge_dashboards(

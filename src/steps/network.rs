@@ -273,6 +273,13 @@ pub struct SubnetSpec {
     pub derived: bool,
 }
 
+/// A subnet is known by its CIDR (its lane in the call log).
+impl std::fmt::Display for SubnetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.cidr)
+    }
+}
+
 /// The prod subnets: every dev subnet mirrored (same CIDR, same AZ), plus
 /// derived subnets in further AZs until at least [`MIN_AZS`] are covered.
 pub fn plan_subnets(
@@ -466,10 +473,18 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
             format!("dev has subnets in {} AZ(s) only: deriving {} in {} for prod", distinct_azs.len(), s.cidr, s.az),
         );
     }
-    let subnets = converge_subnets(ctx, &vpc_id, &specs).await?;
-    let route_tables = converge_route_tables(ctx, &vpc_id, &subnets).await?;
-    converge_endpoints(ctx, &vpc_id, &route_tables).await?;
-    let groups = converge_security_groups(ctx, &vpc_id, &dev.cidrs).await?;
+    // Subnets -> route tables -> endpoints is one chain; the security
+    // groups need only the VPC, so they converge beside it.
+    let routing = async {
+        let subnets = converge_subnets(ctx, &vpc_id, &specs).await?;
+        let route_tables = converge_route_tables(ctx, &vpc_id, &subnets).await?;
+        converge_endpoints(ctx, &vpc_id, &route_tables).await?;
+        Ok::<_, StepError>((subnets, route_tables))
+    };
+    // join, not try_join: a failure on one side never drops a create in
+    // flight on the other.
+    let (routing, groups) = futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs));
+    let ((subnets, route_tables), groups) = (routing?, groups?);
 
     let mut o = ctx.outputs();
     o.vpc_id = Some(vpc_id);
@@ -650,8 +665,10 @@ async fn converge_subnets(
             .await
             .map_err(StepError::aws(vpc_id, "DescribeSubnets"))?
     };
-    let mut out = Vec::new();
-    for spec in specs {
+    // One lane per subnet.
+    let existing = &existing;
+    let mut out = ctx
+        .map(specs.iter().cloned(), |spec: SubnetSpec| async move {
         let res = Res::new(STEP, "subnet", format!("subnet/{}", spec.cidr), &spec.name);
         let found = existing.iter().find(|s| s.cidr_block() == Some(spec.cidr.as_str()));
         let id = match found {
@@ -691,8 +708,9 @@ async fn converge_subnets(
                 .unwrap_or_else(|| planned_id("subnet"))
             }
         };
-        out.push((spec.clone(), id));
-    }
+        Ok((spec, id))
+    })
+        .await?;
     out.sort_by(|a, b| (&a.0.az, &a.0.cidr).cmp(&(&b.0.az, &b.0.cidr)));
     Ok(out)
 }
@@ -724,8 +742,11 @@ async fn converge_route_tables(
             .await
             .map_err(StepError::aws(vpc_id, "DescribeRouteTables"))?
     };
-    let mut ids = Vec::new();
-    for (spec, subnet_id) in subnets {
+    // One lane per subnet's route table (create, then associate).
+    let existing = &existing;
+    let specs: Vec<SubnetSpec> = subnets.iter().map(|(spec, _)| spec.clone()).collect();
+    ctx.map(specs, |spec: SubnetSpec| async move {
+        let subnet_id = subnets.iter().find(|(s, _)| *s == spec).map_or("", |(_, id)| id.as_str());
         let name = format!("{}-rt", spec.name);
         let res = Res::new(STEP, "route_table", format!("route-table/{}", spec.cidr), &name);
         let found = existing.iter().find(|rt| name_tag(rt.tags()).as_deref() == Some(name.as_str()));
@@ -734,7 +755,7 @@ async fn converge_route_tables(
                 let id = rt.route_table_id().unwrap_or_default().to_owned();
                 ctx.unchanged(&res, &id, None)?;
                 converge_tags(ctx, &res, &id, rt.tags()).await?;
-                let assoc = rt.associations().iter().any(|a| a.subnet_id() == Some(subnet_id.as_str()));
+                let assoc = rt.associations().iter().any(|a| a.subnet_id() == Some(subnet_id));
                 (id, assoc)
             }
             None => {
@@ -780,9 +801,9 @@ async fn converge_route_tables(
             })
             .await?;
         }
-        ids.push(rt_id);
-    }
-    Ok(ids)
+        Ok(rt_id)
+    })
+    .await
 }
 
 /// Endpoint policies: named actions on the migration's own buckets and
@@ -1054,6 +1075,26 @@ async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String])
     Ok(ids)
 }
 
+/// Revokes every rule of a group before it is deleted. Sibling groups are
+/// deleted side by side and reference each other: a rule whose peer group
+/// is already gone cannot be revoked (the emulator says the peer is not
+/// found; AWS would have refused the peer's deletion with a
+/// DependencyViolation, which is retried) and no longer matters.
+async fn drop_rules(ctx: &Ctx, sg: &SecurityGroup) -> Result<(), StepError> {
+    let Some(id) = sg.group_id() else { return Ok(()) };
+    for (egress, rules) in [(false, rules_of(sg.ip_permissions())), (true, rules_of(sg.ip_permissions_egress()))] {
+        match set_rules(ctx, id, egress, &rules, &BTreeSet::new()).await {
+            Err(StepError::Aws { message, .. })
+                if message.starts_with("InvalidGroup.NotFound") && !message.contains(id) =>
+            {
+                tracing::info!(group = id, "a rule's peer group is already deleted: {message}");
+            }
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 /// Makes a group's rules in one direction exactly `want`.
 async fn set_rules(
     ctx: &Ctx,
@@ -1216,10 +1257,7 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
             // group, which could then not be deleted.
             if let Ok(out) = ec2.describe_security_groups().group_ids(id).send().await {
                 if let Some(sg) = out.security_groups().first() {
-                    let ingress = rules_of(sg.ip_permissions());
-                    let egress = rules_of(sg.ip_permissions_egress());
-                    set_rules(ctx, id, false, &ingress, &BTreeSet::new()).await?;
-                    set_rules(ctx, id, true, &egress, &BTreeSet::new()).await?;
+                    drop_rules(ctx, sg).await?;
                 }
             }
             delete_ec2(id, "DeleteSecurityGroup", || ec2.delete_security_group().group_id(id).send()).await
@@ -1387,10 +1425,7 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .map_err(StepError::aws("tagged security groups", "DescribeSecurityGroups"))?;
     // Drop every group's rules before deleting any: the groups reference each other.
     for g in &groups {
-        if let Some(id) = g.group_id() {
-            set_rules(ctx, id, false, &rules_of(g.ip_permissions()), &BTreeSet::new()).await?;
-            set_rules(ctx, id, true, &rules_of(g.ip_permissions_egress()), &BTreeSet::new()).await?;
-        }
+        drop_rules(ctx, g).await?;
     }
     removed.extend(
         delete_each(ctx, "security_group", groups.iter().filter_map(|g| g.group_id().map(String::from)).collect())
