@@ -264,17 +264,20 @@ impl Params {
             }
         }
         let names: Vec<String> = copy.iter().filter_map(|m| m.name().map(str::to_owned)).collect();
-        let dev_values = values(&ctx.aws.source.ssm, &names, ctx.parallelism).await?;
-        let sources: Vec<Source> = copy
-            .into_iter()
-            .filter_map(|m| Some(Source { value: dev_values.get(m.name()?)?.clone(), meta: m }))
-            .collect();
-
         let prod_meta: BTreeMap<String, ParameterMetadata> =
             prod_listed?.into_iter().filter_map(|m| Some((m.name()?.to_owned(), m))).collect();
         let readable: Vec<String> =
             prod_meta.values().filter(|m| !is_secure(m)).filter_map(|m| m.name().map(str::to_owned)).collect();
-        let prod_values = values(&ctx.aws.target.ssm, &readable, ctx.parallelism).await?;
+        // Dev and prod values side by side, too.
+        let (dev_values, prod_values) = tokio::join!(
+            crate::aws::in_lane(format!("{lane}/dev"), values(&ctx.aws.source.ssm, &names, ctx.parallelism)),
+            crate::aws::in_lane(format!("{lane}/prod"), values(&ctx.aws.target.ssm, &readable, ctx.parallelism)),
+        );
+        let (dev_values, prod_values) = (dev_values?, prod_values?);
+        let sources: Vec<Source> = copy
+            .into_iter()
+            .filter_map(|m| Some(Source { value: dev_values.get(m.name()?)?.clone(), meta: m }))
+            .collect();
 
         // Decide per parameter; collect the writes.
         let mut writes: Vec<(Source, String, String, Option<String>)> = Vec::new();
