@@ -4,9 +4,10 @@
 //! through a proxy adding a fixed delay per call (default 20 ms,
 //! `PAYMIG_BENCH_DELAY_MS`). Reports wall time of a cold apply at
 //! `--parallelism 1` and at the default, a no-op re-apply, destroy, API calls
-//! per service, peak RSS, and the critical-path lower bound computed from
-//! the run's own call log; writes `bench/results.md`
-//! (`PAYMIG_BENCH_OUT`).
+//! per service, peak RSS, paymig's and each emulator process's CPU time,
+//! and the critical-path lower bound computed from the run's own call log;
+//! writes `bench/results.md` (`PAYMIG_BENCH_OUT`). SSM and DynamoDB get
+//! their own moto processes (`PAYMIG_BENCH_EMULATOR=single`: one).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -112,6 +113,18 @@ struct Measured {
     /// The same chain with each call's own duration (delay + service time).
     chain_time: Duration,
     code: Option<i32>,
+    /// paymig's own CPU time (user + system).
+    cpu: Duration,
+    /// CPU time each emulator process spent during the run.
+    emulator_cpu: Vec<(String, Duration)>,
+}
+
+impl Measured {
+    /// The busiest emulator process's CPU time: moto serves a process's
+    /// requests on one interpreter, so no run can be shorter than this.
+    fn emulator_floor(&self) -> Duration {
+        self.emulator_cpu.iter().map(|(_, d)| *d).max().unwrap_or_default()
+    }
 }
 
 /// Runs paymig with stdout/stderr to files, timing it and reading its peak
@@ -130,7 +143,9 @@ fn measured(p: Paymig, dir: &Path, tag: &str) -> (Measured, String) {
     let wall = t.elapsed();
     let stderr = std::fs::read_to_string(&err).unwrap();
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    let mut m = Measured { wall, rss_kb: usage.ru_maxrss, code, ..Default::default() };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    let mut m = Measured { wall, rss_kb: usage.ru_maxrss, code, cpu, ..Default::default() };
     for line in stderr.lines() {
         let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         if e["message"] != "api calls" {
@@ -194,8 +209,10 @@ fn row(what: &str, m: &Measured, delay: Duration) -> String {
     let bound = delay * m.chain_calls as u32;
     let ratio =
         if bound.is_zero() { "—".to_owned() } else { format!("{:.2}×", m.wall.as_secs_f64() / bound.as_secs_f64()) };
+    let emulator =
+        m.emulator_cpu.iter().map(|(name, d)| format!("{name} {:.1}", d.as_secs_f64())).collect::<Vec<_>>().join(" · ");
     format!(
-        "| {what} | {:.1} s | {} | {} | {} | {:.1} MB | {} calls = {:.1} s | {ratio} | {:.1} s |",
+        "| {what} | {:.1} s | {} | {} | {} | {:.1} MB | {} calls = {:.1} s | {ratio} | {:.1} s | {:.1} s | {emulator} s |",
         m.wall.as_secs_f64(),
         m.read,
         m.mutating,
@@ -204,6 +221,7 @@ fn row(what: &str, m: &Measured, delay: Duration) -> String {
         m.chain_calls,
         bound.as_secs_f64(),
         m.chain_time.as_secs_f64(),
+        m.cpu.as_secs_f64(),
     )
 }
 
@@ -213,12 +231,19 @@ async fn benchmark() {
     let delay_ms: u64 = std::env::var("PAYMIG_BENCH_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let delay = Duration::from_millis(delay_ms);
     let seed_started = Instant::now();
-    let moto = crate::support::Moto::start();
+    // The emulator: by default SSM and DynamoDB each get their own moto
+    // process (on AWS every service is its own fleet; in one moto process
+    // all requests share one interpreter). `PAYMIG_BENCH_EMULATOR=single`
+    // measures against one process.
+    let single = std::env::var("PAYMIG_BENCH_EMULATOR").is_ok_and(|v| v == "single");
+    let moto =
+        if single { crate::support::Moto::start() } else { crate::support::Moto::start_sharded(&["ssm", "dynamodb"]) };
     let dev = crate::support::fixture::seed(&moto.endpoint, &Default::default()).await;
     let edit = seed_scale(&moto.endpoint).await;
     let w = World::adopt(moto, dev, edit).await;
     eprintln!("bench: scale fixture seeded in {:.1}s", seed_started.elapsed().as_secs_f64());
-    let proxy = Proxy::start(ProxyConfig { latency: delay, ..ProxyConfig::new(&w.moto.endpoint) });
+    let proxy =
+        Proxy::start(ProxyConfig { latency: delay, routes: w.moto.routes.clone(), ..ProxyConfig::new(&w.moto.direct) });
     let dir = w.dir.path();
 
     let mut results: Vec<(String, Measured)> = Vec::new();
@@ -228,7 +253,10 @@ async fn benchmark() {
         let mut all = vec!["--log-format", "json"];
         all.extend_from_slice(args);
         let p = Paymig::new(&proxy.endpoint, &cfg).args(&all).env("PAYMIG_CALL_LOG", log.to_str().unwrap());
+        let before = w.moto.cpu();
         let (mut m, stderr) = measured(p, dir, &format!("{suffix}-{}", label.replace(' ', "-")));
+        m.emulator_cpu =
+            w.moto.cpu().into_iter().zip(before).map(|((name, after), (_, b))| (name, after - b)).collect();
         assert_eq!(m.code, Some(0), "{label}: {stderr}");
         (m.chain_calls, m.chain_time) = critical_path(&log);
         m.bound = delay * m.chain_calls as u32;
@@ -263,9 +291,18 @@ async fn benchmark() {
         std::env::var("PAYMIG_BENCH_MACHINE").unwrap_or_else(|_| "this machine".into())
     ));
     md.push_str(&format!(
-        "Scale fixture: {PARAMS} SSM parameters (+ the demo's), {FUNCTIONS} Lambda functions, {TABLES} DynamoDB tables with a GSI each, {BUCKETS} audit buckets (each with a replica), plus the rest of the demo stack (VPC, Aurora, ALB, monitoring). Every call goes through a loopback proxy adding {delay_ms} ms. Each cold apply migrates into its own environment suffix and the first stack is destroyed before the second is applied, so both start from the same emulator state (dev only).\n\n"
+        "Scale fixture: {PARAMS} SSM parameters (+ the demo's), {FUNCTIONS} Lambda functions, {TABLES} DynamoDB tables with a GSI each, {BUCKETS} audit buckets (each with a replica), plus the rest of the demo stack (VPC, Aurora, ALB, monitoring). Every call goes through a loopback proxy adding {delay_ms} ms. Each cold apply migrates into its own environment suffix and the first stack is destroyed before the second is applied, so both start from the same emulator state (dev only). {}\n\n",
+        if single {
+            "The emulator is one moto process.".to_owned()
+        } else {
+            format!(
+                "The emulator is {} moto processes: {} each on its own, every other service on one more (`PAYMIG_BENCH_EMULATOR=single` for one process).",
+                w.moto.routes.len() + 1,
+                w.moto.routes.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join(" and ")
+            )
+        }
     ));
-    md.push_str("| run | wall | read | mutating | retries | peak RSS | critical path (× delay) | wall / bound | same chain, measured call times |\n|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| run | wall | read | mutating | retries | peak RSS | critical path (× delay) | wall / bound | same chain, measured call times | paymig CPU | emulator CPU per process |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (label, m) in &results {
         md.push_str(&row(label, m, delay));
         md.push('\n');
@@ -278,6 +315,12 @@ async fn benchmark() {
     md.push_str(&format!(
         "- cold apply within 1.5× of the critical-path bound: **{bound_ratio:.2}×** — {}\n",
         target(bound_ratio <= 1.5)
+    ));
+    md.push_str(&format!(
+        "- the same cold apply against the emulator's own floor (the busiest moto process's CPU time, {:.1} s: one interpreter serves that process's requests one at a time, so no run can be shorter): **{:.2}×**; paymig itself used {:.1} s of CPU\n",
+        default.emulator_floor().as_secs_f64(),
+        default.wall.as_secs_f64() / default.emulator_floor().as_secs_f64().max(0.001),
+        default.cpu.as_secs_f64(),
     ));
     md.push_str(&format!(
         "- no-op re-apply: **{} mutating** calls, **{} reads for {resources} resources** ({:.2} per resource) — {}\n",

@@ -19,51 +19,110 @@ fn moto_server() -> &'static PathBuf {
     })
 }
 
-/// A running moto server.
+/// A running moto server, or (for the benchmark) several: one per group of
+/// services, behind a routing proxy at `endpoint`.
 pub struct Moto {
     child: Child,
     pub endpoint: String,
+    /// Services served by their own process: (SigV4 service name, endpoint).
+    pub routes: Vec<(String, String)>,
+    /// The process serving every service not in `routes`.
+    pub direct: String,
+    shards: Vec<Child>,
+    router: Option<super::proxy::Proxy>,
+}
+
+/// Starts one moto_server process; returns it with its endpoint.
+fn spawn_server() -> (Child, String) {
+    let mut child = Command::new(moto_server())
+        .args(["-H", "127.0.0.1", "-p", "0"])
+        .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start moto_server");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut reader = BufReader::new(stderr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut endpoint = None;
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(i) = line.find("http://127.0.0.1:") {
+            endpoint = Some(line[i..].split_whitespace().next().unwrap_or("").trim_end_matches('/').to_owned());
+            break;
+        }
+    }
+    let endpoint = endpoint.expect("moto_server did not report its address");
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    (child, endpoint)
 }
 
 impl Moto {
     pub fn start() -> Moto {
-        let mut child = Command::new(moto_server())
-            .args(["-H", "127.0.0.1", "-p", "0"])
-            .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start moto_server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut reader = BufReader::new(stderr);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut endpoint = None;
-        let mut line = String::new();
-        while Instant::now() < deadline {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                break;
-            }
-            if let Some(i) = line.find("http://127.0.0.1:") {
-                endpoint = Some(line[i..].split_whitespace().next().unwrap_or("").trim_end_matches('/').to_owned());
-                break;
-            }
-        }
-        let endpoint = endpoint.expect("moto_server did not report its address");
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
-        Moto { child, endpoint }
+        let (child, endpoint) = spawn_server();
+        Moto { child, direct: endpoint.clone(), endpoint, routes: Vec::new(), shards: Vec::new(), router: None }
     }
+
+    /// One moto process per listed service, one more for every other
+    /// service, and a routing proxy in front (no delay) at `endpoint`. Each
+    /// listed service must not reach into another service's state inside
+    /// moto (SSM and DynamoDB do not, for what paymig calls).
+    pub fn start_sharded(services: &[&str]) -> Moto {
+        let (child, direct) = spawn_server();
+        let (shards, routes): (Vec<Child>, Vec<(String, String)>) = services
+            .iter()
+            .map(|s| {
+                let (c, e) = spawn_server();
+                (c, ((*s).to_owned(), e))
+            })
+            .unzip();
+        let router = super::proxy::Proxy::start(super::proxy::ProxyConfig {
+            routes: routes.clone(),
+            ..super::proxy::ProxyConfig::new(&direct)
+        });
+        Moto { child, endpoint: router.endpoint.clone(), direct, routes, shards, router: Some(router) }
+    }
+
+    /// CPU time (user + system) each emulator process has used so far:
+    /// ("other", …) for the main process, then one per routed service.
+    pub fn cpu(&self) -> Vec<(String, Duration)> {
+        let mut out = vec![("other".to_owned(), process_cpu(self.child.id()))];
+        for ((service, _), c) in self.routes.iter().zip(&self.shards) {
+            out.push((service.clone(), process_cpu(c.id())));
+        }
+        out
+    }
+}
+
+/// utime + stime of a process, from /proc (zero where /proc is missing).
+fn process_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_secs_f64(ticks as f64 / hz as f64)
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.router.take();
+        for c in self.shards.iter_mut().chain(std::iter::once(&mut self.child)) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

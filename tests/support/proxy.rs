@@ -57,6 +57,10 @@ pub struct ProxyConfig {
     pub slow: Duration,
     /// Added to every forwarded request.
     pub latency: Duration,
+    /// Requests for these services (SigV4 name) go to their own upstream
+    /// instead of `upstream` (the benchmark's emulator, one process per
+    /// group of services).
+    pub routes: Vec<(String, String)>,
 }
 
 impl ProxyConfig {
@@ -70,6 +74,7 @@ impl ProxyConfig {
             kinds: ALL_FAULTS.to_vec(),
             slow: Duration::from_secs(4),
             latency: Duration::ZERO,
+            routes: Vec::new(),
         }
     }
 }
@@ -280,7 +285,8 @@ impl Shared {
         let start = self.epoch.elapsed();
         let operation = operation_of(&req, req.body());
         let (parts, body) = req.into_parts();
-        let uri = format!("{}{}", self.cfg.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        let upstream = self.cfg.routes.iter().find(|(s, _)| *s == service).map_or(&self.cfg.upstream, |(_, u)| u);
+        let uri = format!("{upstream}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
         let mut up = Request::builder().method(parts.method).uri(uri);
         for (k, v) in parts.headers.iter() {
             up = up.header(k, v);
