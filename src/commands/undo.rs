@@ -124,34 +124,92 @@ fn sibling_groups(records: &[Record]) -> Vec<Vec<&Record>> {
     groups
 }
 
-/// Undoes `records` in the given order (siblings side by side, up to
-/// `parallelism`); returns the failures.
-async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str) -> Vec<String> {
-    use crate::progress::{self, State};
-    use futures::StreamExt;
-    let steps = crate::steps::all();
-    let mut failures = Vec::new();
-    // Progress per step: running at its first record, done after its last.
-    let mut remaining: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
-    let mut order: Vec<&'static str> = Vec::new();
+/// The order undo follows: waves of steps, each wave after every step that
+/// depends on its steps (the DAG reversed), steps of one wave side by side;
+/// inside a step its records keep their (newest first) order. Records of
+/// steps this version does not know come first, alone (they fail, named).
+fn waves<'r>(records: &'r [Record], steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> Vec<Vec<Vec<&'r Record>>> {
+    use std::collections::BTreeMap;
+    fn level(id: &str, steps: &[std::sync::Arc<dyn crate::engine::Step>], memo: &mut BTreeMap<String, usize>) -> usize {
+        if let Some(l) = memo.get(id) {
+            return *l;
+        }
+        let dependents: Vec<&'static str> = steps.iter().filter(|s| s.deps().contains(&id)).map(|s| s.id()).collect();
+        let l = dependents.iter().map(|d| level(d, steps, memo) + 1).max().unwrap_or(0);
+        memo.insert(id.to_owned(), l);
+        l
+    }
+    let mut memo = BTreeMap::new();
+    let mut unknown: Vec<&Record> = Vec::new();
+    // level -> step -> records
+    let mut by_level: BTreeMap<usize, BTreeMap<&str, Vec<&Record>>> = BTreeMap::new();
     for r in records {
-        remaining.entry(r.intent.step.as_str()).or_default().0 += 1;
-        if let Some(s) = steps.iter().find(|s| s.id() == r.intent.step) {
-            if !order.contains(&s.id()) {
-                order.push(s.id());
-            }
+        let step = r.intent.step.as_str();
+        if steps.iter().any(|s| s.id() == step) {
+            let l = level(step, steps, &mut memo);
+            by_level.entry(l).or_default().entry(step).or_default().push(r);
+        } else {
+            unknown.push(r);
         }
     }
+    let mut out: Vec<Vec<Vec<&Record>>> = unknown.into_iter().map(|r| vec![vec![r]]).collect();
+    out.extend(by_level.into_values().map(|steps| steps.into_values().collect()));
+    out
+}
+
+/// Undoes `records` (newest first): steps in reverse dependency order,
+/// independent steps side by side, and inside a step sibling creates side by
+/// side (up to `parallelism`, in batches where the step has a batch delete);
+/// returns the failures.
+async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str) -> Vec<String> {
+    use crate::progress;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let steps = crate::steps::all();
+    let waves = waves(records, &steps);
+    let order: Vec<&'static str> = waves
+        .iter()
+        .flatten()
+        .filter_map(|recs| steps.iter().find(|s| s.id() == recs[0].intent.step).map(|s| s.id()))
+        .collect();
     progress::start(command, &order);
-    let mut started = std::collections::BTreeSet::new();
-    let steps = &steps;
-    'groups: for group in sibling_groups(records) {
-        let step_id = group[0].intent.step.as_str();
-        if started.insert(step_id) {
-            progress::set(step_id, State::Running, "");
+    let fatal = AtomicBool::new(false);
+    let mut failures = Vec::new();
+    for wave in waves {
+        if fatal.load(Ordering::Relaxed) {
+            break;
         }
-        // Sibling creates go in batches where the step has a batch delete.
-        let batch = steps.iter().find(|s| s.id() == step_id).map_or(1, |s| s.undo_batch().max(1));
+        let done: Vec<Vec<String>> =
+            futures::future::join_all(wave.into_iter().map(|recs| undo_step(ctx, journal, &steps, &fatal, recs))).await;
+        failures.extend(done.into_iter().flatten());
+    }
+    failures
+}
+
+/// One step's records (newest first): its sibling groups in order, each
+/// side by side; returns the failures. Stops early once a journal write
+/// failed anywhere (`fatal`).
+async fn undo_step(
+    ctx: &Ctx,
+    journal: &Journal,
+    steps: &[std::sync::Arc<dyn crate::engine::Step>],
+    fatal: &std::sync::atomic::AtomicBool,
+    recs: Vec<&Record>,
+) -> Vec<String> {
+    use crate::progress::{self, State};
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    let step_id = recs[0].intent.step.clone();
+    let known = steps.iter().find(|s| s.id() == step_id);
+    if known.is_some() {
+        progress::set(&step_id, State::Running, "");
+    }
+    let batch = known.map_or(1, |s| s.undo_batch().max(1));
+    let owned: Vec<Record> = recs.into_iter().cloned().collect();
+    let mut failures = Vec::new();
+    for group in sibling_groups(&owned) {
+        if fatal.load(Ordering::Relaxed) {
+            break;
+        }
         let results: Vec<Result<(), (String, bool)>> = futures::stream::iter(group.chunks(batch).map(|chunk| {
             crate::aws::in_lane(format!("{step_id}/{}", chunk[0].intent.key), undo_chunk(ctx, journal, steps, chunk))
         }))
@@ -160,31 +218,21 @@ async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str)
         .collect()
         .await;
         for result in results {
-            let mut fatal = false;
-            let failed_here = match result {
-                Ok(()) => 0,
-                Err((message, is_fatal)) => {
-                    failures.push(message);
-                    fatal = is_fatal;
-                    1
+            if let Err((message, is_fatal)) = result {
+                failures.push(message);
+                if is_fatal {
+                    fatal.store(true, Ordering::Relaxed);
                 }
-            };
-            if let Some((left, failed)) = remaining.get_mut(step_id) {
-                *left -= 1;
-                *failed += failed_here;
-                if *left == 0 {
-                    let (state, note) = if *failed == 0 {
-                        (State::Done, String::new())
-                    } else {
-                        (State::Failed, format!("{failed} failed"))
-                    };
-                    progress::set(step_id, state, &note);
-                }
-            }
-            if fatal {
-                break 'groups;
             }
         }
+    }
+    if known.is_some() {
+        let (state, note) = if failures.is_empty() {
+            (State::Done, String::new())
+        } else {
+            (State::Failed, format!("{} failed", failures.len()))
+        };
+        progress::set(&step_id, state, &note);
     }
     failures
 }
@@ -204,5 +252,81 @@ fn finish(ctx: &Ctx, journal: &Journal, failures: Vec<String>, swept: Vec<String
         Ok(())
     } else {
         Err(Error::StepsFailed { failed: failures.len(), summary: failures.join("; ") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::journal::Intent;
+    use serde_json::Value;
+
+    fn rec(seq: u64, step: &str, op: Op, kind: &str, key: &str) -> Record {
+        Record {
+            seq,
+            run: "r".into(),
+            intent: Intent {
+                step: step.into(),
+                op,
+                kind: kind.into(),
+                key: key.into(),
+                name: key.into(),
+                prev: Value::Null,
+                data: Value::Null,
+            },
+            id: Some(key.into()),
+            arn: None,
+            done_data: Value::Null,
+            undone: false,
+        }
+    }
+
+    #[test]
+    fn undo_follows_the_dag_backwards_with_independent_steps_together() {
+        // Newest first, interleaved the way a parallel apply journals them.
+        let records = vec![
+            rec(9, "params", Op::Create, "ssm_parameter", "p/2"),
+            rec(8, "network", Op::Create, "subnet", "n/subnet-b"),
+            rec(7, "params", Op::Create, "ssm_parameter", "p/1"),
+            rec(6, "database", Op::Create, "db_cluster", "d/cluster"),
+            rec(5, "kms", Op::Create, "kms_key", "k/key"),
+            rec(4, "network", Op::Create, "subnet", "n/subnet-a"),
+            rec(3, "gone", Op::Create, "thing", "g/1"),
+            rec(2, "network", Op::Create, "vpc", "n/vpc"),
+        ];
+        let steps = crate::steps::all();
+        let waves = waves(&records, &steps);
+        let seqs =
+            |w: &Vec<Vec<&Record>>| -> Vec<Vec<u64>> { w.iter().map(|s| s.iter().map(|r| r.seq).collect()).collect() };
+        // The unknown step first, alone.
+        assert_eq!(seqs(&waves[0]), vec![vec![3]]);
+        let position = |seq: u64| waves.iter().position(|w| w.iter().flatten().any(|r| r.seq == seq)).unwrap();
+        // database depends on network and kms: it is undone in an earlier wave.
+        assert!(position(6) < position(8) && position(6) < position(5));
+        // params depends on nothing and nothing on it: the first real wave.
+        assert_eq!(position(9), 1);
+        // Inside a step the newest-first order is kept, siblings stay together.
+        let network: Vec<u64> =
+            waves.iter().flatten().filter(|s| s[0].intent.step == "network").flatten().map(|r| r.seq).collect();
+        assert_eq!(network, vec![8, 4, 2]);
+        let params: Vec<u64> =
+            waves.iter().flatten().filter(|s| s[0].intent.step == "params").flatten().map(|r| r.seq).collect();
+        assert_eq!(params, vec![9, 7]);
+        // Every record exactly once.
+        assert_eq!(waves.iter().flatten().flatten().count(), records.len());
+    }
+
+    #[test]
+    fn only_consecutive_creates_of_one_kind_with_distinct_keys_are_siblings() {
+        let records = vec![
+            rec(5, "network", Op::Create, "subnet", "a"),
+            rec(4, "network", Op::Create, "subnet", "b"),
+            rec(3, "network", Op::Update, "subnet", "b"),
+            rec(2, "network", Op::Create, "subnet", "c"),
+            rec(1, "network", Op::Create, "subnet", "c"),
+        ];
+        let groups: Vec<Vec<u64>> =
+            sibling_groups(&records).iter().map(|g| g.iter().map(|r| r.seq).collect()).collect();
+        assert_eq!(groups, vec![vec![5, 4], vec![3], vec![2], vec![1]]);
     }
 }
