@@ -689,3 +689,30 @@ async fn with_json_logs_every_stderr_line_is_one_json_event() {
     let last: serde_json::Value = serde_json::from_str(refused.stderr.lines().last().unwrap()).unwrap();
     assert_eq!((last["level"].as_str(), last["exit_code"].as_i64()), (Some("ERROR"), Some(2)));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_finishes_when_a_referenced_security_group_was_deleted_behind_its_back() {
+    let w = World::with(Default::default(), without_database).await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    // The database group is referenced by the compute group's egress rule;
+    // the emulator lets it be deleted anyway (AWS would refuse).
+    let ec2 = &w.prod.ec2;
+    let groups = ec2.describe_security_groups().set_filters(Some(tag_filters())).send().await.unwrap();
+    let db = groups.security_groups().iter().find(|g| g.group_name() == Some("payments-db-sg-prod")).unwrap();
+    let db_id = db.group_id().unwrap().to_owned();
+    let compute = groups.security_groups().iter().find(|g| g.group_name() == Some("payments-compute-sg-prod")).unwrap();
+    assert!(
+        compute
+            .ip_permissions_egress()
+            .iter()
+            .flat_map(|p| p.user_id_group_pairs())
+            .any(|p| p.group_id() == Some(&db_id)),
+        "the compute group's egress names the database group"
+    );
+    ec2.delete_security_group().group_id(&db_id).send().await.unwrap();
+
+    let destroy = w.paymig(["destroy", "--yes"]).run();
+    destroy.expect_code(0);
+    let left = support::inventory::prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(left.is_empty(), "destroy left {left:?}\n{}", destroy.stderr);
+}

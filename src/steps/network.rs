@@ -1075,22 +1075,59 @@ async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String])
     Ok(ids)
 }
 
-/// Revokes every rule of a group before it is deleted. Sibling groups are
-/// deleted side by side and reference each other: a rule whose peer group
-/// is already gone cannot be revoked (the emulator says the peer is not
-/// found; AWS would have refused the peer's deletion with a
-/// DependencyViolation, which is retried) and no longer matters.
+/// Whether `e`, from changing `group`'s rules, says a rule's *peer* group
+/// no longer exists (not `group` itself).
+fn peer_gone(e: &StepError, group: &str) -> bool {
+    matches!(e, StepError::Aws { message, .. } if message.starts_with("InvalidGroup.NotFound") && !message.contains(group))
+}
+
+/// Whether a rule change failed only because it is already made: the rule
+/// to add exists, the rule to revoke does not, or the rule's peer group is
+/// gone (then it cannot be revoked or restored and no longer matters; the
+/// emulator lets a referenced group be deleted, AWS refuses with a
+/// DependencyViolation, which is retried).
+fn rule_settled(e: &StepError, group: &str) -> bool {
+    peer_gone(e, group)
+        || matches!(e, StepError::Aws { message, .. }
+            if message.starts_with("InvalidPermission.Duplicate") || message.starts_with("InvalidPermission.NotFound"))
+}
+
+/// [`set_rules`] for undo, which must finish whatever state it meets: when
+/// the batched change fails on a rule that is already settled (see
+/// [`rule_settled`]), the rules are changed one at a time and the settled
+/// ones are left.
+async fn set_rules_for_undo(
+    ctx: &Ctx,
+    group: &str,
+    egress: bool,
+    have: &BTreeSet<Rule>,
+    want: &BTreeSet<Rule>,
+) -> Result<(), StepError> {
+    match set_rules(ctx, group, egress, have, want).await {
+        Err(e) if rule_settled(&e, group) => {
+            let one = |r: &Rule| BTreeSet::from([r.clone()]);
+            let changes = want
+                .difference(have)
+                .map(|r| (BTreeSet::new(), one(r)))
+                .chain(have.difference(want).map(|r| (one(r), BTreeSet::new())));
+            for (from, to) in changes {
+                match set_rules(ctx, group, egress, &from, &to).await {
+                    Err(e) if rule_settled(&e, group) => tracing::info!(group, "rule already settled: {e}"),
+                    other => other?,
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Revokes every rule of a group before it is deleted (sibling groups are
+/// deleted side by side and reference each other).
 async fn drop_rules(ctx: &Ctx, sg: &SecurityGroup) -> Result<(), StepError> {
     let Some(id) = sg.group_id() else { return Ok(()) };
     for (egress, rules) in [(false, rules_of(sg.ip_permissions())), (true, rules_of(sg.ip_permissions_egress()))] {
-        match set_rules(ctx, id, egress, &rules, &BTreeSet::new()).await {
-            Err(StepError::Aws { message, .. })
-                if message.starts_with("InvalidGroup.NotFound") && !message.contains(id) =>
-            {
-                tracing::info!(group = id, "a rule's peer group is already deleted: {message}");
-            }
-            other => other?,
-        }
+        set_rules_for_undo(ctx, id, egress, &rules, &BTreeSet::new()).await?;
     }
     Ok(())
 }
@@ -1336,7 +1373,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     if let Some(sg) = out.security_groups().first() {
                         let egress = direction == "egress";
                         let now = rules_of(if egress { sg.ip_permissions_egress() } else { sg.ip_permissions() });
-                        set_rules(ctx, id, egress, &now, &before).await?;
+                        set_rules_for_undo(ctx, id, egress, &now, &before).await?;
                     }
                 }
             } else if let Some(rts) = prev.get("route_tables").and_then(Value::as_array) {
