@@ -506,11 +506,6 @@ impl Journal {
     }
 }
 
-/// Folds entries into one record per intent.
-pub fn records_of(entries: &[Entry]) -> Vec<Record> {
-    Folded::of(entries).records.into_values().collect()
-}
-
 /// The current UTC time in RFC 3339, as journal, lock and lease record it.
 pub fn now() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
@@ -554,6 +549,28 @@ mod tests {
         assert!(recs[0].undone && recs[0].id.as_deref() == Some("id-a"));
         assert!(!recs[1].undone && recs[1].id.is_none() && recs[1].seq == b);
         assert_eq!(j.runs()[0].status.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn latest_is_the_newest_intent_of_a_key_as_appended_and_as_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+        j.begin_run("apply").unwrap();
+        let first = j.intent(intent("a")).unwrap();
+        j.done(first, "id-1", None, Value::Null).unwrap();
+        j.intent(intent("b")).unwrap();
+        let second = j.intent(intent("a")).unwrap();
+        j.undone(first).unwrap();
+        let latest = j.latest("a").unwrap();
+        assert_eq!((latest.seq, latest.id.as_deref(), latest.undone), (second, None, false));
+        j.done(second, "id-2", None, Value::Null).unwrap();
+        assert_eq!(j.latest("a").unwrap().id.as_deref(), Some("id-2"), "a done updates the indexed record");
+        assert!(j.latest("missing").is_none());
+        drop(j);
+        let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+        let latest = j.latest("a").unwrap();
+        assert_eq!((latest.seq, latest.id.as_deref()), (second, Some("id-2")));
+        assert!(j.records().iter().find(|r| r.seq == first).unwrap().undone);
     }
 
     #[test]
