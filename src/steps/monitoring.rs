@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, MetricDataQuery, MetricStat, Statistic};
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, MetricAlarm, MetricDataQuery, MetricStat, StandardUnit, Statistic,
+};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -45,6 +47,16 @@ impl Step for Monitoring {
                     Err(e) => problems.push(StepError::aws(format!("[source] dashboards {d:?}"), "GetDashboard")(e)),
                 }
             }
+            // Two dev alarms that would become one prod alarm: refused
+            // before anything changes.
+            match read_dev_alarms(ctx).await {
+                Ok(dev) => {
+                    if let Err(e) = alarm_set(ctx, &dev, &topic_arn(ctx)) {
+                        problems.push(e);
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
             problems
         })
     }
@@ -63,6 +75,10 @@ impl Step for Monitoring {
 
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
         Box::pin(validate(ctx))
+    }
+
+    fn source_actions(&self) -> &'static [&'static str] {
+        &["cloudwatch:DescribeAlarms", "cloudwatch:GetDashboard"]
     }
 
     fn actions(&self) -> &'static [&'static str] {
@@ -96,6 +112,11 @@ pub struct Query {
     pub expression: Option<String>,
     pub metric: Option<StatMetric>,
     pub return_data: bool,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// An expression's period (a metric's is in its `MetricStat`).
+    #[serde(default)]
+    pub period: Option<i32>,
 }
 
 /// The metric a query reads.
@@ -106,9 +127,15 @@ pub struct StatMetric {
     pub dimensions: Vec<(String, String)>,
     pub period: i32,
     pub stat: String,
+    #[serde(default)]
+    pub unit: Option<String>,
 }
 
-/// An alarm as paymig owns it.
+/// An alarm as paymig owns it: every setting PutMetricAlarm takes, so a
+/// replicated dev alarm keeps its meaning (a percentile alarm its
+/// `ExtendedStatistic`, an M-of-N alarm its `DatapointsToAlarm`, an
+/// anomaly-detection alarm its `ThresholdMetricId` and no threshold). Fields
+/// added after the first release default when an older journal is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlarmSpec {
     pub name: String,
@@ -117,13 +144,26 @@ pub struct AlarmSpec {
     pub metric: Option<String>,
     pub dimensions: Vec<(String, String)>,
     pub statistic: Option<String>,
+    #[serde(default)]
+    pub extended_statistic: Option<String>,
     pub period: Option<i32>,
+    #[serde(default)]
+    pub unit: Option<String>,
     pub evaluation_periods: i32,
-    pub threshold: f64,
+    #[serde(default)]
+    pub datapoints_to_alarm: Option<i32>,
+    /// None for an anomaly-detection alarm (it compares with a band).
+    pub threshold: Option<f64>,
+    #[serde(default)]
+    pub threshold_metric_id: Option<String>,
     pub comparison: String,
     pub treat_missing: String,
+    #[serde(default)]
+    pub evaluate_low_sample_count_percentile: Option<String>,
     pub actions: Vec<String>,
     pub ok_actions: Vec<String>,
+    #[serde(default)]
+    pub insufficient_data_actions: Vec<String>,
     pub queries: Vec<Query>,
 }
 
@@ -147,13 +187,19 @@ impl AlarmSpec {
             metric: a.metric_name().map(str::to_owned),
             dimensions: dims(a.dimensions()),
             statistic: a.statistic().map(|s| s.as_str().to_owned()),
+            extended_statistic: a.extended_statistic().map(str::to_owned),
             period: a.period(),
+            unit: a.unit().map(|u| u.as_str().to_owned()),
             evaluation_periods: a.evaluation_periods().unwrap_or(1),
-            threshold: a.threshold().unwrap_or_default(),
+            datapoints_to_alarm: a.datapoints_to_alarm(),
+            threshold: a.threshold(),
+            threshold_metric_id: a.threshold_metric_id().map(str::to_owned),
             comparison: a.comparison_operator().map_or("GreaterThanThreshold".into(), |c| c.as_str().to_owned()),
             treat_missing: a.treat_missing_data().unwrap_or("missing").to_owned(),
+            evaluate_low_sample_count_percentile: a.evaluate_low_sample_count_percentile().map(str::to_owned),
             actions: a.alarm_actions().to_vec(),
             ok_actions: a.ok_actions().to_vec(),
+            insufficient_data_actions: a.insufficient_data_actions().to_vec(),
             queries: a
                 .metrics()
                 .iter()
@@ -168,9 +214,12 @@ impl AlarmSpec {
                             dimensions: dims(m.dimensions()),
                             period: ms.period()?,
                             stat: ms.stat()?.to_owned(),
+                            unit: ms.unit().map(|u| u.as_str().to_owned()),
                         })
                     }),
                     return_data: q.return_data().unwrap_or(false),
+                    label: q.label().map(str::to_owned),
+                    period: q.period(),
                 })
                 .collect(),
         }
@@ -188,30 +237,45 @@ impl AlarmSpec {
             .actions_enabled(true)
             .set_alarm_actions(Some(self.actions.clone()))
             .set_ok_actions(Some(self.ok_actions.clone()))
+            .set_insufficient_data_actions(Some(self.insufficient_data_actions.clone()))
             .evaluation_periods(self.evaluation_periods)
-            .threshold(self.threshold)
+            .set_datapoints_to_alarm(self.datapoints_to_alarm)
+            .set_threshold(self.threshold)
+            .set_threshold_metric_id(self.threshold_metric_id.clone())
             .comparison_operator(ComparisonOperator::from(self.comparison.as_str()))
-            .treat_missing_data(&self.treat_missing);
+            .treat_missing_data(&self.treat_missing)
+            .set_evaluate_low_sample_count_percentile(self.evaluate_low_sample_count_percentile.clone());
         if self.queries.is_empty() {
             req = req
                 .set_namespace(self.namespace.clone())
                 .set_metric_name(self.metric.clone())
                 .set_dimensions(Some(self.dimensions.iter().map(dim).collect()))
                 .set_statistic(self.statistic.as_deref().map(Statistic::from))
+                .set_extended_statistic(self.extended_statistic.clone())
+                .set_unit(self.unit.as_deref().map(StandardUnit::from))
                 .set_period(self.period);
         } else {
             for q in &self.queries {
                 let mut b = MetricDataQuery::builder()
                     .id(&q.id)
                     .return_data(q.return_data)
-                    .set_expression(q.expression.clone());
+                    .set_expression(q.expression.clone())
+                    .set_label(q.label.clone())
+                    .set_period(q.period);
                 if let Some(m) = &q.metric {
                     let metric = aws_sdk_cloudwatch::types::Metric::builder()
                         .namespace(&m.namespace)
                         .metric_name(&m.name)
                         .set_dimensions(Some(m.dimensions.iter().map(dim).collect()))
                         .build();
-                    b = b.metric_stat(MetricStat::builder().metric(metric).period(m.period).stat(&m.stat).build());
+                    b = b.metric_stat(
+                        MetricStat::builder()
+                            .metric(metric)
+                            .period(m.period)
+                            .stat(&m.stat)
+                            .set_unit(m.unit.as_deref().map(StandardUnit::from))
+                            .build(),
+                    );
                 }
                 req = req.metrics(b.build());
             }
@@ -242,7 +306,7 @@ fn topic_arn(ctx: &Ctx) -> String {
     format!("arn:aws:sns:{}:{}:{}", ctx.cfg.migration.region, ctx.account, topic_name(ctx))
 }
 
-/// The alarms paymig defines itself.
+/// The alarms paymig defines itself, from `[monitoring]`.
 fn own_alarms(ctx: &Ctx, topic: &str) -> Vec<AlarmSpec> {
     let n = &ctx.cfg.names;
     let base = |name: String, description: &str, threshold: f64| AlarmSpec {
@@ -252,13 +316,19 @@ fn own_alarms(ctx: &Ctx, topic: &str) -> Vec<AlarmSpec> {
         metric: None,
         dimensions: vec![],
         statistic: None,
+        extended_statistic: None,
         period: None,
+        unit: None,
         evaluation_periods: 3,
-        threshold,
+        datapoints_to_alarm: None,
+        threshold: Some(threshold),
+        threshold_metric_id: None,
         comparison: "GreaterThanThreshold".into(),
         treat_missing: "notBreaching".into(),
+        evaluate_low_sample_count_percentile: None,
         actions: vec![topic.to_owned()],
         ok_actions: vec![topic.to_owned()],
+        insufficient_data_actions: vec![],
         queries: vec![],
     };
     let mut out = Vec::new();
@@ -288,15 +358,25 @@ fn own_alarms(ctx: &Ctx, topic: &str) -> Vec<AlarmSpec> {
                 dimensions: vec![("FunctionName".into(), function.clone())],
                 period: 300,
                 stat: "Sum".into(),
+                unit: None,
             }),
             return_data: false,
+            label: None,
+            period: None,
         };
         out.push(AlarmSpec {
             evaluation_periods: 1,
             queries: vec![
                 stat("m1", "Errors"),
                 stat("m2", "Invocations"),
-                Query { id: "e1".into(), expression: Some("100*(m1/m2)".into()), metric: None, return_data: true },
+                Query {
+                    id: "e1".into(),
+                    expression: Some("100*(m1/m2)".into()),
+                    metric: None,
+                    return_data: true,
+                    label: None,
+                    period: None,
+                },
             ],
             ..base(
                 format!("{function}-error-rate"),
@@ -324,11 +404,43 @@ fn rewrite_dims(names: &NameMap, d: &[(String, String)]) -> (Vec<(String, String
     (out, hit)
 }
 
-/// Dev alarms on migrated dev resources, rewritten onto the prod twins, with
-/// the prod topic as action and `[monitoring] alarm_thresholds` applied.
-pub fn replicate_alarms(ctx: &Ctx, dev: &[MetricAlarm], topic: &str) -> Vec<AlarmSpec> {
-    let names = &ctx.cfg.names;
-    let mut out = Vec::new();
+/// Every alarm monitoring owns, with one definition per name.
+#[derive(Debug, Default)]
+pub struct AlarmSet {
+    /// The configured alarms first, then the replicated dev alarms.
+    pub alarms: Vec<AlarmSpec>,
+    /// Dev alarm name -> the prod alarm that stands for it (its replica, or
+    /// the configured alarm of the same name): dashboards point at it.
+    pub dev_to_prod: BTreeMap<String, String>,
+    /// `(dev alarm, configured alarm)` pairs where the configured alarm
+    /// stands for the dev alarm instead of a replica (configured alarms win).
+    pub superseded: Vec<(String, String)>,
+}
+
+impl AlarmSet {
+    /// The dev alarm a prod alarm was derived from, if any.
+    pub fn dev_of(&self, prod: &str) -> Option<&str> {
+        self.dev_to_prod.iter().find(|(_, p)| p.as_str() == prod).map(|(d, _)| d.as_str())
+    }
+}
+
+/// The alarms to converge: `own` (configured), then every dev alarm on a
+/// migrated dev resource rewritten onto the prod twins with all its settings,
+/// every action list on the prod `topic` and `thresholds` (`[monitoring]
+/// alarm_thresholds`, by dev name) applied. A dev alarm whose prod name is a
+/// configured alarm's is not replicated (SPEC "Alarms": configured alarms
+/// win). Two dev alarms that would become one prod alarm are an error naming
+/// both: one name never gets two definitions.
+pub fn desired_alarms(
+    own: Vec<AlarmSpec>,
+    names: &NameMap,
+    thresholds: &BTreeMap<String, f64>,
+    dev: &[MetricAlarm],
+    topic: &str,
+) -> Result<AlarmSet, String> {
+    let mut set = AlarmSet { alarms: own, ..AlarmSet::default() };
+    let configured: Vec<String> = set.alarms.iter().map(|a| a.name.clone()).collect();
+    let mut replicas: BTreeMap<String, String> = BTreeMap::new();
     for a in dev {
         let mut spec = AlarmSpec::of(a);
         let (d, mut hit) = rewrite_dims(names, &spec.dimensions);
@@ -344,16 +456,37 @@ pub fn replicate_alarms(ctx: &Ctx, dev: &[MetricAlarm], topic: &str) -> Vec<Alar
             continue;
         }
         let dev_name = spec.name.clone();
-        spec.name = names.prod(&dev_name);
-        if let Some(t) = ctx.cfg.monitoring.alarm_thresholds.get(&dev_name) {
-            spec.threshold = *t;
+        let prod_name = names.prod(&dev_name);
+        if configured.contains(&prod_name) {
+            set.dev_to_prod.insert(dev_name.clone(), prod_name.clone());
+            set.superseded.push((dev_name, prod_name));
+            continue;
+        }
+        if let Some(other) = replicas.insert(prod_name.clone(), dev_name.clone()) {
+            return Err(format!(
+                "the dev alarms {other:?} and {dev_name:?} would both become the prod alarm {prod_name:?}\nhelp: one prod name cannot hold two definitions; rename one of the dev alarms (paymig never writes to dev)"
+            ));
+        }
+        spec.name = prod_name.clone();
+        if let Some(t) = thresholds.get(&dev_name) {
+            spec.threshold = Some(*t);
         }
         spec.actions = vec![topic.to_owned()];
         spec.ok_actions = vec![topic.to_owned()];
+        if !spec.insufficient_data_actions.is_empty() {
+            spec.insufficient_data_actions = vec![topic.to_owned()];
+        }
         spec.description = Some(format!("paymig: replicated from dev alarm {dev_name}"));
-        out.push(spec);
+        set.dev_to_prod.insert(dev_name, prod_name);
+        set.alarms.push(spec);
     }
-    out
+    Ok(set)
+}
+
+/// [`desired_alarms`] for this context.
+fn alarm_set(ctx: &Ctx, dev: &[MetricAlarm], topic: &str) -> Result<AlarmSet, StepError> {
+    desired_alarms(own_alarms(ctx, topic), &ctx.cfg.names, &ctx.cfg.monitoring.alarm_thresholds, dev, topic)
+        .map_err(StepError::Invalid)
 }
 
 // ---------------------------------------------------------------------------
@@ -471,19 +604,18 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     // try_join: a failed read never drops the topic's create in flight).
     let (topic, dev_alarms) = futures::join!(converge_topic(ctx), read_dev_alarms(ctx));
     let (topic, dev_alarms) = (topic?, dev_alarms?);
-    let mut alarms = own_alarms(ctx, &topic);
-    let replicated = replicate_alarms(ctx, &dev_alarms, &topic);
-    let alarm_names: BTreeMap<String, String> = dev_alarms
-        .iter()
-        .filter_map(|a| a.alarm_name())
-        .filter_map(|d| {
-            replicated.iter().find(|r| r.name == ctx.cfg.names.prod(d)).map(|r| (d.to_owned(), r.name.clone()))
-        })
-        .collect();
-    alarms.extend(replicated);
-    converge_alarms(ctx, &alarms).await?;
-    let arns: Vec<String> = alarms.iter().map(|a| alarm_arn(ctx, &a.name)).collect();
-    converge_dashboards(ctx, &alarm_names, &arns).await?;
+    let set = alarm_set(ctx, &dev_alarms, &topic)?;
+    for (dev, prod) in &set.superseded {
+        ctx.notice(
+            STEP,
+            format!(
+                "dev alarm {dev} is not replicated: the configured alarm {prod} stands for it (configured alarms win)"
+            ),
+        );
+    }
+    converge_alarms(ctx, &set.alarms).await?;
+    let arns: Vec<String> = set.alarms.iter().map(|a| alarm_arn(ctx, &a.name)).collect();
+    converge_dashboards(ctx, &set.dev_to_prod, &arns).await?;
     Ok(Outcome::Done)
 }
 
@@ -630,7 +762,12 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
             None => {
                 ctx.create(
                     &res,
-                    format!("threshold {} ({})", spec.threshold, spec.comparison),
+                    match spec.threshold {
+                        Some(t) => format!("threshold {t} ({})", spec.comparison),
+                        None => {
+                            format!("band {} ({})", spec.threshold_metric_id.as_deref().unwrap_or("?"), spec.comparison)
+                        }
+                    },
                     Value::Null,
                     || async {
                         spec.put(ctx).await?;
@@ -749,18 +886,9 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         Err(_) => f.resources.push(Resource::missing("sns_topic", "(prod only)", &topic_name(ctx))),
     }
     let dev_alarms = read_dev_alarms(ctx).await?;
-    let replicated = replicate_alarms(ctx, &dev_alarms, &topic);
-    let mut want: Vec<(String, AlarmSpec)> =
-        own_alarms(ctx, &topic).into_iter().map(|a| ("(prod only)".to_owned(), a)).collect();
-    for r in replicated {
-        let dev = dev_alarms
-            .iter()
-            .filter_map(|a| a.alarm_name())
-            .find(|d| ctx.cfg.names.prod(d) == r.name)
-            .unwrap_or_default()
-            .to_owned();
-        want.push((dev, r));
-    }
+    let set = alarm_set(ctx, &dev_alarms, &topic)?;
+    let want: Vec<(String, AlarmSpec)> =
+        set.alarms.iter().map(|a| (set.dev_of(&a.name).unwrap_or("(prod only)").to_owned(), a.clone())).collect();
     let names: Vec<String> = want.iter().map(|(_, a)| a.name.clone()).collect();
     let mut have: BTreeMap<String, AlarmSpec> = BTreeMap::new();
     for chunk in names.chunks(ALARM_NAMES_PER_CALL) {
@@ -802,8 +930,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             }
         }
     }
-    let alarm_names: BTreeMap<String, String> =
-        want.iter().filter(|(d, _)| d != "(prod only)").map(|(d, a)| (d.clone(), a.name.clone())).collect();
+    let alarm_names = &set.dev_to_prod;
     let arns: Vec<String> = want.iter().map(|(_, a)| alarm_arn(ctx, &a.name)).collect();
     let source_account = if ctx.cfg.source.role_arn.is_some() {
         ctx.aws.source.account_id().await.map_err(StepError::Invalid)?
@@ -827,7 +954,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         let rewritten = rewrite_dashboard(
             &body,
             &ctx.cfg.names,
-            &alarm_names,
+            alarm_names,
             &format!(":{source_account}:"),
             &format!(":{}:", ctx.account),
         );
@@ -1010,6 +1137,89 @@ mod tests {
         assert_eq!(w[0]["properties"]["period"], 300);
         assert!(dev_leftovers(&out, &n).is_empty());
         assert_eq!(dev_leftovers(&json!({"t": "db.payments-dev.internal"}), &n), ["db.payments-dev.internal"]);
+    }
+
+    fn dev_alarm(name: &str, dim: (&str, &str)) -> aws_sdk_cloudwatch::types::MetricAlarm {
+        MetricAlarm::builder()
+            .alarm_name(name)
+            .namespace("AWS/RDS")
+            .metric_name("CPUUtilization")
+            .dimensions(Dimension::builder().name(dim.0).value(dim.1).build())
+            .extended_statistic("p99")
+            .period(60)
+            .unit(StandardUnit::Percent)
+            .evaluation_periods(5)
+            .datapoints_to_alarm(3)
+            .threshold(70.0)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+            .treat_missing_data("breaching")
+            .evaluate_low_sample_count_percentile("ignore")
+            .alarm_actions("arn:aws:sns:us-east-1:111111111111:dev-alerts")
+            .insufficient_data_actions("arn:aws:sns:us-east-1:111111111111:dev-alerts")
+            .build()
+    }
+
+    fn configured(name: &str) -> AlarmSpec {
+        let mut a = AlarmSpec::of(&dev_alarm(name, ("DBClusterIdentifier", "payments-prod")));
+        a.description = Some("configured".into());
+        a
+    }
+
+    #[test]
+    fn replicated_alarms_keep_every_setting_with_actions_on_the_prod_topic() {
+        let n = names();
+        let dev = [dev_alarm("payments-dev-cpu-p99", ("DBClusterIdentifier", "payments-dev"))];
+        let set = desired_alarms(vec![], &n, &BTreeMap::new(), &dev, "topic").unwrap();
+        let a = &set.alarms[0];
+        assert_eq!(a.name, "payments-prod-cpu-p99");
+        assert_eq!(a.dimensions, [("DBClusterIdentifier".to_owned(), "payments-prod".to_owned())]);
+        assert_eq!(
+            (a.extended_statistic.as_deref(), a.statistic.as_deref(), a.unit.as_deref()),
+            (Some("p99"), None, Some("Percent"))
+        );
+        assert_eq!((a.evaluation_periods, a.datapoints_to_alarm), (5, Some(3)));
+        assert_eq!(a.evaluate_low_sample_count_percentile.as_deref(), Some("ignore"));
+        assert_eq!(a.treat_missing, "breaching");
+        assert_eq!((a.actions.clone(), a.ok_actions.clone()), (vec!["topic".to_owned()], vec!["topic".to_owned()]));
+        assert_eq!(a.insufficient_data_actions, ["topic"], "every action list is rewritten to the prod topic");
+        assert_eq!(set.dev_to_prod["payments-dev-cpu-p99"], "payments-prod-cpu-p99");
+        // A journaled definition of an older version (no new fields) still reads.
+        let old = serde_json::json!({"name": "x", "description": null, "namespace": null, "metric": null,
+            "dimensions": [], "statistic": "Sum", "period": 60, "evaluation_periods": 1, "threshold": 1.0,
+            "comparison": "GreaterThanThreshold", "treat_missing": "missing", "actions": [], "ok_actions": [],
+            "queries": [{"id": "m1", "expression": null, "metric": null, "return_data": true}]});
+        let spec: AlarmSpec = serde_json::from_value(old).unwrap();
+        assert_eq!((spec.threshold, spec.datapoints_to_alarm), (Some(1.0), None));
+    }
+
+    #[test]
+    fn configured_alarms_win_and_one_name_never_gets_two_definitions() {
+        let n = names();
+        let thresholds = BTreeMap::from([("payments-dev-cpu-high".to_owned(), 50.0)]);
+        let dev = [
+            dev_alarm("payments-dev-cpu-high", ("DBClusterIdentifier", "payments-dev")),
+            dev_alarm("legacy-dev-cpu", ("DBClusterIdentifier", "legacy-dev")),
+        ];
+        let set = desired_alarms(vec![configured("payments-prod-cpu-high")], &n, &thresholds, &dev, "t").unwrap();
+        assert_eq!(set.alarms.len(), 1, "the dev alarm is not replicated over the configured one");
+        assert_eq!(set.alarms[0].description.as_deref(), Some("configured"));
+        assert_eq!(set.alarms[0].threshold, Some(70.0), "the configured threshold stands");
+        assert_eq!(set.superseded, [("payments-dev-cpu-high".to_owned(), "payments-prod-cpu-high".to_owned())]);
+        assert_eq!(set.dev_to_prod["payments-dev-cpu-high"], "payments-prod-cpu-high", "dashboards point at it");
+        assert_eq!(set.dev_of("payments-prod-cpu-high"), Some("payments-dev-cpu-high"));
+
+        // Two dev alarms with one prod name: an error naming both.
+        let dev = [
+            dev_alarm("payments-cpu", ("DBClusterIdentifier", "payments-dev")),
+            dev_alarm("payments-cpu-dev", ("DBClusterIdentifier", "payments-dev")),
+        ];
+        let err = desired_alarms(vec![], &n, &BTreeMap::new(), &dev, "t").unwrap_err();
+        assert!(
+            err.contains("\"payments-cpu\"")
+                && err.contains("\"payments-cpu-dev\"")
+                && err.contains("payments-cpu-prod"),
+            "{err}"
+        );
     }
 
     #[test]

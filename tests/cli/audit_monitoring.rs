@@ -303,3 +303,142 @@ fn collect_strings(v: &Value) -> Vec<String> {
         _ => vec![],
     }
 }
+
+/// A dev alarm whose prod name is a configured alarm's (`payments-dev-cpu-high`
+/// on the dev cluster becomes `payments-prod-cpu-high`, which paymig creates
+/// from `[monitoring] rds_cpu_percent`): the configured alarm stands for it,
+/// so one name gets one definition, a re-apply changes nothing and validate
+/// finds no drift. Replicated alarms keep every setting (percentile, M of N,
+/// unit, anomaly band), each action list rewritten to the prod topic.
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_alarms_win_and_replicas_keep_every_setting() {
+    use aws_sdk_cloudwatch::types::{
+        ComparisonOperator, Dimension, Metric, MetricDataQuery, MetricStat, StandardUnit, Statistic,
+    };
+    let w = World::new().await;
+    let cw = &w.prod.cloudwatch;
+    let dev_topic = "arn:aws:sns:us-east-1:123456789012:payments-dev-alerts";
+    cw.put_metric_alarm()
+        .alarm_name("payments-dev-cpu-high")
+        .namespace("AWS/RDS")
+        .metric_name("CPUUtilization")
+        .dimensions(Dimension::builder().name("DBClusterIdentifier").value("payments-dev").build())
+        .statistic(Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(95.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .alarm_actions(dev_topic)
+        .send()
+        .await
+        .unwrap();
+    cw.put_metric_alarm()
+        .alarm_name("payment-processor-dev-p99-duration")
+        .namespace("AWS/Lambda")
+        .metric_name("Duration")
+        .dimensions(Dimension::builder().name("FunctionName").value("payment-processor-dev").build())
+        .extended_statistic("p99")
+        .unit(StandardUnit::Milliseconds)
+        .period(60)
+        .evaluation_periods(5)
+        .datapoints_to_alarm(3)
+        .threshold(2500.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .evaluate_low_sample_count_percentile("ignore")
+        .treat_missing_data("ignore")
+        .alarm_actions(dev_topic)
+        .insufficient_data_actions(dev_topic)
+        .send()
+        .await
+        .unwrap();
+    let invocations = Metric::builder()
+        .namespace("AWS/Lambda")
+        .metric_name("Invocations")
+        .dimensions(Dimension::builder().name("FunctionName").value("payment-processor-dev").build())
+        .build();
+    cw.put_metric_alarm()
+        .alarm_name("payment-processor-dev-invocations-anomaly")
+        .evaluation_periods(2)
+        .comparison_operator(ComparisonOperator::LessThanLowerOrGreaterThanUpperThreshold)
+        .threshold_metric_id("ad1")
+        .metrics(
+            MetricDataQuery::builder()
+                .id("m1")
+                .return_data(true)
+                .metric_stat(MetricStat::builder().metric(invocations).period(300).stat("Sum").build())
+                .build(),
+        )
+        .metrics(
+            MetricDataQuery::builder()
+                .id("ad1")
+                .expression("ANOMALY_DETECTION_BAND(m1, 2)")
+                .label("expected invocations")
+                .return_data(true)
+                .build(),
+        )
+        .alarm_actions(dev_topic)
+        .send()
+        .await
+        .unwrap();
+    // The dev dashboard shows the dev CPU alarm.
+    let body = json!({"widgets": [{"type": "alarm", "x": 0, "y": 0, "width": 12, "height": 6, "properties": {
+        "title": "cpu", "alarms": ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:payments-dev-cpu-high"]}}]});
+    cw.put_dashboard().dashboard_name("payments-dev").dashboard_body(body.to_string()).send().await.unwrap();
+
+    let plan = w.paymig(["plan"]).run();
+    plan.expect_code(0);
+    let said =
+        "dev alarm payments-dev-cpu-high is not replicated: the configured alarm payments-prod-cpu-high stands for it";
+    assert!(plan.stdout.contains(said), "plan says which alarm stands for the dev one:\n{}", plan.stdout);
+    let apply = w.paymig(["apply", "--yes"]).run();
+    apply.expect_code(0);
+    assert!(apply.stdout.contains(said), "{}", apply.stdout);
+
+    let topic = "arn:aws:sns:us-east-1:123456789012:payments-alarms-prod";
+    let alarms = cw.describe_alarms().send().await.unwrap();
+    let by: BTreeMap<&str, &aws_sdk_cloudwatch::types::MetricAlarm> =
+        alarms.metric_alarms().iter().map(|a| (a.alarm_name().unwrap(), a)).collect();
+    let cpu = by["payments-prod-cpu-high"];
+    assert_eq!(
+        (cpu.threshold(), cpu.statistic(), cpu.period(), cpu.evaluation_periods()),
+        (Some(80.0), Some(&Statistic::Average), Some(300), Some(3)),
+        "the configured alarm's definition, not dev's"
+    );
+    assert_eq!(cpu.dimensions()[0].value(), Some("payments-prod"));
+
+    let p99 = by["payment-processor-prod-p99-duration"];
+    assert_eq!((p99.extended_statistic(), p99.statistic()), (Some("p99"), None));
+    assert_eq!((p99.evaluation_periods(), p99.datapoints_to_alarm()), (Some(5), Some(3)));
+    assert_eq!(p99.unit(), Some(&StandardUnit::Milliseconds));
+    assert_eq!(p99.evaluate_low_sample_count_percentile(), Some("ignore"));
+    assert_eq!(p99.treat_missing_data(), Some("ignore"));
+    assert_eq!(p99.dimensions()[0].value(), Some("payment-processor-prod"));
+    assert_eq!(
+        (p99.alarm_actions(), p99.insufficient_data_actions()),
+        ([topic.to_owned()].as_slice(), [topic.to_owned()].as_slice())
+    );
+
+    let band = by["payment-processor-prod-invocations-anomaly"];
+    assert_eq!((band.threshold_metric_id(), band.threshold()), (Some("ad1"), None));
+    let ad = band.metrics().iter().find(|q| q.id() == Some("ad1")).unwrap();
+    assert_eq!((ad.expression(), ad.label()), (Some("ANOMALY_DETECTION_BAND(m1, 2)"), Some("expected invocations")));
+    let m1 = band.metrics().iter().find(|q| q.id() == Some("m1")).unwrap();
+    assert_eq!(m1.metric_stat().unwrap().metric().unwrap().dimensions()[0].value(), Some("payment-processor-prod"));
+    assert!(band.insufficient_data_actions().is_empty(), "dev had none: none added");
+
+    let body = cw.get_dashboard().dashboard_name("payments-prod").send().await.unwrap().dashboard_body.unwrap();
+    let strings = collect_strings(&serde_json::from_str(&body).unwrap());
+    assert!(
+        strings.contains(&"arn:aws:cloudwatch:us-east-1:123456789012:alarm:payments-prod-cpu-high".to_owned()),
+        "the dashboard's reference to the dev alarm points at the configured alarm: {strings:?}"
+    );
+    assert!(!strings.iter().any(|s| s.contains("payments-dev-cpu-high")), "{strings:?}");
+
+    let again = w.paymig(["apply", "--yes"]).run();
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "one definition per alarm: a re-apply rewrites nothing\n{}", again.stderr);
+    let report = w.paymig(["validate", "--format", "json"]).run();
+    report.expect_code(0);
+    let doc: Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(doc["summary"]["differing"], 0, "{}", report.stdout);
+}
