@@ -50,6 +50,12 @@ pub enum ReportFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Side {
+    Target,
+    Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Color {
     Blue,
     Green,
@@ -65,11 +71,17 @@ pub struct Confirm {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Preflight checks, then what `apply` would create, update or leave, per step.
-    #[command(after_help = "Example:\n  paymig plan --format json > plan.json")]
+    #[command(
+        after_help = "Examples:\n  paymig plan --format json > plan.json\n  paymig plan --detailed-exitcode   # CI gate: 0 nothing to do, 5 changes pending, 1 error, 2 bad input"
+    )]
     Plan {
         /// Output format on stdout.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// Exit 5 when changes are pending (0 when there are none), as
+        /// `terraform plan -detailed-exitcode` does with its 2.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Runs the whole DAG against prod; resumes where a crashed or failed run stopped.
     #[command(after_help = "Example:\n  paymig apply --yes --parallelism 4")]
@@ -118,17 +130,29 @@ pub enum Command {
         #[command(flatten)]
         confirm: Confirm,
     },
-    /// Undoes the most recent apply/switch run from the journal, in reverse order.
-    #[command(after_help = "Example:\n  paymig rollback --yes")]
+    /// Undoes the most recent apply/switch/params run (or the one named) from the journal, in reverse order.
+    #[command(
+        after_help = "Examples:\n  paymig rollback --dry-run\n  paymig rollback --yes\n  paymig rollback --run 20261129T101500Z-4242 --yes"
+    )]
     Rollback {
         #[command(flatten)]
         confirm: Confirm,
+        /// List what would be undone (account, region, each change); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Undo this run (an id from `paymig status`) instead of the newest;
+        /// refused while a later run depends on it.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
     /// Undoes every journaled run in reverse order, then sweeps resources tagged for this migration.
-    #[command(after_help = "Example:\n  paymig destroy --yes")]
+    #[command(after_help = "Examples:\n  paymig destroy --dry-run\n  paymig destroy --yes")]
     Destroy {
         #[command(flatten)]
         confirm: Confirm,
+        /// List what would be deleted or restored (account, region, each change); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Journal summary: runs, resources per step, lock holder.
     #[command(after_help = "Example:\n  paymig status --format json")]
@@ -137,8 +161,22 @@ pub enum Command {
         format: OutputFormat,
     },
     /// Prints the least-privilege IAM policy paymig itself needs for this config.
-    #[command(name = "iam-policy", after_help = "Example:\n  paymig iam-policy > paymig-policy.json")]
-    IamPolicy,
+    #[command(
+        name = "iam-policy",
+        after_help = "Examples:\n  paymig iam-policy > paymig-prod-policy.json\n  paymig iam-policy --side source > paymig-dev-read-only.json"
+    )]
+    IamPolicy {
+        /// `target`: what paymig does in prod; `source`: the read-only dev side.
+        #[arg(long, value_enum, default_value_t = Side::Target)]
+        side: Side,
+    },
+    /// Removes a lock note or lease a killed run left behind, after showing
+    /// its holder; refuses while the holder is provably alive.
+    #[command(after_help = "Example:\n  paymig status && paymig unlock")]
+    Unlock {
+        #[command(flatten)]
+        confirm: Confirm,
+    },
     /// Prints a shell completion script (reads no configuration).
     #[command(
         after_help = "Examples:\n  paymig completions bash > /etc/bash_completion.d/paymig\n  paymig completions zsh > \"${fpath[1]}/_paymig\"\n  paymig completions fish > ~/.config/fish/completions/paymig.fish"

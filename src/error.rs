@@ -8,6 +8,9 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     pub const DRIFT: i32 = 3;
     pub const LOCKED: i32 = 4;
+    pub const CHANGES_PENDING: i32 = 5;
+    pub const SIGINT: i32 = 130;
+    pub const SIGTERM: i32 = 143;
 }
 
 /// Everything that can end a paymig command early.
@@ -39,6 +42,16 @@ pub enum Error {
 
     #[error("validate found {0}")]
     Drift(String),
+
+    /// `plan --detailed-exitcode` found changes to make: an outcome, not a
+    /// failure (the plan itself was printed).
+    #[error("{0} change(s) pending")]
+    ChangesPending(usize),
+
+    /// SIGINT/SIGTERM: scheduling stopped, the calls in flight finished and
+    /// were journaled, the lock was released.
+    #[error("interrupted by {signal}: stopped after the calls in flight finished and were journaled\nhelp: re-run the same command to resume")]
+    Interrupted { signal: &'static str },
 }
 
 impl Error {
@@ -51,7 +64,21 @@ impl Error {
             Error::Locked { .. } => exit::LOCKED,
             Error::StepsFailed { .. } | Error::Aws(_) | Error::PreflightFailed(_) => exit::STEP_FAILED,
             Error::Drift(_) => exit::DRIFT,
+            Error::ChangesPending(_) => exit::CHANGES_PENDING,
+            Error::Interrupted { signal } => {
+                if *signal == "SIGINT" {
+                    exit::SIGINT
+                } else {
+                    exit::SIGTERM
+                }
+            }
         }
+    }
+
+    /// Whether this is a result the command already reported, not an error
+    /// to print (`plan --detailed-exitcode` finding changes).
+    pub fn is_outcome(&self) -> bool {
+        matches!(self, Error::ChangesPending(_))
     }
 }
 

@@ -14,4 +14,5 @@ pub mod logging;
 pub mod naming;
 pub mod progress;
 pub mod report;
+pub mod signals;
 pub mod steps;

@@ -10,7 +10,9 @@ async fn main() {
         Ok(()) => paymig::error::exit::OK,
         Err(e) => {
             let code = e.exit_code();
-            if paymig::logging::is_json() {
+            if e.is_outcome() {
+                tracing::info!(exit_code = code, "{e}");
+            } else if paymig::logging::is_json() {
                 eprintln!("{}", serde_json::json!({"level": "ERROR", "message": e.to_string(), "exit_code": code}));
             } else {
                 eprintln!("error: {e}");

@@ -11,8 +11,12 @@ mod bad_input;
 mod bench;
 #[path = "cli/campaigns.rs"]
 mod campaigns;
+#[path = "cli/contract.rs"]
+mod contract;
 #[path = "cli/data_tier.rs"]
 mod data_tier;
+#[path = "cli/iam.rs"]
+mod iam;
 #[path = "cli/lambda.rs"]
 mod lambda;
 #[path = "cli/params.rs"]

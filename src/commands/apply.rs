@@ -15,6 +15,7 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     super::preflight(&ctx, &dag).await?;
     super::confirm(yes, &format!("apply migration {:?} to account {}", ctx.cfg.migration.name, ctx.account))?;
 
+    crate::signals::listen();
     let run_id = journal.begin_run("apply")?;
     tracing::info!(run = %run_id, parallelism, "apply started");
     crate::progress::start("apply", &dag.steps().iter().map(|s| s.id()).collect::<Vec<_>>());
@@ -40,12 +41,18 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
         })
         .collect();
     let stats = ctx.aws.stats.summary();
-    journal.end_run(if failed.is_empty() { "ok" } else { "failed" }, stats.mutating)?;
+    let interrupted = crate::signals::received();
+    let status = match (interrupted, failed.is_empty()) {
+        (Some(_), _) => "interrupted",
+        (None, true) => "ok",
+        (None, false) => "failed",
+    };
+    journal.end_run(status, stats.mutating)?;
 
     let changes = ctx.changes();
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     crate::progress::finish(
-        if failed.is_empty() { "ok" } else { "failed" },
+        status,
         &serde_json::json!({
             "run": run_id, "created": count(Action::Create), "updated": count(Action::Update),
             "failed_steps": failed.len(), "read_calls": stats.read, "mutating_calls": stats.mutating,
@@ -74,7 +81,9 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
         println!("  ! [{step}] {n}");
     }
     super::report_calls(&ctx.aws);
-    if failed.is_empty() {
+    if let Some(signal) = interrupted {
+        Err(Error::Interrupted { signal })
+    } else if failed.is_empty() {
         Ok(())
     } else {
         Err(Error::StepsFailed { failed: failed.len(), summary: failed.join("; ") })

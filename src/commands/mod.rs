@@ -8,6 +8,7 @@ pub mod plan;
 pub mod status;
 pub mod switch;
 pub mod undo;
+pub mod unlock;
 pub mod validate;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -36,12 +37,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let cfg = Config::load(&cli.config)?;
     match cli.command {
-        Command::Plan { format } => plan::run(cfg, format).await,
+        Command::Plan { format, detailed_exitcode } => plan::run(cfg, format, detailed_exitcode).await,
         Command::Apply { confirm, parallelism } => apply::run(cfg, confirm.yes, usize::from(parallelism)).await,
-        Command::Rollback { confirm } => undo::rollback(cfg, confirm.yes).await,
-        Command::Destroy { confirm } => undo::destroy(cfg, confirm.yes).await,
+        Command::Rollback { confirm, dry_run, run } => undo::rollback(cfg, confirm.yes, dry_run, run).await,
+        Command::Destroy { confirm, dry_run } => undo::destroy(cfg, confirm.yes, dry_run).await,
         Command::Status { format } => status::run(cfg, format).await,
-        Command::IamPolicy => iam_policy::run(&cfg).await,
+        Command::IamPolicy { side } => iam_policy::run(&cfg, side).await,
+        Command::Unlock { confirm } => unlock::run(cfg, confirm.yes),
         Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm.yes).await,
         Command::Validate { format, out } => validate::run(cfg, format, out).await,
         Command::Switch { to, canary, interval, confirm } => switch::run(cfg, to, canary, interval, confirm.yes).await,
@@ -58,7 +60,7 @@ pub fn journal_location(cfg: &Config) -> String {
 }
 
 /// Connects to the remote journal of an `s3://` location.
-fn remote(cfg: &Config, bucket: &str, prefix: &str) -> Result<Arc<Remote>> {
+pub(crate) fn remote(cfg: &Config, bucket: &str, prefix: &str) -> Result<Arc<Remote>> {
     let spec = RemoteSpec {
         bucket: bucket.to_owned(),
         prefix: prefix.to_owned(),

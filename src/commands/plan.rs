@@ -11,7 +11,7 @@ use crate::engine::dag::Status;
 use crate::engine::{Action, Mode};
 use crate::error::{Error, Result};
 
-pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
+pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> Result<()> {
     let journal = super::open_read_only(&cfg)?;
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Plan, journal).await?;
@@ -97,6 +97,11 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
                     let sign = if ch.action == Action::Create { "+" } else { "~" };
                     let detail = if ch.detail.is_empty() { String::new() } else { format!(" ({})", ch.detail) };
                     println!("  {sign} {} {}{detail}", ch.kind, ch.name);
+                    if ch.action == Action::Create {
+                        for setting in &ch.settings {
+                            println!("      - {setting}");
+                        }
+                    }
                 }
                 for (_, n) in notices.iter().filter(|(s, _)| s == id) {
                     println!("  ! {n}");
@@ -106,10 +111,12 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
         }
     }
     super::report_calls(&ctx.aws);
-    if failed.is_empty() {
-        Ok(())
-    } else {
+    if !failed.is_empty() {
         Err(Error::StepsFailed { failed: failed.len(), summary: failed.join("; ") })
+    } else if detailed_exitcode && total[0] + total[1] > 0 {
+        Err(Error::ChangesPending(total[0] + total[1]))
+    } else {
+        Ok(())
     }
 }
 

@@ -4,58 +4,232 @@
 //! Both are idempotent: an interrupted one finishes on the next call.
 
 use crate::config::Config;
-use crate::engine::journal::{Journal, Op, Record};
+use crate::engine::journal::{Journal, Op, Record, Run};
 use crate::engine::{Ctx, Mode};
 use crate::error::{Error, Result};
 
-pub async fn rollback(cfg: Config, yes: bool) -> Result<()> {
+pub async fn rollback(cfg: Config, yes: bool, dry_run: bool, named: Option<String>) -> Result<()> {
+    if dry_run {
+        let Some(journal) = super::open_read_only(&cfg)? else {
+            println!("paymig rollback --dry-run: nothing to roll back (no journal)");
+            return Ok(());
+        };
+        let Some((target, todo)) = rollback_target(&journal, named.as_deref())? else {
+            println!("paymig rollback --dry-run: nothing to roll back");
+            return Ok(());
+        };
+        let ctx = super::connect(cfg, Mode::Plan, Some(journal)).await?;
+        print_list(
+            &ctx,
+            &format!(
+                "paymig rollback --dry-run: would undo run {} ({}, started {})",
+                target.id, target.command, target.started
+            ),
+            &todo,
+            None,
+        );
+        println!("nothing was changed");
+        super::report_calls(&ctx.aws);
+        return Ok(());
+    }
     super::require_confirmable(yes, "paymig rollback")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "rollback")?;
-    let records = journal.records();
-    // The newest apply/switch/params run with something still to undo.
-    let undoable = ["apply", "switch", "params"];
-    let runs = journal.runs();
-    let target = runs
-        .iter()
-        .rev()
-        .filter(|r| undoable.contains(&r.command.as_str()))
-        .find(|r| records.iter().any(|rec| rec.run == r.id && rec.is_live()));
-    let Some(target) = target else {
+    let Some((target, todo)) = rollback_target(&journal, named.as_deref())? else {
         println!("paymig rollback: nothing to roll back");
         return Ok(());
     };
-    let todo: Vec<Record> = records.into_iter().filter(|r| r.run == target.id && r.is_live()).rev().collect();
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let title = format!("paymig rollback: undoing run {} ({}, started {})", target.id, target.command, target.started);
+    print_list(&ctx, &title, &todo, (!yes).then_some(LIST_BEFORE_PROMPT));
     super::confirm(yes, &format!("roll back run {} ({} changes) in account {}", target.id, todo.len(), ctx.account))?;
+    crate::signals::listen();
     journal.begin_run("rollback")?;
-    println!("paymig rollback: undoing run {} ({}, started {})", target.id, target.command, target.started);
     let failures = replay(&ctx, &journal, &todo, "rollback").await;
     finish(&ctx, &journal, failures, Vec::new())
 }
 
-pub async fn destroy(cfg: Config, yes: bool) -> Result<()> {
+pub async fn destroy(cfg: Config, yes: bool, dry_run: bool) -> Result<()> {
+    if dry_run {
+        let todo: Vec<Record> = match super::open_read_only(&cfg)? {
+            Some(j) => j.records().into_iter().filter(Record::is_live).rev().collect(),
+            None => Vec::new(),
+        };
+        let journal = super::open_read_only(&cfg)?;
+        let ctx = super::connect(cfg, Mode::Plan, journal).await?;
+        print_list(&ctx, "paymig destroy --dry-run: would undo every journaled change", &todo, None);
+        println!(
+            "then would delete whatever else carries paymig:migration={} and paymig:suffix={}\nnothing was changed",
+            ctx.cfg.migration.name,
+            ctx.suffix()
+        );
+        super::report_calls(&ctx.aws);
+        return Ok(());
+    }
     super::require_confirmable(yes, "paymig destroy")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "destroy")?;
     let todo: Vec<Record> = journal.records().into_iter().filter(Record::is_live).rev().collect();
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    print_list(&ctx, "paymig destroy: undoing every journaled change", &todo, (!yes).then_some(LIST_BEFORE_PROMPT));
     super::confirm(
         yes,
-        &format!("destroy everything migration {:?} created in account {}", ctx.cfg.migration.name, ctx.account),
+        &format!(
+            "destroy everything migration {:?} created in account {} ({})",
+            ctx.cfg.migration.name, ctx.account, ctx.cfg.migration.region
+        ),
     )?;
+    crate::signals::listen();
     journal.begin_run("destroy")?;
-    println!("paymig destroy: undoing {} journaled change(s)", todo.len());
     let mut failures = replay(&ctx, &journal, &todo, "destroy").await;
     // Then whatever is still tagged for the migration (a lost journal, a
     // resource created outside it), dependents first.
     let mut swept = Vec::new();
     for step in dag.steps().iter().rev() {
+        if crate::signals::stopping() {
+            break;
+        }
         match step.sweep(&ctx).await {
             Ok(lines) => swept.extend(lines.into_iter().map(|l| format!("[{}] {l}", step.id()))),
             Err(e) => failures.push(format!("[{}] sweep: {e}", step.id())),
         }
     }
     finish(&ctx, &journal, failures, swept)
+}
+
+/// How many lines of the list are shown before a confirmation prompt.
+const LIST_BEFORE_PROMPT: usize = 60;
+
+/// The run `rollback` undoes (the newest apply/switch/params run with
+/// something live, or the one named) and its live records, newest first. A
+/// named run is refused while a later run depends on it: a later live change
+/// to one of its resources, or to a resource of a step that depends on one
+/// of its steps (undoing a VPC under a later run's function would fail).
+fn rollback_target(journal: &Journal, named: Option<&str>) -> Result<Option<(Run, Vec<Record>)>> {
+    let records = journal.records();
+    let undoable = ["apply", "switch", "params"];
+    let runs = journal.runs();
+    let live_in = |id: &str| records.iter().any(|rec| rec.run == id && rec.is_live());
+    let target = match named {
+        None => runs.iter().rev().filter(|r| undoable.contains(&r.command.as_str())).find(|r| live_in(&r.id)),
+        Some(id) => {
+            let Some(run) = runs.iter().find(|r| r.id == id) else {
+                let known: Vec<String> = runs.iter().map(|r| format!("{} ({})", r.id, r.command)).collect();
+                return Err(Error::Usage(format!(
+                    "--run {id}: no such run in the journal\nhelp: `paymig status` lists the runs; known: {}",
+                    known.join(", ")
+                )));
+            };
+            if !undoable.contains(&run.command.as_str()) {
+                return Err(Error::Usage(format!(
+                    "--run {id}: a {} run changes nothing that rollback can undo\nhelp: name an apply, switch or params run",
+                    run.command
+                )));
+            }
+            let position = runs.iter().position(|r| r.id == id).unwrap_or_default();
+            let later: Vec<&str> = runs[position + 1..].iter().map(|r| r.id.as_str()).collect();
+            let mine: Vec<&Record> = records.iter().filter(|r| r.run == id && r.is_live()).collect();
+            let steps = crate::steps::all();
+            let blocking: Vec<String> = records
+                .iter()
+                .filter(|r| r.is_live() && later.contains(&r.run.as_str()))
+                .filter(|r| mine.iter().any(|m| depends_on(r, m, &steps)))
+                .map(|r| format!("{} ({} in run {})", r.intent.name, r.intent.kind, r.run))
+                .collect();
+            if !blocking.is_empty() {
+                return Err(Error::Usage(format!(
+                    "--run {id}: later runs depend on it: {}\nhelp: roll those runs back first (`paymig rollback` undoes the newest), or use `paymig destroy`; nothing was changed",
+                    blocking.join(", ")
+                )));
+            }
+            Some(run)
+        }
+    };
+    let Some(target) = target.cloned() else { return Ok(None) };
+    let todo: Vec<Record> = records.into_iter().filter(|r| r.run == target.id && r.is_live()).rev().collect();
+    if todo.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((target, todo)))
+}
+
+/// Whether `later` (a record of a later run) needs what `earlier` made.
+fn depends_on(later: &Record, earlier: &Record, steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> bool {
+    if base_key(&later.intent.key) == base_key(&earlier.intent.key) {
+        return true;
+    }
+    fn reaches(from: &str, to: &str, steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> bool {
+        let deps = steps.iter().find(|s| s.id() == from).map_or(&[][..], |s| s.deps());
+        deps.iter().any(|d| *d == to || reaches(d, to, steps))
+    }
+    reaches(&later.intent.step, &earlier.intent.step, steps)
+}
+
+/// A journal key without its `#setting` part: the resource it is about.
+fn base_key(key: &str) -> &str {
+    key.split_once('#').map_or(key, |(k, _)| k)
+}
+
+/// What undoing `r` does, in words.
+fn describe(r: &Record) -> String {
+    let id = r.id.as_deref().filter(|id| *id != r.intent.name).map(|id| format!(" ({id})")).unwrap_or_default();
+    match r.intent.op {
+        Op::Create | Op::Adopt => format!("delete {} {}{id}", r.intent.kind, r.intent.name),
+        Op::Update => {
+            let setting = r.intent.key.split_once('#').map_or("a setting", |(_, s)| s);
+            format!("restore {} {}: {setting}", r.intent.kind, r.intent.name)
+        }
+    }
+}
+
+/// Prints what undoing `todo` does (at most `limit` lines), with the account
+/// and region, before any prompt.
+fn print_list(ctx: &Ctx, title: &str, todo: &[Record], limit: Option<usize>) {
+    let (work, dropped) = without_settings_of_deleted(todo);
+    println!(
+        "{title}\naccount {}, region {} (replicas: {})",
+        ctx.account, ctx.cfg.migration.region, ctx.cfg.migration.replica_region
+    );
+    let shown = limit.unwrap_or(usize::MAX);
+    for r in work.iter().take(shown) {
+        println!("  - [{}] {}", r.intent.step, describe(r));
+    }
+    if work.len() > shown {
+        println!("  … and {} more (`--dry-run` lists them all)", work.len() - shown);
+    }
+    let dropped: usize = dropped.values().map(Vec::len).sum();
+    println!(
+        "{} change(s) to undo{}",
+        work.len(),
+        if dropped > 0 {
+            format!("; {dropped} setting change(s) on resources that are deleted go with them")
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// Splits `todo` into the records to undo and, per create, the updates of a
+/// resource that the same undo deletes: reverting a setting of a resource
+/// about to be deleted is at best wasted and on AWS often refused (a table's
+/// TTL may change once an hour; a function mid-update answers
+/// ResourceConflictException), so they are journaled undone with it.
+fn without_settings_of_deleted(todo: &[Record]) -> (Vec<Record>, std::collections::BTreeMap<u64, Vec<u64>>) {
+    use std::collections::BTreeMap;
+    let created: BTreeMap<&str, u64> = todo
+        .iter()
+        .filter(|r| matches!(r.intent.op, Op::Create | Op::Adopt))
+        .map(|r| (r.intent.key.as_str(), r.seq))
+        .collect();
+    let mut dropped: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut work = Vec::new();
+    for r in todo {
+        let owner = (r.intent.op == Op::Update).then(|| created.get(base_key(&r.intent.key))).flatten();
+        match owner {
+            Some(create) => dropped.entry(*create).or_default().push(r.seq),
+            None => work.push(r.clone()),
+        }
+    }
+    (work, dropped)
 }
 
 /// Undoes a chunk of sibling records (one record, or up to the step's
@@ -65,34 +239,41 @@ async fn undo_chunk(
     ctx: &Ctx,
     journal: &Journal,
     steps: &[std::sync::Arc<dyn crate::engine::Step>],
+    dropped: &Dropped,
     chunk: &[&Record],
 ) -> Vec<Result<(), (String, bool)>> {
     let r = chunk[0];
+    if crate::signals::stopping() {
+        let why = |r: &Record| format!("[{}] {}: not undone: the run was asked to stop", r.intent.step, r.intent.key);
+        return chunk.iter().map(|r| Err((why(r), false))).collect();
+    }
     let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
         let why = |r: &Record| format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step);
         return chunk.iter().map(|r| Err((why(r), false))).collect();
     };
     let results = if chunk.len() == 1 { vec![step.undo(ctx, r).await] } else { step.undo_creates(ctx, chunk).await };
-    chunk.iter().zip(results).map(|(r, result)| journal_undo(journal, r, result)).collect()
+    chunk.iter().zip(results).map(|(r, result)| journal_undo(journal, dropped, r, result)).collect()
 }
+
+/// Per create (by seq), the updates of its resource that go with it.
+type Dropped = std::collections::BTreeMap<u64, Vec<u64>>;
 
 /// Journals one record's undo outcome.
 fn journal_undo(
     journal: &Journal,
+    dropped: &Dropped,
     r: &Record,
     result: std::result::Result<(), crate::engine::StepError>,
 ) -> Result<(), (String, bool)> {
     match result {
         Ok(()) => {
+            // The resource is gone: its setting changes went with it.
+            for seq in dropped.get(&r.seq).into_iter().flatten() {
+                journal.undone(*seq).map_err(|e| (e.to_string(), true))?;
+            }
             journal.undone(r.seq).map_err(|e| (e.to_string(), true))?;
-            println!(
-                "  - [{}] {:?} {} {} {}",
-                r.intent.step,
-                r.intent.op,
-                r.intent.kind,
-                r.intent.name,
-                r.id.as_deref().unwrap_or("")
-            );
+            tracing::debug!(step = %r.intent.step, key = %r.intent.key, "undone");
+            println!("  done [{}] {}", r.intent.step, describe(r));
             Ok(())
         }
         Err(e) => {
@@ -165,6 +346,8 @@ async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str)
     use crate::progress;
     use std::sync::atomic::{AtomicBool, Ordering};
     let steps = crate::steps::all();
+    let (records, dropped) = without_settings_of_deleted(records);
+    let (records, dropped) = (&records, &dropped);
     let waves = waves(records, &steps);
     let order: Vec<&'static str> = waves
         .iter()
@@ -175,11 +358,13 @@ async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str)
     let fatal = AtomicBool::new(false);
     let mut failures = Vec::new();
     for wave in waves {
-        if fatal.load(Ordering::Relaxed) {
+        if fatal.load(Ordering::Relaxed) || crate::signals::stopping() {
             break;
         }
-        let done: Vec<Vec<String>> =
-            futures::future::join_all(wave.into_iter().map(|recs| undo_step(ctx, journal, &steps, &fatal, recs))).await;
+        let done: Vec<Vec<String>> = futures::future::join_all(
+            wave.into_iter().map(|recs| undo_step(ctx, journal, &steps, dropped, &fatal, recs)),
+        )
+        .await;
         failures.extend(done.into_iter().flatten());
     }
     failures
@@ -192,6 +377,7 @@ async fn undo_step(
     ctx: &Ctx,
     journal: &Journal,
     steps: &[std::sync::Arc<dyn crate::engine::Step>],
+    dropped: &Dropped,
     fatal: &std::sync::atomic::AtomicBool,
     recs: Vec<&Record>,
 ) -> Vec<String> {
@@ -211,7 +397,10 @@ async fn undo_step(
             break;
         }
         let results: Vec<Result<(), (String, bool)>> = futures::stream::iter(group.chunks(batch).map(|chunk| {
-            crate::aws::in_lane(format!("{step_id}/{}", chunk[0].intent.key), undo_chunk(ctx, journal, steps, chunk))
+            crate::aws::in_lane(
+                format!("{step_id}/{}", chunk[0].intent.key),
+                undo_chunk(ctx, journal, steps, dropped, chunk),
+            )
         }))
         .buffered(ctx.parallelism.max(1))
         .flat_map(futures::stream::iter)
@@ -242,13 +431,21 @@ fn finish(ctx: &Ctx, journal: &Journal, failures: Vec<String>, swept: Vec<String
         println!("  - swept {s}");
     }
     let stats = ctx.aws.stats.summary();
-    journal.end_run(if failures.is_empty() { "ok" } else { "failed" }, stats.mutating)?;
+    let interrupted = crate::signals::received();
+    let status = match (interrupted, failures.is_empty()) {
+        (Some(_), _) => "interrupted",
+        (None, true) => "ok",
+        (None, false) => "failed",
+    };
+    journal.end_run(status, stats.mutating)?;
     crate::progress::finish(
-        if failures.is_empty() { "ok" } else { "failed" },
+        status,
         &serde_json::json!({"failures": failures.len(), "swept": swept.len(), "read_calls": stats.read, "mutating_calls": stats.mutating, "retries": stats.retries}),
     );
     super::report_calls(&ctx.aws);
-    if failures.is_empty() {
+    if let Some(signal) = interrupted {
+        Err(Error::Interrupted { signal })
+    } else if failures.is_empty() {
         Ok(())
     } else {
         Err(Error::StepsFailed { failed: failures.len(), summary: failures.join("; ") })

@@ -103,7 +103,13 @@ impl Dag {
                 }
                 let ready = !started.contains(s.id())
                     && s.deps().iter().all(|d| matches!(status.get(d), Some(Status::Done | Status::Skipped(_))));
-                if ready {
+                if ready && crate::signals::stopping() {
+                    let st = Status::Blocked("not started: the run was asked to stop".into());
+                    crate::progress::set(s.id(), crate::progress::State::Blocked, "interrupted");
+                    status.insert(s.id(), st.clone());
+                    reports.push(Report { step: s.id(), status: st, elapsed: Duration::ZERO });
+                    started.insert(s.id());
+                } else if ready {
                     started.insert(s.id());
                     crate::progress::set(s.id(), crate::progress::State::Running, "");
                     let fut = run(s);

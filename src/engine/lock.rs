@@ -163,6 +163,47 @@ pub fn holder(dir: &Path, migration: &str) -> Option<Holder> {
     }
 }
 
+/// What `unlock` found in a local lock.
+#[derive(Debug)]
+pub enum LocalLock {
+    /// No note: nothing to remove.
+    Free,
+    /// A process holds the file lock now: it is alive (the kernel releases a
+    /// dead process's lock), so its note must stay.
+    Held(Option<Holder>),
+    /// A note left by a run that died; removed.
+    Removed(Holder),
+    /// A note left by a run that died; kept (not confirmed).
+    Kept(Holder),
+}
+
+/// Removes the note a dead run left in the local lock (`paymig unlock`);
+/// never touches a lock a live process holds. `confirm` is asked with the
+/// holder before anything is removed.
+pub fn remove_stale(
+    dir: &Path,
+    migration: &str,
+    confirm: impl FnOnce(&Holder) -> bool,
+) -> Result<LocalLock, LockError> {
+    let path = lock_path(dir, migration);
+    let io = |source| LockError::Io { path: path.clone(), source };
+    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LocalLock::Free),
+        Err(e) => return Err(io(e)),
+    };
+    if !try_flock(&file).map_err(io)? {
+        return Ok(LocalLock::Held(read_note(&mut file)));
+    }
+    let Some(holder) = read_note(&mut file) else { return Ok(LocalLock::Free) };
+    if !confirm(&holder) {
+        return Ok(LocalLock::Kept(holder));
+    }
+    file.set_len(0).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(LocalLock::Removed(holder))
+}
+
 impl Drop for Lock {
     fn drop(&mut self) {
         match &self.kind {

@@ -38,7 +38,10 @@ pub enum Action {
     Noop,
 }
 
-/// One planned or performed change.
+/// One planned or performed change to one resource: resources are counted,
+/// not calls. A new resource's settings (versioning, policy, rotation … set
+/// right after its create) are listed under it; an existing resource with
+/// changed settings is one `Update` listing them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
     pub step: String,
@@ -47,6 +50,12 @@ pub struct Change {
     pub name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// For a create: the settings applied to the new resource; for an
+    /// update: every setting changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
+    #[serde(skip)]
+    key: String,
 }
 
 /// A step failure, naming the resource and the call.
@@ -58,6 +67,12 @@ pub enum StepError {
     Journal(#[from] JournalError),
     #[error("{0}")]
     Invalid(String),
+    /// A signal asked the run to stop before this change was started.
+    #[error("not started: the run was asked to stop (re-run to resume)")]
+    Interrupted,
+    /// Two desired states for one resource in one run (a paymig bug).
+    #[error("{0}: two desired states for one resource in one run; nothing was written for the second (one resource, one definition)\nhelp: this is a defect in paymig; please report it with the output of `paymig plan`")]
+    Conflict(String),
 }
 
 impl StepError {
@@ -139,6 +154,9 @@ pub struct Ctx {
     pub parallelism: usize,
     changes: Mutex<Vec<Change>>,
     notices: Mutex<Vec<(String, String)>>,
+    /// Every resource key (and `key#setting`) a desired state was recorded
+    /// for in this run: a second one is refused (see [`Ctx::claim`]).
+    claimed: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Ctx {
@@ -164,7 +182,14 @@ impl Ctx {
         use futures::StreamExt;
         let results: Vec<Result<R, StepError>> = futures::stream::iter(items.into_iter().map(|item| {
             let lane = format!("{}/{item}", crate::aws::lane());
-            crate::aws::in_lane(lane, f(item))
+            let work = f(item);
+            // Items not started when a signal arrives are never started.
+            crate::aws::in_lane(lane, async move {
+                if crate::signals::stopping() {
+                    return Err(StepError::Interrupted);
+                }
+                work.await
+            })
         }))
         .buffered(self.parallelism.max(1))
         .collect()
@@ -183,6 +208,7 @@ impl Ctx {
             parallelism: 16,
             changes: Mutex::new(Vec::new()),
             notices: Mutex::new(Vec::new()),
+            claimed: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -220,13 +246,47 @@ impl Ctx {
     }
 
     fn record(&self, res: &Res, action: Action, detail: impl Into<String>) {
-        self.changes.lock().expect("changes poisoned").push(Change {
+        let detail = detail.into();
+        let mut changes = self.changes.lock().expect("changes poisoned");
+        if action == Action::Update {
+            if let Some(c) = changes.iter_mut().rev().find(|c| c.key == res.key) {
+                match c.action {
+                    Action::Create => c.settings.push(detail),
+                    Action::Noop | Action::Update => {
+                        c.action = Action::Update;
+                        c.settings.push(detail);
+                        c.detail = c.settings.join("; ");
+                    }
+                }
+                return;
+            }
+        }
+        let settings = if action == Action::Update { vec![detail.clone()] } else { Vec::new() };
+        changes.push(Change {
             step: res.step.to_owned(),
             action,
             kind: res.kind.to_owned(),
             name: res.name.clone(),
-            detail: detail.into(),
+            detail,
+            settings,
+            key: res.key.clone(),
         });
+    }
+
+    /// One resource, one desired state per run: a step (or two steps) that
+    /// decides about the same journal key twice would write two definitions
+    /// to one resource — the second silently winning, and every re-run
+    /// rewriting both. Refused loudly instead, before any call.
+    fn claim(&self, key: &str) -> Result<(), StepError> {
+        // No new intent once a signal asked the run to stop.
+        if !self.is_plan() && crate::signals::stopping() {
+            return Err(StepError::Interrupted);
+        }
+        if self.claimed.lock().expect("claims poisoned").insert(key.to_owned()) {
+            Ok(())
+        } else {
+            Err(StepError::Conflict(key.to_owned()))
+        }
     }
 
     fn journal(&self) -> Result<&Journal, StepError> {
@@ -242,6 +302,7 @@ impl Ctx {
         if ours {
             return self.unchanged(res, id, arn);
         }
+        self.claim(&res.key)?;
         self.record(res, Action::Noop, "");
         if self.is_plan() {
             return Ok(());
@@ -264,6 +325,7 @@ impl Ctx {
     /// completes an intent a killed run left open, or adopts a resource the
     /// journal has never seen (so destroy covers it).
     pub fn unchanged(&self, res: &Res, id: &str, arn: Option<&str>) -> Result<(), StepError> {
+        self.claim(&res.key)?;
         self.record(res, Action::Noop, "");
         if self.is_plan() {
             return Ok(());
@@ -341,6 +403,7 @@ impl Ctx {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Created<T>, StepError>>,
     {
+        self.claim(&res.key)?;
         self.record(res, Action::Create, detail);
         if self.is_plan() {
             return Ok(None);
@@ -377,12 +440,13 @@ impl Ctx {
         Fut: Future<Output = Result<(), StepError>>,
     {
         let detail = detail.into();
+        let key = format!("{}#{}", res.key, detail);
+        self.claim(&key)?;
         self.record(res, Action::Update, detail.clone());
         if self.is_plan() {
             return Ok(());
         }
         let journal = self.journal()?;
-        let key = format!("{}#{}", res.key, detail);
         self.supersede(journal, &key)?;
         let seq = journal.intent(Intent {
             step: res.step.into(),
@@ -475,6 +539,10 @@ pub trait Step: Send + Sync {
     fn actions(&self) -> &'static [&'static str] {
         &[]
     }
+    /// IAM actions the step calls on the source (dev) side: reads only.
+    fn source_actions(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Retries `op` with exponential backoff while `retryable` says the error is
@@ -499,4 +567,38 @@ where
     .when(retryable)
     .notify(|e, d| tracing::warn!(what, error = %e, delay_ms = d.as_millis() as u64, "retrying after an eventual-consistency error"))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn plan_ctx() -> Ctx {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap();
+        let mut cfg = Config::parse(std::path::Path::new("migrations.toml"), &text).unwrap();
+        (cfg.source.profile, cfg.target.profile) = (None, None);
+        let aws = Aws::connect(&cfg).await;
+        Ctx::new(cfg, aws, Mode::Plan, None, "123456789012".into())
+    }
+
+    #[tokio::test]
+    async fn one_resource_gets_one_desired_state_per_run() {
+        let ctx = plan_ctx().await;
+        let alarm = Res::new("monitoring", "alarm", "alarm/x-prod", "x-prod");
+        let create = || async { Ok(Created::id("x-prod")) };
+        assert!(ctx.create(&alarm, "first", Value::Null, create).await.unwrap().is_none(), "plan mode: no call");
+        let second = ctx.create(&alarm, "second", Value::Null, create).await.unwrap_err();
+        assert!(matches!(&second, StepError::Conflict(k) if k == "monitoring/alarm/x-prod"), "{second}");
+        assert!(matches!(ctx.unchanged(&alarm, "x-prod", None), Err(StepError::Conflict(_))));
+        assert_eq!(ctx.changes().len(), 1, "the refused state is not recorded");
+
+        // Observing a resource, then changing two of its settings, is one
+        // desired state; the same setting twice is not.
+        let table = Res::new("dynamodb", "dynamodb_table", "table/t", "t");
+        ctx.existing(&table, "t", None, false).unwrap();
+        ctx.update(&table, "t", "ttl", Value::Null, || async { Ok(()) }).await.unwrap();
+        ctx.update(&table, "t", "pitr", Value::Null, || async { Ok(()) }).await.unwrap();
+        let again = ctx.update(&table, "t", "ttl", Value::Null, || async { Ok(()) }).await.unwrap_err();
+        assert!(matches!(&again, StepError::Conflict(k) if k == "dynamodb/table/t#ttl"), "{again}");
+    }
 }

@@ -112,6 +112,8 @@ enum Job {
     Acquire(Box<Holder>, std_mpsc::Sender<Result<Acquired, AcquireError>>),
     Release(std_mpsc::Sender<()>),
     Holder(std_mpsc::Sender<Result<Option<Holder>, RemoteError>>),
+    Inspect(std_mpsc::Sender<Result<Option<(Holder, String)>, RemoteError>>),
+    Break(String, std_mpsc::Sender<Result<bool, RemoteError>>),
 }
 
 /// A handle on the remote journal's worker thread.
@@ -206,6 +208,18 @@ impl Remote {
     /// The current holder of a live lease, if any.
     pub fn holder(&self) -> Result<Option<Holder>, RemoteError> {
         self.call(Job::Holder, Err(RemoteError::Access("the journal worker stopped".into())))
+    }
+
+    /// The lease object as it is, expired or not, with its ETag (`unlock`).
+    pub fn inspect_lease(&self) -> Result<Option<(Holder, String)>, RemoteError> {
+        self.call(Job::Inspect, Err(RemoteError::Access("the journal worker stopped".into())))
+    }
+
+    /// Deletes the lease object if it is still the one seen (`If-Match` its
+    /// ETag); false when it changed meanwhile (renewed or taken by another run).
+    pub fn break_lease(&self, etag: &str) -> Result<bool, RemoteError> {
+        let etag = etag.to_owned();
+        self.call(|r| Job::Break(etag, r), Err(RemoteError::Access("the journal worker stopped".into())))
     }
 }
 
@@ -325,6 +339,22 @@ impl Worker {
             }
             Job::Holder(r) => {
                 let _ = r.send(self.read_lock(s3).await.map(|l| l.filter(|(h, _)| !is_expired(h)).map(|(h, _)| h)));
+            }
+            Job::Inspect(r) => {
+                let _ = r.send(self.read_lock(s3).await);
+            }
+            Job::Break(etag, r) => {
+                let key = self.key("lock.json");
+                let result = match s3.delete_object().bucket(&self.spec.bucket).key(&key).if_match(&etag).send().await {
+                    Ok(_) => Ok(true),
+                    Err(e) if is_precondition_failure(&e) => Ok(false),
+                    Err(e) => Err(RemoteError::Write(format!(
+                        "cannot delete the lock s3://{}/{key}: {}",
+                        self.spec.bucket,
+                        describe_sdk_error(&e)
+                    ))),
+                };
+                let _ = r.send(result);
             }
         }
     }
@@ -569,7 +599,7 @@ pub fn is_expired(h: &Holder) -> bool {
 
 /// Whether a holder is a process of this host (and build) that has died:
 /// then the lease need not run out before a re-run resumes.
-fn is_dead_here(h: &Holder) -> bool {
+pub fn is_dead_here(h: &Holder) -> bool {
     h.host == crate::engine::lock::hostname()
         && h.build_id == crate::engine::lock::build_id()
         && !crate::engine::lock::is_alive(h.pid)

@@ -31,7 +31,7 @@ fn assert_snapshot(name: &str, actual: &str) {
     }
 }
 
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 12] = [
     "plan",
     "apply",
     "params",
@@ -41,6 +41,7 @@ const COMMANDS: [&str; 11] = [
     "destroy",
     "status",
     "iam-policy",
+    "unlock",
     "completions",
     "help",
 ];

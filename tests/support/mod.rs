@@ -78,6 +78,20 @@ impl Run {
         (nums[0], nums[1])
     }
 
+    /// `service -> operation -> calls` from the JSON `api calls` event
+    /// (the run must use `--log-format json`); the target side's services
+    /// by name, the others as `source:ec2`, `replica:s3`.
+    pub fn operations(&self) -> serde_json::Value {
+        let event = self
+            .stderr
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "api calls")
+            .unwrap_or_else(|| panic!("no JSON `api calls` event (run with --log-format json):\n{}", self.stderr));
+        serde_json::from_str(event["by_operation"].as_str().expect("by_operation")).expect("by_operation is JSON")
+    }
+
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(
