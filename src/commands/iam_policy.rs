@@ -8,14 +8,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::cli::Side;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-pub async fn run(cfg: &Config) -> Result<()> {
-    // The prod account, for the ARNs (one read).
+pub async fn run(cfg: &Config, side: Side) -> Result<()> {
+    // The account of that side, for the ARNs (one read).
     let aws = crate::aws::Aws::connect(cfg).await;
-    let account = aws.target.account_id().await.map_err(|e| Error::Preflight(vec![e]))?;
-    println!("{}", serde_json::to_string_pretty(&policy(cfg, &account)).expect("policy serializes"));
+    let doc = match side {
+        Side::Target => policy(cfg, &aws.target.account_id().await.map_err(|e| Error::Preflight(vec![e]))?),
+        Side::Source => source_policy(cfg, &aws.source.account_id().await.map_err(|e| Error::Preflight(vec![e]))?),
+    };
+    println!("{}", serde_json::to_string_pretty(&doc).expect("policy serializes"));
     super::report_calls(&aws);
     Ok(())
 }
@@ -158,4 +162,75 @@ pub fn policy(cfg: &Config, account: &str) -> Value {
         }
     }
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The dev ARNs a read of `service` may touch.
+fn source_resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
+    let r = &cfg.migration.region;
+    let s = &cfg.source;
+    match service {
+        "rds" => vec![
+            format!("arn:aws:rds:{r}:{account}:cluster:{}", s.db_cluster),
+            format!("arn:aws:rds:{r}:{account}:cluster-snapshot:*"),
+            format!("arn:aws:rds:{r}:{account}:snapshot:*"),
+            format!("arn:aws:rds:{r}:{account}:db:*"),
+            format!("arn:aws:rds:{r}:{account}:cluster-pg:*"),
+            format!("arn:aws:rds:{r}:{account}:subgrp:*"),
+        ],
+        "dynamodb" => s
+            .dynamodb_tables
+            .iter()
+            .flat_map(|t| {
+                [
+                    format!("arn:aws:dynamodb:{r}:{account}:table/{t}"),
+                    format!("arn:aws:dynamodb:{r}:{account}:table/{t}/index/*"),
+                ]
+            })
+            .collect(),
+        "lambda" => s.lambda_functions.iter().map(|f| format!("arn:aws:lambda:{r}:{account}:function:{f}")).collect(),
+        "s3" => s
+            .audit_buckets
+            .iter()
+            .flat_map(|b| [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")])
+            .chain(s.lambda_artifacts.strip_prefix("s3://").map(|a| format!("arn:aws:s3:::{a}*")))
+            .chain(
+                s.lambda_artifacts
+                    .strip_prefix("s3://")
+                    .and_then(|a| a.split('/').next())
+                    .map(|b| format!("arn:aws:s3:::{b}")),
+            )
+            .collect(),
+        "ssm" => vec![format!("arn:aws:ssm:{r}:{account}:parameter{}*", s.parameter_path)],
+        "cloudwatch" => s.dashboards.iter().map(|d| format!("arn:aws:cloudwatch::{account}:dashboard/{d}")).collect(),
+        "iam" => vec![format!("arn:aws:iam::{account}:role/*")],
+        "kms" => vec![format!("arn:aws:kms:{r}:{account}:key/*")],
+        _ => vec![format!("arn:aws:{service}:{r}:{account}:*")],
+    }
+}
+
+/// The read-only policy for the dev side (`iam-policy --side source`): what
+/// each step reads there, scoped to the configured dev resources.
+pub fn source_policy(cfg: &Config, account: &str) -> Value {
+    let mut star: BTreeSet<&str> = BTreeSet::from(["sts:GetCallerIdentity"]);
+    let mut scoped: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for step in crate::steps::all() {
+        for a in step.source_actions() {
+            if needs_star(a) {
+                star.insert(a);
+            } else {
+                scoped.entry(a.split(':').next().unwrap_or("")).or_default().insert(a);
+            }
+        }
+    }
+    let mut statements = vec![json!({"Sid": "ReadUnscoped", "Effect": "Allow", "Action": star, "Resource": "*"})];
+    for (service, actions) in scoped {
+        let sid: String = format!("Read{}", service.split('-').map(capitalized).collect::<String>());
+        statements.push(json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": source_resources(cfg, account, service)}));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+fn capitalized(w: &str) -> String {
+    let mut c = w.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }

@@ -65,6 +65,10 @@ impl Step for Audit {
         Box::pin(validate(ctx))
     }
 
+    fn source_actions(&self) -> &'static [&'static str] {
+        &["s3:ListBucket"]
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "s3:ListBucket",

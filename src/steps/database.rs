@@ -94,6 +94,15 @@ impl Step for Database {
         })
     }
 
+    fn source_actions(&self) -> &'static [&'static str] {
+        &[
+            "rds:DescribeDBClusters",
+            "rds:DescribeDBClusterSnapshots",
+            "rds:DescribeDBClusterParameterGroups",
+            "rds:DescribeDBClusterParameters",
+        ]
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "rds:DescribeDBClusters",

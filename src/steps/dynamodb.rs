@@ -64,6 +64,10 @@ impl Step for DynamoDb {
         Box::pin(validate(ctx))
     }
 
+    fn source_actions(&self) -> &'static [&'static str] {
+        &["dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive"]
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "dynamodb:DescribeTable",

@@ -108,6 +108,10 @@ impl Step for Lambda {
         })
     }
 
+    fn source_actions(&self) -> &'static [&'static str] {
+        &["lambda:GetFunction", "s3:ListBucket", "s3:GetObject"]
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "lambda:GetFunction",
@@ -123,7 +127,9 @@ impl Step for Lambda {
             "lambda:ListVersionsByFunction",
             "lambda:CreateAlias",
             "lambda:GetAlias",
+            "lambda:DeleteAlias",
             "lambda:TagResource",
+            "lambda:ListTags",
             "iam:PassRole",
             "s3:GetObject",
         ]
@@ -441,10 +447,15 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
             }
         }
         Some(current) => {
-            let ours = match lambda.list_tags().resource(current.function_arn().unwrap_or_default()).send().await {
-                Ok(t) => t.tags().is_some_and(|t| t.get(crate::config::TAG_MIGRATION) == Some(&ctx.cfg.migration.name)),
-                Err(_) => false,
-            };
+            // A failed read (a denial above all) is an error, never "not ours".
+            let ours = lambda
+                .list_tags()
+                .resource(current.function_arn().unwrap_or_default())
+                .send()
+                .await
+                .map_err(StepError::aws(&name, "ListTags"))?
+                .tags()
+                .is_some_and(|t| t.get(crate::config::TAG_MIGRATION) == Some(&ctx.cfg.migration.name));
             ctx.existing(&res, &name, current.function_arn(), ours)?;
             let have = settings_of(&current);
             if have != want && !is_planned(&sg) {

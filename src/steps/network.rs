@@ -84,6 +84,10 @@ impl Step for Network {
         })
     }
 
+    fn source_actions(&self) -> &'static [&'static str] {
+        &["ec2:DescribeVpcs", "ec2:DescribeVpcAttribute", "ec2:DescribeSubnets", "ec2:DescribeRouteTables"]
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "ec2:DescribeVpcs",
@@ -117,6 +121,7 @@ impl Step for Network {
             "ec2:DeleteSubnet",
             "ec2:DeleteVpc",
             "ec2:CreateTags",
+            "ec2:DeleteTags",
         ]
     }
 }
@@ -641,6 +646,15 @@ async fn set_dns_attr(ctx: &Ctx, vpc_id: &str, attr: &str, value: bool) -> Resul
     let b = if attr == "enableDnsHostnames" { b.enable_dns_hostnames(v) } else { b.enable_dns_support(v) };
     b.send().await.map_err(StepError::aws(vpc_id, "ModifyVpcAttribute"))?;
     Ok(())
+}
+
+/// An undo call on a resource that no longer exists has nothing left to do.
+fn gone_is_done<T>(result: Result<T, StepError>) -> Result<(), StepError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found_yet(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn is_not_found_yet(e: &StepError) -> bool {
@@ -1393,7 +1407,14 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     }
                 }
             } else if let Some(policy) = prev.get("policy").filter(|p| !p.is_null()) {
-                let _ = ec2.modify_vpc_endpoint().vpc_endpoint_id(id).policy_document(policy.to_string()).send().await;
+                let restored = ec2
+                    .modify_vpc_endpoint()
+                    .vpc_endpoint_id(id)
+                    .policy_document(policy.to_string())
+                    .send()
+                    .await
+                    .map_err(StepError::aws(id, "ModifyVpcEndpoint"));
+                gone_is_done(restored)?;
             } else if let Some(set) = prev.get("set").and_then(Value::as_array) {
                 let before = prev.get("tags").and_then(Value::as_object).cloned().unwrap_or_default();
                 let added: Vec<Tag> = set
@@ -1403,7 +1424,16 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     .map(|k| Tag::builder().key(k).build())
                     .collect();
                 if !added.is_empty() {
-                    let _ = ec2.delete_tags().resources(id).set_tags(Some(added)).send().await;
+                    // An error (a denial above all) is never swallowed; a
+                    // resource already gone has no tags to restore.
+                    gone_is_done(
+                        ec2.delete_tags()
+                            .resources(id)
+                            .set_tags(Some(added))
+                            .send()
+                            .await
+                            .map_err(StepError::aws(id, "DeleteTags")),
+                    )?;
                 }
                 let restore: Vec<Tag> = set
                     .iter()
@@ -1413,7 +1443,14 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     })
                     .collect();
                 if !restore.is_empty() {
-                    let _ = ec2.create_tags().resources(id).set_tags(Some(restore)).send().await;
+                    gone_is_done(
+                        ec2.create_tags()
+                            .resources(id)
+                            .set_tags(Some(restore))
+                            .send()
+                            .await
+                            .map_err(StepError::aws(id, "CreateTags")),
+                    )?;
                 }
             }
         }

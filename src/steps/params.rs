@@ -104,6 +104,10 @@ impl Step for Params {
         Box::pin(validate(ctx))
     }
 
+    fn source_actions(&self) -> &'static [&'static str] {
+        &["ssm:DescribeParameters", "ssm:GetParameters"]
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "ssm:DescribeParameters",
