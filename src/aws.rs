@@ -3,6 +3,8 @@
 //! and two interceptors on every client: API-call accounting and, on source
 //! clients, a guard that refuses any operation that is not a read.
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -439,47 +441,203 @@ impl Aws {
     }
 }
 
-/// A one-line description of an SDK error: the service's code and message
-/// when there is one, else the transport failure.
-pub fn describe_sdk_error<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
-{
-    use aws_smithy_runtime_api::client::result::SdkError;
-    match err {
-        SdkError::ServiceError(se) => {
-            let e = se.err();
-            match (e.code(), e.message()) {
-                (Some(code), message) => format!("{code}: {}", message.unwrap_or("no message")),
-                // No modelled error: say what came back.
-                (None, _) => {
-                    let raw = format!("{:?}", se.raw());
-                    let status =
-                        raw.split("status: ").nth(1).and_then(|r| r.split([',', ' ']).next()).unwrap_or("?").to_owned();
-                    format!(
-                        "unrecognized response (HTTP {status}): {}",
-                        e.to_string().chars().take(300).collect::<String>()
-                    )
+/// What an AWS call answered when it failed, kept typed: the service's error
+/// code, its message, the HTTP status and the request id (printed with every
+/// error, as AWS support asks for it). Decisions are made with the named
+/// predicates below, never by matching text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsFailure {
+    /// The modelled or unmodelled service error code (`DependencyViolation`,
+    /// `InvalidGroup.NotFound`); None when no response was received.
+    pub code: Option<String>,
+    pub message: String,
+    pub status: Option<u16>,
+    pub request_id: Option<String>,
+}
+
+impl AwsFailure {
+    /// Reads an SDK error.
+    pub fn of<E>(err: &SdkError<E, HttpResponse>) -> AwsFailure
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        use aws_types::request_id::RequestId;
+        match err {
+            SdkError::ServiceError(se) => {
+                let e = se.err();
+                let status = se.raw().status().as_u16();
+                AwsFailure {
+                    code: e.code().map(str::to_owned),
+                    message: e
+                        .message()
+                        .map_or_else(|| e.to_string().chars().take(300).collect::<String>(), str::to_owned),
+                    status: Some(status),
+                    request_id: err.request_id().or_else(|| e.meta().request_id()).map(str::to_owned),
                 }
             }
-        }
-        other => {
-            let mut msg = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
+            other => {
+                let mut message = other.to_string();
+                let mut src = std::error::Error::source(other);
+                while let Some(s) = src {
+                    message.push_str(": ");
+                    message.push_str(&s.to_string());
+                    src = s.source();
+                }
+                let status = match other {
+                    SdkError::ResponseError(r) => Some(r.raw().status().as_u16()),
+                    _ => None,
+                };
+                AwsFailure { code: None, message, status, request_id: other.request_id().map(str::to_owned) }
             }
-            msg
         }
     }
+
+    fn code(&self) -> &str {
+        self.code.as_deref().unwrap_or("")
+    }
+
+    /// Whether the service answered with exactly this error code.
+    pub fn is(&self, code: &str) -> bool {
+        self.code() == code
+    }
+
+    /// The resource does not exist (every service's spelling of it).
+    pub fn is_not_found(&self) -> bool {
+        let c = self.code();
+        c.ends_with(".NotFound")
+            || c.ends_with("NotFound")
+            || c.ends_with("NotFoundException")
+            || c.ends_with("NotFoundFault")
+            || c.ends_with("NotFoundError")
+            || c.starts_with("NoSuch")
+            || self.status == Some(404) && c.is_empty()
+    }
+
+    /// Another resource still uses it (EC2: an ENI on a security group or
+    /// subnet, a subnet in a VPC).
+    pub fn is_dependency_violation(&self) -> bool {
+        self.is("DependencyViolation")
+    }
+
+    /// The service asked the caller to slow down.
+    pub fn is_throttle(&self) -> bool {
+        matches!(
+            self.code(),
+            "Throttling"
+                | "ThrottlingException"
+                | "ThrottledException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "SlowDown"
+                | "RequestThrottled"
+                | "RequestThrottledException"
+                | "ProvisionedThroughputExceededException"
+                | "PriorRequestNotComplete"
+        ) || self.status == Some(429)
+    }
+
+    /// The resource is busy with an earlier change (creating, updating, a
+    /// Lambda function Pending or InProgress): try again once it settles.
+    pub fn is_in_progress(&self) -> bool {
+        matches!(
+            self.code(),
+            "ResourceConflictException"
+                | "ResourceInUseException"
+                | "InvalidDBClusterStateFault"
+                | "InvalidDBInstanceState"
+                | "InvalidDBInstanceStateFault"
+                | "OperationAborted"
+                | "ConcurrentModification"
+                | "ConcurrentModificationException"
+                | "ContinuousBackupsUnavailableException"
+                | "IncorrectState"
+        )
+    }
+
+    /// The caller's identity may not make this call.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(
+            self.code(),
+            "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" | "Forbidden"
+        ) || self.status == Some(403) && self.code.is_none()
+    }
+}
+
+impl fmt::Display for AwsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, self.status) {
+            (Some(code), _) => write!(f, "{code}: {}", self.message)?,
+            (None, Some(status)) => write!(f, "HTTP {status}: {}", self.message)?,
+            (None, None) => f.write_str(&self.message)?,
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One line for an SDK error: the typed failure, printed.
+pub fn describe_sdk_error<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    AwsFailure::of(err).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failure(code: Option<&str>, status: u16) -> AwsFailure {
+        AwsFailure {
+            code: code.map(str::to_owned),
+            message: "m".into(),
+            status: Some(status),
+            request_id: Some("req-1".into()),
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_by_code_and_printed_with_the_request_id() {
+        for code in [
+            "InvalidGroup.NotFound",
+            "DBClusterNotFoundFault",
+            "DBInstanceNotFound",
+            "ResourceNotFoundException",
+            "NoSuchEntity",
+            "NoSuchBucket",
+            "ReplicationConfigurationNotFoundError",
+            "ParameterNotFound",
+            "LoadBalancerNotFound",
+            "ResourceNotFound",
+        ] {
+            assert!(failure(Some(code), 400).is_not_found(), "{code}");
+        }
+        assert!(!failure(Some("DependencyViolation"), 400).is_not_found());
+        assert!(failure(Some("DependencyViolation"), 400).is_dependency_violation());
+        for code in
+            ["Throttling", "ThrottlingException", "RequestLimitExceeded", "SlowDown", "TooManyRequestsException"]
+        {
+            assert!(failure(Some(code), 400).is_throttle(), "{code}");
+        }
+        assert!(failure(None, 429).is_throttle());
+        for code in [
+            "ResourceConflictException",
+            "ResourceInUseException",
+            "InvalidDBClusterStateFault",
+            "ContinuousBackupsUnavailableException",
+        ] {
+            assert!(failure(Some(code), 409).is_in_progress(), "{code}");
+        }
+        assert!(failure(Some("AccessDeniedException"), 403).is_access_denied());
+        assert!(failure(Some("UnauthorizedOperation"), 403).is_access_denied());
+        assert_eq!(failure(Some("DependencyViolation"), 400).to_string(), "DependencyViolation: m (request id req-1)");
+        assert_eq!(failure(None, 503).to_string(), "HTTP 503: m (request id req-1)");
+        let timeout = AwsFailure { code: None, message: "timeout".into(), status: None, request_id: None };
+        assert_eq!(timeout.to_string(), "timeout");
+        assert!(!timeout.is_not_found() && !timeout.is_throttle());
+    }
 
     #[test]
     fn decrypting_ssm_reads_are_recognised() {

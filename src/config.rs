@@ -872,6 +872,12 @@ audit_buckets = ["payments-audit-dev"]
         let text = MINIMAL.replace("[\"payments-audit-dev\"]", &format!("[\"{}-dev\"]", "a".repeat(58)));
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("63"), "{err}");
+        // A cluster name that fits while `<cluster>-2` (its second
+        // instance) does not.
+        let cluster = format!("{}-dev", "c".repeat(57));
+        let text = MINIMAL.replace("[source]\n", &format!("[source]\ndb_cluster = \"{cluster}\"\n"));
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("Aurora instance") && err.contains("63"), "{err}");
     }
 
     #[test]

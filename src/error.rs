@@ -34,8 +34,9 @@ pub enum Error {
     #[error("another paymig run holds the lock {location}: {holder}\nhelp: {help}")]
     Locked { location: String, holder: String, help: String },
 
-    #[error("{failed} step(s) failed: {summary}\nhelp: the journal is consistent; fix the cause and re-run the same command to resume")]
-    StepsFailed { failed: usize, summary: String },
+    /// `lines`: one per failed (or blocked) step or resource.
+    #[error("the command did not finish ({}):\n{}\nhelp: the journal is consistent; fix the cause and re-run the same command to resume", if .lines.len() == 1 { "1 failure".to_owned() } else { format!("{} failures", .lines.len()) }, .lines.iter().map(|l| format!("  - {}", l.replace('\n', "\n    "))).collect::<Vec<_>>().join("\n"))]
+    StepsFailed { lines: Vec<String> },
 
     #[error("{0}")]
     Aws(String),

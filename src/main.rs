@@ -13,7 +13,13 @@ async fn main() {
             if e.is_outcome() {
                 tracing::info!(exit_code = code, "{e}");
             } else if paymig::logging::is_json() {
-                eprintln!("{}", serde_json::json!({"level": "ERROR", "message": e.to_string(), "exit_code": code}));
+                let timestamp = time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"timestamp": timestamp, "level": "ERROR", "message": e.to_string(), "exit_code": code})
+                );
             } else {
                 eprintln!("error: {e}");
             }

@@ -199,6 +199,9 @@ pub fn derived_names(cfg: &Config) -> Vec<Derived> {
     ];
     if !s.db_cluster.is_empty() {
         out.push(d("source", "db_cluster", "Aurora cluster", n.prod(&s.db_cluster), 63, Rule::Identifier));
+        // Instances are `<cluster>-1` … `<cluster>-N`: the longest is checked.
+        let last = format!("{}-{}", n.prod(&s.db_cluster), cfg.database.instances.max(1));
+        out.push(d("source", "db_cluster", "Aurora instance", last, 63, Rule::Identifier));
     }
     for t in &s.dynamodb_tables {
         out.push(d("source", "dynamodb_tables", "DynamoDB table", n.prod(t), 255, Rule::Table));

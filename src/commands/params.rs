@@ -16,7 +16,7 @@ pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, yes: bool) -> Resu
     if dry_run {
         let journal = super::open_read_only(&cfg)?;
         let ctx = super::connect(cfg, Mode::Plan, journal).await?;
-        let outcome = step.run(&ctx).await.map_err(|e| Error::StepsFailed { failed: 1, summary: e.to_string() })?;
+        let outcome = step.run(&ctx).await.map_err(|e| Error::StepsFailed { lines: vec![e.to_string()] })?;
         print_report("paymig params --dry-run", &step.report(), outcome);
         super::report_calls(&ctx.aws);
         return Ok(());
@@ -35,12 +35,12 @@ pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, yes: bool) -> Resu
     journal.begin_run("params")?;
     let result = step.run(&ctx).await;
     if result.as_ref().is_ok_and(|o| *o == Outcome::Done) {
-        ctx.settle(step.id()).map_err(|e| Error::StepsFailed { failed: 1, summary: e.to_string() })?;
+        ctx.settle(step.id()).map_err(|e| Error::StepsFailed { lines: vec![e.to_string()] })?;
     }
     journal.end_run(if result.is_ok() { "ok" } else { "failed" }, ctx.aws.stats.summary().mutating)?;
     print_report("paymig params", &step.report(), result.as_ref().cloned().unwrap_or(Outcome::Done));
     super::report_calls(&ctx.aws);
-    result.map(|_| ()).map_err(|e| Error::StepsFailed { failed: 1, summary: e.to_string() })
+    result.map(|_| ()).map_err(|e| Error::StepsFailed { lines: vec![e.to_string()] })
 }
 
 fn print_report(title: &str, r: &Report, outcome: Outcome) {

@@ -27,7 +27,7 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
     super::require_confirmable(yes, "paymig switch")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "switch")?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
-    let failed = |e: StepError| Error::StepsFailed { failed: 1, summary: e.to_string() };
+    let failed = |e: StepError| Error::StepsFailed { lines: vec![e.to_string()] };
     let front = alb::locate(&ctx).await.map_err(failed)?.ok_or_else(|| {
         Error::Preflight(vec![format!(
             "no listener on port {} of {}: run `paymig apply` first",
@@ -85,8 +85,7 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
                 set_weights(&ctx, &front, &started_from).await.map_err(failed)?;
                 println!("paymig switch: reverted to {started_from:?}");
                 outcome = Err(Error::StepsFailed {
-                    failed: 1,
-                    summary: format!("switch to {to} reverted: {} in ALARM", alarming.join(", ")),
+                    lines: vec![format!("switch to {to} reverted: {} in ALARM", alarming.join(", "))],
                 });
                 break;
             }

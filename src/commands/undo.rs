@@ -448,7 +448,7 @@ fn finish(ctx: &Ctx, journal: &Journal, failures: Vec<String>, swept: Vec<String
     } else if failures.is_empty() {
         Ok(())
     } else {
-        Err(Error::StepsFailed { failed: failures.len(), summary: failures.join("; ") })
+        Err(Error::StepsFailed { lines: failures })
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::cli::ReportFormat;
 use crate::config::Config;
-use crate::engine::Mode;
+use crate::engine::{Mode, StepError};
 use crate::error::{Error, Result};
 use crate::report::Report;
 
@@ -17,8 +17,16 @@ pub async fn run(cfg: Config, format: ReportFormat, out: Option<PathBuf>) -> Res
     let ctx = super::connect(cfg, Mode::Plan, journal).await?;
     super::preflight(&ctx, &dag).await?;
     // The prod key, which several checks compare against.
-    if let Ok(k) = ctx.aws.target.kms.describe_key().key_id(ctx.cfg.names.kms_alias()).send().await {
-        ctx.outputs().kms_key_arn = k.key_metadata.and_then(|m| m.arn);
+    // A key that is not there is a finding of the kms step; one that could
+    // not be read is a failure (exit 1), never reported as drift.
+    let alias = ctx.cfg.names.kms_alias();
+    match ctx.aws.target.kms.describe_key().key_id(&alias).send().await.map_err(StepError::aws(&alias, "DescribeKey")) {
+        Ok(k) => ctx.outputs().kms_key_arn = k.key_metadata.and_then(|m| m.arn),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            super::report_calls(&ctx.aws);
+            return Err(Error::StepsFailed { lines: vec![format!("kms: {e}")] });
+        }
     }
     let results = futures::future::join_all(dag.steps().iter().map(|s| s.validate(&ctx))).await;
     let mut findings = Vec::new();
@@ -31,7 +39,7 @@ pub async fn run(cfg: Config, format: ReportFormat, out: Option<PathBuf>) -> Res
     }
     if !errors.is_empty() {
         super::report_calls(&ctx.aws);
-        return Err(Error::StepsFailed { failed: errors.len(), summary: errors.join("; ") });
+        return Err(Error::StepsFailed { lines: errors });
     }
     let report = Report::from(findings);
     let title = format!(

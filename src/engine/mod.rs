@@ -61,8 +61,13 @@ pub struct Change {
 /// A step failure, naming the resource and the call.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    #[error("{resource}: {op} failed: {message}")]
-    Aws { resource: String, op: String, message: String },
+    /// An AWS call failed (after the SDK's retries); the failure is typed.
+    #[error("{resource}: {op} failed: {failure}")]
+    Aws { resource: String, op: String, failure: Box<crate::aws::AwsFailure> },
+    /// A wait for AWS (a cluster becoming available, a table ACTIVE, ENIs
+    /// released) ran past its bound: the resource is slow, not wrong.
+    #[error("{resource}: {what} not reached within {}s\nhelp: AWS is still working on it; re-run the same command to resume the wait (or raise [migration] max_wait_minutes)", .waited.as_secs())]
+    Timeout { resource: String, what: String, waited: Duration },
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("{0}")]
@@ -77,16 +82,84 @@ pub enum StepError {
 
 impl StepError {
     /// An error-mapping closure for an SDK call on `resource`.
-    pub fn aws<E, R>(
+    pub fn aws<E>(
         resource: impl Into<String>,
         op: &'static str,
-    ) -> impl FnOnce(aws_smithy_runtime_api::client::result::SdkError<E, R>) -> StepError
+    ) -> impl FnOnce(
+        aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    ) -> StepError
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         let resource = resource.into();
-        move |e| StepError::Aws { resource, op: op.to_owned(), message: crate::aws::describe_sdk_error(&e) }
+        move |e| StepError::Aws { resource, op: op.to_owned(), failure: Box::new(crate::aws::AwsFailure::of(&e)) }
+    }
+
+    /// An error-mapping closure for an SDK waiter on `resource` waiting for
+    /// `what` (`"available"`, `"ACTIVE"`): running out of time is a
+    /// [`StepError::Timeout`] (slow, resumable), a failed poll an AWS
+    /// failure, a failure state (the resource will never get there) invalid.
+    pub fn waiting<O, E>(
+        resource: impl Into<String>,
+        what: impl Into<String>,
+        max_wait: Duration,
+    ) -> impl FnOnce(aws_smithy_runtime_api::client::waiters::error::WaiterError<O, E>) -> StepError
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+        let (resource, what) = (resource.into(), what.into());
+        move |e| match e {
+            WaiterError::ExceededMaxWait(_) => StepError::Timeout { resource, what, waited: max_wait },
+            WaiterError::OperationFailed(op) => StepError::Aws {
+                resource,
+                op: format!("waiting for {what}"),
+                failure: Box::new(crate::aws::AwsFailure::of(op.error())),
+            },
+            WaiterError::FailureState(_) => {
+                StepError::Invalid(format!("{resource}: reached a state from which it cannot become {what}"))
+            }
+            other => StepError::Invalid(format!("{resource}: waiting for {what}: {other}")),
+        }
+    }
+
+    /// The AWS failure behind this error, if it is one.
+    pub fn failure(&self) -> Option<&crate::aws::AwsFailure> {
+        match self {
+            StepError::Aws { failure, .. } => Some(failure.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The call answered that its resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.failure().is_some_and(crate::aws::AwsFailure::is_not_found)
+    }
+
+    /// The call answered exactly this service error code.
+    pub fn is_code(&self, code: &str) -> bool {
+        self.failure().is_some_and(|f| f.is(code))
+    }
+
+    /// Another resource still depends on it (EC2 `DependencyViolation`).
+    pub fn is_dependency_violation(&self) -> bool {
+        self.failure().is_some_and(crate::aws::AwsFailure::is_dependency_violation)
+    }
+
+    /// The resource is busy with an earlier change.
+    pub fn is_in_progress(&self) -> bool {
+        self.failure().is_some_and(crate::aws::AwsFailure::is_in_progress)
+    }
+
+    /// Throttled (after the SDK's own retries).
+    pub fn is_throttle(&self) -> bool {
+        self.failure().is_some_and(crate::aws::AwsFailure::is_throttle)
+    }
+
+    /// The service's message contains `text` (for the few conditions AWS
+    /// tells only in words, such as IAM propagation).
+    pub fn message_contains(&self, text: &str) -> bool {
+        self.failure().is_some_and(|f| f.message.contains(text))
     }
 }
 
@@ -566,6 +639,35 @@ where
     )
     .when(retryable)
     .notify(|e, d| tracing::warn!(what, error = %e, delay_ms = d.as_millis() as u64, "retrying after an eventual-consistency error"))
+    .await
+}
+
+/// Retries `op` while `retryable` says AWS is not ready yet, for as long as
+/// AWS may take (`bound`, from `[migration] max_wait_minutes`): backoff from
+/// 1 s to 30 s, with jitter. For states that last minutes — ENIs that keep a
+/// security group in use for up to 45 minutes, backups not yet available on
+/// a new table — where [`retry_eventual`]'s eight attempts would give up.
+pub async fn retry_until<T, F, Fut>(
+    what: &str,
+    bound: Duration,
+    retryable: impl Fn(&StepError) -> bool,
+    op: F,
+) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StepError>>,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    op.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(30))
+            .without_max_times()
+            .with_total_delay(Some(bound))
+            .with_jitter(),
+    )
+    .when(retryable)
+    .notify(|e, d| tracing::info!(what, error = %e, delay_ms = d.as_millis() as u64, "AWS is not ready yet; retrying"))
     .await
 }
 

@@ -163,6 +163,14 @@ fn function(ctx: &Ctx) -> Option<(String, String)> {
     Some((dev.clone(), ctx.cfg.names.prod(dev)))
 }
 
+/// The ALB's subnets: AWS takes one per Availability Zone (and at least two
+/// zones), while the prod network mirrors every dev subnet — the first of
+/// each zone (`subnets` is sorted by zone).
+pub fn one_per_zone(subnets: &[(String, String)]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    subnets.iter().filter(|(zone, _)| seen.insert(zone.clone())).map(|(_, id)| id.clone()).collect()
+}
+
 async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     let elb = &ctx.aws.target.elbv2;
     let name = ctx.cfg.names.own("alb");
@@ -172,11 +180,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     }
     let (subnets, sg, vpc) = {
         let o = ctx.outputs();
-        (
-            o.subnets.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
-            o.sg_alb.clone().unwrap_or_default(),
-            o.vpc_id.clone().unwrap_or_default(),
-        )
+        (one_per_zone(&o.subnets), o.sg_alb.clone().unwrap_or_default(), o.vpc_id.clone().unwrap_or_default())
     };
     // The load balancer.
     let res = Res::new(STEP, "load_balancer", "alb", &name);
@@ -190,6 +194,12 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         Err(e) if e.as_service_error().is_some_and(|e| e.is_load_balancer_not_found_exception()) => String::new(),
         Err(e) => return Err(StepError::aws(&name, "DescribeLoadBalancers")(e)),
     };
+    if subnets.len() < 2 && !ctx.is_plan() {
+        return Err(StepError::Invalid(format!(
+            "{name}: an ALB needs subnets in at least two Availability Zones; the prod network has {}",
+            subnets.len()
+        )));
+    }
     let lb_arn = if lb_arn.is_empty() {
         ctx.create(&res, format!("internal, {} subnets", subnets.len()), Value::Null, || async {
             let out = elb
@@ -397,7 +407,6 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let (elb, lambda) = (&ctx.aws.target.elbv2, &ctx.aws.target.lambda);
     let id = r.id.clone().unwrap_or_default();
-    let code = |m: &str| m.split(':').next().unwrap_or("").to_owned();
     let result: Result<(), StepError> = match (r.intent.kind.as_str(), r.intent.op) {
         ("listener", Op::Create | Op::Adopt) if !id.is_empty() => elb
             .delete_listener()
@@ -464,18 +473,8 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         _ => Ok(()),
     };
     match result {
-        Err(StepError::Aws { message, .. })
-            if [
-                "LoadBalancerNotFound",
-                "TargetGroupNotFound",
-                "ListenerNotFound",
-                "ResourceNotFoundException",
-                "InvalidTarget",
-            ]
-            .contains(&code(&message).as_str()) =>
-        {
-            Ok(())
-        }
+        // Already gone (InvalidTarget: the target was deregistered).
+        Err(e) if e.is_not_found() || e.is_code("InvalidTarget") => Ok(()),
         other => other,
     }
 }
@@ -485,9 +484,16 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     let elb = &ctx.aws.target.elbv2;
     let mut f = Findings::default();
     let name = ctx.cfg.names.own("alb");
-    let lb = match elb.describe_load_balancers().names(&name).send().await {
+    let lb = match elb
+        .describe_load_balancers()
+        .names(&name)
+        .send()
+        .await
+        .map_err(StepError::aws(&name, "DescribeLoadBalancers"))
+    {
         Ok(out) => out.load_balancers().first().cloned(),
-        Err(_) => None,
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e),
     };
     let Some(lb) = lb else {
         f.resources.push(Resource::missing("load_balancer", "(prod only)", &name));
@@ -522,6 +528,16 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alb_takes_the_first_subnet_of_each_zone() {
+        let subnets: Vec<(String, String)> = [("a", "s1"), ("a", "s2"), ("b", "s3"), ("c", "s4"), ("c", "s5")]
+            .iter()
+            .map(|(z, s)| (z.to_string(), s.to_string()))
+            .collect();
+        assert_eq!(one_per_zone(&subnets), ["s1", "s3", "s4"]);
+        assert!(one_per_zone(&[]).is_empty());
+    }
 
     #[test]
     fn the_live_colour_takes_all_traffic() {

@@ -100,6 +100,7 @@ impl Step for Audit {
             "iam:GetRolePolicy",
             "iam:PutRolePolicy",
             "iam:DeleteRolePolicy",
+            "iam:ListRolePolicies",
             "iam:TagRole",
             "iam:PassRole",
         ]
@@ -793,56 +794,13 @@ async fn delete_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<bool, St
     Ok(true)
 }
 
-async fn delete_role(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
-    let iam = &ctx.aws.target.iam;
-    match iam.delete_role_policy().role_name(name).policy_name(ROLE_POLICY).send().await {
-        Ok(_) => {}
-        Err(e) if code_of_iam(&e) == Some("NoSuchEntity") => {}
-        Err(e) => return Err(StepError::aws(name, "DeleteRolePolicy")(e)),
-    }
-    match iam.delete_role().role_name(name).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if code_of_iam(&e) == Some("NoSuchEntity") => Ok(false),
-        Err(e) => Err(StepError::aws(name, "DeleteRole")(e)),
-    }
-}
-
-fn code_of_iam<E: aws_sdk_iam::error::ProvideErrorMetadata, R>(
-    e: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> Option<&str> {
-    e.as_service_error().and_then(|s| s.code())
-}
-
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let name = r.intent.name.as_str();
     match (r.intent.kind.as_str(), r.intent.op) {
         ("iam_role", Op::Create | Op::Adopt) => {
-            delete_role(ctx, name).await?;
+            super::iam::delete_role(ctx, name).await?;
         }
-        ("iam_role", Op::Update) => {
-            let iam = &ctx.aws.target.iam;
-            let prev = &r.intent.prev["role_policy"];
-            if prev.is_null() {
-                match iam.delete_role_policy().role_name(name).policy_name(ROLE_POLICY).send().await {
-                    Ok(_) => {}
-                    Err(e) if code_of_iam(&e) == Some("NoSuchEntity") => {}
-                    Err(e) => return Err(StepError::aws(name, "DeleteRolePolicy")(e)),
-                }
-            } else {
-                match iam
-                    .put_role_policy()
-                    .role_name(name)
-                    .policy_name(ROLE_POLICY)
-                    .policy_document(prev.to_string())
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if code_of_iam(&e) == Some("NoSuchEntity") => {}
-                    Err(e) => return Err(StepError::aws(name, "PutRolePolicy")(e)),
-                }
-            }
-        }
+        ("iam_role", Op::Update) => super::iam::restore_role_policy(ctx, r, ROLE_POLICY).await?,
         (kind, Op::Create | Op::Adopt) => {
             delete_bucket(ctx, place_of(kind), name).await?;
         }
@@ -867,8 +825,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             let prev = &r.intent.prev["value"];
             if field == "replication" {
                 match write_replication(c, name, prev).await {
-                    Err(StepError::Aws { message, .. })
-                        if message.starts_with("ReplicationConfigurationNotFoundError") => {}
+                    Err(e) if e.is_not_found() => {}
                     other => other?,
                 }
             } else if field == "versioning" && !prev.is_string() {
@@ -877,7 +834,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 tracing::info!(bucket = name, "versioning stays enabled: a bucket cannot return to never-versioned");
             } else if let Some(setting) = Setting::from_name(field) {
                 match setting.write(c, name, prev).await {
-                    Err(StepError::Aws { message, .. }) if message.starts_with("NoSuch") => {}
+                    Err(e) if e.is_not_found() => {}
                     other => other?,
                 }
             }
@@ -984,7 +941,9 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         }
     }
     let role = ctx.cfg.names.own("s3-replication");
-    if ctx.aws.target.iam.get_role().role_name(&role).send().await.is_ok() && delete_role(ctx, &role).await? {
+    if ctx.aws.target.iam.get_role().role_name(&role).send().await.is_ok()
+        && super::iam::delete_role(ctx, &role).await?
+    {
         removed.push(format!("iam role {role}"));
     }
     Ok(removed)

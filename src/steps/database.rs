@@ -455,6 +455,17 @@ fn cluster_settings(c: &DbCluster) -> Value {
     })
 }
 
+/// Waits (the SDK's waiter) until the cluster is available; returns it.
+async fn wait_cluster_available(ctx: &Ctx, id: &str) -> Result<DbCluster, StepError> {
+    let waiter = ctx.aws.target.rds.wait_until_db_cluster_available().db_cluster_identifier(id).wait(ctx.max_wait());
+    crate::progress::while_waiting(STEP, &format!("{id} to become available"), waiter)
+        .await
+        .map_err(StepError::waiting(id, "available", ctx.max_wait()))?;
+    describe_cluster(ctx, id)
+        .await?
+        .ok_or_else(|| StepError::Invalid(format!("{id} vanished while becoming available")))
+}
+
 async fn converge_cluster(
     ctx: &Ctx,
     dev: &DevCluster,
@@ -472,7 +483,15 @@ async fn converge_cluster(
     let cluster = match existing {
         Some(c) => {
             ctx.existing(&res, &n.cluster, c.db_cluster_arn(), is_ours(ctx, c.tag_list()))?;
-            c
+            // A run stopped during the restore (or a change still applying)
+            // finds it creating or modifying: ModifyDBCluster would answer
+            // InvalidDBClusterStateFault, so wait for it first.
+            if !ctx.is_plan() && c.status().is_some_and(|s| s != "available") {
+                tracing::info!(cluster = %n.cluster, status = c.status().unwrap_or(""), "waiting for the cluster to become available");
+                wait_cluster_available(ctx, &n.cluster).await?
+            } else {
+                c
+            }
         }
         None => {
             let data = json!({
@@ -518,18 +537,7 @@ async fn converge_cluster(
                 .await?;
             match created {
                 None => return Ok(DbCluster::builder().db_cluster_identifier(planned_id("db cluster")).build()),
-                Some(_) => {
-                    let waiter =
-                        rds.wait_until_db_cluster_available().db_cluster_identifier(&n.cluster).wait(ctx.max_wait());
-                    crate::progress::while_waiting(STEP, &format!("{} to become available", n.cluster), waiter)
-                        .await
-                        .map_err(|e| {
-                        StepError::Invalid(format!("{}: not available within {:?}: {e}", n.cluster, ctx.max_wait()))
-                    })?;
-                    describe_cluster(ctx, &n.cluster)
-                        .await?
-                        .ok_or_else(|| StepError::Invalid(format!("{} vanished after restore", n.cluster)))?
-                }
+                Some(_) => wait_cluster_available(ctx, &n.cluster).await?,
             }
         }
     };
@@ -686,7 +694,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
                 let waiter = rds.wait_until_db_instance_available().db_instance_identifier(&id).wait(ctx.max_wait());
                 crate::progress::while_waiting(STEP, &format!("{id} to become available"), waiter)
                     .await
-                    .map_err(|e| StepError::Invalid(format!("{id}: not available within {:?}: {e}", ctx.max_wait())))?;
+                    .map_err(StepError::waiting(&id, "available", ctx.max_wait()))?;
             }
         }
     }
@@ -835,7 +843,7 @@ async fn delete_instance(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
         .db_instance_identifier(id)
         .wait(ctx.max_wait())
         .await
-        .map_err(|e| StepError::Invalid(format!("{id}: still deleting after {:?}: {e}", ctx.max_wait())))?;
+        .map_err(StepError::waiting(id, "deleted", ctx.max_wait()))?;
     Ok(true)
 }
 
@@ -875,7 +883,7 @@ async fn delete_cluster(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
         .db_cluster_identifier(id)
         .wait(ctx.max_wait())
         .await
-        .map_err(|e| StepError::Invalid(format!("{id}: still deleting after {:?}: {e}", ctx.max_wait())))?;
+        .map_err(StepError::waiting(id, "deleted", ctx.max_wait()))?;
     Ok(true)
 }
 

@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::types::{
     GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, KeySchemaElement, LocalSecondaryIndex,
     PointInTimeRecoverySpecification, Projection, ProvisionedThroughput, SseSpecification, SseType,
     StreamSpecification, StreamViewType, TableClass, TableDescription, Tag, TimeToLiveSpecification,
+    UpdateGlobalSecondaryIndexAction,
 };
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
@@ -21,7 +22,7 @@ use tracing::Instrument;
 
 use crate::config::{BillingMode, TAG_MIGRATION};
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
 
 pub struct DynamoDb;
 
@@ -340,14 +341,17 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
             .create(&res, detail, json!({"dev": dev.name}), || create_table(ctx, dev, &name, &want, key_arn))
             .await?;
         if created.is_some() {
-            ddb.wait_until_table_exists().table_name(&name).wait(ctx.max_wait()).await.map_err(|e| {
-                StepError::Invalid(format!("{name}: did not become ACTIVE within {:?}: {e}", ctx.max_wait()))
-            })?;
+            wait_settled(ctx, &name).await?;
         }
         converge_settings(ctx, dev, &res, &name, None).await?;
         return Ok(());
     };
 
+    // A run that stopped mid-change (or another tool) may have left the
+    // table or an index changing: nothing more is accepted until it settles.
+    if !ctx.is_plan() && !busy_parts(&prod).is_empty() {
+        wait_settled(ctx, &name).await?;
+    }
     let arn = prod.table_arn().unwrap_or_default().to_owned();
     let have = Schema::of(&prod);
     let incompatible = want.incompatible(&have);
@@ -363,8 +367,10 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
         }
     }
     converge_tags(ctx, &res, &name, &arn).await?;
+    // One online index at a time: each UpdateTable waits for the previous
+    // index to become ACTIVE. The attribute definitions accumulate.
+    let mut attrs = have.attributes.clone();
     for (index, spec) in want.missing_gsis(&have) {
-        let mut attrs = have.attributes.clone();
         attrs.extend(spec.keys.iter().filter_map(|(k, _)| want.attributes.get(k).map(|t| (k.clone(), t.clone()))));
         let mut gsi = CreateGlobalSecondaryIndexAction::builder()
             .index_name(index)
@@ -382,7 +388,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
                 .send()
                 .await
                 .map_err(StepError::aws(&name, "UpdateTable"))?;
-            Ok(())
+            wait_settled(ctx, &name).await
         })
         .await?;
     }
@@ -407,10 +413,24 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
             || async {
                 let mut u = ddb.update_table().table_name(&name).billing_mode(billing_of(ctx));
                 if provisioned {
+                    // AWS needs every GSI's throughput in the same call.
                     u = u.provisioned_throughput(throughput(table_throughput(&dev.table)));
+                    for (index, spec) in want.gsis.iter().filter(|(n, _)| have.gsis.contains_key(*n)) {
+                        u = u.global_secondary_index_updates(
+                            GlobalSecondaryIndexUpdate::builder()
+                                .update(
+                                    UpdateGlobalSecondaryIndexAction::builder()
+                                        .index_name(index)
+                                        .provisioned_throughput(throughput(spec.throughput))
+                                        .build()
+                                        .map_err(|e| StepError::Invalid(e.to_string()))?,
+                                )
+                                .build(),
+                        );
+                    }
                 }
                 u.send().await.map_err(StepError::aws(&name, "UpdateTable"))?;
-                Ok(())
+                wait_settled(ctx, &name).await
             },
         )
         .await?;
@@ -423,7 +443,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
                 .send()
                 .await
                 .map_err(StepError::aws(&name, "UpdateTable"))?;
-            Ok(())
+            wait_settled(ctx, &name).await
         })
         .await?;
     }
@@ -501,6 +521,7 @@ async fn set_stream(ctx: &Ctx, name: &str, view: Option<&str>, currently_enabled
             .send()
             .await
             .map_err(StepError::aws(name, "UpdateTable"))?;
+        wait_settled(ctx, name).await?;
     }
     if let Some(v) = view {
         ddb.update_table()
@@ -515,6 +536,7 @@ async fn set_stream(ctx: &Ctx, name: &str, view: Option<&str>, currently_enabled
             .send()
             .await
             .map_err(StepError::aws(name, "UpdateTable"))?;
+        wait_settled(ctx, name).await?;
     }
     Ok(())
 }
@@ -612,18 +634,82 @@ async fn converge_settings(
 }
 
 async fn set_pitr(ctx: &Ctx, name: &str, on: bool) -> Result<(), StepError> {
-    ctx.aws
-        .target
-        .dynamodb
-        .update_continuous_backups()
-        .table_name(name)
-        .point_in_time_recovery_specification(
-            PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(on).build().expect("flag set"),
-        )
-        .send()
-        .await
-        .map_err(StepError::aws(name, "UpdateContinuousBackups"))?;
+    // Right after a table becomes ACTIVE, AWS often answers
+    // ContinuousBackupsUnavailableException for a while (the SDK does not
+    // retry it): retried for as long as a table may take.
+    retry_until(
+        &format!("point-in-time recovery on {name}"),
+        ctx.max_wait(),
+        |e| e.is_code("ContinuousBackupsUnavailableException"),
+        || async {
+            ctx.aws
+                .target
+                .dynamodb
+                .update_continuous_backups()
+                .table_name(name)
+                .point_in_time_recovery_specification(
+                    PointInTimeRecoverySpecification::builder()
+                        .point_in_time_recovery_enabled(on)
+                        .build()
+                        .expect("flag set"),
+                )
+                .send()
+                .await
+                .map_err(StepError::aws(name, "UpdateContinuousBackups"))
+        },
+    )
+    .await?;
     Ok(())
+}
+
+/// Waits until the table and each of its indexes are ACTIVE: UpdateTable is
+/// refused while the table or an index is CREATING/UPDATING, and AWS creates
+/// or deletes one online index at a time. A describe loop (the SDK's
+/// `table_exists` waiter looks at the table only), bounded by
+/// `[migration] max_wait_minutes`.
+async fn wait_settled(ctx: &Ctx, name: &str) -> Result<(), StepError> {
+    let waited = async {
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(500);
+        loop {
+            let table = describe_prod(ctx, name).await?;
+            let busy: Vec<String> = match &table {
+                None => return Ok(()),
+                Some(t) => busy_parts(t),
+            };
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= ctx.max_wait() {
+                return Err(StepError::Timeout {
+                    resource: name.to_owned(),
+                    what: format!("ACTIVE ({} still changing)", busy.join(", ")),
+                    waited: ctx.max_wait(),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(15));
+        }
+    };
+    crate::progress::while_waiting(STEP, &format!("{name} and its indexes to become ACTIVE"), waited).await
+}
+
+/// What of a table is not ACTIVE yet: the table and each index by name.
+fn busy_parts(t: &TableDescription) -> Vec<String> {
+    let mut busy = Vec::new();
+    if t.table_status().is_some_and(|s| s.as_str() != "ACTIVE") {
+        busy.push(format!("the table ({})", t.table_status().map_or("", |s| s.as_str())));
+    }
+    for g in t.global_secondary_indexes() {
+        if g.index_status().is_some_and(|s| s.as_str() != "ACTIVE") {
+            busy.push(format!(
+                "index {} ({})",
+                g.index_name().unwrap_or("?"),
+                g.index_status().map_or("", |s| s.as_str())
+            ));
+        }
+    }
+    busy
 }
 
 async fn set_ttl(ctx: &Ctx, name: &str, from: Option<&str>, to: Option<&str>) -> Result<(), StepError> {
@@ -750,6 +836,10 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
 async fn delete_table(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
     let ddb = &ctx.aws.target.dynamodb;
     let Some(t) = describe_prod(ctx, name).await? else { return Ok(false) };
+    // DeleteTable is refused while the table or an index is changing.
+    if !busy_parts(&t).is_empty() {
+        wait_settled(ctx, name).await?;
+    }
     if t.deletion_protection_enabled() == Some(true) {
         ddb.update_table()
             .table_name(name)
@@ -763,11 +853,11 @@ async fn delete_table(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
         Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => return Ok(false),
         Err(e) => return Err(StepError::aws(name, "DeleteTable")(e)),
     }
-    ddb.wait_until_table_not_exists()
-        .table_name(name)
-        .wait(ctx.max_wait())
-        .await
-        .map_err(|e| StepError::Invalid(format!("{name}: still deleting after {:?}: {e}", ctx.max_wait())))?;
+    ddb.wait_until_table_not_exists().table_name(name).wait(ctx.max_wait()).await.map_err(StepError::waiting(
+        name,
+        "deleted",
+        ctx.max_wait(),
+    ))?;
     Ok(true)
 }
 
@@ -778,9 +868,7 @@ where
     Fut: std::future::Future<Output = Result<(), StepError>>,
 {
     match call().await {
-        Err(StepError::Aws { message, .. })
-            if message.starts_with("ResourceNotFoundException") || message.starts_with("TableNotFoundException") =>
-        {
+        Err(e) if e.is_not_found() => {
             tracing::info!(table = name, "already gone");
             Ok(())
         }
@@ -797,6 +885,10 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             delete_table(ctx, &name).await?;
         }
         Op::Update => {
+            // Every revert is an UpdateTable-like change: refused while the
+            // table or an index is still changing (a previous revert's index
+            // deletion above all).
+            wait_settled(ctx, &name).await?;
             if let Some(index) = prev.get("gsi").and_then(Value::as_str) {
                 on_table(&name, || async {
                     ddb.update_table()

@@ -26,6 +26,12 @@ impl Step for Iam {
         &["kms", "dynamodb", "audit"]
     }
 
+    /// An execution policy over IAM's inline limit would fail mid-apply:
+    /// refused before anything changes.
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
+        Box::pin(async move { oversized_policies(ctx) })
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
     }
@@ -47,6 +53,7 @@ impl Step for Iam {
             "iam:GetRolePolicy",
             "iam:PutRolePolicy",
             "iam:DeleteRolePolicy",
+            "iam:ListRolePolicies",
             "iam:PassRole",
         ]
     }
@@ -115,7 +122,8 @@ pub async fn converge_role(
         },
     };
     if have != *policy {
-        ctx.update(res, &name, format!("inline policy {policy_name}"), json!({"role_policy": have}), || async {
+        let prev = json!({"role_policy": have, "policy_name": policy_name});
+        ctx.update(res, &name, format!("inline policy {policy_name}"), prev, || async {
             iam.put_role_policy()
                 .role_name(&name)
                 .policy_name(policy_name)
@@ -128,6 +136,90 @@ pub async fn converge_role(
         .await?;
     }
     Ok(arn.unwrap_or_else(|| format!("arn:aws:iam::{}:role/{name}", ctx.account)))
+}
+
+/// IAM's limit on the inline policies of one role, in characters, all of
+/// them together (AWS does not count white space; paymig's documents have
+/// none).
+pub const MAX_INLINE_CHARS: usize = 10_240;
+
+/// Deletes a role paymig created: every inline policy first (ListRolePolicies,
+/// so none is left to block DeleteRole), then the role. False when it was
+/// gone.
+pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
+    let iam = &ctx.aws.target.iam;
+    let policies: Vec<String> =
+        match iam.list_role_policies().role_name(name).into_paginator().items().send().try_collect().await {
+            Ok(p) => p,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => return Ok(false),
+            Err(e) => return Err(StepError::aws(name, "ListRolePolicies")(e)),
+        };
+    for policy in policies {
+        match iam.delete_role_policy().role_name(name).policy_name(&policy).send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {}
+            Err(e) => return Err(StepError::aws(name, "DeleteRolePolicy")(e)),
+        }
+    }
+    match iam.delete_role().role_name(name).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(false),
+        Err(e) => Err(StepError::aws(name, "DeleteRole")(e)),
+    }
+}
+
+/// Reverses a journaled inline-policy change of a role: the previous
+/// document put back, or the policy removed when there was none. The policy
+/// name is journaled with the change (`default` for journals of versions
+/// that had one policy per role).
+pub async fn restore_role_policy(ctx: &Ctx, r: &Record, default: &str) -> Result<(), StepError> {
+    let iam = &ctx.aws.target.iam;
+    let name = r.intent.name.as_str();
+    let prev = &r.intent.prev["role_policy"];
+    let policy = r.intent.prev["policy_name"].as_str().unwrap_or(default);
+    let result = if prev.is_null() {
+        iam.delete_role_policy()
+            .role_name(name)
+            .policy_name(policy)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(StepError::aws(name, "DeleteRolePolicy"))
+    } else {
+        iam.put_role_policy()
+            .role_name(name)
+            .policy_name(policy)
+            .policy_document(prev.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(StepError::aws(name, "PutRolePolicy"))
+    };
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Execution policies that would exceed [`MAX_INLINE_CHARS`] (measured with
+/// a key ARN of the real length; the key may not exist yet).
+fn oversized_policies(ctx: &Ctx) -> Vec<StepError> {
+    let key =
+        format!("arn:aws:kms:{}:{}:key/00000000-0000-0000-0000-000000000000", ctx.cfg.migration.region, ctx.account);
+    ctx.cfg
+        .source
+        .lambda_functions
+        .iter()
+        .filter_map(|f| {
+            let size = execution_policy(ctx, f, &key).to_string().len();
+            (size > MAX_INLINE_CHARS).then(|| {
+                StepError::Invalid(format!(
+                    "[source] dynamodb_tables: the execution role of {} would need an inline policy of {size} characters; IAM allows {MAX_INLINE_CHARS} per role\nhelp: split [source] dynamodb_tables across two migrations (paymig does not attach customer-managed policies yet)",
+                    ctx.cfg.names.prod(f)
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The execution policy of one prod function.
@@ -204,49 +296,11 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
 }
 
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
-    let iam = &ctx.aws.target.iam;
-    let name = r.intent.name.as_str();
-    let gone = |code: Option<&str>| code == Some("NoSuchEntity");
     match r.intent.op {
         Op::Create | Op::Adopt => {
-            match iam.delete_role_policy().role_name(name).policy_name(POLICY_NAME).send().await {
-                Ok(_) => {}
-                Err(e)
-                    if gone(e.as_service_error().and_then(|s| aws_sdk_iam::error::ProvideErrorMetadata::code(s))) => {}
-                Err(e) => return Err(StepError::aws(name, "DeleteRolePolicy")(e)),
-            }
-            match iam.delete_role().role_name(name).send().await {
-                Ok(_) => {}
-                Err(e)
-                    if gone(e.as_service_error().and_then(|s| aws_sdk_iam::error::ProvideErrorMetadata::code(s))) => {}
-                Err(e) => return Err(StepError::aws(name, "DeleteRole")(e)),
-            }
+            delete_role(ctx, &r.intent.name).await?;
         }
-        Op::Update => {
-            let prev = &r.intent.prev["role_policy"];
-            let result = if prev.is_null() {
-                iam.delete_role_policy()
-                    .role_name(name)
-                    .policy_name(POLICY_NAME)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(StepError::aws(name, "DeleteRolePolicy"))
-            } else {
-                iam.put_role_policy()
-                    .role_name(name)
-                    .policy_name(POLICY_NAME)
-                    .policy_document(prev.to_string())
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(StepError::aws(name, "PutRolePolicy"))
-            };
-            match result {
-                Err(StepError::Aws { message, .. }) if message.starts_with("NoSuchEntity") => {}
-                other => other?,
-            }
-        }
+        Op::Update => restore_role_policy(ctx, r, POLICY_NAME).await?,
     }
     Ok(())
 }

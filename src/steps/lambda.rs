@@ -38,7 +38,6 @@ pub struct Lambda {
 pub struct DevFunction {
     pub name: String,
     pub config: FunctionConfiguration,
-    pub code_location: Option<String>,
 }
 
 impl std::fmt::Display for DevFunction {
@@ -201,7 +200,6 @@ async fn read_dev(ctx: &Ctx) -> Result<Vec<DevFunction>, StepError> {
                     config: f.configuration.ok_or_else(|| {
                         StepError::Invalid(format!("dev function {name}: GetFunction returned no configuration"))
                     })?,
-                    code_location: f.code.and_then(|c| c.location),
                 }),
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Err(
                     StepError::Invalid(format!("[source] lambda_functions: the dev function {name:?} does not exist")),
@@ -222,7 +220,26 @@ pub fn code_sha256(bytes: &[u8]) -> String {
 }
 
 /// Downloads a presigned URL (GetFunction's Code.Location).
-pub async fn download(url: &str) -> Result<Vec<u8>, String> {
+/// Why a package download failed: the HTTP status when the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadError {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl std::fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for DownloadError {
+    fn from(message: String) -> Self {
+        DownloadError { status: None, message }
+    }
+}
+
+pub async fn download(url: &str) -> Result<Vec<u8>, DownloadError> {
     use http_body_util::BodyExt;
     type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
     type HttpClient = hyper_util::client::legacy::Client<Https, http_body_util::Empty<bytes::Bytes>>;
@@ -239,31 +256,58 @@ pub async fn download(url: &str) -> Result<Vec<u8>, String> {
             Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https))
         })
         .as_ref()
-        .map_err(Clone::clone)?;
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad code location: {e}"))?;
+        .map_err(|e| DownloadError::from(e.clone()))?;
+    let uri: hyper::Uri = url.parse().map_err(|e| DownloadError::from(format!("bad code location: {e}")))?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(300), client.get(uri))
         .await
-        .map_err(|_| "download timed out".to_owned())?
-        .map_err(|e| format!("download failed: {e}"))?;
+        .map_err(|_| DownloadError::from("download timed out".to_owned()))?
+        .map_err(|e| DownloadError::from(format!("download failed: {e}")))?;
     if !resp.status().is_success() {
-        return Err(format!("download answered HTTP {}", resp.status()));
+        return Err(DownloadError {
+            status: Some(resp.status().as_u16()),
+            message: format!("download answered HTTP {}", resp.status()),
+        });
     }
-    let body = resp.into_body().collect().await.map_err(|e| format!("download failed: {e}"))?;
+    let body = resp.into_body().collect().await.map_err(|e| DownloadError::from(format!("download failed: {e}")))?;
     Ok(body.to_bytes().to_vec())
+}
+
+/// GetFunction's presigned `Code.Location` of a dev function, asked for now:
+/// it is valid for about ten minutes, and the database step before this one
+/// takes longer than that on AWS.
+async fn code_location(ctx: &Ctx, dev: &str) -> Result<String, StepError> {
+    ctx.aws
+        .source
+        .lambda
+        .get_function()
+        .function_name(dev)
+        .send()
+        .await
+        .map_err(StepError::aws(dev, "GetFunction"))?
+        .code
+        .and_then(|c| c.location)
+        .ok_or_else(|| StepError::Invalid(format!("dev function {dev}: GetFunction gave no code location to download")))
+}
+
+/// Downloads dev's package from a fresh code location; a link that expired
+/// on the way (403) is asked for once more.
+async fn download_from_dev(ctx: &Ctx, dev: &str) -> Result<Vec<u8>, StepError> {
+    let failed = |e: DownloadError| StepError::Invalid(format!("dev function {dev}: {e}"));
+    match download(&code_location(ctx, dev).await?).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.status == Some(403) => {
+            tracing::info!(function = dev, "the package link expired; asking for a new one");
+            download(&code_location(ctx, dev).await?).await.map_err(failed)
+        }
+        Err(e) => Err(failed(e)),
+    }
 }
 
 /// Dev's package, verified against dev's CodeSha256.
 async fn fetch_package(ctx: &Ctx, f: &DevFunction) -> Result<Vec<u8>, StepError> {
     let artifacts = &ctx.cfg.source.lambda_artifacts;
     let (bytes, from) = if artifacts.is_empty() {
-        let url = f
-            .code_location
-            .as_deref()
-            .ok_or_else(|| StepError::Invalid(format!("dev function {}: no code location to download", f.name)))?;
-        (
-            download(url).await.map_err(|e| StepError::Invalid(format!("dev function {}: {e}", f.name)))?,
-            "its code location".to_owned(),
-        )
+        (download_from_dev(ctx, &f.name).await?, "its code location".to_owned())
     } else {
         let rest = artifacts.trim_start_matches("s3://");
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -356,8 +400,40 @@ fn desired_settings(ctx: &Ctx, f: &DevFunction, role: &str, key: &str, subnets: 
     })
 }
 
+/// Whether a function can take a change now: Active (not Pending) and its
+/// last update finished.
+fn is_settled(c: &FunctionConfiguration) -> bool {
+    use aws_sdk_lambda::types::{LastUpdateStatus, State};
+    !matches!(c.state(), Some(State::Pending)) && !matches!(c.last_update_status(), Some(LastUpdateStatus::InProgress))
+}
+
+/// Waits (the SDK's waiter) until a new function is Active.
+async fn wait_active(ctx: &Ctx, name: &str) -> Result<(), StepError> {
+    use aws_sdk_lambda::client::Waiters;
+    let waiter = ctx.aws.target.lambda.wait_until_function_active_v2().function_name(name).wait(ctx.max_wait());
+    crate::progress::while_waiting(STEP, &format!("{name} to become Active"), waiter)
+        .await
+        .map_err(StepError::waiting(name, "Active", ctx.max_wait()))?;
+    Ok(())
+}
+
+/// Waits (the SDK's waiter) until a function's last update finished.
+async fn wait_updated(ctx: &Ctx, name: &str) -> Result<(), StepError> {
+    use aws_sdk_lambda::client::Waiters;
+    let waiter = ctx.aws.target.lambda.wait_until_function_updated_v2().function_name(name).wait(ctx.max_wait());
+    crate::progress::while_waiting(STEP, &format!("{name}'s update to finish"), waiter)
+        .await
+        .map_err(StepError::waiting(name, "updated", ctx.max_wait()))?;
+    Ok(())
+}
+
 fn is_role_not_ready(e: &StepError) -> bool {
-    matches!(e, StepError::Aws { message, .. } if message.contains("cannot be assumed"))
+    // AWS says it only in words, as InvalidParameterValueException: the new
+    // role is not yet visible to Lambda (IAM propagation), or not yet to EC2
+    // for the function's network interfaces.
+    e.is_code("InvalidParameterValueException")
+        && (e.message_contains("cannot be assumed")
+            || e.message_contains("does not have permissions to call CreateNetworkInterface"))
 }
 
 async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> {
@@ -442,6 +518,9 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                 })
                 .await?;
             if created.is_some() {
+                // Pending until Lambda has set it up (its ENIs for a VPC
+                // function): publishing meanwhile is refused.
+                wait_active(ctx, &name).await?;
                 converge_concurrency(ctx, &res, &f.name, &name, None).await?;
                 converge_aliases(ctx, &name).await?;
             }
@@ -457,6 +536,12 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                 .tags()
                 .is_some_and(|t| t.get(crate::config::TAG_MIGRATION) == Some(&ctx.cfg.migration.name));
             ctx.existing(&res, &name, current.function_arn(), ours)?;
+            // A run that stopped mid-update (or another tool) may have left
+            // the function Pending or InProgress: a change now is refused.
+            if !ctx.is_plan() && !is_settled(&current) {
+                wait_active(ctx, &name).await?;
+                wait_updated(ctx, &name).await?;
+            }
             let have = settings_of(&current);
             if have != want && !is_planned(&sg) {
                 ctx.update(&res, &name, "configuration", json!({"settings": have}), || async {
@@ -475,7 +560,9 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                         .send()
                         .await
                         .map_err(StepError::aws(&name, "UpdateFunctionConfiguration"))?;
-                    Ok(())
+                    // InProgress (about a minute for a VPC change): the next
+                    // update or PublishVersion would be refused.
+                    wait_updated(ctx, &name).await
                 })
                 .await?;
             }
@@ -490,7 +577,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                         .send()
                         .await
                         .map_err(StepError::aws(&name, "UpdateFunctionCode"))?;
-                    Ok(())
+                    wait_updated(ctx, &name).await
                 })
                 .await?;
             }
@@ -649,7 +736,6 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let lambda = &ctx.aws.target.lambda;
     let name = r.intent.name.as_str();
-    let not_found = |m: &str| m.starts_with("ResourceNotFoundException");
     match (r.intent.kind.as_str(), r.intent.op) {
         ("lambda_function", Op::Create | Op::Adopt) => {
             match lambda.delete_function().function_name(name).send().await {
@@ -687,6 +773,12 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         .map_err(StepError::aws(name, "DeleteFunctionConcurrency")),
                 }
             } else if let Some(s) = prev.get("settings") {
+                // Mid-update (the run being rolled back just changed it), a
+                // change is refused: wait for it to settle first.
+                match wait_updated(ctx, name).await {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
                 // The journal holds only digests of environment values (they may
                 // be secrets), so the environment is left as it is.
                 tracing::warn!(
@@ -710,7 +802,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 Ok(())
             };
             match result {
-                Err(StepError::Aws { message, .. }) if not_found(&message) => {}
+                Err(e) if e.is_not_found() => {}
                 other => other?,
             }
         }

@@ -883,7 +883,11 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                 "CloudWatch of this account may publish",
             ));
         }
-        Err(_) => f.resources.push(Resource::missing("sns_topic", "(prod only)", &topic_name(ctx))),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {
+            f.resources.push(Resource::missing("sns_topic", "(prod only)", &topic_name(ctx)))
+        }
+        // Could not read is not missing: a throttled read is a failure (exit 1), never drift.
+        Err(e) => return Err(StepError::aws(topic_name(ctx), "GetTopicAttributes")(e)),
     }
     let dev_alarms = read_dev_alarms(ctx).await?;
     let set = alarm_set(ctx, &dev_alarms, &topic)?;
@@ -976,7 +980,10 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                     if left.is_empty() { "none".to_owned() } else { left.join(", ") },
                 ));
             }
-            Err(_) => f.resources.push(Resource::missing("dashboard", dev, &name)),
+            Err(e) => match StepError::aws(&name, "GetDashboard")(e) {
+                e if e.is_not_found() => f.resources.push(Resource::missing("dashboard", dev, &name)),
+                e => return Err(e),
+            },
         }
     }
     Ok(f)

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
@@ -20,7 +21,7 @@ use tracing::Instrument;
 
 use crate::config::{TAG_MIGRATION, TAG_SUFFIX};
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, retry_eventual, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, planned_id, retry_eventual, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
 
 /// The network step. The dev VPC is read once per command and shared by
 /// preflight and the run.
@@ -92,6 +93,7 @@ impl Step for Network {
         &[
             "ec2:DescribeVpcs",
             "ec2:DescribeVpcAttribute",
+            "ec2:DescribeNetworkInterfaces",
             "ec2:DescribeSubnets",
             "ec2:DescribeRouteTables",
             "ec2:DescribeAvailabilityZones",
@@ -658,7 +660,7 @@ fn gone_is_done<T>(result: Result<T, StepError>) -> Result<(), StepError> {
 }
 
 fn is_not_found_yet(e: &StepError) -> bool {
-    matches!(e, StepError::Aws { message, .. } if message.contains(".NotFound"))
+    e.is_not_found()
 }
 
 async fn converge_subnets(
@@ -1092,7 +1094,7 @@ async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String])
 /// Whether `e`, from changing `group`'s rules, says a rule's *peer* group
 /// no longer exists (not `group` itself).
 fn peer_gone(e: &StepError, group: &str) -> bool {
-    matches!(e, StepError::Aws { message, .. } if message.starts_with("InvalidGroup.NotFound") && !message.contains(group))
+    e.is_code("InvalidGroup.NotFound") && !e.message_contains(group)
 }
 
 /// Whether a rule change failed only because it is already made: the rule
@@ -1101,9 +1103,7 @@ fn peer_gone(e: &StepError, group: &str) -> bool {
 /// emulator lets a referenced group be deleted, AWS refuses with a
 /// DependencyViolation, which is retried).
 fn rule_settled(e: &StepError, group: &str) -> bool {
-    peer_gone(e, group)
-        || matches!(e, StepError::Aws { message, .. }
-            if message.starts_with("InvalidPermission.Duplicate") || message.starts_with("InvalidPermission.NotFound"))
+    peer_gone(e, group) || e.is_code("InvalidPermission.Duplicate") || e.is_code("InvalidPermission.NotFound")
 }
 
 /// [`set_rules`] for undo, which must finish whatever state it meets: when
@@ -1202,7 +1202,7 @@ async fn set_rules(
 
 /// Runs a delete, treating "not found" as done and retrying while a
 /// dependency is still being released (EC2 deletes are eventually consistent).
-async fn delete_ec2<F, Fut, T, E>(what: &str, op: &'static str, call: F) -> Result<bool, StepError>
+async fn delete_ec2<F, Fut, T, E>(what: &str, op: &'static str, bound: Duration, call: F) -> Result<bool, StepError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<
@@ -1210,24 +1210,77 @@ where
     >,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let r = retry_eventual(
-        op,
-        |e| matches!(e, StepError::Aws { message, .. } if message.starts_with("DependencyViolation")),
-        || async {
-            match call().await {
-                Ok(_) => Ok(true),
-                Err(e)
-                    if ec2_code(&e)
-                        .is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidVpcEndpointId.NotFound") =>
-                {
-                    Ok(false)
-                }
-                Err(e) => Err(StepError::aws(what, op)(e)),
+    // DependencyViolation lasts as long as what uses the resource: Lambda's
+    // network interfaces stay 20–45 minutes after their function is gone.
+    let r = retry_until(op, bound, StepError::is_dependency_violation, || async {
+        match call().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if ec2_code(&e).is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidVpcEndpointId.NotFound") =>
+            {
+                Ok(false)
             }
-        },
-    )
+            Err(e) => Err(StepError::aws(what, op)(e)),
+        }
+    })
     .await?;
     Ok(r)
+}
+
+/// Waits until no Lambda network interface is left on a security group or
+/// subnet (`filter` is `group-id` or `subnet-id`): after DeleteFunction a VPC
+/// function's hyperplane ENIs stay 20–45 minutes, and the group, subnet and
+/// VPC cannot be deleted meanwhile. Bounded by `[migration]
+/// max_wait_minutes`; a destroy stopped during the wait resumes it.
+async fn wait_for_lambda_enis(ctx: &Ctx, filter_name: &str, id: &str) -> Result<(), StepError> {
+    use aws_sdk_ec2::types::NetworkInterfaceType;
+    let ec2 = &ctx.aws.target.ec2;
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_secs(1);
+    let mut last = 0;
+    loop {
+        let enis: Vec<_> = ec2
+            .describe_network_interfaces()
+            .filters(filter(filter_name, id))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StepError::aws(id, "DescribeNetworkInterfaces"))?;
+        let lambda = enis
+            .iter()
+            .filter(|e| {
+                e.interface_type() == Some(&NetworkInterfaceType::Lambda)
+                    || e.description().is_some_and(|d| d.starts_with("AWS Lambda VPC ENI"))
+            })
+            .count();
+        if lambda == 0 {
+            return Ok(());
+        }
+        if lambda != last {
+            tracing::warn!(
+                resource = id,
+                "waiting for {lambda} Lambda network interface(s) to be released from {id} (AWS takes 20–45 minutes after a function is deleted)"
+            );
+            last = lambda;
+        }
+        crate::progress::counter(
+            STEP,
+            &format!("s waiting for {lambda} Lambda network interface(s) on {id}"),
+            started.elapsed().as_secs(),
+            None,
+        );
+        if started.elapsed() >= ctx.max_wait() {
+            return Err(StepError::Timeout {
+                resource: id.to_owned(),
+                what: format!("release of {lambda} Lambda network interface(s)"),
+                waited: ctx.max_wait(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }
 
 async fn find_by_key(ctx: &Ctx, r: &Record) -> Result<Option<String>, StepError> {
@@ -1301,7 +1354,10 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
                     return Ok(false);
                 }
             }
-            delete_ec2(id, "DeleteVpcEndpoints", || ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send()).await
+            delete_ec2(id, "DeleteVpcEndpoints", ctx.max_wait(), || {
+                ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send()
+            })
+            .await
         }
         "security_group" => {
             // Drop the group's own rules first: they may reference another
@@ -1311,23 +1367,29 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
                     drop_rules(ctx, sg).await?;
                 }
             }
-            delete_ec2(id, "DeleteSecurityGroup", || ec2.delete_security_group().group_id(id).send()).await
+            wait_for_lambda_enis(ctx, "group-id", id).await?;
+            delete_ec2(id, "DeleteSecurityGroup", ctx.max_wait(), || ec2.delete_security_group().group_id(id).send())
+                .await
         }
         "route_table" => {
             if let Ok(out) = ec2.describe_route_tables().route_table_ids(id).send().await {
                 for a in out.route_tables().iter().flat_map(|r| r.associations()) {
                     if let (Some(aid), false) = (a.route_table_association_id(), a.main().unwrap_or(false)) {
-                        delete_ec2(aid, "DisassociateRouteTable", || {
+                        delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
                             ec2.disassociate_route_table().association_id(aid).send()
                         })
                         .await?;
                     }
                 }
             }
-            delete_ec2(id, "DeleteRouteTable", || ec2.delete_route_table().route_table_id(id).send()).await
+            delete_ec2(id, "DeleteRouteTable", ctx.max_wait(), || ec2.delete_route_table().route_table_id(id).send())
+                .await
         }
-        "subnet" => delete_ec2(id, "DeleteSubnet", || ec2.delete_subnet().subnet_id(id).send()).await,
-        "vpc" => delete_ec2(id, "DeleteVpc", || ec2.delete_vpc().vpc_id(id).send()).await,
+        "subnet" => {
+            wait_for_lambda_enis(ctx, "subnet-id", id).await?;
+            delete_ec2(id, "DeleteSubnet", ctx.max_wait(), || ec2.delete_subnet().subnet_id(id).send()).await
+        }
+        "vpc" => delete_ec2(id, "DeleteVpc", ctx.max_wait(), || ec2.delete_vpc().vpc_id(id).send()).await,
         other => Err(StepError::Invalid(format!("network cannot delete {other}"))),
     }
 }
@@ -1351,7 +1413,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             if let Some(attr) = prev.get("attribute").and_then(Value::as_str) {
                 let value = prev.get("value").and_then(Value::as_bool).unwrap_or(false);
                 match set_dns_attr(ctx, id, attr, value).await {
-                    Err(StepError::Aws { message, .. }) if message.contains(".NotFound") => {}
+                    Err(e) if e.is_not_found() => {}
                     other => other?,
                 }
             } else if let Some(cidr) = key.split("#cidr ").nth(1) {
@@ -1360,7 +1422,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     for a in out.vpcs().iter().flat_map(|v| v.cidr_block_association_set()) {
                         if a.cidr_block() == Some(cidr) {
                             if let Some(aid) = a.association_id() {
-                                delete_ec2(aid, "DisassociateVpcCidrBlock", || {
+                                delete_ec2(aid, "DisassociateVpcCidrBlock", ctx.max_wait(), || {
                                     ec2.disassociate_vpc_cidr_block().association_id(aid).send()
                                 })
                                 .await?;
@@ -1373,7 +1435,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     for a in out.route_tables().iter().flat_map(|t| t.associations()) {
                         if a.subnet_id() == Some(subnet) {
                             if let Some(aid) = a.route_table_association_id() {
-                                delete_ec2(aid, "DisassociateRouteTable", || {
+                                delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
                                     ec2.disassociate_route_table().association_id(aid).send()
                                 })
                                 .await?;

@@ -548,14 +548,14 @@ async fn undo_creates(ctx: &Ctx, records: &[&Record]) -> Vec<Result<(), StepErro
             })
             .collect(),
         Err(e) => {
-            let message = crate::aws::describe_sdk_error(&e);
+            let failure = crate::aws::AwsFailure::of(&e);
             records
                 .iter()
                 .map(|r| {
                     Err(StepError::Aws {
                         resource: r.intent.name.clone(),
                         op: "DeleteParameters".into(),
-                        message: message.clone(),
+                        failure: Box::new(failure.clone()),
                     })
                 })
                 .collect()

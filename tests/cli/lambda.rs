@@ -209,7 +209,7 @@ async fn a_package_is_downloaded_from_its_code_location() {
         let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     });
     let err = paymig::steps::lambda::download(&format!("http://{addr}/x")).await.unwrap_err();
-    assert!(err.contains("403"), "{err}");
+    assert_eq!(err.status, Some(403), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
