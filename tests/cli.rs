@@ -5,6 +5,8 @@ mod support;
 
 #[path = "cli/audit_monitoring.rs"]
 mod audit_monitoring;
+#[path = "cli/aws_behaviour.rs"]
+mod aws_behaviour;
 #[path = "cli/bad_input.rs"]
 mod bad_input;
 #[path = "cli/bench.rs"]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod behaviour;
 pub mod fixture;
 pub mod inventory;
 pub mod moto;

@@ -61,6 +61,9 @@ pub struct ProxyConfig {
     /// instead of `upstream` (the benchmark's emulator, one process per
     /// group of services).
     pub routes: Vec<(String, String)>,
+    /// AWS behaviour mode (`support::behaviour`): states, refusals and
+    /// limits moto does not model.
+    pub behaviour: Option<Arc<crate::support::behaviour::AwsBehaviour>>,
 }
 
 impl ProxyConfig {
@@ -75,6 +78,7 @@ impl ProxyConfig {
             slow: Duration::from_secs(4),
             latency: Duration::ZERO,
             routes: Vec::new(),
+            behaviour: None,
         }
     }
 }
@@ -140,6 +144,9 @@ impl Proxy {
         std_listener.set_nonblocking(true).unwrap();
         let addr: SocketAddr = std_listener.local_addr().unwrap();
         let stats = Arc::new(ProxyStats::default());
+        if let Some(b) = &cfg.behaviour {
+            b.set_endpoint(format!("http://{addr}"));
+        }
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let shared = Arc::new(Shared {
             cfg,
@@ -252,6 +259,9 @@ impl Shared {
         let (parts, body) = req.into_parts();
         let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
         let req = Request::from_parts(parts, body);
+        if let Some(resp) = self.cfg.behaviour.as_ref().and_then(|b| b.serve(&req)) {
+            return Ok(resp);
+        }
         let json = req.headers().contains_key("x-amz-target");
         if service == "ssm" && operation_of(&req, req.body()).starts_with("GetParameter") {
             let asked: serde_json::Value = serde_json::from_slice(req.body()).unwrap_or_default();
@@ -284,6 +294,16 @@ impl Shared {
         }
         let start = self.epoch.elapsed();
         let operation = operation_of(&req, req.body());
+        if let Some(resp) = self.cfg.behaviour.as_ref().and_then(|b| b.before(&service, &operation, &req)) {
+            return Ok(resp);
+        }
+        let asked = self.cfg.behaviour.as_ref().map(|_| {
+            let mut r = Request::builder().method(req.method()).uri(req.uri().clone());
+            for (k, v) in req.headers() {
+                r = r.header(k, v);
+            }
+            r.body(req.body().clone()).expect("a copy of the request")
+        });
         let (parts, body) = req.into_parts();
         let upstream = self.cfg.routes.iter().find(|(s, _)| *s == service).map_or(&self.cfg.upstream, |(_, u)| u);
         let uri = format!("{upstream}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
@@ -297,6 +317,10 @@ impl Shared {
         let bytes = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
         parts.headers.remove("transfer-encoding");
         parts.headers.remove("content-length");
+        let bytes = match (&self.cfg.behaviour, &asked) {
+            (Some(b), Some(asked)) => b.after(&service, &operation, asked, parts.status.as_u16(), bytes),
+            _ => bytes,
+        };
         self.stats.calls.lock().unwrap().push(CallRecord { service, operation, start, end: self.epoch.elapsed() });
         Ok(Response::from_parts(parts, Full::new(bytes)))
     }

@@ -1,0 +1,289 @@
+//! paymig against an emulator that behaves like AWS (`support::behaviour`):
+//! resources that take time, the refusals AWS answers meanwhile, IAM
+//! propagation, lingering Lambda ENIs, the TTL hourly rule, one ALB subnet
+//! per zone, expiring package links. Each test checks that its behaviour
+//! fired (a behaviour that never fired proves nothing) and the resulting
+//! state through the SDK.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::behaviour::{AwsBehaviour, Behaviour};
+use crate::support::fixture::{self, TableSpec};
+use crate::support::inventory::{duplicates, prod_inventory};
+use crate::support::proxy::{Proxy, ProxyConfig};
+use crate::support::World;
+use crate::without_database;
+
+/// One unit of AWS time in these tests (a function is Pending 2 units,
+/// ENIs linger 12).
+const UNIT: Duration = Duration::from_millis(150);
+
+fn behaving(w: &World, on: &[Behaviour]) -> (Proxy, Arc<AwsBehaviour>) {
+    let b = Arc::new(AwsBehaviour::new(on, UNIT));
+    let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+    (proxy, b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_waits_for_pending_and_in_progress_and_for_iam_propagation() {
+    let w = World::with(Default::default(), without_database).await;
+    let (proxy, b) = behaving(&w, &[Behaviour::LambdaStates, Behaviour::IamPropagation]);
+    let apply = w.paymig(["apply", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    apply.expect_code(0);
+    assert!(b.count(Behaviour::IamPropagation) >= 1, "the new role was not yet assumable: {:?}", b.fired());
+    assert!(b.count(Behaviour::LambdaStates) >= 1, "the new function was Pending: {:?}", b.fired());
+
+    // Drift in both the configuration and the code: two updates in a row,
+    // each refused while the previous one is in progress.
+    let lambda = &w.prod.lambda;
+    lambda
+        .update_function_configuration()
+        .function_name("payment-processor-prod")
+        .memory_size(1024)
+        .send()
+        .await
+        .unwrap();
+    let other = fixture::zip_one("handler.py", b"def handler(e, c):\n    return 'not dev'\n");
+    lambda
+        .update_function_code()
+        .function_name("payment-processor-prod")
+        .zip_file(aws_smithy_types::Blob::new(other))
+        .send()
+        .await
+        .unwrap();
+    let before = b.count(Behaviour::LambdaStates);
+    let mend = w.paymig(["apply", "--yes"]).via(&proxy.endpoint).run();
+    mend.expect_code(0);
+    assert!(b.count(Behaviour::LambdaStates) > before, "the updates met InProgress: {:?}", b.fired());
+    let f = lambda.get_function().function_name("payment-processor-prod").send().await.unwrap();
+    let dev = lambda.get_function().function_name("payment-processor-dev").send().await.unwrap();
+    let (prod_cfg, dev_cfg) = (f.configuration.unwrap(), dev.configuration.unwrap());
+    assert_eq!(prod_cfg.code_sha256(), dev_cfg.code_sha256(), "dev's code again");
+    assert_eq!(prod_cfg.memory_size(), dev_cfg.memory_size(), "dev's memory again");
+    let again = w.paymig(["apply", "--yes"]).via(&proxy.endpoint).run();
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+    w.paymig(["destroy", "--yes"]).via(&proxy.endpoint).run().expect_code(0);
+    assert!(prod_inventory(&w.moto.endpoint, "prod").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_waits_between_table_changes_retries_pitr_and_never_touches_ttl_twice() {
+    let w = World::with(Default::default(), |t| {
+        without_database(t)
+            .replace("dynamodb_tables = [\"sessions-dev\"]", "dynamodb_tables = [\"sessions-dev\", \"orders-dev\"]")
+    })
+    .await;
+    let dev = fixture::Clients::new(&w.moto.endpoint, "us-east-1", None).await;
+    fixture::seed_table(
+        &dev,
+        &TableSpec {
+            name: "orders-dev".into(),
+            range: true,
+            gsis: vec![
+                ("by-customer".into(), "customer".into(), "total".into()),
+                ("by-status".into(), "status".into(), "total".into()),
+            ],
+            lsi: false,
+            ttl: Some("expires_at".into()),
+            stream: None,
+            provisioned: None,
+        },
+    )
+    .await;
+    // A prod table that predates paymig, without the two indexes: paymig
+    // adds them in place, one at a time (its TTL is already dev's).
+    fixture::seed_table(
+        &dev,
+        &TableSpec {
+            name: "orders-prod".into(),
+            range: true,
+            gsis: vec![],
+            lsi: false,
+            ttl: Some("expires_at".into()),
+            stream: None,
+            provisioned: None,
+        },
+    )
+    .await;
+    let (proxy, b) = behaving(&w, &[Behaviour::DynamoStates, Behaviour::PitrUnavailable, Behaviour::TtlHourly]);
+    let apply = w.paymig(["apply", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    apply.expect_code(0);
+    assert!(b.count(Behaviour::DynamoStates) >= 2, "tables and indexes were CREATING: {:?}", b.fired());
+    assert!(b.count(Behaviour::PitrUnavailable) >= 1, "PITR was refused right after ACTIVE: {:?}", b.fired());
+    let orders = w.prod.dynamodb.describe_table().table_name("orders-prod").send().await.unwrap().table.unwrap();
+    let mut gsis: Vec<&str> = orders.global_secondary_indexes().iter().filter_map(|g| g.index_name()).collect();
+    gsis.sort();
+    assert_eq!(gsis, ["by-customer", "by-status"]);
+    for t in ["sessions-prod", "orders-prod"] {
+        let pitr = w.prod.dynamodb.describe_continuous_backups().table_name(t).send().await.unwrap();
+        let status = pitr
+            .continuous_backups_description()
+            .and_then(|c| c.point_in_time_recovery_description())
+            .and_then(|p| p.point_in_time_recovery_status())
+            .map(|s| s.as_str().to_owned());
+        assert_eq!(status.as_deref(), Some("ENABLED"), "{t}");
+    }
+    let ttl = w.prod.dynamodb.describe_time_to_live().table_name("orders-prod").send().await.unwrap();
+    assert_eq!(ttl.time_to_live_description().and_then(|d| d.attribute_name()), Some("expires_at"));
+
+    // Destroy within the TTL window: the tables paymig created are deleted
+    // without disabling TTL first (AWS would refuse a second change within
+    // the hour); the table that predates paymig keeps its TTL and indexes.
+    let destroy = w.paymig(["destroy", "--yes"]).via(&proxy.endpoint).run();
+    destroy.expect_code(0);
+    assert_eq!(b.count(Behaviour::TtlHourly), 0, "no second TTL change: {:?}", b.fired());
+    let left = w.prod.dynamodb.list_tables().send().await.unwrap();
+    assert!(!left.table_names().iter().any(|t| t == "sessions-prod"), "{left:?}");
+    // The TTL rule is live: a second change of one table through the proxy
+    // is refused.
+    let ddb = aws_sdk_dynamodb::Client::new(&fixture::sdk_config(&proxy.endpoint, "us-east-1").await);
+    fixture::seed_table(
+        &fixture::Clients::new(&proxy.endpoint, "us-east-1", None).await,
+        &TableSpec {
+            name: "ttl-probe".into(),
+            range: false,
+            gsis: vec![],
+            lsi: false,
+            ttl: None,
+            stream: None,
+            provisioned: None,
+        },
+    )
+    .await;
+    tokio::time::sleep(UNIT * 3).await;
+    let set = |enabled: bool| {
+        ddb.update_time_to_live().table_name("ttl-probe").time_to_live_specification(
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                .attribute_name("expires_at")
+                .enabled(enabled)
+                .build()
+                .unwrap(),
+        )
+    };
+    set(true).send().await.expect("the first change");
+    assert!(set(false).send().await.is_err(), "a second change within the hour is refused");
+    assert_eq!(b.count(Behaviour::TtlHourly), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_waits_for_lingering_lambda_network_interfaces() {
+    let w = World::with(Default::default(), without_database).await;
+    // Longer than the fixed retry budget paymig once had (eight attempts,
+    // about a minute): on AWS they stay 20–45 minutes.
+    let mut b = AwsBehaviour::new(&[Behaviour::EniLinger], UNIT);
+    b.eni_linger = Duration::from_secs(95);
+    let b = Arc::new(b);
+    let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+    w.paymig(["apply", "--yes"]).via(&proxy.endpoint).run().expect_code(0);
+    let destroy = w.paymig(["destroy", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    destroy.expect_code(0);
+    assert!(b.count(Behaviour::EniLinger) >= 1, "ENIs lingered: {:?}", b.fired());
+    assert!(destroy.stderr.contains("network interface"), "the wait is shown: {}", destroy.stderr);
+    let left = prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_alb_gets_one_subnet_per_availability_zone() {
+    // Dev has two subnets in us-east-1a: prod mirrors both.
+    let opts = fixture::Options { zones: vec!["us-east-1a", "us-east-1a", "us-east-1b"], ..Default::default() };
+    let w = World::with(opts, without_database).await;
+    let (proxy, b) = behaving(&w, &[Behaviour::AlbSubnetPerAz]);
+    w.paymig(["apply", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run().expect_code(0);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&fixture::sdk_config(&w.moto.endpoint, "us-east-1").await);
+    let lb = elb.describe_load_balancers().names("payments-alb-prod").send().await.unwrap();
+    let zones: Vec<String> =
+        lb.load_balancers()[0].availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_owned)).collect();
+    let distinct: std::collections::BTreeSet<&String> = zones.iter().collect();
+    assert_eq!(distinct.len(), zones.len(), "one subnet per zone: {zones:?}");
+    assert!(zones.len() >= 2, "{zones:?}");
+    // The rule is live: two subnets of one zone are refused.
+    let subnets = w
+        .prod
+        .ec2
+        .describe_subnets()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("tag:paymig:migration").values("payments").build())
+        .send()
+        .await
+        .unwrap();
+    let in_a: Vec<String> = subnets
+        .subnets()
+        .iter()
+        .filter(|s| s.availability_zone() == Some("us-east-1a"))
+        .filter_map(|s| s.subnet_id().map(str::to_owned))
+        .collect();
+    assert_eq!(in_a.len(), 2, "prod mirrors dev's two subnets in us-east-1a");
+    let via = aws_sdk_elasticloadbalancingv2::Client::new(&fixture::sdk_config(&proxy.endpoint, "us-east-1").await);
+    assert!(via.create_load_balancer().name("probe").set_subnets(Some(in_a)).send().await.is_err());
+    assert_eq!(b.count(Behaviour::AlbSubnetPerAz), 1, "{:?}", b.fired());
+    w.paymig(["destroy", "--yes"]).via(&proxy.endpoint).run().expect_code(0);
+}
+
+/// The whole stack, database included, against every behaviour at once:
+/// apply, a no-op re-apply, rollback, apply again and destroy, with nothing
+/// duplicated and nothing left.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
+    let w = World::new().await;
+    let b = Arc::new(AwsBehaviour::all(UNIT));
+    let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+    let run = |args: &[&str]| w.paymig(args).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    run(&["apply", "--yes"]).expect_code(0);
+    let inv = prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(duplicates(&inv).is_empty(), "{:?}", duplicates(&inv));
+    let again = run(&["apply", "--yes"]);
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+    run(&["rollback", "--yes"]).expect_code(0);
+    run(&["apply", "--yes"]).expect_code(0);
+    // The same stack again (a new KMS key: the old one is pending deletion).
+    let without_key = |mut i: crate::support::inventory::Inventory| {
+        i.remove("kms_key");
+        i
+    };
+    assert_eq!(without_key(prod_inventory(&w.moto.endpoint, "prod").await), without_key(inv), "the same stack again");
+    run(&["destroy", "--yes"]).expect_code(0);
+    let left = prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(left.is_empty(), "{left:?}");
+    let fired = b.fired();
+    for must in [Behaviour::LambdaStates, Behaviour::DynamoStates, Behaviour::AuroraStates, Behaviour::EniLinger] {
+        assert!(fired.get(&must).copied().unwrap_or(0) > 0, "{must:?} never fired: {fired:?}");
+    }
+}
+
+/// Without `[source] lambda_artifacts` the package comes from GetFunction's
+/// presigned `Code.Location`, valid for minutes; the database step before
+/// the lambda step takes longer. The link is asked for right before the
+/// download.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_package_link_is_asked_for_right_before_the_download() {
+    let w = World::with(Default::default(), |t| {
+        t.replace("lambda_artifacts = \"s3://payments-artifacts-dev/lambda/\"", "")
+    })
+    .await;
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    assert!(!text.contains("lambda_artifacts = \"s3"), "the config downloads from the code location");
+    let b = Arc::new(AwsBehaviour::new(&[Behaviour::CodeLocationExpiry, Behaviour::AuroraStates], UNIT));
+    let zip =
+        fixture::zip_one("handler.py", b"def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n");
+    b.register_package("payment-processor-dev", zip);
+    let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+    let apply = w.paymig(["apply", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    apply.expect_code(0);
+    assert!(b.count(Behaviour::AuroraStates) >= 1, "the database took time: {:?}", b.fired());
+    assert_eq!(b.count(Behaviour::CodeLocationExpiry), 0, "no expired link was used: {:?}", b.fired());
+    let prod = w.prod.lambda.get_function().function_name("payment-processor-prod").send().await.unwrap();
+    let dev = w.prod.lambda.get_function().function_name("payment-processor-dev").send().await.unwrap();
+    assert_eq!(prod.configuration.unwrap().code_sha256(), dev.configuration.unwrap().code_sha256());
+    // The expiry is live: a link read earlier is refused once it expired.
+    let via = aws_sdk_lambda::Client::new(&fixture::sdk_config(&proxy.endpoint, "us-east-1").await);
+    let link =
+        via.get_function().function_name("payment-processor-dev").send().await.unwrap().code.unwrap().location.unwrap();
+    assert!(paymig::steps::lambda::download(&link).await.is_ok());
+    tokio::time::sleep(UNIT * 5).await;
+    let expired = paymig::steps::lambda::download(&link).await.unwrap_err();
+    assert_eq!(expired.status, Some(403));
+    assert_eq!(b.count(Behaviour::CodeLocationExpiry), 1);
+}
