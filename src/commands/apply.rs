@@ -13,7 +13,24 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     ctx.parallelism = parallelism;
     super::preflight(&ctx, &dag).await?;
-    super::confirm(yes, &format!("apply migration {:?} to account {}", ctx.cfg.migration.name, ctx.account))?;
+    if !yes {
+        // As `terraform apply` does: show exactly what will happen, then ask.
+        let cfg = ctx.cfg.clone();
+        let planning = super::connect(cfg, Mode::Plan, Some(journal.clone())).await?;
+        let plan = super::plan::compute(&planning, &dag).await;
+        super::plan::print_text(&planning, &dag, &plan);
+        if plan.pending() == 0 {
+            println!("\nNothing to change.");
+            return Ok(());
+        }
+    }
+    super::confirm(
+        yes,
+        &format!(
+            "apply these changes of migration {:?} to account {} ({})",
+            ctx.cfg.migration.name, ctx.account, ctx.cfg.migration.region
+        ),
+    )?;
 
     crate::signals::listen();
     let run_id = journal.begin_run("apply")?;
@@ -35,8 +52,8 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     let failed: Vec<String> = reports
         .iter()
         .filter_map(|r| match &r.status {
-            Status::Failed(e) => Some(format!("{}: {e}", r.step)),
-            Status::Blocked(e) => Some(format!("{}: {e}", r.step)),
+            Status::Failed(e) => Some(format!("[{}] failed: {e}", r.step)),
+            Status::Blocked(e) => Some(format!("[{}] blocked: {e}", r.step)),
             _ => None,
         })
         .collect();
@@ -86,6 +103,6 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     } else if failed.is_empty() {
         Ok(())
     } else {
-        Err(Error::StepsFailed { failed: failed.len(), summary: failed.join("; ") })
+        Err(Error::StepsFailed { lines: failed })
     }
 }

@@ -16,17 +16,50 @@ pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> 
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Plan, journal).await?;
     super::preflight(&ctx, &dag).await?;
-    let reports = dag.execute(8, |s| s.run(&ctx)).await;
+    let plan = compute(&ctx, &dag).await;
+    match format {
+        OutputFormat::Json => print_json(&ctx, &dag, &plan),
+        OutputFormat::Text => print_text(&ctx, &dag, &plan),
+    }
+    super::report_calls(&ctx.aws);
+    if !plan.failed.is_empty() {
+        Err(Error::StepsFailed { lines: plan.failed })
+    } else if detailed_exitcode && plan.pending() > 0 {
+        Err(Error::ChangesPending(plan.pending()))
+    } else {
+        Ok(())
+    }
+}
+
+/// What a plan found.
+pub struct Plan {
+    reports: Vec<crate::engine::dag::Report>,
+    changes: Vec<crate::engine::Change>,
+    notices: Vec<(String, String)>,
+    counts: BTreeMap<String, [usize; 3]>,
+    total: [usize; 3],
+    failed: Vec<String>,
+}
+
+impl Plan {
+    /// Resources to create or update.
+    pub fn pending(&self) -> usize {
+        self.total[0] + self.total[1]
+    }
+}
+
+/// Runs every step in plan mode (preflight already passed).
+pub async fn compute(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag) -> Plan {
+    let reports = dag.execute(8, |s| s.run(ctx)).await;
     // Resources inside a step are worked on side by side, so the order the
     // changes were recorded in varies run to run: list them by kind (in
     // dependency order) and name; a resource's own changes keep their order.
     let mut changes = ctx.changes();
     changes.sort_by(|a, b| (kind_rank(&a.kind), &a.kind, &a.name).cmp(&(kind_rank(&b.kind), &b.kind, &b.name)));
     let notices = ctx.notices();
-
-    let mut counts: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
+    let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
     for c in &changes {
-        let e = counts.entry(c.step.as_str()).or_default();
+        let e = counts.entry(c.step.clone()).or_default();
         match c.action {
             Action::Create => e[0] += 1,
             Action::Update => e[1] += 1,
@@ -41,83 +74,78 @@ pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> 
             _ => None,
         })
         .collect();
+    Plan { reports, changes, notices, counts, total, failed }
+}
 
-    match format {
-        OutputFormat::Json => {
-            let steps: Vec<_> = dag
-                .steps()
+fn print_json(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan: &Plan) {
+    let Plan { reports, changes, notices, counts, total, failed } = plan;
+    let steps: Vec<_> = dag
+        .steps()
+        .iter()
+        .map(|s| {
+            let id = s.id();
+            let status = reports
                 .iter()
-                .map(|s| {
-                    let id = s.id();
-                    let status = reports
-                        .iter()
-                        .find(|r| r.step == id)
-                        .map(|r| match &r.status {
-                            Status::Done => "planned".to_owned(),
-                            Status::Skipped(_) => "skipped".to_owned(),
-                            Status::Failed(_) => "failed".to_owned(),
-                            Status::Blocked(_) => "blocked".to_owned(),
-                        })
-                        .unwrap_or_default();
-                    let c = counts.get(id).copied().unwrap_or_default();
-                    json!({
-                        "step": id,
-                        "status": status,
-                        "create": c[0], "update": c[1], "unchanged": c[2],
-                        "changes": changes.iter().filter(|x| x.step == id).collect::<Vec<_>>(),
-                        "notices": notices.iter().filter(|(s, _)| s == id).map(|(_, n)| n).collect::<Vec<_>>(),
-                    })
+                .find(|r| r.step == id)
+                .map(|r| match &r.status {
+                    Status::Done => "planned".to_owned(),
+                    Status::Skipped(_) => "skipped".to_owned(),
+                    Status::Failed(_) => "failed".to_owned(),
+                    Status::Blocked(_) => "blocked".to_owned(),
                 })
-                .collect();
-            let doc = json!({
-                "migration": ctx.cfg.migration.name,
-                "account": ctx.account,
-                "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len()},
-                "steps": steps,
-            });
-            println!("{}", serde_json::to_string_pretty(&doc).expect("plan serializes"));
-        }
-        OutputFormat::Text => {
-            println!(
-                "paymig plan: migration {:?} into account {} ({})",
-                ctx.cfg.migration.name, ctx.account, ctx.cfg.migration.region
-            );
-            for s in dag.steps() {
-                let id = s.id();
-                let c = counts.get(id).copied().unwrap_or_default();
-                let report = reports.iter().find(|r| r.step == id);
-                let state = match report.map(|r| &r.status) {
-                    Some(Status::Skipped(why)) => format!("skipped: {why}"),
-                    Some(Status::Failed(e)) => format!("FAILED: {e}"),
-                    Some(Status::Blocked(e)) => format!("blocked: {e}"),
-                    _ => format!("{} to create, {} to update, {} unchanged", c[0], c[1], c[2]),
-                };
-                println!("\n[{id}] {state}");
-                for ch in changes.iter().filter(|x| x.step == id && x.action != Action::Noop) {
-                    let sign = if ch.action == Action::Create { "+" } else { "~" };
-                    let detail = if ch.detail.is_empty() { String::new() } else { format!(" ({})", ch.detail) };
-                    println!("  {sign} {} {}{detail}", ch.kind, ch.name);
-                    if ch.action == Action::Create {
-                        for setting in &ch.settings {
-                            println!("      - {setting}");
-                        }
-                    }
-                }
-                for (_, n) in notices.iter().filter(|(s, _)| s == id) {
-                    println!("  ! {n}");
+                .unwrap_or_default();
+            let c = counts.get(id).copied().unwrap_or_default();
+            json!({
+                "step": id,
+                "status": status,
+                "create": c[0], "update": c[1], "unchanged": c[2],
+                "changes": changes.iter().filter(|x| x.step == id).collect::<Vec<_>>(),
+                "notices": notices.iter().filter(|(s, _)| s == id).map(|(_, n)| n).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let doc = json!({
+        "migration": ctx.cfg.migration.name,
+        "account": ctx.account,
+        "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len()},
+        "steps": steps,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc).expect("plan serializes"));
+}
+
+/// The plan as text (also shown by `apply` before it asks).
+pub fn print_text(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan: &Plan) {
+    let Plan { reports, changes, notices, counts, total, .. } = plan;
+    println!(
+        "paymig plan: migration {:?} into account {} ({})",
+        ctx.cfg.migration.name, ctx.account, ctx.cfg.migration.region
+    );
+    for s in dag.steps() {
+        let id = s.id();
+        let c = counts.get(id).copied().unwrap_or_default();
+        let report = reports.iter().find(|r| r.step == id);
+        let state = match report.map(|r| &r.status) {
+            Some(Status::Skipped(why)) => format!("skipped: {why}"),
+            Some(Status::Failed(e)) => format!("FAILED: {e}"),
+            Some(Status::Blocked(e)) => format!("blocked: {e}"),
+            _ => format!("{} to create, {} to update, {} unchanged", c[0], c[1], c[2]),
+        };
+        println!("\n[{id}] {state}");
+        for ch in changes.iter().filter(|x| x.step == id && x.action != Action::Noop) {
+            let sign = if ch.action == Action::Create { "+" } else { "~" };
+            let detail = if ch.detail.is_empty() { String::new() } else { format!(" ({})", ch.detail) };
+            println!("  {sign} {} {}{detail}", ch.kind, ch.name);
+            if ch.action == Action::Create {
+                for setting in &ch.settings {
+                    println!("      - {setting}");
                 }
             }
-            println!("\nPlan: {} to create, {} to update, {} unchanged.", total[0], total[1], total[2]);
+        }
+        for (_, n) in notices.iter().filter(|(s, _)| s == id) {
+            println!("  ! {n}");
         }
     }
-    super::report_calls(&ctx.aws);
-    if !failed.is_empty() {
-        Err(Error::StepsFailed { failed: failed.len(), summary: failed.join("; ") })
-    } else if detailed_exitcode && total[0] + total[1] > 0 {
-        Err(Error::ChangesPending(total[0] + total[1]))
-    } else {
-        Ok(())
-    }
+    println!("\nPlan: {} to create, {} to update, {} unchanged.", total[0], total[1], total[2]);
 }
 
 /// Resource kinds in the order a reader expects them: what others depend on

@@ -150,3 +150,52 @@ async fn progress_is_a_line_per_step_transition_or_a_json_event_for_codebuild() 
     assert_eq!(summary["status"], "ok");
     assert!(events.iter().all(|e| e["elapsed_ms"].is_u64() || e["event"] != "step"));
 }
+
+/// At a real terminal (tmux), `apply` without `--yes` shows the plan —
+/// every resource it would create — with the account and region, then asks;
+/// anything but `yes` changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_at_a_terminal_shows_the_plan_first_and_changes_nothing_unless_confirmed() {
+    use std::process::Command;
+    let w = World::with(Default::default(), crate::without_database).await;
+    let session = format!("paymig-ux-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux is installed by scripts/test");
+    let script = w.dir.path().join("apply.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexport AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true\n{} --config {} apply\necho EXIT=$?\nsleep 60\n",
+            w.moto.endpoint,
+            env!("CARGO_BIN_EXE_paymig"),
+            w.config.display()
+        ),
+    )
+    .unwrap();
+    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "160", "-y", "50", "sh", script.to_str().unwrap()]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-J", "-S", "-5000", "-t", &session]).stdout).into_owned()
+    };
+    let wait_for = |text: &str| {
+        let t = std::time::Instant::now();
+        loop {
+            let s = screen();
+            if s.contains(text) || t.elapsed() > std::time::Duration::from_secs(60) {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let asked = tokio::task::block_in_place(|| wait_for("Type 'yes' to continue"));
+    assert!(asked.contains("Type 'yes' to continue"), "no prompt:\n{asked}");
+    let plan_at = asked.find("Plan: ").expect("the plan is shown");
+    assert!(plan_at < asked.find("Type 'yes'").unwrap(), "the plan comes before the question:\n{asked}");
+    assert!(asked.contains("+ vpc payments-prod"), "each resource is listed:\n{asked}");
+    assert!(asked.contains("account 123456789012 (us-east-1)"), "account and region are named:\n{asked}");
+    tmux(&["send-keys", "-t", &session, "no", "Enter"]);
+    let done = tokio::task::block_in_place(|| wait_for("EXIT="));
+    tmux(&["kill-session", "-t", &session]);
+    assert!(done.contains("not confirmed: nothing was changed") && done.contains("EXIT=2"), "{done}");
+    let left = crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(left.is_empty(), "nothing was created: {left:?}");
+}
