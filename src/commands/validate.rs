@@ -41,7 +41,17 @@ pub async fn run(cfg: Config, format: ReportFormat, out: Option<PathBuf>) -> Res
         super::report_calls(&ctx.aws);
         return Err(Error::StepsFailed { lines: errors });
     }
-    let report = Report::from(findings);
+    let mut report = Report::from(findings);
+    report.meta = crate::report::Meta {
+        generated_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        paymig_version: env!("CARGO_PKG_VERSION").to_owned(),
+        migration: ctx.cfg.migration.name.clone(),
+        account: ctx.account.clone(),
+        region: ctx.cfg.migration.region.clone(),
+        run: ctx.journal.as_ref().and_then(|j| j.runs().last().map(|r| r.id.clone())),
+    };
     let title = format!(
         "paymig validate: {} ({} -> {})",
         ctx.cfg.migration.name,

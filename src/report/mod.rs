@@ -60,12 +60,95 @@ impl Check {
 }
 
 /// Compares two values of a field, `expected` when the migration intends a
-/// difference.
+/// difference. Values are shown plainly (an optional value's `Some("x")` is
+/// `x`, `None` is `(none)`), and two JSON documents (policies, dashboards,
+/// alarm definitions) are compared path by path: one difference per path
+/// that differs (`definition/threshold`), never two whole documents.
 pub fn diff(out: &mut Vec<Difference>, field: &str, dev: impl ToString, prod: impl ToString, expected: bool) {
-    let (dev, prod) = (dev.to_string(), prod.to_string());
-    if dev != prod {
-        out.push(Difference { field: field.into(), dev, prod, expected });
+    let (dev, prod) = (plain(&dev.to_string()), plain(&prod.to_string()));
+    if dev == prod {
+        return;
     }
+    let structured =
+        |t: &str| serde_json::from_str::<serde_json::Value>(t).ok().filter(|v| v.is_object() || v.is_array());
+    if let (Some(a), Some(b)) = (structured(&dev), structured(&prod)) {
+        let mut paths = Vec::new();
+        json_paths(&a, &b, String::new(), &mut paths);
+        const MOST: usize = 20;
+        let more = paths.len().saturating_sub(MOST);
+        for (path, a, b) in paths.into_iter().take(MOST) {
+            out.push(Difference { field: format!("{field}{path}"), dev: a, prod: b, expected });
+        }
+        if more > 0 {
+            out.push(Difference {
+                field: format!("{field} (+{more} more paths)"),
+                dev: "…".into(),
+                prod: "…".into(),
+                expected,
+            });
+        }
+        return;
+    }
+    out.push(Difference { field: field.into(), dev, prod, expected });
+}
+
+/// A value as a person reads it: Rust's `Some("x")` / `None` / `"x"` shown
+/// as `x` / `(none)` / `x`.
+pub fn plain(text: &str) -> String {
+    let t = text.trim();
+    if t == "None" {
+        return "(none)".into();
+    }
+    let t = t.strip_prefix("Some(").and_then(|x| x.strip_suffix(')')).unwrap_or(t);
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') && !t[1..t.len() - 1].contains('"') {
+        return t[1..t.len() - 1].to_owned();
+    }
+    t.to_owned()
+}
+
+/// Every path (`/a/0/b`) where two JSON values differ, with both sides.
+fn json_paths(a: &serde_json::Value, b: &serde_json::Value, at: String, out: &mut Vec<(String, String, String)>) {
+    use serde_json::Value;
+    let shown = |v: Option<&Value>| match v {
+        None => "(absent)".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let path = format!("{at}/{k}");
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => json_paths(p, q, path, out),
+                    (p, q) => out.push((path, shown(p), shown(q))),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for i in 0..x.len().max(y.len()) {
+                let path = format!("{at}/{i}");
+                match (x.get(i), y.get(i)) {
+                    (Some(p), Some(q)) => json_paths(p, q, path, out),
+                    (p, q) => out.push((path, shown(p), shown(q))),
+                }
+            }
+        }
+        (p, q) if p != q => out.push((at, shown(Some(p)), shown(Some(q)))),
+        _ => {}
+    }
+}
+
+/// When, where and by what the report was made (`meta` in the JSON form).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Meta {
+    pub generated_at: String,
+    pub paymig_version: String,
+    pub migration: String,
+    pub account: String,
+    pub region: String,
+    /// The newest run in the journal, if any.
+    pub run: Option<String>,
 }
 
 /// What a step contributes.
@@ -89,15 +172,25 @@ pub struct Report {
     pub summary: Summary,
     pub resources: Vec<Resource>,
     pub checks: Vec<Check>,
+    pub meta: Meta,
 }
 
 impl Report {
+    /// The report of every step's findings (in step order): missing and
+    /// drifting resources first, then the matching ones; failed checks first.
     pub fn from(findings: Vec<Findings>) -> Report {
         let mut r = Report::default();
         for f in findings {
             r.resources.extend(f.resources);
             r.checks.extend(f.checks);
         }
+        let rank = |s: Status| match s {
+            Status::Missing => 0,
+            Status::Differs => 1,
+            Status::Match => 2,
+        };
+        r.resources.sort_by_key(|x| rank(x.status));
+        r.checks.sort_by_key(|c| c.passed);
         r.summary = Summary {
             resources: r.resources.len(),
             matching: r.resources.iter().filter(|x| x.status == Status::Match).count(),
@@ -119,8 +212,18 @@ impl Report {
 
     pub fn to_markdown(&self, title: &str) -> String {
         let s = &self.summary;
+        let m = &self.meta;
         let mut out = format!(
-            "# {title}\n\n**{}** resources: {} matching, {} with drift, {} missing · checks: {} of {} failed\n\n",
+            "# {title}\n\n{} · paymig {} · migration `{}` · account {} · {} · journal run {}\n\n",
+            m.generated_at,
+            m.paymig_version,
+            m.migration,
+            m.account,
+            m.region,
+            m.run.as_deref().unwrap_or("(none)")
+        );
+        out += &format!(
+            "**{}** resources: {} matching, {} with drift, {} missing · checks: {} of {} failed\n\n",
             s.resources,
             s.matching,
             s.differing,
@@ -223,6 +326,7 @@ li.drift{{color:#b00020;font-weight:bold}} ul{{margin:0;padding-left:1.2rem}}
 #summary{{font-size:1.1rem}}
 </style></head><body>
 <h1>{t}</h1>
+<p id="meta">{meta}</p>
 <p id="summary" data-clean="{clean}">{res} resources: {m} matching, {d} with drift, {mi} missing · checks: {cf} of {ct} failed</p>
 <h2>Resources</h2>
 <table id="resources"><tr><th>kind</th><th>dev</th><th>prod</th><th>status</th><th>differences</th></tr>
@@ -233,6 +337,15 @@ li.drift{{color:#b00020;font-weight:bold}} ul{{margin:0;padding-left:1.2rem}}
 </body></html>
 "#,
             t = h(title),
+            meta = h(&format!(
+                "{} · paymig {} · migration {} · account {} · {} · journal run {}",
+                self.meta.generated_at,
+                self.meta.paymig_version,
+                self.meta.migration,
+                self.meta.account,
+                self.meta.region,
+                self.meta.run.as_deref().unwrap_or("(none)")
+            )),
             clean = self.is_clean(),
             res = s.resources,
             m = s.matching,
@@ -257,6 +370,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn values_are_plain_and_documents_are_compared_path_by_path() {
+        assert_eq!(plain("Some(\"NEW_AND_OLD_IMAGES\")"), "NEW_AND_OLD_IMAGES");
+        assert_eq!(plain("None"), "(none)");
+        assert_eq!(plain("Some(5)"), "5");
+        assert_eq!(plain("plain"), "plain");
+        let mut d = Vec::new();
+        diff(&mut d, "stream", "Some(\"KEYS_ONLY\")", "None", false);
+        assert_eq!((d[0].dev.as_str(), d[0].prod.as_str()), ("KEYS_ONLY", "(none)"));
+        let mut d = Vec::new();
+        let a = serde_json::json!({"threshold": 80, "actions": ["t"], "stat": "Average"});
+        let b = serde_json::json!({"threshold": 95, "actions": ["t", "u"], "stat": "Average"});
+        diff(&mut d, "definition", a.to_string(), b.to_string(), false);
+        let fields: Vec<&str> = d.iter().map(|x| x.field.as_str()).collect();
+        assert_eq!(fields, ["definition/actions/1", "definition/threshold"]);
+        assert_eq!((d[1].dev.as_str(), d[1].prod.as_str()), ("80", "95"));
+        assert_eq!(d[0].dev, "(absent)");
+    }
+
+    #[test]
     fn drift_and_failed_checks_make_a_report_unclean() {
         let mut d = Vec::new();
         diff(&mut d, "name", "sessions-dev", "sessions-prod", true);
@@ -278,8 +410,10 @@ mod tests {
         assert!(!r.is_clean());
         assert_eq!((r.summary.matching, r.summary.differing, r.summary.checks_failed), (1, 1, 1));
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
-        assert_eq!(json["resources"][1]["status"], "differs");
-        assert_eq!(json["resources"][1]["differences"][0]["expected"], false);
+        assert_eq!(json["resources"][0]["status"], "differs", "drift comes first");
+        assert_eq!(json["resources"][0]["differences"][0]["expected"], false);
+        assert_eq!(json["checks"][0]["passed"], false, "failed checks come first");
+        assert!(json["meta"].is_object(), "the JSON form carries its metadata");
         assert!(r.to_html("t").contains("<li class=\"drift\">gsis"));
         assert!(r.to_markdown("t").contains("**drift** gsis"));
     }
