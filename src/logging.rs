@@ -15,10 +15,13 @@ pub fn is_json() -> bool {
 
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let _ = FORMAT.set(format);
-    let level = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
+    // Text: progress, notices and the summary by default; per-resource
+    // events at -v, call dumps at -vv. JSON (for CodeBuild) carries every
+    // event by default: a machine filters, a person does not have to.
+    let level = match (quiet, verbose, format) {
+        (true, _, _) => "warn",
+        (false, 0, LogFormat::Text) => "info",
+        (false, 0, LogFormat::Json) | (false, 1, _) => "debug",
         _ => "trace",
     };
     // Our own events at the chosen level; the SDK's only when they matter.

@@ -34,13 +34,13 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
 
     crate::signals::listen();
     let run_id = journal.begin_run("apply")?;
-    tracing::info!(run = %run_id, parallelism, "apply started");
+    tracing::debug!(run = %run_id, parallelism, "apply started");
     crate::progress::start("apply", &dag.steps().iter().map(|s| s.id()).collect::<Vec<_>>());
     let reports = dag
         .execute(parallelism, |s| {
             let ctx = &ctx;
             Box::pin(async move {
-                tracing::info!(step = s.id(), "step running");
+                tracing::debug!(step = s.id(), "step running");
                 let outcome = s.run(ctx).await?;
                 if outcome == Outcome::Done {
                     ctx.settle(s.id())?;

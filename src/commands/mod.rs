@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let cfg = Config::load(&cli.config)?;
+    let _ = LOCK_TIMEOUT.set(cli.lock_timeout);
     match cli.command {
         Command::Plan { format, detailed_exitcode } => plan::run(cfg, format, detailed_exitcode).await,
         Command::Apply { confirm, parallelism } => apply::run(cfg, confirm.yes, usize::from(parallelism)).await,
@@ -74,8 +75,33 @@ pub(crate) fn remote(cfg: &Config, bucket: &str, prefix: &str) -> Result<Arc<Rem
     Remote::connect(spec).map(Arc::new).map_err(|e| Error::Journal(e.into()))
 }
 
-/// Takes the migration's lock, then opens (and if needed repairs) its journal.
+/// `--lock-timeout`: how long to wait for another run's lock.
+static LOCK_TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// Takes the migration's lock — waiting up to `--lock-timeout` for another
+/// run to release it — then opens (and if needed repairs) its journal.
 pub fn lock_and_open(cfg: &Config, command: &str) -> Result<(Lock, Arc<Journal>)> {
+    let timeout = LOCK_TIMEOUT.get().copied().unwrap_or_default();
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        match try_lock_and_open(cfg, command) {
+            Err(Error::Locked { holder, .. }) if started.elapsed() < timeout => {
+                if !said {
+                    tracing::warn!(
+                        "another run holds the lock ({holder}); waiting up to {}s for it (--lock-timeout)",
+                        timeout.as_secs()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(2).min(timeout.saturating_sub(started.elapsed())));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_lock_and_open(cfg: &Config, command: &str) -> Result<(Lock, Arc<Journal>)> {
     let (bucket, prefix) = match &cfg.journal {
         JournalLocation::Local(dir) => return lock_and_open_local(cfg, dir, command),
         JournalLocation::S3 { bucket, prefix } => (bucket, prefix),
@@ -226,15 +252,19 @@ pub fn confirm(yes: bool, question: &str) -> Result<()> {
 /// Prints the API-call accounting to stderr (and as a structured event).
 pub fn report_calls(aws: &Aws) {
     let s = aws.stats.summary();
-    tracing::info!(
-        read = s.read,
-        mutating = s.mutating,
-        retries = s.retries,
-        decrypting_reads = s.decrypting_reads,
-        by_operation = %serde_json::to_string(&s.by_operation).unwrap_or_default(),
-        "api calls"
-    );
-    if !crate::logging::is_json() {
+    let by_operation = serde_json::to_string(&s.by_operation).unwrap_or_default();
+    if crate::logging::is_json() {
+        tracing::info!(
+            read = s.read,
+            mutating = s.mutating,
+            retries = s.retries,
+            decrypting_reads = s.decrypting_reads,
+            by_operation = %by_operation,
+            "api calls"
+        );
+    } else {
+        // The per-operation dump is for -vv; the one line below is for people.
+        tracing::trace!(by_operation = %by_operation, "api calls");
         eprintln!("{s}");
     }
 }

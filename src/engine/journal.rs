@@ -146,6 +146,17 @@ pub struct Run {
     pub status: Option<String>,
 }
 
+/// The crash campaign's hook: the process kills itself after this many
+/// journal writes (`PAYMIG_TEST_KILL_AFTER_WRITES`). Debug builds only (the
+/// tests' profile); a release build never reads the variable.
+fn kill_after_writes() -> Option<u64> {
+    if cfg!(debug_assertions) {
+        std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok())
+    } else {
+        None
+    }
+}
+
 /// Where writes go.
 enum Sink {
     /// Appended to a local file and fsynced.
@@ -326,7 +337,7 @@ impl Journal {
             }
             entries.push(e);
         }
-        let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok());
+        let kill_after = kill_after_writes();
         Ok((
             Some(Journal {
                 location: path.display().to_string(),
@@ -369,7 +380,7 @@ impl Journal {
                 remote.checkpoint(last.seq, body)?;
             }
         }
-        let kill_after = std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok());
+        let kill_after = kill_after_writes();
         Ok(Journal {
             path: PathBuf::from(remote.spec().location()),
             location: remote.spec().location(),

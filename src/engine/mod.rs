@@ -306,7 +306,8 @@ impl Ctx {
     /// A notice for the operator, shown by plan and apply.
     pub fn notice(&self, step: &str, message: impl Into<String>) {
         let message = message.into();
-        tracing::info!(step, "{message}");
+        // Shown with the plan or the summary; logged for -v and JSON.
+        tracing::debug!(notice_step = step, "{message}");
         self.notices.lock().expect("notices poisoned").push((step.to_owned(), message));
     }
 
@@ -494,7 +495,8 @@ impl Ctx {
         })?;
         let created = call().await?;
         journal.done(seq, &created.id, created.arn.as_deref(), created.data)?;
-        tracing::info!(step = res.step, kind = res.kind, resource = %res.name, id = %created.id, "created");
+        // Per-resource events are detail (-v); the summary counts them.
+        tracing::debug!(kind = res.kind, resource = %res.name, id = %created.id, "created");
         Ok(Some(created.value))
     }
 
@@ -532,7 +534,7 @@ impl Ctx {
         })?;
         call().await?;
         journal.done(seq, id, None, Value::Null)?;
-        tracing::info!(step = res.step, kind = res.kind, resource = %res.name, %detail, "updated");
+        tracing::debug!(kind = res.kind, resource = %res.name, %detail, "updated");
         Ok(())
     }
 }

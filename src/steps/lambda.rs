@@ -76,7 +76,7 @@ impl Step for Lambda {
                 })
                 .collect();
             if let Err(e) = check_concurrency(ctx).await {
-                problems.push(StepError::Invalid(e));
+                problems.push(e);
             }
             problems
         })
@@ -158,7 +158,7 @@ fn reserved_for(ctx: &Ctx, dev: &str) -> Option<i32> {
 /// Preflight: the account keeps at least 100 unreserved after the
 /// reservations. An endpoint without GetAccountSettings (the emulator) gets
 /// a warning; AWS itself still refuses a reservation that breaks the rule.
-async fn check_concurrency(ctx: &Ctx) -> Result<(), String> {
+async fn check_concurrency(ctx: &Ctx) -> Result<(), StepError> {
     let wanted: i32 = ctx.cfg.source.lambda_functions.iter().filter_map(|f| reserved_for(ctx, f)).sum();
     if wanted == 0 {
         return Ok(());
@@ -166,8 +166,15 @@ async fn check_concurrency(ctx: &Ctx) -> Result<(), String> {
     let settings = match ctx.aws.target.lambda.get_account_settings().send().await {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %crate::aws::describe_sdk_error(&e), "cannot read the account's Lambda concurrency; PutFunctionConcurrency will enforce the 100-unreserved minimum");
-            return Ok(());
+            let failure = crate::aws::AwsFailure::of(&e);
+            // An endpoint without the operation (the emulator answers 404) is
+            // expected there and said once, quietly; anything else (a denial
+            // above all) is a preflight failure naming the call.
+            if failure.status == Some(404) && failure.code.is_none() {
+                tracing::info!("this endpoint has no Lambda GetAccountSettings; the 100-unreserved rule is left to PutFunctionConcurrency");
+                return Ok(());
+            }
+            return Err(StepError::aws("the account's Lambda concurrency", "GetAccountSettings")(e));
         }
     };
     let unreserved = settings.account_limit().and_then(|l| l.unreserved_concurrent_executions()).unwrap_or(0);
@@ -181,10 +188,10 @@ async fn check_concurrency(ctx: &Ctx) -> Result<(), String> {
         }
     }
     if unreserved + held - wanted < MIN_UNRESERVED {
-        return Err(format!(
+        return Err(StepError::Invalid(format!(
             "[lambda] reserved_concurrency: reserving {wanted} leaves {} unreserved in the account; AWS requires at least {MIN_UNRESERVED} — lower the reservations or raise the account quota",
             unreserved + held - wanted
-        ));
+        )));
     }
     Ok(())
 }

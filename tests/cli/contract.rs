@@ -116,8 +116,19 @@ async fn unlock_removes_a_dead_runs_lock_and_never_a_live_one() {
     let refused = w.paymig(["unlock", "--yes"]).run();
     refused.expect_code(4);
     assert!(refused.stderr.contains("alive"), "{}", refused.stderr);
+    // --lock-timeout: a short wait still meets the holder (exit 4); a long
+    // one waits for it and then runs.
+    let short = w.paymig(["apply", "--yes", "--lock-timeout", "1s"]).run();
+    short.expect_code(4);
+    assert!(short.stderr.contains("waiting up to 1s"), "{}", short.stderr);
+    let waiter = w.paymig(["apply", "--yes", "--lock-timeout", "5m"]).spawn();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(status.code(), Some(0));
+    let waited =
+        crate::support::to_run(tokio::task::spawn_blocking(move || waiter.wait_with_output().unwrap()).await.unwrap());
+    waited.expect_code(0);
+    assert!(waited.stderr.contains("waiting up to 300s"), "{}", waited.stderr);
+    assert_eq!(waited.mutating_calls(), 0, "it ran after the holder finished: {}", waited.stderr);
     check_journal(&w.journal_path(), true).unwrap();
 }
 
