@@ -29,13 +29,38 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
         EnvFilter::try_from_env("PAYMIG_LOG").unwrap_or_else(|_| EnvFilter::new(format!("warn,paymig={level}")));
     // Colours only on a terminal: CodeBuild logs and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    // Each event is written whole, above the live progress block when it
+    // is on screen (so the next redraw never erases a log line).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| AboveProgress(Vec::new()))
         .with_target(false)
         .with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Text => builder.compact().without_time().init(),
+    }
+}
+
+/// A log event's bytes, handed to the progress display as one piece when
+/// the event is done.
+struct AboveProgress(Vec<u8>);
+
+impl std::io::Write for AboveProgress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AboveProgress {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            crate::progress::print_above(false, &String::from_utf8_lossy(&self.0));
+        }
     }
 }

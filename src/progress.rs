@@ -8,6 +8,7 @@
 //! with `counter`, and nothing is printed when it is not installed.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,52 @@ struct Board {
 
 static BOARD: OnceLock<Mutex<Board>> = OnceLock::new();
 
+/// Whether the live terminal block is on screen: then every other line
+/// (logs on stderr, results on stdout) is printed above it through
+/// [`print_above`], so that nothing is erased by the next redraw.
+static LIVE: AtomicBool = AtomicBool::new(false);
+
+/// Prints `text` (whole lines) to stdout or stderr; while the live block is
+/// on screen, above it: the block is cleared, the text written, the block
+/// drawn again below it.
+pub fn print_above(to_stdout: bool, text: &str) {
+    let write = |text: &str| {
+        if to_stdout {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        } else {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(text.as_bytes());
+            let _ = err.flush();
+        }
+    };
+    if LIVE.load(Ordering::SeqCst) {
+        if let Some(board) = BOARD.get() {
+            if let Ok(mut b) = board.lock() {
+                b.clear();
+                write(text);
+                b.draw(false);
+                return;
+            }
+        }
+    }
+    write(text);
+}
+
+/// `println!` that respects the live block.
+pub fn println(line: impl AsRef<str>) {
+    print_above(true, &format!("{}\n", line.as_ref()));
+}
+
+/// The terminal's width in columns (stderr's), if it is one.
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills a winsize for a terminal descriptor.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
 /// How often a plain-text counter line may repeat.
 const PLAIN_COUNTER_EVERY: Duration = Duration::from_secs(5);
 /// How often the terminal block may be redrawn for a counter.
@@ -78,6 +125,7 @@ pub fn start(command: &str, steps: &[&'static str]) {
     } else {
         Style::Plain
     };
+    LIVE.store(style == Style::Terminal, Ordering::SeqCst);
     let lines = steps.iter().map(|s| Line::waiting(s)).collect();
     let board = Board { style, command: command.to_owned(), lines, drawn: 0, last_draw: None };
     if BOARD.set(Mutex::new(board)).is_err() {
@@ -216,18 +264,34 @@ impl Line {
 }
 
 impl Board {
-    /// Redraws the terminal block in place.
+    /// Takes the block off the screen (the cursor goes back to its top).
+    fn clear(&mut self) {
+        if self.style != Style::Terminal || self.drawn == 0 {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn);
+        let _ = err.flush();
+        self.drawn = 0;
+    }
+
+    /// Redraws the terminal block in place: one screen row per step, each
+    /// cut to the terminal's width (a wrapped line would break the count of
+    /// rows to go back over).
     fn draw(&mut self, _transition: bool) {
         if self.style != Style::Terminal {
             return;
         }
+        self.clear();
+        let width = terminal_width().unwrap_or(80).saturating_sub(1).max(20);
         let mut err = std::io::stderr().lock();
-        if self.drawn > 0 {
-            // Back to the top of the block, clearing it.
-            let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn);
-        }
         for l in &self.lines {
-            let text = l.render(true);
+            let full = l.render(true);
+            let text: String = if full.chars().count() > width {
+                full.chars().take(width - 1).chain(std::iter::once('…')).collect()
+            } else {
+                full
+            };
             let colour = match l.state {
                 State::Done => "\x1b[32m",
                 State::Failed | State::Blocked => "\x1b[31m",
@@ -251,6 +315,7 @@ pub fn finish(status: &str, summary: &serde_json::Value) {
         }
         b.drawn = 0;
     });
+    LIVE.store(false, Ordering::SeqCst);
 }
 
 #[cfg(test)]

@@ -273,7 +273,7 @@ fn journal_undo(
             }
             journal.undone(r.seq).map_err(|e| (e.to_string(), true))?;
             tracing::debug!(step = %r.intent.step, key = %r.intent.key, "undone");
-            println!("  done [{}] {}", r.intent.step, describe(r));
+            crate::progress::println(format!("  done [{}] {}", r.intent.step, describe(r)));
             Ok(())
         }
         Err(e) => {
@@ -428,7 +428,7 @@ async fn undo_step(
 
 fn finish(ctx: &Ctx, journal: &Journal, failures: Vec<String>, swept: Vec<String>) -> Result<()> {
     for s in &swept {
-        println!("  - swept {s}");
+        crate::progress::println(format!("  - swept {s}"));
     }
     let stats = ctx.aws.stats.summary();
     let interrupted = crate::signals::received();

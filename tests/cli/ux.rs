@@ -199,3 +199,60 @@ async fn apply_at_a_terminal_shows_the_plan_first_and_changes_nothing_unless_con
     let left = crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(left.is_empty(), "nothing was created: {left:?}");
 }
+
+/// The live progress block at a real terminal (tmux, 80 columns): every
+/// line printed while it is on screen — the per-record lines of destroy on
+/// stdout, `-v` log events on stderr — stays on screen (none is erased by a
+/// redraw), and the block's own lines fit the width.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_block_never_erases_what_is_printed_above_it() {
+    use std::process::Command;
+    let w = World::with(Default::default(), crate::without_database).await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let undo_records = w.journal_lines().iter().filter(|l| l["type"] == "intent" && l["op"] != "update").count();
+    let session = format!("paymig-live-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux is installed by scripts/test");
+    let script = w.dir.path().join("destroy.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexport AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true\n{} --config {} -v destroy --yes\necho EXIT=$?\nsleep 60\n",
+            w.moto.endpoint,
+            env!("CARGO_BIN_EXE_paymig"),
+            w.config.display()
+        ),
+    )
+    .unwrap();
+    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "80", "-y", "40", "sh", script.to_str().unwrap()]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let screen = tokio::task::block_in_place(|| {
+        let t = std::time::Instant::now();
+        loop {
+            let out = tmux(&["capture-pane", "-p", "-S", "-20000", "-t", &session]);
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            if s.contains("EXIT=") || t.elapsed() > std::time::Duration::from_secs(90) {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    });
+    tmux(&["kill-session", "-t", &session]);
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let done = screen.lines().filter(|l| l.trim_start().starts_with("done [")).count();
+    assert!(
+        done >= undo_records,
+        "every undone record's line is still on screen ({done} of at least {undo_records}):\n{screen}"
+    );
+    assert!(screen.contains("undone") || screen.contains("DEBUG"), "the -v events are on screen too:\n{screen}");
+    for step in ["network", "kms", "lambda"] {
+        let line = screen
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(&format!("[{step}] ")))
+            .unwrap_or_else(|| panic!("the block's line for {step}:\n{screen}"));
+        assert!(line.contains("done"), "{line}");
+    }
+    for l in screen.lines().filter(|l| l.starts_with('[') && l.contains("] ")) {
+        assert!(l.chars().count() <= 80, "a block line wider than the terminal: {l:?}");
+    }
+}
