@@ -33,7 +33,12 @@ pub async fn run(cfg: Config, format: ReportFormat, out: Option<PathBuf>) -> Res
     let mut errors = Vec::new();
     for (step, r) in dag.steps().iter().zip(results) {
         match r {
-            Ok(f) => findings.push(f),
+            Ok(mut f) => {
+                for r in &mut f.resources {
+                    r.tier = step.id().to_owned();
+                }
+                findings.push(f)
+            }
             Err(e) => errors.push(format!("{}: {e}", step.id())),
         }
     }

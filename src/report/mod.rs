@@ -25,6 +25,9 @@ pub enum Status {
 /// A dev resource and its prod twin.
 #[derive(Debug, Clone, Serialize)]
 pub struct Resource {
+    /// The step (tier) that compared it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tier: String,
     pub kind: String,
     pub dev: String,
     pub prod: String,
@@ -36,11 +39,18 @@ impl Resource {
     /// A compared pair; drift (an unexpected difference) makes it `differs`.
     pub fn compared(kind: &str, dev: &str, prod: &str, differences: Vec<Difference>) -> Resource {
         let status = if differences.iter().any(|d| !d.expected) { Status::Differs } else { Status::Match };
-        Resource { kind: kind.into(), dev: dev.into(), prod: prod.into(), status, differences }
+        Resource { tier: String::new(), kind: kind.into(), dev: dev.into(), prod: prod.into(), status, differences }
     }
 
     pub fn missing(kind: &str, dev: &str, prod: &str) -> Resource {
-        Resource { kind: kind.into(), dev: dev.into(), prod: prod.into(), status: Status::Missing, differences: vec![] }
+        Resource {
+            tier: String::new(),
+            kind: kind.into(),
+            dev: dev.into(),
+            prod: prod.into(),
+            status: Status::Missing,
+            differences: vec![],
+        }
     }
 }
 
@@ -177,13 +187,15 @@ pub struct Report {
 
 impl Report {
     /// The report of every step's findings (in step order): missing and
-    /// drifting resources first, then the matching ones; failed checks first.
+    /// drifting resources first, then the matching ones, each group by tier
+    /// (the order of `findings`); failed checks first.
     pub fn from(findings: Vec<Findings>) -> Report {
         let mut r = Report::default();
         for f in findings {
             r.resources.extend(f.resources);
             r.checks.extend(f.checks);
         }
+        // Stable sorts: inside a status, the tiers keep their order.
         let rank = |s: Status| match s {
             Status::Missing => 0,
             Status::Differs => 1,
@@ -231,24 +243,27 @@ impl Report {
             s.checks_failed,
             self.checks.len()
         );
-        out.push_str("## Resources\n\n| kind | dev | prod | status | differences |\n|---|---|---|---|---|\n");
+        out.push_str(
+            "Expected differences (renames, prod tags, the prod key, settings from the configuration) are named by field; drift is shown in full.\n\n",
+        );
+        out.push_str(
+            "## Resources\n\n| tier | kind | dev | prod | status | differences |\n|---|---|---|---|---|---|\n",
+        );
         for r in &self.resources {
-            let diffs: Vec<String> = r
+            let mut diffs: Vec<String> = r
                 .differences
                 .iter()
-                .map(|d| {
-                    format!(
-                        "{}{}: `{}` → `{}`",
-                        if d.expected { "" } else { "**drift** " },
-                        d.field,
-                        md(&d.dev),
-                        md(&d.prod)
-                    )
-                })
+                .filter(|d| !d.expected)
+                .map(|d| format!("**drift** {}: `{}` → `{}`", d.field, md(&d.dev), md(&d.prod)))
                 .collect();
+            let expected: Vec<&str> = r.differences.iter().filter(|d| d.expected).map(|d| d.field.as_str()).collect();
+            if !expected.is_empty() {
+                diffs.push(format!("expected: {}", expected.join(", ")));
+            }
             out.push_str(
                 &format!(
-                    "| {} | {} | {} | {:?} | {} |\n",
+                    "| {} | {} | {} | {} | {:?} | {} |\n",
+                    r.tier,
                     r.kind,
                     md(&r.dev),
                     md(&r.prod),
@@ -277,26 +292,31 @@ impl Report {
         let s = &self.summary;
         let mut rows = String::new();
         for r in &self.resources {
-            let diffs: Vec<String> = r
+            let mut diffs: Vec<String> = r
                 .differences
                 .iter()
+                .filter(|d| !d.expected)
                 .map(|d| {
                     format!(
-                        "<li class=\"{}\">{}: <code>{}</code> → <code>{}</code></li>",
-                        if d.expected { "expected" } else { "drift" },
+                        "<li class=\"drift\">{}: <code>{}</code> → <code>{}</code></li>",
                         h(&d.field),
                         h(&d.dev),
                         h(&d.prod)
                     )
                 })
                 .collect();
+            let expected: Vec<String> = r.differences.iter().filter(|d| d.expected).map(|d| h(&d.field)).collect();
+            if !expected.is_empty() {
+                diffs.push(format!("<li class=\"expected\">expected: {}</li>", expected.join(", ")));
+            }
             let status = match r.status {
                 Status::Match => "match",
                 Status::Differs => "differs",
                 Status::Missing => "missing",
             };
             rows.push_str(&format!(
-                "<tr class=\"{status}\"><td>{}</td><td>{}</td><td>{}</td><td>{status}</td><td><ul>{}</ul></td></tr>\n",
+                "<tr class=\"{status}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{status}</td><td><ul>{}</ul></td></tr>\n",
+                h(&r.tier),
                 h(&r.kind),
                 h(&r.dev),
                 h(&r.prod),
@@ -329,7 +349,7 @@ li.drift{{color:#b00020;font-weight:bold}} ul{{margin:0;padding-left:1.2rem}}
 <p id="meta">{meta}</p>
 <p id="summary" data-clean="{clean}">{res} resources: {m} matching, {d} with drift, {mi} missing · checks: {cf} of {ct} failed</p>
 <h2>Resources</h2>
-<table id="resources"><tr><th>kind</th><th>dev</th><th>prod</th><th>status</th><th>differences</th></tr>
+<table id="resources"><tr><th>tier</th><th>kind</th><th>dev</th><th>prod</th><th>status</th><th>differences</th></tr>
 {rows}</table>
 <h2>Checks</h2>
 <table id="checks"><tr><th>check</th><th>resource</th><th>result</th><th>detail</th></tr>
