@@ -287,3 +287,37 @@ async fn the_package_link_is_asked_for_right_before_the_download() {
     assert_eq!(expired.status, Some(403));
     assert_eq!(b.count(Behaviour::CodeLocationExpiry), 1);
 }
+
+/// A short crash campaign against the behaving emulator (database tier
+/// left out: its SDK waiters poll every 30 s): applies killed at journal
+/// boundaries resume to the reference stack with nothing duplicated, a
+/// re-apply changes nothing, the journal stays consistent and destroy —
+/// waiting for ENIs, tables and functions as AWS requires — leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_applies_resume_and_converge_when_the_emulator_behaves_like_aws() {
+    use crate::campaigns::{check_journal, crash_round, journal_file, round_config, shape, Kill};
+    use futures::StreamExt;
+    let w = World::with(Default::default(), without_database).await;
+    let b = Arc::new(AwsBehaviour::all(UNIT));
+    let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+    let reference = round_config(&w, "b000");
+    crate::support::Paymig::new(&proxy.endpoint, &reference).args(["apply", "--yes"]).run().expect_code(0);
+    let writes = check_journal(&journal_file(&w, "b000"), true).unwrap() as u64;
+    let expected = shape(&prod_inventory(&w.moto.endpoint, "b000").await, "b000");
+    crate::support::Paymig::new(&proxy.endpoint, &reference).args(["destroy", "--yes"]).run().expect_code(0);
+    let kills: Vec<Kill> = [3, writes / 4, writes / 2, writes * 3 / 4].into_iter().map(Kill::AfterWrites).collect();
+    let endpoint = proxy.endpoint.clone();
+    let landed: Vec<bool> = futures::stream::iter(kills.into_iter().enumerate())
+        .map(|(i, k)| {
+            let (w, expected, endpoint) = (&w, &expected, &endpoint);
+            async move { crash_round(w, Some(endpoint), format!("b{:03}", i + 1), k, expected).await }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    assert!(landed.iter().all(|l| *l), "every kill landed mid-run: {landed:?}");
+    let fired = b.fired();
+    for must in [Behaviour::LambdaStates, Behaviour::DynamoStates, Behaviour::EniLinger] {
+        assert!(fired.get(&must).copied().unwrap_or(0) > 0, "{must:?} never fired: {fired:?}");
+    }
+}

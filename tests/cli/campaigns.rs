@@ -88,7 +88,7 @@ pub fn check_journal(path: &std::path::Path, settled: bool) -> Result<usize, Str
 
 /// The inventory with the round's suffix and generated ids taken out, so
 /// rounds compare with the reference.
-fn shape(inv: &Inventory, suffix: &str) -> BTreeMap<&'static str, Vec<String>> {
+pub fn shape(inv: &Inventory, suffix: &str) -> BTreeMap<&'static str, Vec<String>> {
     inv.iter()
         .map(|(k, names)| {
             let names = names
@@ -101,15 +101,15 @@ fn shape(inv: &Inventory, suffix: &str) -> BTreeMap<&'static str, Vec<String>> {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Kill {
+pub enum Kill {
     /// The process SIGKILLs itself right after its Nth fsynced journal write.
     AfterWrites(u64),
     /// SIGKILL from outside after this long.
     After(Duration),
 }
 
-async fn paymig(w: &World, config: &std::path::Path, args: &[&str], kill: Option<Kill>) -> Run {
-    let mut p = Paymig::new(&w.moto.endpoint, config).args(args).guard_dev(&w.moto.endpoint);
+async fn paymig(w: &World, via: Option<&str>, config: &std::path::Path, args: &[&str], kill: Option<Kill>) -> Run {
+    let mut p = Paymig::new(via.unwrap_or(&w.moto.endpoint), config).args(args).guard_dev(&w.moto.endpoint);
     match kill {
         None => tokio::task::spawn_blocking(move || p.run()).await.unwrap(),
         Some(Kill::AfterWrites(n)) => {
@@ -129,9 +129,15 @@ async fn paymig(w: &World, config: &std::path::Path, args: &[&str], kill: Option
 
 /// One round: a killed apply, a resume, the checks, a destroy. Returns
 /// whether the kill landed before the run finished.
-async fn crash_round(w: &World, suffix: String, kill: Kill, expected: &BTreeMap<&'static str, Vec<String>>) -> bool {
+pub async fn crash_round(
+    w: &World,
+    via: Option<&str>,
+    suffix: String,
+    kill: Kill,
+    expected: &BTreeMap<&'static str, Vec<String>>,
+) -> bool {
     let config = round_config(w, &suffix);
-    let killed = paymig(w, &config, &["apply", "--yes"], Some(kill)).await;
+    let killed = paymig(w, via, &config, &["apply", "--yes"], Some(kill)).await;
     let landed = killed.code.is_none();
     if matches!(kill, Kill::AfterWrites(_)) {
         assert!(killed.killed, "{suffix}: {kill:?} did not kill the run: {:?}\n{}", killed.code, killed.stderr);
@@ -140,16 +146,16 @@ async fn crash_round(w: &World, suffix: String, kill: Kill, expected: &BTreeMap<
     if journal.exists() {
         check_journal(&journal, false).unwrap_or_else(|e| panic!("{suffix} after {kill:?}: {e}"));
     }
-    let resumed = paymig(w, &config, &["apply", "--yes"], None).await;
+    let resumed = paymig(w, via, &config, &["apply", "--yes"], None).await;
     assert_eq!(resumed.code, Some(0), "{suffix}: resume after {kill:?}\n{}", resumed.stderr);
     let inv = prod_inventory(&w.moto.endpoint, &suffix).await;
     assert!(duplicates(&inv).is_empty(), "{suffix} after {kill:?}: duplicates {:?}", duplicates(&inv));
     assert_eq!(&shape(&inv, &suffix), expected, "{suffix}: converged to the reference stack after {kill:?}");
-    let again = paymig(w, &config, &["apply", "--yes"], None).await;
+    let again = paymig(w, via, &config, &["apply", "--yes"], None).await;
     assert_eq!(again.code, Some(0));
     assert_eq!(again.mutating_calls(), 0, "{suffix}: converged after {kill:?}\n{}", again.stderr);
     check_journal(&journal, true).unwrap_or_else(|e| panic!("{suffix} after {kill:?}: {e}"));
-    let destroy = paymig(w, &config, &["destroy", "--yes"], None).await;
+    let destroy = paymig(w, via, &config, &["destroy", "--yes"], None).await;
     assert_eq!(destroy.code, Some(0), "{suffix}: destroy after {kill:?}\n{}", destroy.stderr);
     let left = prod_inventory(&w.moto.endpoint, &suffix).await;
     assert!(left.is_empty(), "{suffix}: destroy after {kill:?} left {left:?}");
@@ -161,7 +167,7 @@ async fn crash_round(w: &World, suffix: String, kill: Kill, expected: &BTreeMap<
 async fn reference(w: &World) -> (BTreeMap<&'static str, Vec<String>>, u64, Duration) {
     let config = round_config(w, "k000");
     let t = Instant::now();
-    paymig(w, &config, &["apply", "--yes"], None).await.expect_code(0);
+    paymig(w, None, &config, &["apply", "--yes"], None).await.expect_code(0);
     let took = t.elapsed();
     let writes = check_journal(&journal_file(w, "k000"), true).unwrap() as u64;
     let inv = prod_inventory(&w.moto.endpoint, "k000").await;
@@ -169,7 +175,7 @@ async fn reference(w: &World) -> (BTreeMap<&'static str, Vec<String>>, u64, Dura
     for kind in ["vpc", "subnet", "kms_key", "db_cluster", "dynamodb_table", "lambda_function", "s3_bucket", "alarm"] {
         assert!(inv.contains_key(kind), "the reference stack has a {kind}: {inv:?}");
     }
-    paymig(w, &config, &["destroy", "--yes"], None).await.expect_code(0);
+    paymig(w, None, &config, &["destroy", "--yes"], None).await.expect_code(0);
     assert!(prod_inventory(&w.moto.endpoint, "k000").await.is_empty());
     (shape(&inv, "k000"), writes, took)
 }
@@ -189,7 +195,7 @@ async fn campaign(boundaries: Vec<u64>, random_times: usize, seed: u64, parallel
     let landed: Vec<bool> = futures::stream::iter(kills.into_iter().enumerate())
         .map(|(i, k)| {
             let (w, expected) = (&w, &expected);
-            async move { crash_round(w, format!("k{:03}", i + 1), k, expected).await }
+            async move { crash_round(w, None, format!("k{:03}", i + 1), k, expected).await }
         })
         .buffer_unordered(parallel)
         .collect()
