@@ -158,7 +158,8 @@ pub enum Command {
         /// Shift this percentage first, then the rest after --interval.
         #[arg(long, requires = "interval")]
         canary: Option<u8>,
-        /// Seconds to watch target health and alarms between shifts.
+        /// Seconds to watch the migration's alarms after each shift (an alarm in
+        /// ALARM reverts to the starting weights).
         #[arg(long, requires = "canary")]
         interval: Option<u64>,
         #[command(flatten)]
@@ -219,4 +220,7 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+    /// Prints the manual page (roff), generated from this help (reads no configuration).
+    #[command(after_help = "Example:\n  paymig man > /usr/local/share/man/man1/paymig.1 && man paymig")]
+    Man,
 }

@@ -35,6 +35,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         let _ = std::io::stdout().write_all(&script);
         return Ok(());
     }
+    if let Command::Man = cli.command {
+        use clap::CommandFactory;
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut page)
+            .map_err(|e| Error::Usage(format!("cannot render the manual page: {e}")))?;
+        let _ = std::io::stdout().write_all(&page);
+        return Ok(());
+    }
     let cfg = Config::load(&cli.config)?;
     let _ = LOCK_TIMEOUT.set(cli.lock_timeout);
     match cli.command {
@@ -48,7 +57,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm.yes).await,
         Command::Validate { format, out } => validate::run(cfg, format, out).await,
         Command::Switch { to, canary, interval, confirm } => switch::run(cfg, to, canary, interval, confirm.yes).await,
-        Command::Completions { .. } => unreachable!("handled before the configuration is read"),
+        Command::Completions { .. } | Command::Man => unreachable!("handled before the configuration is read"),
     }
 }
 

@@ -631,17 +631,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StepError>>,
 {
-    use backon::{ExponentialBuilder, Retryable};
-    op.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(250))
-            .with_max_delay(Duration::from_secs(15))
-            .with_max_times(8)
-            .with_jitter(),
-    )
-    .when(retryable)
-    .notify(|e, d| tracing::warn!(what, error = %e, delay_ms = d.as_millis() as u64, "retrying after an eventual-consistency error"))
-    .await
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(15))
+        .with_max_times(8);
+    retry_with(what, backoff, retryable, op).await
 }
 
 /// Retries `op` while `retryable` says AWS is not ready yet, for as long as
@@ -659,18 +653,33 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StepError>>,
 {
-    use backon::{ExponentialBuilder, Retryable};
-    op.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(Duration::from_secs(30))
-            .without_max_times()
-            .with_total_delay(Some(bound))
-            .with_jitter(),
-    )
-    .when(retryable)
-    .notify(|e, d| tracing::info!(what, error = %e, delay_ms = d.as_millis() as u64, "AWS is not ready yet; retrying"))
-    .await
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times()
+        .with_total_delay(Some(bound));
+    retry_with(what, backoff, retryable, op).await
+}
+
+/// The one retry loop behind both: `backoff` with jitter, each retry logged
+/// with the error and the delay.
+async fn retry_with<T, F, Fut>(
+    what: &str,
+    backoff: backon::ExponentialBuilder,
+    retryable: impl Fn(&StepError) -> bool,
+    op: F,
+) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StepError>>,
+{
+    use backon::Retryable;
+    op.retry(backoff.with_jitter())
+        .when(retryable)
+        .notify(
+            |e, d| tracing::info!(what, error = %e, delay_ms = d.as_millis() as u64, "AWS is not ready yet; retrying"),
+        )
+        .await
 }
 
 #[cfg(test)]

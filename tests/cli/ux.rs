@@ -31,7 +31,7 @@ fn assert_snapshot(name: &str, actual: &str) {
     }
 }
 
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "plan",
     "apply",
     "params",
@@ -43,6 +43,7 @@ const COMMANDS: [&str; 12] = [
     "iam-policy",
     "unlock",
     "completions",
+    "man",
     "help",
 ];
 
@@ -115,6 +116,37 @@ async fn plan_output_is_grouped_by_step_with_counts_in_text_and_json() {
     let converged = w.paymig(["plan"]).env("COLUMNS", "100").run();
     converged.expect_code(0);
     assert_snapshot("plan-converged.txt", &masked(&converged.stdout, &w));
+
+    // The validate report, with one alarm changed behind paymig's back:
+    // metadata first, the drifted alarm first with a path-level difference,
+    // expected differences by field name.
+    let cpu = w.prod.cloudwatch.describe_alarms().alarm_names("payments-prod-cpu-high").send().await.unwrap();
+    let a = cpu.metric_alarms()[0].clone();
+    w.prod
+        .cloudwatch
+        .put_metric_alarm()
+        .alarm_name("payments-prod-cpu-high")
+        .set_namespace(a.namespace().map(str::to_owned))
+        .set_metric_name(a.metric_name().map(str::to_owned))
+        .set_dimensions(Some(a.dimensions().to_vec()))
+        .set_statistic(a.statistic().cloned())
+        .set_period(a.period())
+        .set_evaluation_periods(a.evaluation_periods())
+        .threshold(95.0)
+        .set_comparison_operator(a.comparison_operator().cloned())
+        .set_alarm_actions(Some(a.alarm_actions().to_vec()))
+        .set_ok_actions(Some(a.ok_actions().to_vec()))
+        .set_treat_missing_data(a.treat_missing_data().map(str::to_owned))
+        .set_alarm_description(a.alarm_description().map(str::to_owned))
+        .send()
+        .await
+        .unwrap();
+    let report = w.paymig(["validate"]).run();
+    report.expect_code(3);
+    let text = masked(&report.stdout, &w);
+    let runs = regex::Regex::new(r"\d{8}T\d{6}Z-[0-9a-f]{4}").unwrap();
+    let text = runs.replace_all(&text, "RUN").replace(env!("CARGO_PKG_VERSION"), "VERSION");
+    assert_snapshot("validate-drift.md", &text);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -254,5 +286,20 @@ async fn the_live_block_never_erases_what_is_printed_above_it() {
     }
     for l in screen.lines().filter(|l| l.starts_with('[') && l.contains("] ")) {
         assert!(l.chars().count() <= 80, "a block line wider than the terminal: {l:?}");
+    }
+}
+
+#[test]
+fn the_manual_page_is_generated_from_the_help() {
+    let run = Paymig::new("http://127.0.0.1:9", Path::new("unused.toml")).args(["man"]).run();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with(".ie") || run.stdout.contains(".TH paymig"),
+        "roff: {}",
+        &run.stdout[..200.min(run.stdout.len())]
+    );
+    let text = run.stdout.replace("\\-", "-");
+    for cmd in COMMANDS.iter().filter(|c| !matches!(**c, "help" | "man")) {
+        assert!(text.contains(cmd), "the page names {cmd}");
     }
 }
