@@ -32,14 +32,26 @@ pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, yes: bool) -> Resu
             ctx.cfg.source.parameter_path, ctx.cfg.target.parameter_path, ctx.account
         ),
     )?;
+    crate::signals::listen();
     journal.begin_run("params")?;
     let result = step.run(&ctx).await;
-    if result.as_ref().is_ok_and(|o| *o == Outcome::Done) {
+    // An interrupted step has not converged: its open intents are left for
+    // the next run to settle, never closed here.
+    let interrupted = crate::signals::received();
+    if interrupted.is_none() && result.as_ref().is_ok_and(|o| *o == Outcome::Done) {
         ctx.settle(step.id()).map_err(|e| Error::StepsFailed { lines: vec![e.to_string()] })?;
     }
-    journal.end_run(if result.is_ok() { "ok" } else { "failed" }, ctx.aws.stats.summary().mutating)?;
+    let status = match (interrupted, result.is_ok()) {
+        (Some(_), _) => "interrupted",
+        (None, true) => "ok",
+        (None, false) => "failed",
+    };
+    journal.end_run(status, ctx.aws.stats.summary().mutating)?;
     print_report("paymig params", &step.report(), result.as_ref().cloned().unwrap_or(Outcome::Done));
     super::report_calls(&ctx.aws);
+    if let Some(signal) = interrupted {
+        return Err(Error::Interrupted { signal });
+    }
     result.map(|_| ()).map_err(|e| Error::StepsFailed { lines: vec![e.to_string()] })
 }
 
