@@ -1,6 +1,6 @@
 //! Step progress for the operator, on stderr: on a terminal a live block with
 //! one line per step (state, elapsed time, a counter for long work) redrawn in
-//! place; otherwise one plain line per transition (and a counter line at most
+//! place by indicatif, with everything else printed above it; otherwise one plain line per transition (and a counter line at most
 //! every few seconds); with `--log-format json` one event per transition and
 //! per counter update, so a CodeBuild log can be followed and parsed.
 //!
@@ -11,6 +11,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A step's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,8 @@ struct Line {
     note: String,
     counter: Option<(String, u64, Option<u64>)>,
     last_printed: Option<Instant>,
+    /// The line's bar in the live block (terminal mode only).
+    bar: Option<ProgressBar>,
 }
 
 #[derive(Debug)]
@@ -59,22 +63,23 @@ struct Board {
     style: Style,
     command: String,
     lines: Vec<Line>,
-    drawn: usize,
-    last_draw: Option<Instant>,
 }
 
 static BOARD: OnceLock<Mutex<Board>> = OnceLock::new();
 
-/// Whether the live terminal block is on screen: then every other line
-/// (logs on stderr, results on stdout) is printed above it through
-/// [`print_above`], so that nothing is erased by the next redraw.
-static LIVE: AtomicBool = AtomicBool::new(false);
+/// The live block while it is on screen (indicatif keeps the cursor
+/// arithmetic); every other line (logs on stderr, results on stdout) is
+/// printed above it through [`print_above`], so no redraw erases it. Kept
+/// apart from the board so that printing never waits for a redraw.
+static LIVE: Mutex<Option<MultiProgress>> = Mutex::new(None);
+/// Whether the ticker that keeps running lines' elapsed time current runs.
+static TICKING: AtomicBool = AtomicBool::new(false);
 
 /// Prints `text` (whole lines) to stdout or stderr; while the live block is
-/// on screen, above it: the block is cleared, the text written, the block
-/// drawn again below it.
+/// on screen, above it (the block is taken off, the text written, the block
+/// drawn again below it).
 pub fn print_above(to_stdout: bool, text: &str) {
-    let write = |text: &str| {
+    let write = || {
         if to_stdout {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes());
@@ -85,17 +90,11 @@ pub fn print_above(to_stdout: bool, text: &str) {
             let _ = err.flush();
         }
     };
-    if LIVE.load(Ordering::SeqCst) {
-        if let Some(board) = BOARD.get() {
-            if let Ok(mut b) = board.lock() {
-                b.clear();
-                write(text);
-                b.draw(false);
-                return;
-            }
-        }
+    let live = LIVE.lock().ok().and_then(|m| m.clone());
+    match live {
+        Some(multi) => multi.suspend(write),
+        None => write(),
     }
-    write(text);
 }
 
 /// `println!` that respects the live block.
@@ -113,8 +112,9 @@ fn terminal_width() -> Option<usize> {
 
 /// How often a plain-text counter line may repeat.
 const PLAIN_COUNTER_EVERY: Duration = Duration::from_secs(5);
-/// How often the terminal block may be redrawn for a counter.
-const REDRAW_EVERY: Duration = Duration::from_millis(100);
+/// How often running lines' elapsed times and counters are refreshed on a
+/// terminal.
+const TICK_EVERY: Duration = Duration::from_millis(200);
 
 /// Installs progress for `command` over `steps` (all `waiting`).
 pub fn start(command: &str, steps: &[&'static str]) {
@@ -125,17 +125,47 @@ pub fn start(command: &str, steps: &[&'static str]) {
     } else {
         Style::Plain
     };
-    LIVE.store(style == Style::Terminal, Ordering::SeqCst);
-    let lines = steps.iter().map(|s| Line::waiting(s)).collect();
-    let board = Board { style, command: command.to_owned(), lines, drawn: 0, last_draw: None };
-    if BOARD.set(Mutex::new(board)).is_err() {
-        // Already installed (one command per process): reset it.
-        if let Some(b) = BOARD.get() {
-            let mut b = b.lock().expect("progress poisoned");
-            b.command = command.to_owned();
+    let mut lines: Vec<Line> = steps.iter().map(|s| Line::waiting(s)).collect();
+    if style == Style::Terminal {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        for line in &mut lines {
+            let bar =
+                multi.add(ProgressBar::new(0).with_style(ProgressStyle::with_template("{msg}").expect("template")));
+            bar.set_message(line.styled());
+            line.bar = Some(bar);
+        }
+        if let Ok(mut live) = LIVE.lock() {
+            *live = Some(multi);
+        }
+        start_ticker();
+    }
+    let board = Board { style, command: command.to_owned(), lines };
+    match BOARD.get() {
+        // One command per process, but a command may show several blocks
+        // (destroy: the undo, then the sweep): the newest replaces it.
+        Some(b) => *b.lock().expect("progress poisoned") = board,
+        None => {
+            let _ = BOARD.set(Mutex::new(board));
         }
     }
-    with_board(|b| b.draw(true));
+}
+
+/// Keeps the running lines' elapsed times current while the block is on
+/// screen (a thread of its own: a waiter holding a tokio worker never stops it).
+fn start_ticker() {
+    if TICKING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    std::thread::spawn(|| {
+        while TICKING.load(Ordering::SeqCst) {
+            std::thread::sleep(TICK_EVERY);
+            with_board(|b| {
+                for l in b.lines.iter().filter(|l| l.state == State::Running) {
+                    l.redraw();
+                }
+            });
+        }
+    });
 }
 
 fn with_board(f: impl FnOnce(&mut Board)) {
@@ -159,7 +189,7 @@ pub fn set(step: &str, state: State, note: &str) {
         line.state = state;
         line.note = note.to_owned();
         match b.style {
-            Style::Terminal => b.draw(true),
+            Style::Terminal => b.lines[i].redraw(),
             Style::Plain => {
                 let l = &b.lines[i];
                 eprintln!("paymig {}: {}", b.command, l.render(false));
@@ -187,11 +217,8 @@ pub fn counter(step: &str, label: &str, done: u64, total: Option<u64>) {
         b.lines[i].counter = Some((label.to_owned(), done, total));
         let now = Instant::now();
         match b.style {
-            Style::Terminal => {
-                if b.last_draw.is_none_or(|t| now - t >= REDRAW_EVERY) || total == Some(done) {
-                    b.draw(false);
-                }
-            }
+            // The ticker shows it within a tick.
+            Style::Terminal => {}
             Style::Plain => {
                 let l = &mut b.lines[i];
                 if l.last_printed.is_none_or(|t| now - t >= PLAIN_COUNTER_EVERY) || total == Some(done) {
@@ -241,6 +268,7 @@ impl Line {
             note: String::new(),
             counter: None,
             last_printed: None,
+            bar: None,
         }
     }
 
@@ -263,59 +291,51 @@ impl Line {
     }
 }
 
-impl Board {
-    /// Takes the block off the screen (the cursor goes back to its top).
-    fn clear(&mut self) {
-        if self.style != Style::Terminal || self.drawn == 0 {
-            return;
-        }
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn);
-        let _ = err.flush();
-        self.drawn = 0;
+impl Line {
+    /// The line as the live block shows it: cut to the terminal's width (a
+    /// wrapped line would break the count of rows to redraw), then coloured
+    /// by state (the colour codes take no columns).
+    fn styled(&self) -> String {
+        let width = terminal_width().unwrap_or(80).saturating_sub(1).max(20);
+        let full = self.render(true);
+        let text: String = if full.chars().count() > width {
+            full.chars().take(width - 1).chain(std::iter::once('…')).collect()
+        } else {
+            full
+        };
+        let colour = match self.state {
+            State::Done => "\x1b[32m",
+            State::Failed | State::Blocked => "\x1b[31m",
+            State::Running => "\x1b[36m",
+            State::Skipped | State::Waiting => "\x1b[2m",
+        };
+        format!("{colour}{text}\x1b[0m")
     }
 
-    /// Redraws the terminal block in place: one screen row per step, each
-    /// cut to the terminal's width (a wrapped line would break the count of
-    /// rows to go back over).
-    fn draw(&mut self, _transition: bool) {
-        if self.style != Style::Terminal {
-            return;
+    fn redraw(&self) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(self.styled());
         }
-        self.clear();
-        let width = terminal_width().unwrap_or(80).saturating_sub(1).max(20);
-        let mut err = std::io::stderr().lock();
-        for l in &self.lines {
-            let full = l.render(true);
-            let text: String = if full.chars().count() > width {
-                full.chars().take(width - 1).chain(std::iter::once('…')).collect()
-            } else {
-                full
-            };
-            let colour = match l.state {
-                State::Done => "\x1b[32m",
-                State::Failed | State::Blocked => "\x1b[31m",
-                State::Running => "\x1b[36m",
-                State::Skipped | State::Waiting => "\x1b[2m",
-            };
-            let _ = writeln!(err, "{colour}{text}\x1b[0m");
-        }
-        self.drawn = self.lines.len();
-        self.last_draw = Some(Instant::now());
-        let _ = err.flush();
     }
 }
 
 /// Ends the live block (the terminal keeps its last state) and, with JSON
 /// logs, emits the summary event.
 pub fn finish(status: &str, summary: &serde_json::Value) {
+    TICKING.store(false, Ordering::SeqCst);
     with_board(|b| {
         if b.style == Style::Json {
             tracing::info!(event = "summary", command = %b.command, status, summary = %summary, "{} {status}", b.command);
         }
-        b.drawn = 0;
+        for l in &mut b.lines {
+            if let Some(bar) = l.bar.take() {
+                bar.finish_with_message(l.styled());
+            }
+        }
     });
-    LIVE.store(false, Ordering::SeqCst);
+    if let Ok(mut live) = LIVE.lock() {
+        *live = None;
+    }
 }
 
 #[cfg(test)]
