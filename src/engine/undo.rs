@@ -1,0 +1,352 @@
+//! Reverse scheduling: journal records undone newest first, following the
+//! DAG backwards (a step after every step that depends on it, independent
+//! steps side by side), siblings inside a step side by side (in batches where
+//! the step deletes in batches), each record journaled `undone` once
+//! reversed. `rollback` and `destroy` choose the records; this replays them.
+
+use crate::engine::journal::{Journal, Op, Record};
+use crate::engine::Ctx;
+
+/// A journal key without its `#setting` part: the resource it is about.
+pub fn base_key(key: &str) -> &str {
+    key.split_once('#').map_or(key, |(k, _)| k)
+}
+
+/// What undoing `r` does, in words.
+pub fn describe(r: &Record) -> String {
+    let id = r.id.as_deref().filter(|id| *id != r.intent.name).map(|id| format!(" ({id})")).unwrap_or_default();
+    match r.intent.op {
+        Op::Create | Op::Adopt => format!("delete {} {}{id}", r.intent.kind, r.intent.name),
+        Op::Update => {
+            let setting = r.intent.key.split_once('#').map_or("a setting", |(_, s)| s);
+            format!("restore {} {}: {setting}", r.intent.kind, r.intent.name)
+        }
+    }
+}
+
+/// Splits `todo` into the records to undo and, per create, the updates of a
+/// resource that the same undo deletes: reverting a setting of a resource
+/// about to be deleted is at best wasted and on AWS often refused (a table's
+/// TTL may change once an hour; a function mid-update answers
+/// ResourceConflictException), so they are journaled undone with it.
+pub fn without_settings_of_deleted(todo: &[Record]) -> (Vec<Record>, std::collections::BTreeMap<u64, Vec<u64>>) {
+    use std::collections::BTreeMap;
+    let created: BTreeMap<&str, u64> = todo
+        .iter()
+        .filter(|r| matches!(r.intent.op, Op::Create | Op::Adopt))
+        .map(|r| (r.intent.key.as_str(), r.seq))
+        .collect();
+    let mut dropped: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut work = Vec::new();
+    for r in todo {
+        let owner = (r.intent.op == Op::Update).then(|| created.get(base_key(&r.intent.key))).flatten();
+        match owner {
+            Some(create) => dropped.entry(*create).or_default().push(r.seq),
+            None => work.push(r.clone()),
+        }
+    }
+    (work, dropped)
+}
+
+/// Undoes a chunk of sibling records (one record, or up to the step's
+/// batch of sibling creates in one call) and journals each; per record
+/// `Err((message, fatal))` — fatal when the journal itself cannot be written.
+async fn undo_chunk(
+    ctx: &Ctx,
+    journal: &Journal,
+    steps: &[std::sync::Arc<dyn crate::engine::Step>],
+    dropped: &Dropped,
+    chunk: &[&Record],
+) -> Vec<Result<Op, (String, bool)>> {
+    let r = chunk[0];
+    if crate::signals::stopping() {
+        let why = |r: &Record| format!("[{}] {}: not undone: the run was asked to stop", r.intent.step, r.intent.key);
+        return chunk.iter().map(|r| Err((why(r), false))).collect();
+    }
+    let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
+        let why = |r: &Record| format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step);
+        return chunk.iter().map(|r| Err((why(r), false))).collect();
+    };
+    let results = if chunk.len() == 1 { vec![step.undo(ctx, r).await] } else { step.undo_creates(ctx, chunk).await };
+    chunk.iter().zip(results).map(|(r, result)| journal_undo(journal, dropped, r, result)).collect()
+}
+
+/// Per create (by seq), the updates of its resource that go with it.
+type Dropped = std::collections::BTreeMap<u64, Vec<u64>>;
+
+/// Journals one record's undo outcome.
+fn journal_undo(
+    journal: &Journal,
+    dropped: &Dropped,
+    r: &Record,
+    result: std::result::Result<(), crate::engine::StepError>,
+) -> Result<Op, (String, bool)> {
+    match result {
+        Ok(()) => {
+            // The resource is gone: its setting changes went with it.
+            for seq in dropped.get(&r.seq).into_iter().flatten() {
+                journal.undone(*seq).map_err(|e| (e.to_string(), true))?;
+            }
+            journal.undone(r.seq).map_err(|e| (e.to_string(), true))?;
+            tracing::debug!(step = %r.intent.step, key = %r.intent.key, "undone");
+            crate::progress::println(format!("  done [{}] {}", r.intent.step, describe(r)));
+            Ok(r.intent.op)
+        }
+        Err(e) => {
+            tracing::error!(step = %r.intent.step, key = %r.intent.key, error = %e, "undo failed");
+            Err((format!("[{}] {}: {e}", r.intent.step, r.intent.key), false))
+        }
+    }
+}
+
+/// Consecutive creates of one step and kind with distinct keys are siblings
+/// (subnets, parameters, tables…): nothing of one depends on another, so
+/// they are undone side by side. Everything else keeps its order.
+fn sibling_groups(records: &[Record]) -> Vec<Vec<&Record>> {
+    let mut groups: Vec<Vec<&Record>> = Vec::new();
+    for r in records {
+        match groups.last_mut() {
+            Some(g)
+                if r.intent.op == Op::Create
+                    && g[0].intent.op == Op::Create
+                    && g[0].intent.step == r.intent.step
+                    && g[0].intent.kind == r.intent.kind
+                    && !g.iter().any(|x| x.intent.key == r.intent.key) =>
+            {
+                g.push(r)
+            }
+            _ => groups.push(vec![r]),
+        }
+    }
+    groups
+}
+
+/// The order undo follows: waves of steps, each wave after every step that
+/// depends on its steps (the DAG reversed), steps of one wave side by side;
+/// inside a step its records keep their (newest first) order. Records of
+/// steps this version does not know come first, alone (they fail, named).
+fn waves<'r>(records: &'r [Record], steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> Vec<Vec<Vec<&'r Record>>> {
+    use std::collections::BTreeMap;
+    fn level(id: &str, steps: &[std::sync::Arc<dyn crate::engine::Step>], memo: &mut BTreeMap<String, usize>) -> usize {
+        if let Some(l) = memo.get(id) {
+            return *l;
+        }
+        let dependents: Vec<&'static str> = steps.iter().filter(|s| s.deps().contains(&id)).map(|s| s.id()).collect();
+        let l = dependents.iter().map(|d| level(d, steps, memo) + 1).max().unwrap_or(0);
+        memo.insert(id.to_owned(), l);
+        l
+    }
+    let mut memo = BTreeMap::new();
+    let mut unknown: Vec<&Record> = Vec::new();
+    // level -> step -> records
+    let mut by_level: BTreeMap<usize, BTreeMap<&str, Vec<&Record>>> = BTreeMap::new();
+    for r in records {
+        let step = r.intent.step.as_str();
+        if steps.iter().any(|s| s.id() == step) {
+            let l = level(step, steps, &mut memo);
+            by_level.entry(l).or_default().entry(step).or_default().push(r);
+        } else {
+            unknown.push(r);
+        }
+    }
+    let mut out: Vec<Vec<Vec<&Record>>> = unknown.into_iter().map(|r| vec![vec![r]]).collect();
+    out.extend(by_level.into_values().map(|steps| steps.into_values().collect()));
+    out
+}
+
+/// Undoes `records` (newest first): steps in reverse dependency order,
+/// independent steps side by side, and inside a step sibling creates side by
+/// side (up to `parallelism`, in batches where the step has a batch delete);
+/// returns what was deleted and restored, and the failures.
+pub async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str) -> Tally {
+    use crate::progress;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let steps = crate::steps::all();
+    let (records, dropped) = without_settings_of_deleted(records);
+    let (records, dropped) = (&records, &dropped);
+    let waves = waves(records, &steps);
+    let order: Vec<&'static str> = waves
+        .iter()
+        .flatten()
+        .filter_map(|recs| steps.iter().find(|s| s.id() == recs[0].intent.step).map(|s| s.id()))
+        .collect();
+    progress::start(command, &order);
+    let fatal = AtomicBool::new(false);
+    let mut total = Tally::default();
+    for wave in waves {
+        if fatal.load(Ordering::Relaxed) || crate::signals::stopping() {
+            break;
+        }
+        let done: Vec<Tally> = futures::future::join_all(
+            wave.into_iter().map(|recs| undo_step(ctx, journal, &steps, dropped, &fatal, recs)),
+        )
+        .await;
+        for t in done {
+            total.add(t);
+        }
+    }
+    total
+}
+
+/// What an undo did: resources deleted, settings restored, failures (one
+/// line each).
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub deleted: usize,
+    pub restored: usize,
+    pub failures: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.deleted += other.deleted;
+        self.restored += other.restored;
+        self.failures.extend(other.failures);
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} deleted, {} restored", self.deleted, self.restored)
+    }
+}
+
+/// One step's records (newest first): its sibling groups in order, each
+/// side by side; returns the failures. Stops early once a journal write
+/// failed anywhere (`fatal`).
+async fn undo_step(
+    ctx: &Ctx,
+    journal: &Journal,
+    steps: &[std::sync::Arc<dyn crate::engine::Step>],
+    dropped: &Dropped,
+    fatal: &std::sync::atomic::AtomicBool,
+    recs: Vec<&Record>,
+) -> Tally {
+    use crate::progress::{self, State};
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    let step_id = recs[0].intent.step.clone();
+    let known = steps.iter().find(|s| s.id() == step_id);
+    if known.is_some() {
+        progress::set(&step_id, State::Running, "");
+    }
+    let batch = known.map_or(1, |s| s.undo_batch().max(1));
+    let owned: Vec<Record> = recs.into_iter().cloned().collect();
+    let mut failures = Vec::new();
+    let mut tally = Tally::default();
+    for group in sibling_groups(&owned) {
+        if fatal.load(Ordering::Relaxed) {
+            break;
+        }
+        let results: Vec<Result<Op, (String, bool)>> = futures::stream::iter(group.chunks(batch).map(|chunk| {
+            crate::aws::in_lane(
+                format!("{step_id}/{}", chunk[0].intent.key),
+                undo_chunk(ctx, journal, steps, dropped, chunk),
+            )
+        }))
+        .buffered(ctx.parallelism.max(1))
+        .flat_map(futures::stream::iter)
+        .collect()
+        .await;
+        for result in results {
+            match result {
+                Ok(Op::Update) => tally.restored += 1,
+                Ok(_) => tally.deleted += 1,
+                Err((message, is_fatal)) => {
+                    failures.push(message);
+                    if is_fatal {
+                        fatal.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+    if known.is_some() {
+        let mut note = tally.to_string();
+        let state = if failures.is_empty() {
+            State::Done
+        } else {
+            note = format!("{note}, {} failed", failures.len());
+            State::Failed
+        };
+        progress::set(&step_id, state, &note);
+    }
+    tally.failures = failures;
+    tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::journal::Intent;
+    use serde_json::Value;
+
+    fn rec(seq: u64, step: &str, op: Op, kind: &str, key: &str) -> Record {
+        Record {
+            seq,
+            run: "r".into(),
+            intent: Intent {
+                step: step.into(),
+                op,
+                kind: kind.into(),
+                key: key.into(),
+                name: key.into(),
+                prev: Value::Null,
+                data: Value::Null,
+            },
+            id: Some(key.into()),
+            arn: None,
+            done_data: Value::Null,
+            undone: false,
+        }
+    }
+
+    #[test]
+    fn undo_follows_the_dag_backwards_with_independent_steps_together() {
+        // Newest first, interleaved the way a parallel apply journals them.
+        let records = vec![
+            rec(9, "params", Op::Create, "ssm_parameter", "p/2"),
+            rec(8, "network", Op::Create, "subnet", "n/subnet-b"),
+            rec(7, "params", Op::Create, "ssm_parameter", "p/1"),
+            rec(6, "database", Op::Create, "db_cluster", "d/cluster"),
+            rec(5, "kms", Op::Create, "kms_key", "k/key"),
+            rec(4, "network", Op::Create, "subnet", "n/subnet-a"),
+            rec(3, "gone", Op::Create, "thing", "g/1"),
+            rec(2, "network", Op::Create, "vpc", "n/vpc"),
+        ];
+        let steps = crate::steps::all();
+        let waves = waves(&records, &steps);
+        let seqs =
+            |w: &Vec<Vec<&Record>>| -> Vec<Vec<u64>> { w.iter().map(|s| s.iter().map(|r| r.seq).collect()).collect() };
+        // The unknown step first, alone.
+        assert_eq!(seqs(&waves[0]), vec![vec![3]]);
+        let position = |seq: u64| waves.iter().position(|w| w.iter().flatten().any(|r| r.seq == seq)).unwrap();
+        // database depends on network and kms: it is undone in an earlier wave.
+        assert!(position(6) < position(8) && position(6) < position(5));
+        // params depends on nothing and nothing on it: the first real wave.
+        assert_eq!(position(9), 1);
+        // Inside a step the newest-first order is kept, siblings stay together.
+        let network: Vec<u64> =
+            waves.iter().flatten().filter(|s| s[0].intent.step == "network").flatten().map(|r| r.seq).collect();
+        assert_eq!(network, vec![8, 4, 2]);
+        let params: Vec<u64> =
+            waves.iter().flatten().filter(|s| s[0].intent.step == "params").flatten().map(|r| r.seq).collect();
+        assert_eq!(params, vec![9, 7]);
+        // Every record exactly once.
+        assert_eq!(waves.iter().flatten().flatten().count(), records.len());
+    }
+
+    #[test]
+    fn only_consecutive_creates_of_one_kind_with_distinct_keys_are_siblings() {
+        let records = vec![
+            rec(5, "network", Op::Create, "subnet", "a"),
+            rec(4, "network", Op::Create, "subnet", "b"),
+            rec(3, "network", Op::Update, "subnet", "b"),
+            rec(2, "network", Op::Create, "subnet", "c"),
+            rec(1, "network", Op::Create, "subnet", "c"),
+        ];
+        let groups: Vec<Vec<u64>> =
+            sibling_groups(&records).iter().map(|g| g.iter().map(|r| r.seq).collect()).collect();
+        assert_eq!(groups, vec![vec![5, 4], vec![3], vec![2], vec![1]]);
+    }
+}
