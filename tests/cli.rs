@@ -451,7 +451,7 @@ async fn source_and_target_in_different_accounts() {
     assert_eq!(dev.ec2.describe_vpcs().set_filters(Some(tag_filters())).send().await.unwrap().vpcs().len(), 0);
     assert_eq!(dev.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await.unwrap().vpcs().len(), 1);
     // The dev VPC id does not exist in the prod account: it was read from dev.
-    assert!(w.prod.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await.is_err());
+    assert!(support::is_gone(w.prod.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -477,7 +477,7 @@ async fn source_clients_refuse_every_mutating_call() {
     aws.source.ec2.describe_vpcs().send().await.unwrap();
     // Nothing reached the emulator.
     assert_eq!(aws.target.ec2.describe_vpcs().send().await.unwrap().vpcs().len(), before);
-    assert!(aws.target.s3.head_bucket().bucket("should-not-exist").send().await.is_err());
+    assert!(support::is_gone(aws.target.s3.head_bucket().bucket("should-not-exist").send().await));
     let summary = aws.stats.summary();
     assert_eq!(summary.mutating, 3, "the refused calls are still counted as attempted: {summary:?}");
 }
@@ -619,7 +619,6 @@ fn malformed_configs_exit_2_naming_the_key_with_zero_aws_calls() {
             assert!(run.stderr.contains("migrations.toml"), "{what}: the file is named: {}", run.stderr);
         }
     }
-    assert!(cases.len() >= 10);
     assert!(
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "a malformed config reached AWS"

@@ -8,13 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::cli::Color;
 use crate::config::Config;
-use crate::engine::{Ctx, Mode, Res, StepError};
+use crate::engine::{Mode, StepError};
 use crate::error::{Error, Result};
-use crate::steps::alb::{self, Front};
+use crate::steps::{alb, monitoring};
 
 pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u64>, yes: bool) -> Result<()> {
     let to = match to {
@@ -38,24 +36,11 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
     // Preflight: the target colour is healthy and nothing is alarming.
     let mut problems = Vec::new();
     let target_group = &front.groups.iter().find(|(c, _)| c == to).expect("both colours located").1;
-    let health = ctx
-        .aws
-        .target
-        .elbv2
-        .describe_target_health()
-        .target_group_arn(target_group)
-        .send()
-        .await
-        .map_err(|e| failed(StepError::aws(target_group, "DescribeTargetHealth")(e)))?;
-    let states: Vec<String> = health
-        .target_health_descriptions()
-        .iter()
-        .map(|d| d.target_health().and_then(|h| h.state()).map_or("unknown".into(), |s| s.as_str().to_owned()))
-        .collect();
+    let states = alb::target_states(&ctx, target_group).await.map_err(failed)?;
     if states.is_empty() || states.iter().any(|s| s != "healthy") {
         problems.push(format!("the {to} target group is not healthy (targets: {states:?})"));
     }
-    let alarming = alarms_in_alarm(&ctx).await.map_err(failed)?;
+    let alarming = monitoring::alarms_in_alarm(&ctx).await.map_err(failed)?;
     if !alarming.is_empty() {
         problems.push(format!("alarms in ALARM: {}", alarming.join(", ")));
     }
@@ -75,14 +60,14 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
     for (i, pct) in steps.iter().enumerate() {
         let weights: Vec<(String, i32)> =
             alb::COLOURS.iter().map(|c| (c.to_string(), if *c == to { *pct } else { 100 - pct })).collect();
-        set_weights(&ctx, &front, &weights).await.map_err(failed)?;
+        alb::set_weights(&ctx, &front, &weights).await.map_err(failed)?;
         println!("paymig switch: {to} {pct}%");
         let last = i + 1 == steps.len();
         let deadline = Instant::now() + if last { Duration::ZERO } else { watch };
         loop {
-            let alarming = alarms_in_alarm(&ctx).await.map_err(failed)?;
+            let alarming = monitoring::alarms_in_alarm(&ctx).await.map_err(failed)?;
             if !alarming.is_empty() {
-                set_weights(&ctx, &front, &started_from).await.map_err(failed)?;
+                alb::set_weights(&ctx, &front, &started_from).await.map_err(failed)?;
                 println!("paymig switch: reverted to {started_from:?}");
                 outcome = Err(Error::StepsFailed {
                     lines: vec![format!("switch to {to} reverted: {} in ALARM", alarming.join(", "))],
@@ -101,57 +86,4 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
     journal.end_run(if outcome.is_ok() { "ok" } else { "failed" }, ctx.aws.stats.summary().mutating)?;
     super::report_calls(&ctx.aws);
     outcome
-}
-
-/// Changes the listener's weights through the journal (previous weights kept).
-async fn set_weights(ctx: &Ctx, front: &Front, weights: &[(String, i32)]) -> std::result::Result<(), StepError> {
-    let current = alb::locate(ctx).await?.map(|f| f.weights).unwrap_or_default();
-    let res = Res::new(
-        "alb",
-        "listener",
-        format!("listener/{}", ctx.cfg.blue_green.listener_port),
-        front.listener_arn.clone(),
-    );
-    let detail = weights.iter().map(|(c, w)| format!("{c} {w}")).collect::<Vec<_>>().join(", ");
-    ctx.update(
-        &res,
-        &front.listener_arn,
-        format!("weights {detail}"),
-        json!({"groups": front.groups, "weights": current}),
-        || async {
-            ctx.aws
-                .target
-                .elbv2
-                .modify_listener()
-                .listener_arn(&front.listener_arn)
-                .default_actions(alb::forward(&front.groups, weights))
-                .send()
-                .await
-                .map_err(StepError::aws(&front.listener_arn, "ModifyListener"))?;
-            Ok(())
-        },
-    )
-    .await
-}
-
-/// The migration's alarms (those acting on its topic) now in ALARM.
-async fn alarms_in_alarm(ctx: &Ctx) -> std::result::Result<Vec<String>, StepError> {
-    let topic = format!("arn:aws:sns:{}:{}:{}", ctx.cfg.migration.region, ctx.account, ctx.cfg.names.own("alarms"));
-    let mut pages = ctx
-        .aws
-        .target
-        .cloudwatch
-        .describe_alarms()
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
-        .into_paginator()
-        .send();
-    let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        for a in page.map_err(StepError::aws("alarms", "DescribeAlarms"))?.metric_alarms() {
-            if a.alarm_actions().iter().any(|x| x == &topic) {
-                out.extend(a.alarm_name().map(str::to_owned));
-            }
-        }
-    }
-    Ok(out)
 }

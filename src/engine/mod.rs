@@ -7,6 +7,7 @@ pub mod dag;
 pub mod journal;
 pub mod lock;
 pub mod remote;
+pub mod undo;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -93,6 +94,30 @@ impl StepError {
     {
         let resource = resource.into();
         move |e| StepError::Aws { resource, op: op.to_owned(), failure: Box::new(crate::aws::AwsFailure::of(&e)) }
+    }
+
+    /// A read of `resource` by id: `None` when it answers that the resource
+    /// does not exist, any other failure an error (a denied or throttled
+    /// read must never pass for "gone").
+    pub fn found<T, E>(
+        result: Result<
+            T,
+            aws_smithy_runtime_api::client::result::SdkError<
+                E,
+                aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+            >,
+        >,
+        resource: impl Into<String>,
+        op: &'static str,
+    ) -> Result<Option<T>, StepError>
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match result.map_err(StepError::aws(resource, op)) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// An error-mapping closure for an SDK waiter on `resource` waiting for

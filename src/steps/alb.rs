@@ -65,6 +65,8 @@ impl Step for Alb {
             "elasticloadbalancing:ModifyListener",
             "elasticloadbalancing:DeleteListener",
             "elasticloadbalancing:AddTags",
+            // The first ALB of an account creates ELB's service-linked role.
+            "iam:CreateServiceLinkedRole",
             "lambda:AddPermission",
             "lambda:RemovePermission",
             "lambda:GetPolicy",
@@ -73,7 +75,7 @@ impl Step for Alb {
 }
 
 fn tags(ctx: &Ctx) -> Vec<Tag> {
-    ctx.cfg.prod_tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    super::common::prod_tags_as(ctx, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 /// The weights with `live` taking all traffic.
@@ -345,15 +347,14 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
     let (lambda, elb) = (&ctx.aws.target.lambda, &ctx.aws.target.elbv2);
     let sid = format!("paymig-alb-{colour}");
     let res = Res::new(STEP, "lambda_permission", format!("permission/{colour}"), format!("{function}:{colour}#{sid}"));
-    let policy = lambda
-        .get_policy()
-        .function_name(&function)
-        .qualifier(colour)
-        .send()
-        .await
-        .ok()
-        .and_then(|p| p.policy)
-        .unwrap_or_default();
+    // No policy yet answers ResourceNotFoundException.
+    let policy = StepError::found(
+        lambda.get_policy().function_name(&function).qualifier(colour).send().await,
+        &function,
+        "GetPolicy",
+    )?
+    .and_then(|p| p.policy)
+    .unwrap_or_default();
     if policy.contains(&format!("\"{sid}\"")) {
         ctx.unchanged(&res, &sid, None)?;
     } else {
@@ -523,6 +524,57 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         }
     }
     Ok(f)
+}
+
+/// The health states of a target group's targets (`unknown` where AWS
+/// gives none): `switch` shifts traffic only to a colour whose targets are
+/// all healthy.
+pub async fn target_states(ctx: &Ctx, target_group: &str) -> Result<Vec<String>, StepError> {
+    let health = ctx
+        .aws
+        .target
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(target_group)
+        .send()
+        .await
+        .map_err(StepError::aws(target_group, "DescribeTargetHealth"))?;
+    Ok(health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| d.target_health().and_then(|h| h.state()).map_or("unknown".into(), |s| s.as_str().to_owned()))
+        .collect())
+}
+
+/// Changes the listener's weights through the journal (previous weights kept).
+pub async fn set_weights(ctx: &Ctx, front: &Front, weights: &[(String, i32)]) -> std::result::Result<(), StepError> {
+    let current = locate(ctx).await?.map(|f| f.weights).unwrap_or_default();
+    let res = Res::new(
+        "alb",
+        "listener",
+        format!("listener/{}", ctx.cfg.blue_green.listener_port),
+        front.listener_arn.clone(),
+    );
+    let detail = weights.iter().map(|(c, w)| format!("{c} {w}")).collect::<Vec<_>>().join(", ");
+    ctx.update(
+        &res,
+        &front.listener_arn,
+        format!("weights {detail}"),
+        json!({"groups": front.groups, "weights": current}),
+        || async {
+            ctx.aws
+                .target
+                .elbv2
+                .modify_listener()
+                .listener_arn(&front.listener_arn)
+                .default_actions(forward(&front.groups, weights))
+                .send()
+                .await
+                .map_err(StepError::aws(&front.listener_arn, "ModifyListener"))?;
+            Ok(())
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

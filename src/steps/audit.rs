@@ -23,7 +23,6 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::aws::Clients;
-use crate::config::TAG_MIGRATION;
 use crate::engine::journal::{Op, Record};
 use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
 
@@ -189,35 +188,25 @@ pub fn replication_policy(pairs: &[(String, String)]) -> Value {
     ]})
 }
 
-/// IAM returns policy documents URL-encoded.
-pub fn decode_policy(doc: &str) -> Value {
-    let decoded = if doc.trim_start().starts_with('{') { doc.to_owned() } else { percent_decode(doc) };
-    serde_json::from_str(&decoded).unwrap_or(Value::Null)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Whether a bucket's tags (as [`Setting::Tags`] reads them) mark it ours.
+fn is_ours(ctx: &Ctx, tags: &Value) -> bool {
+    tags.as_object()
+        .is_some_and(|t| super::common::is_ours(ctx, t.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))))
 }
 
 async fn converge_role(ctx: &Ctx, pairs: &[(String, String)]) -> Result<String, StepError> {
     let name = ctx.cfg.names.own("s3-replication");
     let res = Res::new(STEP, "iam_role", "replication-role", &name);
     let description = format!("paymig {}: S3 audit-log replication", ctx.cfg.migration.name);
-    super::iam::converge_role(ctx, &res, "s3.amazonaws.com", description, ROLE_POLICY, &replication_policy(pairs)).await
+    super::common::roles::converge_role(
+        ctx,
+        &res,
+        "s3.amazonaws.com",
+        description,
+        ROLE_POLICY,
+        &replication_policy(pairs),
+    )
+    .await
 }
 
 async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
@@ -262,7 +251,7 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
     let exists = match bucket_state(c, bucket).await? {
         Some(true) => {
             let tags = Setting::Tags.read(c, bucket).await?;
-            let ours = tags.get(TAG_MIGRATION).and_then(Value::as_str) == Some(ctx.cfg.migration.name.as_str());
+            let ours = is_ours(ctx, &tags);
             ctx.existing(&res, bucket, Some(&format!("arn:aws:s3:::{bucket}")), ours)?;
             true
         }
@@ -798,9 +787,9 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let name = r.intent.name.as_str();
     match (r.intent.kind.as_str(), r.intent.op) {
         ("iam_role", Op::Create | Op::Adopt) => {
-            super::iam::delete_role(ctx, name).await?;
+            super::common::roles::delete_role(ctx, name).await?;
         }
-        ("iam_role", Op::Update) => super::iam::restore_role_policy(ctx, r, ROLE_POLICY).await?,
+        ("iam_role", Op::Update) => super::common::roles::restore_role_policy(ctx, r, ROLE_POLICY).await?,
         (kind, Op::Create | Op::Adopt) => {
             delete_bucket(ctx, place_of(kind), name).await?;
         }
@@ -847,7 +836,8 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     use crate::report::{diff, Check, Findings, Resource};
     let mut f = Findings::default();
     let role = ctx.cfg.names.own("s3-replication");
-    let role_arn = ctx.aws.target.iam.get_role().role_name(&role).send().await.ok().and_then(|o| o.role.map(|r| r.arn));
+    let role_arn = StepError::found(ctx.aws.target.iam.get_role().role_name(&role).send().await, &role, "GetRole")?
+        .and_then(|o| o.role.map(|r| r.arn));
     for dev in &ctx.cfg.source.audit_buckets {
         let (prod, replica) = (ctx.cfg.names.prod(dev), ctx.cfg.names.replica_bucket(dev));
         for (place, name) in [(Place::Prod, &prod), (Place::Replica, &replica)] {
@@ -885,7 +875,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             ));
             f.checks.push(Check::new("s3.tls_only", name, is(Setting::Policy), "bucket policy denies non-TLS access"));
             let tags: BTreeMap<String, String> = serde_json::from_value(values["tags"].clone()).unwrap_or_default();
-            f.checks.extend(super::common_checks(ctx, name, &tags));
+            f.checks.extend(super::common::common_checks(ctx, name, &tags));
         }
         if bucket_state(&ctx.aws.target, &prod).await? == Some(true) {
             let rep = read_replication(&ctx.aws.target, &prod).await?;
@@ -899,19 +889,8 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         }
     }
     if role_arn.is_some() {
-        let doc = ctx
-            .aws
-            .target
-            .iam
-            .get_role_policy()
-            .role_name(&role)
-            .policy_name(ROLE_POLICY)
-            .send()
-            .await
-            .ok()
-            .map(|o| decode_policy(o.policy_document()))
-            .unwrap_or(Value::Null);
-        let wild = super::wildcard_actions(&doc);
+        let doc = super::common::roles::role_policy(ctx, &role, ROLE_POLICY).await?;
+        let wild = super::common::wildcard_actions(&doc);
         f.checks.push(Check::new(
             "iam.no_wildcard_action",
             &role,
@@ -933,16 +912,14 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
                 continue;
             }
             let tags = Setting::Tags.read(c, &name).await?;
-            if tags.get(TAG_MIGRATION).and_then(Value::as_str) == Some(ctx.cfg.migration.name.as_str())
-                && delete_bucket(ctx, place, &name).await?
-            {
+            if is_ours(ctx, &tags) && delete_bucket(ctx, place, &name).await? {
                 removed.push(format!("s3 bucket {name}"));
             }
         }
     }
     let role = ctx.cfg.names.own("s3-replication");
     if ctx.aws.target.iam.get_role().role_name(&role).send().await.is_ok()
-        && super::iam::delete_role(ctx, &role).await?
+        && super::common::roles::delete_role(ctx, &role).await?
     {
         removed.push(format!("iam role {role}"));
     }
@@ -971,12 +948,5 @@ mod tests {
     fn versioning_status_from_a_raw_body() {
         assert_eq!(xml_status("<X><Status>Enabled</Status></X>").as_deref(), Some("Enabled"));
         assert_eq!(xml_status("<X/>"), None);
-    }
-
-    #[test]
-    fn iam_documents_are_url_decoded() {
-        let v = decode_policy("%7B%22Version%22%3A%222012-10-17%22%7D");
-        assert_eq!(v, json!({"Version": "2012-10-17"}));
-        assert_eq!(decode_policy("{\"a\":1}"), json!({"a": 1}));
     }
 }

@@ -123,6 +123,8 @@ impl Step for Database {
             "rds:ModifyDBInstance",
             "rds:DeleteDBInstance",
             "rds:AddTagsToResource",
+            // The first cluster of an account creates RDS's service-linked role.
+            "iam:CreateServiceLinkedRole",
             "kms:CreateGrant",
             "kms:DescribeKey",
         ]
@@ -147,12 +149,11 @@ fn instance_id(cluster: &str, i: usize) -> String {
 
 /// Whether RDS tags mark a resource as this migration's.
 fn is_ours(ctx: &Ctx, tags: &[Tag]) -> bool {
-    tags.iter()
-        .any(|t| t.key() == Some(crate::config::TAG_MIGRATION) && t.value() == Some(ctx.cfg.migration.name.as_str()))
+    super::common::is_ours(ctx, tags.iter().filter_map(|t| Some((t.key()?, t.value()?))))
 }
 
 fn tags(ctx: &Ctx) -> Vec<Tag> {
-    ctx.cfg.prod_tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    super::common::prod_tags_as(ctx, |k, v| Tag::builder().key(k).value(v).build())
 }
 
 /// The snapshot to restore: the newest `available` one.
@@ -812,7 +813,12 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
     let mut zones = BTreeSet::new();
     for m in c.db_cluster_members() {
         if let Some(id) = m.db_instance_identifier() {
-            if let Ok(out) = rds.describe_db_instances().db_instance_identifier(id).send().await {
+            let out = StepError::found(
+                rds.describe_db_instances().db_instance_identifier(id).send().await,
+                id,
+                "DescribeDBInstances",
+            )?;
+            if let Some(out) = out {
                 zones.extend(out.db_instances().iter().filter_map(|i| i.availability_zone().map(str::to_owned)));
             }
         }
@@ -825,7 +831,7 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
     ));
     let tags: BTreeMap<String, String> =
         c.tag_list().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
-    f.checks.extend(super::common_checks(ctx, &n.cluster, &tags));
+    f.checks.extend(super::common::common_checks(ctx, &n.cluster, &tags));
     Ok(f)
 }
 
@@ -1001,10 +1007,7 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     let n = names(ctx);
     let mut removed = Vec::new();
     if let Some(c) = describe_cluster(ctx, &n.cluster).await? {
-        let ours = c.tag_list().iter().any(|t| {
-            t.key() == Some(crate::config::TAG_MIGRATION) && t.value() == Some(ctx.cfg.migration.name.as_str())
-        });
-        if ours && delete_cluster(ctx, &n.cluster).await? {
+        if is_ours(ctx, c.tag_list()) && delete_cluster(ctx, &n.cluster).await? {
             removed.push(format!("db cluster {}", n.cluster));
         }
     }

@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
-use crate::config::{BillingMode, TAG_MIGRATION};
+use crate::config::BillingMode;
 use crate::engine::journal::{Op, Record};
 use crate::engine::{is_planned, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
 
@@ -257,11 +257,7 @@ fn table_throughput(t: &TableDescription) -> Option<(i64, i64)> {
 }
 
 fn tags(ctx: &Ctx) -> Vec<Tag> {
-    ctx.cfg
-        .prod_tags()
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value set"))
-        .collect()
+    super::common::prod_tags_as(ctx, |k, v| Tag::builder().key(k).value(v).build().expect("key and value set"))
 }
 
 fn projection(i: &Index) -> Projection {
@@ -554,7 +550,8 @@ async fn converge_tags(ctx: &Ctx, res: &Res, name: &str, arn: &str) -> Result<()
         .map(|t| (t.key().to_owned(), t.value().to_owned()))
         .collect();
     // Found by name: paymig's only if it carries the migration's tag.
-    ctx.existing(res, name, Some(arn), have.get(TAG_MIGRATION) == Some(&ctx.cfg.migration.name))?;
+    let ours = super::common::is_ours(ctx, have.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    ctx.existing(res, name, Some(arn), ours)?;
     let missing: Vec<Tag> = ctx
         .cfg
         .prod_tags()
@@ -828,7 +825,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             .iter()
             .map(|t| (t.key().to_owned(), t.value().to_owned()))
             .collect();
-        f.checks.extend(super::common_checks(ctx, &name, &tags));
+        f.checks.extend(super::common::common_checks(ctx, &name, &tags));
     }
     Ok(f)
 }
@@ -987,7 +984,7 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
             .send()
             .await
             .map_err(StepError::aws(&name, "ListTagsOfResource"))?;
-        let ours = tags.tags().iter().any(|t| t.key() == TAG_MIGRATION && t.value() == ctx.cfg.migration.name);
+        let ours = super::common::is_ours(ctx, tags.tags().iter().map(|t| (t.key(), t.value())));
         if ours && delete_table(ctx, &name).await? {
             removed.push(format!("dynamodb table {name}"));
         }

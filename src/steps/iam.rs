@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{Ctx, Outcome, Res, Step, StepError};
 
 pub struct Iam;
 
@@ -54,152 +54,14 @@ impl Step for Iam {
             "iam:PutRolePolicy",
             "iam:DeleteRolePolicy",
             "iam:ListRolePolicies",
-            "iam:PassRole",
         ]
     }
-}
-
-fn trust_policy(service: &str) -> Value {
-    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
-}
-
-/// A role trusted by `service` with exactly one inline policy, converged:
-/// created (tagged) when missing, adopted only when tagged for the
-/// migration, and its inline policy rewritten when it differs (the previous
-/// document journaled). Shared by every step that needs a role. Returns the
-/// role's ARN.
-pub async fn converge_role(
-    ctx: &Ctx,
-    res: &Res,
-    service: &str,
-    description: String,
-    policy_name: &str,
-    policy: &Value,
-) -> Result<String, StepError> {
-    let iam = &ctx.aws.target.iam;
-    let name = res.name.clone();
-    let arn = match iam.get_role().role_name(&name).send().await {
-        Ok(out) => {
-            let role = out.role.ok_or_else(|| StepError::Invalid(format!("GetRole {name} returned no role")))?;
-            let ours = role
-                .tags()
-                .iter()
-                .any(|t| t.key() == crate::config::TAG_MIGRATION && t.value() == ctx.cfg.migration.name);
-            ctx.existing(res, &name, Some(role.arn()), ours)?;
-            Some(role.arn)
-        }
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
-            let tags: Vec<aws_sdk_iam::types::Tag> = ctx
-                .cfg
-                .prod_tags()
-                .into_iter()
-                .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value set"))
-                .collect();
-            ctx.create(res, format!("trusted by {service}"), Value::Null, || async {
-                let out = iam
-                    .create_role()
-                    .role_name(&name)
-                    .assume_role_policy_document(trust_policy(service).to_string())
-                    .description(description)
-                    .set_tags(Some(tags))
-                    .send()
-                    .await
-                    .map_err(StepError::aws(&name, "CreateRole"))?;
-                let arn = out.role.map(|r| r.arn).unwrap_or_default();
-                Ok(Created { value: arn.clone(), id: name.clone(), arn: Some(arn), data: Value::Null })
-            })
-            .await?
-        }
-        Err(e) => return Err(StepError::aws(&name, "GetRole")(e)),
-    };
-    // A role only planned has no policy to read yet.
-    let have = match &arn {
-        None => Value::Null,
-        Some(_) => match iam.get_role_policy().role_name(&name).policy_name(policy_name).send().await {
-            Ok(out) => super::audit::decode_policy(out.policy_document()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Value::Null,
-            Err(e) => return Err(StepError::aws(&name, "GetRolePolicy")(e)),
-        },
-    };
-    if have != *policy {
-        let prev = json!({"role_policy": have, "policy_name": policy_name});
-        ctx.update(res, &name, format!("inline policy {policy_name}"), prev, || async {
-            iam.put_role_policy()
-                .role_name(&name)
-                .policy_name(policy_name)
-                .policy_document(policy.to_string())
-                .send()
-                .await
-                .map_err(StepError::aws(&name, "PutRolePolicy"))?;
-            Ok(())
-        })
-        .await?;
-    }
-    Ok(arn.unwrap_or_else(|| format!("arn:aws:iam::{}:role/{name}", ctx.account)))
 }
 
 /// IAM's limit on the inline policies of one role, in characters, all of
 /// them together (AWS does not count white space; paymig's documents have
 /// none).
 pub const MAX_INLINE_CHARS: usize = 10_240;
-
-/// Deletes a role paymig created: every inline policy first (ListRolePolicies,
-/// so none is left to block DeleteRole), then the role. False when it was
-/// gone.
-pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
-    let iam = &ctx.aws.target.iam;
-    let policies: Vec<String> =
-        match iam.list_role_policies().role_name(name).into_paginator().items().send().try_collect().await {
-            Ok(p) => p,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => return Ok(false),
-            Err(e) => return Err(StepError::aws(name, "ListRolePolicies")(e)),
-        };
-    for policy in policies {
-        match iam.delete_role_policy().role_name(name).policy_name(&policy).send().await {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {}
-            Err(e) => return Err(StepError::aws(name, "DeleteRolePolicy")(e)),
-        }
-    }
-    match iam.delete_role().role_name(name).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(false),
-        Err(e) => Err(StepError::aws(name, "DeleteRole")(e)),
-    }
-}
-
-/// Reverses a journaled inline-policy change of a role: the previous
-/// document put back, or the policy removed when there was none. The policy
-/// name is journaled with the change (`default` for journals of versions
-/// that had one policy per role).
-pub async fn restore_role_policy(ctx: &Ctx, r: &Record, default: &str) -> Result<(), StepError> {
-    let iam = &ctx.aws.target.iam;
-    let name = r.intent.name.as_str();
-    let prev = &r.intent.prev["role_policy"];
-    let policy = r.intent.prev["policy_name"].as_str().unwrap_or(default);
-    let result = if prev.is_null() {
-        iam.delete_role_policy()
-            .role_name(name)
-            .policy_name(policy)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(StepError::aws(name, "DeleteRolePolicy"))
-    } else {
-        iam.put_role_policy()
-            .role_name(name)
-            .policy_name(policy)
-            .policy_document(prev.to_string())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(StepError::aws(name, "PutRolePolicy"))
-    };
-    match result {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    }
-}
 
 /// Execution policies that would exceed [`MAX_INLINE_CHARS`] (measured with
 /// a key ARN of the real length; the key may not exist yet).
@@ -279,7 +141,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         let name = ctx.cfg.names.lambda_role(&f);
         let res = Res::new(STEP, "iam_role", format!("role/{name}"), &name);
         let description = format!("paymig {}: execution role of {}", ctx.cfg.migration.name, ctx.cfg.names.prod(&f));
-        let arn = converge_role(
+        let arn = super::common::roles::converge_role(
             ctx,
             &res,
             "lambda.amazonaws.com",
@@ -298,9 +160,9 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     match r.intent.op {
         Op::Create | Op::Adopt => {
-            delete_role(ctx, &r.intent.name).await?;
+            super::common::roles::delete_role(ctx, &r.intent.name).await?;
         }
-        Op::Update => restore_role_policy(ctx, r, POLICY_NAME).await?,
+        Op::Update => super::common::roles::restore_role_policy(ctx, r, POLICY_NAME).await?,
     }
     Ok(())
 }
@@ -311,9 +173,15 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     let mut f = Findings::default();
     for dev in &ctx.cfg.source.lambda_functions {
         let name = ctx.cfg.names.lambda_role(dev);
-        let Ok(out) = iam.get_role().role_name(&name).send().await else {
-            f.resources.push(Resource::missing("iam_role", dev, &name));
-            continue;
+        // Missing is a finding; a read that failed (denied, throttled) is an
+        // error, never "missing".
+        let out = match iam.get_role().role_name(&name).send().await.map_err(StepError::aws(&name, "GetRole")) {
+            Ok(out) => out,
+            Err(e) if e.is_not_found() => {
+                f.resources.push(Resource::missing("iam_role", dev, &name));
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         f.resources.push(Resource::compared(
             "iam_role",
@@ -326,16 +194,8 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                 expected: true,
             }],
         ));
-        let doc = iam
-            .get_role_policy()
-            .role_name(&name)
-            .policy_name(POLICY_NAME)
-            .send()
-            .await
-            .ok()
-            .map(|o| super::audit::decode_policy(o.policy_document()))
-            .unwrap_or(Value::Null);
-        let wild = super::wildcard_actions(&doc);
+        let doc = super::common::roles::role_policy(ctx, &name, POLICY_NAME).await?;
+        let wild = super::common::wildcard_actions(&doc);
         f.checks.push(Check::new(
             "iam.no_wildcard_action",
             &name,
@@ -346,7 +206,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             .role
             .map(|r| r.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
             .unwrap_or_default();
-        f.checks.extend(super::common_checks(ctx, &name, &tags));
+        f.checks.extend(super::common::common_checks(ctx, &name, &tags));
     }
     Ok(f)
 }

@@ -12,7 +12,6 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
-use crate::config::{TAG_MIGRATION, TAG_SUFFIX};
 use crate::engine::journal::{Op, Record};
 use crate::engine::{planned_id, Created, Ctx, Outcome, Res, Step, StepError};
 
@@ -215,9 +214,7 @@ async fn find_tagged_keys(ctx: &Ctx) -> Result<Vec<KeyMetadata>, StepError> {
             // A key we may not read is not ours.
             Err(_) => continue,
         };
-        if tags.get(TAG_MIGRATION) != Some(&ctx.cfg.migration.name)
-            || tags.get(TAG_SUFFIX).map(String::as_str) != Some(ctx.suffix())
-        {
+        if !super::common::is_ours(ctx, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
             continue;
         }
         let md = kms.describe_key().key_id(&id).send().await.map_err(StepError::aws(&id, "DescribeKey"))?.key_metadata;
@@ -569,7 +566,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         .map_err(StepError::aws(&alias, "GetKeyPolicy"))?
         .policy;
     let policy: Value = policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-    let wild = super::wildcard_actions(&policy);
+    let wild = super::common::wildcard_actions(&policy);
     f.checks.push(Check::new(
         "iam.no_wildcard_action",
         &format!("{alias} key policy"),
@@ -577,7 +574,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         if wild.is_empty() { "no wildcard action".into() } else { format!("wildcards: {}", wild.join(", ")) },
     ));
     let tags = key_tags(ctx, &md.key_id).await?;
-    f.checks.extend(super::common_checks(ctx, &alias, &tags));
+    f.checks.extend(super::common::common_checks(ctx, &alias, &tags));
     Ok(f)
 }
 

@@ -129,6 +129,8 @@ impl Step for Lambda {
             "lambda:DeleteAlias",
             "lambda:TagResource",
             "lambda:ListTags",
+            // CreateFunction with dev's layers reads each layer version.
+            "lambda:GetLayerVersion",
             "iam:PassRole",
             "s3:GetObject",
         ]
@@ -181,9 +183,9 @@ async fn check_concurrency(ctx: &Ctx) -> Result<(), StepError> {
     // Reservations paymig already holds are given back before they are re-taken.
     let mut held = 0;
     for f in &ctx.cfg.source.lambda_functions {
-        if let Ok(c) =
-            ctx.aws.target.lambda.get_function_concurrency().function_name(ctx.cfg.names.prod(f)).send().await
-        {
+        let name = ctx.cfg.names.prod(f);
+        let c = ctx.aws.target.lambda.get_function_concurrency().function_name(&name).send().await;
+        if let Some(c) = StepError::found(c, &name, "GetFunctionConcurrency")? {
             held += c.reserved_concurrent_executions().unwrap_or(0);
         }
     }
@@ -481,7 +483,8 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
             let created = ctx
                 .create(&res, detail, json!({"dev": f.name, "code_sha256": d.code_sha256()}), || async {
                     let zip = fetch_package(ctx, f).await?;
-                    let tags: std::collections::HashMap<String, String> = ctx.cfg.prod_tags().into_iter().collect();
+                    let tags: std::collections::HashMap<String, String> =
+                        super::common::prod_tags_as(ctx, |k, v| (k, v)).into_iter().collect();
                     let out = retry_eventual("CreateFunction", is_role_not_ready, || async {
                         lambda
                             .create_function()
@@ -541,7 +544,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                 .await
                 .map_err(StepError::aws(&name, "ListTags"))?
                 .tags()
-                .is_some_and(|t| t.get(crate::config::TAG_MIGRATION) == Some(&ctx.cfg.migration.name));
+                .is_some_and(|t| super::common::is_ours(ctx, t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
             ctx.existing(&res, &name, current.function_arn(), ours)?;
             // A run that stopped mid-update (or another tool) may have left
             // the function Pending or InProgress: a change now is refused.
@@ -588,13 +591,12 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                 })
                 .await?;
             }
-            let reserved = lambda
-                .get_function_concurrency()
-                .function_name(&name)
-                .send()
-                .await
-                .ok()
-                .and_then(|c| c.reserved_concurrent_executions());
+            let reserved = StepError::found(
+                lambda.get_function_concurrency().function_name(&name).send().await,
+                &name,
+                "GetFunctionConcurrency",
+            )?
+            .and_then(|c| c.reserved_concurrent_executions());
             converge_concurrency(ctx, &res, &f.name, &name, Some(reserved)).await?;
             converge_aliases(ctx, &name).await?;
         }
@@ -714,13 +716,12 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
             false,
         );
         f.resources.push(Resource::compared("lambda_function", &d.name, &name, diffs));
-        let reserved = lambda
-            .get_function_concurrency()
-            .function_name(&name)
-            .send()
-            .await
-            .ok()
-            .and_then(|x| x.reserved_concurrent_executions());
+        let reserved = StepError::found(
+            lambda.get_function_concurrency().function_name(&name).send().await,
+            &name,
+            "GetFunctionConcurrency",
+        )?
+        .and_then(|x| x.reserved_concurrent_executions());
         let want = reserved_for(ctx, &d.name);
         f.checks.push(Check::new(
             "lambda.reserved_concurrency",
@@ -735,7 +736,7 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
             "environment encrypted with the prod key",
         ));
         let tags: BTreeMap<String, String> = out.tags.map(|t| t.into_iter().collect()).unwrap_or_default();
-        f.checks.extend(super::common_checks(ctx, &name, &tags));
+        f.checks.extend(super::common::common_checks(ctx, &name, &tags));
     }
     Ok(f)
 }

@@ -281,12 +281,9 @@ impl AlarmSpec {
             }
         }
         if !ctx.is_plan() {
-            let tags: Vec<aws_sdk_cloudwatch::types::Tag> = ctx
-                .cfg
-                .prod_tags()
-                .into_iter()
-                .map(|(k, v)| aws_sdk_cloudwatch::types::Tag::builder().key(k).value(v).build())
-                .collect();
+            let tags = super::common::prod_tags_as(ctx, |k, v| {
+                aws_sdk_cloudwatch::types::Tag::builder().key(k).value(v).build()
+            });
             req = req.set_tags(Some(tags));
         }
         req.send().await.map_err(StepError::aws(&self.name, "PutMetricAlarm"))?;
@@ -642,13 +639,11 @@ async fn converge_topic(ctx: &Ctx) -> Result<String, StepError> {
     };
     match attrs {
         None => {
-            let tags: Vec<aws_sdk_sns::types::Tag> = ctx
-                .cfg
-                .prod_tags()
-                .into_iter()
-                .map(|(k, v)| aws_sdk_sns::types::Tag::builder().key(k).value(v).build())
-                .collect::<Result<_, _>>()
-                .map_err(|e| StepError::Invalid(e.to_string()))?;
+            let tags: Vec<aws_sdk_sns::types::Tag> =
+                super::common::prod_tags_as(ctx, |k, v| aws_sdk_sns::types::Tag::builder().key(k).value(v).build())
+                    .into_iter()
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| StepError::Invalid(e.to_string()))?;
             let attributes =
                 BTreeMap::from([("KmsMasterKeyId".to_owned(), key.clone()), ("Policy".to_owned(), policy.to_string())]);
             ctx.create(&res, "encrypted with the prod key; CloudWatch may publish", Value::Null, || async {
@@ -1099,6 +1094,28 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         removed.push(format!("sns topic {topic}"));
     }
     Ok(removed)
+}
+
+/// The migration's alarms (those acting on its topic) now in ALARM.
+pub async fn alarms_in_alarm(ctx: &Ctx) -> std::result::Result<Vec<String>, StepError> {
+    let topic = format!("arn:aws:sns:{}:{}:{}", ctx.cfg.migration.region, ctx.account, ctx.cfg.names.own("alarms"));
+    let mut pages = ctx
+        .aws
+        .target
+        .cloudwatch
+        .describe_alarms()
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for a in page.map_err(StepError::aws("alarms", "DescribeAlarms"))?.metric_alarms() {
+            if a.alarm_actions().iter().any(|x| x == &topic) {
+                out.extend(a.alarm_name().map(str::to_owned));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

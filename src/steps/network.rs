@@ -407,11 +407,9 @@ impl Group {
 // Converge
 
 fn tag_spec(ctx: &Ctx, rt: ResourceType, name: &str) -> TagSpecification {
-    let mut b = TagSpecification::builder().resource_type(rt).tags(Tag::builder().key("Name").value(name).build());
-    for (k, v) in ctx.cfg.prod_tags() {
-        b = b.tags(Tag::builder().key(k).value(v).build());
-    }
-    b.build()
+    let mut tags = vec![Tag::builder().key("Name").value(name).build()];
+    tags.extend(super::common::prod_tags_as(ctx, |k, v| Tag::builder().key(k).value(v).build()));
+    TagSpecification::builder().resource_type(rt).set_tags(Some(tags)).build()
 }
 
 fn ours(ctx: &Ctx) -> [Filter; 2] {
@@ -986,9 +984,19 @@ async fn endpoint_prefix_lists(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     Ok(ids)
 }
 
-/// Desired (ingress, egress) rules of each group.
+/// Whether the ALB's targets are IP addresses in the compute group.
+fn ip_targets(ctx: &Ctx) -> bool {
+    ctx.cfg.blue_green.target_type == crate::config::TargetType::Ip
+}
+
+/// Desired (ingress, egress) rules of each group. With `ip` targets (in
+/// the compute group) the ALB must reach them on the target port, which is
+/// also the health-check port (`traffic-port`): egress from the ALB group
+/// and ingress to the compute group on that port, from and to each other
+/// only; Lambda targets are invoked by the service and need neither.
 pub fn desired_rules(
     listener_port: u16,
+    ip_targets: bool,
     vpc_cidrs: &[String],
     alb: &str,
     compute: &str,
@@ -997,11 +1005,16 @@ pub fn desired_rules(
 ) -> [(BTreeSet<Rule>, BTreeSet<Rule>); 3] {
     let port = i32::from(listener_port);
     let alb_in = vpc_cidrs.iter().map(|c| Rule::tcp(port, format!("cidr:{c}"))).collect();
+    let mut alb_out = BTreeSet::new();
+    let mut compute_in = BTreeSet::new();
+    if ip_targets {
+        alb_out.insert(Rule::tcp(port, format!("sg:{compute}")));
+        compute_in.insert(Rule::tcp(port, format!("sg:{alb}")));
+    }
     let mut compute_out: BTreeSet<Rule> = [Rule::tcp(POSTGRES_PORT, format!("sg:{db}"))].into();
     compute_out.extend(prefix_lists.iter().map(|p| Rule::tcp(HTTPS_PORT, format!("pl:{p}"))));
     let db_in = [Rule::tcp(POSTGRES_PORT, format!("sg:{compute}"))].into();
-    let _ = alb;
-    [(alb_in, BTreeSet::new()), (BTreeSet::new(), compute_out), (db_in, BTreeSet::new())]
+    [(alb_in, alb_out), (compute_in, compute_out), (db_in, BTreeSet::new())]
 }
 
 async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String]) -> Result<Vec<String>, StepError> {
@@ -1068,7 +1081,15 @@ async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String])
             "no S3/DynamoDB prefix lists found: the compute group gets no HTTPS egress to the gateway endpoints",
         );
     }
-    let desired = desired_rules(ctx.cfg.blue_green.listener_port, vpc_cidrs, &ids[0], &ids[1], &ids[2], &prefix_lists);
+    let desired = desired_rules(
+        ctx.cfg.blue_green.listener_port,
+        ip_targets(ctx),
+        vpc_cidrs,
+        &ids[0],
+        &ids[1],
+        &ids[2],
+        &prefix_lists,
+    );
     for (i, g) in Group::ALL.iter().enumerate() {
         let name = ctx.cfg.names.own(g.kind());
         let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
@@ -1345,7 +1366,7 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
     match kind {
         "vpc_endpoint" => {
             let state = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await;
-            if let Ok(out) = &state {
+            if let Some(out) = &StepError::found(state, id, "DescribeVpcEndpoints")? {
                 if out
                     .vpc_endpoints()
                     .iter()
@@ -1362,7 +1383,12 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
         "security_group" => {
             // Drop the group's own rules first: they may reference another
             // group, which could then not be deleted.
-            if let Ok(out) = ec2.describe_security_groups().group_ids(id).send().await {
+            let out = StepError::found(
+                ec2.describe_security_groups().group_ids(id).send().await,
+                id,
+                "DescribeSecurityGroups",
+            )?;
+            if let Some(out) = out {
                 if let Some(sg) = out.security_groups().first() {
                     drop_rules(ctx, sg).await?;
                 }
@@ -1372,7 +1398,12 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
                 .await
         }
         "route_table" => {
-            if let Ok(out) = ec2.describe_route_tables().route_table_ids(id).send().await {
+            let out = StepError::found(
+                ec2.describe_route_tables().route_table_ids(id).send().await,
+                id,
+                "DescribeRouteTables",
+            )?;
+            if let Some(out) = out {
                 for a in out.route_tables().iter().flat_map(|r| r.associations()) {
                     if let (Some(aid), false) = (a.route_table_association_id(), a.main().unwrap_or(false)) {
                         delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
@@ -1417,8 +1448,8 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     other => other?,
                 }
             } else if let Some(cidr) = key.split("#cidr ").nth(1) {
-                let out = ec2.describe_vpcs().vpc_ids(id).send().await;
-                if let Ok(out) = out {
+                let out = StepError::found(ec2.describe_vpcs().vpc_ids(id).send().await, id, "DescribeVpcs")?;
+                if let Some(out) = out {
                     for a in out.vpcs().iter().flat_map(|v| v.cidr_block_association_set()) {
                         if a.cidr_block() == Some(cidr) {
                             if let Some(aid) = a.association_id() {
@@ -1431,7 +1462,12 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     }
                 }
             } else if let Some(subnet) = prev.get("subnet").and_then(Value::as_str) {
-                if let Ok(out) = ec2.describe_route_tables().route_table_ids(id).send().await {
+                let out = StepError::found(
+                    ec2.describe_route_tables().route_table_ids(id).send().await,
+                    id,
+                    "DescribeRouteTables",
+                )?;
+                if let Some(out) = out {
                     for a in out.route_tables().iter().flat_map(|t| t.associations()) {
                         if a.subnet_id() == Some(subnet) {
                             if let Some(aid) = a.route_table_association_id() {
@@ -1445,7 +1481,12 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 }
             } else if let Some(direction) = prev.get("direction").and_then(Value::as_str) {
                 let before: BTreeSet<Rule> = serde_json::from_value(prev["rules"].clone()).unwrap_or_default();
-                if let Ok(out) = ec2.describe_security_groups().group_ids(id).send().await {
+                let out = StepError::found(
+                    ec2.describe_security_groups().group_ids(id).send().await,
+                    id,
+                    "DescribeSecurityGroups",
+                )?;
+                if let Some(out) = out {
                     if let Some(sg) = out.security_groups().first() {
                         let egress = direction == "egress";
                         let now = rules_of(if egress { sg.ip_permissions_egress() } else { sg.ip_permissions() });
@@ -1454,7 +1495,12 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 }
             } else if let Some(rts) = prev.get("route_tables").and_then(Value::as_array) {
                 let before: BTreeSet<String> = rts.iter().filter_map(Value::as_str).map(String::from).collect();
-                if let Ok(out) = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await {
+                let out = StepError::found(
+                    ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await,
+                    id,
+                    "DescribeVpcEndpoints",
+                )?;
+                if let Some(out) = out {
                     if let Some(e) = out.vpc_endpoints().first() {
                         let now: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
                         let add: Vec<String> = before.difference(&now).cloned().collect();
@@ -1662,7 +1708,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
     f.resources.push(Resource::compared("vpc", &dev.id, &vpc_name, d));
     let tags: BTreeMap<String, String> =
         vpc.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
-    f.checks.extend(super::common_checks(ctx, &vpc_name, &tags));
+    f.checks.extend(super::common::common_checks(ctx, &vpc_name, &tags));
 
     let subnets: Vec<Subnet> = ec2
         .describe_subnets()
@@ -1764,7 +1810,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         ));
         if let Some(e) = ep {
             let policy: Value = e.policy_document().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-            let wild = super::wildcard_actions(&policy);
+            let wild = super::common::wildcard_actions(&policy);
             f.checks.push(Check::new(
                 "iam.no_wildcard_action",
                 &format!("{service} endpoint policy"),
@@ -1791,7 +1837,15 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
     };
     let (alb, compute, db) = (id_of(Group::Alb), id_of(Group::Compute), id_of(Group::Db));
     let prefix_lists = endpoint_prefix_lists(ctx).await?;
-    let desired = desired_rules(ctx.cfg.blue_green.listener_port, &dev.cidrs, &alb, &compute, &db, &prefix_lists);
+    let desired = desired_rules(
+        ctx.cfg.blue_green.listener_port,
+        ip_targets(ctx),
+        &dev.cidrs,
+        &alb,
+        &compute,
+        &db,
+        &prefix_lists,
+    );
     for (i, g) in Group::ALL.iter().enumerate() {
         let name = names.own(g.kind());
         match sgs.iter().find(|s| s.group_name() == Some(name.as_str())) {
@@ -1869,11 +1923,20 @@ mod tests {
 
     #[test]
     fn rules_round_trip_and_database_only_admits_compute() {
-        let [alb, compute, db] = desired_rules(443, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", &["pl-1".into()]);
+        let [alb, compute, db] =
+            desired_rules(443, false, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", &["pl-1".into()]);
         assert_eq!(alb.0.iter().map(|r| r.peer.as_str()).collect::<Vec<_>>(), ["cidr:10.0.0.0/16"]);
         assert!(alb.1.is_empty() && db.1.is_empty() && compute.0.is_empty());
         assert_eq!(db.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(5432, "sg:sg-c".into())]);
         let perms: Vec<IpPermission> = compute.1.iter().map(Rule::to_permission).collect();
         assert_eq!(rules_of(&perms), compute.1);
+    }
+
+    #[test]
+    fn ip_targets_are_reached_from_the_alb_on_the_target_port_only() {
+        let [alb, compute, db] = desired_rules(8080, true, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", &[]);
+        assert_eq!(alb.1.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(8080, "sg:sg-c".into())]);
+        assert_eq!(compute.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(8080, "sg:sg-a".into())]);
+        assert_eq!(db.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(5432, "sg:sg-c".into())]);
     }
 }

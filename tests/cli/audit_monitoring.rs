@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::support::fixture::Clients;
-use super::support::World;
+use super::support::{is_gone, World};
 use super::without_database;
 
 /// Versioning status. moto names the root element of its answer
@@ -87,7 +87,7 @@ async fn audit_buckets_are_created_with_every_setting_and_replicated() {
     let rule = &rep.rules()[0];
     assert_eq!(rule.status().as_str(), "Enabled");
     assert_eq!(rule.destination().map(|d| d.bucket()), Some("arn:aws:s3:::payments-audit-prod-replica"));
-    let trust = paymig::steps::audit::decode_policy(role.assume_role_policy_document().unwrap());
+    let trust = paymig::steps::common::decode_policy(role.assume_role_policy_document().unwrap());
     assert_eq!(trust["Statement"][0]["Principal"]["Service"], "s3.amazonaws.com");
     let doc = w
         .prod
@@ -98,7 +98,7 @@ async fn audit_buckets_are_created_with_every_setting_and_replicated() {
         .send()
         .await
         .unwrap();
-    let policy = paymig::steps::audit::decode_policy(doc.policy_document());
+    let policy = paymig::steps::common::decode_policy(doc.policy_document());
     assert_eq!(
         policy,
         json!({"Version": "2012-10-17", "Statement": [
@@ -170,13 +170,13 @@ async fn destroy_empties_buckets_holding_thousands_of_versions() {
         KEYS * VERSIONS,
         elapsed.as_secs_f64()
     );
-    assert!(w.prod.s3.head_bucket().bucket(bucket).send().await.is_err(), "the prod bucket is gone");
+    assert!(is_gone(w.prod.s3.head_bucket().bucket(bucket).send().await), "the prod bucket is gone");
     let replica = Clients::new(&w.moto.endpoint, "us-west-2", None).await;
     assert!(
-        replica.s3.head_bucket().bucket("payments-audit-prod-replica").send().await.is_err(),
+        is_gone(replica.s3.head_bucket().bucket("payments-audit-prod-replica").send().await),
         "the replica is gone"
     );
-    assert!(w.prod.iam.get_role().role_name("payments-s3-replication-prod").send().await.is_err(), "the role is gone");
+    assert!(is_gone(w.prod.iam.get_role().role_name("payments-s3-replication-prod").send().await), "the role is gone");
     assert!(w.prod.s3.head_bucket().bucket("payments-audit-dev").send().await.is_ok(), "dev untouched");
     // 5,200 entries in batches of 1,000: 6 DeleteObjects calls.
     let deletes = destroy.stderr.matches("emptying bucket").count();
@@ -287,12 +287,12 @@ async fn monitoring_topic_alarms_and_dashboard() {
     let left = w.prod.cloudwatch.describe_alarms().send().await.unwrap();
     let names: Vec<&str> = left.metric_alarms().iter().filter_map(|a| a.alarm_name()).collect();
     assert!(names.iter().all(|n| n.contains("-dev-")), "only dev alarms remain: {names:?}");
-    assert!(w.prod.cloudwatch.get_dashboard().dashboard_name("payments-prod").send().await.is_err());
+    assert!(is_gone(w.prod.cloudwatch.get_dashboard().dashboard_name("payments-prod").send().await));
     assert!(
         w.prod.cloudwatch.get_dashboard().dashboard_name("payments-dev").send().await.is_ok(),
         "dev dashboard untouched"
     );
-    assert!(sns.get_topic_attributes().topic_arn(topic).send().await.is_err());
+    assert!(is_gone(sns.get_topic_attributes().topic_arn(topic).send().await));
 }
 
 fn collect_strings(v: &Value) -> Vec<String> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_dynamodb::types::StreamViewType;
 
 use super::support::fixture::{self, Clients, TableSpec};
-use super::support::World;
+use super::support::{is_gone, World};
 use super::without_database;
 
 async fn prod_key_arn(c: &Clients) -> String {
@@ -127,15 +127,15 @@ async fn aurora_is_restored_from_the_newest_dev_snapshot_into_the_prod_network()
     w.paymig(["rollback", "--yes"]).run().expect_code(0);
     assert!(clusters(&w.prod).await.iter().all(|c| c.db_cluster_identifier() != Some("payments-prod")));
     assert!(prod_instances(&w.prod).await.is_empty());
-    assert!(w.prod.rds.describe_db_subnet_groups().db_subnet_group_name("payments-prod-subnets").send().await.is_err());
-    assert!(w
-        .prod
-        .rds
-        .describe_db_cluster_parameter_groups()
-        .db_cluster_parameter_group_name("payments-prod-params")
-        .send()
-        .await
-        .is_err());
+    assert!(is_gone(w.prod.rds.describe_db_subnet_groups().db_subnet_group_name("payments-prod-subnets").send().await));
+    assert!(is_gone(
+        w.prod
+            .rds
+            .describe_db_cluster_parameter_groups()
+            .db_cluster_parameter_group_name("payments-prod-params")
+            .send()
+            .await
+    ));
     assert!(
         clusters(&dev).await.iter().any(|c| c.db_cluster_identifier() == Some("payments-dev")),
         "dev cluster intact"

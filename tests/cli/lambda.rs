@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use serde_json::Value;
 
 use super::support::fixture;
-use super::support::World;
+use super::support::{is_gone, World};
 use super::without_database;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -75,7 +75,7 @@ async fn the_function_is_deployed_from_dev_with_a_least_privilege_role() {
         .send()
         .await
         .unwrap();
-    let policy = paymig::steps::audit::decode_policy(doc.policy_document());
+    let policy = paymig::steps::common::decode_policy(doc.policy_document());
     for st in policy["Statement"].as_array().unwrap() {
         let actions: Vec<&str> = st["Action"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
         assert!(actions.iter().all(|a| !a.contains('*')), "wildcard action in {st}");
@@ -122,8 +122,8 @@ async fn the_function_is_deployed_from_dev_with_a_least_privilege_role() {
         .any(|c| c["id"] == "lambda.reserved_concurrency" && c["passed"] == false));
 
     w.paymig(["destroy", "--yes"]).run().expect_code(0);
-    assert!(w.prod.lambda.get_function().function_name("payment-processor-prod").send().await.is_err());
-    assert!(w.prod.iam.get_role().role_name("payment-processor-prod-role").send().await.is_err());
+    assert!(is_gone(w.prod.lambda.get_function().function_name("payment-processor-prod").send().await));
+    assert!(is_gone(w.prod.iam.get_role().role_name("payment-processor-prod-role").send().await));
     assert!(w.prod.lambda.get_function().function_name("payment-processor-dev").send().await.is_ok(), "dev untouched");
 }
 
@@ -144,7 +144,7 @@ async fn a_package_that_is_not_devs_is_refused() {
     run.expect_code(1);
     assert!(run.stdout.contains("refusing to deploy a package that is not dev's"), "{}", run.stdout);
     assert!(
-        w.prod.lambda.get_function().function_name("payment-processor-prod").send().await.is_err(),
+        is_gone(w.prod.lambda.get_function().function_name("payment-processor-prod").send().await),
         "nothing deployed"
     );
 }
@@ -276,8 +276,8 @@ async fn the_alb_forwards_to_the_live_colour_through_scoped_target_groups() {
 
     assert_eq!(w.paymig(["apply", "--yes"]).run().mutating_calls(), 0);
     w.paymig(["destroy", "--yes"]).run().expect_code(0);
-    assert!(elb.describe_load_balancers().names("payments-alb-prod").send().await.is_err());
-    assert!(elb.describe_target_groups().names("payments-blue-prod").send().await.is_err());
+    assert!(is_gone(elb.describe_load_balancers().names("payments-alb-prod").send().await));
+    assert!(is_gone(elb.describe_target_groups().names("payments-blue-prod").send().await));
 }
 
 async fn live_weights(elb: &aws_sdk_elasticloadbalancingv2::Client) -> std::collections::BTreeMap<String, i32> {
@@ -393,7 +393,44 @@ async fn ip_target_groups_drain_connections_where_lambda_ones_cannot() {
             .and_then(|a| a.value());
         assert_eq!(delay, Some("30"));
     }
+    // IP targets sit in the compute group: the ALB reaches them (traffic and
+    // health checks) on the target port, and nothing else is opened.
+    let ec2 = aws_sdk_ec2::Client::new(&fixture::sdk_config(&w.moto.endpoint, "us-east-1").await);
+    let group = |name: &'static str| {
+        let ec2 = ec2.clone();
+        async move {
+            let out = ec2
+                .describe_security_groups()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values(name).build())
+                .send()
+                .await
+                .unwrap();
+            out.security_groups()[0].clone()
+        }
+    };
+    let (alb, compute) = (group("payments-alb-sg-prod").await, group("payments-compute-sg-prod").await);
+    let peers = |perms: &[aws_sdk_ec2::types::IpPermission]| -> Vec<(Option<i32>, Vec<String>)> {
+        perms
+            .iter()
+            .map(|p| {
+                (
+                    p.from_port(),
+                    p.user_id_group_pairs().iter().filter_map(|g| g.group_id().map(str::to_owned)).collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, groups)| !groups.is_empty())
+            .collect()
+    };
+    let port = Some(80);
+    assert_eq!(alb.ip_permissions_egress().len(), 1, "the ALB group's only egress: {:?}", alb.ip_permissions_egress());
+    assert_eq!(peers(alb.ip_permissions_egress()), [(port, vec![compute.group_id().unwrap().to_owned()])]);
+    assert!(
+        peers(compute.ip_permissions()).contains(&(port, vec![alb.group_id().unwrap().to_owned()])),
+        "compute admits the ALB on the target port: {:?}",
+        compute.ip_permissions()
+    );
     assert_eq!(w.paymig(["apply", "--yes"]).run().mutating_calls(), 0);
+    w.paymig(["validate", "--format", "json"]).run().expect_code(0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

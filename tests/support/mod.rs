@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod behaviour;
+pub mod enforce;
 pub mod fixture;
 pub mod inventory;
 pub mod moto;
@@ -22,6 +23,26 @@ pub fn config_text(vpc_id: &str, dir: &Path) -> String {
     reference
         .replace("vpc-0a1b2c3d4e5f", vpc_id)
         .replace("journal = \".paymig\"", &format!("journal = \"{}\"", dir.join("journal").display()))
+}
+
+/// Whether an SDK call failed because its resource does not exist, by the
+/// typed failure (paymig's own predicate): a throttle, a denial or a
+/// refused request is not "gone", and says so in the panic.
+#[track_caller]
+pub fn is_gone<T: std::fmt::Debug, E>(
+    result: Result<T, aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(found) => panic!("expected the resource to be gone, found: {found:?}"),
+        Err(e) => {
+            let failure = paymig::aws::AwsFailure::of(&e);
+            assert!(failure.is_not_found(), "expected a not-found answer, got: {failure}");
+            true
+        }
+    }
 }
 
 /// The id of the security group called `name`.
@@ -154,6 +175,18 @@ impl Paymig {
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.cmd.env(k, v);
+        self
+    }
+
+    /// Runs with `[source] profile = "dev"` and `[target] profile = "prod"`
+    /// credentials from `files` (config, credentials) instead of the one
+    /// static key of every other test.
+    pub fn profiles(mut self, files: &(PathBuf, PathBuf)) -> Self {
+        self.cmd
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_CONFIG_FILE", &files.0)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &files.1);
         self
     }
 

@@ -1,0 +1,11 @@
+//! What every step shares: the migration's tags and the one test of
+//! ownership ([`tags`]), IAM policy documents ([`policy`]) and the roles
+//! paymig creates for AWS services ([`roles`]). A step that needs one of
+//! these calls it here rather than writing its own.
+
+pub mod policy;
+pub mod roles;
+pub mod tags;
+
+pub use policy::{decode_policy, wildcard_actions};
+pub use tags::{common_checks, is_ours, prod_tags_as};
