@@ -61,6 +61,12 @@ fn resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
                 format!("arn:aws:rds:{r}:{account}:subgrp:{c}-subnets"),
                 format!("arn:aws:rds:{r}:{account}:cluster-pg:{c}-params"),
                 format!("arn:aws:rds:{r}:*:cluster-snapshot:*"),
+                // Create and restore also authorize against the default
+                // groups they use (instances take the engine's default
+                // parameter and option groups).
+                format!("arn:aws:rds:{r}:{account}:pg:default.*"),
+                format!("arn:aws:rds:{r}:{account}:og:default*"),
+                format!("arn:aws:rds:{r}:{account}:cluster-pg:default.*"),
             ]
         }
         "dynamodb" => s
@@ -101,8 +107,12 @@ fn resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
         "cloudwatch" => {
             let mut v: Vec<String> =
                 s.dashboards.iter().map(|d| format!("arn:aws:cloudwatch::{account}:dashboard/{}", n.prod(d))).collect();
-            v.push(format!("arn:aws:cloudwatch:{r}:{account}:alarm:*-{x}-*"));
-            v.push(format!("arn:aws:cloudwatch:{r}:{account}:alarm:*-{x}"));
+            // Every prod alarm name holds the suffix as a whole token (the
+            // naming rule): `<name>-prod`, `<a>-prod-<b>`, or a dev alarm
+            // `dev-x` renamed `prod-x`.
+            for pattern in [format!("*-{x}-*"), format!("*-{x}"), format!("{x}-*")] {
+                v.push(format!("arn:aws:cloudwatch:{r}:{account}:alarm:{pattern}"));
+            }
             v
         }
         "elasticloadbalancing" => vec![
@@ -132,7 +142,9 @@ pub fn policy(cfg: &Config, account: &str) -> Value {
         let mut star: BTreeSet<&str> = BTreeSet::new();
         let mut scoped: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for a in step.actions() {
-            if needs_star(a) {
+            if let Some(s) = special_statement(cfg, account, step.id(), &sid_base, a) {
+                statements.push(s);
+            } else if needs_star(a) {
                 star.insert(a);
             } else {
                 scoped.entry(a.split(':').next().unwrap_or("")).or_default().insert(a);
@@ -161,7 +173,70 @@ pub fn policy(cfg: &Config, account: &str) -> Value {
             statements.push(json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": arns}));
         }
     }
+    statements.extend(journal_statements(cfg));
+    let roles: Vec<&String> = cfg.source.role_arn.iter().chain(cfg.target.role_arn.iter()).collect();
+    if !roles.is_empty() {
+        // paymig assumes these with the identity this policy is for.
+        statements.push(
+            json!({"Sid": "AssumeConfiguredRoles", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": roles}),
+        );
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Actions whose grant is narrower than "the service's ARNs": a role passed
+/// only to the service that uses it, a service-linked role only for the
+/// service named, a layer version wherever dev's layers live.
+fn special_statement(cfg: &Config, account: &str, step: &str, sid: &str, action: &str) -> Option<Value> {
+    let r = &cfg.migration.region;
+    match (step, action) {
+        (_, "iam:CreateServiceLinkedRole") => {
+            let service = match step {
+                "alb" => "elasticloadbalancing.amazonaws.com",
+                "database" => "rds.amazonaws.com",
+                other => unreachable!("step {other} declares iam:CreateServiceLinkedRole without its service"),
+            };
+            Some(json!({"Sid": format!("{sid}ServiceLinkedRole"), "Effect": "Allow", "Action": [action],
+                "Resource": [format!("arn:aws:iam::{account}:role/aws-service-role/{service}/*")],
+                "Condition": {"StringEquals": {"iam:AWSServiceName": service}}}))
+        }
+        ("lambda", "iam:PassRole") => {
+            let roles: Vec<String> = cfg
+                .source
+                .lambda_functions
+                .iter()
+                .map(|f| format!("arn:aws:iam::{account}:role/{}", cfg.names.lambda_role(f)))
+                .collect();
+            Some(
+                json!({"Sid": format!("{sid}PassExecutionRoles"), "Effect": "Allow", "Action": [action], "Resource": roles,
+                "Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}}),
+            )
+        }
+        ("audit", "iam:PassRole") => {
+            Some(json!({"Sid": format!("{sid}PassReplicationRole"), "Effect": "Allow", "Action": [action],
+            "Resource": [format!("arn:aws:iam::{account}:role/{}", cfg.names.own("s3-replication"))],
+            "Condition": {"StringEquals": {"iam:PassedToService": "s3.amazonaws.com"}}}))
+        }
+        // Dev's layers may live in any account (a shared layer): their ARNs
+        // are known only once dev's functions are read.
+        ("lambda", "lambda:GetLayerVersion") => {
+            Some(json!({"Sid": format!("{sid}ReadLayers"), "Effect": "Allow", "Action": [action],
+            "Resource": [format!("arn:aws:lambda:{r}:*:layer:*:*")]}))
+        }
+        _ => None,
+    }
+}
+
+/// The remote journal's objects (`journal = "s3://bucket/prefix"`): read,
+/// written with conditional writes, deleted (the lease), listed under its
+/// prefix.
+fn journal_statements(cfg: &Config) -> Vec<Value> {
+    let crate::config::JournalLocation::S3 { bucket, prefix } = &cfg.journal else { return Vec::new() };
+    vec![
+        json!({"Sid": "JournalObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": [format!("arn:aws:s3:::{bucket}/{prefix}*")]}),
+        json!({"Sid": "JournalList", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [format!("arn:aws:s3:::{bucket}")]}),
+    ]
 }
 
 /// The dev ARNs a read of `service` may touch.

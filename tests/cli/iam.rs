@@ -102,3 +102,160 @@ async fn every_call_of_a_full_life_cycle_is_granted_by_the_generated_policies() 
         missing.into_iter().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// The access keys of the two sides in the enforced-IAM tests.
+const DEV_KEY: &str = "AKIADEVSIDE000000001";
+const PROD_KEY: &str = "AKIAPRODSIDE00000001";
+
+/// An AWS config and credentials file with a `dev` and a `prod` profile.
+fn profile_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = dir.join("aws-config");
+    let credentials = dir.join("aws-credentials");
+    std::fs::write(&config, "[profile dev]\nregion = us-east-1\n[profile prod]\nregion = us-east-1\n").unwrap();
+    std::fs::write(
+        &credentials,
+        format!(
+            "[dev]\naws_access_key_id = {DEV_KEY}\naws_secret_access_key = dev-secret\n[prod]\naws_access_key_id = {PROD_KEY}\naws_secret_access_key = prod-secret\n"
+        ),
+    )
+    .unwrap();
+    (config, credentials)
+}
+
+/// The reference configuration with the two sides on their own profiles.
+fn with_profiles(t: String) -> String {
+    t.replacen("[source]\n", "[source]\nprofile = \"dev\"\n", 1).replacen(
+        "[target]\n",
+        "[target]\nprofile = \"prod\"\n",
+        1,
+    )
+}
+
+/// A world whose paymig runs go through an enforcing proxy, with the
+/// generated policies in force: the prod key has exactly `paymig
+/// iam-policy`, the dev key exactly `paymig iam-policy --side source`.
+struct Enforced {
+    w: World,
+    proxy: crate::support::proxy::Proxy,
+    enforcer: std::sync::Arc<crate::support::enforce::Enforcer>,
+    files: (std::path::PathBuf, std::path::PathBuf),
+    target: Value,
+}
+
+impl Enforced {
+    async fn new(edit: impl FnOnce(String) -> String) -> Enforced {
+        use crate::support::proxy::{Proxy, ProxyConfig};
+        // A refused delete must fail the test, not wait out an hour of
+        // DependencyViolation retries behind it.
+        let w = World::with(Default::default(), |t| {
+            edit(with_profiles(t)).replace("max_wait_minutes = 60", "max_wait_minutes = 2")
+        })
+        .await;
+        let enforcer = std::sync::Arc::new(crate::support::enforce::Enforcer::default());
+        let proxy =
+            Proxy::start(ProxyConfig { enforcer: Some(enforcer.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+        let files = profile_files(w.dir.path());
+        let e = Enforced { w, proxy, enforcer, files, target: Value::Null };
+        // GetCallerIdentity (the account for the ARNs) is all these need.
+        let target = e.run(&["iam-policy"]);
+        target.expect_code(0);
+        let source = e.run(&["iam-policy", "--side", "source"]);
+        source.expect_code(0);
+        let target: Value = serde_json::from_str(&target.stdout).unwrap();
+        let source: Value = serde_json::from_str(&source.stdout).unwrap();
+        e.enforcer.set_policy(PROD_KEY, target.clone());
+        e.enforcer.set_policy(DEV_KEY, source);
+        Enforced { target, ..e }
+    }
+
+    fn run(&self, args: &[&str]) -> crate::support::Run {
+        self.w.paymig(args).via(&self.proxy.endpoint).profiles(&self.files).run()
+    }
+}
+
+/// The life cycle every enforced test drives.
+const LIFE_CYCLE: [&[&str]; 8] = [
+    &["plan"],
+    &["apply", "--yes"],
+    &["apply", "--yes"],
+    &["params", "--overwrite", "--yes"],
+    &["switch", "--to", "green", "--yes"],
+    &["rollback", "--yes"],
+    &["validate", "--format", "json"],
+    &["destroy", "--yes"],
+];
+
+/// paymig runs with exactly the policies it generates, enforced by action
+/// and resource as AWS does (implied `iam:PassRole`, RDS's default groups,
+/// versioned deletes): every command of the life cycle succeeds and no
+/// request is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_generated_policies_are_sufficient_when_iam_is_enforced() {
+    let e = Enforced::new(|t| t).await;
+    for args in LIFE_CYCLE {
+        let run = e.run(args);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "paymig {} with exactly the generated policies\ndenied: {:?}\nunmapped: {:?}\n--- stderr\n{}",
+            args.join(" "),
+            e.enforcer.denied(),
+            e.enforcer.unmapped(),
+            run.stderr
+        );
+    }
+    assert!(e.enforcer.denied().is_empty(), "refused: {:?}", e.enforcer.denied());
+    assert!(e.enforcer.unmapped().is_empty(), "requests the authorizer could not read: {:?}", e.enforcer.unmapped());
+    let allowed = e.enforcer.allowed_actions();
+    for a in
+        ["rds:RestoreDBClusterFromSnapshot", "iam:PassRole", "lambda:CreateFunction", "s3:PutReplicationConfiguration"]
+    {
+        assert!(allowed.iter().any(|x| x == a), "{a} was authorized (the life cycle reached it): {allowed:?}");
+    }
+    let left = crate::support::inventory::prod_inventory(&e.w.moto.endpoint, "prod").await;
+    assert!(left.is_empty(), "destroy left: {left:?}");
+}
+
+/// The same life cycle with one action (drawn with a fixed seed from those
+/// the sufficient run needed) taken out of the prod policy: a command fails,
+/// its error names the action, and nothing else was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_missing_one_action_fails_naming_it() {
+    let e = Enforced::new(|t| t).await;
+    // Which actions the prod side needs: one sufficient run through.
+    for args in LIFE_CYCLE {
+        e.run(args).expect_code(0);
+    }
+    let needed: Vec<String> = actions_of(&e.target.to_string())
+        .into_iter()
+        .filter(|a| e.enforcer.allowed_actions().contains(a) && a != "sts:GetCallerIdentity")
+        .collect();
+    assert!(needed.len() > 50, "the life cycle needs many actions: {needed:?}");
+    let seed: u64 = std::env::var("PAYMIG_IAM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261202);
+    let removed = needed[(seed % needed.len() as u64) as usize].clone();
+    let mut policy = e.target.clone();
+    for s in policy["Statement"].as_array_mut().unwrap() {
+        if let Some(actions) = s["Action"].as_array_mut() {
+            actions.retain(|a| a.as_str() != Some(removed.as_str()));
+        }
+    }
+    e.enforcer.set_policy(PROD_KEY, policy);
+    e.enforcer.clear();
+    let mut failed = None;
+    for args in LIFE_CYCLE {
+        let run = e.run(args);
+        if run.code != Some(0) {
+            failed = Some((args.join(" "), run));
+            break;
+        }
+    }
+    let (command, run) = failed.unwrap_or_else(|| panic!("without {removed} every command still succeeded"));
+    assert!(
+        run.stderr.contains(&removed) || run.stdout.contains(&removed),
+        "paymig {command} failed without {removed}, but its output does not name it:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let denied = e.enforcer.denied();
+    assert!(!denied.is_empty() && denied.iter().all(|d| d.starts_with(&format!("{removed} "))), "{denied:?}");
+}

@@ -721,7 +721,7 @@ fn lambda_op(req: &Request<Bytes>) -> (&'static str, String) {
     (op, name)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -754,7 +754,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// A query-protocol body (`Action=…&Name=value`), decoded.
-fn form(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form(body: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(body)
         .split('&')
         .filter_map(|p| p.split_once('='))
@@ -762,11 +762,11 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn get(form: &[(String, String)], key: &str) -> Option<String> {
+pub(crate) fn get(form: &[(String, String)], key: &str) -> Option<String> {
     form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
-fn query_param(query: &str, key: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, key: &str) -> Option<String> {
     form(query.as_bytes()).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 

@@ -64,6 +64,9 @@ pub struct ProxyConfig {
     /// AWS behaviour mode (`support::behaviour`): states, refusals and
     /// limits moto does not model.
     pub behaviour: Option<Arc<crate::support::behaviour::AwsBehaviour>>,
+    /// IAM enforcement (`support::enforce`): each request authorized
+    /// against its caller's policies before anything else.
+    pub enforcer: Option<Arc<crate::support::enforce::Enforcer>>,
 }
 
 impl ProxyConfig {
@@ -79,6 +82,7 @@ impl ProxyConfig {
             latency: Duration::ZERO,
             routes: Vec::new(),
             behaviour: None,
+            enforcer: None,
         }
     }
 }
@@ -259,6 +263,9 @@ impl Shared {
         let (parts, body) = req.into_parts();
         let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
         let req = Request::from_parts(parts, body);
+        if let Some(resp) = self.cfg.enforcer.as_ref().and_then(|e| e.check(&service, &req)) {
+            return Ok(resp);
+        }
         if let Some(resp) = self.cfg.behaviour.as_ref().and_then(|b| b.serve(&req)) {
             return Ok(resp);
         }
