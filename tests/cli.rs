@@ -454,6 +454,73 @@ async fn source_and_target_in_different_accounts() {
     assert!(support::is_gone(w.prod.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await));
 }
 
+/// Dev in another account: before anything changes, paymig refuses a
+/// snapshot dev has not shared with prod and a snapshot key whose policy does
+/// not grant prod what a restore needs, naming the dev team's exact fixes
+/// (zero mutating calls); once dev has made them, the plan goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_accounts_snapshot_must_be_shared_with_its_key_before_anything_changes() {
+    const DEV: &str = "111111111111";
+    const PROD: &str = "123456789012";
+    let opts = fixture::Options { account: Some(DEV.into()), ..Default::default() };
+    let w = World::with(opts, |t| {
+        t.replace(
+            "# role_arn = \"arn:aws:iam::111111111111:role/paymig-read-dev\"",
+            "role_arn = \"arn:aws:iam::111111111111:role/paymig-read-dev\"",
+        )
+    })
+    .await;
+    for cmd in [&["plan"][..], &["apply", "--yes"]] {
+        let run = w.paymig(cmd).run();
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("payments-dev-nightly (account {DEV}) is not shared with the prod account {PROD}"))
+                && run.stderr.contains(&format!("--attribute-name restore --values-to-add {PROD}")),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!(
+                "does not grant the prod account {PROD} kms:CreateGrant, kms:Decrypt, kms:DescribeKey"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(run.mutating_calls(), 0, "{}", run.stderr);
+    }
+    assert!(support::inventory::prod_inventory(&w.moto.endpoint, "prod").await.is_empty(), "nothing was created");
+
+    // The dev team's fixes, in the dev account.
+    let dev = Clients::new(&w.moto.endpoint, "us-east-1", Some(DEV)).await;
+    dev.rds
+        .modify_db_cluster_snapshot_attribute()
+        .db_cluster_snapshot_identifier("payments-dev-nightly")
+        .attribute_name("restore")
+        .values_to_add(PROD)
+        .send()
+        .await
+        .unwrap();
+    let snapshot = dev
+        .rds
+        .describe_db_cluster_snapshots()
+        .db_cluster_snapshot_identifier("payments-dev-nightly")
+        .send()
+        .await
+        .unwrap()
+        .db_cluster_snapshots()[0]
+        .clone();
+    let key = snapshot.kms_key_id().expect("the dev snapshot is encrypted");
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "DevRoot", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{DEV}:root")}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "ProdRestores", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{PROD}:root")},
+         "Action": ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"], "Resource": "*"}]});
+    dev.kms.put_key_policy().key_id(key).policy_name("default").policy(policy.to_string()).send().await.unwrap();
+    let plan = w.paymig(["plan"]).run();
+    plan.expect_code(0);
+    assert!(plan.stdout.contains("payments-prod"), "{}", plan.stdout);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn source_clients_refuse_every_mutating_call() {
     let moto = support::Moto::start();

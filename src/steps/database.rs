@@ -98,6 +98,10 @@ impl Step for Database {
         &[
             "rds:DescribeDBClusters",
             "rds:DescribeDBClusterSnapshots",
+            // Dev in another account: is the snapshot shared, is its key?
+            "rds:DescribeDBClusterSnapshotAttributes",
+            "kms:DescribeKey",
+            "kms:GetKeyPolicy",
             "rds:DescribeDBClusterParameterGroups",
             "rds:DescribeDBClusterParameters",
         ]
@@ -273,7 +277,161 @@ async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError> {
         }
     };
     let source_account = ctx.aws.source.account_id().await.map_err(StepError::Invalid)?;
+    if source_account != ctx.account {
+        check_shared(ctx, &snapshot, &source_account).await?;
+    }
     Ok(Some(DevCluster { cluster, snapshot, parameters, source_account }))
+}
+
+/// What dev must have done for prod (another account) to restore its
+/// snapshot, read from dev (reads only): the snapshot is manual, shared with
+/// the prod account, and — when encrypted — under a customer-managed key
+/// whose policy grants the prod account what a restore needs. Every gap is
+/// refused before anything changes, with the dev team's exact fix.
+async fn check_shared(ctx: &Ctx, snap: &DbClusterSnapshot, dev_account: &str) -> Result<(), StepError> {
+    let id = snap.db_cluster_snapshot_identifier().unwrap_or_default();
+    let rds = &ctx.aws.source.rds;
+    let shared_with: Vec<String> = rds
+        .describe_db_cluster_snapshot_attributes()
+        .db_cluster_snapshot_identifier(id)
+        .send()
+        .await
+        .map_err(StepError::aws(format!("dev snapshot {id}"), "DescribeDBClusterSnapshotAttributes"))?
+        .db_cluster_snapshot_attributes_result()
+        .map(|r| {
+            r.db_cluster_snapshot_attributes()
+                .iter()
+                .filter(|a| a.attribute_name() == Some("restore"))
+                .flat_map(|a| a.attribute_values().iter().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let key = match snap.kms_key_id().filter(|_| snap.storage_encrypted() == Some(true)) {
+        None => None,
+        Some(key) => {
+            let kms = &ctx.aws.source.kms;
+            let md = kms
+                .describe_key()
+                .key_id(key)
+                .send()
+                .await
+                .map_err(StepError::aws(format!("dev key {key}"), "DescribeKey"))?
+                .key_metadata;
+            let aws_managed =
+                md.as_ref().and_then(|m| m.key_manager()) == Some(&aws_sdk_kms::types::KeyManagerType::Aws);
+            let policy = if aws_managed {
+                Value::Null
+            } else {
+                let doc = kms
+                    .get_key_policy()
+                    .key_id(key)
+                    .policy_name("default")
+                    .send()
+                    .await
+                    .map_err(StepError::aws(format!("dev key {key}"), "GetKeyPolicy"))?
+                    .policy;
+                doc.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null)
+            };
+            Some(SnapshotKey { arn: key.to_owned(), aws_managed, policy })
+        }
+    };
+    let facts = Sharing {
+        id: id.to_owned(),
+        arn: snap.db_cluster_snapshot_arn().unwrap_or(id).to_owned(),
+        automated: snap.snapshot_type() == Some("automated"),
+        shared_with,
+        key,
+    };
+    let problems = sharing_problems(&facts, dev_account, &ctx.account);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StepError::Invalid(problems.join("\n")))
+    }
+}
+
+/// The key of an encrypted dev snapshot.
+struct SnapshotKey {
+    arn: String,
+    aws_managed: bool,
+    policy: Value,
+}
+
+/// What decides whether another account may restore a snapshot.
+struct Sharing {
+    id: String,
+    arn: String,
+    automated: bool,
+    /// The `restore` attribute: account ids, or `all`.
+    shared_with: Vec<String>,
+    key: Option<SnapshotKey>,
+}
+
+/// What a restore in `prod` needs of KMS on the snapshot's key.
+const RESTORE_KEY_ACTIONS: [&str; 3] = ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"];
+
+/// Why `prod` cannot restore the snapshot, each with the fix (empty: it can).
+fn sharing_problems(s: &Sharing, dev: &str, prod: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (id, arn) = (&s.id, &s.arn);
+    // An automated snapshot's id is `rds:<cluster>-<date>`: not a valid new id.
+    let name = id.trim_start_matches("rds:");
+    if s.automated {
+        out.push(format!(
+            "[source] db_snapshot: {id} is an automated snapshot of account {dev}; AWS does not share automated snapshots with another account (prod is {prod})\nhelp: the dev team copies it to a manual snapshot (`aws rds copy-db-cluster-snapshot --source-db-cluster-snapshot-identifier {arn} --target-db-cluster-snapshot-identifier {name}-for-prod`), shares that, and [source] db_snapshot names it"
+        ));
+    } else if !s.shared_with.iter().any(|a| a == prod || a == "all") {
+        out.push(format!(
+            "[source] db_snapshot: {id} (account {dev}) is not shared with the prod account {prod}\nhelp: the dev team runs `aws rds modify-db-cluster-snapshot-attribute --db-cluster-snapshot-identifier {id} --attribute-name restore --values-to-add {prod}`"
+        ));
+    }
+    if let Some(k) = &s.key {
+        if k.aws_managed {
+            out.push(format!(
+                "[source] db_snapshot: {id} is encrypted with the AWS-managed key aws/rds ({}), which AWS does not let another account use, so it cannot be shared\nhelp: the dev team copies it under a customer-managed key (`aws rds copy-db-cluster-snapshot --source-db-cluster-snapshot-identifier {arn} --target-db-cluster-snapshot-identifier {name}-for-prod --kms-key-id <customer-managed key>`), then shares the copy and that key",
+                k.arn
+            ));
+        } else {
+            let missing: Vec<&str> =
+                RESTORE_KEY_ACTIONS.iter().copied().filter(|a| !key_grants(&k.policy, prod, a)).collect();
+            if !missing.is_empty() {
+                out.push(format!(
+                    "[source] db_snapshot: {id} is encrypted with {}, whose key policy does not grant the prod account {prod} {}\nhelp: the dev team adds to that key's policy a statement allowing principal arn:aws:iam::{prod}:root the actions {} on resource *",
+                    k.arn,
+                    missing.join(", "),
+                    RESTORE_KEY_ACTIONS.join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a key policy allows `account` (its root, or any principal of it)
+/// `action`.
+fn key_grants(policy: &Value, account: &str, action: &str) -> bool {
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+            _ => vec![],
+        }
+    };
+    let statements = match &policy["Statement"] {
+        Value::Array(a) => a.clone(),
+        s @ Value::Object(_) => vec![s.clone()],
+        _ => vec![],
+    };
+    statements.iter().filter(|s| s["Effect"] == "Allow").any(|s| {
+        let principals = match &s["Principal"] {
+            Value::String(p) => vec![p.clone()],
+            p => list(&p["AWS"]),
+        };
+        let ours =
+            principals.iter().any(|p| p == "*" || p == account || p.starts_with(&format!("arn:aws:iam::{account}:")));
+        let acts = list(&s["Action"]);
+        ours && acts.iter().any(|a| a == "*" || a == "kms:*" || a.eq_ignore_ascii_case(action))
+    })
 }
 
 async fn converge(ctx: &Ctx, dev: &DevCluster) -> Result<Outcome, StepError> {
@@ -1033,6 +1191,47 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_account_restores_only_a_shared_manual_snapshot_under_a_granting_key() {
+        let grant = |account: &str| {
+            json!({"Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"},
+                {"Effect": "Allow", "Principal": {"AWS": [format!("arn:aws:iam::{account}:root")]},
+                 "Action": ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"], "Resource": "*"}]})
+        };
+        let key = |aws_managed, policy| {
+            Some(SnapshotKey { arn: "arn:aws:kms:us-east-1:111111111111:key/k".into(), aws_managed, policy })
+        };
+        let ok = Sharing {
+            id: "s".into(),
+            arn: "arn:s".into(),
+            automated: false,
+            shared_with: vec!["222222222222".into()],
+            key: key(false, grant("222222222222")),
+        };
+        assert!(sharing_problems(&ok, "111111111111", "222222222222").is_empty());
+        let all = Sharing { shared_with: vec!["all".into()], key: None, ..ok };
+        assert!(sharing_problems(&all, "111111111111", "222222222222").is_empty());
+
+        let automated = Sharing { automated: true, shared_with: vec![], key: None, ..all };
+        let p = sharing_problems(&automated, "111111111111", "222222222222");
+        assert!(p.len() == 1 && p[0].contains("automated") && p[0].contains("copy-db-cluster-snapshot"), "{p:?}");
+
+        let unshared = Sharing { automated: false, key: key(false, grant("333333333333")), ..automated };
+        let p = sharing_problems(&unshared, "111111111111", "222222222222");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("--values-to-add 222222222222"), "{p:?}");
+        assert!(
+            p[1].contains("kms:CreateGrant, kms:Decrypt, kms:DescribeKey")
+                && p[1].contains("arn:aws:iam::222222222222:root"),
+            "{p:?}"
+        );
+
+        let managed = Sharing { shared_with: vec!["222222222222".into()], key: key(true, Value::Null), ..unshared };
+        let p = sharing_problems(&managed, "111111111111", "222222222222");
+        assert!(p.len() == 1 && p[0].contains("aws/rds") && p[0].contains("--kms-key-id"), "{p:?}");
+    }
     use aws_smithy_types::DateTime;
 
     fn snap(id: &str, status: &str, secs: i64) -> DbClusterSnapshot {

@@ -106,13 +106,17 @@ async fn unlock_removes_a_dead_runs_lock_and_never_a_live_one() {
     assert!(std::fs::read_to_string(&lock).unwrap().trim().is_empty());
 
     // A live holder (a slow apply) is never unlocked.
-    let proxy = Proxy::start(ProxyConfig { latency: Duration::from_millis(40), ..ProxyConfig::new(&w.moto.endpoint) });
+    // Slow enough (150 ms a call) that the holder is still running through
+    // the unlock and the short wait below, on a loaded machine too.
+    let proxy = Proxy::start(ProxyConfig { latency: Duration::from_millis(150), ..ProxyConfig::new(&w.moto.endpoint) });
     let mut child = w.paymig(["apply", "--yes"]).via(&proxy.endpoint).spawn();
     let t = std::time::Instant::now();
     while std::fs::read_to_string(&lock).unwrap_or_default().trim().is_empty() && t.elapsed() < Duration::from_secs(30)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Started while the holder surely holds the lock: it must wait for it.
+    let waiter = w.paymig(["apply", "--yes", "--lock-timeout", "5m"]).spawn();
     let refused = w.paymig(["unlock", "--yes"]).run();
     refused.expect_code(4);
     assert!(refused.stderr.contains("alive"), "{}", refused.stderr);
@@ -121,7 +125,6 @@ async fn unlock_removes_a_dead_runs_lock_and_never_a_live_one() {
     let short = w.paymig(["apply", "--yes", "--lock-timeout", "1s"]).run();
     short.expect_code(4);
     assert!(short.stderr.contains("waiting up to 1s"), "{}", short.stderr);
-    let waiter = w.paymig(["apply", "--yes", "--lock-timeout", "5m"]).spawn();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(status.code(), Some(0));
     let waited =
