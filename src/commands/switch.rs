@@ -3,8 +3,9 @@
 //! targets are healthy and none of the migration's alarms is in ALARM; then
 //! shifts the weights in steps (canary, then all), watching the alarms
 //! between steps and reverting to the weights it started from on ALARM
-//! (exit 1, naming the alarm). Every weight change is journaled with the
-//! previous weights, so `rollback` restores them.
+//! (exit 1, naming the alarm). SIGINT/SIGTERM stop it where it is (exit
+//! 130/143, saying how to go back or on). Every weight change is journaled
+//! with the previous weights, so `rollback` restores them.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,7 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
         return Err(Error::Preflight(problems));
     }
     super::confirm(yes, &format!("shift traffic to {to} in account {}", ctx.account))?;
+    crate::signals::listen();
     journal.begin_run("switch")?;
     let started_from = front.weights.clone();
     let steps: Vec<i32> = match canary {
@@ -65,6 +67,16 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
         let last = i + 1 == steps.len();
         let deadline = Instant::now() + if last { Duration::ZERO } else { watch };
         loop {
+            // Stopped mid-shift (CodeBuild's SIGTERM, Ctrl-C): no further
+            // change is started (the engine's rule after a signal); the
+            // weights stay where the last journaled change put them.
+            if let Some(signal) = crate::signals::received() {
+                println!(
+                    "paymig switch: {signal}: stopped with {to} at {pct}%; `paymig rollback` restores {started_from:?}, `paymig switch --to {to}` completes the shift"
+                );
+                outcome = Err(Error::Interrupted { signal });
+                break;
+            }
             let alarming = monitoring::alarms_in_alarm(&ctx).await.map_err(failed)?;
             if !alarming.is_empty() {
                 alb::set_weights(&ctx, &front, &started_from).await.map_err(failed)?;
@@ -83,7 +95,12 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
             break;
         }
     }
-    journal.end_run(if outcome.is_ok() { "ok" } else { "failed" }, ctx.aws.stats.summary().mutating)?;
+    let status = match &outcome {
+        Ok(()) => "ok",
+        Err(Error::Interrupted { .. }) => "interrupted",
+        Err(_) => "failed",
+    };
+    journal.end_run(status, ctx.aws.stats.summary().mutating)?;
     super::report_calls(&ctx.aws);
     outcome
 }

@@ -333,6 +333,32 @@ async fn switch_shifts_in_canary_steps_reverts_on_alarm_and_rolls_back() {
     w.paymig(["rollback", "--yes"]).run().expect_code(0);
     assert_eq!(live_weights(&elb).await, weights(100, 0));
 
+    // SIGTERM (CodeBuild stopping the build) during the canary interval:
+    // nothing more is changed, the run ends `interrupted` with exit 143 and
+    // says how to go back; rollback restores the starting weights, and the
+    // lock is released (the switches below run).
+    let child = w.paymig(["switch", "--to", "green", "--canary", "30", "--interval", "30", "--yes"]).spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while live_weights(&elb).await != weights(70, 30) {
+        assert!(std::time::Instant::now() < deadline, "the canary step never appeared");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out =
+        super::support::to_run(tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap());
+    assert_eq!(out.code, Some(143), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("SIGTERM: stopped with green at 30%") && out.stdout.contains("paymig rollback"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(live_weights(&elb).await, weights(70, 30), "nothing changed after the signal");
+    let runs: Vec<serde_json::Value> = w.journal_lines().into_iter().filter(|l| l["type"] == "run_end").collect();
+    assert_eq!(runs.last().map(|r| r["status"].clone()), Some(serde_json::json!("interrupted")), "{runs:?}");
+    w.paymig(["rollback", "--yes"]).run().expect_code(0);
+    assert_eq!(live_weights(&elb).await, weights(100, 0), "rollback restores the weights it started from");
+
     // An alarm firing during the canary interval reverts the shift.
     let child = w.paymig(["switch", "--to", "green", "--canary", "20", "--interval", "20", "--yes"]).spawn();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
