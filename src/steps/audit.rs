@@ -707,7 +707,7 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<u64, StepError> {
         if !batch.is_empty() {
             removed += delete_batch(c, bucket, &mut batch).await?;
         }
-        tracing::info!(bucket, removed, "emptying bucket");
+        tracing::debug!(bucket, removed, "emptying bucket");
         crate::progress::counter(STEP, &format!("versions deleted from {bucket}"), removed, None);
     }
     if !batch.is_empty() {
@@ -738,7 +738,7 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<u64, StepError> {
             removed += 1;
         }
     }
-    tracing::info!(bucket, removed, elapsed_ms = started.elapsed().as_millis() as u64, "bucket emptied");
+    tracing::debug!(bucket, removed, elapsed_ms = started.elapsed().as_millis() as u64, "bucket emptied");
     Ok(removed)
 }
 
@@ -779,7 +779,7 @@ async fn delete_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<bool, St
         Err(e) if code_of(&e) == Some("NoSuchBucket") => return Ok(false),
         Err(e) => return Err(StepError::aws(bucket, "DeleteBucket")(e)),
     }
-    tracing::info!(bucket, removed, "bucket deleted");
+    tracing::debug!(bucket, removed, "bucket deleted");
     Ok(true)
 }
 
@@ -820,7 +820,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             } else if field == "versioning" && !prev.is_string() {
                 // A versioned bucket can never be unversioned again; suspending
                 // is a different state, so it is left enabled.
-                tracing::info!(bucket = name, "versioning stays enabled: a bucket cannot return to never-versioned");
+                tracing::debug!(bucket = name, "versioning stays enabled: a bucket cannot return to never-versioned");
             } else if let Some(setting) = Setting::from_name(field) {
                 match setting.write(c, name, prev).await {
                     Err(e) if e.is_not_found() => {}

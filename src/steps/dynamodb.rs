@@ -866,7 +866,7 @@ where
 {
     match call().await {
         Err(e) if e.is_not_found() => {
-            tracing::info!(table = name, "already gone");
+            tracing::debug!(table = name, "already gone");
             Ok(())
         }
         other => other,

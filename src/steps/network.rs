@@ -1147,7 +1147,7 @@ async fn set_rules_for_undo(
                 .chain(have.difference(want).map(|r| (one(r), BTreeSet::new())));
             for (from, to) in changes {
                 match set_rules(ctx, group, egress, &from, &to).await {
-                    Err(e) if rule_settled(&e, group) => tracing::info!(group, "rule already settled: {e}"),
+                    Err(e) if rule_settled(&e, group) => tracing::debug!(group, "rule already settled: {e}"),
                     other => other?,
                 }
             }
