@@ -409,28 +409,18 @@ fn sharing_problems(s: &Sharing, dev: &str, prod: &str) -> Vec<String> {
 
 /// Whether a key policy allows `account` (its root, or any principal of it)
 /// `action`.
+/// Conditions are not evaluated: a grant limited to `kms:ViaService` RDS
+/// still serves a restore.
 fn key_grants(policy: &Value, account: &str, action: &str) -> bool {
-    let list = |v: &Value| -> Vec<String> {
-        match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
-            _ => vec![],
-        }
-    };
-    let statements = match &policy["Statement"] {
-        Value::Array(a) => a.clone(),
-        s @ Value::Object(_) => vec![s.clone()],
-        _ => vec![],
-    };
-    statements.iter().filter(|s| s["Effect"] == "Allow").any(|s| {
+    use super::common::policy::{statements, strings};
+    statements(policy).into_iter().filter(|s| s["Effect"] == "Allow").any(|s| {
         let principals = match &s["Principal"] {
             Value::String(p) => vec![p.clone()],
-            p => list(&p["AWS"]),
+            p => strings(&p["AWS"]),
         };
         let ours =
             principals.iter().any(|p| p == "*" || p == account || p.starts_with(&format!("arn:aws:iam::{account}:")));
-        let acts = list(&s["Action"]);
-        ours && acts.iter().any(|a| a == "*" || a == "kms:*" || a.eq_ignore_ascii_case(action))
+        ours && strings(&s["Action"]).iter().any(|a| a == "*" || a == "kms:*" || a.eq_ignore_ascii_case(action))
     })
 }
 

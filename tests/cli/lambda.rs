@@ -280,6 +280,16 @@ async fn the_alb_forwards_to_the_live_colour_through_scoped_target_groups() {
     assert!(is_gone(elb.describe_target_groups().names("payments-blue-prod").send().await));
 }
 
+/// Waits (up to 20 s) until the listener forwards with `want`: a switch's
+/// canary step has taken effect.
+async fn wait_for_weights(elb: &aws_sdk_elasticloadbalancingv2::Client, want: std::collections::BTreeMap<String, i32>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while live_weights(elb).await != want {
+        assert!(std::time::Instant::now() < deadline, "the canary step never appeared");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn live_weights(elb: &aws_sdk_elasticloadbalancingv2::Client) -> std::collections::BTreeMap<String, i32> {
     let lb = elb.describe_load_balancers().names("payments-alb-prod").send().await.unwrap().load_balancers()[0]
         .load_balancer_arn()
@@ -338,11 +348,7 @@ async fn switch_shifts_in_canary_steps_reverts_on_alarm_and_rolls_back() {
     // says how to go back; rollback restores the starting weights, and the
     // lock is released (the switches below run).
     let child = w.paymig(["switch", "--to", "green", "--canary", "30", "--interval", "30", "--yes"]).spawn();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while live_weights(&elb).await != weights(70, 30) {
-        assert!(std::time::Instant::now() < deadline, "the canary step never appeared");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_for_weights(&elb, weights(70, 30)).await;
     // SAFETY: a plain kill(2) of our own child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let out =
@@ -361,11 +367,7 @@ async fn switch_shifts_in_canary_steps_reverts_on_alarm_and_rolls_back() {
 
     // An alarm firing during the canary interval reverts the shift.
     let child = w.paymig(["switch", "--to", "green", "--canary", "20", "--interval", "20", "--yes"]).spawn();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while live_weights(&elb).await != weights(80, 20) {
-        assert!(std::time::Instant::now() < deadline, "the canary step never appeared");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_for_weights(&elb, weights(80, 20)).await;
     w.prod
         .cloudwatch
         .set_alarm_state()

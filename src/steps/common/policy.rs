@@ -32,22 +32,32 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A policy document's statements (IAM allows one object or a list).
+pub fn statements(policy: &Value) -> Vec<&Value> {
+    match &policy["Statement"] {
+        Value::Array(a) => a.iter().collect(),
+        s @ Value::Object(_) => vec![s],
+        _ => vec![],
+    }
+}
+
+/// A policy element that is one string or a list of them (`Action`,
+/// `Resource`, a principal).
+pub fn strings(element: &Value) -> Vec<String> {
+    match element {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        _ => vec![],
+    }
+}
+
 /// The `Allow` statements of a policy document that name a wildcard action
 /// (`*` or `service:*`, or any `*` pattern).
 pub fn wildcard_actions(policy: &Value) -> Vec<String> {
-    let statements = match &policy["Statement"] {
-        Value::Array(a) => a.clone(),
-        s @ Value::Object(_) => vec![s.clone()],
-        _ => vec![],
-    };
-    statements
-        .iter()
+    statements(policy)
+        .into_iter()
         .filter(|s| s["Effect"] == "Allow")
-        .flat_map(|s| match &s["Action"] {
-            Value::String(a) => vec![a.clone()],
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
-            _ => vec![],
-        })
+        .flat_map(|s| strings(&s["Action"]))
         .filter(|a| a.contains('*'))
         .collect()
 }
