@@ -57,6 +57,8 @@ struct RawConfig {
     monitoring: Monitoring,
     #[serde(default)]
     blue_green: BlueGreen,
+    #[serde(default)]
+    network: Network,
 }
 
 /// `[migration]`
@@ -270,6 +272,19 @@ impl Default for BlueGreen {
     }
 }
 
+/// `[network]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Interface VPC endpoints, by service (`"ssm"`, `"kms"`, …): `None`
+    /// derives them from what the functions' execution roles grant; an
+    /// empty list creates none.
+    pub interface_endpoints: Option<Vec<String>>,
+}
+
+/// Services reached through the gateway endpoints paymig always creates.
+pub const GATEWAY_SERVICES: [&str; 2] = ["s3", "dynamodb"];
+
 // ---------------------------------------------------------------------------
 
 /// Where the journal lives.
@@ -294,6 +309,7 @@ pub struct Config {
     pub parameters: Parameters,
     pub monitoring: Monitoring,
     pub blue_green: BlueGreen,
+    pub network: Network,
     pub journal: JournalLocation,
     pub names: NameMap,
 }
@@ -333,6 +349,7 @@ impl Config {
             parameters: raw.parameters,
             monitoring: raw.monitoring,
             blue_green: raw.blue_green,
+            network: raw.network,
             journal,
             names,
         };
@@ -713,6 +730,37 @@ impl Validator<'_> {
         }
         if !bg.health_check_path.starts_with('/') {
             return Err(self.invalid("blue_green", "health_check_path", "must begin with `/`", None));
+        }
+        let mut seen = BTreeSet::new();
+        for service in raw.network.interface_endpoints.iter().flatten() {
+            let valid = service.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && service.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !valid {
+                return Err(self.invalid(
+                    "network",
+                    "interface_endpoints",
+                    format!("{service:?} is not a service name"),
+                    Some(
+                        "use the service part of the endpoint name, e.g. \"ssm\" for com.amazonaws.<region>.ssm".into(),
+                    ),
+                ));
+            }
+            if GATEWAY_SERVICES.contains(&service.as_str()) {
+                return Err(self.invalid(
+                    "network",
+                    "interface_endpoints",
+                    format!("{service:?} is reached through the gateway endpoint paymig always creates"),
+                    Some(format!("remove {service:?} from the list")),
+                ));
+            }
+            if !seen.insert(service) {
+                return Err(self.invalid(
+                    "network",
+                    "interface_endpoints",
+                    format!("{service:?} is listed twice"),
+                    None,
+                ));
+            }
         }
         Ok(())
     }

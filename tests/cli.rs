@@ -21,6 +21,8 @@ mod data_tier;
 mod iam;
 #[path = "cli/lambda.rs"]
 mod lambda;
+#[path = "cli/network.rs"]
+mod network;
 #[path = "cli/params.rs"]
 mod params;
 #[path = "cli/remote_journal.rs"]
@@ -96,7 +98,7 @@ fn without_database(config: String) -> String {
 }
 
 fn full() -> Inventory {
-    Inventory { vpcs: 1, subnets: 3, route_tables: 3, endpoints: 2, security_groups: 3, live_keys: 1, alias: true }
+    Inventory { vpcs: 1, subnets: 3, route_tables: 3, endpoints: 4, security_groups: 4, live_keys: 1, alias: true }
 }
 
 fn tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> std::collections::BTreeMap<String, String> {
@@ -325,7 +327,7 @@ async fn rollback_undoes_only_the_newest_run_and_restores_updated_settings() {
     let rb = w.paymig(["rollback", "--yes"]).run();
     rb.expect_code(0);
     let inv = inventory(&w.prod).await;
-    assert_eq!(inv, Inventory { endpoints: 1, ..full() });
+    assert_eq!(inv, Inventory { endpoints: 3, ..full() });
     assert!(!w.prod.kms.get_key_rotation_status().key_id(key.key_id()).send().await.unwrap().key_rotation_enabled());
 
     // The next rollback takes the first run.

@@ -16,7 +16,18 @@ pub async fn run(cfg: &Config, side: Side) -> Result<()> {
     // The account of that side, for the ARNs (one read).
     let aws = crate::aws::Aws::connect(cfg).await;
     let doc = match side {
-        Side::Target => policy(cfg, &aws.target.account_id().await.map_err(|e| Error::Preflight(vec![e]))?),
+        Side::Target => {
+            let account = aws.target.account_id().await.map_err(|e| Error::Preflight(vec![e]))?;
+            // Dev in another account: its snapshot key is granted there.
+            let dev = match aws.source.account_id().await {
+                Ok(dev) => Some(dev),
+                Err(e) => {
+                    tracing::warn!("the dev account could not be read ({e}): the policy assumes dev is in {account}");
+                    None
+                }
+            };
+            policy(cfg, &account, dev.as_deref())
+        }
         Side::Source => source_policy(cfg, &aws.source.account_id().await.map_err(|e| Error::Preflight(vec![e]))?),
     };
     println!("{}", serde_json::to_string_pretty(&doc).expect("policy serializes"));
@@ -126,8 +137,9 @@ fn resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
 }
 
 /// The policy: per step, one statement for the actions AWS grants only on
-/// `*`, and one per service with the migration's ARNs.
-pub fn policy(cfg: &Config, account: &str) -> Value {
+/// `*`, and one per service with the migration's ARNs. `dev_account`, when
+/// it is another account, adds what a restore needs of dev's snapshot key.
+pub fn policy(cfg: &Config, account: &str, dev_account: Option<&str>) -> Value {
     let mut statements =
         vec![json!({"Sid": "Identity", "Effect": "Allow", "Action": ["sts:GetCallerIdentity"], "Resource": "*"})];
     for step in crate::steps::all() {
@@ -174,11 +186,19 @@ pub fn policy(cfg: &Config, account: &str) -> Value {
         }
     }
     statements.extend(journal_statements(cfg));
-    let roles: Vec<&String> = cfg.source.role_arn.iter().chain(cfg.target.role_arn.iter()).collect();
-    if !roles.is_empty() {
-        // paymig assumes these with the identity this policy is for.
+    if let Some(dev) = dev_account.filter(|d| *d != account && !cfg.source.db_cluster.is_empty()) {
+        // The snapshot is encrypted with dev's key: the restore creates a
+        // grant on it and decrypts through it (its key policy must also
+        // grant this account; preflight checks that).
+        statements.push(json!({"Sid": "DevSnapshotKey", "Effect": "Allow",
+            "Action": ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"],
+            "Resource": [format!("arn:aws:kms:{}:{dev}:key/*", cfg.migration.region)]}));
+    }
+    // paymig assumes [target] role_arn with the prod identity this policy is
+    // for ([source] role_arn with the dev identity: see the source policy).
+    if let Some(role) = &cfg.target.role_arn {
         statements.push(
-            json!({"Sid": "AssumeConfiguredRoles", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": roles}),
+            json!({"Sid": "AssumeTargetRole", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": [role]}),
         );
     }
     json!({"Version": "2012-10-17", "Statement": statements})
@@ -190,16 +210,15 @@ pub fn policy(cfg: &Config, account: &str) -> Value {
 fn special_statement(cfg: &Config, account: &str, step: &str, sid: &str, action: &str) -> Option<Value> {
     let r = &cfg.migration.region;
     match (step, action) {
-        (_, "iam:CreateServiceLinkedRole") => {
-            let service = match step {
-                "alb" => "elasticloadbalancing.amazonaws.com",
-                "database" => "rds.amazonaws.com",
-                other => unreachable!("step {other} declares iam:CreateServiceLinkedRole without its service"),
-            };
-            Some(json!({"Sid": format!("{sid}ServiceLinkedRole"), "Effect": "Allow", "Action": [action],
+        (_, "iam:CreateServiceLinkedRole") => Some(match linked_service(step) {
+            Some(service) => json!({"Sid": format!("{sid}ServiceLinkedRole"), "Effect": "Allow", "Action": [action],
                 "Resource": [format!("arn:aws:iam::{account}:role/aws-service-role/{service}/*")],
-                "Condition": {"StringEquals": {"iam:AWSServiceName": service}}}))
-        }
+                "Condition": {"StringEquals": {"iam:AWSServiceName": service}}}),
+            // A step not mapped below still gets service-linked roles only
+            // (a unit test keeps every declaring step mapped).
+            None => json!({"Sid": format!("{sid}ServiceLinkedRole"), "Effect": "Allow", "Action": [action],
+                "Resource": [format!("arn:aws:iam::{account}:role/aws-service-role/*")]}),
+        }),
         ("lambda", "iam:PassRole") => {
             let roles: Vec<String> = cfg
                 .source
@@ -223,6 +242,15 @@ fn special_statement(cfg: &Config, account: &str, step: &str, sid: &str, action:
             Some(json!({"Sid": format!("{sid}ReadLayers"), "Effect": "Allow", "Action": [action],
             "Resource": [format!("arn:aws:lambda:{r}:*:layer:*:*")]}))
         }
+        _ => None,
+    }
+}
+
+/// The AWS service whose service-linked role a step's first create makes.
+fn linked_service(step: &str) -> Option<&'static str> {
+    match step {
+        "alb" => Some("elasticloadbalancing.amazonaws.com"),
+        "database" => Some("rds.amazonaws.com"),
         _ => None,
     }
 }
@@ -262,7 +290,14 @@ fn source_resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
                 ]
             })
             .collect(),
-        "lambda" => s.lambda_functions.iter().map(|f| format!("arn:aws:lambda:{r}:{account}:function:{f}")).collect(),
+        "lambda" => s
+            .lambda_functions
+            .iter()
+            .map(|f| format!("arn:aws:lambda:{r}:{account}:function:{f}"))
+            // Dev's own layer versions: their policies are read when prod is
+            // another account.
+            .chain([format!("arn:aws:lambda:{r}:{account}:layer:*:*")])
+            .collect(),
         "s3" => s
             .audit_buckets
             .iter()
@@ -302,10 +337,30 @@ pub fn source_policy(cfg: &Config, account: &str) -> Value {
         let sid: String = format!("Read{}", service.split('-').map(capitalized).collect::<String>());
         statements.push(json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": source_resources(cfg, account, service)}));
     }
+    // paymig assumes [source] role_arn with the dev identity this policy is for.
+    if let Some(role) = &cfg.source.role_arn {
+        statements.push(
+            json!({"Sid": "AssumeSourceRole", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": [role]}),
+        );
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 fn capitalized(w: &str) -> String {
     let mut c = w.chars();
     c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_creating_a_service_linked_role_names_its_service() {
+        for step in crate::steps::all() {
+            if step.actions().contains(&"iam:CreateServiceLinkedRole") {
+                assert!(linked_service(step.id()).is_some(), "step {} has no service mapped", step.id());
+            }
+        }
+    }
 }

@@ -198,7 +198,8 @@ mod tests {
             include_str!("../steps/kms.rs"),
             include_str!("../steps/lambda.rs"),
             include_str!("../steps/monitoring.rs"),
-            include_str!("../steps/network.rs"),
+            include_str!("../steps/network/mod.rs"),
+            include_str!("../steps/network/interface.rs"),
             include_str!("../steps/params.rs"),
         ];
         let re = regex::Regex::new(r#"Res::new\(\s*STEP,\s*"([a-z_0-9]+)""#).unwrap();

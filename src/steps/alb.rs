@@ -165,14 +165,6 @@ fn function(ctx: &Ctx) -> Option<(String, String)> {
     Some((dev.clone(), ctx.cfg.names.prod(dev)))
 }
 
-/// The ALB's subnets: AWS takes one per Availability Zone (and at least two
-/// zones), while the prod network mirrors every dev subnet — the first of
-/// each zone (`subnets` is sorted by zone).
-pub fn one_per_zone(subnets: &[(String, String)]) -> Vec<String> {
-    let mut seen = std::collections::BTreeSet::new();
-    subnets.iter().filter(|(zone, _)| seen.insert(zone.clone())).map(|(_, id)| id.clone()).collect()
-}
-
 async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     let elb = &ctx.aws.target.elbv2;
     let name = ctx.cfg.names.own("alb");
@@ -182,7 +174,11 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     }
     let (subnets, sg, vpc) = {
         let o = ctx.outputs();
-        (one_per_zone(&o.subnets), o.sg_alb.clone().unwrap_or_default(), o.vpc_id.clone().unwrap_or_default())
+        (
+            super::network::one_per_zone(&o.subnets),
+            o.sg_alb.clone().unwrap_or_default(),
+            o.vpc_id.clone().unwrap_or_default(),
+        )
     };
     // The load balancer.
     let res = Res::new(STEP, "load_balancer", "alb", &name);
@@ -587,8 +583,8 @@ mod tests {
             .iter()
             .map(|(z, s)| (z.to_string(), s.to_string()))
             .collect();
-        assert_eq!(one_per_zone(&subnets), ["s1", "s3", "s4"]);
-        assert!(one_per_zone(&[]).is_empty());
+        assert_eq!(crate::steps::network::one_per_zone(&subnets), ["s1", "s3", "s4"]);
+        assert!(crate::steps::network::one_per_zone(&[]).is_empty());
     }
 
     #[test]

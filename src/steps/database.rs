@@ -392,8 +392,11 @@ fn sharing_problems(s: &Sharing, dev: &str, prod: &str) -> Vec<String> {
                 k.arn
             ));
         } else {
-            let missing: Vec<&str> =
-                RESTORE_KEY_ACTIONS.iter().copied().filter(|a| !key_grants(&k.policy, prod, a)).collect();
+            let missing: Vec<&str> = RESTORE_KEY_ACTIONS
+                .iter()
+                .copied()
+                .filter(|a| !super::common::policy::grants(&k.policy, prod, a))
+                .collect();
             if !missing.is_empty() {
                 out.push(format!(
                     "[source] db_snapshot: {id} is encrypted with {}, whose key policy does not grant the prod account {prod} {}\nhelp: the dev team adds to that key's policy a statement allowing principal arn:aws:iam::{prod}:root the actions {} on resource *",
@@ -405,23 +408,6 @@ fn sharing_problems(s: &Sharing, dev: &str, prod: &str) -> Vec<String> {
         }
     }
     out
-}
-
-/// Whether a key policy allows `account` (its root, or any principal of it)
-/// `action`.
-/// Conditions are not evaluated: a grant limited to `kms:ViaService` RDS
-/// still serves a restore.
-fn key_grants(policy: &Value, account: &str, action: &str) -> bool {
-    use super::common::policy::{statements, strings};
-    statements(policy).into_iter().filter(|s| s["Effect"] == "Allow").any(|s| {
-        let principals = match &s["Principal"] {
-            Value::String(p) => vec![p.clone()],
-            p => strings(&p["AWS"]),
-        };
-        let ours =
-            principals.iter().any(|p| p == "*" || p == account || p.starts_with(&format!("arn:aws:iam::{account}:")));
-        ours && strings(&s["Action"]).iter().any(|a| a == "*" || a == "kms:*" || a.eq_ignore_ascii_case(action))
-    })
 }
 
 async fn converge(ctx: &Ctx, dev: &DevCluster) -> Result<Outcome, StepError> {

@@ -7,5 +7,5 @@ pub mod policy;
 pub mod roles;
 pub mod tags;
 
-pub use policy::{decode_policy, wildcard_actions};
+pub use policy::{decode_policy, statements, strings, wildcard_actions};
 pub use tags::{common_checks, is_ours, prod_tags_as};

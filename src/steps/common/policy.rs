@@ -62,6 +62,24 @@ pub fn wildcard_actions(policy: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Whether a resource policy (a key's, a layer version's) allows `account`
+/// — its root, any principal of it, or everyone — `action` (or its
+/// service's `*`). Conditions are not evaluated: a key grant limited to
+/// `kms:ViaService` RDS still serves a restore, and an organization-wide
+/// grant is the owner's to judge.
+pub fn grants(policy: &Value, account: &str, action: &str) -> bool {
+    let service_all = action.split_once(':').map(|(s, _)| format!("{s}:*")).unwrap_or_default();
+    statements(policy).into_iter().filter(|s| s["Effect"] == "Allow").any(|s| {
+        let principals = match &s["Principal"] {
+            Value::String(p) => vec![p.clone()],
+            p => strings(&p["AWS"]),
+        };
+        let ours =
+            principals.iter().any(|p| p == "*" || p == account || p.starts_with(&format!("arn:aws:iam::{account}:")));
+        ours && strings(&s["Action"]).iter().any(|a| a == "*" || *a == service_all || a.eq_ignore_ascii_case(action))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

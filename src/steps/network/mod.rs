@@ -19,20 +19,30 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
-use crate::config::{TAG_MIGRATION, TAG_SUFFIX};
+use crate::config::{GATEWAY_SERVICES, TAG_MIGRATION, TAG_SUFFIX};
 use crate::engine::journal::{Op, Record};
 use crate::engine::{is_planned, planned_id, retry_eventual, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
 
-/// The network step. The dev VPC is read once per command and shared by
-/// preflight and the run.
+pub mod interface;
+
+/// Availability Zones each interface endpoint service is offered in.
+type Offered = BTreeMap<String, BTreeSet<String>>;
+
+/// The network step. The dev VPC and the interface endpoint services are
+/// read once per command and shared by preflight and the run.
 #[derive(Default)]
 pub struct Network {
     dev: tokio::sync::OnceCell<DevVpc>,
+    offered: tokio::sync::OnceCell<Offered>,
 }
 
 impl Network {
     async fn dev(&self, ctx: &Ctx) -> Result<&DevVpc, StepError> {
         self.dev.get_or_try_init(|| read_dev(ctx)).await
+    }
+
+    async fn offered(&self, ctx: &Ctx) -> Result<&Offered, StepError> {
+        self.offered.get_or_try_init(|| async { interface::offered(ctx).await.map_err(|mut e| e.remove(0)) }).await
     }
 }
 
@@ -53,10 +63,15 @@ impl Step for Network {
 
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
-            match self.dev(ctx).await {
+            let mut errors = match self.dev(ctx).await {
                 Ok(_) => vec![],
                 Err(e) => vec![e],
+            };
+            // Every unknown service is named, not only the first.
+            if let Err(e) = interface::offered(ctx).await {
+                errors.extend(e);
             }
+            errors
         })
     }
 
@@ -64,7 +79,7 @@ impl Step for Network {
         Box::pin(
             async move {
                 let dev = self.dev(ctx).await?;
-                converge(ctx, dev).await
+                converge(ctx, dev, self.offered(ctx).await?).await
             }
             .instrument(tracing::info_span!("step", step = STEP)),
         )
@@ -81,7 +96,7 @@ impl Step for Network {
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
         Box::pin(async move {
             let dev = self.dev(ctx).await?;
-            validate(ctx, dev).await
+            validate(ctx, dev, self.offered(ctx).await?).await
         })
     }
 
@@ -98,6 +113,7 @@ impl Step for Network {
             "ec2:DescribeRouteTables",
             "ec2:DescribeAvailabilityZones",
             "ec2:DescribeVpcEndpoints",
+            "ec2:DescribeVpcEndpointServices",
             "ec2:DescribeSecurityGroups",
             "ec2:DescribePrefixLists",
             "ec2:DescribeNatGateways",
@@ -151,6 +167,14 @@ pub struct DevSubnet {
     pub az: String,
     pub cidr: String,
     pub name: Option<String>,
+}
+
+/// One subnet per Availability Zone, as the ALB and interface endpoints
+/// take them: the prod network mirrors every dev subnet, and these use the
+/// first of each zone (`subnets` is sorted by zone).
+pub fn one_per_zone(subnets: &[(String, String)]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    subnets.iter().filter(|(zone, _)| seen.insert(zone.clone())).map(|(_, id)| id.clone()).collect()
 }
 
 fn name_tag(tags: &[Tag]) -> Option<String> {
@@ -381,24 +405,34 @@ enum Group {
     Alb,
     Compute,
     Db,
+    Endpoints,
 }
 
 impl Group {
-    const ALL: [Group; 3] = [Group::Alb, Group::Compute, Group::Db];
+    const ALL: [Group; 4] = [Group::Alb, Group::Compute, Group::Db, Group::Endpoints];
+
+    /// The groups this configuration needs, in [`Group::ALL`]'s order: the
+    /// endpoints group only with interface endpoints.
+    fn wanted(ctx: &Ctx) -> Vec<Group> {
+        let endpoints = !interface::services(ctx).is_empty();
+        Self::ALL.into_iter().filter(|g| *g != Group::Endpoints || endpoints).collect()
+    }
 
     fn kind(self) -> &'static str {
         match self {
             Group::Alb => "alb-sg",
             Group::Compute => "compute-sg",
             Group::Db => "db-sg",
+            Group::Endpoints => "endpoints-sg",
         }
     }
 
     fn description(self) -> &'static str {
         match self {
             Group::Alb => "paymig: internal ALB, listener port from the VPC only",
-            Group::Compute => "paymig: Lambda functions; egress to the database and the gateway endpoints only",
+            Group::Compute => "paymig: Lambda functions; egress to the database and the VPC endpoints only",
             Group::Db => "paymig: Aurora PostgreSQL; 5432 from compute only",
+            Group::Endpoints => "paymig: interface VPC endpoints; 443 from compute only",
         }
     }
 }
@@ -450,13 +484,28 @@ async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(
     .await
 }
 
-async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
+async fn converge(ctx: &Ctx, dev: &DevVpc, offered: &Offered) -> Result<Outcome, StepError> {
     for r in &dev.skipped_routes {
-        ctx.notice(STEP, format!("dev route {r} is not copied: prod subnets are private, with gateway endpoints only"));
+        ctx.notice(STEP, format!("dev route {r} is not copied: prod subnets are private and reach AWS through VPC endpoints only"));
     }
     let names = &ctx.cfg.names;
     let vpc_name = dev.name.as_deref().map_or_else(|| names.own("vpc"), |n| names.prod(n));
     let vpc_id = converge_vpc(ctx, dev, &vpc_name).await?;
+    let endpoints: Vec<VpcEndpoint> = if is_planned(&vpc_id) {
+        vec![]
+    } else {
+        ctx.aws
+            .target
+            .ec2
+            .describe_vpc_endpoints()
+            .filters(filter("vpc-id", &vpc_id))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(StepError::aws(&vpc_id, "DescribeVpcEndpoints"))?
+    };
 
     // Subnets: mirrored, plus derived ones when dev spans fewer than 3 AZs.
     let distinct_azs: BTreeSet<&str> = dev.subnets.iter().map(|s| s.az.as_str()).collect();
@@ -483,18 +532,23 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     let routing = async {
         let subnets = converge_subnets(ctx, &vpc_id, &specs).await?;
         let route_tables = converge_route_tables(ctx, &vpc_id, &subnets).await?;
-        converge_endpoints(ctx, &vpc_id, &route_tables).await?;
+        converge_endpoints(ctx, &vpc_id, &endpoints, &route_tables).await?;
         Ok::<_, StepError>((subnets, route_tables))
     };
     // join, not try_join: a failure on one side never drops a create in
     // flight on the other.
     let (routing, groups) = futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs));
     let ((subnets, route_tables), groups) = (routing?, groups?);
+    let zoned: Vec<(String, String)> = subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect();
+    if let Some(group) = groups.get(3) {
+        // After the groups: each endpoint's interfaces are in the endpoints group.
+        interface::converge(ctx, &vpc_id, &endpoints, &zoned, group, offered).await?;
+    }
 
     let mut o = ctx.outputs();
     o.vpc_id = Some(vpc_id);
     o.vpc_cidrs = dev.cidrs.clone();
-    o.subnets = subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect();
+    o.subnets = zoned;
     o.route_tables = route_tables;
     o.sg_alb = Some(groups[0].clone());
     o.sg_compute = Some(groups[1].clone());
@@ -602,10 +656,12 @@ async fn converge_vpc(ctx: &Ctx, dev: &DevVpc, name: &str) -> Result<String, Ste
         })
         .await?;
     }
-    // DNS attributes, as in dev.
+    // DNS attributes, as in dev — both on where interface endpoints need
+    // them for private DNS.
+    let private_dns = !interface::services(ctx).is_empty();
     for (attr, want) in [
-        (VpcAttributeName::EnableDnsSupport, dev.dns_support),
-        (VpcAttributeName::EnableDnsHostnames, dev.dns_hostnames),
+        (VpcAttributeName::EnableDnsSupport, dev.dns_support || private_dns),
+        (VpcAttributeName::EnableDnsHostnames, dev.dns_hostnames || private_dns),
     ] {
         let have = if is_planned(&vpc_id) {
             // A new VPC starts with DNS support on and hostnames off.
@@ -862,32 +918,20 @@ pub fn endpoint_policy(ctx: &Ctx, service: &str) -> Value {
     }
 }
 
-async fn converge_endpoints(ctx: &Ctx, vpc_id: &str, route_tables: &[String]) -> Result<(), StepError> {
+async fn converge_endpoints(
+    ctx: &Ctx,
+    vpc_id: &str,
+    existing: &[VpcEndpoint],
+    route_tables: &[String],
+) -> Result<(), StepError> {
     let ec2 = &ctx.aws.target.ec2;
     let region = &ctx.cfg.migration.region;
-    let existing: Vec<VpcEndpoint> = if is_planned(vpc_id) {
-        vec![]
-    } else {
-        ec2.describe_vpc_endpoints()
-            .filters(filter("vpc-id", vpc_id))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StepError::aws(vpc_id, "DescribeVpcEndpoints"))?
-    };
-    for service in ["s3", "dynamodb"] {
+    for service in GATEWAY_SERVICES {
         let service_name = format!("com.amazonaws.{region}.{service}");
         let name = ctx.cfg.names.own(&format!("{service}-endpoint"));
         let res = Res::new(STEP, "vpc_endpoint", format!("endpoint/{service}"), &name);
         let policy = endpoint_policy(ctx, service);
-        let found = existing.iter().find(|e| {
-            e.service_name() == Some(service_name.as_str())
-                && !e.state().is_some_and(|s| {
-                    matches!(s.as_str().to_ascii_lowercase().as_str(), "deleted" | "deleting" | "failed" | "rejected")
-                })
-        });
+        let found = existing.iter().find(|e| e.service_name() == Some(service_name.as_str()) && interface::live(e));
         match found {
             Some(e) => {
                 let id = e.vpc_endpoint_id().unwrap_or_default().to_owned();
@@ -993,7 +1037,12 @@ fn ip_targets(ctx: &Ctx) -> bool {
 /// the compute group) the ALB must reach them on the target port, which is
 /// also the health-check port (`traffic-port`): egress from the ALB group
 /// and ingress to the compute group on that port, from and to each other
-/// only; Lambda targets are invoked by the service and need neither.
+/// only; Lambda targets are invoked by the service and need neither. With
+/// interface endpoints, compute reaches the endpoints group on 443 and the
+/// endpoints group admits 443 from compute only (and sends nothing). The
+/// result is in [`Group::ALL`]'s order, the endpoints group last when there
+/// is one.
+#[allow(clippy::too_many_arguments)]
 pub fn desired_rules(
     listener_port: u16,
     ip_targets: bool,
@@ -1001,8 +1050,9 @@ pub fn desired_rules(
     alb: &str,
     compute: &str,
     db: &str,
+    endpoints: Option<&str>,
     prefix_lists: &[String],
-) -> [(BTreeSet<Rule>, BTreeSet<Rule>); 3] {
+) -> Vec<(BTreeSet<Rule>, BTreeSet<Rule>)> {
     let port = i32::from(listener_port);
     let alb_in = vpc_cidrs.iter().map(|c| Rule::tcp(port, format!("cidr:{c}"))).collect();
     let mut alb_out = BTreeSet::new();
@@ -1013,8 +1063,15 @@ pub fn desired_rules(
     }
     let mut compute_out: BTreeSet<Rule> = [Rule::tcp(POSTGRES_PORT, format!("sg:{db}"))].into();
     compute_out.extend(prefix_lists.iter().map(|p| Rule::tcp(HTTPS_PORT, format!("pl:{p}"))));
+    if let Some(e) = endpoints {
+        compute_out.insert(Rule::tcp(HTTPS_PORT, format!("sg:{e}")));
+    }
     let db_in = [Rule::tcp(POSTGRES_PORT, format!("sg:{compute}"))].into();
-    [(alb_in, alb_out), (compute_in, compute_out), (db_in, BTreeSet::new())]
+    let mut out = vec![(alb_in, alb_out), (compute_in, compute_out), (db_in, BTreeSet::new())];
+    if endpoints.is_some() {
+        out.push(([Rule::tcp(HTTPS_PORT, format!("sg:{compute}"))].into(), BTreeSet::new()));
+    }
+    out
 }
 
 async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String]) -> Result<Vec<String>, StepError> {
@@ -1033,7 +1090,8 @@ async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String])
     };
     let mut ids = Vec::new();
     let mut current: Vec<(BTreeSet<Rule>, BTreeSet<Rule>)> = Vec::new();
-    for g in Group::ALL {
+    let groups = Group::wanted(ctx);
+    for &g in &groups {
         let name = ctx.cfg.names.own(g.kind());
         let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
         match existing.iter().find(|s| s.group_name() == Some(name.as_str())) {
@@ -1088,9 +1146,10 @@ async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String])
         &ids[0],
         &ids[1],
         &ids[2],
+        ids.get(3).map(String::as_str),
         &prefix_lists,
     );
-    for (i, g) in Group::ALL.iter().enumerate() {
+    for (i, g) in groups.iter().enumerate() {
         let name = ctx.cfg.names.own(g.kind());
         let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
         for (egress, have, want) in [(false, &current[i].0, &desired[i].0), (true, &current[i].1, &desired[i].1)] {
@@ -1514,6 +1573,36 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                             .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
                     }
                 }
+            } else if let Some(before) = prev.get("subnets").and_then(Value::as_array) {
+                // An interface endpoint's subnets.
+                let before: BTreeSet<String> = before.iter().filter_map(Value::as_str).map(String::from).collect();
+                let out = StepError::found(
+                    ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await,
+                    id,
+                    "DescribeVpcEndpoints",
+                )?;
+                if let Some(e) = out.as_ref().and_then(|o| o.vpc_endpoints().first()) {
+                    let now: BTreeSet<String> = e.subnet_ids().iter().cloned().collect();
+                    let add = before.difference(&now).cloned().collect();
+                    let remove = now.difference(&before).cloned().collect();
+                    gone_is_done(interface::set_subnets(ctx, id, add, remove).await)?;
+                }
+            } else if let Some(before) = prev.get("security_groups").and_then(Value::as_array) {
+                let before: BTreeSet<String> = before.iter().filter_map(Value::as_str).map(String::from).collect();
+                let out = StepError::found(
+                    ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await,
+                    id,
+                    "DescribeVpcEndpoints",
+                )?;
+                if let Some(e) = out.as_ref().and_then(|o| o.vpc_endpoints().first()) {
+                    let now: BTreeSet<String> =
+                        e.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect();
+                    let add = before.difference(&now).cloned().collect();
+                    let remove = now.difference(&before).cloned().collect();
+                    gone_is_done(interface::set_groups(ctx, id, add, remove).await)?;
+                }
+            } else if let Some(on) = prev.get("private_dns").and_then(Value::as_bool) {
+                gone_is_done(interface::set_private_dns(ctx, id, on).await)?;
             } else if let Some(policy) = prev.get("policy").filter(|p| !p.is_null()) {
                 let restored = ec2
                     .modify_vpc_endpoint()
@@ -1651,7 +1740,7 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     Ok(removed)
 }
 
-async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, StepError> {
+async fn validate(ctx: &Ctx, dev: &DevVpc, offered: &Offered) -> Result<crate::report::Findings, StepError> {
     use crate::report::{diff, Check, Findings, Resource};
     let ec2 = &ctx.aws.target.ec2;
     let names = &ctx.cfg.names;
@@ -1684,6 +1773,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
     dev_cidrs.sort();
     diff(&mut d, "cidr_blocks", dev_cidrs.join(","), prod_cidrs.join(","), false);
     diff(&mut d, "name", dev.name.clone().unwrap_or_default(), &vpc_name, true);
+    let private_dns = !interface::services(ctx).is_empty();
     for (attr, want) in [
         (VpcAttributeName::EnableDnsSupport, dev.dns_support),
         (VpcAttributeName::EnableDnsHostnames, dev.dns_hostnames),
@@ -1700,7 +1790,9 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         } else {
             out.enable_dns_support
         };
-        diff(&mut d, attr.as_str(), want, v.and_then(|b| b.value).unwrap_or(false), false);
+        let have = v.and_then(|b| b.value).unwrap_or(false);
+        // On in prod though off in dev: private DNS of the interface endpoints needs it.
+        diff(&mut d, attr.as_str(), want, have, private_dns && have);
     }
     if !dev.skipped_routes.is_empty() {
         diff(&mut d, "routes via gateways", dev.skipped_routes.len(), 0, true);
@@ -1836,6 +1928,8 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
             .to_owned()
     };
     let (alb, compute, db) = (id_of(Group::Alb), id_of(Group::Compute), id_of(Group::Db));
+    let groups = Group::wanted(ctx);
+    let endpoints = groups.contains(&Group::Endpoints).then(|| id_of(Group::Endpoints));
     let prefix_lists = endpoint_prefix_lists(ctx).await?;
     let desired = desired_rules(
         ctx.cfg.blue_green.listener_port,
@@ -1844,9 +1938,21 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         &alb,
         &compute,
         &db,
+        endpoints.as_deref(),
         &prefix_lists,
     );
-    for (i, g) in Group::ALL.iter().enumerate() {
+    if let Some(group) = &endpoints {
+        // Sorted as the run sorts them (zone, then CIDR).
+        let mut by_zone: Vec<(&str, &str, &str)> = subnets
+            .iter()
+            .filter(|s| s.tags().iter().any(|t| t.key() == Some(TAG_MIGRATION)))
+            .filter_map(|s| Some((s.availability_zone()?, s.cidr_block()?, s.subnet_id()?)))
+            .collect();
+        by_zone.sort();
+        let zoned: Vec<(String, String)> = by_zone.iter().map(|(z, _, id)| (z.to_string(), id.to_string())).collect();
+        f.checks.extend(interface::checks(ctx, &eps, &zoned, group, offered));
+    }
+    for (i, g) in groups.iter().enumerate() {
         let name = names.own(g.kind());
         match sgs.iter().find(|s| s.group_name() == Some(name.as_str())) {
             None => f.resources.push(Resource::missing("security_group", "(prod only)", &name)),
@@ -1923,8 +2029,10 @@ mod tests {
 
     #[test]
     fn rules_round_trip_and_database_only_admits_compute() {
-        let [alb, compute, db] =
-            desired_rules(443, false, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", &["pl-1".into()]);
+        let [alb, compute, db]: [_; 3] =
+            desired_rules(443, false, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", None, &["pl-1".into()])
+                .try_into()
+                .unwrap();
         assert_eq!(alb.0.iter().map(|r| r.peer.as_str()).collect::<Vec<_>>(), ["cidr:10.0.0.0/16"]);
         assert!(alb.1.is_empty() && db.1.is_empty() && compute.0.is_empty());
         assert_eq!(db.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(5432, "sg:sg-c".into())]);
@@ -1933,8 +2041,19 @@ mod tests {
     }
 
     #[test]
+    fn interface_endpoints_admit_443_from_compute_only() {
+        let rules = desired_rules(80, false, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", Some("sg-e"), &[]);
+        assert_eq!(rules.len(), 4);
+        assert!(rules[1].1.contains(&Rule::tcp(443, "sg:sg-e".into())), "compute reaches the endpoints");
+        assert_eq!(rules[3].0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(443, "sg:sg-c".into())]);
+        assert!(rules[3].1.is_empty(), "the endpoints group sends nothing");
+        assert!(!rules[2].0.iter().any(|r| r.peer == "sg:sg-e"), "the database admits compute only");
+    }
+
+    #[test]
     fn ip_targets_are_reached_from_the_alb_on_the_target_port_only() {
-        let [alb, compute, db] = desired_rules(8080, true, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", &[]);
+        let [alb, compute, db]: [_; 3] =
+            desired_rules(8080, true, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", None, &[]).try_into().unwrap();
         assert_eq!(alb.1.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(8080, "sg:sg-c".into())]);
         assert_eq!(compute.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(8080, "sg:sg-a".into())]);
         assert_eq!(db.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(5432, "sg:sg-c".into())]);

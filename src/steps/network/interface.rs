@@ -1,0 +1,402 @@
+//! Interface VPC endpoints. Prod subnets are private with no NAT: S3 and
+//! DynamoDB are reached through gateway endpoints, every other AWS service a
+//! function calls (SSM for its parameters, KMS for its key, …) only through an
+//! interface endpoint — one network interface per Availability Zone in the
+//! endpoints security group (443 from the compute group only), with private
+//! DNS so the SDK's default service names resolve to it.
+//!
+//! The services are `[network] interface_endpoints`, or, when that key is
+//! absent, those the execution roles grant (minus EC2 and CloudWatch Logs:
+//! the Lambda service calls those for the function, outside its VPC). Each
+//! endpoint's policy admits exactly the actions and resources the execution
+//! roles are granted for that service.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
+use serde_json::{json, Value};
+
+use super::{client_token, converge_tags, tag_spec, STEP};
+use crate::config::GATEWAY_SERVICES;
+use crate::engine::{Created, Ctx, Res, StepError};
+use crate::steps::common::{statements, strings};
+
+/// Services a function's execution role grants that the Lambda service calls
+/// on the function's behalf from outside the VPC: no endpoint needed.
+const CALLED_BY_LAMBDA: [&str; 2] = ["ec2", "logs"];
+
+/// The services that get an interface endpoint, sorted.
+pub fn services(ctx: &Ctx) -> Vec<String> {
+    let mut list: Vec<String> = match &ctx.cfg.network.interface_endpoints {
+        Some(list) => list.clone(),
+        None => role_statements(ctx)
+            .iter()
+            .flat_map(|s| strings(&s["Action"]))
+            .filter_map(|a| a.split_once(':').map(|(service, _)| service.to_owned()))
+            .filter(|s| !GATEWAY_SERVICES.contains(&s.as_str()) && !CALLED_BY_LAMBDA.contains(&s.as_str()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    list.sort();
+    list
+}
+
+/// Whether `services` came from the configuration or was derived.
+fn origin(ctx: &Ctx) -> &'static str {
+    if ctx.cfg.network.interface_endpoints.is_some() {
+        "[network] interface_endpoints"
+    } else {
+        "the execution roles' grants (no [network] interface_endpoints set)"
+    }
+}
+
+/// The endpoint service's name in the prod region.
+pub fn service_name(ctx: &Ctx, service: &str) -> String {
+    format!("com.amazonaws.{}.{service}", ctx.cfg.migration.region)
+}
+
+/// Every statement of every prod function's execution policy (the key ARN
+/// is the account's key pattern: the key may not exist yet).
+fn role_statements(ctx: &Ctx) -> Vec<Value> {
+    let key = format!("arn:aws:kms:{}:{}:key/*", ctx.cfg.migration.region, ctx.account);
+    ctx.cfg
+        .source
+        .lambda_functions
+        .iter()
+        .flat_map(|f| {
+            let policy = crate::steps::iam::execution_policy(ctx, f, &key);
+            statements(&policy).into_iter().cloned().collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The endpoint policy of `service`: the execution roles' statements for it,
+/// each with `Principal: *` — named actions only. `None` when no role grants
+/// the service anything (AWS's default policy applies; the callers' own IAM
+/// policies decide).
+pub fn endpoint_policy(ctx: &Ctx, service: &str) -> Option<Value> {
+    let prefix = format!("{service}:");
+    let mut grants: BTreeSet<(Vec<String>, Vec<String>)> = BTreeSet::new();
+    for s in role_statements(ctx) {
+        let mut actions: Vec<String> = strings(&s["Action"]).into_iter().filter(|a| a.starts_with(&prefix)).collect();
+        if actions.is_empty() {
+            continue;
+        }
+        actions.sort();
+        let mut resources = strings(&s["Resource"]);
+        resources.sort();
+        grants.insert((actions, resources));
+    }
+    if grants.is_empty() {
+        return None;
+    }
+    let statements: Vec<Value> = grants
+        .into_iter()
+        .enumerate()
+        .map(|(i, (actions, resources))| {
+            json!({"Sid": format!("FunctionGrants{}", i + 1), "Effect": "Allow", "Principal": "*",
+                   "Action": actions, "Resource": resources})
+        })
+        .collect();
+    Some(json!({"Version": "2012-10-17", "Statement": statements}))
+}
+
+/// The Availability Zones each service is offered in, read once per command
+/// (`DescribeVpcEndpointServices`). A service AWS does not offer as an
+/// interface endpoint in the region is an error naming it.
+pub async fn offered(ctx: &Ctx) -> Result<BTreeMap<String, BTreeSet<String>>, Vec<StepError>> {
+    let services = services(ctx);
+    if services.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let ec2 = &ctx.aws.target.ec2;
+    let names: Vec<String> = services.iter().map(|s| service_name(ctx, s)).collect();
+    let all = ec2.describe_vpc_endpoint_services().set_service_names(Some(names.clone())).send().await;
+    let details = match all {
+        Ok(out) => out.service_details().to_vec(),
+        Err(e) => {
+            let e = StepError::aws("interface endpoint services", "DescribeVpcEndpointServices")(e);
+            if !e.is_code("InvalidServiceName") {
+                return Err(vec![e]);
+            }
+            // Find which: ask for each alone.
+            let mut errors = Vec::new();
+            let mut details = Vec::new();
+            for (service, name) in services.iter().zip(&names) {
+                match ec2.describe_vpc_endpoint_services().service_names(name).send().await {
+                    Ok(out) => details.extend(out.service_details().iter().cloned()),
+                    Err(e) => {
+                        let e = StepError::aws(name, "DescribeVpcEndpointServices")(e);
+                        if !e.is_code("InvalidServiceName") {
+                            return Err(vec![e]);
+                        }
+                        errors.push(StepError::Invalid(format!(
+                            "network: {service:?} (from {}) is not an endpoint service in {}: {name} does not exist\nhelp: set [network] interface_endpoints to services AWS offers there (aws ec2 describe-vpc-endpoint-services --region {} --query ServiceNames)",
+                            origin(ctx),
+                            ctx.cfg.migration.region,
+                            ctx.cfg.migration.region
+                        )));
+                    }
+                }
+            }
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            details
+        }
+    };
+    let mut zones = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (service, name) in services.iter().zip(&names) {
+        let detail = details.iter().find(|d| d.service_name() == Some(name.as_str()));
+        let interface = detail.is_some_and(|d| {
+            d.service_type().iter().any(|t| t.service_type() == Some(&aws_sdk_ec2::types::ServiceType::Interface))
+        });
+        if !interface {
+            errors.push(StepError::Invalid(format!(
+                "network: {service:?} (from {}) is not offered as an interface endpoint in {}\nhelp: remove it from [network] interface_endpoints",
+                origin(ctx),
+                ctx.cfg.migration.region
+            )));
+            continue;
+        }
+        let azs: BTreeSet<String> =
+            detail.map(|d| d.availability_zones().iter().cloned().collect()).unwrap_or_default();
+        zones.insert(service.clone(), azs);
+    }
+    if errors.is_empty() {
+        Ok(zones)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The subnets of one endpoint: the first prod subnet of each zone the
+/// service is offered in (AWS takes one per zone).
+pub fn subnets_for(subnets: &[(String, String)], zones: &BTreeSet<String>) -> Vec<String> {
+    let eligible: Vec<(String, String)> =
+        subnets.iter().filter(|(zone, _)| zones.is_empty() || zones.contains(zone)).cloned().collect();
+    let mut ids = super::one_per_zone(&eligible);
+    ids.sort();
+    ids
+}
+
+/// Whether an endpoint still counts (AWS lists deleted ones for a while).
+pub fn live(e: &VpcEndpoint) -> bool {
+    !e.state().is_some_and(|s| {
+        matches!(s.as_str().to_ascii_lowercase().as_str(), "deleted" | "deleting" | "failed" | "rejected")
+    })
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Creates each missing interface endpoint and brings an existing one to its
+/// subnets, group, private DNS and policy, journaling each previous value.
+pub async fn converge(
+    ctx: &Ctx,
+    vpc_id: &str,
+    existing: &[VpcEndpoint],
+    subnets: &[(String, String)],
+    group: &str,
+    zones: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<(), StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    for service in services(ctx) {
+        let sn = service_name(ctx, &service);
+        let name = ctx.cfg.names.own(&format!("{service}-endpoint"));
+        let res = Res::new(STEP, "vpc_endpoint", format!("endpoint/{service}"), &name);
+        let want_subnets = subnets_for(subnets, zones.get(&service).unwrap_or(&BTreeSet::new()));
+        if want_subnets.is_empty() {
+            return Err(StepError::Invalid(format!(
+                "network: no prod subnet is in an Availability Zone where {sn} is offered\nhelp: remove {service:?} from [network] interface_endpoints"
+            )));
+        }
+        let policy = endpoint_policy(ctx, &service);
+        let found = existing.iter().find(|e| e.service_name() == Some(sn.as_str()) && live(e));
+        let Some(e) = found else {
+            let token = client_token(ctx, &res.key);
+            let spec_tags = tag_spec(ctx, ResourceType::VpcEndpoint, &name);
+            let detail = format!("interface {sn} in {} subnets, private DNS", want_subnets.len());
+            ctx.create(&res, detail, json!({"vpc": vpc_id}), || async {
+                let out = ec2
+                    .create_vpc_endpoint()
+                    .vpc_id(vpc_id)
+                    .vpc_endpoint_type(VpcEndpointType::Interface)
+                    .service_name(&sn)
+                    .set_subnet_ids(Some(want_subnets.clone()))
+                    .security_group_ids(group)
+                    .private_dns_enabled(true)
+                    .set_policy_document(policy.as_ref().map(Value::to_string))
+                    .client_token(token)
+                    .tag_specifications(spec_tags)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&name, "CreateVpcEndpoint"))?;
+                let id = out
+                    .vpc_endpoint
+                    .and_then(|e| e.vpc_endpoint_id)
+                    .ok_or_else(|| StepError::Invalid("CreateVpcEndpoint returned no id".into()))?;
+                Ok(Created::id(id))
+            })
+            .await?;
+            continue;
+        };
+        let id = e.vpc_endpoint_id().unwrap_or_default().to_owned();
+        ctx.unchanged(&res, &id, None)?;
+        converge_tags(ctx, &res, &id, e.tags()).await?;
+        let have_subnets = sorted(e.subnet_ids());
+        if have_subnets != want_subnets {
+            let add: Vec<String> = want_subnets.iter().filter(|s| !have_subnets.contains(s)).cloned().collect();
+            let remove: Vec<String> = have_subnets.iter().filter(|s| !want_subnets.contains(s)).cloned().collect();
+            ctx.update(&res, &id, "subnets", json!({"subnets": have_subnets}), || async {
+                set_subnets(ctx, &id, add.clone(), remove.clone()).await
+            })
+            .await?;
+        }
+        let have_groups: Vec<String> =
+            sorted(&e.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect::<Vec<_>>());
+        if have_groups != [group.to_owned()] && !super::is_planned(group) {
+            let remove: Vec<String> = have_groups.iter().filter(|g| *g != group).cloned().collect();
+            let add: Vec<String> = if have_groups.iter().any(|g| g == group) { vec![] } else { vec![group.to_owned()] };
+            ctx.update(&res, &id, "security groups", json!({"security_groups": have_groups}), || async {
+                set_groups(ctx, &id, add.clone(), remove.clone()).await
+            })
+            .await?;
+        }
+        if e.private_dns_enabled() != Some(true) {
+            ctx.update(&res, &id, "private DNS", json!({"private_dns": false}), || async {
+                set_private_dns(ctx, &id, true).await
+            })
+            .await?;
+        }
+        if let Some(policy) = &policy {
+            let current: Value = e.policy_document().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            if &current != policy {
+                ctx.update(&res, &id, "endpoint policy", json!({"policy": current}), || async {
+                    ec2.modify_vpc_endpoint()
+                        .vpc_endpoint_id(&id)
+                        .policy_document(policy.to_string())
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn set_subnets(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>) -> Result<(), StepError> {
+    ctx.aws
+        .target
+        .ec2
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(id)
+        .set_add_subnet_ids(Some(add).filter(|v| !v.is_empty()))
+        .set_remove_subnet_ids(Some(remove).filter(|v| !v.is_empty()))
+        .send()
+        .await
+        .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
+    Ok(())
+}
+
+pub async fn set_groups(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>) -> Result<(), StepError> {
+    ctx.aws
+        .target
+        .ec2
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(id)
+        .set_add_security_group_ids(Some(add).filter(|v| !v.is_empty()))
+        .set_remove_security_group_ids(Some(remove).filter(|v| !v.is_empty()))
+        .send()
+        .await
+        .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
+    Ok(())
+}
+
+pub async fn set_private_dns(ctx: &Ctx, id: &str, on: bool) -> Result<(), StepError> {
+    ctx.aws
+        .target
+        .ec2
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(id)
+        .private_dns_enabled(on)
+        .send()
+        .await
+        .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
+    Ok(())
+}
+
+/// The validate checks of the interface endpoints.
+pub fn checks(
+    ctx: &Ctx,
+    eps: &[VpcEndpoint],
+    subnets: &[(String, String)],
+    group: &str,
+    zones: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<crate::report::Check> {
+    use crate::report::Check;
+    let mut out = Vec::new();
+    for service in services(ctx) {
+        let sn = service_name(ctx, &service);
+        let label = ctx.cfg.names.own(&format!("{service}-endpoint"));
+        let Some(e) = eps.iter().find(|e| e.service_name() == Some(sn.as_str()) && live(e)) else {
+            out.push(Check::new(
+                "network.interface_endpoints",
+                &label,
+                false,
+                format!("no interface endpoint for {sn}"),
+            ));
+            continue;
+        };
+        let want_subnets = subnets_for(subnets, zones.get(&service).unwrap_or(&BTreeSet::new()));
+        let mut problems = Vec::new();
+        if e.vpc_endpoint_type() != Some(&VpcEndpointType::Interface) {
+            problems.push("not an interface endpoint".to_owned());
+        }
+        if let Some(state) = e.state().map(|s| s.as_str().to_ascii_lowercase()).filter(|s| s != "available") {
+            problems.push(format!("state {state}"));
+        }
+        if e.private_dns_enabled() != Some(true) {
+            problems.push("private DNS off".to_owned());
+        }
+        if sorted(e.subnet_ids()) != want_subnets {
+            problems.push(format!("subnets {} (want {})", e.subnet_ids().join(","), want_subnets.join(",")));
+        }
+        let groups: Vec<&str> = e.groups().iter().filter_map(|g| g.group_id()).collect();
+        if groups != [group] {
+            problems.push(format!("security groups {} (want {group})", groups.join(",")));
+        }
+        let detail = if problems.is_empty() {
+            format!("available in {} zones, private DNS, 443 from compute only", want_subnets.len())
+        } else {
+            problems.join("; ")
+        };
+        out.push(Check::new("network.interface_endpoints", &label, problems.is_empty(), detail));
+        if let Some(want) = endpoint_policy(ctx, &service) {
+            let policy: Value = e.policy_document().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+            let wild = crate::steps::common::wildcard_actions(&policy);
+            out.push(Check::new(
+                "iam.no_wildcard_action",
+                &format!("{service} endpoint policy"),
+                wild.is_empty() && policy == want,
+                if !wild.is_empty() {
+                    wild.join(", ")
+                } else if policy != want {
+                    "differs from the execution roles' grants".into()
+                } else {
+                    "the execution roles' grants only".into()
+                },
+            ));
+        }
+    }
+    out
+}
