@@ -454,6 +454,16 @@ async fn source_and_target_in_different_accounts() {
     assert_eq!(dev.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await.unwrap().vpcs().len(), 1);
     // The dev VPC id does not exist in the prod account: it was read from dev.
     assert!(support::is_gone(w.prod.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await));
+    // The rest of the life cycle across the boundary: a clean validate
+    // (dev read in its account, prod in its own), a no-op re-apply, and a
+    // destroy that leaves nothing in prod and dev as it was.
+    w.paymig(["validate"]).run().expect_code(0);
+    let again = w.paymig(["apply", "--yes"]).run();
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(dev.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await.unwrap().vpcs().len(), 1);
 }
 
 /// Dev in another account: before anything changes, paymig refuses a
@@ -472,9 +482,38 @@ async fn another_accounts_snapshot_must_be_shared_with_its_key_before_anything_c
         )
     })
     .await;
+    // Dev's function uses a layer of dev's own, not shared with prod.
+    let dev = Clients::new(&w.moto.endpoint, "us-east-1", Some(DEV)).await;
+    let layer = dev
+        .lambda
+        .publish_layer_version()
+        .layer_name("payments-common")
+        .content(
+            aws_sdk_lambda::types::LayerVersionContentInput::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(fixture::zip_one("python/common.py", b"X = 1\n")))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let layer_arn = layer.layer_version_arn().unwrap().to_owned();
+    dev.lambda
+        .update_function_configuration()
+        .function_name("payment-processor-dev")
+        .layers(&layer_arn)
+        .send()
+        .await
+        .unwrap();
     for cmd in [&["plan"][..], &["apply", "--yes"]] {
         let run = w.paymig(cmd).run();
         run.expect_code(2);
+        assert!(
+            run.stderr.contains(&format!(
+                "layer {layer_arn} (account {DEV}) does not grant the prod account {PROD} lambda:GetLayerVersion"
+            )) && run.stderr.contains("aws lambda add-layer-version-permission --region us-east-1 --layer-name payments-common --version-number 1"),
+            "{}",
+            run.stderr
+        );
         assert!(
             run.stderr
                 .contains(&format!("payments-dev-nightly (account {DEV}) is not shared with the prod account {PROD}"))
@@ -494,7 +533,16 @@ async fn another_accounts_snapshot_must_be_shared_with_its_key_before_anything_c
     assert!(support::inventory::prod_inventory(&w.moto.endpoint, "prod").await.is_empty(), "nothing was created");
 
     // The dev team's fixes, in the dev account.
-    let dev = Clients::new(&w.moto.endpoint, "us-east-1", Some(DEV)).await;
+    dev.lambda
+        .add_layer_version_permission()
+        .layer_name("payments-common")
+        .version_number(1)
+        .statement_id("paymig-prod")
+        .action("lambda:GetLayerVersion")
+        .principal(PROD)
+        .send()
+        .await
+        .unwrap();
     dev.rds
         .modify_db_cluster_snapshot_attribute()
         .db_cluster_snapshot_identifier("payments-dev-nightly")
@@ -521,6 +569,19 @@ async fn another_accounts_snapshot_must_be_shared_with_its_key_before_anything_c
     let plan = w.paymig(["plan"]).run();
     plan.expect_code(0);
     assert!(plan.stdout.contains("payments-prod"), "{}", plan.stdout);
+    // The policies across the boundary: prod may use dev's snapshot key;
+    // the dev identity (not prod's) assumes [source] role_arn.
+    let prod_policy: serde_json::Value = serde_json::from_str(&w.paymig(["iam-policy"]).run().stdout).unwrap();
+    let sid = |doc: &serde_json::Value, sid: &str| {
+        doc["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == sid).cloned()
+    };
+    let key = sid(&prod_policy, "DevSnapshotKey").expect("a statement for dev's snapshot key");
+    assert_eq!(key["Resource"], serde_json::json!([format!("arn:aws:kms:us-east-1:{DEV}:key/*")]));
+    assert!(sid(&prod_policy, "AssumeSourceRole").is_none() && sid(&prod_policy, "AssumeTargetRole").is_none());
+    let source = w.paymig(["iam-policy", "--side", "source"]).run();
+    let source_policy: serde_json::Value = serde_json::from_str(&source.stdout).unwrap();
+    let assume = sid(&source_policy, "AssumeSourceRole").expect("the dev identity assumes the dev role");
+    assert_eq!(assume["Resource"], serde_json::json!(["arn:aws:iam::111111111111:role/paymig-read-dev"]));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -176,6 +176,11 @@ impl StepError {
         self.failure().is_some_and(crate::aws::AwsFailure::is_in_progress)
     }
 
+    /// The caller's identity may not make this call.
+    pub fn is_access_denied(&self) -> bool {
+        self.failure().is_some_and(crate::aws::AwsFailure::is_access_denied)
+    }
+
     /// Throttled (after the SDK's own retries).
     pub fn is_throttle(&self) -> bool {
         self.failure().is_some_and(crate::aws::AwsFailure::is_throttle)

@@ -207,12 +207,21 @@ async fn find_tagged_keys(ctx: &Ctx) -> Result<Vec<KeyMetadata>, StepError> {
         .await
         .map_err(StepError::aws("kms keys", "ListKeys"))?;
     let mut found = Vec::new();
+    let mut unreadable = Vec::new();
     for k in keys {
         let Some(id) = k.key_id else { continue };
         let tags = match key_tags(ctx, &id).await {
             Ok(t) => t,
-            // A key we may not read is not ours.
-            Err(_) => continue,
+            // Deleted since the list.
+            Err(e) if e.is_not_found() => continue,
+            // Another team's key whose policy does not admit this account's
+            // principals — never one of paymig's, whose policy does. Said,
+            // not hidden: a policy lacking kms:ListResourceTags reads the same.
+            Err(e) if e.is_access_denied() => {
+                unreadable.push(id);
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         if !super::common::is_ours(ctx, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
             continue;
@@ -223,6 +232,13 @@ async fn find_tagged_keys(ctx: &Ctx) -> Result<Vec<KeyMetadata>, StepError> {
         }) {
             found.push(md);
         }
+    }
+    if !unreadable.is_empty() {
+        tracing::warn!(
+            "the tags of {} KMS key(s) could not be read (access denied: {}); a key of this migration among them would be missed — check that paymig's policy grants kms:ListResourceTags",
+            unreadable.len(),
+            unreadable.join(", ")
+        );
     }
     Ok(found)
 }

@@ -78,6 +78,7 @@ impl Step for Lambda {
             if let Err(e) = check_concurrency(ctx).await {
                 problems.push(e);
             }
+            problems.extend(check_layers_shared(ctx, dev).await);
             problems
         })
     }
@@ -108,7 +109,7 @@ impl Step for Lambda {
     }
 
     fn source_actions(&self) -> &'static [&'static str] {
-        &["lambda:GetFunction", "s3:ListBucket", "s3:GetObject"]
+        &["lambda:GetFunction", "lambda:GetLayerVersionPolicy", "s3:ListBucket", "s3:GetObject"]
     }
 
     fn actions(&self) -> &'static [&'static str] {
@@ -155,6 +156,60 @@ pub fn runtime_supported(runtime: &str) -> Result<(), String> {
 /// The reserved concurrency a prod function should have.
 fn reserved_for(ctx: &Ctx, dev: &str) -> Option<i32> {
     ctx.cfg.lambda.overrides.get(dev).and_then(|o| o.reserved_concurrency).or(ctx.cfg.lambda.reserved_concurrency)
+}
+
+/// Preflight, when dev is another account: every layer version of dev's own
+/// that a dev function uses must grant the prod account
+/// `lambda:GetLayerVersion` (CreateFunction in prod reads it), read through
+/// the dev side (reads only). Layers of third accounts are theirs to share
+/// and cannot be read from here; AWS refuses CreateFunction if they are not.
+async fn check_layers_shared(ctx: &Ctx, dev: &[DevFunction]) -> Vec<StepError> {
+    let layers: BTreeMap<String, Vec<&str>> = dev.iter().fold(BTreeMap::new(), |mut m, f| {
+        for arn in f.config.layers().iter().filter_map(|l| l.arn()) {
+            m.entry(arn.to_owned()).or_default().push(f.name.as_str());
+        }
+        m
+    });
+    if layers.is_empty() {
+        return vec![];
+    }
+    let dev_account = match ctx.aws.source.account_id().await {
+        Ok(a) => a,
+        Err(e) => return vec![StepError::Invalid(e)],
+    };
+    if dev_account == ctx.account {
+        return vec![];
+    }
+    let mut problems = Vec::new();
+    for (arn, users) in layers {
+        // arn:aws:lambda:<region>:<account>:layer:<name>:<version>
+        let parts: Vec<&str> = arn.split(':').collect();
+        let (Some(owner), Some(name), Some(version)) = (parts.get(4), parts.get(6), parts.get(7)) else { continue };
+        if *owner != dev_account {
+            continue;
+        }
+        let Ok(number) = version.parse::<i64>() else { continue };
+        let read =
+            ctx.aws.source.lambda.get_layer_version_policy().layer_name(*name).version_number(number).send().await;
+        let policy = match StepError::found(read, format!("dev layer {arn}"), "GetLayerVersionPolicy") {
+            Ok(out) => out.and_then(|o| o.policy).and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(Value::Null),
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        if !super::common::policy::grants(&policy, &ctx.account, "lambda:GetLayerVersion") {
+            problems.push(StepError::Invalid(format!(
+                "[source] lambda_functions: {}: layer {arn} (account {dev_account}) does not grant the prod account {} lambda:GetLayerVersion, so CreateFunction in prod would be refused\nhelp: in the dev account run: aws lambda add-layer-version-permission --region {} --layer-name {name} --version-number {number} --statement-id paymig-prod-{} --action lambda:GetLayerVersion --principal {}",
+                users.join(", "),
+                ctx.account,
+                parts.get(3).unwrap_or(&""),
+                ctx.account,
+                ctx.account
+            )));
+        }
+    }
+    problems
 }
 
 /// Preflight: the account keeps at least 100 unreserved after the

@@ -232,10 +232,7 @@ async fn interface_endpoints_are_configurable_and_unknown_services_are_refused_b
     run.expect_code(0);
 
     // An empty list: no interface endpoint, no endpoints group.
-    let w = World::with(Default::default(), |t| {
-        with_endpoints(crate::without_database(t), "[]")
-    })
-    .await;
+    let w = World::with(Default::default(), |t| with_endpoints(crate::without_database(t), "[]")).await;
     w.paymig(["apply", "--yes"]).run().expect_code(0);
     let vpc = prod_vpc(&w).await;
     assert_eq!(endpoints(&w, &vpc).await.len(), 2, "gateway endpoints only");

@@ -486,7 +486,10 @@ async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(
 
 async fn converge(ctx: &Ctx, dev: &DevVpc, offered: &Offered) -> Result<Outcome, StepError> {
     for r in &dev.skipped_routes {
-        ctx.notice(STEP, format!("dev route {r} is not copied: prod subnets are private and reach AWS through VPC endpoints only"));
+        ctx.notice(
+            STEP,
+            format!("dev route {r} is not copied: prod subnets are private and reach AWS through VPC endpoints only"),
+        );
     }
     let names = &ctx.cfg.names;
     let vpc_name = dev.name.as_deref().map_or_else(|| names.own("vpc"), |n| names.prod(n));
