@@ -261,9 +261,10 @@ fn linked_service(step: &str) -> Option<&'static str> {
 fn journal_statements(cfg: &Config) -> Vec<Value> {
     let crate::config::JournalLocation::S3 { bucket, prefix } = &cfg.journal else { return Vec::new() };
     vec![
-        json!({"Sid": "JournalObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        json!({"Sid": "JournalObjects", "Effect": "Allow", "Action": crate::engine::remote::OBJECT_ACTIONS,
             "Resource": [format!("arn:aws:s3:::{bucket}/{prefix}*")]}),
-        json!({"Sid": "JournalList", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [format!("arn:aws:s3:::{bucket}")]}),
+        json!({"Sid": "JournalBucket", "Effect": "Allow", "Action": crate::engine::remote::BUCKET_ACTIONS,
+            "Resource": [format!("arn:aws:s3:::{bucket}")]}),
     ]
 }
 

@@ -30,6 +30,12 @@ use tokio::sync::mpsc;
 use crate::aws::describe_sdk_error;
 use crate::engine::lock::Holder;
 
+/// What the remote journal does with its objects under the prefix (the
+/// journal, its lease, the run notes; batch deletes are `DeleteObject`).
+pub const OBJECT_ACTIONS: [&str; 3] = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"];
+/// What it does with the bucket itself: finds its region, lists the prefix.
+pub const BUCKET_ACTIONS: [&str; 2] = ["s3:GetBucketLocation", "s3:ListBucket"];
+
 /// How long a lease lasts without renewal (`PAYMIG_LOCK_LEASE_SECONDS` overrides).
 pub const DEFAULT_LEASE_SECONDS: u64 = 120;
 /// Single-entry objects allowed before a checkpoint folds them together.
@@ -260,8 +266,10 @@ impl Worker {
     async fn client(&self) -> Result<aws_sdk_s3::Client, RemoteError> {
         let access = |msg: String| {
             RemoteError::Access(format!(
-                "[migration] journal = \"{}\": {msg}\nhelp: create the bucket in the target account (versioned), grant the build role s3:GetObject/PutObject/DeleteObject/ListBucket on it, or use a local journal directory",
-                self.spec.location()
+                "[migration] journal = \"{}\": {msg}\nhelp: create the bucket in the target account (versioned), grant the build role {} on its objects under the prefix and {} on the bucket (`paymig iam-policy` includes them), or use a local journal directory",
+                self.spec.location(),
+                OBJECT_ACTIONS.join(", "),
+                BUCKET_ACTIONS.join(", ")
             ))
         };
         let client_in = |sdk: &aws_config::SdkConfig| {

@@ -218,17 +218,31 @@ async fn the_generated_policies_are_sufficient_when_iam_is_enforced() {
 
 /// The same life cycle with one action (drawn with a fixed seed from those
 /// the sufficient run needed) taken out of the prod policy: a command fails,
-/// its error names the action, and nothing else was refused.
+/// its error names the action, and nothing else was refused. The journal is
+/// the S3 remote one here, so its first, sufficient pass also proves the
+/// policy's statements for the state bucket.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_missing_one_action_fails_naming_it() {
+    use crate::remote_journal::{keys, remote_journal, BUCKET};
     // The life cycle runs twice here: moto cannot re-create a cluster of the
     // same name within the minute (its automated snapshot name is kept), so
     // the database tier is left to the sufficiency test above.
-    let e = Enforced::new(crate::without_database).await;
+    let e = Enforced::new(|t| remote_journal(crate::without_database(t))).await;
+    let journal = e.target["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "JournalObjects").cloned();
+    assert_eq!(
+        journal.map(|s| s["Resource"].clone()),
+        Some(serde_json::json!([format!("arn:aws:s3:::{BUCKET}/builds*")])),
+        "the state bucket's objects, scoped to the prefix"
+    );
+    e.w.prod.s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     // Which actions the prod side needs: one sufficient run through.
     for args in LIFE_CYCLE {
-        e.run(args).expect_code(0);
+        let run = e.run(args);
+        assert_eq!(run.code, Some(0), "{}: denied {:?}\n{}", args.join(" "), e.enforcer.denied(), run.stderr);
     }
+    assert!(e.enforcer.denied().is_empty(), "refused: {:?}", e.enforcer.denied());
+    let written = keys(&e.w, "builds").await;
+    assert!(written.iter().any(|k| k.contains("journal")), "the journal lives in S3, written as enforced: {written:?}");
     let needed: Vec<String> = actions_of(&e.target.to_string())
         .into_iter()
         .filter(|a| e.enforcer.allowed_actions().contains(a) && a != "sts:GetCallerIdentity")

@@ -11,15 +11,15 @@ use paymig::engine::remote::{AcquireError, Acquired, Remote, RemoteError, Remote
 
 use crate::support::World;
 
-const BUCKET: &str = "paymig-state-ci";
+pub const BUCKET: &str = "paymig-state-ci";
 
-fn remote_journal(config: String) -> String {
+pub fn remote_journal(config: String) -> String {
     let start = config.find("\njournal = ").expect("journal key") + 1;
     let end = start + config[start..].find('\n').expect("end of line");
     format!("{}journal = \"s3://{BUCKET}/builds\"{}", &config[..start], &config[end..])
 }
 
-async fn keys(w: &World, prefix: &str) -> Vec<String> {
+pub async fn keys(w: &World, prefix: &str) -> Vec<String> {
     let out = w.prod.s3.list_objects_v2().bucket(BUCKET).prefix(prefix).send().await.unwrap();
     let mut keys: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
     keys.sort();
