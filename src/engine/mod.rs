@@ -214,6 +214,7 @@ pub struct Outputs {
     pub sg_alb: Option<String>,
     pub sg_compute: Option<String>,
     pub sg_db: Option<String>,
+    pub sg_endpoints: Option<String>,
     /// Execution role ARN per dev function name.
     pub lambda_roles: std::collections::BTreeMap<String, String>,
 }

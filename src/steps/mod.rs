@@ -24,6 +24,7 @@ pub fn all() -> Vec<Arc<dyn Step>> {
     vec![
         Arc::new(kms::Kms),
         Arc::new(network::Network::default()),
+        Arc::new(network::interface::Endpoints::default()),
         Arc::new(database::Database::default()),
         Arc::new(dynamodb::DynamoDb),
         Arc::new(audit::Audit),

@@ -185,6 +185,41 @@ async fn destroy_waits_for_lingering_lambda_network_interfaces() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A new interface endpoint is `pending` for a while (AWS: a minute or
+/// two). apply waits for `available` — a validate right after it is clean —
+/// in a step of its own, so the functions and the ALB go on meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_waits_for_interface_endpoints_in_a_step_nothing_else_waits_for() {
+    let w = World::with(Default::default(), without_database).await;
+    let mut b = AwsBehaviour::new(&[Behaviour::EndpointStates], UNIT);
+    // Longer than the rest of this apply takes.
+    b.endpoint_pending = Duration::from_secs(20);
+    let b = Arc::new(b);
+    let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+    let apply =
+        w.paymig(["--log-format", "json", "apply", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    apply.expect_code(0);
+    assert!(b.count(Behaviour::EndpointStates) >= 2, "the endpoints were pending: {:?}", b.fired());
+    let done: Vec<String> = apply
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step" && e["state"] == "done")
+        .filter_map(|e| e["step"].as_str().map(String::from))
+        .collect();
+    let at = |s: &str| done.iter().position(|d| d == s).unwrap_or_else(|| panic!("{s} done: {done:?}"));
+    assert!(
+        at("lambda") < at("endpoints") && at("alb") < at("endpoints"),
+        "nothing waited for the endpoints: {done:?}"
+    );
+    let validate = w.paymig(["validate", "--format", "json"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    validate.expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&validate.stdout).unwrap();
+    let checks: Vec<&serde_json::Value> =
+        report["checks"].as_array().unwrap().iter().filter(|c| c["id"] == "network.interface_endpoints").collect();
+    assert!(checks.len() == 2 && checks.iter().all(|c| c["passed"] == true), "{checks:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_alb_gets_one_subnet_per_availability_zone() {
     // Dev has two subnets in us-east-1a: prod mirrors both.
@@ -231,6 +266,8 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
     let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
     let run = |args: &[&str]| w.paymig(args).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
     run(&["apply", "--yes"]).expect_code(0);
+    // Right after apply, with every state AWS passes through: no drift.
+    run(&["validate"]).expect_code(0);
     let inv = prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(duplicates(&inv).is_empty(), "{:?}", duplicates(&inv));
     let again = run(&["apply", "--yes"]);
@@ -248,7 +285,13 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
     let left = prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(left.is_empty(), "{left:?}");
     let fired = b.fired();
-    for must in [Behaviour::LambdaStates, Behaviour::DynamoStates, Behaviour::AuroraStates, Behaviour::EniLinger] {
+    for must in [
+        Behaviour::LambdaStates,
+        Behaviour::DynamoStates,
+        Behaviour::AuroraStates,
+        Behaviour::EniLinger,
+        Behaviour::EndpointStates,
+    ] {
         assert!(fired.get(&must).copied().unwrap_or(0) > 0, "{must:?} never fired: {fired:?}");
     }
 }

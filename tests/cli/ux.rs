@@ -155,7 +155,7 @@ async fn progress_is_a_line_per_step_transition_or_a_json_event_for_codebuild() 
     let apply = w.paymig(["apply", "--yes"]).run();
     apply.expect_code(0);
     // Not a terminal: plain lines, one per transition, no escape codes.
-    for step in ["kms", "network", "dynamodb", "audit", "iam", "lambda", "alb", "monitoring", "params"] {
+    for step in ["kms", "network", "endpoints", "dynamodb", "audit", "iam", "lambda", "alb", "monitoring", "params"] {
         assert!(apply.stderr.contains(&format!("paymig apply: [{step}] running")), "{step}:\n{}", apply.stderr);
         assert!(apply.stderr.contains(&format!("paymig apply: [{step}] done ")), "{step}:\n{}", apply.stderr);
     }

@@ -15,6 +15,7 @@
 //! | `AuroraStates` | a restored cluster and a new instance are `creating`; ModifyDBCluster answers `InvalidDBClusterStateFault` meanwhile |
 //! | `SsmThroughput` | PutParameter is throttled past the account's default throughput |
 //! | `CodeLocationExpiry` | GetFunction's `Code.Location` is a presigned URL that expires |
+//! | `EndpointStates` | a new interface VPC endpoint is `pending` for a while before `available` |
 //!
 //! Each behaviour can be switched on alone and counts how often it fired: a
 //! test asserts that it did, since a behaviour that never fired proves
@@ -44,9 +45,10 @@ pub enum Behaviour {
     AuroraStates,
     SsmThroughput,
     CodeLocationExpiry,
+    EndpointStates,
 }
 
-pub const ALL: [Behaviour; 10] = [
+pub const ALL: [Behaviour; 11] = [
     Behaviour::LambdaStates,
     Behaviour::IamPropagation,
     Behaviour::DynamoStates,
@@ -57,6 +59,7 @@ pub const ALL: [Behaviour; 10] = [
     Behaviour::AuroraStates,
     Behaviour::SsmThroughput,
     Behaviour::CodeLocationExpiry,
+    Behaviour::EndpointStates,
 ];
 
 /// How long each state lasts, in units (AWS's typical durations, scaled
@@ -105,6 +108,8 @@ struct State {
     instances: HashMap<String, Instant>,
     /// PutParameter token bucket: (tokens, last refill).
     put_tokens: Option<(f64, Instant)>,
+    /// Interface endpoint id -> pending until.
+    endpoints: HashMap<String, Instant>,
 }
 
 /// The behaviour layer of one proxy.
@@ -117,6 +122,9 @@ pub struct AwsBehaviour {
     /// How long a deleted VPC function's ENIs stay (default 12 units; AWS:
     /// 20–45 minutes, longer than any fixed retry budget).
     pub eni_linger: Duration,
+    /// How long a new interface endpoint stays `pending` (default 3 units;
+    /// AWS: a minute or two).
+    pub endpoint_pending: Duration,
     state: Mutex<State>,
     fired: Mutex<BTreeMap<Behaviour, u64>>,
     packages: Mutex<HashMap<String, Vec<u8>>>,
@@ -137,6 +145,7 @@ impl AwsBehaviour {
             unit,
             put_parameter_per_second: 40.0,
             eni_linger: unit * units::ENI_LINGER,
+            endpoint_pending: unit * 3,
             state: Mutex::new(State::default()),
             fired: Mutex::new(BTreeMap::new()),
             packages: Mutex::new(HashMap::new()),
@@ -524,6 +533,27 @@ impl AwsBehaviour {
                 }
             }
             "ec2" => match op {
+                "CreateVpcEndpoint" if ok && self.is_on(Behaviour::EndpointStates) => {
+                    let form = form(req.body());
+                    let interface = get(&form, "VpcEndpointType").is_some_and(|t| t.eq_ignore_ascii_case("interface"));
+                    match xml_value(&body, "vpcEndpointId").filter(|_| interface) {
+                        Some(id) => {
+                            st.endpoints.insert(id.clone(), now + self.endpoint_pending);
+                            self.fire(Behaviour::EndpointStates);
+                            pending_endpoints(&body, &[id])
+                        }
+                        None => body,
+                    }
+                }
+                "DescribeVpcEndpoints" if ok && self.is_on(Behaviour::EndpointStates) => {
+                    let busy: Vec<String> =
+                        st.endpoints.iter().filter(|(_, u)| now < **u).map(|(id, _)| id.clone()).collect();
+                    let text = pending_endpoints(&body, &busy);
+                    if text != body {
+                        self.fire(Behaviour::EndpointStates);
+                    }
+                    text
+                }
                 "CreateSubnet" if ok => {
                     let form = form(req.body());
                     if let (Some(az), Some(id)) = (get(&form, "AvailabilityZone"), xml_value(&body, "subnetId")) {
@@ -771,6 +801,21 @@ pub(crate) fn query_param(query: &str, key: &str) -> Option<String> {
 }
 
 /// The text of the first `<tag>` element.
+/// Each endpoint of `ids` shown `pending` (its own `<state>` follows its id
+/// in EC2's XML, before any nested set).
+fn pending_endpoints(body: &Bytes, ids: &[String]) -> Bytes {
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    for id in ids {
+        let Some(at) = text.find(&format!("<vpcEndpointId>{id}</vpcEndpointId>")) else { continue };
+        let next = text[at + 1..].find("<vpcEndpointId>").map_or(text.len(), |n| n + at + 1);
+        if let Some(s) = text[at..next].find("<state>available</state>") {
+            let s = at + s;
+            text.replace_range(s..s + "<state>available</state>".len(), "<state>pending</state>");
+        }
+    }
+    Bytes::from(text)
+}
+
 fn xml_value(body: &[u8], tag: &str) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     let open = format!("<{tag}>");

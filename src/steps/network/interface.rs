@@ -5,6 +5,10 @@
 //! endpoints security group (443 from the compute group only), with private
 //! DNS so the SDK's default service names resolve to it.
 //!
+//! A step of its own (`endpoints`, after `network`): AWS takes a minute or
+//! two to make an interface endpoint `available`, and nothing else waits for
+//! that — the database and the functions go on beside it.
+//!
 //! The services are `[network] interface_endpoints`, or, when that key is
 //! absent, those the execution roles grant (minus EC2 and CloudWatch Logs:
 //! the Lambda service calls those for the function, outside its VPC). Each
@@ -12,14 +16,137 @@
 //! roles are granted for that service.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
-use super::{client_token, converge_tags, tag_spec, STEP};
+use super::{client_token, converge_tags, filter, is_planned, ours, tag_spec};
 use crate::config::GATEWAY_SERVICES;
-use crate::engine::{Created, Ctx, Res, StepError};
+use crate::engine::journal::Record;
+use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
 use crate::steps::common::{statements, strings};
+
+const STEP: &str = "endpoints";
+
+/// Availability Zones each interface endpoint service is offered in.
+type Offered = BTreeMap<String, BTreeSet<String>>;
+
+/// The interface endpoints step. The offered services are read once per
+/// command and shared by preflight, the run and validate.
+#[derive(Default)]
+pub struct Endpoints {
+    offered: tokio::sync::OnceCell<Offered>,
+}
+
+impl Endpoints {
+    async fn offered(&self, ctx: &Ctx) -> Result<&Offered, StepError> {
+        self.offered.get_or_try_init(|| async { offered(ctx).await.map_err(|mut e| e.remove(0)) }).await
+    }
+}
+
+impl Step for Endpoints {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &["network"]
+    }
+
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
+        // Every unknown service is named, not only the first.
+        Box::pin(async move { offered(ctx).await.err().unwrap_or_default() })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(
+            async move {
+                if services(ctx).is_empty() {
+                    return Ok(Outcome::Skipped("no interface endpoints ([network] interface_endpoints = [])".into()));
+                }
+                let zones = self.offered(ctx).await?;
+                let (vpc, subnets, group) = {
+                    let o = ctx.outputs();
+                    (
+                        o.vpc_id.clone().unwrap_or_default(),
+                        o.subnets.clone(),
+                        o.sg_endpoints.clone().unwrap_or_default(),
+                    )
+                };
+                let existing = if is_planned(&vpc) { vec![] } else { endpoints_of(ctx, &vpc).await? };
+                let ids = converge(ctx, &vpc, &existing, &subnets, &group, zones).await?;
+                if !ctx.is_plan() {
+                    wait_available(ctx, &ids).await?;
+                }
+                Ok(Outcome::Done)
+            }
+            .instrument(tracing::info_span!("step", step = STEP)),
+        )
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        // The network step's undo knows every endpoint record.
+        Box::pin(
+            super::undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)),
+        )
+    }
+
+    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
+        Box::pin(async move {
+            let tagged: Vec<VpcEndpoint> = ctx
+                .aws
+                .target
+                .ec2
+                .describe_vpc_endpoints()
+                .set_filters(Some(ours(ctx).into()))
+                .filters(filter("vpc-endpoint-type", "Interface"))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(StepError::aws("tagged interface endpoints", "DescribeVpcEndpoints"))?;
+            let ids = tagged.iter().filter(|e| live(e)).filter_map(|e| e.vpc_endpoint_id().map(String::from)).collect();
+            super::delete_each(ctx, "vpc_endpoint", ids).await
+        })
+    }
+
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(async move { validate(ctx, self.offered(ctx).await?).await })
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "ec2:DescribeVpcEndpointServices",
+            "ec2:DescribeVpcEndpoints",
+            "ec2:DescribeVpcs",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+            "ec2:CreateVpcEndpoint",
+            "ec2:ModifyVpcEndpoint",
+            "ec2:DeleteVpcEndpoints",
+            "ec2:CreateTags",
+            "ec2:DeleteTags",
+        ]
+    }
+}
+
+async fn endpoints_of(ctx: &Ctx, vpc: &str) -> Result<Vec<VpcEndpoint>, StepError> {
+    ctx.aws
+        .target
+        .ec2
+        .describe_vpc_endpoints()
+        .filters(filter("vpc-id", vpc))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(vpc, "DescribeVpcEndpoints"))
+}
 
 /// Services a function's execution role grants that the Lambda service calls
 /// on the function's behalf from outside the VPC: no endpoint needed.
@@ -102,10 +229,10 @@ pub fn endpoint_policy(ctx: &Ctx, service: &str) -> Option<Value> {
     Some(json!({"Version": "2012-10-17", "Statement": statements}))
 }
 
-/// The Availability Zones each service is offered in, read once per command
+/// The Availability Zones each service is offered in
 /// (`DescribeVpcEndpointServices`). A service AWS does not offer as an
 /// interface endpoint in the region is an error naming it.
-pub async fn offered(ctx: &Ctx) -> Result<BTreeMap<String, BTreeSet<String>>, Vec<StepError>> {
+async fn offered(ctx: &Ctx) -> Result<Offered, Vec<StepError>> {
     let services = services(ctx);
     if services.is_empty() {
         return Ok(BTreeMap::new());
@@ -198,15 +325,17 @@ fn sorted(v: &[String]) -> Vec<String> {
 
 /// Creates each missing interface endpoint and brings an existing one to its
 /// subnets, group, private DNS and policy, journaling each previous value.
-pub async fn converge(
+/// Returns the endpoints' ids (none for a plan's new ones).
+async fn converge(
     ctx: &Ctx,
     vpc_id: &str,
     existing: &[VpcEndpoint],
     subnets: &[(String, String)],
     group: &str,
-    zones: &BTreeMap<String, BTreeSet<String>>,
-) -> Result<(), StepError> {
+    zones: &Offered,
+) -> Result<Vec<String>, StepError> {
     let ec2 = &ctx.aws.target.ec2;
+    let mut ids = Vec::new();
     for service in services(ctx) {
         let sn = service_name(ctx, &service);
         let name = ctx.cfg.names.own(&format!("{service}-endpoint"));
@@ -223,31 +352,34 @@ pub async fn converge(
             let token = client_token(ctx, &res.key);
             let spec_tags = tag_spec(ctx, ResourceType::VpcEndpoint, &name);
             let detail = format!("interface {sn} in {} subnets, private DNS", want_subnets.len());
-            ctx.create(&res, detail, json!({"vpc": vpc_id}), || async {
-                let out = ec2
-                    .create_vpc_endpoint()
-                    .vpc_id(vpc_id)
-                    .vpc_endpoint_type(VpcEndpointType::Interface)
-                    .service_name(&sn)
-                    .set_subnet_ids(Some(want_subnets.clone()))
-                    .security_group_ids(group)
-                    .private_dns_enabled(true)
-                    .set_policy_document(policy.as_ref().map(Value::to_string))
-                    .client_token(token)
-                    .tag_specifications(spec_tags)
-                    .send()
-                    .await
-                    .map_err(StepError::aws(&name, "CreateVpcEndpoint"))?;
-                let id = out
-                    .vpc_endpoint
-                    .and_then(|e| e.vpc_endpoint_id)
-                    .ok_or_else(|| StepError::Invalid("CreateVpcEndpoint returned no id".into()))?;
-                Ok(Created::id(id))
-            })
-            .await?;
+            let created = ctx
+                .create(&res, detail, json!({"vpc": vpc_id}), || async {
+                    let out = ec2
+                        .create_vpc_endpoint()
+                        .vpc_id(vpc_id)
+                        .vpc_endpoint_type(VpcEndpointType::Interface)
+                        .service_name(&sn)
+                        .set_subnet_ids(Some(want_subnets.clone()))
+                        .security_group_ids(group)
+                        .private_dns_enabled(true)
+                        .set_policy_document(policy.as_ref().map(Value::to_string))
+                        .client_token(token)
+                        .tag_specifications(spec_tags)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&name, "CreateVpcEndpoint"))?;
+                    let id = out
+                        .vpc_endpoint
+                        .and_then(|e| e.vpc_endpoint_id)
+                        .ok_or_else(|| StepError::Invalid("CreateVpcEndpoint returned no id".into()))?;
+                    Ok(Created::id(id))
+                })
+                .await?;
+            ids.extend(created);
             continue;
         };
         let id = e.vpc_endpoint_id().unwrap_or_default().to_owned();
+        ids.push(id.clone());
         ctx.unchanged(&res, &id, None)?;
         converge_tags(ctx, &res, &id, e.tags()).await?;
         let have_subnets = sorted(e.subnet_ids());
@@ -261,7 +393,7 @@ pub async fn converge(
         }
         let have_groups: Vec<String> =
             sorted(&e.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect::<Vec<_>>());
-        if have_groups != [group.to_owned()] && !super::is_planned(group) {
+        if have_groups != [group.to_owned()] && !is_planned(group) {
             let remove: Vec<String> = have_groups.iter().filter(|g| *g != group).cloned().collect();
             let add: Vec<String> = if have_groups.iter().any(|g| g == group) { vec![] } else { vec![group.to_owned()] };
             ctx.update(&res, &id, "security groups", json!({"security_groups": have_groups}), || async {
@@ -291,7 +423,109 @@ pub async fn converge(
             }
         }
     }
-    Ok(())
+    Ok(ids)
+}
+
+/// Waits until every endpoint is `available` (AWS: a minute or two after
+/// create; `pending` meanwhile), bounded by `[migration] max_wait_minutes`.
+/// `failed` or `rejected` is an error naming the endpoint.
+async fn wait_available(ctx: &Ctx, ids: &[String]) -> Result<(), StepError> {
+    let ids: Vec<String> = ids.iter().filter(|i| !is_planned(i)).cloned().collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let out = ctx
+            .aws
+            .target
+            .ec2
+            .describe_vpc_endpoints()
+            .set_vpc_endpoint_ids(Some(ids.clone()))
+            .send()
+            .await
+            .map_err(StepError::aws(ids.join(","), "DescribeVpcEndpoints"))?;
+        let mut waiting = Vec::new();
+        for e in out.vpc_endpoints() {
+            let id = e.vpc_endpoint_id().unwrap_or_default();
+            match e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref() {
+                Some("available") => {}
+                Some(s @ ("failed" | "rejected" | "deleted" | "deleting")) => {
+                    let reason = e.last_error().and_then(|l| l.message()).unwrap_or("no reason given");
+                    return Err(StepError::Invalid(format!(
+                        "interface endpoint {id} ({}) is {s}: {reason}\nhelp: run `paymig rollback` and check the service's availability in the region",
+                        e.service_name().unwrap_or("?")
+                    )));
+                }
+                _ => waiting.push(id.to_owned()),
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        crate::progress::counter(
+            STEP,
+            &format!("s waiting for {} interface endpoint(s) to become available", waiting.len()),
+            started.elapsed().as_secs(),
+            None,
+        );
+        if started.elapsed() >= ctx.max_wait() {
+            return Err(StepError::Timeout {
+                resource: waiting.join(", "),
+                what: "interface endpoint state available".into(),
+                waited: ctx.max_wait(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
+
+/// validate: the VPC, subnets and endpoints group found by the migration's
+/// tags and names.
+async fn validate(ctx: &Ctx, zones: &Offered) -> Result<crate::report::Findings, StepError> {
+    let mut f = crate::report::Findings::default();
+    if services(ctx).is_empty() {
+        return Ok(f);
+    }
+    let ec2 = &ctx.aws.target.ec2;
+    let vpcs = ec2
+        .describe_vpcs()
+        .set_filters(Some(ours(ctx).into()))
+        .send()
+        .await
+        .map_err(StepError::aws("prod VPC", "DescribeVpcs"))?;
+    let Some(vpc) = vpcs.vpcs().first().and_then(|v| v.vpc_id()).map(String::from) else {
+        // The network step reports the VPC missing.
+        return Ok(f);
+    };
+    let subnets: Vec<aws_sdk_ec2::types::Subnet> = ec2
+        .describe_subnets()
+        .set_filters(Some(ours(ctx).into()))
+        .filters(filter("vpc-id", &vpc))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(&vpc, "DescribeSubnets"))?;
+    // Sorted as the run sorts them (zone, then CIDR).
+    let mut by_zone: Vec<(&str, &str, &str)> =
+        subnets.iter().filter_map(|s| Some((s.availability_zone()?, s.cidr_block()?, s.subnet_id()?))).collect();
+    by_zone.sort();
+    let zoned: Vec<(String, String)> = by_zone.iter().map(|(z, _, id)| (z.to_string(), id.to_string())).collect();
+    let name = ctx.cfg.names.own("endpoints-sg");
+    let groups = ec2
+        .describe_security_groups()
+        .filters(filter("vpc-id", &vpc))
+        .filters(filter("group-name", &name))
+        .send()
+        .await
+        .map_err(StepError::aws(&name, "DescribeSecurityGroups"))?;
+    let group = groups.security_groups().first().and_then(|g| g.group_id()).unwrap_or_default().to_owned();
+    f.checks.extend(checks(ctx, &endpoints_of(ctx, &vpc).await?, &zoned, &group, zones));
+    Ok(f)
 }
 
 pub async fn set_subnets(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>) -> Result<(), StepError> {
@@ -336,12 +570,12 @@ pub async fn set_private_dns(ctx: &Ctx, id: &str, on: bool) -> Result<(), StepEr
 }
 
 /// The validate checks of the interface endpoints.
-pub fn checks(
+fn checks(
     ctx: &Ctx,
     eps: &[VpcEndpoint],
     subnets: &[(String, String)],
     group: &str,
-    zones: &BTreeMap<String, BTreeSet<String>>,
+    zones: &Offered,
 ) -> Vec<crate::report::Check> {
     use crate::report::Check;
     let mut out = Vec::new();

@@ -25,24 +25,16 @@ use crate::engine::{is_planned, planned_id, retry_eventual, retry_until, Created
 
 pub mod interface;
 
-/// Availability Zones each interface endpoint service is offered in.
-type Offered = BTreeMap<String, BTreeSet<String>>;
-
-/// The network step. The dev VPC and the interface endpoint services are
-/// read once per command and shared by preflight and the run.
+/// The network step. The dev VPC is read once per command and shared by
+/// preflight and the run.
 #[derive(Default)]
 pub struct Network {
     dev: tokio::sync::OnceCell<DevVpc>,
-    offered: tokio::sync::OnceCell<Offered>,
 }
 
 impl Network {
     async fn dev(&self, ctx: &Ctx) -> Result<&DevVpc, StepError> {
         self.dev.get_or_try_init(|| read_dev(ctx)).await
-    }
-
-    async fn offered(&self, ctx: &Ctx) -> Result<&Offered, StepError> {
-        self.offered.get_or_try_init(|| async { interface::offered(ctx).await.map_err(|mut e| e.remove(0)) }).await
     }
 }
 
@@ -63,15 +55,10 @@ impl Step for Network {
 
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
-            let mut errors = match self.dev(ctx).await {
+            match self.dev(ctx).await {
                 Ok(_) => vec![],
                 Err(e) => vec![e],
-            };
-            // Every unknown service is named, not only the first.
-            if let Err(e) = interface::offered(ctx).await {
-                errors.extend(e);
             }
-            errors
         })
     }
 
@@ -79,7 +66,7 @@ impl Step for Network {
         Box::pin(
             async move {
                 let dev = self.dev(ctx).await?;
-                converge(ctx, dev, self.offered(ctx).await?).await
+                converge(ctx, dev).await
             }
             .instrument(tracing::info_span!("step", step = STEP)),
         )
@@ -96,7 +83,7 @@ impl Step for Network {
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
         Box::pin(async move {
             let dev = self.dev(ctx).await?;
-            validate(ctx, dev, self.offered(ctx).await?).await
+            validate(ctx, dev).await
         })
     }
 
@@ -113,7 +100,6 @@ impl Step for Network {
             "ec2:DescribeRouteTables",
             "ec2:DescribeAvailabilityZones",
             "ec2:DescribeVpcEndpoints",
-            "ec2:DescribeVpcEndpointServices",
             "ec2:DescribeSecurityGroups",
             "ec2:DescribePrefixLists",
             "ec2:DescribeNatGateways",
@@ -484,7 +470,7 @@ async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(
     .await
 }
 
-async fn converge(ctx: &Ctx, dev: &DevVpc, offered: &Offered) -> Result<Outcome, StepError> {
+async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     for r in &dev.skipped_routes {
         ctx.notice(
             STEP,
@@ -542,20 +528,15 @@ async fn converge(ctx: &Ctx, dev: &DevVpc, offered: &Offered) -> Result<Outcome,
     // flight on the other.
     let (routing, groups) = futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs));
     let ((subnets, route_tables), groups) = (routing?, groups?);
-    let zoned: Vec<(String, String)> = subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect();
-    if let Some(group) = groups.get(3) {
-        // After the groups: each endpoint's interfaces are in the endpoints group.
-        interface::converge(ctx, &vpc_id, &endpoints, &zoned, group, offered).await?;
-    }
-
     let mut o = ctx.outputs();
     o.vpc_id = Some(vpc_id);
     o.vpc_cidrs = dev.cidrs.clone();
-    o.subnets = zoned;
+    o.subnets = subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect();
     o.route_tables = route_tables;
     o.sg_alb = Some(groups[0].clone());
     o.sg_compute = Some(groups[1].clone());
     o.sg_db = Some(groups[2].clone());
+    o.sg_endpoints = groups.get(3).cloned();
     Ok(Outcome::Done)
 }
 
@@ -1743,7 +1724,7 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     Ok(removed)
 }
 
-async fn validate(ctx: &Ctx, dev: &DevVpc, offered: &Offered) -> Result<crate::report::Findings, StepError> {
+async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, StepError> {
     use crate::report::{diff, Check, Findings, Resource};
     let ec2 = &ctx.aws.target.ec2;
     let names = &ctx.cfg.names;
@@ -1944,17 +1925,6 @@ async fn validate(ctx: &Ctx, dev: &DevVpc, offered: &Offered) -> Result<crate::r
         endpoints.as_deref(),
         &prefix_lists,
     );
-    if let Some(group) = &endpoints {
-        // Sorted as the run sorts them (zone, then CIDR).
-        let mut by_zone: Vec<(&str, &str, &str)> = subnets
-            .iter()
-            .filter(|s| s.tags().iter().any(|t| t.key() == Some(TAG_MIGRATION)))
-            .filter_map(|s| Some((s.availability_zone()?, s.cidr_block()?, s.subnet_id()?)))
-            .collect();
-        by_zone.sort();
-        let zoned: Vec<(String, String)> = by_zone.iter().map(|(z, _, id)| (z.to_string(), id.to_string())).collect();
-        f.checks.extend(interface::checks(ctx, &eps, &zoned, group, offered));
-    }
     for (i, g) in groups.iter().enumerate() {
         let name = names.own(g.kind());
         match sgs.iter().find(|s| s.group_name() == Some(name.as_str())) {
