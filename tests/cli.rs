@@ -204,10 +204,17 @@ async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes
         .unwrap();
     assert!(nats.nat_gateways().is_empty(), "prod has no NAT gateway");
     let eps = ec2.describe_vpc_endpoints().set_filters(Some(tag_filters())).send().await.unwrap();
-    let services: BTreeSet<&str> = eps.vpc_endpoints().iter().filter_map(|e| e.service_name()).collect();
-    assert_eq!(services, BTreeSet::from(["com.amazonaws.us-east-1.dynamodb", "com.amazonaws.us-east-1.s3"]));
-    for e in eps.vpc_endpoints() {
-        assert_eq!(e.vpc_endpoint_type().map(|t| t.as_str()), Some("Gateway"));
+    let of_type = |t: &str| -> BTreeSet<&str> {
+        eps.vpc_endpoints()
+            .iter()
+            .filter(|e| e.vpc_endpoint_type().map(|x| x.as_str()) == Some(t))
+            .filter_map(|e| e.service_name())
+            .collect()
+    };
+    assert_eq!(of_type("Gateway"), BTreeSet::from(["com.amazonaws.us-east-1.dynamodb", "com.amazonaws.us-east-1.s3"]));
+    // The services the execution role grants (tests/cli/network.rs checks them in full).
+    assert_eq!(of_type("Interface"), BTreeSet::from(["com.amazonaws.us-east-1.kms", "com.amazonaws.us-east-1.ssm"]));
+    for e in eps.vpc_endpoints().iter().filter(|e| e.vpc_endpoint_type().map(|t| t.as_str()) == Some("Gateway")) {
         assert_eq!(e.route_table_ids().iter().cloned().collect::<BTreeSet<_>>(), rt_ids);
         let policy: serde_json::Value = serde_json::from_str(e.policy_document().unwrap()).unwrap();
         for st in policy["Statement"].as_array().unwrap() {
