@@ -21,6 +21,8 @@ use crate::engine::journal::{Op, Record};
 use crate::engine::{is_planned, planned_id, Created, Ctx, Outcome, Res, Step, StepError};
 
 const STEP: &str = "database";
+/// Aurora Serverless v2 instances.
+const INSTANCE_CLASS: &str = "db.serverless";
 const ENGINE: &str = "aurora-postgresql";
 /// Most parameters ModifyDBClusterParameterGroup takes in one call.
 const PARAMETER_BATCH: usize = 20;
@@ -111,6 +113,9 @@ impl Step for Database {
         &[
             "rds:DescribeDBClusters",
             "rds:DescribeDBClusterSnapshots",
+            // The engine catalogue of the prod region, before the restore.
+            "rds:DescribeDBEngineVersions",
+            "rds:DescribeOrderableDBInstanceOptions",
             "rds:DescribeDBClusterParameterGroups",
             "rds:DescribeDBClusterParameters",
             "rds:DescribeDBSubnetGroups",
@@ -280,7 +285,76 @@ async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError> {
     if source_account != ctx.account {
         check_shared(ctx, &snapshot, &source_account).await?;
     }
+    check_engine(ctx, &snapshot, parameters.as_ref().map(|(family, _)| family.as_str())).await?;
     Ok(Some(DevCluster { cluster, snapshot, parameters, source_account }))
+}
+
+/// Before a restore, from the prod region's engine catalogue (reads only):
+/// the snapshot's engine version is offered there, runs `db.serverless`
+/// (Serverless v2) within `[database]`'s capacity range, and its
+/// parameter-group family is that of dev's cluster parameter group (which
+/// paymig copies). AWS would otherwise refuse the restore or the first
+/// instance — after the restore's 10 minutes or more.
+async fn check_engine(ctx: &Ctx, snapshot: &DbClusterSnapshot, dev_family: Option<&str>) -> Result<(), StepError> {
+    let rds = &ctx.aws.target.rds;
+    let region = &ctx.cfg.migration.region;
+    let id = snapshot.db_cluster_snapshot_identifier().unwrap_or("?");
+    let Some(version) = snapshot.engine_version() else { return Ok(()) };
+    let versions = rds
+        .describe_db_engine_versions()
+        .engine(ENGINE)
+        .engine_version(version)
+        .send()
+        .await
+        .map_err(StepError::aws(format!("{ENGINE} {version}"), "DescribeDBEngineVersions"))?;
+    let Some(v) = versions.db_engine_versions().first() else {
+        return Err(StepError::Invalid(format!(
+            "[source] db_snapshot: snapshot {id} is {ENGINE} {version}, which {region} does not offer\nhelp: upgrade the dev cluster to a version offered in {region} and take a new snapshot"
+        )));
+    };
+    let mut problems = Vec::new();
+    let family = v.db_parameter_group_family().unwrap_or_default();
+    if let Some(dev) = dev_family.filter(|f| *f != family) {
+        problems.push(format!(
+            "[source] db_cluster: dev's cluster parameter group is family {dev}, but snapshot {id} ({ENGINE} {version}) needs {family}: the restore would refuse the copied group\nhelp: take a new snapshot of the dev cluster (it runs {dev}), or set [source] db_snapshot to a snapshot of a {dev} version"
+        ));
+    }
+    let orderable: Vec<_> = rds
+        .describe_orderable_db_instance_options()
+        .engine(ENGINE)
+        .engine_version(version)
+        .db_instance_class(INSTANCE_CLASS)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(StepError::aws(format!("{ENGINE} {version}"), "DescribeOrderableDBInstanceOptions"))?;
+    if !orderable.iter().any(|o| o.db_instance_class() == Some(INSTANCE_CLASS)) {
+        problems.push(format!(
+            "[source] db_snapshot: snapshot {id} is {ENGINE} {version}, which does not run {INSTANCE_CLASS} (Aurora Serverless v2) in {region}\nhelp: upgrade the dev cluster to 13.6, 14.3, 15.2, 16.1 or later and take a new snapshot"
+        ));
+    } else if let Some(range) = v.serverless_v2_features_support() {
+        let db = &ctx.cfg.database;
+        let (min, max) = (range.min_capacity().unwrap_or(0.0), range.max_capacity().unwrap_or(f64::MAX));
+        if db.min_capacity < min {
+            problems.push(format!(
+                "[database] min_capacity = {}: {ENGINE} {version} (snapshot {id}) runs Serverless v2 from {min} ACU\nhelp: set min_capacity to {min} or more, or restore a snapshot of a version that scales to {}",
+                db.min_capacity, db.min_capacity
+            ));
+        }
+        if db.max_capacity > max {
+            problems.push(format!(
+                "[database] max_capacity = {}: {ENGINE} {version} (snapshot {id}) runs Serverless v2 up to {max} ACU\nhelp: set max_capacity to {max} or less",
+                db.max_capacity
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StepError::Invalid(problems.join("\n")))
+    }
 }
 
 /// What dev must have done for prod (another account) to restore its
@@ -812,7 +886,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
                             .db_instance_identifier(&id)
                             .db_cluster_identifier(cluster)
                             .engine(c.engine().unwrap_or(ENGINE))
-                            .db_instance_class("db.serverless")
+                            .db_instance_class(INSTANCE_CLASS)
                             .availability_zone(az)
                             .promotion_tier(tier)
                             .publicly_accessible(false)

@@ -435,3 +435,83 @@ async fn a_prod_table_that_predates_paymig_is_managed_but_never_deleted() {
         "destroy never deletes what paymig did not create"
     );
 }
+
+/// A dev cluster `id` on `version`, with the cluster parameter group `group`
+/// of `family` when given, and one snapshot `<id>-snap`.
+async fn dev_cluster(c: &Clients, id: &str, version: &str, group: Option<(&str, &str)>) {
+    if let Some((name, family)) = group {
+        c.rds
+            .create_db_cluster_parameter_group()
+            .db_cluster_parameter_group_name(name)
+            .db_parameter_group_family(family)
+            .description("dev")
+            .send()
+            .await
+            .unwrap();
+    }
+    c.rds
+        .create_db_cluster()
+        .db_cluster_identifier(id)
+        .engine("aurora-postgresql")
+        .engine_version(version)
+        .master_username("ledger")
+        .master_user_password("dev-only-password")
+        .set_db_cluster_parameter_group_name(group.map(|(n, _)| n.to_owned()))
+        .send()
+        .await
+        .unwrap();
+    c.rds
+        .create_db_cluster_snapshot()
+        .db_cluster_identifier(id)
+        .db_cluster_snapshot_identifier(format!("{id}-snap"))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Before a restore, the prod region's engine catalogue: the snapshot's
+/// version runs db.serverless (Serverless v2) within `[database]`'s range,
+/// and its parameter-group family is that of dev's group, which paymig
+/// copies. Each gap is refused in preflight (exit 2, no mutating call) naming
+/// the key and the fix — on AWS the restore would fail 10 minutes in.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_snapshots_engine_version_is_checked_against_the_catalogue_before_a_restore() {
+    let w = World::new().await;
+    dev_cluster(&w.prod, "ledger13-dev", "13.4", None).await;
+    dev_cluster(&w.prod, "ledger15-dev", "15.4", Some(("ledger15-dev-params", "aurora-postgresql16"))).await;
+    let reference = std::fs::read_to_string(&w.config).unwrap();
+    let variant = |name: &str, from: &str, to: &str| {
+        assert!(reference.contains(from), "{from}");
+        let path = w.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, reference.replace(from, to)).unwrap();
+        path
+    };
+    let cases = [
+        (
+            variant("no-serverless", "db_cluster = \"payments-dev\"", "db_cluster = \"ledger13-dev\""),
+            "which does not run db.serverless (Aurora Serverless v2)",
+            "ledger13-dev-snap",
+        ),
+        (
+            variant("family", "db_cluster = \"payments-dev\"", "db_cluster = \"ledger15-dev\""),
+            "dev's cluster parameter group is family aurora-postgresql16, but snapshot ledger15-dev-snap (aurora-postgresql 15.4) needs aurora-postgresql15",
+            "help: take a new snapshot",
+        ),
+        (
+            variant("min-capacity", "min_capacity = 0.5", "min_capacity = 0"),
+            "[database] min_capacity = 0: aurora-postgresql 15.4 (snapshot payments-dev-nightly) runs Serverless v2 from 0.5 ACU",
+            "help: set min_capacity to 0.5",
+        ),
+    ];
+    for (cfg, problem, fix) in &cases {
+        for args in [&["plan"][..], &["apply", "--yes"]] {
+            let run = crate::support::Paymig::new(&w.moto.endpoint, cfg).args(args).guard_dev(&w.moto.endpoint).run();
+            run.expect_code(2);
+            assert!(run.stderr.contains(problem) && run.stderr.contains(fix), "{}", run.stderr);
+            assert_eq!(run.mutating_calls(), 0, "{}", run.stderr);
+        }
+    }
+    assert!(crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await.is_empty(), "nothing created");
+    // The reference configuration passes the same checks.
+    w.paymig(["plan"]).run().expect_code(0);
+}
