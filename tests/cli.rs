@@ -45,7 +45,7 @@ fn tag_filters() -> Vec<Filter> {
     ]
 }
 
-/// Everything tagged for the migration, counted by kind.
+/// The network and KMS resources of the migration, counted by kind.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Inventory {
     vpcs: usize,
@@ -57,37 +57,20 @@ struct Inventory {
     alias: bool,
 }
 
-async fn inventory(c: &Clients) -> Inventory {
-    let ec2 = &c.ec2;
-    let f = tag_filters();
-    let vpcs = ec2.describe_vpcs().set_filters(Some(f.clone())).send().await.unwrap().vpcs().len();
-    let subnets = ec2.describe_subnets().set_filters(Some(f.clone())).send().await.unwrap().subnets().len();
-    let route_tables =
-        ec2.describe_route_tables().set_filters(Some(f.clone())).send().await.unwrap().route_tables().len();
-    let endpoints = ec2
-        .describe_vpc_endpoints()
-        .set_filters(Some(f.clone()))
-        .send()
-        .await
-        .unwrap()
-        .vpc_endpoints()
-        .iter()
-        .filter(|e| !e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted")))
-        .count();
-    let security_groups =
-        ec2.describe_security_groups().set_filters(Some(f)).send().await.unwrap().security_groups().len();
-    let mut live_keys = 0;
-    for k in c.kms.list_keys().send().await.unwrap().keys() {
-        let id = k.key_id().unwrap();
-        let tags = c.kms.list_resource_tags().key_id(id).send().await.unwrap();
-        let ours = tags.tags().iter().any(|t| t.tag_key() == "paymig:migration" && t.tag_value() == "payments");
-        let md = c.kms.describe_key().key_id(id).send().await.unwrap().key_metadata.unwrap();
-        if ours && md.key_state().is_some_and(|s| s.as_str() == "Enabled") {
-            live_keys += 1;
-        }
+/// The network and KMS tiers of the prod inventory (`support::inventory`,
+/// which pages every list), counted by kind.
+async fn inventory(w: &World) -> Inventory {
+    let inv = support::inventory::prod_inventory(&w.moto.endpoint, "prod").await;
+    let n = |kind: &str| inv.get(kind).map_or(0, Vec::len);
+    Inventory {
+        vpcs: n("vpc"),
+        subnets: n("subnet"),
+        route_tables: n("route_table"),
+        endpoints: n("vpc_endpoint"),
+        security_groups: n("security_group"),
+        live_keys: n("kms_key"),
+        alias: n("kms_alias") > 0,
     }
-    let alias = c.kms.describe_key().key_id("alias/payments-prod").send().await.is_ok();
-    Inventory { vpcs, subnets, route_tables, endpoints, security_groups, live_keys, alias }
 }
 
 /// The config without the database tier: moto keeps a deleted cluster's
@@ -133,12 +116,12 @@ async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes
         plan.stdout
     );
     assert_eq!(plan.mutating_calls(), 0, "plan mutates nothing");
-    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(inventory(&w).await, Inventory::default());
 
     let apply = w.paymig(["apply", "--yes"]).run();
     apply.expect_code(0);
     assert!(apply.mutating_calls() > 10);
-    assert_eq!(inventory(&w.prod).await, full());
+    assert_eq!(inventory(&w).await, full());
 
     // The VPC: dev's CIDR blocks (primary and secondary) and DNS attributes.
     let ec2 = &w.prod.ec2;
@@ -276,7 +259,7 @@ async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes
     let again = w.paymig(["apply", "--yes"]).run();
     again.expect_code(0);
     assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
-    assert_eq!(inventory(&w.prod).await, full());
+    assert_eq!(inventory(&w).await, full());
 
     let status = w.paymig(["status"]).run();
     status.expect_code(0);
@@ -285,7 +268,7 @@ async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes
     // Destroy leaves nothing tagged; the key waits 7 days for deletion.
     let destroy = w.paymig(["destroy", "--yes"]).run();
     destroy.expect_code(0);
-    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(inventory(&w).await, Inventory::default());
     let old = w.prod.kms.describe_key().key_id(key.key_id()).send().await.unwrap().key_metadata.unwrap();
     assert_eq!(old.key_state().map(|s| s.as_str()), Some("PendingDeletion"));
     // The dev VPC is untouched.
@@ -297,11 +280,11 @@ async fn apply_builds_the_network_and_kms_tiers_idempotently_and_destroy_removes
 
     // A re-apply after destroy works: a new key behind the same alias.
     w.paymig(["apply", "--yes"]).run().expect_code(0);
-    assert_eq!(inventory(&w.prod).await, full());
+    assert_eq!(inventory(&w).await, full());
     let new_key = w.prod.kms.describe_key().key_id("alias/payments-prod").send().await.unwrap().key_metadata.unwrap();
     assert_ne!(new_key.key_id(), key.key_id());
     w.paymig(["destroy", "--yes"]).run().expect_code(0);
-    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(inventory(&w).await, Inventory::default());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -326,20 +309,20 @@ async fn rollback_undoes_only_the_newest_run_and_restores_updated_settings() {
 
     let second = w.paymig(["apply", "--yes"]).run();
     second.expect_code(0);
-    assert_eq!(inventory(&w.prod).await, full());
+    assert_eq!(inventory(&w).await, full());
     assert!(w.prod.kms.get_key_rotation_status().key_id(key.key_id()).send().await.unwrap().key_rotation_enabled());
 
     // Rollback: the second run's endpoint goes, rotation returns to off, and
     // the first run's resources stay.
     let rb = w.paymig(["rollback", "--yes"]).run();
     rb.expect_code(0);
-    let inv = inventory(&w.prod).await;
+    let inv = inventory(&w).await;
     assert_eq!(inv, Inventory { endpoints: 3, ..full() });
     assert!(!w.prod.kms.get_key_rotation_status().key_id(key.key_id()).send().await.unwrap().key_rotation_enabled());
 
     // The next rollback takes the first run.
     w.paymig(["rollback", "--yes"]).run().expect_code(0);
-    let inv = inventory(&w.prod).await;
+    let inv = inventory(&w).await;
     assert_eq!((inv.vpcs, inv.subnets, inv.security_groups, inv.live_keys), (0, 0, 0, 0), "{inv:?}");
     let nothing = w.paymig(["rollback", "--yes"]).run();
     nothing.expect_code(0);
@@ -356,21 +339,21 @@ async fn runs_killed_at_journal_boundaries_converge_without_duplicates() {
         assert!(killed.killed, "run with kill after {n} writes was not killed: {:?}\n{}", killed.code, killed.stderr);
         let resumed = w.paymig(["apply", "--yes"]).run();
         resumed.expect_code(0);
-        assert_eq!(inventory(&w.prod).await, full(), "after a kill at write {n}");
+        assert_eq!(inventory(&w).await, full(), "after a kill at write {n}");
         // Converged: one more apply changes nothing.
         assert_eq!(w.paymig(["apply", "--yes"]).run().mutating_calls(), 0, "after a kill at write {n}");
         // A consistent journal: every intent has its outcome.
         campaigns::check_journal(&w.journal_path(), true).unwrap_or_else(|e| panic!("after a kill at {n}: {e}"));
         w.paymig(["destroy", "--yes"]).run().expect_code(0);
-        assert_eq!(inventory(&w.prod).await, Inventory::default(), "destroy after a kill at write {n}");
+        assert_eq!(inventory(&w).await, Inventory::default(), "destroy after a kill at write {n}");
     }
     // A destroy killed half way finishes on the next call.
     w.paymig(["apply", "--yes"]).run().expect_code(0);
     let killed = w.paymig(["destroy", "--yes"]).env("PAYMIG_TEST_KILL_AFTER_WRITES", "6").run();
     assert!(killed.killed);
-    assert_ne!(inventory(&w.prod).await, Inventory::default());
+    assert_ne!(inventory(&w).await, Inventory::default());
     w.paymig(["destroy", "--yes"]).run().expect_code(0);
-    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(inventory(&w).await, Inventory::default());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -386,7 +369,7 @@ async fn a_second_run_exits_4_naming_the_holder_and_a_dead_holder_is_taken_over(
     status.expect_code(0);
     let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(doc["lock"]["pid"], std::process::id());
-    assert_eq!(inventory(&w.prod).await, Inventory::default(), "the refused run changed nothing");
+    assert_eq!(inventory(&w).await, Inventory::default(), "the refused run changed nothing");
     drop(held);
 
     // Two applies started together: exactly one may hold the lock at a time.
@@ -395,7 +378,7 @@ async fn a_second_run_exits_4_naming_the_holder_and_a_dead_holder_is_taken_over(
     let (a, b) = (support::to_run(a.wait_with_output().unwrap()), support::to_run(b.wait_with_output().unwrap()));
     let codes = BTreeSet::from([a.code, b.code]);
     assert!(codes == BTreeSet::from([Some(0), Some(4)]) || codes == BTreeSet::from([Some(0)]), "{a:?} {b:?}");
-    assert_eq!(inventory(&w.prod).await, full());
+    assert_eq!(inventory(&w).await, full());
 
     // A lock note left by a killed run is taken over with a message.
     let note = serde_json::json!({"pid": 999_999, "host": paymig::engine::lock::hostname(), "started": "2026-01-01T00:00:00Z", "command": "apply"});
@@ -421,7 +404,7 @@ async fn a_torn_journal_line_is_set_aside_and_nothing_earlier_is_lost() {
     assert!(lines.len() >= before + 2, "earlier entries kept, the new run appended");
     assert!(std::fs::read_to_string(path.with_extension("jsonl.torn")).unwrap().contains("9999"));
     w.paymig(["destroy", "--yes"]).run().expect_code(0);
-    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(inventory(&w).await, Inventory::default());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -455,7 +438,7 @@ async fn source_and_target_in_different_accounts() {
     .await;
     w.paymig(["apply", "--yes"]).run().expect_code(0);
     // Prod landed in the target (default) account, nothing in the dev account.
-    assert_eq!(inventory(&w.prod).await, full());
+    assert_eq!(inventory(&w).await, full());
     let dev = Clients::new(&w.moto.endpoint, "us-east-1", Some(DEV)).await;
     assert_eq!(dev.ec2.describe_vpcs().set_filters(Some(tag_filters())).send().await.unwrap().vpcs().len(), 0);
     assert_eq!(dev.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await.unwrap().vpcs().len(), 1);
@@ -469,7 +452,7 @@ async fn source_and_target_in_different_accounts() {
     again.expect_code(0);
     assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
     w.paymig(["destroy", "--yes"]).run().expect_code(0);
-    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(inventory(&w).await, Inventory::default());
     assert_eq!(dev.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await.unwrap().vpcs().len(), 1);
 }
 
@@ -627,7 +610,7 @@ async fn a_missing_dev_vpc_fails_preflight_with_exit_2_and_changes_nothing() {
         run.expect_code(2);
         assert!(run.stderr.contains("[source] vpc_id"), "{}", run.stderr);
     }
-    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(inventory(&w).await, Inventory::default());
     assert!(w.journal_lines().iter().all(|l| l["type"] != "intent"));
 }
 
@@ -650,7 +633,7 @@ async fn missing_dev_resources_of_every_listed_kind_fail_preflight() {
         assert!(run.stderr.contains(what), "{what} not named:\n{}", run.stderr);
     }
     assert_eq!(run.mutating_calls(), 0);
-    assert_eq!(inventory(&w.prod).await, Inventory::default());
+    assert_eq!(inventory(&w).await, Inventory::default());
 }
 
 #[test]

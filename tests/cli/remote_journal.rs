@@ -127,7 +127,7 @@ async fn the_journal_and_its_lease_live_in_s3() {
         destroy.stderr
     );
     assert!(keys(&w, "builds/payments/lock.json").await.is_empty());
-    assert_eq!(crate::inventory(&w.prod).await, Default::default(), "destroy found everything in the S3 journal");
+    assert_eq!(crate::inventory(&w).await, Default::default(), "destroy found everything in the S3 journal");
 }
 
 fn spec(sdk: &aws_config::SdkConfig, lease_seconds: u64) -> RemoteSpec {
