@@ -528,7 +528,7 @@ async fn validate(ctx: &Ctx, zones: &Offered) -> Result<crate::report::Findings,
     Ok(f)
 }
 
-pub async fn set_subnets(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>) -> Result<(), StepError> {
+async fn set_subnets(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>) -> Result<(), StepError> {
     ctx.aws
         .target
         .ec2
@@ -542,7 +542,7 @@ pub async fn set_subnets(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<Stri
     Ok(())
 }
 
-pub async fn set_groups(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>) -> Result<(), StepError> {
+async fn set_groups(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>) -> Result<(), StepError> {
     ctx.aws
         .target
         .ec2

@@ -1536,29 +1536,11 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         set_rules_for_undo(ctx, id, egress, &now, &before).await?;
                     }
                 }
-            } else if let Some(rts) = prev.get("route_tables").and_then(Value::as_array) {
-                let before: BTreeSet<String> = rts.iter().filter_map(Value::as_str).map(String::from).collect();
-                let out = StepError::found(
-                    ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await,
-                    id,
-                    "DescribeVpcEndpoints",
-                )?;
-                if let Some(out) = out {
-                    if let Some(e) = out.vpc_endpoints().first() {
-                        let now: BTreeSet<String> = e.route_table_ids().iter().cloned().collect();
-                        let add: Vec<String> = before.difference(&now).cloned().collect();
-                        let remove: Vec<String> = now.difference(&before).cloned().collect();
-                        ec2.modify_vpc_endpoint()
-                            .vpc_endpoint_id(id)
-                            .set_add_route_table_ids(Some(add))
-                            .set_remove_route_table_ids(Some(remove))
-                            .send()
-                            .await
-                            .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
-                    }
-                }
-            } else if let Some(before) = prev.get("subnets").and_then(Value::as_array) {
-                // An interface endpoint's subnets.
+            } else if let Some((member, before)) = ["route_tables", "subnets", "security_groups"]
+                .into_iter()
+                .find_map(|m| prev.get(m).and_then(Value::as_array).map(|b| (m, b)))
+            {
+                // An endpoint's route tables (gateway), subnets or groups (interface).
                 let before: BTreeSet<String> = before.iter().filter_map(Value::as_str).map(String::from).collect();
                 let out = StepError::found(
                     ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await,
@@ -1566,24 +1548,20 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     "DescribeVpcEndpoints",
                 )?;
                 if let Some(e) = out.as_ref().and_then(|o| o.vpc_endpoints().first()) {
-                    let now: BTreeSet<String> = e.subnet_ids().iter().cloned().collect();
-                    let add = before.difference(&now).cloned().collect();
-                    let remove = now.difference(&before).cloned().collect();
-                    gone_is_done(interface::set_subnets(ctx, id, add, remove).await)?;
-                }
-            } else if let Some(before) = prev.get("security_groups").and_then(Value::as_array) {
-                let before: BTreeSet<String> = before.iter().filter_map(Value::as_str).map(String::from).collect();
-                let out = StepError::found(
-                    ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await,
-                    id,
-                    "DescribeVpcEndpoints",
-                )?;
-                if let Some(e) = out.as_ref().and_then(|o| o.vpc_endpoints().first()) {
-                    let now: BTreeSet<String> =
-                        e.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect();
-                    let add = before.difference(&now).cloned().collect();
-                    let remove = now.difference(&before).cloned().collect();
-                    gone_is_done(interface::set_groups(ctx, id, add, remove).await)?;
+                    let now: BTreeSet<String> = match member {
+                        "route_tables" => e.route_table_ids().iter().cloned().collect(),
+                        "subnets" => e.subnet_ids().iter().cloned().collect(),
+                        _ => e.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect(),
+                    };
+                    let add: Vec<String> = before.difference(&now).cloned().collect();
+                    let remove: Vec<String> = now.difference(&before).cloned().collect();
+                    let b = ec2.modify_vpc_endpoint().vpc_endpoint_id(id);
+                    let b = match member {
+                        "route_tables" => b.set_add_route_table_ids(Some(add)).set_remove_route_table_ids(Some(remove)),
+                        "subnets" => b.set_add_subnet_ids(Some(add)).set_remove_subnet_ids(Some(remove)),
+                        _ => b.set_add_security_group_ids(Some(add)).set_remove_security_group_ids(Some(remove)),
+                    };
+                    gone_is_done(b.send().await.map_err(StepError::aws(id, "ModifyVpcEndpoint")))?;
                 }
             } else if let Some(on) = prev.get("private_dns").and_then(Value::as_bool) {
                 gone_is_done(interface::set_private_dns(ctx, id, on).await)?;
