@@ -32,9 +32,23 @@ pub struct Moto {
     router: Option<super::proxy::Proxy>,
 }
 
+/// moto exactly as released, without the engine catalogue
+/// (`scripts/moto_catalogue.py`): what another team's emulator would be.
+fn plain_moto_server() -> PathBuf {
+    let _ = moto_server(); // installed
+    let venv = std::env::var_os("PAYMIG_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/paymig/venv"));
+    venv.join("bin/moto_server")
+}
+
 /// Starts one moto_server process; returns it with its endpoint.
 fn spawn_server() -> (Child, String) {
-    let mut child = Command::new(moto_server())
+    spawn(moto_server())
+}
+
+fn spawn(server: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(server)
         .args(["-H", "127.0.0.1", "-p", "0"])
         .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")
         .stdout(Stdio::null())
@@ -70,6 +84,12 @@ fn spawn_server() -> (Child, String) {
 impl Moto {
     pub fn start() -> Moto {
         let (child, endpoint) = spawn_server();
+        Moto { child, direct: endpoint.clone(), endpoint, routes: Vec::new(), shards: Vec::new(), router: None }
+    }
+
+    /// moto as released, without the engine catalogue paymig's tests add.
+    pub fn start_plain() -> Moto {
+        let (child, endpoint) = spawn(&plain_moto_server());
         Moto { child, direct: endpoint.clone(), endpoint, routes: Vec::new(), shards: Vec::new(), router: None }
     }
 
