@@ -70,9 +70,10 @@ pub async fn in_lane<F: std::future::Future>(lane: String, fut: F) -> F::Output 
     LANE.scope(lane, fut).await
 }
 
-/// Where `PAYMIG_CALL_LOG` asks for one JSON line per API call (lane,
-/// service, operation, start and end in ms since the process started): the
-/// benchmark computes the critical path from it.
+/// Where `PAYMIG_CALL_LOG` asks for one JSON line per API call (lane, side,
+/// service, operation, whether it mutates, start and end in ms since the
+/// process started): the benchmark computes the critical path from it, the
+/// tests count calls with it.
 struct CallLog {
     file: Mutex<std::fs::File>,
     epoch: std::time::Instant,
@@ -214,6 +215,7 @@ impl Intercept for CallCounter {
         if let (Some(log), Some(start), Some(md)) = (call_log(), cfg.load::<CallStart>(), cfg.load::<Metadata>()) {
             let line = serde_json::json!({
                 "lane": start.1, "side": self.side, "service": md.service(), "operation": md.name(),
+                "mutating": !is_read_operation(md.name()),
                 "start_ms": start.0.as_secs_f64() * 1000.0, "end_ms": log.epoch.elapsed().as_secs_f64() * 1000.0,
             });
             if let Ok(mut f) = log.file.lock() {

@@ -116,7 +116,10 @@ async fn unlock_removes_a_dead_runs_lock_and_never_a_live_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Started while the holder surely holds the lock: it must wait for it.
-    let waiter = w.paymig(["apply", "--yes", "--lock-timeout", "5m"]).spawn();
+    // (No dev fingerprint before it: it must start at once.)
+    let waiter =
+        crate::support::Paymig::new(&w.moto.endpoint, &w.config).args(["apply", "--yes", "--lock-timeout", "5m"]);
+    let waiter = tokio::task::spawn_blocking(move || waiter.run());
     let refused = w.paymig(["unlock", "--yes"]).run();
     refused.expect_code(4);
     assert!(refused.stderr.contains("alive"), "{}", refused.stderr);
@@ -127,8 +130,7 @@ async fn unlock_removes_a_dead_runs_lock_and_never_a_live_one() {
     assert!(short.stderr.contains("waiting up to 1s"), "{}", short.stderr);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(status.code(), Some(0));
-    let waited =
-        crate::support::to_run(tokio::task::spawn_blocking(move || waiter.wait_with_output().unwrap()).await.unwrap());
+    let waited = waiter.await.unwrap();
     waited.expect_code(0);
     assert!(waited.stderr.contains("waiting up to 300s"), "{}", waited.stderr);
     assert_eq!(waited.mutating_calls(), 0, "it ran after the holder finished: {}", waited.stderr);

@@ -64,6 +64,8 @@ pub async fn group_id(c: &fixture::Clients, name: &str) -> String {
 /// A paymig invocation.
 pub struct Paymig {
     cmd: Command,
+    /// Where paymig logs each API call (`PAYMIG_CALL_LOG`), read by [`Run`].
+    call_log: PathBuf,
     /// Fingerprint dev on this endpoint before and after the run, and fail
     /// if anything changed.
     dev_guard: Option<String>,
@@ -76,28 +78,24 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     pub killed: bool,
+    /// One JSON object per API call (`PAYMIG_CALL_LOG`); `None` for a run
+    /// started with `spawn` (read its output with [`to_run`]).
+    pub call_log: Option<Vec<serde_json::Value>>,
 }
 
 impl Run {
-    /// The `N mutating` figure of the API-call accounting line on stderr.
+    /// How many mutating API calls paymig made (attempted ones included:
+    /// a call the read-only guard refused is still logged).
     pub fn mutating_calls(&self) -> u64 {
         self.calls().1
     }
 
-    /// `(read, mutating)` from the accounting line.
+    /// `(read, mutating)` calls, from paymig's own call log — not from the
+    /// human accounting line.
     pub fn calls(&self) -> (u64, u64) {
-        let line = self
-            .stderr
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("API calls:"))
-            .unwrap_or_else(|| panic!("no API-call line in:\n{}", self.stderr));
-        let nums: Vec<u64> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        (nums[0], nums[1])
+        let log = self.call_log.as_ref().expect("a spawned run has no call log: use Paymig::run");
+        let mutating = log.iter().filter(|c| c["mutating"] == true).count() as u64;
+        (log.len() as u64 - mutating, mutating)
     }
 
     /// `service -> operation -> calls` from the JSON `api calls` event
@@ -149,6 +147,11 @@ impl Paymig {
         if !empty.exists() {
             let _ = std::fs::write(&empty, "");
         }
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let call_log = std::env::temp_dir().join(format!("paymig-test-calls-{}-{n}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&call_log);
+        cmd.env("PAYMIG_CALL_LOG", &call_log);
         cmd.env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -157,7 +160,7 @@ impl Paymig {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_SDK_UA_APP_ID", "paymig-tests")
             .stdin(Stdio::null());
-        Paymig { cmd, dev_guard: None }
+        Paymig { cmd, call_log, dev_guard: None }
     }
 
     /// Asserts that the run leaves every dev resource on `endpoint` exactly
@@ -174,6 +177,9 @@ impl Paymig {
     }
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
+        if k == "PAYMIG_CALL_LOG" {
+            self.call_log = PathBuf::from(v);
+        }
         self.cmd.env(k, v);
         self
     }
@@ -214,7 +220,9 @@ impl Paymig {
         };
         let before = self.dev_guard.as_deref().map(fingerprint);
         let out: Output = self.cmd.output().expect("run paymig");
-        let run = to_run(out);
+        let mut run = to_run(out);
+        let log = std::fs::read_to_string(&self.call_log).unwrap_or_default();
+        run.call_log = Some(log.lines().map(|l| serde_json::from_str(l).expect("a call log line is JSON")).collect());
         if let (Some(before), Some(endpoint)) = (before, self.dev_guard.as_deref()) {
             let after = fingerprint(endpoint);
             if before != after {
@@ -240,6 +248,7 @@ pub fn to_run(out: Output) -> Run {
         killed: out.status.signal() == Some(9),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        call_log: None,
     }
 }
 
