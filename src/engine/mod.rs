@@ -716,6 +716,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     async fn plan_ctx() -> Ctx {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap();
@@ -744,5 +745,110 @@ mod tests {
         ctx.update(&table, "t", "pitr", Value::Null, || async { Ok(()) }).await.unwrap();
         let again = ctx.update(&table, "t", "ttl", Value::Null, || async { Ok(()) }).await.unwrap_err();
         assert!(matches!(&again, StepError::Conflict(k) if k == "dynamodb/table/t#ttl"), "{again}");
+    }
+
+    // The crash-safety state machine: what each observation does with what a
+    // run killed between a call and its `done` left in the journal.
+
+    /// An apply context over a fresh journal in `dir`, with a run begun.
+    async fn apply_ctx(dir: &std::path::Path) -> Ctx {
+        let plan = plan_ctx().await;
+        let (journal, _) = Journal::open(dir, "payments").unwrap();
+        journal.begin_run("apply").unwrap();
+        Ctx::new(plan.cfg, plan.aws, Mode::Apply, Some(Arc::new(journal)), plan.account)
+    }
+
+    /// An intent left without outcome, as a killed run leaves it.
+    fn open_intent(ctx: &Ctx, res: &Res, op: Op) -> u64 {
+        let data = if op == Op::Update { json!({"id": "t-1"}) } else { Value::Null };
+        ctx.journal()
+            .unwrap()
+            .intent(Intent {
+                step: res.step.into(),
+                op,
+                kind: res.kind.into(),
+                key: res.key.clone(),
+                name: res.name.clone(),
+                prev: Value::Null,
+                data,
+            })
+            .unwrap()
+    }
+
+    fn record(ctx: &Ctx, seq: u64) -> journal::Record {
+        ctx.journal().unwrap().records().into_iter().find(|r| r.seq == seq).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_resource_found_by_its_tags_completes_the_intent_a_killed_run_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = apply_ctx(dir.path()).await;
+        let res = Res::new("dynamodb", "dynamodb_table", "table/t", "t");
+        let seq = open_intent(&ctx, &res, Op::Create);
+        ctx.unchanged(&res, "t-1", Some("arn:t")).unwrap();
+        let r = record(&ctx, seq);
+        assert_eq!((r.id.as_deref(), r.arn.as_deref(), r.undone), (Some("t-1"), Some("arn:t"), false));
+        assert_eq!(ctx.journal().unwrap().records().len(), 1, "completed, not adopted a second time");
+    }
+
+    #[tokio::test]
+    async fn a_resource_the_journal_never_saw_is_adopted_only_when_it_is_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = apply_ctx(dir.path()).await;
+        let ours = Res::new("dynamodb", "dynamodb_table", "table/a", "a");
+        ctx.unchanged(&ours, "a-1", None).unwrap();
+        let adopted = ctx.journal().unwrap().latest(&ours.key).unwrap();
+        assert_eq!((adopted.intent.op, adopted.id.as_deref()), (Op::Adopt, Some("a-1")));
+        // Found by name alone, without the migration's tags: managed, never
+        // adopted (destroy must not delete it).
+        let theirs = Res::new("dynamodb", "dynamodb_table", "table/b", "b");
+        ctx.existing(&theirs, "b-1", None, false).unwrap();
+        assert!(ctx.journal().unwrap().latest(&theirs.key).is_none());
+        // …but an intent a killed run left on it is completed.
+        let other = Res::new("dynamodb", "dynamodb_table", "table/c", "c");
+        let seq = open_intent(&ctx, &other, Op::Create);
+        ctx.existing(&other, "c-1", None, false).unwrap();
+        assert_eq!(record(&ctx, seq).id.as_deref(), Some("c-1"));
+    }
+
+    #[tokio::test]
+    async fn a_create_still_to_make_supersedes_the_intent_that_never_took_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = apply_ctx(dir.path()).await;
+        let res = Res::new("dynamodb", "dynamodb_table", "table/t", "t");
+        let seq = open_intent(&ctx, &res, Op::Create);
+        let id = ctx.create(&res, "again", Value::Null, || async { Ok(Created::id("t-2")) }).await.unwrap();
+        assert_eq!(id.as_deref(), Some("t-2"));
+        assert!(record(&ctx, seq).undone, "the old intent is closed");
+        let latest = ctx.journal().unwrap().latest(&res.key).unwrap();
+        assert!(latest.seq > seq && latest.id.as_deref() == Some("t-2") && !latest.undone);
+    }
+
+    #[tokio::test]
+    async fn settle_resolves_what_the_step_neither_found_nor_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = apply_ctx(dir.path()).await;
+        let created = Res::new("dynamodb", "dynamodb_table", "table/gone", "gone");
+        let updated = Res::new("dynamodb", "dynamodb_table", "table/t", "t");
+        let elsewhere = Res::new("kms", "kms_key", "key", "k");
+        let (c, u, e) = (
+            open_intent(&ctx, &created, Op::Create),
+            open_intent(&ctx, &updated, Op::Update),
+            open_intent(&ctx, &elsewhere, Op::Create),
+        );
+        ctx.settle("dynamodb").unwrap();
+        assert!(record(&ctx, c).undone, "a create that never happened is undone");
+        let u = record(&ctx, u);
+        assert_eq!((u.id.as_deref(), u.undone), (Some("t-1"), false), "an update that took effect is done");
+        let e = record(&ctx, e);
+        assert!(e.id.is_none() && !e.undone, "another step's intent is left to that step");
+        // Nothing of the step is left open: the journal is consistent.
+        assert!(ctx
+            .journal()
+            .unwrap()
+            .records()
+            .iter()
+            .filter(|r| r.intent.step == "dynamodb")
+            .all(|r| r.undone || r.id.is_some()));
     }
 }
