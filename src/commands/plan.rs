@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::engine::dag::Status;
-use crate::engine::{Action, Mode};
+use crate::engine::{Action, Mode, Step};
 use crate::error::{Error, Result};
 
 pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> Result<()> {
@@ -55,7 +55,10 @@ pub async fn compute(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag) ->
     // changes were recorded in varies run to run: list them by kind (in
     // dependency order) and name; a resource's own changes keep their order.
     let mut changes = ctx.changes();
-    changes.sort_by(|a, b| (kind_rank(&a.kind), &a.kind, &a.name).cmp(&(kind_rank(&b.kind), &b.kind, &b.name)));
+    let steps = crate::steps::all();
+    changes.sort_by(|a, b| {
+        (rank(&steps, &a.step, &a.kind), &a.kind, &a.name).cmp(&(rank(&steps, &b.step, &b.kind), &b.kind, &b.name))
+    });
     let notices = ctx.notices();
     let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
     for c in &changes {
@@ -148,39 +151,13 @@ pub fn print_text(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan:
     println!("\nPlan: {} to create, {} to update, {} unchanged.", total[0], total[1], total[2]);
 }
 
-/// Resource kinds in the order a reader expects them: what others depend on
-/// first.
-const KIND_ORDER: &[&str] = &[
-    "kms_key",
-    "kms_alias",
-    "vpc",
-    "subnet",
-    "route_table",
-    "vpc_endpoint",
-    "security_group",
-    "db_subnet_group",
-    "db_cluster_parameter_group",
-    "db_cluster",
-    "db_instance",
-    "dynamodb_table",
-    "iam_role",
-    "s3_bucket",
-    "s3_replica_bucket",
-    "lambda_function",
-    "lambda_alias",
-    "load_balancer",
-    "target_group",
-    "listener",
-    "lambda_permission",
-    "sns_topic",
-    "alarm",
-    "dashboard",
-    "ssm_parameter",
-];
-
-/// A kind's place in [`KIND_ORDER`]; unknown kinds after every known one.
-fn kind_rank(kind: &str) -> usize {
-    KIND_ORDER.iter().position(|k| *k == kind).unwrap_or(KIND_ORDER.len())
+/// Where a change sorts: its step's place in the migration's order, then its
+/// kind's place in what the step declares ([`Step::kinds`]); a kind the step
+/// does not declare after its others.
+fn rank(steps: &[std::sync::Arc<dyn Step>], step: &str, kind: &str) -> (usize, usize) {
+    let i = steps.iter().position(|s| s.id() == step).unwrap_or(steps.len());
+    let k = steps.get(i).and_then(|s| s.kinds().iter().position(|x| *x == kind)).unwrap_or(usize::MAX);
+    (i, k)
 }
 
 #[cfg(test)]
@@ -188,28 +165,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_a_step_records_has_a_place_in_the_plan_order() {
+    fn every_kind_a_step_records_is_one_it_declares() {
         let sources = [
-            include_str!("../steps/alb.rs"),
-            include_str!("../steps/audit.rs"),
-            include_str!("../steps/database.rs"),
-            include_str!("../steps/dynamodb.rs"),
-            include_str!("../steps/iam.rs"),
-            include_str!("../steps/kms.rs"),
-            include_str!("../steps/lambda.rs"),
-            include_str!("../steps/monitoring.rs"),
-            include_str!("../steps/network/mod.rs"),
-            include_str!("../steps/network/interface.rs"),
-            include_str!("../steps/params.rs"),
+            ("alb", include_str!("../steps/alb.rs")),
+            ("audit", include_str!("../steps/audit.rs")),
+            ("database", include_str!("../steps/database.rs")),
+            ("dynamodb", include_str!("../steps/dynamodb.rs")),
+            ("iam", include_str!("../steps/iam.rs")),
+            ("kms", include_str!("../steps/kms.rs")),
+            ("lambda", include_str!("../steps/lambda.rs")),
+            ("monitoring", include_str!("../steps/monitoring.rs")),
+            ("network", include_str!("../steps/network/mod.rs")),
+            ("endpoints", include_str!("../steps/network/interface.rs")),
+            ("params", include_str!("../steps/params.rs")),
         ];
+        let steps = crate::steps::all();
+        assert_eq!(sources.len(), steps.len(), "every step's source is read here");
         let re = regex::Regex::new(r#"Res::new\(\s*STEP,\s*"([a-z_0-9]+)""#).unwrap();
-        let kinds: Vec<&str> =
-            sources.iter().flat_map(|s| re.captures_iter(s).map(|c| c.get(1).unwrap().as_str())).collect();
-        assert!(kinds.len() > 20, "the pattern still finds the kinds: {kinds:?}");
-        for k in kinds {
-            assert!(kind_rank(k) < KIND_ORDER.len(), "{k} is missing from KIND_ORDER");
+        let mut found = 0;
+        for (id, source) in sources {
+            let step = steps.iter().find(|s| s.id() == id).unwrap_or_else(|| panic!("no step {id}"));
+            assert!(!step.kinds().is_empty(), "{id} declares no kind");
+            for kind in re.captures_iter(source).map(|c| c.get(1).unwrap().as_str()) {
+                assert!(step.kinds().contains(&kind), "{id} records {kind} but does not declare it");
+                found += 1;
+            }
         }
-        assert!(kind_rank("vpc") < kind_rank("subnet") && kind_rank("subnet") < kind_rank("route_table"));
-        assert_eq!(kind_rank("something_new"), KIND_ORDER.len());
+        assert!(found > 20, "the pattern still finds the kinds ({found})");
+        let network = rank(&steps, "network", "vpc");
+        assert!(
+            network < rank(&steps, "network", "subnet")
+                && rank(&steps, "network", "subnet") < rank(&steps, "network", "route_table")
+        );
+        assert!(rank(&steps, "kms", "kms_key") < network, "steps in the migration's order");
+        assert_eq!(rank(&steps, "network", "something_new").1, usize::MAX);
     }
 }

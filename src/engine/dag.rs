@@ -205,6 +205,9 @@ mod tests {
         fn deps(&self) -> &'static [&'static str] {
             self.deps
         }
+        fn kinds(&self) -> &'static [&'static str] {
+            &[]
+        }
         fn run<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
             unreachable!("driven through execute's closure")
         }

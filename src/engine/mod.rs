@@ -598,6 +598,10 @@ pub trait Step: Send + Sync {
     fn id(&self) -> &'static str;
     /// Steps that must finish first.
     fn deps(&self) -> &'static [&'static str];
+
+    /// The resource kinds it records, in the order a reader expects them
+    /// (what others depend on first): `plan` lists a step's resources so.
+    fn kinds(&self) -> &'static [&'static str];
     /// Reads that must succeed before anything changes (dev resources exist,
     /// names are free, …): `Invalid` for what the user must fix, `Aws` for a
     /// read that failed (a runtime failure, exit 1).

@@ -36,6 +36,10 @@ impl Step for Alb {
         &["network", "lambda"]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["load_balancer", "target_group", "listener", "lambda_permission"]
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
     }

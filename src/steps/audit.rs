@@ -44,6 +44,10 @@ impl Step for Audit {
         &[]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["iam_role", "s3_bucket", "s3_replica_bucket"]
+    }
+
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(preflight(ctx))
     }

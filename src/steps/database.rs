@@ -58,6 +58,10 @@ impl Step for Database {
         &["kms", "network"]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["db_subnet_group", "db_cluster_parameter_group", "db_cluster", "db_instance"]
+    }
+
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             match self.dev(ctx).await {

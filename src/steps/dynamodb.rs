@@ -37,6 +37,10 @@ impl Step for DynamoDb {
         &["kms"]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["dynamodb_table"]
+    }
+
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             let mut problems = Vec::new();

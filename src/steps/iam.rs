@@ -26,6 +26,10 @@ impl Step for Iam {
         &["kms", "dynamodb", "audit"]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["iam_role"]
+    }
+
     /// An execution policy over IAM's inline limit would fail mid-apply:
     /// refused before anything changes.
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {

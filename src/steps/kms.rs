@@ -30,6 +30,10 @@ impl Step for Kms {
         &[]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["kms_key", "kms_alias"]
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
     }

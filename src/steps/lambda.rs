@@ -61,6 +61,10 @@ impl Step for Lambda {
         &["iam", "network", "database"]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["lambda_function", "lambda_alias"]
+    }
+
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             let dev = match self.dev(ctx).await {

@@ -35,6 +35,10 @@ impl Step for Monitoring {
         &["kms", "database", "lambda", "dynamodb", "audit"]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["sns_topic", "alarm", "dashboard"]
+    }
+
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             let mut problems = Vec::new();

@@ -76,6 +76,10 @@ impl Step for Params {
         &[]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["ssm_parameter"]
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
         Box::pin(self.converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
     }

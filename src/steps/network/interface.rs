@@ -56,6 +56,10 @@ impl Step for Endpoints {
         &["network"]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["vpc_endpoint"]
+    }
+
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         // Every unknown service is named, not only the first.
         Box::pin(async move { offered(ctx).await.err().unwrap_or_default() })

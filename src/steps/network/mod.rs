@@ -53,6 +53,10 @@ impl Step for Network {
         &[]
     }
 
+    fn kinds(&self) -> &'static [&'static str] {
+        &["vpc", "subnet", "route_table", "vpc_endpoint", "security_group"]
+    }
+
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
         Box::pin(async move {
             match self.dev(ctx).await {
