@@ -455,7 +455,7 @@ async fn wait_available(ctx: &Ctx, ids: &[String]) -> Result<(), StepError> {
             let id = e.vpc_endpoint_id().unwrap_or_default();
             match e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref() {
                 Some("available") => {}
-                Some(s @ ("failed" | "rejected" | "deleted" | "deleting")) => {
+                Some(s @ ("failed" | "rejected" | "expired" | "deleted" | "deleting")) => {
                     let reason = e.last_error().and_then(|l| l.message()).unwrap_or("no reason given");
                     return Err(StepError::Invalid(format!(
                         "interface endpoint {id} ({}) is {s}: {reason}\nhelp: run `paymig rollback` and check the service's availability in the region",
