@@ -4,8 +4,8 @@
 //! Both are idempotent: an interrupted one finishes on the next call.
 
 use crate::config::Config;
-use crate::engine::journal::{Journal, Record, Run};
-use crate::engine::undo::{base_key, describe, replay, without_settings_of_deleted, Tally};
+use crate::engine::journal::{Journal, Record};
+use crate::engine::undo::{describe, replay, rollback_target, without_settings_of_deleted, Tally};
 use crate::engine::{Ctx, Mode};
 use crate::error::{Error, Result};
 
@@ -15,7 +15,7 @@ pub async fn rollback(cfg: Config, yes: bool, dry_run: bool, named: Option<Strin
             println!("paymig rollback --dry-run: nothing to roll back (no journal)");
             return Ok(());
         };
-        let Some((target, todo)) = rollback_target(&journal, named.as_deref())? else {
+        let Some((target, todo)) = rollback_target(&journal, named.as_deref()).map_err(Error::Usage)? else {
             println!("paymig rollback --dry-run: nothing to roll back");
             return Ok(());
         };
@@ -35,7 +35,7 @@ pub async fn rollback(cfg: Config, yes: bool, dry_run: bool, named: Option<Strin
     }
     super::require_confirmable(yes, "paymig rollback")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "rollback")?;
-    let Some((target, todo)) = rollback_target(&journal, named.as_deref())? else {
+    let Some((target, todo)) = rollback_target(&journal, named.as_deref()).map_err(Error::Usage)? else {
         println!("paymig rollback: nothing to roll back");
         return Ok(());
     };
@@ -101,71 +101,6 @@ pub async fn destroy(cfg: Config, yes: bool, dry_run: bool) -> Result<()> {
 
 /// How many lines of the list are shown before a confirmation prompt.
 const LIST_BEFORE_PROMPT: usize = 60;
-
-/// The run `rollback` undoes (the newest apply/switch/params run with
-/// something live, or the one named) and its live records, newest first. A
-/// named run is refused while a later run depends on it: a later live change
-/// to one of its resources, or to a resource of a step that depends on one
-/// of its steps (undoing a VPC under a later run's function would fail).
-fn rollback_target(journal: &Journal, named: Option<&str>) -> Result<Option<(Run, Vec<Record>)>> {
-    let records = journal.records();
-    let undoable = ["apply", "switch", "params"];
-    let runs = journal.runs();
-    let live_in = |id: &str| records.iter().any(|rec| rec.run == id && rec.is_live());
-    let target = match named {
-        None => runs.iter().rev().filter(|r| undoable.contains(&r.command.as_str())).find(|r| live_in(&r.id)),
-        Some(id) => {
-            let Some(run) = runs.iter().find(|r| r.id == id) else {
-                let known: Vec<String> = runs.iter().map(|r| format!("{} ({})", r.id, r.command)).collect();
-                return Err(Error::Usage(format!(
-                    "--run {id}: no such run in the journal\nhelp: `paymig status` lists the runs; known: {}",
-                    known.join(", ")
-                )));
-            };
-            if !undoable.contains(&run.command.as_str()) {
-                return Err(Error::Usage(format!(
-                    "--run {id}: a {} run changes nothing that rollback can undo\nhelp: name an apply, switch or params run",
-                    run.command
-                )));
-            }
-            let position = runs.iter().position(|r| r.id == id).unwrap_or_default();
-            let later: Vec<&str> = runs[position + 1..].iter().map(|r| r.id.as_str()).collect();
-            let mine: Vec<&Record> = records.iter().filter(|r| r.run == id && r.is_live()).collect();
-            let steps = crate::steps::all();
-            let blocking: Vec<String> = records
-                .iter()
-                .filter(|r| r.is_live() && later.contains(&r.run.as_str()))
-                .filter(|r| mine.iter().any(|m| depends_on(r, m, &steps)))
-                .map(|r| format!("{} ({} in run {})", r.intent.name, r.intent.kind, r.run))
-                .collect();
-            if !blocking.is_empty() {
-                return Err(Error::Usage(format!(
-                    "--run {id}: later runs depend on it: {}\nhelp: roll those runs back first (`paymig rollback` undoes the newest), or use `paymig destroy`; nothing was changed",
-                    blocking.join(", ")
-                )));
-            }
-            Some(run)
-        }
-    };
-    let Some(target) = target.cloned() else { return Ok(None) };
-    let todo: Vec<Record> = records.into_iter().filter(|r| r.run == target.id && r.is_live()).rev().collect();
-    if todo.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some((target, todo)))
-}
-
-/// Whether `later` (a record of a later run) needs what `earlier` made.
-fn depends_on(later: &Record, earlier: &Record, steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> bool {
-    if base_key(&later.intent.key) == base_key(&earlier.intent.key) {
-        return true;
-    }
-    fn reaches(from: &str, to: &str, steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> bool {
-        let deps = steps.iter().find(|s| s.id() == from).map_or(&[][..], |s| s.deps());
-        deps.iter().any(|d| *d == to || reaches(d, to, steps))
-    }
-    reaches(&later.intent.step, &earlier.intent.step, steps)
-}
 
 /// Prints what undoing `todo` does (at most `limit` lines), with the account
 /// and region, before any prompt.

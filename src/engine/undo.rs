@@ -4,7 +4,7 @@
 //! the step deletes in batches), each record journaled `undone` once
 //! reversed. `rollback` and `destroy` choose the records; this replays them.
 
-use crate::engine::journal::{Journal, Op, Record};
+use crate::engine::journal::{Journal, Op, Record, Run};
 use crate::engine::Ctx;
 
 /// A journal key without its `#setting` part: the resource it is about.
@@ -273,6 +273,72 @@ async fn undo_step(
     }
     tally.failures = failures;
     tally
+}
+
+/// The run `rollback` undoes (the newest apply/switch/params run with
+/// something live, or the one named) and its live records, newest first. A
+/// named run is refused while a later run depends on it: a later live change
+/// to one of its resources, or to a resource of a step that depends on one
+/// of its steps (undoing a VPC under a later run's function would fail);
+/// the refusal says why and what to do.
+pub fn rollback_target(journal: &Journal, named: Option<&str>) -> Result<Option<(Run, Vec<Record>)>, String> {
+    let records = journal.records();
+    let undoable = ["apply", "switch", "params"];
+    let runs = journal.runs();
+    let live_in = |id: &str| records.iter().any(|rec| rec.run == id && rec.is_live());
+    let target = match named {
+        None => runs.iter().rev().filter(|r| undoable.contains(&r.command.as_str())).find(|r| live_in(&r.id)),
+        Some(id) => {
+            let Some(run) = runs.iter().find(|r| r.id == id) else {
+                let known: Vec<String> = runs.iter().map(|r| format!("{} ({})", r.id, r.command)).collect();
+                return Err(format!(
+                    "--run {id}: no such run in the journal\nhelp: `paymig status` lists the runs; known: {}",
+                    known.join(", ")
+                ));
+            };
+            if !undoable.contains(&run.command.as_str()) {
+                return Err(format!(
+                    "--run {id}: a {} run changes nothing that rollback can undo\nhelp: name an apply, switch or params run",
+                    run.command
+                ));
+            }
+            let position = runs.iter().position(|r| r.id == id).unwrap_or_default();
+            let later: Vec<&str> = runs[position + 1..].iter().map(|r| r.id.as_str()).collect();
+            let mine: Vec<&Record> = records.iter().filter(|r| r.run == id && r.is_live()).collect();
+            let steps = crate::steps::all();
+            let blocking: Vec<String> = records
+                .iter()
+                .filter(|r| r.is_live() && later.contains(&r.run.as_str()))
+                .filter(|r| mine.iter().any(|m| depends_on(r, m, &steps)))
+                .map(|r| format!("{} ({} in run {})", r.intent.name, r.intent.kind, r.run))
+                .collect();
+            if !blocking.is_empty() {
+                return Err(format!(
+                    "--run {id}: later runs depend on it: {}\nhelp: roll those runs back first (`paymig rollback` undoes the newest), or use `paymig destroy`; nothing was changed",
+                    blocking.join(", ")
+                ));
+            }
+            Some(run)
+        }
+    };
+    let Some(target) = target.cloned() else { return Ok(None) };
+    let todo: Vec<Record> = records.into_iter().filter(|r| r.run == target.id && r.is_live()).rev().collect();
+    if todo.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((target, todo)))
+}
+
+/// Whether `later` (a record of a later run) needs what `earlier` made.
+fn depends_on(later: &Record, earlier: &Record, steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> bool {
+    if base_key(&later.intent.key) == base_key(&earlier.intent.key) {
+        return true;
+    }
+    fn reaches(from: &str, to: &str, steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> bool {
+        let deps = steps.iter().find(|s| s.id() == from).map_or(&[][..], |s| s.deps());
+        deps.iter().any(|d| *d == to || reaches(d, to, steps))
+    }
+    reaches(&later.intent.step, &earlier.intent.step, steps)
 }
 
 #[cfg(test)]
