@@ -89,6 +89,13 @@ fn call_log() -> Option<&'static CallLog> {
     .as_ref()
 }
 
+/// Opens the `PAYMIG_CALL_LOG` file, if asked for, before any call: the
+/// file then exists even for a run that makes none, so a reader can tell
+/// "no call" from "no log".
+pub fn open_call_log() {
+    let _ = call_log();
+}
+
 /// When a call started, kept in its config bag until it ends.
 #[derive(Debug, Clone)]
 struct CallStart(std::time::Duration, String);

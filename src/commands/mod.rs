@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    crate::aws::open_call_log();
     if let Command::Completions { shell } = cli.command {
         use clap::CommandFactory;
         let mut script = Vec::new();

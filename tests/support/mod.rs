@@ -66,6 +66,8 @@ pub struct Paymig {
     cmd: Command,
     /// Where paymig logs each API call (`PAYMIG_CALL_LOG`), read by [`Run`].
     call_log: PathBuf,
+    /// Whether that file is the harness's own (removed once read).
+    own_log: bool,
     /// Fingerprint dev on this endpoint before and after the run, and fail
     /// if anything changed.
     dev_guard: Option<String>,
@@ -78,8 +80,8 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     pub killed: bool,
-    /// One JSON object per API call (`PAYMIG_CALL_LOG`); `None` for a run
-    /// started with `spawn` (read its output with [`to_run`]).
+    /// One JSON object per API call (`PAYMIG_CALL_LOG`); `None` when paymig
+    /// wrote no log, and for a run started with `spawn` (read with [`to_run`]).
     pub call_log: Option<Vec<serde_json::Value>>,
 }
 
@@ -93,7 +95,9 @@ impl Run {
     /// `(read, mutating)` calls, from paymig's own call log — not from the
     /// human accounting line.
     pub fn calls(&self) -> (u64, u64) {
-        let log = self.call_log.as_ref().expect("a spawned run has no call log: use Paymig::run");
+        let log = self.call_log.as_ref().unwrap_or_else(|| {
+            panic!("no call log for this run (a spawned run has none: use Paymig::run):\n{}", self.stderr)
+        });
         let mutating = log.iter().filter(|c| c["mutating"] == true).count() as u64;
         (log.len() as u64 - mutating, mutating)
     }
@@ -160,7 +164,7 @@ impl Paymig {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_SDK_UA_APP_ID", "paymig-tests")
             .stdin(Stdio::null());
-        Paymig { cmd, call_log, dev_guard: None }
+        Paymig { cmd, call_log, own_log: true, dev_guard: None }
     }
 
     /// Asserts that the run leaves every dev resource on `endpoint` exactly
@@ -179,6 +183,7 @@ impl Paymig {
     pub fn env(mut self, k: &str, v: &str) -> Self {
         if k == "PAYMIG_CALL_LOG" {
             self.call_log = PathBuf::from(v);
+            self.own_log = false;
         }
         self.cmd.env(k, v);
         self
@@ -221,8 +226,15 @@ impl Paymig {
         let before = self.dev_guard.as_deref().map(fingerprint);
         let out: Output = self.cmd.output().expect("run paymig");
         let mut run = to_run(out);
-        let log = std::fs::read_to_string(&self.call_log).unwrap_or_default();
-        run.call_log = Some(log.lines().map(|l| serde_json::from_str(l).expect("a call log line is JSON")).collect());
+        // paymig opens the log at start: a missing file is a missing log,
+        // never "no calls" (which would pass every zero-calls assertion).
+        if let Ok(log) = std::fs::read_to_string(&self.call_log) {
+            run.call_log =
+                Some(log.lines().map(|l| serde_json::from_str(l).expect("a call log line is JSON")).collect());
+        }
+        if self.own_log {
+            let _ = std::fs::remove_file(&self.call_log);
+        }
         if let (Some(before), Some(endpoint)) = (before, self.dev_guard.as_deref()) {
             let after = fingerprint(endpoint);
             if before != after {
