@@ -26,7 +26,7 @@ use tracing::Instrument;
 use super::{client_token, converge_tags, filter, is_planned, ours, tag_spec};
 use crate::config::GATEWAY_SERVICES;
 use crate::engine::journal::Record;
-use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{retry_eventual, Ctx, Outcome, Res, Step, StepError};
 use crate::steps::common::{statements, strings};
 
 const STEP: &str = "endpoints";
@@ -61,8 +61,17 @@ impl Step for Endpoints {
     }
 
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        // Every unknown service is named, not only the first.
-        Box::pin(async move { offered(ctx).await.err().unwrap_or_default() })
+        // Every unknown service is named, not only the first; what is found
+        // serves the run too (one read per command).
+        Box::pin(async move {
+            match offered(ctx).await {
+                Ok(zones) => {
+                    let _ = self.offered.set(zones);
+                    vec![]
+                }
+                Err(errors) => errors,
+            }
+        })
     }
 
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
@@ -357,26 +366,20 @@ async fn converge(
             let spec_tags = tag_spec(ctx, ResourceType::VpcEndpoint, &name);
             let detail = format!("interface {sn} in {} subnets, private DNS", want_subnets.len());
             let created = ctx
-                .create(&res, detail, json!({"vpc": vpc_id}), || async {
-                    let out = ec2
-                        .create_vpc_endpoint()
-                        .vpc_id(vpc_id)
-                        .vpc_endpoint_type(VpcEndpointType::Interface)
-                        .service_name(&sn)
-                        .set_subnet_ids(Some(want_subnets.clone()))
-                        .security_group_ids(group)
-                        .private_dns_enabled(true)
-                        .set_policy_document(policy.as_ref().map(Value::to_string))
-                        .client_token(token)
-                        .tag_specifications(spec_tags)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&name, "CreateVpcEndpoint"))?;
-                    let id = out
-                        .vpc_endpoint
-                        .and_then(|e| e.vpc_endpoint_id)
-                        .ok_or_else(|| StepError::Invalid("CreateVpcEndpoint returned no id".into()))?;
-                    Ok(Created::id(id))
+                .create(&res, detail, json!({"vpc": vpc_id}), || {
+                    super::create_endpoint(
+                        &name,
+                        ec2.create_vpc_endpoint()
+                            .vpc_id(vpc_id)
+                            .vpc_endpoint_type(VpcEndpointType::Interface)
+                            .service_name(&sn)
+                            .set_subnet_ids(Some(want_subnets.clone()))
+                            .security_group_ids(group)
+                            .private_dns_enabled(true)
+                            .set_policy_document(policy.as_ref().map(Value::to_string))
+                            .client_token(token)
+                            .tag_specifications(spec_tags),
+                    )
                 })
                 .await?;
             ids.extend(created);
@@ -441,15 +444,19 @@ async fn wait_available(ctx: &Ctx, ids: &[String]) -> Result<(), StepError> {
     let started = Instant::now();
     let mut delay = Duration::from_secs(1);
     loop {
-        let out = ctx
-            .aws
-            .target
-            .ec2
-            .describe_vpc_endpoints()
-            .set_vpc_endpoint_ids(Some(ids.clone()))
-            .send()
-            .await
-            .map_err(StepError::aws(ids.join(","), "DescribeVpcEndpoints"))?;
+        // Right after CreateVpcEndpoint a describe by id may not find it yet
+        // (EC2 is eventually consistent).
+        let out = retry_eventual("DescribeVpcEndpoints", StepError::is_not_found, || async {
+            ctx.aws
+                .target
+                .ec2
+                .describe_vpc_endpoints()
+                .set_vpc_endpoint_ids(Some(ids.clone()))
+                .send()
+                .await
+                .map_err(StepError::aws(ids.join(","), "DescribeVpcEndpoints"))
+        })
+        .await?;
         let mut waiting = Vec::new();
         for e in out.vpc_endpoints() {
             let id = e.vpc_endpoint_id().unwrap_or_default();

@@ -965,24 +965,18 @@ async fn converge_endpoints(
                     &res,
                     format!("gateway {service_name} on {} route tables", rts.len()),
                     json!({"vpc": vpc_id}),
-                    || async {
-                        let out = ec2
-                            .create_vpc_endpoint()
-                            .vpc_id(vpc_id)
-                            .vpc_endpoint_type(VpcEndpointType::Gateway)
-                            .service_name(&service_name)
-                            .set_route_table_ids(Some(rts))
-                            .policy_document(policy.to_string())
-                            .client_token(token)
-                            .tag_specifications(spec_tags)
-                            .send()
-                            .await
-                            .map_err(StepError::aws(&name, "CreateVpcEndpoint"))?;
-                        let id = out
-                            .vpc_endpoint
-                            .and_then(|e| e.vpc_endpoint_id)
-                            .ok_or_else(|| StepError::Invalid("CreateVpcEndpoint returned no id".into()))?;
-                        Ok(Created::id(id))
+                    || {
+                        create_endpoint(
+                            &name,
+                            ec2.create_vpc_endpoint()
+                                .vpc_id(vpc_id)
+                                .vpc_endpoint_type(VpcEndpointType::Gateway)
+                                .service_name(&service_name)
+                                .set_route_table_ids(Some(rts))
+                                .policy_document(policy.to_string())
+                                .client_token(token)
+                                .tag_specifications(spec_tags),
+                        )
                     },
                 )
                 .await?;
@@ -990,6 +984,25 @@ async fn converge_endpoints(
         }
     }
     Ok(())
+}
+
+/// Sends a CreateVpcEndpoint, retried while the subnets, route tables or
+/// group it names are too new for EC2 to find (eventual consistency; its
+/// ClientToken makes a retry return the same endpoint); the new id.
+async fn create_endpoint(
+    name: &str,
+    request: aws_sdk_ec2::operation::create_vpc_endpoint::builders::CreateVpcEndpointFluentBuilder,
+) -> Result<Created<String>, StepError> {
+    let out = retry_eventual("CreateVpcEndpoint", is_not_found_yet, || {
+        let request = request.clone();
+        async move { request.send().await.map_err(StepError::aws(name, "CreateVpcEndpoint")) }
+    })
+    .await?;
+    let id = out
+        .vpc_endpoint
+        .and_then(|e| e.vpc_endpoint_id)
+        .ok_or_else(|| StepError::Invalid("CreateVpcEndpoint returned no id".into()))?;
+    Ok(Created::id(id))
 }
 
 /// The prefix lists of the S3 and DynamoDB gateway endpoints (the compute
