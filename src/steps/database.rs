@@ -304,7 +304,16 @@ async fn check_engine(ctx: &Ctx, snapshot: &DbClusterSnapshot, dev_family: Optio
     let region = &ctx.cfg.migration.region;
     let id = snapshot.db_cluster_snapshot_identifier().unwrap_or("?");
     let Some(version) = snapshot.engine_version() else { return Ok(()) };
-    let versions = match rds.describe_db_engine_versions().engine(ENGINE).engine_version(version).send().await {
+    let versions: Result<Vec<_>, _> = rds
+        .describe_db_engine_versions()
+        .engine(ENGINE)
+        .engine_version(version)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await;
+    let versions = match versions {
         Ok(v) => v,
         Err(e) => {
             let failure = crate::aws::AwsFailure::of(&e);
@@ -319,7 +328,7 @@ async fn check_engine(ctx: &Ctx, snapshot: &DbClusterSnapshot, dev_family: Optio
             return Err(StepError::aws(format!("{ENGINE} {version}"), "DescribeDBEngineVersions")(e));
         }
     };
-    let Some(v) = versions.db_engine_versions().first() else {
+    let Some(v) = versions.first() else {
         return Err(StepError::Invalid(format!(
             "[source] db_snapshot: snapshot {id} is {ENGINE} {version}, which {region} does not offer\nhelp: upgrade the dev cluster to a version offered in {region} and take a new snapshot"
         )));
