@@ -101,6 +101,13 @@ fn resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
         "iam" => std::iter::once(n.own("s3-replication"))
             .chain(s.lambda_functions.iter().map(|f| n.lambda_role(f)))
             .map(|role| format!("arn:aws:iam::{account}:role/{role}"))
+            // The table policies of the execution roles, when their tables
+            // do not fit inline.
+            .chain(
+                crate::steps::iam::table_policies(cfg, account)
+                    .into_iter()
+                    .map(|m| format!("arn:aws:iam::{account}:policy/{}", m.name)),
+            )
             .collect(),
         "lambda" => s
             .lambda_functions

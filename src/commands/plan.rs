@@ -171,7 +171,7 @@ mod tests {
             ("audit", include_str!("../steps/audit.rs")),
             ("database", include_str!("../steps/database.rs")),
             ("dynamodb", include_str!("../steps/dynamodb.rs")),
-            ("iam", include_str!("../steps/iam.rs")),
+            ("iam", concat!(include_str!("../steps/iam/mod.rs"), include_str!("../steps/iam/managed.rs"))),
             ("kms", include_str!("../steps/kms.rs")),
             ("lambda", include_str!("../steps/lambda.rs")),
             ("monitoring", include_str!("../steps/monitoring.rs")),

@@ -364,3 +364,138 @@ async fn killed_applies_resume_and_converge_when_the_emulator_behaves_like_aws()
         assert!(fired.get(&must).copied().unwrap_or(0) > 0, "{must:?} never fired: {fired:?}");
     }
 }
+
+/// With 70 tables an execution role's whole policy no longer fits IAM's
+/// 10,240 inline characters (the emulator enforces IAM's limits here): the
+/// table grants move into managed policies of at most 6,144 characters,
+/// attached to every execution role, through apply, drift, a shrinking
+/// configuration, rollback and destroy — and no IAM limit is ever hit.
+#[tokio::test(flavor = "multi_thread")]
+async fn seventy_tables_move_into_managed_policies_within_iams_limits() {
+    use std::collections::BTreeSet;
+    let extra: Vec<String> = (1..=69).map(|i| format!("ledger-shard-{i:02}-dev")).collect();
+    let list: Vec<String> =
+        std::iter::once("sessions-dev").chain(extra.iter().map(String::as_str)).map(|t| format!("\"{t}\"")).collect();
+    let many = format!("dynamodb_tables = [{}]", list.join(", "));
+    let w =
+        World::with(Default::default(), |t| without_database(t).replace("dynamodb_tables = [\"sessions-dev\"]", &many))
+            .await;
+    let dev = fixture::Clients::new(&w.moto.endpoint, "us-east-1", None).await;
+    for name in &extra {
+        let spec = TableSpec {
+            name: name.clone(),
+            range: false,
+            gsis: vec![],
+            lsi: false,
+            ttl: None,
+            stream: None,
+            provisioned: None,
+        };
+        fixture::seed_table(&dev, &spec).await;
+    }
+    let (proxy, b) = behaving(&w, &[Behaviour::IamLimits]);
+    let run = |args: &[&str]| w.paymig(args).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+
+    let plan = run(&["plan"]);
+    plan.expect_code(0);
+    for p in ["payments-tables-1-prod", "payments-tables-2-prod"] {
+        assert!(plan.stdout.contains(&format!("+ iam_policy {p}")), "{p} planned: {}", plan.stdout);
+    }
+    run(&["apply", "--yes"]).expect_code(0);
+    assert_eq!(b.count(Behaviour::IamLimits), 0, "apply hit no IAM limit: {:?}", b.fired());
+
+    // Through the SDK: the inline policy has no table grant, the attached
+    // policies grant every table and its indexes once, each within IAM's
+    // limit and tagged.
+    let iam = &w.prod.iam;
+    let role = "payment-processor-prod-role";
+    let attached = |iam: aws_sdk_iam::Client| async move {
+        let out = iam.list_attached_role_policies().role_name(role).send().await.unwrap();
+        out.attached_policies().iter().map(|p| p.policy_arn().unwrap().to_owned()).collect::<BTreeSet<String>>()
+    };
+    let table_arns = attached(iam.clone()).await;
+    let expected: BTreeSet<String> = ["payments-tables-1-prod", "payments-tables-2-prod"]
+        .iter()
+        .map(|p| format!("arn:aws:iam::123456789012:policy/{p}"))
+        .collect();
+    assert_eq!(table_arns, expected);
+    let inline = iam.get_role_policy().role_name(role).policy_name("paymig-execution").send().await.unwrap();
+    let inline = crate::support::behaviour::percent_decode(inline.policy_document());
+    assert!(inline.len() <= 10_240 && !inline.contains("dynamodb:"), "{inline}");
+    let mut granted = Vec::new();
+    for arn in &expected {
+        let p = iam.get_policy().policy_arn(arn).send().await.unwrap().policy.unwrap();
+        let tags: BTreeSet<(&str, &str)> = p.tags().iter().map(|t| (t.key(), t.value())).collect();
+        assert!(
+            tags.contains(&("Environment", "production")) && tags.contains(&("CostCenter", "payments")),
+            "{tags:?}"
+        );
+        let v =
+            iam.get_policy_version().policy_arn(arn).version_id(p.default_version_id().unwrap()).send().await.unwrap();
+        let doc = crate::support::behaviour::percent_decode(v.policy_version.unwrap().document().unwrap());
+        assert!(doc.len() <= 6_144, "{arn}: {} characters", doc.len());
+        let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        for s in doc["Statement"].as_array().unwrap() {
+            assert!(s["Action"].as_array().unwrap().iter().all(|a| !a.as_str().unwrap().contains('*')), "{s}");
+            granted.extend(s["Resource"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()));
+        }
+    }
+    let want: Vec<String> = std::iter::once("sessions-prod".to_owned())
+        .chain((1..=69).map(|i| format!("ledger-shard-{i:02}-prod")))
+        .flat_map(|t| {
+            [
+                format!("arn:aws:dynamodb:us-east-1:123456789012:table/{t}"),
+                format!("arn:aws:dynamodb:us-east-1:123456789012:table/{t}/index/*"),
+            ]
+        })
+        .collect();
+    assert_eq!(granted, want, "every table and its indexes, once, in order");
+
+    // Converged, validated; a detached policy is drift that apply repairs.
+    let again = run(&["apply", "--yes"]);
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+    let report = run(&["validate", "--format", "json"]);
+    report.expect_code(0);
+    assert!(report.stdout.contains("iam.table_policies"), "{}", report.stdout);
+    let second = "arn:aws:iam::123456789012:policy/payments-tables-2-prod";
+    iam.detach_role_policy().role_name(role).policy_arn(second).send().await.unwrap();
+    run(&["validate"]).expect_code(3);
+    run(&["apply", "--yes"]).expect_code(0);
+    assert_eq!(attached(iam.clone()).await, expected, "repaired");
+
+    // Fewer tables: the grants fit inline again and the table policies are
+    // detached; rollback puts both back.
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(&w.config, text.replace(&many, "dynamodb_tables = [\"sessions-dev\"]")).unwrap();
+    run(&["apply", "--yes"]).expect_code(0);
+    assert!(attached(iam.clone()).await.is_empty(), "nothing attached once the tables fit inline");
+    let inline = iam.get_role_policy().role_name(role).policy_name("paymig-execution").send().await.unwrap();
+    assert!(crate::support::behaviour::percent_decode(inline.policy_document()).contains("table/sessions-prod"));
+    run(&["rollback", "--yes"]).expect_code(0);
+    assert_eq!(attached(iam.clone()).await, expected, "rollback attached them again");
+    let inline = iam.get_role_policy().role_name(role).policy_name("paymig-execution").send().await.unwrap();
+    assert!(
+        !crate::support::behaviour::percent_decode(inline.policy_document()).contains("dynamodb:"),
+        "and took the tables out"
+    );
+    assert_eq!(b.count(Behaviour::IamLimits), 0, "{:?}", b.fired());
+
+    // The limits are live: the whole policy as one inline document is
+    // refused, and so is deleting an attached policy.
+    let via = fixture::Clients::new(&proxy.endpoint, "us-east-1", None).await;
+    let whole = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["dynamodb:GetItem"], "Resource": want}]});
+    let refused =
+        via.iam.put_role_policy().role_name(role).policy_name("whole").policy_document(whole.to_string()).send().await;
+    assert_eq!(refused.unwrap_err().into_service_error().meta().code(), Some("LimitExceeded"));
+    let refused = via.iam.delete_policy().policy_arn(second).send().await;
+    assert_eq!(refused.unwrap_err().into_service_error().meta().code(), Some("DeleteConflict"));
+    assert_eq!(b.count(Behaviour::IamLimits), 2);
+
+    // Destroy detaches before it deletes, as IAM requires.
+    run(&["destroy", "--yes"]).expect_code(0);
+    assert_eq!(b.count(Behaviour::IamLimits), 2, "destroy hit no limit: {:?}", b.fired());
+    let left = prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -16,6 +16,7 @@
 //! | `SsmThroughput` | PutParameter is throttled past the account's default throughput |
 //! | `CodeLocationExpiry` | GetFunction's `Code.Location` is a presigned URL that expires |
 //! | `EndpointStates` | a new interface VPC endpoint is `pending` for a while before `available` |
+//! | `IamLimits` | a role's inline policies total at most 10,240 characters and it has at most 10 managed policies; a managed policy document is at most 6,144; DeletePolicy answers `DeleteConflict` while the policy is attached or has other versions, DeleteRole while the role has managed policies |
 //!
 //! Each behaviour can be switched on alone and counts how often it fired: a
 //! test asserts that it did, since a behaviour that never fired proves
@@ -46,9 +47,10 @@ pub enum Behaviour {
     SsmThroughput,
     CodeLocationExpiry,
     EndpointStates,
+    IamLimits,
 }
 
-pub const ALL: [Behaviour; 11] = [
+pub const ALL: [Behaviour; 12] = [
     Behaviour::LambdaStates,
     Behaviour::IamPropagation,
     Behaviour::DynamoStates,
@@ -60,6 +62,7 @@ pub const ALL: [Behaviour; 11] = [
     Behaviour::SsmThroughput,
     Behaviour::CodeLocationExpiry,
     Behaviour::EndpointStates,
+    Behaviour::IamLimits,
 ];
 
 /// How long each state lasts, in units (AWS's typical durations, scaled
@@ -110,6 +113,24 @@ struct State {
     put_tokens: Option<(f64, Instant)>,
     /// Interface endpoint id -> pending until.
     endpoints: HashMap<String, Instant>,
+    /// Role -> inline policy -> its size (white space not counted).
+    inline: HashMap<String, HashMap<String, usize>>,
+    /// Role -> attached managed policy ARNs.
+    attached: HashMap<String, BTreeSet<String>>,
+    /// Managed policy ARN -> versions besides the default.
+    other_versions: HashMap<String, u32>,
+}
+
+/// IAM's limits (AWS_REALITY: IAM quotas).
+mod iam_limits {
+    pub const INLINE_PER_ROLE: usize = 10_240;
+    pub const MANAGED_DOCUMENT: usize = 6_144;
+    pub const MANAGED_PER_ROLE: usize = 10;
+}
+
+/// A policy document's size as IAM counts it: white space is not counted.
+fn policy_size(doc: &str) -> usize {
+    doc.chars().filter(|c| !c.is_whitespace()).count()
 }
 
 /// The behaviour layer of one proxy.
@@ -375,6 +396,49 @@ impl AwsBehaviour {
                 }
                 None
             }
+            "iam" if self.is_on(Behaviour::IamLimits) => {
+                let form = form(req.body());
+                let role = get(&form, "RoleName").unwrap_or_default();
+                let policy_arn = get(&form, "PolicyArn").unwrap_or_default();
+                let size = get(&form, "PolicyDocument").map(|d| policy_size(&d)).unwrap_or(0);
+                let refusal = match op {
+                    "PutRolePolicy" => {
+                        let name = get(&form, "PolicyName").unwrap_or_default();
+                        let others: usize = st
+                            .inline
+                            .get(&role)
+                            .map(|p| p.iter().filter(|(n, _)| **n != name).map(|(_, s)| s).sum())
+                            .unwrap_or(0);
+                        (others + size > iam_limits::INLINE_PER_ROLE).then(|| {
+                            ("LimitExceeded", format!("Maximum policy size of 10240 bytes exceeded for role {role}"))
+                        })
+                    }
+                    "CreatePolicy" | "CreatePolicyVersion" => (size > iam_limits::MANAGED_DOCUMENT)
+                        .then(|| ("LimitExceeded", "Cannot exceed quota for PolicySize: 6144".to_owned())),
+                    "AttachRolePolicy" => st
+                        .attached
+                        .get(&role)
+                        .is_some_and(|a| a.len() >= iam_limits::MANAGED_PER_ROLE && !a.contains(&policy_arn))
+                        .then(|| ("LimitExceeded", "Cannot exceed quota for PoliciesPerRole: 10".to_owned())),
+                    "DeletePolicy" => {
+                        if st.attached.values().any(|a| a.contains(&policy_arn)) {
+                            Some(("DeleteConflict", "Cannot delete a policy attached to entities.".to_owned()))
+                        } else if st.other_versions.get(&policy_arn).is_some_and(|n| *n > 0) {
+                            Some(("DeleteConflict", "This policy has more than one version. Before you delete a policy, you must delete the policy's versions. The default version is deleted with the policy.".to_owned()))
+                        } else {
+                            None
+                        }
+                    }
+                    "DeleteRole" => st.attached.get(&role).is_some_and(|a| !a.is_empty()).then(|| {
+                        ("DeleteConflict", "Cannot delete entity, must detach all policies first.".to_owned())
+                    }),
+                    _ => None,
+                };
+                refusal.map(|(code, msg)| {
+                    self.fire(Behaviour::IamLimits);
+                    self.query_error(code, &msg)
+                })
+            }
             _ => None,
         }
     }
@@ -468,6 +532,41 @@ impl AwsBehaviour {
             "iam" if ok && op == "CreateRole" => {
                 if let Some(name) = get(&form(req.body()), "RoleName") {
                     st.roles.insert(name, now);
+                }
+                body
+            }
+            "iam" if ok => {
+                let form = form(req.body());
+                let role = get(&form, "RoleName").unwrap_or_default();
+                let policy_arn = get(&form, "PolicyArn").unwrap_or_default();
+                match op {
+                    "PutRolePolicy" => {
+                        let size = get(&form, "PolicyDocument").map(|d| policy_size(&d)).unwrap_or(0);
+                        st.inline.entry(role).or_default().insert(get(&form, "PolicyName").unwrap_or_default(), size);
+                    }
+                    "DeleteRolePolicy" => {
+                        if let Some(p) = st.inline.get_mut(&role) {
+                            p.remove(&get(&form, "PolicyName").unwrap_or_default());
+                        }
+                    }
+                    "AttachRolePolicy" => {
+                        st.attached.entry(role).or_default().insert(policy_arn);
+                    }
+                    "DetachRolePolicy" => {
+                        if let Some(a) = st.attached.get_mut(&role) {
+                            a.remove(&policy_arn);
+                        }
+                    }
+                    "CreatePolicyVersion" => *st.other_versions.entry(policy_arn).or_default() += 1,
+                    "DeletePolicyVersion" => {
+                        let n = st.other_versions.entry(policy_arn).or_default();
+                        *n = n.saturating_sub(1);
+                    }
+                    "DeleteRole" => {
+                        st.inline.remove(&role);
+                        st.attached.remove(&role);
+                    }
+                    _ => {}
                 }
                 body
             }

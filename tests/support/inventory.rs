@@ -118,6 +118,13 @@ pub async fn prod_inventory(endpoint: &str, suffix: &str) -> Inventory {
             add("iam_role", r.role_name().to_owned());
         }
     }
+    let scope = aws_sdk_iam::types::PolicyScopeType::Local;
+    let policies: Vec<_> = iam.list_policies().scope(scope).into_paginator().items().send().collect::<Vec<_>>().await;
+    for p in policies.into_iter().map(Result::unwrap) {
+        if p.policy_name().is_some_and(named) {
+            add("iam_policy", p.policy_name().unwrap().to_owned());
+        }
+    }
 
     for (region_sdk, kind) in [(&sdk, "s3_bucket"), (&west, "s3_bucket")] {
         let s3 =

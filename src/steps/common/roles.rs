@@ -85,11 +85,22 @@ pub async fn role_policy(ctx: &Ctx, role: &str, policy_name: &str) -> Result<Val
     }
 }
 
-/// Deletes a role paymig created: every inline policy first (ListRolePolicies,
-/// so none is left to block DeleteRole), then the role. False when it was
+/// Deletes a role paymig created: every inline policy first (ListRolePolicies)
+/// and every attached managed policy detached (ListAttachedRolePolicies), so
+/// nothing is left to block DeleteRole, then the role. False when it was
 /// gone.
 pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
     let iam = &ctx.aws.target.iam;
+    let attached: Vec<_> =
+        match iam.list_attached_role_policies().role_name(name).into_paginator().items().send().try_collect().await {
+            Ok(p) => p,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => return Ok(false),
+            Err(e) => return Err(StepError::aws(name, "ListAttachedRolePolicies")(e)),
+        };
+    for policy in attached.iter().filter_map(|p| p.policy_arn()) {
+        let out = iam.detach_role_policy().role_name(name).policy_arn(policy).send().await;
+        StepError::found(out, name, "DetachRolePolicy")?;
+    }
     let policies: Vec<String> =
         match iam.list_role_policies().role_name(name).into_paginator().items().send().try_collect().await {
             Ok(p) => p,

@@ -1,0 +1,315 @@
+//! iam: an execution role per prod function (`<prod function>-role`, trusted
+//! by lambda.amazonaws.com) with one inline policy naming specific ARNs: its
+//! own log group, the prod tables and their indexes, the prod key, the prod
+//! parameter path and the audit buckets. The ENI actions AWS grants only on
+//! `*` (AWS_FACTS §3, §10) are the one wildcard-resource statement; no
+//! statement anywhere names a wildcard action. When that policy would exceed
+//! IAM's inline limit (about 60 tables), the table statement moves into
+//! customer-managed policies attached to every role ([`managed`]).
+
+use futures::future::BoxFuture;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+mod managed;
+
+use crate::config::Config;
+use crate::engine::journal::{Op, Record};
+use crate::engine::{Ctx, Outcome, Res, Step, StepError};
+
+pub struct Iam;
+
+const STEP: &str = "iam";
+pub const POLICY_NAME: &str = "paymig-execution";
+
+impl Step for Iam {
+    fn id(&self) -> &'static str {
+        STEP
+    }
+
+    fn deps(&self) -> &'static [&'static str] {
+        &["kms", "dynamodb", "audit"]
+    }
+
+    fn kinds(&self) -> &'static [&'static str] {
+        &["iam_policy", "iam_role"]
+    }
+
+    /// An execution policy over IAM's inline limit would fail mid-apply:
+    /// refused before anything changes.
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
+        Box::pin(async move { oversized_policies(ctx) })
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
+    }
+
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(validate(ctx))
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "iam:GetRole",
+            "iam:CreateRole",
+            "iam:DeleteRole",
+            "iam:TagRole",
+            "iam:GetRolePolicy",
+            "iam:PutRolePolicy",
+            "iam:DeleteRolePolicy",
+            "iam:ListRolePolicies",
+            "iam:GetPolicy",
+            "iam:GetPolicyVersion",
+            "iam:ListPolicyVersions",
+            "iam:CreatePolicy",
+            "iam:CreatePolicyVersion",
+            "iam:DeletePolicyVersion",
+            "iam:DeletePolicy",
+            "iam:TagPolicy",
+            "iam:ListEntitiesForPolicy",
+            "iam:ListAttachedRolePolicies",
+            "iam:AttachRolePolicy",
+            "iam:DetachRolePolicy",
+        ]
+    }
+}
+
+/// IAM's limit on the inline policies of one role, in characters, all of
+/// them together (AWS does not count white space; paymig's documents have
+/// none).
+pub const MAX_INLINE_CHARS: usize = 10_240;
+
+/// What the execution roles are granted on the prod tables.
+const TABLE_ACTIONS: [&str; 10] = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DescribeTable",
+];
+
+/// A key ARN of the real length (the key may not exist yet when sizes are
+/// measured).
+fn placeholder_key(cfg: &Config, account: &str) -> String {
+    format!("arn:aws:kms:{}:{account}:key/00000000-0000-0000-0000-000000000000", cfg.migration.region)
+}
+
+/// Limits the execution policies would break, refused before anything
+/// changes: an inline policy over [`MAX_INLINE_CHARS`] even without the
+/// tables, or more table policies than IAM attaches to one role.
+fn oversized_policies(ctx: &Ctx) -> Vec<StepError> {
+    let (cfg, account) = (&ctx.cfg, &ctx.account);
+    let key = placeholder_key(cfg, account);
+    let managed = table_policies(cfg, account);
+    let mut errors: Vec<StepError> = cfg
+        .source
+        .lambda_functions
+        .iter()
+        .filter_map(|f| {
+            let size = policy_of(cfg, account, f, &key, managed.is_empty()).to_string().len();
+            (size > MAX_INLINE_CHARS).then(|| {
+                StepError::Invalid(format!(
+                    "[source] audit_buckets: the execution role of {} would need an inline policy of {size} characters without its tables; IAM allows {MAX_INLINE_CHARS} per role\nhelp: split [source] audit_buckets across two migrations",
+                    cfg.names.prod(f)
+                ))
+            })
+        })
+        .collect();
+    if managed.len() > managed::MAX_ATTACHED {
+        errors.push(StepError::Invalid(format!(
+            "[source] dynamodb_tables: {} tables need {} managed policies of at most {} characters on every execution role; IAM attaches at most {} to a role\nhelp: split [source] dynamodb_tables across two migrations",
+            cfg.source.dynamodb_tables.len(),
+            managed.len(),
+            managed::MAX_MANAGED_CHARS,
+            managed::MAX_ATTACHED
+        )));
+    }
+    errors
+}
+
+/// The execution policy of one prod function, whole (every grant, as the
+/// interface endpoints' policies read it).
+pub fn execution_policy(ctx: &Ctx, dev_function: &str, key_arn: &str) -> Value {
+    policy_of(&ctx.cfg, &ctx.account, dev_function, key_arn, true)
+}
+
+/// Per prod table, its ARN and its indexes'.
+fn table_arns(cfg: &Config, account: &str) -> Vec<Vec<String>> {
+    let region = &cfg.migration.region;
+    cfg.source
+        .dynamodb_tables
+        .iter()
+        .map(|t| cfg.names.prod(t))
+        .map(|t| {
+            vec![
+                format!("arn:aws:dynamodb:{region}:{account}:table/{t}"),
+                format!("arn:aws:dynamodb:{region}:{account}:table/{t}/index/*"),
+            ]
+        })
+        .collect()
+}
+
+fn tables_statement(arns: &[String]) -> Value {
+    json!({"Sid": "ProdTables", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": arns})
+}
+
+/// The managed policies holding the table statement, shared by every
+/// execution role: none when every role's whole policy fits inline.
+pub fn table_policies(cfg: &Config, account: &str) -> Vec<managed::Managed> {
+    let key = placeholder_key(cfg, account);
+    let fits = |f: &String| policy_of(cfg, account, f, &key, true).to_string().len() <= MAX_INLINE_CHARS;
+    if cfg.source.lambda_functions.iter().all(fits) {
+        return Vec::new();
+    }
+    let document = |arns: &[String]| json!({"Version": "2012-10-17", "Statement": [tables_statement(arns)]});
+    managed::split(table_arns(cfg, account), document)
+        .into_iter()
+        .enumerate()
+        .map(|(i, document)| managed::Managed { name: cfg.names.own(&format!("tables-{}", i + 1)), document })
+        .collect()
+}
+
+/// The inline execution policy of one prod function, with the table
+/// statement when `tables` (the tables are otherwise in managed policies).
+fn policy_of(cfg: &Config, account: &str, dev_function: &str, key_arn: &str, tables: bool) -> Value {
+    let region = &cfg.migration.region;
+    let n = &cfg.names;
+    let function = n.prod(dev_function);
+    let log_group = format!("arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{function}");
+    let mut statements = vec![
+        json!({"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogGroup"], "Resource": [log_group.clone()]}),
+        json!({"Sid": "OwnLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": [format!("{log_group}:*")]}),
+        json!({"Sid": "NetworkInterfaces", "Effect": "Allow",
+               "Action": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+               "Resource": "*"}),
+        json!({"Sid": "ProdParameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+               "Resource": [format!("arn:aws:ssm:{region}:{account}:parameter{}*", cfg.target.parameter_path)]}),
+    ];
+    if !key_arn.is_empty() {
+        statements.push(json!({"Sid": "ProdKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], "Resource": [key_arn]}));
+    }
+    let arns: Vec<String> = table_arns(cfg, account).into_iter().flatten().collect();
+    if tables && !arns.is_empty() {
+        statements.push(tables_statement(&arns));
+    }
+    let buckets: Vec<String> = cfg.source.audit_buckets.iter().map(|b| n.prod(b)).collect();
+    if !buckets.is_empty() {
+        statements.push(json!({"Sid": "AuditWrite", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+            "Resource": buckets.iter().map(|b| format!("arn:aws:s3:::{b}/*")).collect::<Vec<_>>()}));
+        statements.push(json!({"Sid": "AuditList", "Effect": "Allow", "Action": ["s3:ListBucket"],
+            "Resource": buckets.iter().map(|b| format!("arn:aws:s3:::{b}")).collect::<Vec<_>>()}));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
+    if ctx.cfg.source.lambda_functions.is_empty() {
+        return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
+    }
+    let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key_arn = &key_arn;
+    let managed = table_policies(&ctx.cfg, &ctx.account);
+    ctx.each(managed.clone(), |m| async move { managed::converge_policy(ctx, &m).await.map(|_| ()) }).await?;
+    let (managed, attach) = (&managed, &managed::arns(&ctx.account, &managed));
+    ctx.each(ctx.cfg.source.lambda_functions.clone(), |f: String| async move {
+        let name = ctx.cfg.names.lambda_role(&f);
+        let res = Res::new(STEP, "iam_role", format!("role/{name}"), &name);
+        let description = format!("paymig {}: execution role of {}", ctx.cfg.migration.name, ctx.cfg.names.prod(&f));
+        let inline = policy_of(&ctx.cfg, &ctx.account, &f, key_arn, managed.is_empty());
+        let arn =
+            super::common::roles::converge_role(ctx, &res, "lambda.amazonaws.com", description, POLICY_NAME, &inline)
+                .await?;
+        managed::converge_attached(ctx, &res, attach).await?;
+        ctx.outputs().lambda_roles.insert(f, arn);
+        Ok(())
+    })
+    .await?;
+    Ok(Outcome::Done)
+}
+
+async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
+    match (r.intent.kind.as_str(), r.intent.op) {
+        ("iam_policy", Op::Create | Op::Adopt) => managed::delete_policy(ctx, &r.intent.name).await?,
+        ("iam_policy", Op::Update) => managed::restore_document(ctx, r).await?,
+        (_, Op::Create | Op::Adopt) => {
+            super::common::roles::delete_role(ctx, &r.intent.name).await?;
+        }
+        (_, Op::Update) if r.intent.prev.get("attached").is_some() => managed::restore_attached(ctx, r).await?,
+        (_, Op::Update) => super::common::roles::restore_role_policy(ctx, r, POLICY_NAME).await?,
+    }
+    Ok(())
+}
+
+async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+    use crate::report::{Check, Findings, Resource};
+    let iam = &ctx.aws.target.iam;
+    let mut f = Findings::default();
+    let want = table_policies(&ctx.cfg, &ctx.account);
+    for dev in &ctx.cfg.source.lambda_functions {
+        let name = ctx.cfg.names.lambda_role(dev);
+        // Missing is a finding; a read that failed (denied, throttled) is an
+        // error, never "missing".
+        let out = match iam.get_role().role_name(&name).send().await.map_err(StepError::aws(&name, "GetRole")) {
+            Ok(out) => out,
+            Err(e) if e.is_not_found() => {
+                f.resources.push(Resource::missing("iam_role", dev, &name));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        f.resources.push(Resource::compared(
+            "iam_role",
+            dev,
+            &name,
+            vec![crate::report::Difference {
+                field: "role".into(),
+                dev: "dev's role".into(),
+                prod: "least-privilege per-function role".into(),
+                expected: true,
+            }],
+        ));
+        let doc = super::common::roles::role_policy(ctx, &name, POLICY_NAME).await?;
+        let attached = managed::attached_documents(ctx, &name).await?;
+        let mut wild = super::common::wildcard_actions(&doc);
+        wild.extend(attached.iter().flat_map(|(_, d)| super::common::wildcard_actions(d)));
+        if !want.is_empty() || !attached.is_empty() {
+            let have: Vec<&str> = attached.iter().map(|(a, _)| a.as_str()).collect();
+            let ok = have.len() == want.len()
+                && attached
+                    .iter()
+                    .all(|(a, d)| want.iter().any(|m| managed::arn(&ctx.account, &m.name) == *a && m.document == *d));
+            f.checks.push(Check::new(
+                "iam.table_policies",
+                &name,
+                ok,
+                if ok {
+                    format!("{} table policies attached, as configured", want.len())
+                } else {
+                    format!("attached: {}", have.join(", "))
+                },
+            ));
+        }
+        f.checks.push(Check::new(
+            "iam.no_wildcard_action",
+            &name,
+            wild.is_empty() && !doc.is_null(),
+            if wild.is_empty() { "named actions only".to_owned() } else { wild.join(", ") },
+        ));
+        let tags = out
+            .role
+            .map(|r| r.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
+            .unwrap_or_default();
+        f.checks.extend(super::common::common_checks(ctx, &name, &tags));
+    }
+    Ok(f)
+}
