@@ -95,6 +95,8 @@ fn resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
             .audit_buckets
             .iter()
             .flat_map(|b| [n.prod(b), n.replica_bucket(b)])
+            // The staging bucket of packages over Lambda's inline limit.
+            .chain(std::iter::once(n.own("lambda-staging")))
             .flat_map(|b| [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")])
             .chain(s.lambda_artifacts.strip_prefix("s3://").map(|a| format!("arn:aws:s3:::{}*", a)))
             .collect(),

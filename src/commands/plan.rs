@@ -173,7 +173,7 @@ mod tests {
             ("dynamodb", include_str!("../steps/dynamodb.rs")),
             ("iam", concat!(include_str!("../steps/iam/mod.rs"), include_str!("../steps/iam/managed.rs"))),
             ("kms", include_str!("../steps/kms.rs")),
-            ("lambda", include_str!("../steps/lambda.rs")),
+            ("lambda", concat!(include_str!("../steps/lambda/mod.rs"), include_str!("../steps/lambda/staging.rs"))),
             ("monitoring", include_str!("../steps/monitoring.rs")),
             ("network", include_str!("../steps/network/mod.rs")),
             ("endpoints", include_str!("../steps/network/interface.rs")),

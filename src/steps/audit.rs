@@ -134,7 +134,7 @@ fn place_of(kind: &str) -> Place {
 
 /// Whether a bucket exists: `Some(true)` ours to manage, `Some(false)` taken
 /// by another account, `None` free.
-async fn bucket_state(c: &Clients, bucket: &str) -> Result<Option<bool>, StepError> {
+pub(crate) async fn bucket_state(c: &Clients, bucket: &str) -> Result<Option<bool>, StepError> {
     match c.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(Some(true)),
         Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),

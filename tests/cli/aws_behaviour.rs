@@ -499,3 +499,99 @@ async fn seventy_tables_move_into_managed_policies_within_iams_limits() {
     let left = prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A package over Lambda's inline request limit (about 50 MB zipped; the
+/// emulator answers 413 past 69,905,067 bytes here, as Lambda does) is
+/// staged in a prod bucket and deployed from there, on create and on a code
+/// update; the staged object is removed once deployed, and destroy removes
+/// the bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_package_over_the_inline_limit_is_deployed_through_a_staging_bucket() {
+    let w = World::with(Default::default(), without_database).await;
+    let dev = fixture::Clients::new(&w.moto.endpoint, "us-east-1", None).await;
+    let mut content = b"def handler(event, context):\n    return 'large'\n#".to_vec();
+    content.resize(52_500_000, b'x');
+    let large = fixture::zip_one("handler.py", &content);
+    let key = "lambda/payment-processor-dev.zip";
+    dev.s3.put_object().bucket("payments-artifacts-dev").key(key).body(large.clone().into()).send().await.unwrap();
+    dev.lambda
+        .update_function_code()
+        .function_name("payment-processor-dev")
+        .s3_bucket("payments-artifacts-dev")
+        .s3_key(key)
+        .send()
+        .await
+        .unwrap();
+    let (proxy, b) = behaving(&w, &[Behaviour::LambdaRequestLimit]);
+    let run = |args: &[&str]| w.paymig(args).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    let staging = "payments-lambda-staging-prod";
+
+    let plan = run(&["plan"]);
+    plan.expect_code(0);
+    assert!(plan.stdout.contains(&format!("+ staging_bucket {staging}")), "{}", plan.stdout);
+    run(&["apply", "--yes"]).expect_code(0);
+    assert_eq!(b.count(Behaviour::LambdaRequestLimit), 0, "nothing was sent inline: {:?}", b.fired());
+    let sha = |c: aws_sdk_lambda::Client, f: &'static str| async move {
+        let out = c.get_function().function_name(f).send().await.unwrap();
+        out.configuration.unwrap().code_sha256.unwrap()
+    };
+    let dev_sha = sha(dev.lambda.clone(), "payment-processor-dev").await;
+    assert_eq!(sha(dev.lambda.clone(), "payment-processor-prod").await, dev_sha, "dev's large package runs in prod");
+
+    // The bucket: the prod key, no public access, a day's expiry, tagged,
+    // and nothing left in it.
+    let s3 = &w.prod.s3;
+    let enc = s3.get_bucket_encryption().bucket(staging).send().await.unwrap();
+    let rule = enc.server_side_encryption_configuration.unwrap().rules[0].clone();
+    let default = rule.apply_server_side_encryption_by_default.unwrap();
+    assert_eq!(default.sse_algorithm, aws_sdk_s3::types::ServerSideEncryption::AwsKms);
+    let keys = w.prod.kms.list_aliases().send().await.unwrap();
+    let alias = keys.aliases().iter().find(|a| a.alias_name() == Some("alias/payments-prod")).unwrap();
+    let key_arn = w.prod.kms.describe_key().key_id(alias.target_key_id().unwrap()).send().await.unwrap();
+    assert_eq!(default.kms_master_key_id.as_deref(), key_arn.key_metadata.unwrap().arn(), "the prod key");
+    let block = s3.get_public_access_block().bucket(staging).send().await.unwrap();
+    let block = block.public_access_block_configuration.unwrap();
+    assert!(block.block_public_acls == Some(true) && block.restrict_public_buckets == Some(true), "{block:?}");
+    let life = s3.get_bucket_lifecycle_configuration().bucket(staging).send().await.unwrap();
+    assert_eq!(life.rules()[0].expiration.as_ref().and_then(|e| e.days), Some(1));
+    let tags = s3.get_bucket_tagging().bucket(staging).send().await.unwrap();
+    assert!(tags.tag_set().iter().any(|t| t.key() == "Environment" && t.value() == "production"));
+    let listed = s3.list_objects_v2().bucket(staging).send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "the staged package was removed once deployed");
+
+    let again = run(&["apply", "--yes"]);
+    again.expect_code(0);
+    assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
+
+    // Code drift: the update goes through the bucket too.
+    let small = fixture::zip_one("handler.py", b"def handler(e, c):\n    return 'not dev'\n");
+    w.prod
+        .lambda
+        .update_function_code()
+        .function_name("payment-processor-prod")
+        .zip_file(aws_smithy_types::Blob::new(small))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(sha(dev.lambda.clone(), "payment-processor-prod").await, dev_sha);
+    run(&["apply", "--yes"]).expect_code(0);
+    assert_eq!(sha(dev.lambda.clone(), "payment-processor-prod").await, dev_sha, "dev's package again");
+    assert_eq!(b.count(Behaviour::LambdaRequestLimit), 0, "{:?}", b.fired());
+    assert_eq!(s3.list_objects_v2().bucket(staging).send().await.unwrap().key_count(), Some(0));
+
+    // The limit is live: the same package inline is refused.
+    let via = fixture::Clients::new(&proxy.endpoint, "us-east-1", None).await;
+    let inline = via
+        .lambda
+        .update_function_code()
+        .function_name("payment-processor-prod")
+        .zip_file(aws_smithy_types::Blob::new(large))
+        .send()
+        .await;
+    assert_eq!(inline.unwrap_err().raw_response().map(|r| r.status().as_u16()), Some(413));
+    assert_eq!(b.count(Behaviour::LambdaRequestLimit), 1);
+
+    run(&["destroy", "--yes"]).expect_code(0);
+    let left = prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -16,6 +16,7 @@
 //! | `SsmThroughput` | PutParameter is throttled past the account's default throughput |
 //! | `CodeLocationExpiry` | GetFunction's `Code.Location` is a presigned URL that expires |
 //! | `EndpointStates` | a new interface VPC endpoint is `pending` for a while before `available` |
+//! | `LambdaRequestLimit` | CreateFunction and UpdateFunctionCode requests over 69,905,067 bytes (a package of about 50 MB inline) answer 413 `RequestEntityTooLargeException` |
 //! | `IamLimits` | a role's inline policies total at most 10,240 characters and it has at most 10 managed policies; a managed policy document is at most 6,144; DeletePolicy answers `DeleteConflict` while the policy is attached or has other versions, DeleteRole while the role has managed policies |
 //!
 //! Each behaviour can be switched on alone and counts how often it fired: a
@@ -48,9 +49,10 @@ pub enum Behaviour {
     CodeLocationExpiry,
     EndpointStates,
     IamLimits,
+    LambdaRequestLimit,
 }
 
-pub const ALL: [Behaviour; 12] = [
+pub const ALL: [Behaviour; 13] = [
     Behaviour::LambdaStates,
     Behaviour::IamPropagation,
     Behaviour::DynamoStates,
@@ -63,6 +65,7 @@ pub const ALL: [Behaviour; 12] = [
     Behaviour::CodeLocationExpiry,
     Behaviour::EndpointStates,
     Behaviour::IamLimits,
+    Behaviour::LambdaRequestLimit,
 ];
 
 /// How long each state lasts, in units (AWS's typical durations, scaled
@@ -247,6 +250,14 @@ impl AwsBehaviour {
         match service {
             "lambda" => {
                 let (lop, function) = lambda_op(req);
+                if self.is_on(Behaviour::LambdaRequestLimit)
+                    && matches!(lop, "CreateFunction" | "UpdateFunctionCode")
+                    && req.body().len() > 69_905_067
+                {
+                    self.fire(Behaviour::LambdaRequestLimit);
+                    let msg = format!("Request must be smaller than 69905067 bytes for the {lop} operation");
+                    return Some(self.rest_json_error(413, "RequestEntityTooLargeException", &msg));
+                }
                 if self.is_on(Behaviour::LambdaStates)
                     && matches!(lop, "UpdateFunctionConfiguration" | "UpdateFunctionCode" | "PublishVersion")
                 {

@@ -6,13 +6,15 @@
 //! and ephemeral storage; environment values naming dev resources rewritten
 //! through the name map plus `[lambda.overrides]`, encrypted with the prod
 //! key; the prod private subnets with the compute group; reserved
-//! concurrency; a published version with aliases `blue` and `green`.
+//! concurrency; a published version with aliases `blue` and `green`. A
+//! package too large to send inline goes through a prod staging bucket
+//! ([`staging`]).
+
+mod staging;
 
 use std::collections::BTreeMap;
 
-use aws_sdk_lambda::types::{
-    Environment, EphemeralStorage, FunctionCode, FunctionConfiguration, TracingConfig, VpcConfig,
-};
+use aws_sdk_lambda::types::{Environment, EphemeralStorage, FunctionConfiguration, TracingConfig, VpcConfig};
 use base64::Engine;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
@@ -62,7 +64,7 @@ impl Step for Lambda {
     }
 
     fn kinds(&self) -> &'static [&'static str] {
-        &["lambda_function", "lambda_alias"]
+        &["staging_bucket", "lambda_function", "lambda_alias"]
     }
 
     fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
@@ -83,6 +85,7 @@ impl Step for Lambda {
                 problems.push(e);
             }
             problems.extend(check_layers_shared(ctx, dev).await);
+            problems.extend(staging::check_bucket(ctx, dev).await);
             problems
         })
     }
@@ -94,6 +97,7 @@ impl Step for Lambda {
                 if dev.is_empty() {
                     return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
                 }
+                staging::converge_bucket(ctx, dev).await?;
                 ctx.each(dev.clone(), |f: DevFunction| async move { converge_function(ctx, &f).await }).await?;
                 Ok(Outcome::Done)
             }
@@ -138,6 +142,24 @@ impl Step for Lambda {
             "lambda:GetLayerVersion",
             "iam:PassRole",
             "s3:GetObject",
+            // The staging bucket, for packages over the inline limit.
+            "s3:ListBucket",
+            "s3:CreateBucket",
+            "s3:GetBucketTagging",
+            "s3:PutBucketTagging",
+            "s3:PutEncryptionConfiguration",
+            "s3:PutBucketPublicAccessBlock",
+            "s3:DeleteBucketPolicy",
+            "s3:PutLifecycleConfiguration",
+            "s3:PutObject",
+            "s3:DeleteObject",
+            "s3:ListBucketVersions",
+            "s3:DeleteObjectVersion",
+            "s3:ListBucketMultipartUploads",
+            "s3:AbortMultipartUpload",
+            "s3:DeleteBucket",
+            "kms:GenerateDataKey",
+            "kms:Decrypt",
         ]
     }
 }
@@ -541,7 +563,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
             );
             let created = ctx
                 .create(&res, detail, json!({"dev": f.name, "code_sha256": d.code_sha256()}), || async {
-                    let zip = fetch_package(ctx, f).await?;
+                    let package = staging::Package::of(ctx, &name, fetch_package(ctx, f).await?).await?;
                     let tags: std::collections::HashMap<String, String> =
                         super::common::prod_tags_as(ctx, |k, v| (k, v)).into_iter().collect();
                     let out = retry_eventual("CreateFunction", is_role_not_ready, || async {
@@ -551,7 +573,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                             .set_runtime(d.runtime().cloned())
                             .set_handler(d.handler().map(str::to_owned))
                             .role(&role)
-                            .code(FunctionCode::builder().zip_file(aws_smithy_types::Blob::new(zip.clone())).build())
+                            .code(package.code())
                             .set_memory_size(d.memory_size())
                             .set_timeout(d.timeout())
                             .set_architectures(Some(d.architectures().to_vec()))
@@ -577,6 +599,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                             .map_err(StepError::aws(&name, "CreateFunction"))
                     })
                     .await?;
+                    package.release(ctx).await?;
                     let arn = out.function_arn.unwrap_or_default();
                     Ok(Created {
                         value: out.version.unwrap_or_else(|| "1".into()),
@@ -637,15 +660,14 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
             }
             if current.code_sha256() != d.code_sha256() {
                 ctx.update(&res, &name, "code", json!({"code_sha256": current.code_sha256()}), || async {
-                    let zip = fetch_package(ctx, f).await?;
-                    lambda
-                        .update_function_code()
-                        .function_name(&name)
-                        .zip_file(aws_smithy_types::Blob::new(zip))
+                    let package = staging::Package::of(ctx, &name, fetch_package(ctx, f).await?).await?;
+                    package
+                        .update(lambda.update_function_code().function_name(&name))
                         .publish(true)
                         .send()
                         .await
                         .map_err(StepError::aws(&name, "UpdateFunctionCode"))?;
+                    package.release(ctx).await?;
                     wait_updated(ctx, &name).await
                 })
                 .await?;
@@ -811,6 +833,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 Err(e) => return Err(StepError::aws(name, "DeleteFunction")(e)),
             }
         }
+        ("staging_bucket", Op::Create | Op::Adopt) => staging::delete_bucket(ctx, name).await?,
         ("lambda_alias", Op::Create | Op::Adopt) => {
             let (function, alias) = name.rsplit_once(':').unwrap_or((name, ""));
             match lambda.delete_alias().function_name(function).name(alias).send().await {
