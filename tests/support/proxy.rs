@@ -67,6 +67,10 @@ pub struct ProxyConfig {
     /// IAM enforcement (`support::enforce`): each request authorized
     /// against its caller's policies before anything else.
     pub enforcer: Option<Arc<crate::support::enforce::Enforcer>>,
+    /// The client's attempt timeout, when the test set one: a forwarded
+    /// request answered later than this was given up on by the client (and
+    /// retried), so it counts as unplanned.
+    pub client_timeout: Option<Duration>,
 }
 
 impl ProxyConfig {
@@ -83,6 +87,7 @@ impl ProxyConfig {
             routes: Vec::new(),
             behaviour: None,
             enforcer: None,
+            client_timeout: None,
         }
     }
 }
@@ -105,6 +110,22 @@ pub struct ProxyStats {
     pub faults: Mutex<BTreeMap<(String, Fault), u64>>,
     seen: Mutex<HashMap<u64, u64>>,
     pub calls: Mutex<Vec<CallRecord>>,
+    /// Forwarded requests that failed without an injected fault: the client
+    /// gave up waiting (its attempt timeout, on a loaded machine), the
+    /// upstream connection failed, or the emulator answered 5xx. Each costs
+    /// the client a retry just as an injected fault does.
+    pub unplanned: AtomicU64,
+}
+
+/// Counts a forwarded request as unplanned unless it is finished normally.
+struct Unfinished<'a>(&'a AtomicU64, bool);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ProxyStats {
@@ -259,6 +280,7 @@ fn status_response(status: u16) -> Response<Full<Bytes>> {
 impl Shared {
     async fn handle(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let received = std::time::Instant::now();
         let service = service_of(&req);
         let (parts, body) = req.into_parts();
         let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
@@ -296,12 +318,14 @@ impl Shared {
                 }
             };
         }
+        let mut unfinished = Unfinished(&self.stats.unplanned, false);
         if !self.cfg.latency.is_zero() {
             tokio::time::sleep(self.cfg.latency).await;
         }
         let start = self.epoch.elapsed();
         let operation = operation_of(&req, req.body());
         if let Some(resp) = self.cfg.behaviour.as_ref().and_then(|b| b.before(&service, &operation, &req)) {
+            unfinished.1 = true;
             return Ok(resp);
         }
         let asked = self.cfg.behaviour.as_ref().map(|_| {
@@ -329,6 +353,8 @@ impl Shared {
             _ => bytes,
         };
         self.stats.calls.lock().unwrap().push(CallRecord { service, operation, start, end: self.epoch.elapsed() });
+        let late = self.cfg.client_timeout.is_some_and(|t| received.elapsed() >= t);
+        unfinished.1 = parts.status.as_u16() < 500 && !late;
         Ok(Response::from_parts(parts, Full::new(bytes)))
     }
 
