@@ -9,6 +9,12 @@ family is the version's. This adds a small copy of that catalogue (from the
 Aurora User Guide: Serverless v2 from 13.6/14.3/15.2/16.1; a minimum of 0
 ACUs from 13.15/14.12/15.7/16.3) and starts moto's own server.
 
+It also deletes a cluster's automated snapshots with the cluster, as AWS's
+DeleteDBCluster does by default (DeleteAutomatedBackups): moto keeps them,
+and names them by the minute (`rds:<cluster>-YYYY-MM-DD-HH-MM`), so a
+cluster deleted and restored again within one minute would meet its own
+old automated snapshot (DBClusterSnapshotAlreadyExistsFault).
+
 Run as `python moto_catalogue.py <moto_server arguments>`.
 """
 
@@ -91,6 +97,17 @@ def _apply():
     _orderable = RDSBackend.describe_orderable_db_instance_options
     RDSResponse.describe_db_engine_versions = describe_db_engine_versions
     RDSBackend.describe_orderable_db_instance_options = describe_orderable_db_instance_options
+    delete_cluster = RDSBackend.delete_db_cluster
+
+    def delete_db_cluster(self, cluster_identifier, *args, **kwargs):
+        cluster = delete_cluster(self, cluster_identifier, *args, **kwargs)
+        prefix = f"rds:{cluster_identifier}-"
+        for sid in [s for s in self.cluster_snapshots if s.startswith(prefix)]:
+            if getattr(self.cluster_snapshots[sid], "snapshot_type", "automated") == "automated":
+                del self.cluster_snapshots[sid]
+        return cluster
+
+    RDSBackend.delete_db_cluster = delete_db_cluster
 
 
 class _PatchRdsOnImport:

@@ -696,6 +696,49 @@ where
     retry_with(what, backoff, retryable, op).await
 }
 
+/// The delay before the next read of a resource that has been waited for
+/// `elapsed`: a twentieth of it, between 1 s and 15 s. Whatever the scale of
+/// the wait, the state change is seen at most ~5% (or 1 s) late; a
+/// 10-minute Aurora restore is read every 15 s.
+pub fn poll_delay(elapsed: Duration) -> Duration {
+    (elapsed / 20).clamp(Duration::from_secs(1), Duration::from_secs(15))
+}
+
+/// Reads `check` until it answers `Some` (the resource reached `what`), at
+/// [`poll_delay`] intervals, for at most `[migration] max_wait_minutes`
+/// (then [`StepError::Timeout`]), with a progress line. `check` returns an
+/// error for a state from which `what` cannot be reached. Used instead of
+/// the SDK's waiters where they back off far past the moment AWS is ready
+/// (RDS's: 30 s doubling up to 30 minutes, a random delay in between, so a
+/// 10-minute restore is commonly seen 5–10 minutes late).
+pub async fn poll_until<T, F, Fut>(
+    ctx: &Ctx,
+    step: &str,
+    resource: &str,
+    what: &str,
+    mut check: F,
+) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, StepError>>,
+{
+    let started = std::time::Instant::now();
+    let bound = ctx.max_wait();
+    let polled = async {
+        loop {
+            if let Some(v) = check().await? {
+                return Ok(v);
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= bound {
+                return Err(StepError::Timeout { resource: resource.to_owned(), what: what.to_owned(), waited: bound });
+            }
+            tokio::time::sleep(poll_delay(elapsed).min(bound - elapsed)).await;
+        }
+    };
+    crate::progress::while_waiting(step, &format!("{resource} to become {what}"), polled).await
+}
+
 /// The one retry loop behind both: `backoff` with jitter, each retry logged
 /// with the error and the delay.
 async fn retry_with<T, F, Fut>(
@@ -715,6 +758,19 @@ where
             |e, d| tracing::info!(what, error = %e, delay_ms = d.as_millis() as u64, "AWS is not ready yet; retrying"),
         )
         .await
+}
+
+#[cfg(test)]
+mod poll_tests {
+    use super::*;
+
+    #[test]
+    fn polls_are_a_twentieth_of_the_wait_between_one_and_fifteen_seconds() {
+        assert_eq!(poll_delay(Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(poll_delay(Duration::from_secs(60)), Duration::from_secs(3));
+        assert_eq!(poll_delay(Duration::from_secs(600)), Duration::from_secs(15));
+        assert_eq!(poll_delay(Duration::from_secs(3600)), Duration::from_secs(15));
+    }
 }
 
 #[cfg(test)]

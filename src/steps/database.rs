@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_rds::client::Waiters;
 use aws_sdk_rds::types::{
     CloudwatchLogsExportConfiguration, DbCluster, DbClusterSnapshot, Parameter, ServerlessV2ScalingConfiguration, Tag,
 };
@@ -18,7 +17,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Outcome, Res, Step, StepError};
 
 const STEP: &str = "database";
 /// Aurora Serverless v2 instances.
@@ -685,15 +684,52 @@ fn cluster_settings(c: &DbCluster) -> Value {
     })
 }
 
-/// Waits (the SDK's waiter) until the cluster is available; returns it.
+/// States from which a cluster or an instance never becomes available (the
+/// SDK waiters' failure states).
+const NEVER_AVAILABLE: [&str; 5] = ["deleted", "deleting", "failed", "incompatible-restore", "incompatible-parameters"];
+
+/// Whether a cluster or instance in `status` is available; an error for a
+/// state it cannot leave.
+fn available(id: &str, status: Option<&str>) -> Result<bool, StepError> {
+    match status {
+        Some("available") => Ok(true),
+        Some(s) if NEVER_AVAILABLE.contains(&s) => {
+            Err(StepError::Invalid(format!("{id} is {s}: it cannot become available")))
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Waits until the cluster is available (read every 1–15 s: see
+/// [`poll_until`]); returns it.
 async fn wait_cluster_available(ctx: &Ctx, id: &str) -> Result<DbCluster, StepError> {
-    let waiter = ctx.aws.target.rds.wait_until_db_cluster_available().db_cluster_identifier(id).wait(ctx.max_wait());
-    crate::progress::while_waiting(STEP, &format!("{id} to become available"), waiter)
-        .await
-        .map_err(StepError::waiting(id, "available", ctx.max_wait()))?;
-    describe_cluster(ctx, id)
-        .await?
-        .ok_or_else(|| StepError::Invalid(format!("{id} vanished while becoming available")))
+    poll_until(ctx, STEP, id, "available", || async {
+        let c = describe_cluster(ctx, id).await?;
+        match c {
+            Some(c) if available(id, c.status())? => Ok(Some(c)),
+            // Just restored, a describe may not find it yet.
+            _ => Ok(None),
+        }
+    })
+    .await
+}
+
+async fn describe_instance(ctx: &Ctx, id: &str) -> Result<Option<aws_sdk_rds::types::DbInstance>, StepError> {
+    match ctx.aws.target.rds.describe_db_instances().db_instance_identifier(id).send().await {
+        Ok(out) => Ok(out.db_instances.unwrap_or_default().into_iter().next()),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => Ok(None),
+        Err(e) => Err(StepError::aws(id, "DescribeDBInstances")(e)),
+    }
+}
+
+async fn wait_instance_available(ctx: &Ctx, id: &str) -> Result<(), StepError> {
+    poll_until(ctx, STEP, id, "available", || async {
+        match describe_instance(ctx, id).await? {
+            Some(i) if available(id, i.db_instance_status())? => Ok(Some(())),
+            _ => Ok(None),
+        }
+    })
+    .await
 }
 
 async fn converge_cluster(
@@ -921,10 +957,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
                 )
                 .await?;
             if created.is_some() {
-                let waiter = rds.wait_until_db_instance_available().db_instance_identifier(&id).wait(ctx.max_wait());
-                crate::progress::while_waiting(STEP, &format!("{id} to become available"), waiter)
-                    .await
-                    .map_err(StepError::waiting(&id, "available", ctx.max_wait()))?;
+                wait_instance_available(ctx, &id).await?;
             }
         }
     }
@@ -1074,11 +1107,8 @@ async fn delete_instance(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
         Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => return Ok(false),
         Err(e) => return Err(StepError::aws(id, "DeleteDBInstance")(e)),
     }
-    rds.wait_until_db_instance_deleted()
-        .db_instance_identifier(id)
-        .wait(ctx.max_wait())
-        .await
-        .map_err(StepError::waiting(id, "deleted", ctx.max_wait()))?;
+    poll_until(ctx, STEP, id, "deleted", || async { Ok(describe_instance(ctx, id).await?.is_none().then_some(())) })
+        .await?;
     Ok(true)
 }
 
@@ -1114,11 +1144,8 @@ async fn delete_cluster(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
         Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => return Ok(false),
         Err(e) => return Err(StepError::aws(id, "DeleteDBCluster")(e)),
     }
-    rds.wait_until_db_cluster_deleted()
-        .db_cluster_identifier(id)
-        .wait(ctx.max_wait())
-        .await
-        .map_err(StepError::waiting(id, "deleted", ctx.max_wait()))?;
+    poll_until(ctx, STEP, id, "deleted", || async { Ok(describe_cluster(ctx, id).await?.is_none().then_some(())) })
+        .await?;
     Ok(true)
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode as DdbBilling, CreateGlobalSecondaryIndexAction, DeleteGlobalSecondaryIndexAction,
     GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, KeySchemaElement, LocalSecondaryIndex,
@@ -22,7 +21,7 @@ use tracing::Instrument;
 
 use crate::config::BillingMode;
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, poll_until, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
 
 pub struct DynamoDb;
 
@@ -854,11 +853,8 @@ async fn delete_table(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
         Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => return Ok(false),
         Err(e) => return Err(StepError::aws(name, "DeleteTable")(e)),
     }
-    ddb.wait_until_table_not_exists().table_name(name).wait(ctx.max_wait()).await.map_err(StepError::waiting(
-        name,
-        "deleted",
-        ctx.max_wait(),
-    ))?;
+    poll_until(ctx, STEP, name, "deleted", || async { Ok(describe_prod(ctx, name).await?.is_none().then_some(())) })
+        .await?;
     Ok(true)
 }
 
