@@ -10,8 +10,8 @@
 //! a 30-second deregistration delay.
 
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum, Tag,
-    TargetDescription, TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
+    Action, ActionTypeEnum, ForwardActionConfig, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
+    ProtocolEnum, Tag, TargetDescription, TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
 };
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::config::{Colour, TargetType};
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Outcome, Res, Step, StepError};
 
 pub struct Alb;
 
@@ -186,14 +186,18 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     };
     // The load balancer.
     let res = Res::new(STEP, "load_balancer", "alb", &name);
-    let lb_arn = match elb.describe_load_balancers().names(&name).send().await {
+    // (ARN, whether it is active yet).
+    let (lb_arn, active) = match elb.describe_load_balancers().names(&name).send().await {
         Ok(out) if !out.load_balancers().is_empty() => {
-            let arn = out.load_balancers()[0].load_balancer_arn().unwrap_or_default().to_owned();
+            let lb = &out.load_balancers()[0];
+            let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
             ctx.unchanged(&res, &arn, Some(&arn))?;
-            arn
+            (arn, lb.state().and_then(|s| s.code()) == Some(&LoadBalancerStateEnum::Active))
         }
-        Ok(_) => String::new(),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_load_balancer_not_found_exception()) => String::new(),
+        Ok(_) => (String::new(), false),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_load_balancer_not_found_exception()) => {
+            (String::new(), false)
+        }
         Err(e) => return Err(StepError::aws(&name, "DescribeLoadBalancers")(e)),
     };
     if subnets.len() < 2 && !ctx.is_plan() {
@@ -337,6 +341,27 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
             })
             .await?;
         }
+    }
+    // A new load balancer is `provisioning` for a few minutes on AWS; its
+    // targets and listener are configured meanwhile, and apply ends when it
+    // serves (`switch` right after must find it active).
+    if !active && !ctx.is_plan() && !is_planned(&lb_arn) {
+        poll_until(ctx, STEP, &name, "active", || async {
+            let out = elb
+                .describe_load_balancers()
+                .load_balancer_arns(&lb_arn)
+                .send()
+                .await
+                .map_err(StepError::aws(&name, "DescribeLoadBalancers"))?;
+            match out.load_balancers().first().and_then(|l| l.state()).and_then(|s| s.code()) {
+                Some(LoadBalancerStateEnum::Active) => Ok(Some(())),
+                Some(LoadBalancerStateEnum::Failed) => {
+                    Err(StepError::Invalid(format!("{name}: the load balancer failed to provision")))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await?;
     }
     Ok(Outcome::Done)
 }

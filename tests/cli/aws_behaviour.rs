@@ -173,7 +173,7 @@ async fn destroy_waits_for_lingering_lambda_network_interfaces() {
     // Longer than the fixed retry budget paymig once had (eight attempts,
     // about a minute): on AWS they stay 20–45 minutes.
     let mut b = AwsBehaviour::new(&[Behaviour::EniLinger], UNIT);
-    b.eni_linger = Duration::from_secs(95);
+    b.durations.eni_linger = Duration::from_secs(95);
     let b = Arc::new(b);
     let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
     w.paymig(["apply", "--yes"]).via(&proxy.endpoint).run().expect_code(0);
@@ -193,7 +193,7 @@ async fn apply_waits_for_interface_endpoints_in_a_step_nothing_else_waits_for() 
     let w = World::with(Default::default(), without_database).await;
     let mut b = AwsBehaviour::new(&[Behaviour::EndpointStates], UNIT);
     // Longer than the rest of this apply takes.
-    b.endpoint_pending = Duration::from_secs(20);
+    b.durations.endpoint_pending = Duration::from_secs(20);
     let b = Arc::new(b);
     let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
     let apply =
@@ -256,6 +256,32 @@ async fn the_alb_gets_one_subnet_per_availability_zone() {
     w.paymig(["destroy", "--yes"]).via(&proxy.endpoint).run().expect_code(0);
 }
 
+/// A new load balancer is `provisioning` for minutes on AWS: apply ends
+/// only once it is `active` (a `switch` right after must find it serving).
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_ends_once_the_new_load_balancer_is_active() {
+    let w = World::with(Default::default(), without_database).await;
+    let mut b = AwsBehaviour::new(&[Behaviour::AlbStates], UNIT);
+    // Longer than the rest of this apply takes after CreateLoadBalancer.
+    b.durations.alb_provisioning = Duration::from_secs(8);
+    let b = Arc::new(b);
+    let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+    let apply = w.paymig(["apply", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    apply.expect_code(0);
+    assert!(
+        b.count(Behaviour::AlbStates) >= 1,
+        "the load balancer was provisioning: {:?}\n{}",
+        b.fired(),
+        apply.stderr
+    );
+    assert!(apply.stderr.contains("to become active"), "the wait is shown: {}", apply.stderr);
+    let via = aws_sdk_elasticloadbalancingv2::Client::new(&fixture::sdk_config(&proxy.endpoint, "us-east-1").await);
+    let lb = via.describe_load_balancers().names("payments-alb-prod").send().await.unwrap();
+    let state = lb.load_balancers()[0].state().and_then(|s| s.code()).cloned();
+    assert_eq!(state, Some(aws_sdk_elasticloadbalancingv2::types::LoadBalancerStateEnum::Active));
+    w.paymig(["destroy", "--yes"]).via(&proxy.endpoint).run().expect_code(0);
+}
+
 /// The whole stack, database included, against every behaviour at once:
 /// apply, a no-op re-apply, rollback, apply again and destroy, with nothing
 /// duplicated and nothing left.
@@ -291,6 +317,7 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
         Behaviour::AuroraStates,
         Behaviour::EniLinger,
         Behaviour::EndpointStates,
+        Behaviour::AlbStates,
     ] {
         assert!(fired.get(&must).copied().unwrap_or(0) > 0, "{must:?} never fired: {fired:?}");
     }
@@ -313,7 +340,10 @@ async fn the_package_link_is_asked_for_right_before_the_download() {
         fixture::zip_one("handler.py", b"def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n");
     b.register_package("payment-processor-dev", zip);
     let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
-    let apply = w.paymig(["apply", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    // One step at a time: the database step (and every step before the
+    // functions) runs between preflight and the download.
+    let apply =
+        w.paymig(["apply", "--yes", "--parallelism", "1"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
     apply.expect_code(0);
     assert!(b.count(Behaviour::AuroraStates) >= 1, "the database took time: {:?}", b.fired());
     assert_eq!(b.count(Behaviour::CodeLocationExpiry), 0, "no expired link was used: {:?}", b.fired());

@@ -1,7 +1,8 @@
 //! AWS behaviour mode for the test proxy: moto answers at once and forgives
 //! what AWS refuses; this layer makes it behave as AWS does in the ways that
 //! break real runs (the sources are in the README's "Against AWS" section),
-//! with AWS's durations scaled down to one `unit`:
+//! with AWS's durations scaled (`Durations`: the tests' profile in units
+//! of 150 ms, the benchmark's AWS minutes times a factor):
 //!
 //! | behaviour | what AWS does |
 //! |---|---|
@@ -17,6 +18,7 @@
 //! | `CodeLocationExpiry` | GetFunction's `Code.Location` is a presigned URL that expires |
 //! | `EndpointStates` | a new interface VPC endpoint is `pending` for a while before `available` |
 //! | `LambdaRequestLimit` | CreateFunction and UpdateFunctionCode requests over 69,905,067 bytes (a package of about 50 MB inline) answer 413 `RequestEntityTooLargeException` |
+//! | `AlbStates` | a new load balancer is `provisioning` for a few minutes before `active` |
 //! | `IamLimits` | a role's inline policies total at most 10,240 characters and it has at most 10 managed policies; a managed policy document is at most 6,144; DeletePolicy answers `DeleteConflict` while the policy is attached or has other versions, DeleteRole while the role has managed policies |
 //!
 //! Each behaviour can be switched on alone and counts how often it fired: a
@@ -50,9 +52,10 @@ pub enum Behaviour {
     EndpointStates,
     IamLimits,
     LambdaRequestLimit,
+    AlbStates,
 }
 
-pub const ALL: [Behaviour; 13] = [
+pub const ALL: [Behaviour; 14] = [
     Behaviour::LambdaStates,
     Behaviour::IamPropagation,
     Behaviour::DynamoStates,
@@ -66,23 +69,78 @@ pub const ALL: [Behaviour; 13] = [
     Behaviour::EndpointStates,
     Behaviour::IamLimits,
     Behaviour::LambdaRequestLimit,
+    Behaviour::AlbStates,
 ];
 
-/// How long each state lasts, in units (AWS's typical durations, scaled
-/// together: a function ~10 s, a table ~20 s, an index ~1 min, IAM ~10 s,
-/// an instance ~8 min, ENIs ~20 min, the presigned URL ~10 min).
-mod units {
-    pub const FUNCTION_PENDING: u32 = 2;
-    pub const FUNCTION_UPDATING: u32 = 2;
-    pub const ROLE_PROPAGATION: u32 = 3;
-    pub const TABLE_CREATING: u32 = 2;
-    pub const TABLE_UPDATING: u32 = 2;
-    pub const INDEX_CREATING: u32 = 4;
-    pub const TTL_WINDOW: u32 = 100_000;
-    pub const ENI_LINGER: u32 = 12;
-    pub const CLUSTER_CREATING: u32 = 3;
-    pub const INSTANCE_CREATING: u32 = 3;
-    pub const CODE_URL_VALID: u32 = 3;
+/// How long each state lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct Durations {
+    pub function_pending: Duration,
+    pub function_updating: Duration,
+    /// Until Lambda can assume a new role (the first half) and, for a VPC
+    /// function, until the role's EC2 permissions are seen (the second).
+    pub role_propagation: Duration,
+    pub table_creating: Duration,
+    pub table_updating: Duration,
+    pub index_creating: Duration,
+    /// The window within which a table's TTL may change once.
+    pub ttl_window: Duration,
+    /// How long a deleted VPC function's ENIs stay.
+    pub eni_linger: Duration,
+    pub cluster_creating: Duration,
+    pub instance_creating: Duration,
+    /// How long GetFunction's presigned `Code.Location` is valid.
+    pub code_url_valid: Duration,
+    /// How long a new interface endpoint stays `pending`.
+    pub endpoint_pending: Duration,
+    /// How long a new load balancer stays `provisioning`.
+    pub alb_provisioning: Duration,
+}
+
+impl Durations {
+    /// The test profile: AWS's durations in proportion, scaled to `unit`
+    /// (a function 2 units, an index 4, ENIs 12, the TTL window for ever).
+    pub fn units(unit: Duration) -> Durations {
+        Durations {
+            function_pending: unit * 2,
+            function_updating: unit * 2,
+            role_propagation: unit * 3,
+            table_creating: unit * 2,
+            table_updating: unit * 2,
+            index_creating: unit * 4,
+            ttl_window: unit * 100_000,
+            eni_linger: unit * 12,
+            cluster_creating: unit * 3,
+            instance_creating: unit * 3,
+            code_url_valid: unit * 3,
+            endpoint_pending: unit * 3,
+            alb_provisioning: unit * 3,
+        }
+    }
+
+    /// AWS's typical durations (AWS_REALITY) times `factor`: a function
+    /// ~10 s, a role ~10 s, a table ~20 s, an index ~1 min, the TTL window
+    /// an hour, ENIs ~20 min, a restored cluster ~10 min, an instance ~8
+    /// min, the package link 10 min, an interface endpoint ~90 s, an ALB ~3
+    /// min.
+    pub fn aws(factor: f64) -> Durations {
+        let s = |secs: f64| Duration::from_secs_f64(secs * factor);
+        Durations {
+            function_pending: s(10.0),
+            function_updating: s(10.0),
+            role_propagation: s(10.0),
+            table_creating: s(20.0),
+            table_updating: s(20.0),
+            index_creating: s(60.0),
+            ttl_window: s(3600.0),
+            eni_linger: s(1200.0),
+            cluster_creating: s(600.0),
+            instance_creating: s(480.0),
+            code_url_valid: s(600.0),
+            endpoint_pending: s(90.0),
+            alb_provisioning: s(180.0),
+        }
+    }
 }
 
 /// A lingering ENI: (gone at, id, subnet, security groups).
@@ -122,6 +180,8 @@ struct State {
     attached: HashMap<String, BTreeSet<String>>,
     /// Managed policy ARN -> versions besides the default.
     other_versions: HashMap<String, u32>,
+    /// Load balancer ARN -> provisioning until.
+    albs: HashMap<String, Instant>,
 }
 
 /// IAM's limits (AWS_REALITY: IAM quotas).
@@ -139,16 +199,11 @@ fn policy_size(doc: &str) -> usize {
 /// The behaviour layer of one proxy.
 pub struct AwsBehaviour {
     on: BTreeSet<Behaviour>,
-    unit: Duration,
+    /// How long each state lasts.
+    pub durations: Durations,
     /// PutParameter calls per second before throttling (AWS's default
     /// throughput is 40 for standard parameters).
     pub put_parameter_per_second: f64,
-    /// How long a deleted VPC function's ENIs stay (default 12 units; AWS:
-    /// 20–45 minutes, longer than any fixed retry budget).
-    pub eni_linger: Duration,
-    /// How long a new interface endpoint stays `pending` (default 3 units;
-    /// AWS: a minute or two).
-    pub endpoint_pending: Duration,
     state: Mutex<State>,
     fired: Mutex<BTreeMap<Behaviour, u64>>,
     packages: Mutex<HashMap<String, Vec<u8>>>,
@@ -158,18 +213,22 @@ pub struct AwsBehaviour {
 
 impl std::fmt::Debug for AwsBehaviour {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsBehaviour").field("on", &self.on).field("unit", &self.unit).finish()
+        f.debug_struct("AwsBehaviour").field("on", &self.on).field("durations", &self.durations).finish()
     }
 }
 
 impl AwsBehaviour {
+    /// `on`, with the test profile's durations (`Durations::units`).
     pub fn new(on: &[Behaviour], unit: Duration) -> AwsBehaviour {
+        AwsBehaviour::timed(on, Durations::units(unit))
+    }
+
+    /// `on`, with these durations.
+    pub fn timed(on: &[Behaviour], durations: Durations) -> AwsBehaviour {
         AwsBehaviour {
             on: on.iter().copied().collect(),
-            unit,
+            durations,
             put_parameter_per_second: 40.0,
-            eni_linger: unit * units::ENI_LINGER,
-            endpoint_pending: unit * 3,
             state: Mutex::new(State::default()),
             fired: Mutex::new(BTreeMap::new()),
             packages: Mutex::new(HashMap::new()),
@@ -210,8 +269,8 @@ impl AwsBehaviour {
         *self.fired.lock().unwrap().entry(b).or_default() += 1;
     }
 
-    fn later(&self, units: u32) -> Instant {
-        Instant::now() + self.unit * units
+    fn later(&self, d: Duration) -> Instant {
+        Instant::now() + d
     }
 
     fn request_id(&self) -> String {
@@ -224,7 +283,7 @@ impl AwsBehaviour {
         let function = req.uri().path().strip_prefix("/__paymig_code/")?;
         let issued: u128 = query_param(req.uri().query().unwrap_or(""), "issued")?.parse().ok()?;
         let now = epoch_ms();
-        if now.saturating_sub(issued) > (self.unit * units::CODE_URL_VALID).as_millis() {
+        if now.saturating_sub(issued) > self.durations.code_url_valid.as_millis() {
             self.fire(Behaviour::CodeLocationExpiry);
             return Some(
                 Response::builder()
@@ -279,7 +338,7 @@ impl AwsBehaviour {
                     let vpc = body["VpcConfig"]["SubnetIds"].as_array().is_some_and(|s| !s.is_empty());
                     if let Some(created) = st.roles.get(&role) {
                         let age = now.duration_since(*created);
-                        let half = self.unit * units::ROLE_PROPAGATION / 2;
+                        let half = self.durations.role_propagation / 2;
                         if age < half || (vpc && age < half * 2) {
                             self.fire(Behaviour::IamPropagation);
                             let msg = if age < half {
@@ -331,7 +390,7 @@ impl AwsBehaviour {
                 }
                 if self.is_on(Behaviour::TtlHourly) && op == "UpdateTimeToLive" {
                     if let Some(at) = st.ttl_changed.get(&table) {
-                        if now < *at + self.unit * units::TTL_WINDOW {
+                        if now < *at + self.durations.ttl_window {
                             self.fire(Behaviour::TtlHourly);
                             return Some(self.json_error(
                                 "ValidationException",
@@ -480,7 +539,7 @@ impl AwsBehaviour {
                         if !self.is_on(Behaviour::LambdaStates) {
                             return body;
                         }
-                        st.functions.insert(name, (self.later(units::FUNCTION_PENDING), "Pending"));
+                        st.functions.insert(name, (self.later(self.durations.function_pending), "Pending"));
                         // AWS answers CreateFunction with the function Pending.
                         match serde_json::from_slice::<Value>(&body) {
                             Ok(mut doc) => {
@@ -494,14 +553,14 @@ impl AwsBehaviour {
                     "UpdateFunctionConfiguration" | "UpdateFunctionCode"
                         if ok && self.is_on(Behaviour::LambdaStates) =>
                     {
-                        st.functions.insert(function, (self.later(units::FUNCTION_UPDATING), "InProgress"));
+                        st.functions.insert(function, (self.later(self.durations.function_updating), "InProgress"));
                         body
                     }
                     "DeleteFunction" if ok => {
                         st.functions.remove(&function);
                         if self.is_on(Behaviour::EniLinger) {
                             if let Some((subnets, groups)) = st.function_vpc.remove(&function) {
-                                let gone = now + self.eni_linger;
+                                let gone = now + self.durations.eni_linger;
                                 for s in subnets {
                                     let id = format!("eni-{:017x}", self.ids.fetch_add(1, Ordering::Relaxed));
                                     st.enis.push((gone, id, s, groups.clone()));
@@ -586,17 +645,17 @@ impl AwsBehaviour {
                 let table = asked["TableName"].as_str().unwrap_or("").to_owned();
                 match op {
                     "CreateTable" if ok => {
-                        st.tables.insert(table, (self.later(units::TABLE_CREATING), "CREATING"));
+                        st.tables.insert(table, (self.later(self.durations.table_creating), "CREATING"));
                         body
                     }
                     "UpdateTable" if ok => {
-                        st.tables.insert(table.clone(), (self.later(units::TABLE_UPDATING), "UPDATING"));
+                        st.tables.insert(table.clone(), (self.later(self.durations.table_updating), "UPDATING"));
                         for u in asked["GlobalSecondaryIndexUpdates"].as_array().into_iter().flatten() {
                             if let Some(index) = u["Create"]["IndexName"].as_str() {
                                 st.indexes
                                     .entry(table.clone())
                                     .or_default()
-                                    .insert(index.to_owned(), self.later(units::INDEX_CREATING));
+                                    .insert(index.to_owned(), self.later(self.durations.index_creating));
                             }
                         }
                         body
@@ -648,7 +707,7 @@ impl AwsBehaviour {
                     let interface = get(&form, "VpcEndpointType").is_some_and(|t| t.eq_ignore_ascii_case("interface"));
                     match xml_value(&body, "vpcEndpointId").filter(|_| interface) {
                         Some(id) => {
-                            st.endpoints.insert(id.clone(), now + self.endpoint_pending);
+                            st.endpoints.insert(id.clone(), now + self.durations.endpoint_pending);
                             self.fire(Behaviour::EndpointStates);
                             pending_endpoints(&body, &[id])
                         }
@@ -747,18 +806,36 @@ impl AwsBehaviour {
                 }
                 _ => body,
             },
+            "elasticloadbalancing" if ok && self.is_on(Behaviour::AlbStates) => match op {
+                "CreateLoadBalancer" => {
+                    if let Some(arn) = xml_value(&body, "LoadBalancerArn") {
+                        st.albs.insert(arn, now + self.durations.alb_provisioning);
+                    }
+                    body
+                }
+                "DescribeLoadBalancers" => {
+                    st.albs.retain(|_, until| now < *until);
+                    let busy: Vec<String> = st.albs.keys().cloned().collect();
+                    let (text, n) = provisioning_albs(&body, &busy);
+                    if n > 0 {
+                        self.fire(Behaviour::AlbStates);
+                    }
+                    text
+                }
+                _ => body,
+            },
             "rds" if self.is_on(Behaviour::AuroraStates) => {
                 let form = form(req.body());
                 match op {
                     "RestoreDBClusterFromSnapshot" | "CreateDBCluster" if ok => {
                         if let Some(id) = get(&form, "DBClusterIdentifier") {
-                            st.clusters.insert(id, self.later(units::CLUSTER_CREATING));
+                            st.clusters.insert(id, self.later(self.durations.cluster_creating));
                         }
                         body
                     }
                     "CreateDBInstance" if ok => {
                         if let Some(id) = get(&form, "DBInstanceIdentifier") {
-                            st.instances.insert(id, self.later(units::INSTANCE_CREATING));
+                            st.instances.insert(id, self.later(self.durations.instance_creating));
                         }
                         body
                     }
@@ -932,6 +1009,24 @@ fn xml_value(body: &[u8], tag: &str) -> Option<String> {
     let start = text.find(&open)? + open.len();
     let end = text[start..].find(&format!("</{tag}>"))? + start;
     Some(text[start..end].to_owned())
+}
+
+/// In a DescribeLoadBalancers answer, the state of each load balancer in
+/// `arns` (its `<State><Code>` follows its ARN, before the next ARN) reads
+/// `provisioning`; returns the text and how many changed.
+fn provisioning_albs(body: &[u8], arns: &[String]) -> (Bytes, usize) {
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    let mut changed = 0;
+    for arn in arns {
+        let tag = format!("<LoadBalancerArn>{arn}</LoadBalancerArn>");
+        let Some(at) = text.find(&tag).map(|i| i + tag.len()) else { continue };
+        let next = text[at..].find("<LoadBalancerArn>").map_or(text.len(), |i| i + at);
+        if let Some(code) = text[at..next].find("<Code>active</Code>").map(|i| i + at) {
+            text.replace_range(code..code + "<Code>active</Code>".len(), "<Code>provisioning</Code>");
+            changed += 1;
+        }
+    }
+    (Bytes::from(text), changed)
 }
 
 /// In every `<block>` whose `<id_tag>` is one of `ids`, sets `<status_tag>`
