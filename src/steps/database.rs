@@ -908,12 +908,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
     let id = instance_id(cluster, i);
     let res = Res::new(STEP, "db_instance", format!("instance/{}", i + 1), &id);
     let tier = i as i32;
-    let found = match rds.describe_db_instances().db_instance_identifier(&id).send().await {
-        Ok(out) => out.db_instances.unwrap_or_default().into_iter().next(),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => None,
-        Err(e) => return Err(StepError::aws(&id, "DescribeDBInstances")(e)),
-    };
-    match found {
+    match describe_instance(ctx, &id).await? {
         Some(inst) => {
             ctx.existing(&res, &id, inst.db_instance_arn(), is_ours(ctx, inst.tag_list()))?;
             if inst.promotion_tier() != Some(tier) {
