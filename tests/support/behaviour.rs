@@ -99,7 +99,8 @@ pub struct Durations {
 
 impl Durations {
     /// The test profile: AWS's durations in proportion, scaled to `unit`
-    /// (a function 2 units, an index 4, ENIs 12, the TTL window for ever).
+    /// (a function 2 units, an index 4, ENIs 12, an ALB 30, the TTL window
+    /// for ever).
     pub fn units(unit: Duration) -> Durations {
         Durations {
             function_pending: unit * 2,
@@ -114,7 +115,10 @@ impl Durations {
             instance_creating: unit * 3,
             code_url_valid: unit * 3,
             endpoint_pending: unit * 3,
-            alb_provisioning: unit * 3,
+            // AWS: ~3 minutes against a function's ~10 s. Long enough that
+            // the step's first poll, after target groups and listener, meets
+            // it provisioning even on a loaded machine.
+            alb_provisioning: unit * 30,
         }
     }
 
