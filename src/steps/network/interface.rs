@@ -18,12 +18,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
+use aws_sdk_ec2::types::{Filter, ResourceType, VpcEndpoint, VpcEndpointType};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
-use super::{client_token, converge_tags, filter, is_planned, ours, tag_spec};
+use super::observed::Select;
+use super::{client_token, converge_tags, filter, is_planned, ours, tag_spec, Kind, Observed};
 use crate::config::GATEWAY_SERVICES;
 use crate::engine::journal::Record;
 use crate::engine::{retry_eventual, Ctx, Outcome, Res, Step, StepError};
@@ -89,7 +90,11 @@ impl Step for Endpoints {
                         o.sg_endpoints.clone().unwrap_or_default(),
                     )
                 };
-                let existing = if is_planned(&vpc) { vec![] } else { endpoints_of(ctx, &vpc).await? };
+                let existing = if is_planned(&vpc) {
+                    vec![]
+                } else {
+                    Observed::inside(ctx, &vpc, &[Kind::Endpoint]).await?.endpoints
+                };
                 let ids = converge(ctx, &vpc, &existing, &subnets, &group, zones).await?;
                 if !ctx.is_plan() {
                     wait_available(ctx, &ids).await?;
@@ -109,20 +114,15 @@ impl Step for Endpoints {
 
     fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
         Box::pin(async move {
-            let tagged: Vec<VpcEndpoint> = ctx
-                .aws
-                .target
-                .ec2
-                .describe_vpc_endpoints()
-                .set_filters(Some(ours(ctx).into()))
-                .filters(filter("vpc-endpoint-type", "Interface"))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(StepError::aws("tagged interface endpoints", "DescribeVpcEndpoints"))?;
-            let ids = tagged.iter().filter(|e| live(e)).filter_map(|e| e.vpc_endpoint_id().map(String::from)).collect();
+            let mut interface: Vec<Filter> = ours(ctx).into();
+            interface.push(filter("vpc-endpoint-type", "Interface"));
+            let tagged = Observed::read(ctx, Kind::Endpoint, Select::Filters(interface)).await?;
+            let ids = tagged
+                .endpoints
+                .iter()
+                .filter(|e| live(e))
+                .filter_map(|e| e.vpc_endpoint_id().map(String::from))
+                .collect();
             super::delete_each(ctx, "vpc_endpoint", ids).await
         })
     }
@@ -145,20 +145,6 @@ impl Step for Endpoints {
             "ec2:DeleteTags",
         ]
     }
-}
-
-async fn endpoints_of(ctx: &Ctx, vpc: &str) -> Result<Vec<VpcEndpoint>, StepError> {
-    ctx.aws
-        .target
-        .ec2
-        .describe_vpc_endpoints()
-        .filters(filter("vpc-id", vpc))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(vpc, "DescribeVpcEndpoints"))
 }
 
 /// Services a function's execution role grants that the Lambda service calls
@@ -500,42 +486,21 @@ async fn validate(ctx: &Ctx, zones: &Offered) -> Result<crate::report::Findings,
     if services(ctx).is_empty() {
         return Ok(f);
     }
-    let ec2 = &ctx.aws.target.ec2;
-    let vpcs = ec2
-        .describe_vpcs()
-        .set_filters(Some(ours(ctx).into()))
-        .send()
-        .await
-        .map_err(StepError::aws("prod VPC", "DescribeVpcs"))?;
-    let Some(vpc) = vpcs.vpcs().first().and_then(|v| v.vpc_id()).map(String::from) else {
+    let Some(vpc) = Observed::tagged(ctx, &[Kind::Vpc]).await?.vpc_id().map(String::from) else {
         // The network step reports the VPC missing.
         return Ok(f);
     };
-    let subnets: Vec<aws_sdk_ec2::types::Subnet> = ec2
-        .describe_subnets()
-        .set_filters(Some(ours(ctx).into()))
-        .filters(filter("vpc-id", &vpc))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(&vpc, "DescribeSubnets"))?;
+    let inside = Observed::inside(ctx, &vpc, &[Kind::Subnet, Kind::Endpoint, Kind::Group]).await?;
     // Sorted as the run sorts them (zone, then CIDR).
-    let mut by_zone: Vec<(&str, &str, &str)> =
-        subnets.iter().filter_map(|s| Some((s.availability_zone()?, s.cidr_block()?, s.subnet_id()?))).collect();
+    let mut by_zone: Vec<(&str, &str, &str)> = inside
+        .own_subnets(ctx)
+        .filter_map(|s| Some((s.availability_zone()?, s.cidr_block()?, s.subnet_id()?)))
+        .collect();
     by_zone.sort();
     let zoned: Vec<(String, String)> = by_zone.iter().map(|(z, _, id)| (z.to_string(), id.to_string())).collect();
     let name = ctx.cfg.names.own("endpoints-sg");
-    let groups = ec2
-        .describe_security_groups()
-        .filters(filter("vpc-id", &vpc))
-        .filters(filter("group-name", &name))
-        .send()
-        .await
-        .map_err(StepError::aws(&name, "DescribeSecurityGroups"))?;
-    let group = groups.security_groups().first().and_then(|g| g.group_id()).unwrap_or_default().to_owned();
-    f.checks.extend(checks(ctx, &endpoints_of(ctx, &vpc).await?, &zoned, &group, zones));
+    let group = inside.group(&name).and_then(|g| g.group_id()).unwrap_or_default().to_owned();
+    f.checks.extend(checks(ctx, &inside.endpoints, &zoned, &group, zones));
     Ok(f)
 }
 

@@ -24,6 +24,9 @@ use crate::engine::journal::{Op, Record};
 use crate::engine::{is_planned, planned_id, retry_eventual, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
 
 pub mod interface;
+mod observed;
+
+pub use observed::{Kind, Observed};
 
 /// The network step. The dev VPC is read once per command and shared by
 /// preflight and the run.
@@ -213,12 +216,7 @@ pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
             ctx.cfg.migration.region
         ))
     })?;
-    let mut cidrs: Vec<String> = vpc
-        .cidr_block_association_set()
-        .iter()
-        .filter(|a| a.cidr_block_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated"))
-        .filter_map(|a| a.cidr_block().map(str::to_owned))
-        .collect();
+    let mut cidrs: Vec<String> = observed::cidrs(&vpc, &["associated"]);
     if let Some(primary) = vpc.cidr_block() {
         cidrs.retain(|c| c != primary);
         cidrs.insert(0, primary.to_owned());
@@ -483,22 +481,10 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     }
     let names = &ctx.cfg.names;
     let vpc_name = dev.name.as_deref().map_or_else(|| names.own("vpc"), |n| names.prod(n));
-    let vpc_id = converge_vpc(ctx, dev, &vpc_name).await?;
-    let endpoints: Vec<VpcEndpoint> = if is_planned(&vpc_id) {
-        vec![]
-    } else {
-        ctx.aws
-            .target
-            .ec2
-            .describe_vpc_endpoints()
-            .filters(filter("vpc-id", &vpc_id))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StepError::aws(&vpc_id, "DescribeVpcEndpoints"))?
-    };
+    // One read of what prod has; a VPC created now has nothing in it yet.
+    let observed = Observed::of_vpc(ctx, &vpc_name).await?;
+    let vpc_id = converge_vpc(ctx, dev, &vpc_name, observed.vpcs.first()).await?;
+    let own_tables: Vec<RouteTable> = observed.own_route_tables(ctx).cloned().collect();
 
     // Subnets: mirrored, plus derived ones when dev spans fewer than 3 AZs.
     let distinct_azs: BTreeSet<&str> = dev.subnets.iter().map(|s| s.az.as_str()).collect();
@@ -523,14 +509,15 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     // Subnets -> route tables -> endpoints is one chain; the security
     // groups need only the VPC, so they converge beside it.
     let routing = async {
-        let subnets = converge_subnets(ctx, &vpc_id, &specs).await?;
-        let route_tables = converge_route_tables(ctx, &vpc_id, &subnets).await?;
-        converge_endpoints(ctx, &vpc_id, &endpoints, &route_tables).await?;
+        let subnets = converge_subnets(ctx, &vpc_id, &specs, &observed.subnets).await?;
+        let route_tables = converge_route_tables(ctx, &vpc_id, &subnets, &own_tables).await?;
+        converge_endpoints(ctx, &vpc_id, &observed.endpoints, &route_tables).await?;
         Ok::<_, StepError>((subnets, route_tables))
     };
     // join, not try_join: a failure on one side never drops a create in
     // flight on the other.
-    let (routing, groups) = futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs));
+    let (routing, groups) =
+        futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs, &observed.groups));
     let ((subnets, route_tables), groups) = (routing?, groups?);
     let mut o = ctx.outputs();
     o.vpc_id = Some(vpc_id);
@@ -564,35 +551,19 @@ async fn target_zones(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     Ok(zones)
 }
 
-async fn converge_vpc(ctx: &Ctx, dev: &DevVpc, name: &str) -> Result<String, StepError> {
+async fn converge_vpc(
+    ctx: &Ctx,
+    dev: &DevVpc,
+    name: &str,
+    found: Option<&aws_sdk_ec2::types::Vpc>,
+) -> Result<String, StepError> {
     let ec2 = &ctx.aws.target.ec2;
     let res = Res::new(STEP, "vpc", "vpc", name);
-    let found: Option<aws_sdk_ec2::types::Vpc> = ec2
-        .describe_vpcs()
-        .set_filters(Some(ours(ctx).into()))
-        .filters(filter("tag:Name", name))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(name, "DescribeVpcs"))?
-        .into_iter()
-        .next();
     let (vpc_id, current_cidrs, tags) = match found {
         Some(v) => {
             let id = v.vpc_id().unwrap_or_default().to_owned();
             ctx.unchanged(&res, &id, None)?;
-            let cidrs: Vec<String> = v
-                .cidr_block_association_set()
-                .iter()
-                .filter(|a| {
-                    a.cidr_block_state()
-                        .and_then(|s| s.state())
-                        .is_none_or(|s| matches!(s.as_str(), "associated" | "associating"))
-                })
-                .filter_map(|a| a.cidr_block().map(str::to_owned))
-                .collect();
+            let cidrs = observed::cidrs(v, &["associated", "associating"]);
             (id, cidrs, v.tags().to_vec())
         }
         None => {
@@ -709,22 +680,10 @@ async fn converge_subnets(
     ctx: &Ctx,
     vpc_id: &str,
     specs: &[SubnetSpec],
+    existing: &[Subnet],
 ) -> Result<Vec<(SubnetSpec, String)>, StepError> {
     let ec2 = &ctx.aws.target.ec2;
-    let existing: Vec<Subnet> = if is_planned(vpc_id) {
-        vec![]
-    } else {
-        ec2.describe_subnets()
-            .filters(filter("vpc-id", vpc_id))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StepError::aws(vpc_id, "DescribeSubnets"))?
-    };
     // One lane per subnet.
-    let existing = &existing;
     let mut out = ctx
         .map(specs.iter().cloned(), |spec: SubnetSpec| async move {
         let res = Res::new(STEP, "subnet", format!("subnet/{}", spec.cidr), &spec.name);
@@ -785,23 +744,10 @@ async fn converge_route_tables(
     ctx: &Ctx,
     vpc_id: &str,
     subnets: &[(SubnetSpec, String)],
+    existing: &[RouteTable],
 ) -> Result<Vec<String>, StepError> {
     let ec2 = &ctx.aws.target.ec2;
-    let existing: Vec<RouteTable> = if is_planned(vpc_id) {
-        vec![]
-    } else {
-        ec2.describe_route_tables()
-            .set_filters(Some(ours(ctx).into()))
-            .filters(filter("vpc-id", vpc_id))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StepError::aws(vpc_id, "DescribeRouteTables"))?
-    };
     // One lane per subnet's route table (create, then associate).
-    let existing = &existing;
     let specs: Vec<SubnetSpec> = subnets.iter().map(|(spec, _)| spec.clone()).collect();
     ctx.map(specs, |spec: SubnetSpec| async move {
         let subnet_id = subnets.iter().find(|(s, _)| *s == spec).map_or("", |(_, id)| id.as_str());
@@ -1075,20 +1021,13 @@ pub fn desired_rules(
     out
 }
 
-async fn converge_security_groups(ctx: &Ctx, vpc_id: &str, vpc_cidrs: &[String]) -> Result<Vec<String>, StepError> {
+async fn converge_security_groups(
+    ctx: &Ctx,
+    vpc_id: &str,
+    vpc_cidrs: &[String],
+    existing: &[SecurityGroup],
+) -> Result<Vec<String>, StepError> {
     let ec2 = &ctx.aws.target.ec2;
-    let existing: Vec<SecurityGroup> = if is_planned(vpc_id) {
-        vec![]
-    } else {
-        ec2.describe_security_groups()
-            .filters(filter("vpc-id", vpc_id))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StepError::aws(vpc_id, "DescribeSecurityGroups"))?
-    };
     let mut ids = Vec::new();
     let mut current: Vec<(BTreeSet<Rule>, BTreeSet<Rule>)> = Vec::new();
     let groups = Group::wanted(ctx);
@@ -1364,76 +1303,12 @@ async fn wait_for_lambda_enis(ctx: &Ctx, filter_name: &str, id: &str) -> Result<
     }
 }
 
-async fn find_by_key(ctx: &Ctx, r: &Record) -> Result<Option<String>, StepError> {
-    // A create whose `done` was never written: find the resource by its Name tag.
-    let ec2 = &ctx.aws.target.ec2;
-    let mut filters: Vec<Filter> = ours(ctx).into();
-    filters.push(filter("tag:Name", &r.intent.name));
-    let id = match r.intent.kind.as_str() {
-        "vpc" => ec2
-            .describe_vpcs()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(StepError::aws(&r.intent.name, "DescribeVpcs"))?
-            .vpcs()
-            .first()
-            .and_then(|v| v.vpc_id().map(String::from)),
-        "subnet" => ec2
-            .describe_subnets()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(StepError::aws(&r.intent.name, "DescribeSubnets"))?
-            .subnets()
-            .first()
-            .and_then(|v| v.subnet_id().map(String::from)),
-        "route_table" => ec2
-            .describe_route_tables()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(StepError::aws(&r.intent.name, "DescribeRouteTables"))?
-            .route_tables()
-            .first()
-            .and_then(|v| v.route_table_id().map(String::from)),
-        "vpc_endpoint" => ec2
-            .describe_vpc_endpoints()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(StepError::aws(&r.intent.name, "DescribeVpcEndpoints"))?
-            .vpc_endpoints()
-            .iter()
-            .find(|e| !e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted")))
-            .and_then(|v| v.vpc_endpoint_id().map(String::from)),
-        "security_group" => ec2
-            .describe_security_groups()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(StepError::aws(&r.intent.name, "DescribeSecurityGroups"))?
-            .security_groups()
-            .first()
-            .and_then(|v| v.group_id().map(String::from)),
-        _ => None,
-    };
-    Ok(id)
-}
-
 async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepError> {
     let ec2 = &ctx.aws.target.ec2;
     match kind {
         "vpc_endpoint" => {
-            let state = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await;
-            if let Some(out) = &StepError::found(state, id, "DescribeVpcEndpoints")? {
-                if out
-                    .vpc_endpoints()
-                    .iter()
-                    .all(|e| e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted")))
-                {
-                    return Ok(false);
-                }
+            if Observed::by_id(ctx, Kind::Endpoint, id).await?.endpoints.is_empty() {
+                return Ok(false);
             }
             delete_ec2(id, "DeleteVpcEndpoints", ctx.max_wait(), || {
                 ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send()
@@ -1443,34 +1318,21 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
         "security_group" => {
             // Drop the group's own rules first: they may reference another
             // group, which could then not be deleted.
-            let out = StepError::found(
-                ec2.describe_security_groups().group_ids(id).send().await,
-                id,
-                "DescribeSecurityGroups",
-            )?;
-            if let Some(out) = out {
-                if let Some(sg) = out.security_groups().first() {
-                    drop_rules(ctx, sg).await?;
-                }
+            if let Some(sg) = Observed::by_id(ctx, Kind::Group, id).await?.groups.first() {
+                drop_rules(ctx, sg).await?;
             }
             wait_for_lambda_enis(ctx, "group-id", id).await?;
             delete_ec2(id, "DeleteSecurityGroup", ctx.max_wait(), || ec2.delete_security_group().group_id(id).send())
                 .await
         }
         "route_table" => {
-            let out = StepError::found(
-                ec2.describe_route_tables().route_table_ids(id).send().await,
-                id,
-                "DescribeRouteTables",
-            )?;
-            if let Some(out) = out {
-                for a in out.route_tables().iter().flat_map(|r| r.associations()) {
-                    if let (Some(aid), false) = (a.route_table_association_id(), a.main().unwrap_or(false)) {
-                        delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
-                            ec2.disassociate_route_table().association_id(aid).send()
-                        })
-                        .await?;
-                    }
+            let found = Observed::by_id(ctx, Kind::RouteTable, id).await?;
+            for a in found.route_tables.iter().flat_map(|r| r.associations()) {
+                if let (Some(aid), false) = (a.route_table_association_id(), a.main().unwrap_or(false)) {
+                    delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
+                        ec2.disassociate_route_table().association_id(aid).send()
+                    })
+                    .await?;
                 }
             }
             delete_ec2(id, "DeleteRouteTable", ctx.max_wait(), || ec2.delete_route_table().route_table_id(id).send())
@@ -1491,7 +1353,11 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         Op::Create | Op::Adopt => {
             let id = match &r.id {
                 Some(id) => Some(id.clone()),
-                None => find_by_key(ctx, r).await?,
+                // A create whose `done` was never written: find it by its Name tag.
+                None => match Kind::of(&r.intent.kind) {
+                    Some(kind) => Observed::named(ctx, kind, &r.intent.name).await?,
+                    None => None,
+                },
             };
             if let Some(id) = id {
                 delete_resource(ctx, &r.intent.kind, &id).await?;
@@ -1508,50 +1374,31 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     other => other?,
                 }
             } else if let Some(cidr) = key.split("#cidr ").nth(1) {
-                let out = StepError::found(ec2.describe_vpcs().vpc_ids(id).send().await, id, "DescribeVpcs")?;
-                if let Some(out) = out {
-                    for a in out.vpcs().iter().flat_map(|v| v.cidr_block_association_set()) {
-                        if a.cidr_block() == Some(cidr) {
-                            if let Some(aid) = a.association_id() {
-                                delete_ec2(aid, "DisassociateVpcCidrBlock", ctx.max_wait(), || {
-                                    ec2.disassociate_vpc_cidr_block().association_id(aid).send()
-                                })
-                                .await?;
-                            }
-                        }
+                let found = Observed::by_id(ctx, Kind::Vpc, id).await?;
+                for a in found.vpcs.iter().flat_map(|v| v.cidr_block_association_set()) {
+                    if let (Some(aid), true) = (a.association_id(), a.cidr_block() == Some(cidr)) {
+                        delete_ec2(aid, "DisassociateVpcCidrBlock", ctx.max_wait(), || {
+                            ec2.disassociate_vpc_cidr_block().association_id(aid).send()
+                        })
+                        .await?;
                     }
                 }
             } else if let Some(subnet) = prev.get("subnet").and_then(Value::as_str) {
-                let out = StepError::found(
-                    ec2.describe_route_tables().route_table_ids(id).send().await,
-                    id,
-                    "DescribeRouteTables",
-                )?;
-                if let Some(out) = out {
-                    for a in out.route_tables().iter().flat_map(|t| t.associations()) {
-                        if a.subnet_id() == Some(subnet) {
-                            if let Some(aid) = a.route_table_association_id() {
-                                delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
-                                    ec2.disassociate_route_table().association_id(aid).send()
-                                })
-                                .await?;
-                            }
-                        }
+                let found = Observed::by_id(ctx, Kind::RouteTable, id).await?;
+                for a in found.route_tables.iter().flat_map(|t| t.associations()) {
+                    if let (Some(aid), true) = (a.route_table_association_id(), a.subnet_id() == Some(subnet)) {
+                        delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
+                            ec2.disassociate_route_table().association_id(aid).send()
+                        })
+                        .await?;
                     }
                 }
             } else if let Some(direction) = prev.get("direction").and_then(Value::as_str) {
                 let before: BTreeSet<Rule> = serde_json::from_value(prev["rules"].clone()).unwrap_or_default();
-                let out = StepError::found(
-                    ec2.describe_security_groups().group_ids(id).send().await,
-                    id,
-                    "DescribeSecurityGroups",
-                )?;
-                if let Some(out) = out {
-                    if let Some(sg) = out.security_groups().first() {
-                        let egress = direction == "egress";
-                        let now = rules_of(if egress { sg.ip_permissions_egress() } else { sg.ip_permissions() });
-                        set_rules_for_undo(ctx, id, egress, &now, &before).await?;
-                    }
+                if let Some(sg) = Observed::by_id(ctx, Kind::Group, id).await?.groups.first() {
+                    let egress = direction == "egress";
+                    let now = rules_of(if egress { sg.ip_permissions_egress() } else { sg.ip_permissions() });
+                    set_rules_for_undo(ctx, id, egress, &now, &before).await?;
                 }
             } else if let Some((member, before)) = ["route_tables", "subnets", "security_groups"]
                 .into_iter()
@@ -1559,12 +1406,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             {
                 // An endpoint's route tables (gateway), subnets or groups (interface).
                 let before: BTreeSet<String> = before.iter().filter_map(Value::as_str).map(String::from).collect();
-                let out = StepError::found(
-                    ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await,
-                    id,
-                    "DescribeVpcEndpoints",
-                )?;
-                if let Some(e) = out.as_ref().and_then(|o| o.vpc_endpoints().first()) {
+                if let Some(e) = Observed::by_id(ctx, Kind::Endpoint, id).await?.endpoints.first() {
                     let now: BTreeSet<String> = match member {
                         "route_tables" => e.route_table_ids().iter().cloned().collect(),
                         "subnets" => e.subnet_ids().iter().cloned().collect(),
@@ -1646,76 +1488,15 @@ async fn delete_each(ctx: &Ctx, kind: &str, ids: Vec<String>) -> Result<Vec<Stri
 }
 
 async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
-    let ec2 = &ctx.aws.target.ec2;
-    let tagged: Vec<Filter> = ours(ctx).into();
-    // Dependents first: endpoints, groups, route tables, subnets, the VPC.
-    let endpoints: Vec<VpcEndpoint> = ec2
-        .describe_vpc_endpoints()
-        .set_filters(Some(tagged.clone()))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws("tagged endpoints", "DescribeVpcEndpoints"))?;
-    let mut removed = delete_each(
-        ctx,
-        "vpc_endpoint",
-        endpoints.iter().filter_map(|e| e.vpc_endpoint_id().map(String::from)).collect(),
-    )
-    .await?;
-    let groups: Vec<SecurityGroup> = ec2
-        .describe_security_groups()
-        .set_filters(Some(tagged.clone()))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws("tagged security groups", "DescribeSecurityGroups"))?;
+    let tagged = Observed::tagged(ctx, &Kind::TEARDOWN).await?;
     // Drop every group's rules before deleting any: the groups reference each other.
-    for g in &groups {
+    for g in &tagged.groups {
         drop_rules(ctx, g).await?;
     }
-    removed.extend(
-        delete_each(ctx, "security_group", groups.iter().filter_map(|g| g.group_id().map(String::from)).collect())
-            .await?,
-    );
-    let tables: Vec<RouteTable> = ec2
-        .describe_route_tables()
-        .set_filters(Some(tagged.clone()))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws("tagged route tables", "DescribeRouteTables"))?;
-    removed.extend(
-        delete_each(ctx, "route_table", tables.iter().filter_map(|t| t.route_table_id().map(String::from)).collect())
-            .await?,
-    );
-    let subnets: Vec<Subnet> = ec2
-        .describe_subnets()
-        .set_filters(Some(tagged.clone()))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws("tagged subnets", "DescribeSubnets"))?;
-    removed.extend(
-        delete_each(ctx, "subnet", subnets.iter().filter_map(|s| s.subnet_id().map(String::from)).collect()).await?,
-    );
-    let vpcs: Vec<aws_sdk_ec2::types::Vpc> = ec2
-        .describe_vpcs()
-        .set_filters(Some(tagged))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws("tagged vpcs", "DescribeVpcs"))?;
-    removed.extend(delete_each(ctx, "vpc", vpcs.iter().filter_map(|v| v.vpc_id().map(String::from)).collect()).await?);
+    let mut removed = Vec::new();
+    for kind in Kind::TEARDOWN {
+        removed.extend(delete_each(ctx, kind.as_str(), tagged.ids(kind)).await?);
+    }
     Ok(removed)
 }
 
@@ -1725,28 +1506,14 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
     let names = &ctx.cfg.names;
     let mut f = Findings::default();
     let vpc_name = dev.name.as_deref().map_or_else(|| names.own("vpc"), |n| names.prod(n));
-    let found = ec2
-        .describe_vpcs()
-        .set_filters(Some(ours(ctx).into()))
-        .filters(filter("tag:Name", &vpc_name))
-        .send()
-        .await
-        .map_err(StepError::aws(&vpc_name, "DescribeVpcs"))?
-        .vpcs()
-        .first()
-        .cloned();
-    let Some(vpc) = found else {
+    let observed = Observed::of_vpc(ctx, &vpc_name).await?;
+    let Some(vpc) = observed.vpcs.first() else {
         f.resources.push(Resource::missing("vpc", &dev.id, &vpc_name));
         return Ok(f);
     };
     let vpc_id = vpc.vpc_id().unwrap_or_default().to_owned();
     let mut d = Vec::new();
-    let mut prod_cidrs: Vec<String> = vpc
-        .cidr_block_association_set()
-        .iter()
-        .filter(|a| a.cidr_block_state().and_then(|s| s.state()).is_none_or(|s| s.as_str() == "associated"))
-        .filter_map(|a| a.cidr_block().map(str::to_owned))
-        .collect();
+    let mut prod_cidrs: Vec<String> = observed::cidrs(vpc, &["associated"]);
     prod_cidrs.sort();
     let mut dev_cidrs = dev.cidrs.clone();
     dev_cidrs.sort();
@@ -1781,15 +1548,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         vpc.tags().iter().filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned()))).collect();
     f.checks.extend(super::common::common_checks(ctx, &vpc_name, &tags));
 
-    let subnets: Vec<Subnet> = ec2
-        .describe_subnets()
-        .filters(filter("vpc-id", &vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(&vpc_name, "DescribeSubnets"))?;
+    let subnets = &observed.subnets;
     for s in &dev.subnets {
         let label = s.name.clone().unwrap_or_else(|| s.cidr.clone());
         match subnets.iter().find(|p| p.cidr_block() == Some(s.cidr.as_str())) {
@@ -1846,32 +1605,10 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         format!("{} internet gateway(s)", igws.len()),
     ));
 
-    let rts: Vec<RouteTable> = ec2
-        .describe_route_tables()
-        .set_filters(Some(ours(ctx).into()))
-        .filters(filter("vpc-id", &vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(&vpc_name, "DescribeRouteTables"))?;
-    let rt_ids: BTreeSet<&str> = rts.iter().filter_map(|r| r.route_table_id()).collect();
-    let eps: Vec<VpcEndpoint> = ec2
-        .describe_vpc_endpoints()
-        .filters(filter("vpc-id", &vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(&vpc_name, "DescribeVpcEndpoints"))?;
+    let rt_ids: BTreeSet<&str> = observed.own_route_tables(ctx).filter_map(|r| r.route_table_id()).collect();
     for service in ["s3", "dynamodb"] {
         let sn = format!("com.amazonaws.{}.{service}", ctx.cfg.migration.region);
-        let ep = eps.iter().find(|e| {
-            e.service_name() == Some(sn.as_str())
-                && !e.state().is_some_and(|s| s.as_str().eq_ignore_ascii_case("deleted"))
-        });
+        let ep = observed.endpoints.iter().find(|e| e.service_name() == Some(sn.as_str()));
         let attached = ep.is_some_and(|e| rt_ids.iter().all(|r| e.route_table_ids().iter().any(|x| x == r)));
         f.checks.push(Check::new(
             "network.gateway_endpoints",
@@ -1890,22 +1627,8 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
             ));
         }
     }
-    let sgs: Vec<SecurityGroup> = ec2
-        .describe_security_groups()
-        .filters(filter("vpc-id", &vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(&vpc_name, "DescribeSecurityGroups"))?;
-    let id_of = |g: Group| {
-        sgs.iter()
-            .find(|s| s.group_name() == Some(names.own(g.kind()).as_str()))
-            .and_then(|s| s.group_id())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let id_of =
+        |g: Group| observed.group(&names.own(g.kind())).and_then(|s| s.group_id()).unwrap_or_default().to_owned();
     let (alb, compute, db) = (id_of(Group::Alb), id_of(Group::Compute), id_of(Group::Db));
     let groups = Group::wanted(ctx);
     let endpoints = groups.contains(&Group::Endpoints).then(|| id_of(Group::Endpoints));
@@ -1922,7 +1645,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
     );
     for (i, g) in groups.iter().enumerate() {
         let name = names.own(g.kind());
-        match sgs.iter().find(|s| s.group_name() == Some(name.as_str())) {
+        match observed.group(&name) {
             None => f.resources.push(Resource::missing("security_group", "(prod only)", &name)),
             Some(sg) => {
                 let ok = rules_of(sg.ip_permissions()) == desired[i].0
