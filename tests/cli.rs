@@ -360,7 +360,8 @@ async fn runs_killed_at_journal_boundaries_converge_without_duplicates() {
 async fn a_second_run_exits_4_naming_the_holder_and_a_dead_holder_is_taken_over() {
     let w = World::new().await;
     let dir = w.dir.path().join("journal");
-    let held = paymig::engine::lock::acquire(&dir, "payments", "apply").expect("take the lock");
+    let store = std::sync::Arc::new(paymig::engine::store::file::FileStore::new(&dir, "payments"));
+    let held = paymig::engine::lock::Lock::take(store, "apply").expect("read the lock").expect("take the lock");
     let second = w.paymig(["apply", "--yes"]).run();
     second.expect_code(4);
     assert!(second.stderr.contains(&format!("pid {}", std::process::id())), "{}", second.stderr);
@@ -381,7 +382,7 @@ async fn a_second_run_exits_4_naming_the_holder_and_a_dead_holder_is_taken_over(
     assert_eq!(inventory(&w).await, full());
 
     // A lock note left by a killed run is taken over with a message.
-    let note = serde_json::json!({"pid": 999_999, "host": paymig::engine::lock::hostname(), "started": "2026-01-01T00:00:00Z", "command": "apply"});
+    let note = serde_json::json!({"pid": 999_999, "host": paymig::engine::store::who::hostname(), "started": "2026-01-01T00:00:00Z", "command": "apply"});
     std::fs::write(dir.join("payments/lock"), note.to_string()).unwrap();
     let next = w.paymig(["apply", "--yes"]).run();
     next.expect_code(0);

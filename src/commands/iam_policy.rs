@@ -270,9 +270,9 @@ fn linked_service(step: &str) -> Option<&'static str> {
 fn journal_statements(cfg: &Config) -> Vec<Value> {
     let crate::config::JournalLocation::S3 { bucket, prefix } = &cfg.journal else { return Vec::new() };
     vec![
-        json!({"Sid": "JournalObjects", "Effect": "Allow", "Action": crate::engine::remote::OBJECT_ACTIONS,
+        json!({"Sid": "JournalObjects", "Effect": "Allow", "Action": crate::engine::store::s3::OBJECT_ACTIONS,
             "Resource": [format!("arn:aws:s3:::{bucket}/{prefix}*")]}),
-        json!({"Sid": "JournalBucket", "Effect": "Allow", "Action": crate::engine::remote::BUCKET_ACTIONS,
+        json!({"Sid": "JournalBucket", "Effect": "Allow", "Action": crate::engine::store::s3::BUCKET_ACTIONS,
             "Resource": [format!("arn:aws:s3:::{bucket}")]}),
     ]
 }

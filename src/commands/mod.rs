@@ -19,9 +19,11 @@ use crate::aws::Aws;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, JournalLocation};
 use crate::engine::dag::Dag;
-use crate::engine::journal::{Journal, JournalError};
-use crate::engine::lock::{self, Holder, Lock, LockError};
-use crate::engine::remote::{AcquireError, Acquired, Remote, RemoteSpec};
+use crate::engine::journal::Journal;
+use crate::engine::lock::Lock;
+use crate::engine::store::file::FileStore;
+use crate::engine::store::s3::{Remote, RemoteSpec};
+use crate::engine::store::{Holder, Store, StoreError};
 use crate::engine::{Ctx, Mode, StepError};
 use crate::error::{Error, Result};
 
@@ -65,24 +67,30 @@ pub async fn run(cli: Cli) -> Result<()> {
 /// Where the journal lives, for messages.
 pub fn journal_location(cfg: &Config) -> String {
     match &cfg.journal {
-        JournalLocation::Local(dir) => Journal::file_path(dir, &cfg.migration.name).display().to_string(),
+        JournalLocation::Local(dir) => FileStore::new(dir, &cfg.migration.name).location(),
         JournalLocation::S3 { .. } => cfg.journal.to_string(),
     }
 }
 
-/// Connects to the remote journal of an `s3://` location.
-pub(crate) fn remote(cfg: &Config, bucket: &str, prefix: &str) -> Result<Arc<Remote>> {
-    let spec = RemoteSpec {
-        bucket: bucket.to_owned(),
-        prefix: prefix.to_owned(),
-        migration: cfg.migration.name.clone(),
-        region: cfg.migration.region.clone(),
-        profile: cfg.target.profile.clone(),
-        role_arn: cfg.target.role_arn.clone(),
-        lease_seconds: crate::engine::remote::lease_seconds_from_env(),
-        sdk: None,
-    };
-    Remote::connect(spec).map(Arc::new).map_err(|e| Error::Journal(e.into()))
+/// The journal's and the lock's store, as `[migration] journal` says: the
+/// one place that chooses between a local directory and S3.
+pub(crate) fn store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    match &cfg.journal {
+        JournalLocation::Local(dir) => Ok(Arc::new(FileStore::new(dir, &cfg.migration.name))),
+        JournalLocation::S3 { bucket, prefix } => {
+            let spec = RemoteSpec {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+                migration: cfg.migration.name.clone(),
+                region: cfg.migration.region.clone(),
+                profile: cfg.target.profile.clone(),
+                role_arn: cfg.target.role_arn.clone(),
+                lease_seconds: crate::engine::store::s3::lease_seconds_from_env(),
+                sdk: None,
+            };
+            Ok(Arc::new(Remote::connect(spec).map_err(|e| Error::Journal(StoreError::from(e).into()))?))
+        }
+    }
 }
 
 /// `--lock-timeout`: how long to wait for another run's lock.
@@ -112,58 +120,18 @@ pub fn lock_and_open(cfg: &Config, command: &str) -> Result<(Lock, Arc<Journal>)
 }
 
 fn try_lock_and_open(cfg: &Config, command: &str) -> Result<(Lock, Arc<Journal>)> {
-    let (bucket, prefix) = match &cfg.journal {
-        JournalLocation::Local(dir) => return lock_and_open_local(cfg, dir, command),
-        JournalLocation::S3 { bucket, prefix } => (bucket, prefix),
-    };
-    let remote = remote(cfg, bucket, prefix)?;
-    let location = format!("{}lock.json", remote.spec().location());
-    let stale = match remote.acquire(Holder::me(command)) {
-        Ok(Acquired::Fresh) => None,
-        Ok(Acquired::TakenOver(h)) => {
-            tracing::warn!(
-                "took over the lock {location} from {h}, whose lease ran out (a cancelled or killed run); its journal entries are kept and this run resumes them"
-            );
-            Some(h)
-        }
-        Err(AcquireError::Held(h)) => {
-            return Err(Error::Locked {
-                help: format!(
-                    "wait for it to finish; if that run was cancelled, its lease runs out {}s after its last renewal and the next run takes over",
-                    h.lease_seconds.unwrap_or(crate::engine::remote::DEFAULT_LEASE_SECONDS)
-                ),
-                location,
-                holder: h.to_string(),
-            })
-        }
-        Err(AcquireError::Remote(e)) => return Err(Error::Journal(e.into())),
-    };
-    // The lease is released when `lock` is dropped, also if opening fails.
-    let lock = Lock::remote(remote.clone(), stale);
-    let journal = Journal::open_remote(remote, &cfg.migration.name, false)?;
-    Ok((lock, Arc::new(journal)))
-}
-
-fn lock_and_open_local(cfg: &Config, dir: &Path, command: &str) -> Result<(Lock, Arc<Journal>)> {
-    let lock = lock::acquire(dir, &cfg.migration.name, command).map_err(|e| match e {
-        LockError::Held { path, holder } => Error::Locked {
-            help: format!(
-                "wait for it to finish; if that process is gone on another host, remove {} by hand",
-                path.display()
-            ),
-            location: path.display().to_string(),
-            holder,
-        },
-        LockError::Io { path, source } => Error::Journal(JournalError::Open { path, source }),
-    })?;
+    let store = store(cfg)?;
+    // The lock is released when `lock` is dropped, also if opening fails.
+    let lock =
+        Lock::take(store.clone(), command).map_err(|e| Error::Journal(e.into()))?.map_err(|held| Error::Locked {
+            location: held.location,
+            holder: held.holder.map_or_else(|| "an unknown process".to_owned(), |h| h.to_string()),
+            help: held.help,
+        })?;
     if let Some(h) = &lock.stale {
-        let alive = h.host == lock::hostname() && lock::is_alive(h.pid);
-        tracing::warn!(
-            "took over the lock left by {h}{}; its journal entries are kept and this run resumes them",
-            if alive { "" } else { ", which is no longer running" }
-        );
+        tracing::warn!("{}", store.took_over(h));
     }
-    let (journal, repair) = Journal::open(dir, &cfg.migration.name)?;
+    let (journal, repair) = Journal::open(store, &cfg.migration.name, true)?;
     if let Some(aside) = repair.torn_line_saved_to {
         tracing::warn!(path = %aside.display(), "the journal's last line was torn by a crash; it was moved aside and every complete entry is kept");
     }
@@ -178,19 +146,10 @@ pub fn open_read_only(cfg: &Config) -> Result<Option<Arc<Journal>>> {
 /// The journal (read-only, if there is one) and, when `with_holder`, who
 /// holds the lock now.
 pub fn inspect(cfg: &Config, with_holder: bool) -> Result<(Option<Arc<Journal>>, Option<Holder>)> {
-    match &cfg.journal {
-        JournalLocation::Local(dir) => {
-            let journal = Journal::open_read_only(dir, &cfg.migration.name)?.map(Arc::new);
-            let holder = if with_holder { lock::holder(dir, &cfg.migration.name) } else { None };
-            Ok((journal, holder))
-        }
-        JournalLocation::S3 { bucket, prefix } => {
-            let remote = remote(cfg, bucket, prefix)?;
-            let holder = if with_holder { remote.holder().map_err(|e| Error::Journal(e.into()))? } else { None };
-            let journal = Journal::open_remote(remote, &cfg.migration.name, true)?;
-            Ok(((!journal.is_empty()).then(|| Arc::new(journal)), holder))
-        }
-    }
+    let store = store(cfg)?;
+    let holder = if with_holder { store.holder().map_err(|e| Error::Journal(e.into()))? } else { None };
+    let (journal, _) = Journal::open(store, &cfg.migration.name, false)?;
+    Ok(((!journal.is_empty()).then(|| Arc::new(journal)), holder))
 }
 
 /// Connects to AWS and builds the context; the target account must answer.

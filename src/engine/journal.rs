@@ -4,12 +4,11 @@
 //! previous value so rollback can restore it.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::engine::remote::Remote;
+use crate::engine::store::who::{hostname, now};
+use crate::engine::store::{Store, StoreError};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,30 +16,23 @@ use serde_json::Value;
 /// A journal problem.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("cannot open the journal at {path}: {source}\nhelp: check that the directory exists and is writable, or set [migration] journal")]
-    Open { path: PathBuf, source: std::io::Error },
-    #[error(
-        "cannot write the journal at {path}: {source}\nhelp: free disk space or fix permissions, then re-run to resume"
-    )]
-    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: journal line is corrupt ({message})\nhelp: paymig never rewrites earlier journal lines; restore the file from a backup or inspect that line")]
     Corrupt { path: PathBuf, line: usize, message: String },
     #[error("{path} belongs to migration {found:?}, not {expected:?}\nhelp: point [migration] journal at this migration's own journal")]
     OtherMigration { path: PathBuf, found: String, expected: String },
     #[error("{0}")]
     Unsupported(String),
-    #[error("{0}")]
-    Remote(#[from] crate::engine::remote::RemoteError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl JournalError {
     /// Whether the problem is the user's to fix before anything runs (exit 2).
     pub fn is_usage(&self) -> bool {
-        use crate::engine::remote::RemoteError;
-        !matches!(
-            self,
-            JournalError::Write { .. } | JournalError::Remote(RemoteError::Write(_) | RemoteError::Conflict(_))
-        )
+        match self {
+            JournalError::Store(e) => e.is_usage(),
+            _ => true,
+        }
     }
 }
 
@@ -157,16 +149,7 @@ fn kill_after_writes() -> Option<u64> {
     }
 }
 
-/// Where writes go.
-enum Sink {
-    /// Appended to a local file and fsynced.
-    File(File),
-    /// One object per entry in S3, written conditionally.
-    Remote(Arc<Remote>),
-}
-
 struct Inner {
-    sink: Sink,
     entries: Vec<Entry>,
     /// The entries folded into records, kept current on every append, so
     /// looking a key up never refolds the whole journal.
@@ -177,10 +160,10 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(sink: Sink, entries: Vec<Entry>) -> Inner {
+    fn new(entries: Vec<Entry>) -> Inner {
         let next_seq = entries.last().map_or(1, |e| e.seq + 1);
         let folded = Folded::of(&entries);
-        Inner { sink, entries, folded, next_seq, writes: 0, run: None }
+        Inner { entries, folded, next_seq, writes: 0, run: None }
     }
 }
 
@@ -236,7 +219,7 @@ impl Folded {
 
 /// An open journal. Every write is appended and fsynced before returning.
 pub struct Journal {
-    path: PathBuf,
+    store: Arc<dyn Store>,
     location: String,
     migration: String,
     inner: Mutex<Inner>,
@@ -257,137 +240,47 @@ pub struct Repair {
 }
 
 impl Journal {
-    /// The journal file of `migration` in directory `dir`.
-    pub fn file_path(dir: &Path, migration: &str) -> PathBuf {
-        dir.join(migration).join("journal.jsonl")
-    }
-
-    /// Opens (creating if needed) the journal. A torn last line — a crash in
-    /// the middle of a write — is moved aside to `journal.jsonl.torn`; a bad
-    /// line anywhere else is an error, since it cannot be a torn write.
-    pub fn open(dir: &Path, migration: &str) -> Result<(Self, Repair), JournalError> {
-        Self::open_with(dir, migration, false).map(|(j, r)| (j.expect("a writable journal is always created"), r))
-    }
-
-    /// Opens an existing journal for reading only (plan, status): nothing is
-    /// created or repaired, and a torn last line is ignored. `None` when no
-    /// journal exists yet.
-    pub fn open_read_only(dir: &Path, migration: &str) -> Result<Option<Self>, JournalError> {
-        Self::open_with(dir, migration, true).map(|(j, _)| j)
-    }
-
-    fn open_with(dir: &Path, migration: &str, read_only: bool) -> Result<(Option<Self>, Repair), JournalError> {
-        let path = Self::file_path(dir, migration);
-        let open_err = |source| JournalError::Open { path: path.clone(), source };
-        if read_only && !path.exists() {
-            return Ok((None, Repair::default()));
-        }
-        if !read_only {
-            std::fs::create_dir_all(path.parent().expect("journal path has a parent")).map_err(open_err)?;
-        }
-        let mut file = if read_only {
-            OpenOptions::new().read(true).open(&path).map_err(open_err)?
-        } else {
-            OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(open_err)?
-        };
-        let bytes = std::fs::read(&path).map_err(open_err)?;
-        let mut repair = Repair::default();
-
-        let mut text = String::from_utf8_lossy(&bytes).into_owned();
-        let complete_len = text.rfind('\n').map_or(0, |i| i + 1);
-        if complete_len < text.len() && read_only {
-            text.truncate(complete_len);
-        } else if complete_len < text.len() {
-            let tail = text[complete_len..].to_owned();
-            if serde_json::from_str::<Entry>(&tail).is_ok() {
-                // The whole line reached the disk but its newline did not.
-                file.write_all(b"\n").map_err(|source| JournalError::Write { path: path.clone(), source })?;
-                text.push('\n');
-            } else {
-                let aside = path.with_extension("jsonl.torn");
-                let mut f = OpenOptions::new().create(true).append(true).open(&aside).map_err(open_err)?;
-                f.write_all(tail.as_bytes())
-                    .and_then(|_| f.write_all(b"\n"))
-                    .and_then(|_| f.sync_all())
-                    .map_err(open_err)?;
-                file.set_len(complete_len as u64)
-                    .map_err(|source| JournalError::Write { path: path.clone(), source })?;
-                file.sync_all().map_err(|source| JournalError::Write { path: path.clone(), source })?;
-                text.truncate(complete_len);
-                repair.torn_line_saved_to = Some(aside);
-            }
-        }
-
-        let mut entries = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let e: Entry = serde_json::from_str(line).map_err(|err| JournalError::Corrupt {
-                path: path.clone(),
-                line: i + 1,
-                message: err.to_string(),
-            })?;
-            if e.migration != migration {
-                return Err(JournalError::OtherMigration {
-                    path: path.clone(),
-                    found: e.migration,
-                    expected: migration.to_owned(),
-                });
-            }
-            entries.push(e);
-        }
-        let kill_after = kill_after_writes();
-        Ok((
-            Some(Journal {
-                location: path.display().to_string(),
-                path,
-                migration: migration.to_owned(),
-                inner: Mutex::new(Inner::new(Sink::File(file), entries)),
-                kill_after,
-            }),
-            repair,
-        ))
-    }
-
-    /// Opens the remote journal behind `remote`. For writing (the lease is
-    /// held), many single-entry objects are first folded into a checkpoint.
-    pub fn open_remote(remote: Arc<Remote>, migration: &str, read_only: bool) -> Result<Self, JournalError> {
-        let loaded = remote.load()?;
+    /// Opens the journal in `store`. `writable`: this run appends (it holds
+    /// the lock), so the store repairs a torn last line — a crash in the
+    /// middle of a write — and many single-entry objects are first folded
+    /// into one; otherwise nothing is created or changed. A bad line is an
+    /// error: paymig never rewrites earlier lines.
+    pub fn open(store: Arc<dyn Store>, migration: &str, writable: bool) -> Result<(Self, Repair), JournalError> {
+        let loaded = store.load(writable)?;
         let mut entries = Vec::with_capacity(loaded.lines.len());
-        for (i, (key, line)) in loaded.lines.iter().enumerate() {
-            let e: Entry = serde_json::from_str(line).map_err(|err| JournalError::Corrupt {
-                path: PathBuf::from(format!("s3://{}/{key}", remote.spec().bucket)),
-                line: i + 1,
+        for line in &loaded.lines {
+            let e: Entry = serde_json::from_str(&line.text).map_err(|err| JournalError::Corrupt {
+                path: PathBuf::from(&line.source),
+                line: line.number,
                 message: err.to_string(),
             })?;
             if e.migration != migration {
                 return Err(JournalError::OtherMigration {
-                    path: PathBuf::from(remote.spec().location()),
+                    path: PathBuf::from(store.location()),
                     found: e.migration,
                     expected: migration.to_owned(),
                 });
             }
             entries.push(e);
         }
-        if !read_only && loaded.pending_segments > crate::engine::remote::CHECKPOINT_AFTER {
+        if loaded.compact {
             if let Some(last) = entries.last() {
                 let mut body = Vec::new();
                 for e in &entries {
                     body.extend(serde_json::to_vec(e).expect("journal entries serialize"));
                     body.push(b'\n');
                 }
-                remote.checkpoint(last.seq, body)?;
+                store.compact(last.seq, body)?;
             }
         }
-        let kill_after = kill_after_writes();
-        Ok(Journal {
-            path: PathBuf::from(remote.spec().location()),
-            location: remote.spec().location(),
+        let journal = Journal {
+            location: store.location(),
+            store,
             migration: migration.to_owned(),
-            inner: Mutex::new(Inner::new(Sink::Remote(remote), entries)),
-            kill_after,
-        })
+            inner: Mutex::new(Inner::new(entries)),
+            kill_after: kill_after_writes(),
+        };
+        Ok((journal, Repair { torn_line_saved_to: loaded.torn_saved_to }))
     }
 
     /// Where the journal lives: a file path or an `s3://` URL.
@@ -405,14 +298,7 @@ impl Journal {
         let entry = Entry { seq: inner.next_seq, run: run.clone(), ts: now(), migration: self.migration.clone(), body };
         let mut line = serde_json::to_vec(&entry).expect("journal entries serialize");
         line.push(b'\n');
-        let werr = |source| JournalError::Write { path: self.path.clone(), source };
-        match &mut inner.sink {
-            Sink::File(file) => {
-                file.write_all(&line).map_err(werr)?;
-                file.sync_data().map_err(werr)?;
-            }
-            Sink::Remote(remote) => remote.put(entry.seq, line)?,
-        }
+        self.store.append(entry.seq, line)?;
         if matches!(entry.body, Body::RunStart { .. }) {
             inner.run = Some(run);
         }
@@ -436,7 +322,7 @@ impl Journal {
     pub fn begin_run(&self, command: &str) -> Result<String, JournalError> {
         self.append(Body::RunStart {
             command: command.to_owned(),
-            host: crate::engine::lock::hostname(),
+            host: hostname(),
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         })?;
@@ -517,11 +403,6 @@ impl Journal {
     }
 }
 
-/// The current UTC time in RFC 3339, as journal, lock and lease record it.
-pub fn now() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 fn new_run_id() -> String {
     let t = time::OffsetDateTime::now_utc();
     let stamp =
@@ -532,6 +413,9 @@ fn new_run_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::store::file::FileStore;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn intent(key: &str) -> Intent {
         Intent {
@@ -545,10 +429,18 @@ mod tests {
         }
     }
 
+    fn open(dir: &std::path::Path) -> Result<(Journal, Repair), JournalError> {
+        Journal::open(Arc::new(FileStore::new(dir, "payments")), "payments", true)
+    }
+
+    fn file_path(dir: &std::path::Path) -> PathBuf {
+        FileStore::new(dir, "payments").journal_path().to_owned()
+    }
+
     #[test]
     fn records_fold_intent_done_undone() {
         let dir = tempfile::tempdir().unwrap();
-        let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+        let (j, _) = open(dir.path()).unwrap();
         j.begin_run("apply").unwrap();
         let a = j.intent(intent("a")).unwrap();
         j.done(a, "id-a", None, Value::Null).unwrap();
@@ -565,7 +457,7 @@ mod tests {
     #[test]
     fn latest_is_the_newest_intent_of_a_key_as_appended_and_as_reopened() {
         let dir = tempfile::tempdir().unwrap();
-        let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+        let (j, _) = open(dir.path()).unwrap();
         j.begin_run("apply").unwrap();
         let first = j.intent(intent("a")).unwrap();
         j.done(first, "id-1", None, Value::Null).unwrap();
@@ -578,7 +470,7 @@ mod tests {
         assert_eq!(j.latest("a").unwrap().id.as_deref(), Some("id-2"), "a done updates the indexed record");
         assert!(j.latest("missing").is_none());
         drop(j);
-        let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+        let (j, _) = open(dir.path()).unwrap();
         let latest = j.latest("a").unwrap();
         assert_eq!((latest.seq, latest.id.as_deref()), (second, Some("id-2")));
         assert!(j.records().iter().find(|r| r.seq == first).unwrap().undone);
@@ -588,35 +480,35 @@ mod tests {
     fn torn_last_line_is_moved_aside_and_earlier_entries_kept() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+            let (j, _) = open(dir.path()).unwrap();
             j.begin_run("apply").unwrap();
             j.intent(intent("a")).unwrap();
         }
-        let path = Journal::file_path(dir.path(), "payments");
+        let path = file_path(dir.path());
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"seq\":3,\"run\":\"x\",\"ts").unwrap();
         drop(f);
-        let (j, repair) = Journal::open(dir.path(), "payments").unwrap();
+        let (j, repair) = open(dir.path()).unwrap();
         assert_eq!(j.len(), 2);
         let aside = repair.torn_line_saved_to.unwrap();
         assert!(std::fs::read_to_string(aside).unwrap().contains("\"seq\":3"));
         // The journal accepts new writes after the repair.
         j.begin_run("apply").unwrap();
-        assert_eq!(Journal::open(dir.path(), "payments").unwrap().0.len(), 3);
+        assert_eq!(open(dir.path()).unwrap().0.len(), 3);
     }
 
     #[test]
     fn corrupt_middle_line_and_foreign_migration_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (j, _) = Journal::open(dir.path(), "payments").unwrap();
+            let (j, _) = open(dir.path()).unwrap();
             j.begin_run("apply").unwrap();
         }
-        let path = Journal::file_path(dir.path(), "payments");
+        let path = file_path(dir.path());
         let good = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("garbage\n{good}")).unwrap();
-        assert!(matches!(Journal::open(dir.path(), "payments"), Err(JournalError::Corrupt { line: 1, .. })));
+        assert!(matches!(open(dir.path()), Err(JournalError::Corrupt { line: 1, .. })));
         std::fs::write(&path, good.replace("\"payments\"", "\"ledger\"")).unwrap();
-        assert!(matches!(Journal::open(dir.path(), "payments"), Err(JournalError::OtherMigration { .. })));
+        assert!(matches!(open(dir.path()), Err(JournalError::OtherMigration { .. })));
     }
 }

@@ -6,7 +6,7 @@
 pub mod dag;
 pub mod journal;
 pub mod lock;
-pub mod remote;
+pub mod store;
 pub mod undo;
 
 use std::future::Future;
@@ -810,10 +810,11 @@ mod tests {
     // The crash-safety state machine: what each observation does with what a
     // run killed between a call and its `done` left in the journal.
 
-    /// An apply context over a fresh journal in `dir`, with a run begun.
-    async fn apply_ctx(dir: &std::path::Path) -> Ctx {
+    /// An apply context over a fresh in-memory journal, with a run begun.
+    async fn apply_ctx() -> Ctx {
         let plan = plan_ctx().await;
-        let (journal, _) = Journal::open(dir, "payments").unwrap();
+        let store = Arc::new(store::memory::MemoryStore::default());
+        let (journal, _) = Journal::open(store, "payments", true).unwrap();
         journal.begin_run("apply").unwrap();
         Ctx::new(plan.cfg, plan.aws, Mode::Apply, Some(Arc::new(journal)), plan.account)
     }
@@ -841,8 +842,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_resource_found_by_its_tags_completes_the_intent_a_killed_run_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = apply_ctx(dir.path()).await;
+        let ctx = apply_ctx().await;
         let res = Res::new("dynamodb", "dynamodb_table", "table/t", "t");
         let seq = open_intent(&ctx, &res, Op::Create);
         ctx.unchanged(&res, "t-1", Some("arn:t")).unwrap();
@@ -853,8 +853,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_resource_the_journal_never_saw_is_adopted_only_when_it_is_ours() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = apply_ctx(dir.path()).await;
+        let ctx = apply_ctx().await;
         let ours = Res::new("dynamodb", "dynamodb_table", "table/a", "a");
         ctx.unchanged(&ours, "a-1", None).unwrap();
         let adopted = ctx.journal().unwrap().latest(&ours.key).unwrap();
@@ -873,8 +872,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_create_still_to_make_supersedes_the_intent_that_never_took_effect() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = apply_ctx(dir.path()).await;
+        let ctx = apply_ctx().await;
         let res = Res::new("dynamodb", "dynamodb_table", "table/t", "t");
         let seq = open_intent(&ctx, &res, Op::Create);
         let id = ctx.create(&res, "again", Value::Null, || async { Ok(Created::id("t-2")) }).await.unwrap();
@@ -886,8 +884,7 @@ mod tests {
 
     #[tokio::test]
     async fn settle_resolves_what_the_step_neither_found_nor_made() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = apply_ctx(dir.path()).await;
+        let ctx = apply_ctx().await;
         let created = Res::new("dynamodb", "dynamodb_table", "table/gone", "gone");
         let updated = Res::new("dynamodb", "dynamodb_table", "table/t", "t");
         let elsewhere = Res::new("kms", "kms_key", "key", "k");

@@ -6,8 +6,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use std::sync::Arc;
 
 use paymig::engine::journal::{Intent, Journal, Op};
-use paymig::engine::lock::Holder;
-use paymig::engine::remote::{AcquireError, Acquired, Remote, RemoteError, RemoteSpec};
+use paymig::engine::store::s3::{AcquireError, Acquired, Remote, RemoteError, RemoteSpec};
+use paymig::engine::store::Holder;
 
 use crate::support::World;
 
@@ -183,8 +183,9 @@ async fn two_writers_never_interleave_and_a_taken_over_lease_stops_writing() {
             // the journal is next opened for writing; nothing is lost.
             let mut s = spec(&sdk, 60);
             s.prefix = "folded".into();
-            let open = |read_only| {
-                Journal::open_remote(Arc::new(Remote::connect(s.clone()).unwrap()), "payments", read_only).unwrap()
+            let open = |read_only: bool| {
+                let store = Arc::new(Remote::connect(s.clone()).unwrap());
+                Journal::open(store, "payments", !read_only).unwrap().0
             };
             let j = open(false);
             j.begin_run("apply").unwrap();

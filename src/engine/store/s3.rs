@@ -27,8 +27,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
+use super::who::{build_id, hostname, is_alive, now, Holder};
+use super::{Leased, Line, Store, StoreError, Unlocked};
 use crate::aws::describe_sdk_error;
-use crate::engine::lock::Holder;
 
 /// What the remote journal does with its objects under the prefix (the
 /// journal, its lease, the run notes; batch deletes are `DeleteObject`).
@@ -88,7 +89,7 @@ pub enum RemoteError {
 
 /// What loading the journal found.
 #[derive(Debug, Default)]
-pub struct Loaded {
+pub struct Objects {
     /// Every entry's JSON text with the object key it came from, in order.
     pub lines: Vec<(String, String)>,
     /// Single-entry objects not yet folded into a checkpoint.
@@ -112,7 +113,7 @@ pub enum AcquireError {
 }
 
 enum Job {
-    Load(std_mpsc::Sender<Result<Loaded, RemoteError>>),
+    Load(std_mpsc::Sender<Result<Objects, RemoteError>>),
     Put(u64, Vec<u8>, std_mpsc::Sender<Result<(), RemoteError>>),
     Checkpoint(u64, Vec<u8>, std_mpsc::Sender<Result<(), RemoteError>>),
     Acquire(Box<Holder>, std_mpsc::Sender<Result<Acquired, AcquireError>>),
@@ -176,7 +177,7 @@ impl Remote {
     }
 
     /// Every entry, checkpoint first, in sequence order.
-    pub fn load(&self) -> Result<Loaded, RemoteError> {
+    pub fn load(&self) -> Result<Objects, RemoteError> {
         self.call(Job::Load, Err(RemoteError::Access("the journal worker stopped".into())))
     }
 
@@ -408,9 +409,9 @@ impl Worker {
         Ok((key, text))
     }
 
-    async fn load(&self, s3: &aws_sdk_s3::Client) -> Result<Loaded, RemoteError> {
+    async fn load(&self, s3: &aws_sdk_s3::Client) -> Result<Objects, RemoteError> {
         let checkpoints = self.list(s3, "checkpoint/").await?;
-        let mut loaded = Loaded::default();
+        let mut loaded = Objects::default();
         let mut covered = 0;
         if let Some(newest) = checkpoints.last() {
             covered = seq_of(newest).unwrap_or(0);
@@ -538,7 +539,7 @@ impl Worker {
 
     async fn acquire(&mut self, s3: &aws_sdk_s3::Client, mut me: Holder) -> Result<Acquired, AcquireError> {
         me.lease_seconds = Some(self.spec.lease_seconds);
-        me.renewed = Some(crate::engine::journal::now());
+        me.renewed = Some(now());
         // A holder that releases or renews between our read and our write
         // makes the conditional write fail: look again, a few times.
         for _ in 0..3 {
@@ -565,7 +566,7 @@ impl Worker {
     async fn renew(&mut self, s3: &aws_sdk_s3::Client) {
         let Some(lease) = &self.lease else { return };
         let mut holder = lease.holder.clone();
-        holder.renewed = Some(crate::engine::journal::now());
+        holder.renewed = Some(now());
         match self.write_lock(s3, &holder, Some(&lease.etag)).await {
             Ok(Ok(etag)) => self.lease = Some(Lease { etag, holder }),
             Ok(Err(())) => {
@@ -608,9 +609,89 @@ pub fn is_expired(h: &Holder) -> bool {
 /// Whether a holder is a process of this host (and build) that has died:
 /// then the lease need not run out before a re-run resumes.
 pub fn is_dead_here(h: &Holder) -> bool {
-    h.host == crate::engine::lock::hostname()
-        && h.build_id == crate::engine::lock::build_id()
-        && !crate::engine::lock::is_alive(h.pid)
+    h.host == hostname() && h.build_id == build_id() && !is_alive(h.pid)
+}
+
+impl Store for Remote {
+    fn location(&self) -> String {
+        self.spec.location()
+    }
+
+    fn lock_location(&self) -> String {
+        format!("{}lock.json", self.spec.location())
+    }
+
+    fn load(&self, writable: bool) -> Result<super::Loaded, StoreError> {
+        let objects = Remote::load(self)?;
+        let lines = objects
+            .lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, text))| Line { source: format!("s3://{}/{key}", self.spec.bucket), number: i + 1, text })
+            .collect();
+        Ok(super::Loaded {
+            lines,
+            compact: writable && objects.pending_segments > CHECKPOINT_AFTER,
+            torn_saved_to: None,
+        })
+    }
+
+    fn append(&self, seq: u64, line: Vec<u8>) -> Result<(), StoreError> {
+        Ok(self.put(seq, line)?)
+    }
+
+    fn compact(&self, seq: u64, body: Vec<u8>) -> Result<(), StoreError> {
+        Ok(self.checkpoint(seq, body)?)
+    }
+
+    fn lease(&self, holder: Holder) -> Result<Leased, StoreError> {
+        match self.acquire(holder) {
+            Ok(Acquired::Fresh) => Ok(Leased::Fresh),
+            Ok(Acquired::TakenOver(h)) => Ok(Leased::TakenOver(h)),
+            Err(AcquireError::Held(h)) => Ok(Leased::Held(Some(*h))),
+            Err(AcquireError::Remote(e)) => Err(e.into()),
+        }
+    }
+
+    fn release(&self) {
+        Remote::release(self);
+    }
+
+    fn holder(&self) -> Result<Option<Holder>, StoreError> {
+        Ok(Remote::holder(self)?)
+    }
+
+    fn held_help(&self, holder: Option<&Holder>) -> String {
+        format!(
+            "wait for it to finish; if that run was cancelled, its lease runs out {}s after its last renewal and the next run takes over",
+            holder.and_then(|h| h.lease_seconds).unwrap_or(DEFAULT_LEASE_SECONDS)
+        )
+    }
+
+    fn took_over(&self, stale: &Holder) -> String {
+        format!(
+            "took over the lock {} from {stale}, whose lease ran out (a cancelled or killed run); its journal entries are kept and this run resumes them",
+            self.lock_location()
+        )
+    }
+
+    fn unlock(&self, confirm: &mut dyn FnMut(&Holder, &str) -> bool) -> Result<Unlocked, StoreError> {
+        let Some((holder, etag)) = self.inspect_lease()? else { return Ok(Unlocked::Free) };
+        if holder.host == hostname() && holder.build_id == build_id() && is_alive(holder.pid) && !is_expired(&holder) {
+            return Ok(Unlocked::Held(Some(holder)));
+        }
+        let state = if is_expired(&holder) {
+            "its lease has run out"
+        } else if is_dead_here(&holder) {
+            "its process is gone"
+        } else {
+            "its lease is still current: make sure that run has stopped"
+        };
+        if !confirm(&holder, state) {
+            return Ok(Unlocked::Kept(holder));
+        }
+        Ok(if self.break_lease(&etag)? { Unlocked::Removed(holder) } else { Unlocked::Changed(holder) })
+    }
 }
 
 #[cfg(test)]
@@ -642,7 +723,7 @@ mod tests {
         let mut h = Holder::unreadable();
         assert!(is_expired(&h));
         h.lease_seconds = Some(60);
-        h.renewed = Some(crate::engine::journal::now());
+        h.renewed = Some(now());
         assert!(!is_expired(&h));
         h.renewed = Some("2020-01-01T00:00:00Z".into());
         assert!(is_expired(&h));
