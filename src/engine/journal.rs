@@ -107,6 +107,18 @@ pub struct Intent {
     pub data: Value,
 }
 
+/// For an `Option` field of a step's `Prev` type that the JSON must still
+/// carry (as `null` when empty): `#[serde(deserialize_with = "present")]`
+/// makes a missing key an error, so an untagged `Prev` variant never
+/// matches an object of another shape.
+pub fn present<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d)
+}
+
 /// An intent with what became of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
@@ -124,6 +136,18 @@ impl Record {
     /// Whether the call may have taken effect and has not been reversed.
     pub fn is_live(&self) -> bool {
         !self.undone
+    }
+
+    /// The value an update replaced, as the step that wrote it typed it
+    /// (each step declares one `Prev` type for its updates; the JSON shape
+    /// is the journal's, so journals written by earlier versions still read).
+    pub fn prev<T: serde::de::DeserializeOwned>(&self) -> Result<T, JournalError> {
+        serde_json::from_value(self.intent.prev.clone()).map_err(|e| {
+            JournalError::Unsupported(format!(
+                "journal entry {} ({}): the previous value cannot be read ({e})\nhelp: this journal was written by another paymig version; roll back with that version",
+                self.seq, self.intent.key
+            ))
+        })
     }
 }
 

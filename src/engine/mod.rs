@@ -538,7 +538,7 @@ impl Ctx {
         res: &Res,
         id: &str,
         detail: impl Into<String>,
-        prev: Value,
+        prev: impl Serialize,
         call: F,
     ) -> Result<(), StepError>
     where
@@ -560,7 +560,7 @@ impl Ctx {
             kind: res.kind.into(),
             key,
             name: res.name.clone(),
-            prev,
+            prev: serde_json::to_value(prev).expect("previous values serialize"),
             data: serde_json::json!({ "id": id }),
         })?;
         call().await?;

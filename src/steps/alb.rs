@@ -14,6 +14,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     ProtocolEnum, Tag, TargetDescription, TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
 };
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
@@ -110,6 +111,22 @@ pub struct Front {
     pub groups: Vec<(String, String)>,
     /// `(colour, weight)`
     pub weights: Vec<(String, i32)>,
+}
+
+/// A listener's forward action before a weight shift, as its intent records
+/// it for rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WeightsBefore {
+    /// `(colour, target group ARN)`
+    groups: Vec<(String, String)>,
+    /// `(colour, weight)`
+    weights: Vec<(String, i32)>,
+}
+
+/// A function alias registered in a target group: undo deregisters it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TargetBefore {
+    target: String,
 }
 
 /// Finds the listener and target groups apply created, with current weights.
@@ -416,15 +433,21 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
         health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == Some(alias_arn.as_str()));
     if !registered {
         let tg_res = Res::new(STEP, "target_group", format!("target-group/{colour}"), ctx.cfg.names.own(colour));
-        ctx.update(&tg_res, tg_arn, format!("register {function}:{colour}"), json!({"target": alias_arn}), || async {
-            elb.register_targets()
-                .target_group_arn(tg_arn)
-                .targets(TargetDescription::builder().id(&alias_arn).build())
-                .send()
-                .await
-                .map_err(StepError::aws(tg_arn, "RegisterTargets"))?;
-            Ok(())
-        })
+        ctx.update(
+            &tg_res,
+            tg_arn,
+            format!("register {function}:{colour}"),
+            TargetBefore { target: alias_arn.to_string() },
+            || async {
+                elb.register_targets()
+                    .target_group_arn(tg_arn)
+                    .targets(TargetDescription::builder().id(&alias_arn).build())
+                    .send()
+                    .await
+                    .map_err(StepError::aws(tg_arn, "RegisterTargets"))?;
+                Ok(())
+            },
+        )
         .await?;
     }
     Ok(())
@@ -444,13 +467,10 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         ("listener", Op::Update) => {
             // Restore the previous weights (journaled by switch).
             let listener = r.intent.data["id"].as_str().unwrap_or_default();
-            let groups: Vec<(String, String)> =
-                serde_json::from_value(r.intent.prev["groups"].clone()).unwrap_or_default();
-            let weights: Vec<(String, i32)> =
-                serde_json::from_value(r.intent.prev["weights"].clone()).unwrap_or_default();
+            let before: WeightsBefore = r.prev()?;
             elb.modify_listener()
                 .listener_arn(listener)
-                .default_actions(forward(&groups, &weights))
+                .default_actions(forward(&before.groups, &before.weights))
                 .send()
                 .await
                 .map(|_| ())
@@ -465,10 +485,10 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             .map_err(StepError::aws(&id, "DeleteTargetGroup")),
         ("target_group", Op::Update) => {
             let tg = r.intent.data["id"].as_str().unwrap_or_default();
-            let target = r.intent.prev["target"].as_str().unwrap_or_default();
+            let before: TargetBefore = r.prev()?;
             elb.deregister_targets()
                 .target_group_arn(tg)
-                .targets(TargetDescription::builder().id(target).build())
+                .targets(TargetDescription::builder().id(before.target).build())
                 .send()
                 .await
                 .map(|_| ())
@@ -585,7 +605,7 @@ pub async fn set_weights(ctx: &Ctx, front: &Front, weights: &[(String, i32)]) ->
         &res,
         &front.listener_arn,
         format!("weights {detail}"),
-        json!({"groups": front.groups, "weights": current}),
+        WeightsBefore { groups: front.groups.clone(), weights: current },
         || async {
             ctx.aws
                 .target

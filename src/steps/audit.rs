@@ -19,6 +19,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionRule, Tag, Tagging, Transition, TransitionStorageClass, VersioningConfiguration,
 };
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
@@ -288,13 +289,25 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
         let have = if exists { setting.read(c, bucket).await? } else { Value::Null };
         let want = setting.desired(ctx, bucket, &have);
         if have != want {
-            ctx.update(&res, bucket, setting.name(), json!({"setting": setting.name(), "value": have}), || {
-                setting.write(c, bucket, &want)
-            })
+            ctx.update(
+                &res,
+                bucket,
+                setting.name(),
+                SettingBefore { setting: setting.name().into(), value: have.clone() },
+                || setting.write(c, bucket, &want),
+            )
             .await?;
         }
     }
     Ok(())
+}
+
+/// A bucket setting before an update (its JSON as [`Setting::read`] gives
+/// it, `null`: unset), as its intent records it for rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SettingBefore {
+    setting: String,
+    value: Value,
 }
 
 async fn converge_replication(ctx: &Ctx, prod: &str, replica: &str, role: &str) -> Result<(), StepError> {
@@ -304,9 +317,13 @@ async fn converge_replication(ctx: &Ctx, prod: &str, replica: &str, role: &str) 
     let have = if exists { read_replication(c, prod).await? } else { Value::Null };
     let want = json!({"role": role, "rules": [{"id": REPLICATION_RULE, "status": "Enabled", "destination": format!("arn:aws:s3:::{replica}")}]});
     if have != want {
-        ctx.update(&res, prod, "replication", json!({"setting": "replication", "value": have}), || {
-            write_replication(c, prod, &want)
-        })
+        ctx.update(
+            &res,
+            prod,
+            "replication",
+            SettingBefore { setting: "replication".into(), value: have.clone() },
+            || write_replication(c, prod, &want),
+        )
         .await?;
     }
     Ok(())
@@ -793,7 +810,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         ("iam_role", Op::Create | Op::Adopt) => {
             super::common::roles::delete_role(ctx, name).await?;
         }
-        ("iam_role", Op::Update) => super::common::roles::restore_role_policy(ctx, r, ROLE_POLICY).await?,
+        ("iam_role", Op::Update) => super::common::roles::restore_role_policy(ctx, r, r.prev()?, ROLE_POLICY).await?,
         (kind, Op::Create | Op::Adopt) => {
             delete_bucket(ctx, place_of(kind), name).await?;
         }
@@ -814,8 +831,8 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             if bucket_state(c, name).await? != Some(true) {
                 return Ok(());
             }
-            let field = r.intent.prev["setting"].as_str().unwrap_or_default();
-            let prev = &r.intent.prev["value"];
+            let SettingBefore { setting: field, value } = r.prev()?;
+            let prev = &value;
             if field == "replication" {
                 match write_replication(c, name, prev).await {
                     Err(e) if e.is_not_found() => {}
@@ -825,7 +842,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 // A versioned bucket can never be unversioned again; suspending
                 // is a different state, so it is left enabled.
                 tracing::debug!(bucket = name, "versioning stays enabled: a bucket cannot return to never-versioned");
-            } else if let Some(setting) = Setting::from_name(field) {
+            } else if let Some(setting) = Setting::from_name(&field) {
                 match setting.write(c, name, prev).await {
                     Err(e) if e.is_not_found() => {}
                     other => other?,

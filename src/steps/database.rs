@@ -13,6 +13,7 @@ use aws_sdk_rds::types::{
     CloudwatchLogsExportConfiguration, DbCluster, DbClusterSnapshot, Parameter, ServerlessV2ScalingConfiguration, Tag,
 };
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
@@ -638,8 +639,8 @@ async fn converge_parameter_group(
         .collect();
     if !changed.is_empty() {
         let names: Vec<String> = changed.iter().filter_map(|p| p.parameter_name().map(str::to_owned)).collect();
-        let prev: BTreeMap<&String, Option<&String>> = names.iter().map(|k| (k, have.get(k))).collect();
-        ctx.update(&res, name, format!("parameters {}", names.join(", ")), json!({"parameters": prev}), || async {
+        let prev = ParametersBefore { parameters: names.iter().map(|k| (k.clone(), have.get(k).cloned())).collect() };
+        ctx.update(&res, name, format!("parameters {}", names.join(", ")), prev, || async {
             for batch in changed.chunks(PARAMETER_BATCH) {
                 rds.modify_db_cluster_parameter_group()
                     .db_cluster_parameter_group_name(name)
@@ -671,17 +672,49 @@ fn scaling(ctx: &Ctx) -> ServerlessV2ScalingConfiguration {
 }
 
 /// The settings paymig owns on the prod cluster, as journaled on update.
-fn cluster_settings(c: &DbCluster) -> Value {
-    json!({
-        "min_capacity": c.serverless_v2_scaling_configuration().and_then(|s| s.min_capacity()),
-        "max_capacity": c.serverless_v2_scaling_configuration().and_then(|s| s.max_capacity()),
-        "backup_retention": c.backup_retention_period(),
-        "deletion_protection": c.deletion_protection(),
-        "security_groups": c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect::<Vec<_>>(),
-        "iam_auth": c.iam_database_authentication_enabled(),
-        "log_exports": c.enabled_cloudwatch_logs_exports(),
-        "parameter_group": c.db_cluster_parameter_group(),
-    })
+/// A cluster's settings before an update, as its intent records them;
+/// rollback restores capacity, backup retention, deletion protection and
+/// groups (the rest is recorded for the report).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ClusterBefore {
+    min_capacity: Option<f64>,
+    max_capacity: Option<f64>,
+    backup_retention: Option<i32>,
+    deletion_protection: Option<bool>,
+    security_groups: Option<Vec<String>>,
+    iam_auth: Option<bool>,
+    log_exports: Option<Vec<String>>,
+    parameter_group: Option<String>,
+}
+
+impl ClusterBefore {
+    fn of(c: &DbCluster) -> ClusterBefore {
+        ClusterBefore {
+            min_capacity: c.serverless_v2_scaling_configuration().and_then(|s| s.min_capacity()),
+            max_capacity: c.serverless_v2_scaling_configuration().and_then(|s| s.max_capacity()),
+            backup_retention: c.backup_retention_period(),
+            deletion_protection: c.deletion_protection(),
+            security_groups: Some(
+                c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id().map(String::from)).collect(),
+            ),
+            iam_auth: c.iam_database_authentication_enabled(),
+            log_exports: Some(c.enabled_cloudwatch_logs_exports().to_vec()),
+            parameter_group: c.db_cluster_parameter_group().map(String::from),
+        }
+    }
+}
+
+/// An instance's promotion tier before an update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TierBefore {
+    #[serde(deserialize_with = "crate::engine::journal::present")]
+    promotion_tier: Option<i32>,
+}
+
+/// A cluster parameter group's values before an update (`null`: unset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ParametersBefore {
+    parameters: BTreeMap<String, Option<String>>,
 }
 
 /// States from which a cluster or an instance never becomes available (the
@@ -873,7 +906,7 @@ async fn converge_cluster_settings(
     if diffs.is_empty() || is_planned(&id) {
         return Ok(());
     }
-    let prev = cluster_settings(c);
+    let prev = ClusterBefore::of(c);
     ctx.update(res, &id, diffs.join(", "), prev, || async {
         let enable: Vec<String> = want_logs.iter().filter(|l| !have_logs.contains(l)).cloned().collect();
         let disable: Vec<String> = have_logs.iter().filter(|l| !want_logs.contains(l)).cloned().collect();
@@ -913,7 +946,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
             ctx.existing(&res, &id, inst.db_instance_arn(), is_ours(ctx, inst.tag_list()))?;
             if inst.promotion_tier() != Some(tier) {
                 let prev = inst.promotion_tier();
-                ctx.update(&res, &id, "promotion tier", json!({"promotion_tier": prev}), || async {
+                ctx.update(&res, &id, "promotion tier", TierBefore { promotion_tier: prev }, || async {
                     rds.modify_db_instance()
                         .db_instance_identifier(&id)
                         .promotion_tier(tier)
@@ -1177,34 +1210,28 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             delete_parameter_group(ctx, name).await?;
         }
         ("db_cluster", Op::Update) => {
-            let p = &r.intent.prev;
+            let p: ClusterBefore = r.prev()?;
             if describe_cluster(ctx, name).await?.is_none() {
                 return Ok(());
             }
             let mut m = rds.modify_db_cluster().db_cluster_identifier(name).apply_immediately(true);
-            if let (Some(min), Some(max)) = (p["min_capacity"].as_f64(), p["max_capacity"].as_f64()) {
+            if let (Some(min), Some(max)) = (p.min_capacity, p.max_capacity) {
                 m = m.serverless_v2_scaling_configuration(
                     ServerlessV2ScalingConfiguration::builder().min_capacity(min).max_capacity(max).build(),
                 );
             }
-            if let Some(b) = p["backup_retention"].as_i64() {
-                m = m.backup_retention_period(b as i32);
-            }
-            if let Some(d) = p["deletion_protection"].as_bool() {
-                m = m.deletion_protection(d);
-            }
-            if let Some(sgs) = p["security_groups"].as_array() {
-                m = m
-                    .set_vpc_security_group_ids(Some(sgs.iter().filter_map(Value::as_str).map(String::from).collect()));
+            m = m.set_backup_retention_period(p.backup_retention).set_deletion_protection(p.deletion_protection);
+            if let Some(sgs) = p.security_groups {
+                m = m.set_vpc_security_group_ids(Some(sgs));
             }
             m.send().await.map_err(StepError::aws(name, "ModifyDBCluster"))?;
         }
         ("db_instance", Op::Update) => {
-            if let Some(t) = r.intent.prev["promotion_tier"].as_i64() {
+            if let Some(t) = r.prev::<TierBefore>()?.promotion_tier {
                 match rds
                     .modify_db_instance()
                     .db_instance_identifier(name)
-                    .promotion_tier(t as i32)
+                    .promotion_tier(t)
                     .apply_immediately(true)
                     .send()
                     .await
@@ -1218,9 +1245,9 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         ("db_cluster_parameter_group", Op::Update) => {
             // The group goes with its create; restoring parameter values
             // of a group paymig keeps is done by re-applying the previous ones.
-            let prev: BTreeMap<String, Option<String>> =
-                serde_json::from_value(r.intent.prev["parameters"].clone()).unwrap_or_default();
+            let prev: ParametersBefore = r.prev()?;
             let restore: Vec<Parameter> = prev
+                .parameters
                 .iter()
                 .filter_map(|(k, v)| {
                     v.as_ref().map(|v| {

@@ -16,12 +16,14 @@ use aws_sdk_dynamodb::types::{
     UpdateGlobalSecondaryIndexAction,
 };
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::config::BillingMode;
-use crate::engine::journal::{Op, Record};
+use crate::engine::journal::{present, Op, Record};
 use crate::engine::{is_planned, poll_until, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::steps::common::TagsBefore;
 
 pub struct DynamoDb;
 
@@ -379,7 +381,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
             gsi = gsi.provisioned_throughput(throughput(spec.throughput));
         }
         let gsi = gsi.build().map_err(|e| StepError::Invalid(e.to_string()))?;
-        ctx.update(&res, &name, format!("add GSI {index}"), json!({"gsi": index}), || async {
+        ctx.update(&res, &name, format!("add GSI {index}"), Prev::Gsi { gsi: index.clone() }, || async {
             ddb.update_table()
                 .table_name(&name)
                 .set_attribute_definitions(Some(attribute_definitions(&attrs)))
@@ -396,7 +398,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
     }
     if want.stream != have.stream {
         let prev = have.stream.clone();
-        ctx.update(&res, &name, "stream", json!({"stream": prev}), || {
+        ctx.update(&res, &name, "stream", Prev::Stream { stream: prev }, || {
             set_stream(ctx, &name, want.stream.as_deref(), have.stream.is_some())
         })
         .await?;
@@ -408,7 +410,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
             &res,
             &name,
             "billing mode",
-            json!({"billing": billing, "throughput": table_throughput(&prod)}),
+            Prev::Billing { billing: billing.clone(), throughput: table_throughput(&prod) },
             || async {
                 let mut u = ddb.update_table().table_name(&name).billing_mode(billing_of(ctx));
                 if provisioned {
@@ -435,15 +437,21 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
         .await?;
     }
     if prod.deletion_protection_enabled() == Some(true) {
-        ctx.update(&res, &name, "deletion protection", json!({"deletion_protection": true}), || async {
-            ddb.update_table()
-                .table_name(&name)
-                .deletion_protection_enabled(false)
-                .send()
-                .await
-                .map_err(StepError::aws(&name, "UpdateTable"))?;
-            wait_settled(ctx, &name).await
-        })
+        ctx.update(
+            &res,
+            &name,
+            "deletion protection",
+            Prev::DeletionProtection { deletion_protection: true },
+            || async {
+                ddb.update_table()
+                    .table_name(&name)
+                    .deletion_protection_enabled(false)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&name, "UpdateTable"))?;
+                wait_settled(ctx, &name).await
+            },
+        )
         .await?;
     }
     let sse_ok = prod.sse_description().is_some_and(|s| s.kms_master_key_arn() == Some(key_arn));
@@ -570,7 +578,7 @@ async fn converge_tags(ctx: &Ctx, res: &Res, name: &str, arn: &str) -> Result<()
         res,
         name,
         format!("tags {}", keys.join(", ")),
-        json!({"tags": have, "set": keys, "arn": arn}),
+        Prev::Tags(TagsBefore { tags: have.clone(), set: keys.clone(), arn: Some(arn.to_owned()) }),
         || async {
             ddb.tag_resource()
                 .resource_arn(arn)
@@ -609,7 +617,8 @@ async fn converge_settings(
             .is_some_and(|s| s.as_str() == "ENABLED")
     };
     if !pitr_on {
-        ctx.update(res, name, "point-in-time recovery", json!({"pitr": false}), || set_pitr(ctx, name, true)).await?;
+        ctx.update(res, name, "point-in-time recovery", Prev::Pitr { pitr: false }, || set_pitr(ctx, name, true))
+            .await?;
     }
     let ttl_now = if planned_new {
         None
@@ -625,7 +634,7 @@ async fn converge_settings(
             .and_then(|d| d.attribute_name().map(str::to_owned))
     };
     if ttl_now != dev.ttl_attribute {
-        ctx.update(res, name, "time to live", json!({"ttl": ttl_now}), || {
+        ctx.update(res, name, "time to live", Prev::Ttl { ttl: ttl_now.clone() }, || {
             set_ttl(ctx, name, ttl_now.as_deref(), dev.ttl_attribute.as_deref())
         })
         .await?;
@@ -873,10 +882,41 @@ where
     }
 }
 
+/// What a table update replaced, as its intent records it for rollback
+/// (untagged: the journal's own JSON shapes; a `null` setting is kept as
+/// `null`, never dropped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Prev {
+    /// A global secondary index added: undo deletes it.
+    Gsi { gsi: String },
+    /// The stream view type before (`null`: no stream).
+    Stream {
+        #[serde(deserialize_with = "present")]
+        stream: Option<String>,
+    },
+    /// The billing mode and table throughput before.
+    Billing {
+        billing: String,
+        #[serde(deserialize_with = "present")]
+        throughput: Option<(i64, i64)>,
+    },
+    /// Deletion protection was on.
+    DeletionProtection { deletion_protection: bool },
+    /// Re-tagged (by the table's ARN).
+    Tags(TagsBefore),
+    /// Point-in-time recovery was off.
+    Pitr { pitr: bool },
+    /// The TTL attribute before (`null`: none).
+    Ttl {
+        #[serde(deserialize_with = "present")]
+        ttl: Option<String>,
+    },
+}
+
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let ddb = &ctx.aws.target.dynamodb;
     let name = r.intent.name.clone();
-    let prev = &r.intent.prev;
     match r.intent.op {
         Op::Create | Op::Adopt => {
             delete_table(ctx, &name).await?;
@@ -886,82 +926,75 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             // table or an index is still changing (a previous revert's index
             // deletion above all).
             wait_settled(ctx, &name).await?;
-            if let Some(index) = prev.get("gsi").and_then(Value::as_str) {
-                on_table(&name, || async {
-                    ddb.update_table()
-                        .table_name(&name)
-                        .global_secondary_index_updates(
-                            GlobalSecondaryIndexUpdate::builder()
-                                .delete(
-                                    DeleteGlobalSecondaryIndexAction::builder()
-                                        .index_name(index)
-                                        .build()
-                                        .expect("name set"),
-                                )
-                                .build(),
-                        )
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&name, "UpdateTable"))?;
-                    Ok(())
-                })
-                .await?;
-            } else if prev.get("pitr").is_some() {
-                on_table(&name, || set_pitr(ctx, &name, false)).await?;
-            } else if let Some(ttl) = prev.get("ttl") {
-                let now = ddb
-                    .describe_time_to_live()
-                    .table_name(&name)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|o| o.time_to_live_description().and_then(|d| d.attribute_name().map(str::to_owned)));
-                on_table(&name, || set_ttl(ctx, &name, now.as_deref(), ttl.as_str())).await?;
-            } else if let Some(stream) = prev.get("stream") {
-                on_table(&name, || set_stream(ctx, &name, stream.as_str(), true)).await?;
-            } else if let Some(billing) = prev.get("billing").and_then(Value::as_str) {
-                let t: Option<(i64, i64)> = serde_json::from_value(prev["throughput"].clone()).ok().flatten();
-                on_table(&name, || async {
-                    let mut u = ddb.update_table().table_name(&name).billing_mode(DdbBilling::from(billing));
-                    if billing == "PROVISIONED" {
-                        u = u.provisioned_throughput(throughput(t));
-                    }
-                    u.send().await.map_err(StepError::aws(&name, "UpdateTable"))?;
-                    Ok(())
-                })
-                .await?;
-            } else if prev.get("deletion_protection").is_some() {
-                on_table(&name, || async {
-                    ddb.update_table()
-                        .table_name(&name)
-                        .deletion_protection_enabled(true)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&name, "UpdateTable"))?;
-                    Ok(())
-                })
-                .await?;
-            } else if let (Some(set), Some(arn)) =
-                (prev.get("set").and_then(Value::as_array), prev.get("arn").and_then(Value::as_str))
-            {
-                let before = prev.get("tags").and_then(Value::as_object).cloned().unwrap_or_default();
-                let added: Vec<String> = set
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|k| !before.contains_key(*k))
-                    .map(String::from)
-                    .collect();
-                if !added.is_empty() {
+            match r.prev::<Prev>()? {
+                Prev::Gsi { gsi: index } => {
                     on_table(&name, || async {
-                        ddb.untag_resource()
-                            .resource_arn(arn)
-                            .set_tag_keys(Some(added))
+                        ddb.update_table()
+                            .table_name(&name)
+                            .global_secondary_index_updates(
+                                GlobalSecondaryIndexUpdate::builder()
+                                    .delete(
+                                        DeleteGlobalSecondaryIndexAction::builder()
+                                            .index_name(index)
+                                            .build()
+                                            .expect("name set"),
+                                    )
+                                    .build(),
+                            )
                             .send()
                             .await
-                            .map_err(StepError::aws(&name, "UntagResource"))?;
+                            .map_err(StepError::aws(&name, "UpdateTable"))?;
                         Ok(())
                     })
                     .await?;
+                }
+                Prev::Pitr { .. } => on_table(&name, || set_pitr(ctx, &name, false)).await?,
+                Prev::Ttl { ttl } => {
+                    let now =
+                        ddb.describe_time_to_live().table_name(&name).send().await.ok().and_then(|o| {
+                            o.time_to_live_description().and_then(|d| d.attribute_name().map(str::to_owned))
+                        });
+                    on_table(&name, || set_ttl(ctx, &name, now.as_deref(), ttl.as_deref())).await?;
+                }
+                Prev::Stream { stream } => on_table(&name, || set_stream(ctx, &name, stream.as_deref(), true)).await?,
+                Prev::Billing { billing, throughput: t } => {
+                    on_table(&name, || async {
+                        let mut u =
+                            ddb.update_table().table_name(&name).billing_mode(DdbBilling::from(billing.as_str()));
+                        if billing == "PROVISIONED" {
+                            u = u.provisioned_throughput(throughput(t));
+                        }
+                        u.send().await.map_err(StepError::aws(&name, "UpdateTable"))?;
+                        Ok(())
+                    })
+                    .await?;
+                }
+                Prev::DeletionProtection { .. } => {
+                    on_table(&name, || async {
+                        ddb.update_table()
+                            .table_name(&name)
+                            .deletion_protection_enabled(true)
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&name, "UpdateTable"))?;
+                        Ok(())
+                    })
+                    .await?;
+                }
+                Prev::Tags(before) => {
+                    let (added, arn) = (before.added(), before.arn.unwrap_or_default());
+                    if !added.is_empty() {
+                        on_table(&name, || async {
+                            ddb.untag_resource()
+                                .resource_arn(&arn)
+                                .set_tag_keys(Some(added))
+                                .send()
+                                .await
+                                .map_err(StepError::aws(&name, "UntagResource"))?;
+                            Ok(())
+                        })
+                        .await?;
+                    }
                 }
             }
         }
@@ -998,6 +1031,38 @@ mod tests {
     use aws_sdk_dynamodb::types::{
         GlobalSecondaryIndexDescription, KeyType, LocalSecondaryIndexDescription, ProjectionType, ScalarAttributeType,
     };
+
+    #[test]
+    fn previous_values_keep_their_journal_shapes_and_a_null_setting_is_not_another_variant() {
+        let cases = [
+            (json!({"gsi": "by-merchant"}), Prev::Gsi { gsi: "by-merchant".into() }),
+            (json!({"stream": null}), Prev::Stream { stream: None }),
+            (
+                json!({"billing": "PROVISIONED", "throughput": [5, 5]}),
+                Prev::Billing { billing: "PROVISIONED".into(), throughput: Some((5, 5)) },
+            ),
+            (json!({"deletion_protection": true}), Prev::DeletionProtection { deletion_protection: true }),
+            (
+                json!({"tags": {}, "set": ["Environment"], "arn": "arn:t"}),
+                Prev::Tags(TagsBefore {
+                    tags: BTreeMap::new(),
+                    set: vec!["Environment".into()],
+                    arn: Some("arn:t".into()),
+                }),
+            ),
+            (json!({"pitr": false}), Prev::Pitr { pitr: false }),
+            (json!({"ttl": null}), Prev::Ttl { ttl: None }),
+            (json!({"ttl": "expires_at"}), Prev::Ttl { ttl: Some("expires_at".into()) }),
+        ];
+        for (json, prev) in cases {
+            assert_eq!(serde_json::from_value::<Prev>(json.clone()).unwrap(), prev, "{json}");
+            assert_eq!(serde_json::to_value(&prev).unwrap(), json);
+        }
+        assert!(
+            serde_json::from_value::<Prev>(json!({"unknown": 1})).is_err(),
+            "an unknown shape is an error, never a guess"
+        );
+    }
 
     fn kse(n: &str, t: KeyType) -> KeySchemaElement {
         KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap()

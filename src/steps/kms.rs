@@ -9,11 +9,13 @@ use std::collections::BTreeMap;
 
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
 use crate::engine::{planned_id, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::steps::common::TagsBefore;
 
 pub struct Kms;
 
@@ -338,7 +340,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         current_policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
     if current_policy != policy {
         let text = policy.to_string();
-        ctx.update(&key, &key_id, "key policy", json!({"policy": current_policy}), || async {
+        ctx.update(&key, &key_id, "key policy", Prev::Policy { policy: current_policy.clone() }, || async {
             kms.put_key_policy()
                 .key_id(&key_id)
                 .policy_name("default")
@@ -355,7 +357,8 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     if !missing.is_empty() {
         let detail = format!("tags {}", missing.keys().cloned().collect::<Vec<_>>().join(", "));
         let t = kms_tags(&missing)?;
-        ctx.update(&key, &key_id, detail, json!({"tags": tags, "set": missing.keys().collect::<Vec<_>>()}), || async {
+        let before = TagsBefore::new(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), missing.keys().cloned());
+        ctx.update(&key, &key_id, detail, Prev::Tags(before), || async {
             kms.tag_resource()
                 .key_id(&key_id)
                 .set_tags(Some(t))
@@ -405,7 +408,7 @@ async fn enable_rotation(ctx: &Ctx, key: &Res, key_id: &str, existing: bool) -> 
         Ok(())
     };
     if existing {
-        ctx.update(key, key_id, "rotation", json!({"rotation": false}), call).await
+        ctx.update(key, key_id, "rotation", Prev::Rotation { rotation: false }, call).await
     } else {
         // Part of creating the key: its undo (scheduled deletion) covers it.
         call().await
@@ -424,7 +427,7 @@ async fn converge_alias(
         Some(md) if md.key_id == key_id => ctx.unchanged(alias, &alias.name, None),
         Some(md) if exists => {
             let prev = md.key_id.clone();
-            ctx.update(alias, &alias.name, "alias target", json!({"target_key_id": prev}), || async {
+            ctx.update(alias, &alias.name, "alias target", Prev::AliasTarget { target_key_id: prev }, || async {
                 kms.update_alias()
                     .alias_name(&alias.name)
                     .target_key_id(key_id)
@@ -480,6 +483,21 @@ async fn delete_alias(ctx: &Ctx, alias: &str) -> Result<bool, StepError> {
     }
 }
 
+/// What a KMS update replaced, as its intent records it for rollback
+/// (untagged: the journal's own JSON shapes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Prev {
+    /// Rotation was off.
+    Rotation { rotation: bool },
+    /// The key policy before (`null`: none read).
+    Policy { policy: Value },
+    /// Re-tagged.
+    Tags(TagsBefore),
+    /// The key the alias pointed at.
+    AliasTarget { target_key_id: String },
+}
+
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let kms = &ctx.aws.target.kms;
     match (r.intent.kind.as_str(), r.intent.op) {
@@ -499,48 +517,41 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         },
         ("kms_key", Op::Update) => {
             let id = r.intent.data["id"].as_str().unwrap_or_default();
-            let prev = &r.intent.prev;
-            if prev.get("rotation") == Some(&Value::Bool(false)) {
-                match kms.disable_key_rotation().key_id(id).send().await {
+            match r.prev::<Prev>()? {
+                Prev::Rotation { rotation: false } => match kms.disable_key_rotation().key_id(id).send().await {
                     Ok(_) => {}
                     Err(e)
                         if e.as_service_error()
                             .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
                     Err(e) => return Err(StepError::aws(id, "DisableKeyRotation")(e)),
+                },
+                Prev::Policy { policy } if !policy.is_null() => {
+                    match kms.put_key_policy().key_id(id).policy_name("default").policy(policy.to_string()).send().await
+                    {
+                        Ok(_) => {}
+                        Err(e)
+                            if e.as_service_error()
+                                .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
+                        Err(e) => return Err(StepError::aws(id, "PutKeyPolicy")(e)),
+                    }
                 }
-            } else if let Some(p) = prev.get("policy").filter(|p| !p.is_null()) {
-                match kms.put_key_policy().key_id(id).policy_name("default").policy(p.to_string()).send().await {
-                    Ok(_) => {}
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
-                    Err(e) => return Err(StepError::aws(id, "PutKeyPolicy")(e)),
+                Prev::Tags(before) => {
+                    // Restore the previous tag values; remove tags that were added.
+                    let added = before.added();
+                    if !added.is_empty() {
+                        let _ = kms.untag_resource().key_id(id).set_tag_keys(Some(added)).send().await;
+                    }
+                    let restore = before.changed();
+                    if !restore.is_empty() {
+                        let _ = kms.tag_resource().key_id(id).set_tags(Some(kms_tags(&restore)?)).send().await;
+                    }
                 }
-            } else if let Some(set) = prev.get("set").and_then(Value::as_array) {
-                // Restore the previous tag values; remove tags that were added.
-                let before = prev.get("tags").and_then(Value::as_object).cloned().unwrap_or_default();
-                let added: Vec<String> = set
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|k| !before.contains_key(*k))
-                    .map(String::from)
-                    .collect();
-                if !added.is_empty() {
-                    let _ = kms.untag_resource().key_id(id).set_tag_keys(Some(added)).send().await;
-                }
-                let restore: BTreeMap<String, String> = set
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter_map(|k| before.get(k).and_then(Value::as_str).map(|v| (k.to_owned(), v.to_owned())))
-                    .collect();
-                if !restore.is_empty() {
-                    let _ = kms.tag_resource().key_id(id).set_tags(Some(kms_tags(&restore)?)).send().await;
-                }
+                _ => {}
             }
         }
         ("kms_alias", Op::Update) => {
-            if let Some(prev) = r.intent.prev.get("target_key_id").and_then(Value::as_str) {
-                match kms.update_alias().alias_name(&r.intent.name).target_key_id(prev).send().await {
+            if let Prev::AliasTarget { target_key_id } = r.prev::<Prev>()? {
+                match kms.update_alias().alias_name(&r.intent.name).target_key_id(target_key_id).send().await {
                     Ok(_) => {}
                     Err(e)
                         if e.as_service_error()

@@ -690,19 +690,25 @@ async fn set_topic_attribute(
     prev: Option<String>,
     value: &str,
 ) -> Result<(), StepError> {
-    ctx.update(res, arn, format!("topic {attr}"), json!({"attribute": attr, "value": prev}), || async {
-        ctx.aws
-            .target
-            .sns
-            .set_topic_attributes()
-            .topic_arn(arn)
-            .attribute_name(attr)
-            .attribute_value(value)
-            .send()
-            .await
-            .map_err(StepError::aws(arn, "SetTopicAttributes"))?;
-        Ok(())
-    })
+    ctx.update(
+        res,
+        arn,
+        format!("topic {attr}"),
+        Prev::TopicAttribute { attribute: attr.to_owned(), value: prev },
+        || async {
+            ctx.aws
+                .target
+                .sns
+                .set_topic_attributes()
+                .topic_arn(arn)
+                .attribute_name(attr)
+                .attribute_value(value)
+                .send()
+                .await
+                .map_err(StepError::aws(arn, "SetTopicAttributes"))?;
+            Ok(())
+        },
+    )
     .await
 }
 
@@ -724,7 +730,7 @@ async fn converge_subscriptions(ctx: &Ctx, res: &Res, arn: &str) -> Result<(), S
         if subs.iter().any(|s| s.protocol() == Some("email") && s.endpoint() == Some(email.as_str())) {
             continue;
         }
-        ctx.update(res, arn, format!("subscribe {email}"), json!({"subscribe": email}), || async {
+        ctx.update(res, arn, format!("subscribe {email}"), Prev::Subscribe { subscribe: email.to_owned() }, || async {
             sns.subscribe()
                 .topic_arn(arn)
                 .protocol("email")
@@ -778,7 +784,14 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
             Some(current) => {
                 ctx.existing(&res, &spec.name, Some(&arn), false)?;
                 if *current != spec {
-                    ctx.update(&res, &spec.name, "definition", json!({"alarm": current}), || spec.put(ctx)).await?;
+                    ctx.update(
+                        &res,
+                        &spec.name,
+                        "definition",
+                        Prev::Alarm { alarm: Box::new(current.clone()) },
+                        || spec.put(ctx),
+                    )
+                    .await?;
                 }
             }
         }
@@ -851,7 +864,7 @@ async fn converge_dashboards(
             Some(c) => {
                 ctx.existing(&res, &name, None, false)?;
                 if c != want {
-                    ctx.update(&res, &name, "body", json!({"body": c}), put).await?;
+                    ctx.update(&res, &name, "body", Prev::Dashboard { body: c.clone() }, put).await?;
                 }
             }
         }
@@ -1014,24 +1027,44 @@ async fn delete_topic(ctx: &Ctx, arn: &str) -> Result<(), StepError> {
     Ok(())
 }
 
+/// What a monitoring update replaced, as its intent records it for
+/// rollback (untagged: the journal's own JSON shapes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Prev {
+    /// The alarm's definition before.
+    Alarm { alarm: Box<AlarmSpec> },
+    /// The dashboard's body before.
+    Dashboard { body: Value },
+    /// An email subscribed: undo unsubscribes it.
+    Subscribe { subscribe: String },
+    /// A topic attribute and its value before (`null`: unset).
+    TopicAttribute {
+        attribute: String,
+        #[serde(deserialize_with = "crate::engine::journal::present")]
+        value: Option<String>,
+    },
+}
+
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let name = r.intent.name.as_str();
-    let prev = &r.intent.prev;
+    let prev = || r.prev::<Prev>();
     match (r.intent.kind.as_str(), r.intent.op) {
         ("alarm", Op::Create | Op::Adopt) => delete_alarm(ctx, name).await?,
         ("alarm", Op::Update) => {
-            if let Ok(spec) = serde_json::from_value::<AlarmSpec>(prev["alarm"].clone()) {
-                spec.put(ctx).await?;
+            if let Prev::Alarm { alarm } = prev()? {
+                alarm.put(ctx).await?;
             }
         }
         ("dashboard", Op::Create | Op::Adopt) => delete_dashboard(ctx, name).await?,
         ("dashboard", Op::Update) => {
+            let Prev::Dashboard { body } = prev()? else { return Ok(()) };
             ctx.aws
                 .target
                 .cloudwatch
                 .put_dashboard()
                 .dashboard_name(name)
-                .dashboard_body(prev["body"].to_string())
+                .dashboard_body(body.to_string())
                 .send()
                 .await
                 .map_err(StepError::aws(name, "PutDashboard"))?;
@@ -1042,7 +1075,8 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         ("sns_topic", Op::Update) => {
             let arn = r.intent.data["id"].as_str().unwrap_or_default();
             let sns = &ctx.aws.target.sns;
-            if let Some(email) = prev["subscribe"].as_str() {
+            let prev = prev()?;
+            if let Prev::Subscribe { subscribe: email } = &prev {
                 let subs: Vec<_> = sns
                     .list_subscriptions_by_topic()
                     .topic_arn(arn)
@@ -1052,14 +1086,14 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     .try_collect()
                     .await
                     .unwrap_or_default();
-                for s in subs.iter().filter(|s| s.endpoint() == Some(email)) {
+                for s in subs.iter().filter(|s| s.endpoint() == Some(email.as_str())) {
                     // A pending confirmation has no ARN to unsubscribe; it
                     // goes with the topic.
                     if let Some(sub) = s.subscription_arn().filter(|a| a.starts_with("arn:")) {
                         let _ = sns.unsubscribe().subscription_arn(sub).send().await;
                     }
                 }
-            } else if let (Some(attr), Some(value)) = (prev["attribute"].as_str(), prev["value"].as_str()) {
+            } else if let Prev::TopicAttribute { attribute: attr, value: Some(value) } = &prev {
                 match sns.set_topic_attributes().topic_arn(arn).attribute_name(attr).attribute_value(value).send().await
                 {
                     Ok(_) => {}

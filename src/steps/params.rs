@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use aws_sdk_ssm::types::{ParameterMetadata, ParameterStringFilter, ParameterTier, ParameterType, Tag};
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
@@ -373,7 +373,10 @@ impl Params {
                                 &res,
                                 &prod_name,
                                 "value",
-                                json!({"value": previous, "type": s.meta.r#type().map(|t| t.as_str())}),
+                                ValueBefore {
+                                    value: previous.clone(),
+                                    kind: s.meta.r#type().map(|t| t.as_str().to_owned()),
+                                },
                                 || async {
                                     put(true).send().await.map_err(StepError::aws(&prod_name, "PutParameter"))?;
                                     Ok(())
@@ -501,6 +504,15 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     Ok(f)
 }
 
+/// A parameter's value and type before an update (never a SecureString:
+/// those are neither read nor migrated), as its intent records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ValueBefore {
+    value: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let ssm = &ctx.aws.target.ssm;
     let name = r.intent.name.as_str();
@@ -511,17 +523,16 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             Err(e) => return Err(StepError::aws(name, "DeleteParameter")(e)),
         },
         Op::Update => {
-            if let Some(prev) = r.intent.prev["value"].as_str() {
-                let ty = r.intent.prev["type"].as_str().map(ParameterType::from);
-                ssm.put_parameter()
-                    .name(name)
-                    .value(prev)
-                    .set_type(ty)
-                    .overwrite(true)
-                    .send()
-                    .await
-                    .map_err(StepError::aws(name, "PutParameter"))?;
-            }
+            let before: ValueBefore = r.prev()?;
+            let ty = before.kind.as_deref().map(ParameterType::from);
+            ssm.put_parameter()
+                .name(name)
+                .value(before.value)
+                .set_type(ty)
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(StepError::aws(name, "PutParameter"))?;
         }
     }
     Ok(())

@@ -8,4 +8,4 @@ pub mod roles;
 pub mod tags;
 
 pub use policy::{decode_policy, statements, strings, wildcard_actions};
-pub use tags::{common_checks, is_ours, prod_tags_as};
+pub use tags::{common_checks, is_ours, prod_tags_as, TagsBefore};

@@ -2,7 +2,8 @@
 //! S3's replication role): converged with exactly one inline policy,
 //! deleted with their policies, and their policy changes reversed.
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::policy::{decode_policy, trust_policy};
 use super::tags::{is_ours, prod_tags_as};
@@ -58,7 +59,7 @@ pub async fn converge_role(
         Some(_) => role_policy(ctx, &name, policy_name).await?,
     };
     if have != *policy {
-        let prev = json!({"role_policy": have, "policy_name": policy_name});
+        let prev = RolePolicyBefore { role_policy: have.clone(), policy_name: Some(policy_name.to_owned()) };
         ctx.update(res, &name, format!("inline policy {policy_name}"), prev, || async {
             iam.put_role_policy()
                 .role_name(&name)
@@ -121,15 +122,30 @@ pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
     }
 }
 
+/// A role's inline policy before an update (`null`: none), as its intent
+/// records it for rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolePolicyBefore {
+    pub role_policy: Value,
+    /// Absent in journals of versions that had one policy per role.
+    #[serde(default)]
+    pub policy_name: Option<String>,
+}
+
 /// Reverses a journaled inline-policy change of a role: the previous
 /// document put back, or the policy removed when there was none. The policy
 /// name is journaled with the change (`default` for journals of versions
 /// that had one policy per role).
-pub async fn restore_role_policy(ctx: &Ctx, r: &Record, default: &str) -> Result<(), StepError> {
+pub async fn restore_role_policy(
+    ctx: &Ctx,
+    r: &Record,
+    before: RolePolicyBefore,
+    default: &str,
+) -> Result<(), StepError> {
     let iam = &ctx.aws.target.iam;
     let name = r.intent.name.as_str();
-    let prev = &r.intent.prev["role_policy"];
-    let policy = r.intent.prev["policy_name"].as_str().unwrap_or(default);
+    let prev = &before.role_policy;
+    let policy = before.policy_name.as_deref().unwrap_or(default);
     let result = if prev.is_null() {
         iam.delete_role_policy()
             .role_name(name)

@@ -14,7 +14,8 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_iam::types::PolicyVersion;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::STEP;
 use crate::config::Config;
@@ -108,7 +109,7 @@ pub async fn converge_policy(ctx: &Ctx, m: &Managed) -> Result<String, StepError
     ctx.existing(&res, &m.name, Some(&policy_arn), ours)?;
     let have = document(ctx, &policy_arn, policy.default_version_id().unwrap_or("v1")).await?;
     if have != m.document {
-        ctx.update(&res, &m.name, "policy document", json!({ "document": have }), || {
+        ctx.update(&res, &m.name, "policy document", DocumentBefore { document: have.clone() }, || {
             set_document(ctx, &policy_arn, &m.document)
         })
         .await?;
@@ -184,7 +185,7 @@ pub async fn converge_attached(ctx: &Ctx, res: &Res, want: &[String]) -> Result<
     if have == want {
         return Ok(());
     }
-    let prev = json!({ "attached": have });
+    let prev = AttachedBefore { attached: have.clone() };
     ctx.update(res, &res.name, "attached policies", prev, || attach_exactly(ctx, &res.name, &have, &want)).await
 }
 
@@ -207,14 +208,21 @@ async fn attach_exactly(
     Ok(())
 }
 
+/// A role's attached table policies before an update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachedBefore {
+    pub attached: BTreeSet<String>,
+}
+
+/// A managed policy's default document before an update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DocumentBefore {
+    document: Value,
+}
+
 /// Reverses a journaled change of a role's attachments.
-pub async fn restore_attached(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
-    let want: BTreeSet<String> = r.intent.prev["attached"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str().map(String::from))
-        .collect();
+pub async fn restore_attached(ctx: &Ctx, r: &Record, before: AttachedBefore) -> Result<(), StepError> {
+    let want = before.attached;
     let have = attached(ctx, &r.intent.name).await?;
     attach_exactly(ctx, &r.intent.name, &have, &want).await
 }
@@ -222,7 +230,8 @@ pub async fn restore_attached(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
 /// Reverses a journaled document change: the previous document made the
 /// default again.
 pub async fn restore_document(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
-    let prev = &r.intent.prev["document"];
+    let DocumentBefore { document } = r.prev()?;
+    let prev = &document;
     if prev.is_null() {
         return Ok(());
     }
@@ -281,7 +290,7 @@ mod tests {
 
     #[test]
     fn items_are_spread_over_documents_that_fit_and_kept_whole() {
-        let doc = |arns: &[String]| json!({"Statement": [{"Resource": arns}]});
+        let doc = |arns: &[String]| serde_json::json!({"Statement": [{"Resource": arns}]});
         let items: Vec<Vec<String>> = (0..200)
             .map(|i| {
                 vec![

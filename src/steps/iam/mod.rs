@@ -237,6 +237,15 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     Ok(Outcome::Done)
 }
 
+/// What a role update replaced: its attached table policies, or its
+/// inline policy (untagged: the journal's own JSON shapes).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum RoleUpdate {
+    Attached(managed::AttachedBefore),
+    Policy(super::common::roles::RolePolicyBefore),
+}
+
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     match (r.intent.kind.as_str(), r.intent.op) {
         ("iam_policy", Op::Create | Op::Adopt) => managed::delete_policy(ctx, &r.intent.name).await?,
@@ -244,8 +253,12 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         (_, Op::Create | Op::Adopt) => {
             super::common::roles::delete_role(ctx, &r.intent.name).await?;
         }
-        (_, Op::Update) if r.intent.prev.get("attached").is_some() => managed::restore_attached(ctx, r).await?,
-        (_, Op::Update) => super::common::roles::restore_role_policy(ctx, r, POLICY_NAME).await?,
+        (_, Op::Update) => match r.prev::<RoleUpdate>()? {
+            RoleUpdate::Attached(before) => managed::restore_attached(ctx, r, before).await?,
+            RoleUpdate::Policy(before) => {
+                super::common::roles::restore_role_policy(ctx, r, before, POLICY_NAME).await?
+            }
+        },
     }
     Ok(())
 }

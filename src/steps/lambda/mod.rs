@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use aws_sdk_lambda::types::{Environment, EphemeralStorage, FunctionConfiguration, TracingConfig, VpcConfig};
 use base64::Engine;
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
 use tracing::Instrument;
@@ -452,6 +453,44 @@ pub fn redact_environment<'a>(vars: impl Iterator<Item = (&'a String, &'a String
         .collect()
 }
 
+/// What a function update replaced, as its intent records it for rollback
+/// (untagged: the journal's own JSON shapes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Prev {
+    /// Reserved concurrency before (`null`: unreserved).
+    Reserved {
+        #[serde(deserialize_with = "crate::engine::journal::present")]
+        reserved: Option<i32>,
+    },
+    /// The settings before ([`settings_of`]).
+    Settings { settings: SettingsBefore },
+    /// The code digest before (code cannot be rolled back to bytes paymig
+    /// no longer has; recorded for the report).
+    Code {
+        #[serde(deserialize_with = "crate::engine::journal::present")]
+        code_sha256: Option<String>,
+    },
+}
+
+impl Prev {
+    fn settings(have: &Value) -> Prev {
+        Prev::Settings { settings: serde_json::from_value(have.clone()).expect("settings_of is an object") }
+    }
+}
+
+/// A function's settings before an update: what rollback restores (role,
+/// memory, timeout), and the rest as recorded (environment values only as
+/// digests, so they are never restored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SettingsBefore {
+    role: Option<String>,
+    memory: Option<i32>,
+    timeout: Option<i32>,
+    #[serde(flatten)]
+    recorded: BTreeMap<String, Value>,
+}
+
 /// The settings paymig owns, comparable and journal-able (environment values
 /// only as digests).
 fn settings_of(c: &FunctionConfiguration) -> Value {
@@ -640,7 +679,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
             }
             let have = settings_of(&current);
             if have != want && !is_planned(&sg) {
-                ctx.update(&res, &name, "configuration", json!({"settings": have}), || async {
+                ctx.update(&res, &name, "configuration", Prev::settings(&have), || async {
                     lambda
                         .update_function_configuration()
                         .function_name(&name)
@@ -663,17 +702,23 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                 .await?;
             }
             if current.code_sha256() != d.code_sha256() {
-                ctx.update(&res, &name, "code", json!({"code_sha256": current.code_sha256()}), || async {
-                    let package = staging::Package::of(ctx, &name, fetch_package(ctx, f).await?).await?;
-                    package
-                        .update(lambda.update_function_code().function_name(&name))
-                        .publish(true)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(&name, "UpdateFunctionCode"))?;
-                    package.release(ctx).await?;
-                    wait_updated(ctx, &name).await
-                })
+                ctx.update(
+                    &res,
+                    &name,
+                    "code",
+                    Prev::Code { code_sha256: current.code_sha256().map(String::from) },
+                    || async {
+                        let package = staging::Package::of(ctx, &name, fetch_package(ctx, f).await?).await?;
+                        package
+                            .update(lambda.update_function_code().function_name(&name))
+                            .publish(true)
+                            .send()
+                            .await
+                            .map_err(StepError::aws(&name, "UpdateFunctionCode"))?;
+                        package.release(ctx).await?;
+                        wait_updated(ctx, &name).await
+                    },
+                )
                 .await?;
             }
             let reserved = StepError::found(
@@ -702,7 +747,7 @@ async fn converge_concurrency(
         return Ok(());
     }
     let lambda = &ctx.aws.target.lambda;
-    ctx.update(res, name, "reserved concurrency", json!({"reserved": have}), || async {
+    ctx.update(res, name, "reserved concurrency", Prev::Reserved { reserved: have }, || async {
         match want {
             Some(n) => {
                 lambda
@@ -847,13 +892,12 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             }
         }
         ("lambda_function", Op::Update) => {
-            let prev = &r.intent.prev;
-            let result = if let Some(reserved) = prev.get("reserved") {
-                match reserved.as_i64() {
+            let result = match r.prev::<Prev>()? {
+                Prev::Reserved { reserved } => match reserved {
                     Some(n) => lambda
                         .put_function_concurrency()
                         .function_name(name)
-                        .reserved_concurrent_executions(n as i32)
+                        .reserved_concurrent_executions(n)
                         .send()
                         .await
                         .map(|_| ())
@@ -865,35 +909,34 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         .await
                         .map(|_| ())
                         .map_err(StepError::aws(name, "DeleteFunctionConcurrency")),
+                },
+                Prev::Settings { settings: s } => {
+                    // Mid-update (the run being rolled back just changed it), a
+                    // change is refused: wait for it to settle first.
+                    match wait_updated(ctx, name).await {
+                        Err(e) if !e.is_not_found() => return Err(e),
+                        _ => {}
+                    }
+                    // The journal holds only digests of environment values (they may
+                    // be secrets), so the environment is left as it is.
+                    tracing::warn!(
+                        function = name,
+                        "rollback restores role, memory and timeout; the environment keeps its current values"
+                    );
+                    lambda
+                        .update_function_configuration()
+                        .function_name(name)
+                        .set_role(s.role)
+                        .set_memory_size(s.memory)
+                        .set_timeout(s.timeout)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(StepError::aws(name, "UpdateFunctionConfiguration"))
                 }
-            } else if let Some(s) = prev.get("settings") {
-                // Mid-update (the run being rolled back just changed it), a
-                // change is refused: wait for it to settle first.
-                match wait_updated(ctx, name).await {
-                    Err(e) if !e.is_not_found() => return Err(e),
-                    _ => {}
-                }
-                // The journal holds only digests of environment values (they may
-                // be secrets), so the environment is left as it is.
-                tracing::warn!(
-                    function = name,
-                    "rollback restores role, memory and timeout; the environment keeps its current values"
-                );
-                let mut u = lambda.update_function_configuration().function_name(name);
-                if let Some(role) = s["role"].as_str() {
-                    u = u.role(role);
-                }
-                if let Some(m) = s["memory"].as_i64() {
-                    u = u.memory_size(m as i32);
-                }
-                if let Some(t) = s["timeout"].as_i64() {
-                    u = u.timeout(t as i32);
-                }
-                u.send().await.map(|_| ()).map_err(StepError::aws(name, "UpdateFunctionConfiguration"))
-            } else {
                 // A code update cannot be undone to bytes paymig no longer
                 // has; the previous version stays published.
-                Ok(())
+                Prev::Code { .. } => Ok(()),
             };
             match result {
                 Err(e) if e.is_not_found() => {}

@@ -379,9 +379,13 @@ async fn converge(
         if have_subnets != want_subnets {
             let add: Vec<String> = want_subnets.iter().filter(|s| !have_subnets.contains(s)).cloned().collect();
             let remove: Vec<String> = have_subnets.iter().filter(|s| !want_subnets.contains(s)).cloned().collect();
-            ctx.update(&res, &id, "subnets", json!({"subnets": have_subnets}), || async {
-                set_subnets(ctx, &id, add.clone(), remove.clone()).await
-            })
+            ctx.update(
+                &res,
+                &id,
+                "subnets",
+                super::Prev::Subnets { subnets: have_subnets.iter().cloned().collect() },
+                || async { set_subnets(ctx, &id, add.clone(), remove.clone()).await },
+            )
             .await?;
         }
         let have_groups: Vec<String> =
@@ -389,13 +393,17 @@ async fn converge(
         if have_groups != [group.to_owned()] && !is_planned(group) {
             let remove: Vec<String> = have_groups.iter().filter(|g| *g != group).cloned().collect();
             let add: Vec<String> = if have_groups.iter().any(|g| g == group) { vec![] } else { vec![group.to_owned()] };
-            ctx.update(&res, &id, "security groups", json!({"security_groups": have_groups}), || async {
-                set_groups(ctx, &id, add.clone(), remove.clone()).await
-            })
+            ctx.update(
+                &res,
+                &id,
+                "security groups",
+                super::Prev::Groups { security_groups: have_groups.iter().cloned().collect() },
+                || async { set_groups(ctx, &id, add.clone(), remove.clone()).await },
+            )
             .await?;
         }
         if e.private_dns_enabled() != Some(true) {
-            ctx.update(&res, &id, "private DNS", json!({"private_dns": false}), || async {
+            ctx.update(&res, &id, "private DNS", super::Prev::PrivateDns { private_dns: false }, || async {
                 set_private_dns(ctx, &id, true).await
             })
             .await?;
@@ -403,7 +411,7 @@ async fn converge(
         if let Some(policy) = &policy {
             let current: Value = e.policy_document().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
             if &current != policy {
-                ctx.update(&res, &id, "endpoint policy", json!({"policy": current}), || async {
+                ctx.update(&res, &id, "endpoint policy", super::Prev::Policy { policy: current.clone() }, || async {
                     ec2.modify_vpc_endpoint()
                         .vpc_endpoint_id(&id)
                         .policy_document(policy.to_string())

@@ -425,6 +425,34 @@ impl Group {
     }
 }
 
+/// What a network update replaced, as its intent records it for rollback.
+/// Untagged: each variant's JSON shape is the journal's own, so a journal
+/// written by an earlier version reads back the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prev {
+    /// A VPC DNS attribute (`enableDnsSupport`, `enableDnsHostnames`) and its value.
+    Dns { attribute: String, value: bool },
+    /// A route table associated with this subnet: undo disassociates it.
+    Association { subnet: String },
+    /// A security group's rules in one direction (`ingress`, `egress`).
+    Rules { direction: String, rules: BTreeSet<Rule> },
+    /// A gateway endpoint's route tables.
+    RouteTables { route_tables: BTreeSet<String> },
+    /// An interface endpoint's subnets.
+    Subnets { subnets: BTreeSet<String> },
+    /// An interface endpoint's security groups.
+    Groups { security_groups: BTreeSet<String> },
+    /// An interface endpoint's private DNS setting.
+    PrivateDns { private_dns: bool },
+    /// An endpoint policy (`null`: the AWS default).
+    Policy { policy: Value },
+    /// Re-tagged.
+    Tags(super::common::TagsBefore),
+    /// A secondary CIDR block associated (the block is in the intent's key).
+    Nothing,
+}
+
 // ---------------------------------------------------------------------------
 // Converge
 
@@ -456,7 +484,8 @@ async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(
     }
     let prev: BTreeMap<&str, &str> = tags.iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
     let detail = format!("tags {}", missing.keys().cloned().collect::<Vec<_>>().join(", "));
-    ctx.update(res, id, detail, json!({"tags": prev, "set": missing.keys().collect::<Vec<_>>()}), || async {
+    let before = super::common::TagsBefore::new(prev, missing.keys().cloned());
+    ctx.update(res, id, detail, Prev::Tags(before), || async {
         let t: Vec<Tag> = missing.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
         ctx.aws
             .target
@@ -601,7 +630,7 @@ async fn converge_vpc(
         if current_cidrs.contains(cidr) {
             continue;
         }
-        ctx.update(&res, &vpc_id, format!("cidr {cidr}"), Value::Null, || async {
+        ctx.update(&res, &vpc_id, format!("cidr {cidr}"), Prev::Nothing, || async {
             retry_eventual("AssociateVpcCidrBlock", is_not_found_yet, || async {
                 ec2.associate_vpc_cidr_block()
                     .vpc_id(&vpc_id)
@@ -646,7 +675,7 @@ async fn converge_vpc(
                 &res,
                 &vpc_id,
                 format!("{label}={want}"),
-                json!({"attribute": label, "value": have}),
+                Prev::Dns { attribute: label.clone(), value: have },
                 || async { set_dns_attr(ctx, &vpc_id, &label, want).await },
             )
             .await?;
@@ -794,7 +823,8 @@ async fn converge_route_tables(
             }
         };
         if !associated {
-            ctx.update(&res, &rt_id, format!("associate with {}", spec.name), json!({"subnet": subnet_id}), || async {
+            let prev = Prev::Association { subnet: subnet_id.to_owned() };
+            ctx.update(&res, &rt_id, format!("associate with {}", spec.name), prev, || async {
                 ec2.associate_route_table()
                     .route_table_id(&rt_id)
                     .subnet_id(subnet_id)
@@ -878,7 +908,8 @@ async fn converge_endpoints(
                 let current_policy: Value =
                     e.policy_document().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
                 if !add.is_empty() || !remove.is_empty() {
-                    ctx.update(&res, &id, "route tables", json!({"route_tables": have}), || async {
+                    let prev = Prev::RouteTables { route_tables: have.iter().map(|s| s.to_string()).collect() };
+                    ctx.update(&res, &id, "route tables", prev, || async {
                         ec2.modify_vpc_endpoint()
                             .vpc_endpoint_id(&id)
                             .set_add_route_table_ids(Some(add.clone()))
@@ -891,7 +922,7 @@ async fn converge_endpoints(
                     .await?;
                 }
                 if current_policy != policy {
-                    ctx.update(&res, &id, "endpoint policy", json!({"policy": current_policy}), || async {
+                    ctx.update(&res, &id, "endpoint policy", Prev::Policy { policy: current_policy }, || async {
                         ec2.modify_vpc_endpoint()
                             .vpc_endpoint_id(&id)
                             .policy_document(policy.to_string())
@@ -1102,7 +1133,7 @@ async fn converge_security_groups(
                 &res,
                 &id,
                 format!("{direction} rules"),
-                json!({"direction": direction, "rules": have}),
+                Prev::Rules { direction: direction.into(), rules: have.clone() },
                 || async { set_rules(ctx, &id, egress, have, want).await },
             )
             .await?;
@@ -1365,115 +1396,120 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         }
         Op::Update => {
             let id = r.intent.data["id"].as_str().unwrap_or_default();
-            let prev = &r.intent.prev;
-            let key = &r.intent.key;
-            if let Some(attr) = prev.get("attribute").and_then(Value::as_str) {
-                let value = prev.get("value").and_then(Value::as_bool).unwrap_or(false);
-                match set_dns_attr(ctx, id, attr, value).await {
-                    Err(e) if e.is_not_found() => {}
-                    other => other?,
-                }
-            } else if let Some(cidr) = key.split("#cidr ").nth(1) {
-                let found = Observed::by_id(ctx, Kind::Vpc, id).await?;
-                for a in found.vpcs.iter().flat_map(|v| v.cidr_block_association_set()) {
-                    if let (Some(aid), true) = (a.association_id(), a.cidr_block() == Some(cidr)) {
-                        delete_ec2(aid, "DisassociateVpcCidrBlock", ctx.max_wait(), || {
-                            ec2.disassociate_vpc_cidr_block().association_id(aid).send()
-                        })
-                        .await?;
+            match r.prev::<Prev>()? {
+                Prev::Dns { attribute, value } => gone_is_done(set_dns_attr(ctx, id, &attribute, value).await)?,
+                Prev::Nothing => {
+                    let Some(cidr) = r.intent.key.split("#cidr ").nth(1) else { return Ok(()) };
+                    let found = Observed::by_id(ctx, Kind::Vpc, id).await?;
+                    for a in found.vpcs.iter().flat_map(|v| v.cidr_block_association_set()) {
+                        if let (Some(aid), true) = (a.association_id(), a.cidr_block() == Some(cidr)) {
+                            delete_ec2(aid, "DisassociateVpcCidrBlock", ctx.max_wait(), || {
+                                ec2.disassociate_vpc_cidr_block().association_id(aid).send()
+                            })
+                            .await?;
+                        }
                     }
                 }
-            } else if let Some(subnet) = prev.get("subnet").and_then(Value::as_str) {
-                let found = Observed::by_id(ctx, Kind::RouteTable, id).await?;
-                for a in found.route_tables.iter().flat_map(|t| t.associations()) {
-                    if let (Some(aid), true) = (a.route_table_association_id(), a.subnet_id() == Some(subnet)) {
-                        delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
-                            ec2.disassociate_route_table().association_id(aid).send()
-                        })
-                        .await?;
+                Prev::Association { subnet } => {
+                    let found = Observed::by_id(ctx, Kind::RouteTable, id).await?;
+                    for a in found.route_tables.iter().flat_map(|t| t.associations()) {
+                        if let (Some(aid), true) =
+                            (a.route_table_association_id(), a.subnet_id() == Some(subnet.as_str()))
+                        {
+                            delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
+                                ec2.disassociate_route_table().association_id(aid).send()
+                            })
+                            .await?;
+                        }
                     }
                 }
-            } else if let Some(direction) = prev.get("direction").and_then(Value::as_str) {
-                let before: BTreeSet<Rule> = serde_json::from_value(prev["rules"].clone()).unwrap_or_default();
-                if let Some(sg) = Observed::by_id(ctx, Kind::Group, id).await?.groups.first() {
-                    let egress = direction == "egress";
-                    let now = rules_of(if egress { sg.ip_permissions_egress() } else { sg.ip_permissions() });
-                    set_rules_for_undo(ctx, id, egress, &now, &before).await?;
+                Prev::Rules { direction, rules } => {
+                    if let Some(sg) = Observed::by_id(ctx, Kind::Group, id).await?.groups.first() {
+                        let egress = direction == "egress";
+                        let now = rules_of(if egress { sg.ip_permissions_egress() } else { sg.ip_permissions() });
+                        set_rules_for_undo(ctx, id, egress, &now, &rules).await?;
+                    }
                 }
-            } else if let Some((member, before)) = ["route_tables", "subnets", "security_groups"]
-                .into_iter()
-                .find_map(|m| prev.get(m).and_then(Value::as_array).map(|b| (m, b)))
-            {
-                // An endpoint's route tables (gateway), subnets or groups (interface).
-                let before: BTreeSet<String> = before.iter().filter_map(Value::as_str).map(String::from).collect();
-                if let Some(e) = Observed::by_id(ctx, Kind::Endpoint, id).await?.endpoints.first() {
-                    let now: BTreeSet<String> = match member {
-                        "route_tables" => e.route_table_ids().iter().cloned().collect(),
-                        "subnets" => e.subnet_ids().iter().cloned().collect(),
-                        _ => e.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect(),
-                    };
-                    let add: Vec<String> = before.difference(&now).cloned().collect();
-                    let remove: Vec<String> = now.difference(&before).cloned().collect();
-                    let b = ec2.modify_vpc_endpoint().vpc_endpoint_id(id);
-                    let b = match member {
-                        "route_tables" => b.set_add_route_table_ids(Some(add)).set_remove_route_table_ids(Some(remove)),
-                        "subnets" => b.set_add_subnet_ids(Some(add)).set_remove_subnet_ids(Some(remove)),
-                        _ => b.set_add_security_group_ids(Some(add)).set_remove_security_group_ids(Some(remove)),
-                    };
-                    gone_is_done(b.send().await.map_err(StepError::aws(id, "ModifyVpcEndpoint")))?;
+                Prev::RouteTables { route_tables: before } => {
+                    restore_members(ctx, id, Member::RouteTables, before).await?
                 }
-            } else if let Some(on) = prev.get("private_dns").and_then(Value::as_bool) {
-                gone_is_done(interface::set_private_dns(ctx, id, on).await)?;
-            } else if let Some(policy) = prev.get("policy").filter(|p| !p.is_null()) {
-                let restored = ec2
-                    .modify_vpc_endpoint()
-                    .vpc_endpoint_id(id)
-                    .policy_document(policy.to_string())
-                    .send()
-                    .await
-                    .map_err(StepError::aws(id, "ModifyVpcEndpoint"));
-                gone_is_done(restored)?;
-            } else if let Some(set) = prev.get("set").and_then(Value::as_array) {
-                let before = prev.get("tags").and_then(Value::as_object).cloned().unwrap_or_default();
-                let added: Vec<Tag> = set
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter(|k| !before.contains_key(*k))
-                    .map(|k| Tag::builder().key(k).build())
-                    .collect();
-                if !added.is_empty() {
-                    // An error (a denial above all) is never swallowed; a
-                    // resource already gone has no tags to restore.
-                    gone_is_done(
-                        ec2.delete_tags()
-                            .resources(id)
-                            .set_tags(Some(added))
-                            .send()
-                            .await
-                            .map_err(StepError::aws(id, "DeleteTags")),
-                    )?;
+                Prev::Subnets { subnets: before } => restore_members(ctx, id, Member::Subnets, before).await?,
+                Prev::Groups { security_groups: before } => restore_members(ctx, id, Member::Groups, before).await?,
+                Prev::PrivateDns { private_dns } => {
+                    gone_is_done(interface::set_private_dns(ctx, id, private_dns).await)?
                 }
-                let restore: Vec<Tag> = set
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter_map(|k| {
-                        before.get(k).and_then(Value::as_str).map(|v| Tag::builder().key(k).value(v).build())
-                    })
-                    .collect();
-                if !restore.is_empty() {
-                    gone_is_done(
-                        ec2.create_tags()
-                            .resources(id)
-                            .set_tags(Some(restore))
-                            .send()
-                            .await
-                            .map_err(StepError::aws(id, "CreateTags")),
-                    )?;
+                Prev::Policy { policy: Value::Null } => {}
+                Prev::Policy { policy } => {
+                    let restored = ec2
+                        .modify_vpc_endpoint()
+                        .vpc_endpoint_id(id)
+                        .policy_document(policy.to_string())
+                        .send()
+                        .await
+                        .map_err(StepError::aws(id, "ModifyVpcEndpoint"));
+                    gone_is_done(restored)?;
+                }
+                Prev::Tags(before) => {
+                    let added: Vec<Tag> = before.added().iter().map(|k| Tag::builder().key(k).build()).collect();
+                    if !added.is_empty() {
+                        // An error (a denial above all) is never swallowed; a
+                        // resource already gone has no tags to restore.
+                        gone_is_done(
+                            ec2.delete_tags()
+                                .resources(id)
+                                .set_tags(Some(added))
+                                .send()
+                                .await
+                                .map_err(StepError::aws(id, "DeleteTags")),
+                        )?;
+                    }
+                    let restore: Vec<Tag> =
+                        before.changed().iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+                    if !restore.is_empty() {
+                        gone_is_done(
+                            ec2.create_tags()
+                                .resources(id)
+                                .set_tags(Some(restore))
+                                .send()
+                                .await
+                                .map_err(StepError::aws(id, "CreateTags")),
+                        )?;
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// What an endpoint's update changed: its route tables (gateway), subnets
+/// or security groups (interface).
+#[derive(Clone, Copy)]
+enum Member {
+    RouteTables,
+    Subnets,
+    Groups,
+}
+
+/// Puts an endpoint's route tables, subnets or groups back to `before`.
+async fn restore_members(ctx: &Ctx, id: &str, member: Member, before: BTreeSet<String>) -> Result<(), StepError> {
+    let Some(e) = Observed::by_id(ctx, Kind::Endpoint, id).await?.endpoints.into_iter().next() else {
+        return Ok(());
+    };
+    let now: BTreeSet<String> = match member {
+        Member::RouteTables => e.route_table_ids().iter().cloned().collect(),
+        Member::Subnets => e.subnet_ids().iter().cloned().collect(),
+        Member::Groups => e.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect(),
+    };
+    let add: Vec<String> = before.difference(&now).cloned().collect();
+    let remove: Vec<String> = now.difference(&before).cloned().collect();
+    let b = ctx.aws.target.ec2.modify_vpc_endpoint().vpc_endpoint_id(id);
+    let b = match member {
+        Member::RouteTables => b.set_add_route_table_ids(Some(add)).set_remove_route_table_ids(Some(remove)),
+        Member::Subnets => b.set_add_subnet_ids(Some(add)).set_remove_subnet_ids(Some(remove)),
+        Member::Groups => b.set_add_security_group_ids(Some(add)).set_remove_security_group_ids(Some(remove)),
+    };
+    gone_is_done(b.send().await.map_err(StepError::aws(id, "ModifyVpcEndpoint")))
 }
 
 /// Deletes each resource of `kind` by id; returns a line per one removed.
@@ -1665,6 +1701,36 @@ pub fn network_of(cidr: &str) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_previous_value_reads_back_from_the_journal_shape_it_was_written_in() {
+        let rule = Rule { protocol: "tcp".into(), from: 443, to: 443, peer: "sg:sg-1".into() };
+        let cases = [
+            (
+                json!({"attribute": "enableDnsHostnames", "value": false}),
+                Prev::Dns { attribute: "enableDnsHostnames".into(), value: false },
+            ),
+            (json!({"subnet": "subnet-1"}), Prev::Association { subnet: "subnet-1".into() }),
+            (
+                json!({"direction": "egress", "rules": [rule.clone()]}),
+                Prev::Rules { direction: "egress".into(), rules: BTreeSet::from([rule.clone()]) },
+            ),
+            (json!({"route_tables": ["rtb-1"]}), Prev::RouteTables { route_tables: BTreeSet::from(["rtb-1".into()]) }),
+            (json!({"subnets": ["subnet-1"]}), Prev::Subnets { subnets: BTreeSet::from(["subnet-1".into()]) }),
+            (json!({"security_groups": ["sg-1"]}), Prev::Groups { security_groups: BTreeSet::from(["sg-1".into()]) }),
+            (json!({"private_dns": false}), Prev::PrivateDns { private_dns: false }),
+            (json!({"policy": null}), Prev::Policy { policy: Value::Null }),
+            (
+                json!({"tags": {"Name": "x"}, "set": ["Environment"]}),
+                Prev::Tags(crate::steps::common::TagsBefore::new([("Name", "x")], ["Environment".to_owned()])),
+            ),
+            (Value::Null, Prev::Nothing),
+        ];
+        for (json, prev) in cases {
+            assert_eq!(serde_json::from_value::<Prev>(json.clone()).unwrap(), prev, "{json}");
+            assert_eq!(serde_json::to_value(&prev).unwrap(), json);
+        }
+    }
 
     fn dev(az: &str, cidr: &str) -> DevSubnet {
         DevSubnet { az: az.into(), cidr: cidr.into(), name: None }
