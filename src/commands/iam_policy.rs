@@ -1,8 +1,9 @@
 //! `paymig iam-policy`: the IAM policy paymig itself needs for this config,
 //! derived from the actions each step declares — no hand-kept list, no
-//! wildcard action — with each action scoped to the ARNs the configuration
-//! determines. Only actions AWS grants on `*` alone (creates of resources
-//! whose ids are random, unfiltered describes and lists) keep `Resource: "*"`.
+//! wildcard action — with each action scoped to the ARNs the step declares
+//! for this configuration ([`crate::engine::Step::resources`]). Only actions
+//! AWS grants on `*` alone (creates of resources whose ids are random,
+//! unfiltered describes and lists) keep `Resource: "*"`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,101 +51,6 @@ fn needs_star(action: &str) -> bool {
         || (matches!(service, "rds" | "cloudwatch" | "elasticloadbalancing") && op.starts_with("Describe"))
 }
 
-/// The ARNs an action of `service` may touch for this migration.
-fn resources(cfg: &Config, account: &str, service: &str) -> Vec<String> {
-    let (r, rr) = (&cfg.migration.region, &cfg.migration.replica_region);
-    let n = &cfg.names;
-    let s = &cfg.source;
-    let (m, x) = (&cfg.migration.name, cfg.suffix());
-    match service {
-        "kms" => {
-            vec![format!("arn:aws:kms:{r}:{account}:key/*"), format!("arn:aws:kms:{r}:{account}:{}", n.kms_alias())]
-        }
-        "ec2" => ["vpc", "subnet", "route-table", "security-group", "vpc-endpoint", "internet-gateway", "prefix-list"]
-            .iter()
-            .map(|t| format!("arn:aws:ec2:{r}:{account}:{t}/*"))
-            .collect(),
-        "rds" => {
-            let c = n.prod(&s.db_cluster);
-            vec![
-                format!("arn:aws:rds:{r}:{account}:cluster:{c}"),
-                format!("arn:aws:rds:{r}:{account}:db:{c}-*"),
-                format!("arn:aws:rds:{r}:{account}:subgrp:{c}-subnets"),
-                format!("arn:aws:rds:{r}:{account}:cluster-pg:{c}-params"),
-                format!("arn:aws:rds:{r}:*:cluster-snapshot:*"),
-                // Create and restore also authorize against the default
-                // groups they use (instances take the engine's default
-                // parameter and option groups).
-                format!("arn:aws:rds:{r}:{account}:pg:default.*"),
-                format!("arn:aws:rds:{r}:{account}:og:default*"),
-                format!("arn:aws:rds:{r}:{account}:cluster-pg:default.*"),
-            ]
-        }
-        "dynamodb" => s
-            .dynamodb_tables
-            .iter()
-            .map(|t| n.prod(t))
-            .flat_map(|t| {
-                [
-                    format!("arn:aws:dynamodb:{r}:{account}:table/{t}"),
-                    format!("arn:aws:dynamodb:{r}:{account}:table/{t}/index/*"),
-                ]
-            })
-            .collect(),
-        "s3" => s
-            .audit_buckets
-            .iter()
-            .flat_map(|b| [n.prod(b), n.replica_bucket(b)])
-            // The staging bucket of packages over Lambda's inline limit.
-            .chain(std::iter::once(n.own("lambda-staging")))
-            .flat_map(|b| [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")])
-            .chain(s.lambda_artifacts.strip_prefix("s3://").map(|a| format!("arn:aws:s3:::{}*", a)))
-            .collect(),
-        "iam" => std::iter::once(n.own("s3-replication"))
-            .chain(s.lambda_functions.iter().map(|f| n.lambda_role(f)))
-            .map(|role| format!("arn:aws:iam::{account}:role/{role}"))
-            // The table policies of the execution roles, when their tables
-            // do not fit inline.
-            .chain(
-                crate::steps::iam::table_policies(cfg, account)
-                    .into_iter()
-                    .map(|m| format!("arn:aws:iam::{account}:policy/{}", m.name)),
-            )
-            .collect(),
-        "lambda" => s
-            .lambda_functions
-            .iter()
-            .map(|f| n.prod(f))
-            .flat_map(|f| {
-                [
-                    format!("arn:aws:lambda:{r}:{account}:function:{f}"),
-                    format!("arn:aws:lambda:{r}:{account}:function:{f}:*"),
-                ]
-            })
-            .collect(),
-        "ssm" => vec![format!("arn:aws:ssm:{r}:{account}:parameter{}*", cfg.target.parameter_path)],
-        "sns" => vec![format!("arn:aws:sns:{r}:{account}:{}", n.own("alarms"))],
-        "cloudwatch" => {
-            let mut v: Vec<String> =
-                s.dashboards.iter().map(|d| format!("arn:aws:cloudwatch::{account}:dashboard/{}", n.prod(d))).collect();
-            // Every prod alarm name holds the suffix as a whole token (the
-            // naming rule): `<name>-prod`, `<a>-prod-<b>`, or a dev alarm
-            // `dev-x` renamed `prod-x`.
-            for pattern in [format!("*-{x}-*"), format!("*-{x}"), format!("{x}-*")] {
-                v.push(format!("arn:aws:cloudwatch:{r}:{account}:alarm:{pattern}"));
-            }
-            v
-        }
-        "elasticloadbalancing" => vec![
-            format!("arn:aws:elasticloadbalancing:{r}:{account}:loadbalancer/app/{}/*", n.own("alb")),
-            format!("arn:aws:elasticloadbalancing:{r}:{account}:listener/app/{}/*", n.own("alb")),
-            format!("arn:aws:elasticloadbalancing:{r}:{account}:targetgroup/{m}-blue-{x}/*"),
-            format!("arn:aws:elasticloadbalancing:{r}:{account}:targetgroup/{m}-green-{x}/*"),
-        ],
-        _ => vec![format!("arn:aws:{service}:{rr}:{account}:*")],
-    }
-}
-
 /// The policy: per step, one statement for the actions AWS grants only on
 /// `*`, and one per service with the migration's ARNs. `dev_account`, when
 /// it is another account, adds what a restore needs of dev's snapshot key.
@@ -177,7 +83,7 @@ pub fn policy(cfg: &Config, account: &str, dev_account: Option<&str>) -> Value {
             );
         }
         for (service, actions) in scoped {
-            let arns = resources(cfg, account, service);
+            let arns = step.resources(cfg, account, service);
             if arns.is_empty() {
                 continue;
             }
@@ -364,6 +270,27 @@ fn capitalized(w: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reference() -> Config {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap();
+        Config::parse(std::path::Path::new("migrations.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn every_scoped_action_of_every_step_has_arns_declared_by_its_step() {
+        let cfg = reference();
+        for step in crate::steps::all() {
+            for a in step.actions() {
+                if needs_star(a) || special_statement(&cfg, "123456789012", step.id(), "S", a).is_some() {
+                    continue;
+                }
+                let service = a.split(':').next().unwrap();
+                let arns = step.resources(&cfg, "123456789012", service);
+                assert!(!arns.is_empty(), "step {} declares {a} but no {service} ARNs for it", step.id());
+                assert!(arns.iter().all(|r| r.starts_with("arn:aws:") && r != "*"), "{arns:?}");
+            }
+        }
+    }
 
     #[test]
     fn every_step_creating_a_service_linked_role_names_its_service() {

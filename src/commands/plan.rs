@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn every_kind_a_step_records_is_one_it_declares() {
         let sources = [
-            ("alb", include_str!("../steps/alb.rs")),
+            ("alb", concat!(include_str!("../steps/alb/mod.rs"), include_str!("../steps/alb/shift.rs"))),
             ("audit", include_str!("../steps/audit.rs")),
             ("database", include_str!("../steps/database.rs")),
             ("dynamodb", include_str!("../steps/dynamodb.rs")),

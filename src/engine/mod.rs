@@ -649,6 +649,13 @@ pub trait Step: Send + Sync {
     fn actions(&self) -> &'static [&'static str] {
         &[]
     }
+    /// The ARNs the step's [`Step::actions`] of `service` touch in `account`
+    /// (`paymig iam-policy` scopes them so; actions AWS grants only on `*`
+    /// aside). Empty: the configuration gives the step nothing of that
+    /// service to act on.
+    fn resources(&self, _cfg: &Config, _account: &str, _service: &str) -> Vec<String> {
+        Vec::new()
+    }
     /// IAM actions the step calls on the source (dev) side: reads only.
     fn source_actions(&self) -> &'static [&'static str] {
         &[]

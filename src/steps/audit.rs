@@ -73,6 +73,15 @@ impl Step for Audit {
         &["s3:ListBucket"]
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "s3" => arns::audit_buckets(cfg),
+            "iam" => arns::replication_role(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "s3:ListBucket",
@@ -105,6 +114,9 @@ impl Step for Audit {
             "iam:PutRolePolicy",
             "iam:DeleteRolePolicy",
             "iam:ListRolePolicies",
+            // delete_role detaches managed policies before deleting.
+            "iam:ListAttachedRolePolicies",
+            "iam:DetachRolePolicy",
             "iam:TagRole",
             "iam:PassRole",
         ]

@@ -113,6 +113,15 @@ impl Step for Database {
         ]
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "rds" => arns::rds(cfg, account),
+            "kms" => arns::kms_keys(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "rds:DescribeDBClusters",

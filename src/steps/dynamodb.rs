@@ -74,6 +74,14 @@ impl Step for DynamoDb {
         &["dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive"]
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "dynamodb" => arns::tables(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "dynamodb:DescribeTable",

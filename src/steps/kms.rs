@@ -52,6 +52,14 @@ impl Step for Kms {
         Box::pin(validate(ctx))
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "kms" => arns::kms_keys(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "kms:DescribeKey",

@@ -85,6 +85,15 @@ impl Step for Monitoring {
         &["cloudwatch:DescribeAlarms", "cloudwatch:GetDashboard"]
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "cloudwatch" => arns::dashboards_and_alarms(cfg, account),
+            "sns" => arns::topic(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "sns:CreateTopic",

@@ -112,6 +112,14 @@ impl Step for Params {
         &["ssm:DescribeParameters", "ssm:GetParameters"]
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "ssm" => arns::parameters(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "ssm:DescribeParameters",

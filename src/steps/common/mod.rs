@@ -1,8 +1,10 @@
 //! What every step shares: the migration's tags and the one test of
 //! ownership ([`tags`]), IAM policy documents ([`policy`]) and the roles
-//! paymig creates for AWS services ([`roles`]). A step that needs one of
+//! paymig creates for AWS services ([`roles`]), the ARNs of the prod
+//! resources ([`arns`]). A step that needs one of
 //! these calls it here rather than writing its own.
 
+pub mod arns;
 pub mod policy;
 pub mod roles;
 pub mod tags;

@@ -53,6 +53,14 @@ impl Step for Iam {
         Box::pin(validate(ctx))
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "iam" => arns::execution_roles(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "iam:GetRole",

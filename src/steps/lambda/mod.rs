@@ -125,6 +125,16 @@ impl Step for Lambda {
         &["lambda:GetFunction", "lambda:GetLayerVersionPolicy", "s3:ListBucket", "s3:GetObject"]
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "lambda" => arns::functions(cfg, account),
+            "kms" => arns::kms_keys(cfg, account),
+            "s3" => arns::packages(cfg),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "lambda:GetFunction",

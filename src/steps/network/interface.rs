@@ -131,6 +131,14 @@ impl Step for Endpoints {
         Box::pin(async move { validate(ctx, self.offered(ctx).await?).await })
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "ec2" => arns::ec2(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "ec2:DescribeVpcEndpointServices",

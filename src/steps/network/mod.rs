@@ -98,6 +98,14 @@ impl Step for Network {
         &["ec2:DescribeVpcs", "ec2:DescribeVpcAttribute", "ec2:DescribeSubnets", "ec2:DescribeRouteTables"]
     }
 
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "ec2" => arns::ec2(cfg, account),
+            _ => Vec::new(),
+        }
+    }
+
     fn actions(&self) -> &'static [&'static str] {
         &[
             "ec2:DescribeVpcs",

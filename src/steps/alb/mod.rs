@@ -22,6 +22,8 @@ use crate::config::{Colour, TargetType};
 use crate::engine::journal::{Op, Record};
 use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Outcome, Res, Step, StepError};
 
+pub mod shift;
+
 pub struct Alb;
 
 const STEP: &str = "alb";
@@ -51,6 +53,15 @@ impl Step for Alb {
 
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
         Box::pin(validate(ctx))
+    }
+
+    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
+        use crate::steps::common::arns;
+        match service {
+            "elasticloadbalancing" => arns::load_balancer(cfg, account),
+            "lambda" => arns::functions(cfg, account),
+            _ => Vec::new(),
+        }
     }
 
     fn actions(&self) -> &'static [&'static str] {
@@ -116,11 +127,11 @@ pub struct Front {
 /// A listener's forward action before a weight shift, as its intent records
 /// it for rollback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct WeightsBefore {
+pub(crate) struct WeightsBefore {
     /// `(colour, target group ARN)`
-    groups: Vec<(String, String)>,
+    pub(crate) groups: Vec<(String, String)>,
     /// `(colour, weight)`
-    weights: Vec<(String, i32)>,
+    pub(crate) weights: Vec<(String, i32)>,
 }
 
 /// A function alias registered in a target group: undo deregisters it.
@@ -569,57 +580,6 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         }
     }
     Ok(f)
-}
-
-/// The health states of a target group's targets (`unknown` where AWS
-/// gives none): `switch` shifts traffic only to a colour whose targets are
-/// all healthy.
-pub async fn target_states(ctx: &Ctx, target_group: &str) -> Result<Vec<String>, StepError> {
-    let health = ctx
-        .aws
-        .target
-        .elbv2
-        .describe_target_health()
-        .target_group_arn(target_group)
-        .send()
-        .await
-        .map_err(StepError::aws(target_group, "DescribeTargetHealth"))?;
-    Ok(health
-        .target_health_descriptions()
-        .iter()
-        .map(|d| d.target_health().and_then(|h| h.state()).map_or("unknown".into(), |s| s.as_str().to_owned()))
-        .collect())
-}
-
-/// Changes the listener's weights through the journal (previous weights kept).
-pub async fn set_weights(ctx: &Ctx, front: &Front, weights: &[(String, i32)]) -> std::result::Result<(), StepError> {
-    let current = locate(ctx).await?.map(|f| f.weights).unwrap_or_default();
-    let res = Res::new(
-        "alb",
-        "listener",
-        format!("listener/{}", ctx.cfg.blue_green.listener_port),
-        front.listener_arn.clone(),
-    );
-    let detail = weights.iter().map(|(c, w)| format!("{c} {w}")).collect::<Vec<_>>().join(", ");
-    ctx.update(
-        &res,
-        &front.listener_arn,
-        format!("weights {detail}"),
-        WeightsBefore { groups: front.groups.clone(), weights: current },
-        || async {
-            ctx.aws
-                .target
-                .elbv2
-                .modify_listener()
-                .listener_arn(&front.listener_arn)
-                .default_actions(forward(&front.groups, weights))
-                .send()
-                .await
-                .map_err(StepError::aws(&front.listener_arn, "ModifyListener"))?;
-            Ok(())
-        },
-    )
-    .await
 }
 
 #[cfg(test)]
