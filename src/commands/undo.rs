@@ -1,11 +1,13 @@
 //! `paymig rollback` (the newest run that changed something) and `paymig
 //! destroy` (every run, then a sweep of what is tagged for the migration):
 //! journal records replayed newest first, each marked `undone` once reversed.
-//! Both are idempotent: an interrupted one finishes on the next call.
+//! Both are idempotent: an interrupted one finishes on the next call. The
+//! replay and the sweep are the engine's ([`crate::engine::undo`]); this
+//! lists, asks and reports.
 
 use crate::config::Config;
 use crate::engine::journal::{Journal, Record};
-use crate::engine::undo::{describe, replay, rollback_target, without_settings_of_deleted, Tally};
+use crate::engine::undo::{describe, replay, rollback_target, sweep, without_settings_of_deleted, Tally};
 use crate::engine::{Ctx, Mode};
 use crate::error::{Error, Result};
 
@@ -52,11 +54,11 @@ pub async fn rollback(cfg: Config, yes: bool, dry_run: bool, named: Option<Strin
 
 pub async fn destroy(cfg: Config, yes: bool, dry_run: bool) -> Result<()> {
     if dry_run {
-        let todo: Vec<Record> = match super::open_read_only(&cfg)? {
+        let journal = super::open_read_only(&cfg)?;
+        let todo: Vec<Record> = match &journal {
             Some(j) => j.records().into_iter().filter(Record::is_live).rev().collect(),
             None => Vec::new(),
         };
-        let journal = super::open_read_only(&cfg)?;
         let ctx = super::connect(cfg, Mode::Plan, journal).await?;
         print_list(&ctx, "paymig destroy --dry-run: would undo every journaled change", &todo, None);
         println!(
@@ -84,18 +86,7 @@ pub async fn destroy(cfg: Config, yes: bool, dry_run: bool) -> Result<()> {
     let started = std::time::Instant::now();
     journal.begin_run("destroy")?;
     let mut tally = replay(&ctx, &journal, &todo, "destroy").await;
-    // Then whatever is still tagged for the migration (a lost journal, a
-    // resource created outside it), dependents first.
-    let mut swept = Vec::new();
-    for step in dag.steps().iter().rev() {
-        if crate::signals::stopping() {
-            break;
-        }
-        match step.sweep(&ctx).await {
-            Ok(lines) => swept.extend(lines.into_iter().map(|l| format!("[{}] {l}", step.id()))),
-            Err(e) => tally.failures.push(format!("[{}] sweep: {e}", step.id())),
-        }
-    }
+    let swept = sweep(&ctx, dag.steps(), &mut tally).await;
     finish(&ctx, &journal, started, "destroy", tally, swept)
 }
 

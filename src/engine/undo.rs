@@ -275,6 +275,24 @@ async fn undo_step(
     tally
 }
 
+/// Destroy's second pass: whatever is still tagged for the migration (a
+/// lost journal, a resource created outside it), each step's sweep in
+/// reverse order so dependents go first; a signal stops before the next
+/// step. Lines removed go to `swept`, failures to the tally.
+pub async fn sweep(ctx: &Ctx, steps: &[std::sync::Arc<dyn crate::engine::Step>], tally: &mut Tally) -> Vec<String> {
+    let mut swept = Vec::new();
+    for step in steps.iter().rev() {
+        if crate::signals::stopping() {
+            break;
+        }
+        match step.sweep(ctx).await {
+            Ok(lines) => swept.extend(lines.into_iter().map(|l| format!("[{}] {l}", step.id()))),
+            Err(e) => tally.failures.push(format!("[{}] sweep: {e}", step.id())),
+        }
+    }
+    swept
+}
+
 /// The run `rollback` undoes (the newest apply/switch/params run with
 /// something live, or the one named) and its live records, newest first. A
 /// named run is refused while a later run depends on it: a later live change
