@@ -163,15 +163,28 @@ pub struct Run {
 }
 
 /// The crash campaign's hook: the process kills itself after this many
-/// journal writes (`PAYMIG_TEST_KILL_AFTER_WRITES`). Debug builds only (the
-/// tests' profile); a release build never reads the variable.
+/// journal writes (`PAYMIG_TEST_KILL_AFTER_WRITES`). Compiled into debug
+/// builds only (the tests' profile): a release build has no such hook.
+#[cfg(debug_assertions)]
 fn kill_after_writes() -> Option<u64> {
-    if cfg!(debug_assertions) {
-        std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok())
-    } else {
-        None
+    std::env::var("PAYMIG_TEST_KILL_AFTER_WRITES").ok().and_then(|v| v.parse().ok())
+}
+
+#[cfg(debug_assertions)]
+fn kill_now() {
+    // SAFETY: getpid and kill have no preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
     }
 }
+
+#[cfg(not(debug_assertions))]
+fn kill_after_writes() -> Option<u64> {
+    None
+}
+
+#[cfg(not(debug_assertions))]
+fn kill_now() {}
 
 struct Inner {
     entries: Vec<Entry>,
@@ -334,10 +347,7 @@ impl Journal {
         // Test hook for crash campaigns: the real process dies right after the
         // Nth fsynced write, exactly like a SIGKILL from outside.
         if self.kill_after.is_some_and(|n| inner.writes >= n) {
-            // SAFETY: getpid and kill have no preconditions.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+            kill_now();
         }
         Ok(seq)
     }
