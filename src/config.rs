@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::naming::{self, NameMap};
+use crate::naming::{self, Derived, NameMap, Rule};
 
 /// A configuration problem, always naming the file and, where known, the line
 /// and key, with a hint on how to fix it.
@@ -335,7 +335,21 @@ impl Config {
                 Some("use a directory such as \".paymig\" or s3://bucket/prefix".into()),
             )
         })?;
-        let names = NameMap::new(&raw.migration, &raw.source, &raw.target);
+        let listed = raw
+            .source
+            .dynamodb_tables
+            .iter()
+            .chain(&raw.source.lambda_functions)
+            .chain(&raw.source.audit_buckets)
+            .chain(&raw.source.dashboards)
+            .chain(std::iter::once(&raw.source.db_cluster).filter(|c| !c.is_empty()));
+        let names = NameMap::new(
+            &raw.migration.name,
+            &raw.migration.environment_suffix,
+            &raw.source.name_suffix,
+            (&raw.source.parameter_path, &raw.target.parameter_path),
+            listed,
+        );
         let cfg = Config {
             path: path.to_owned(),
             migration: raw.migration,
@@ -768,7 +782,7 @@ impl Validator<'_> {
     /// AWS length and character limits of every name the migration derives,
     /// checked before anything is created — never truncated silently.
     fn check_derived_names(&self, cfg: &Config) -> Result<(), ConfigError> {
-        for d in naming::derived_names(cfg) {
+        for d in derived_names(cfg) {
             if let Err(why) = d.check() {
                 return Err(self.invalid(
                     d.section,
@@ -780,6 +794,43 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// Every name the configuration derives, for preflight checks.
+fn derived_names(cfg: &Config) -> Vec<Derived> {
+    let n = &cfg.names;
+    let s = &cfg.source;
+    let d = |section, key, kind, name: String, max, rule| Derived { section, key, kind, name, max, rule };
+    let mut out = vec![
+        d("migration", "name", "KMS alias", n.kms_alias(), 256, Rule::Any),
+        d("migration", "name", "ALB", n.own("alb"), 32, Rule::Identifier),
+        d("migration", "name", "target group", n.own("blue"), 32, Rule::Identifier),
+        d("migration", "name", "target group", n.own("green"), 32, Rule::Identifier),
+        d("migration", "name", "IAM role", n.own("s3-replication"), 64, Rule::Function),
+        d("migration", "name", "SNS topic", n.own("alarms"), 256, Rule::Function),
+        d("migration", "name", "security group", n.own("compute-sg"), 255, Rule::Any),
+    ];
+    if !s.db_cluster.is_empty() {
+        out.push(d("source", "db_cluster", "Aurora cluster", n.prod(&s.db_cluster), 63, Rule::Identifier));
+        // Instances are `<cluster>-1` … `<cluster>-N`: the longest is checked.
+        let last = format!("{}-{}", n.prod(&s.db_cluster), cfg.database.instances.max(1));
+        out.push(d("source", "db_cluster", "Aurora instance", last, 63, Rule::Identifier));
+    }
+    for t in &s.dynamodb_tables {
+        out.push(d("source", "dynamodb_tables", "DynamoDB table", n.prod(t), 255, Rule::Table));
+    }
+    for f in &s.lambda_functions {
+        out.push(d("source", "lambda_functions", "Lambda function", n.prod(f), 64, Rule::Function));
+        out.push(d("source", "lambda_functions", "IAM role", n.lambda_role(f), 64, Rule::Function));
+    }
+    for b in &s.audit_buckets {
+        out.push(d("source", "audit_buckets", "S3 bucket", n.prod(b), 63, Rule::Bucket));
+        out.push(d("source", "audit_buckets", "S3 replica bucket", n.replica_bucket(b), 63, Rule::Bucket));
+    }
+    for db in &s.dashboards {
+        out.push(d("source", "dashboards", "dashboard", n.prod(db), 255, Rule::Function));
+    }
+    out
 }
 
 /// The 1-based line where `key` is set inside `[section]` (or its subtables).

@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Config, Migration, Source, Target};
-
 /// Maps dev names to prod names for one migration.
 #[derive(Debug, Clone)]
 pub struct NameMap {
@@ -21,23 +19,25 @@ pub struct NameMap {
 }
 
 impl NameMap {
-    pub fn new(m: &Migration, s: &Source, t: &Target) -> Self {
+    /// The map of `migration` with prod suffix `suffix`, dev suffix
+    /// `dev_suffix` (`-dev`), the dev and prod parameter paths, and the dev
+    /// names the configuration lists (rewritten wherever they are referenced).
+    pub fn new<'a>(
+        migration: &str,
+        suffix: &str,
+        dev_suffix: &str,
+        (source_path, target_path): (&str, &str),
+        listed: impl IntoIterator<Item = &'a String>,
+    ) -> Self {
         let mut map = NameMap {
-            dev_tokens: s.name_suffix.trim_start_matches('-').split('-').map(String::from).collect(),
-            migration: m.name.clone(),
-            suffix: m.environment_suffix.clone(),
-            source_path: s.parameter_path.clone(),
-            target_path: t.parameter_path.clone(),
+            dev_tokens: dev_suffix.trim_start_matches('-').split('-').map(String::from).collect(),
+            migration: migration.to_owned(),
+            suffix: suffix.to_owned(),
+            source_path: source_path.to_owned(),
+            target_path: target_path.to_owned(),
             known: BTreeMap::new(),
         };
-        let listed = s
-            .dynamodb_tables
-            .iter()
-            .chain(&s.lambda_functions)
-            .chain(&s.audit_buckets)
-            .chain(&s.dashboards)
-            .chain(std::iter::once(&s.db_cluster).filter(|c| !c.is_empty()));
-        let known = listed.map(|d| (d.clone(), map.prod(d))).collect();
+        let known = listed.into_iter().map(|d| (d.clone(), map.prod(d))).collect();
         map.known = known;
         map
     }
@@ -140,12 +140,13 @@ pub struct Derived {
     pub key: &'static str,
     pub kind: &'static str,
     pub name: String,
-    max: usize,
-    rule: Rule,
+    pub max: usize,
+    pub rule: Rule,
 }
 
+/// The characters and shape AWS accepts for a kind of name.
 #[derive(Debug, Clone, Copy)]
-enum Rule {
+pub enum Rule {
     Any,
     Bucket,
     /// Letters, digits, hyphens; starts with a letter; no `--`, no trailing `-`.
@@ -181,43 +182,6 @@ impl Derived {
             Err("has characters or a shape AWS does not accept for it".into())
         }
     }
-}
-
-/// Every name the configuration derives, for preflight checks.
-pub fn derived_names(cfg: &Config) -> Vec<Derived> {
-    let n = &cfg.names;
-    let s = &cfg.source;
-    let d = |section, key, kind, name: String, max, rule| Derived { section, key, kind, name, max, rule };
-    let mut out = vec![
-        d("migration", "name", "KMS alias", n.kms_alias(), 256, Rule::Any),
-        d("migration", "name", "ALB", n.own("alb"), 32, Rule::Identifier),
-        d("migration", "name", "target group", n.own("blue"), 32, Rule::Identifier),
-        d("migration", "name", "target group", n.own("green"), 32, Rule::Identifier),
-        d("migration", "name", "IAM role", n.own("s3-replication"), 64, Rule::Function),
-        d("migration", "name", "SNS topic", n.own("alarms"), 256, Rule::Function),
-        d("migration", "name", "security group", n.own("compute-sg"), 255, Rule::Any),
-    ];
-    if !s.db_cluster.is_empty() {
-        out.push(d("source", "db_cluster", "Aurora cluster", n.prod(&s.db_cluster), 63, Rule::Identifier));
-        // Instances are `<cluster>-1` … `<cluster>-N`: the longest is checked.
-        let last = format!("{}-{}", n.prod(&s.db_cluster), cfg.database.instances.max(1));
-        out.push(d("source", "db_cluster", "Aurora instance", last, 63, Rule::Identifier));
-    }
-    for t in &s.dynamodb_tables {
-        out.push(d("source", "dynamodb_tables", "DynamoDB table", n.prod(t), 255, Rule::Table));
-    }
-    for f in &s.lambda_functions {
-        out.push(d("source", "lambda_functions", "Lambda function", n.prod(f), 64, Rule::Function));
-        out.push(d("source", "lambda_functions", "IAM role", n.lambda_role(f), 64, Rule::Function));
-    }
-    for b in &s.audit_buckets {
-        out.push(d("source", "audit_buckets", "S3 bucket", n.prod(b), 63, Rule::Bucket));
-        out.push(d("source", "audit_buckets", "S3 replica bucket", n.replica_bucket(b), 63, Rule::Bucket));
-    }
-    for db in &s.dashboards {
-        out.push(d("source", "dashboards", "dashboard", n.prod(db), 255, Rule::Function));
-    }
-    out
 }
 
 /// S3 bucket naming rules (3-63 characters, lower case, digits, `.` and `-`,
