@@ -17,7 +17,7 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
         // As `terraform apply` does: show exactly what will happen, then ask.
         let cfg = ctx.cfg.clone();
         let planning = super::connect(cfg, Mode::Plan, Some(journal.clone())).await?;
-        let plan = super::plan::compute(&planning, &dag).await;
+        let plan = crate::engine::plan::compute(&planning, &dag).await;
         super::plan::print_text(&planning, &dag, &plan);
         if plan.pending() == 0 {
             println!("\nNothing to change.");

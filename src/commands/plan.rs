@@ -1,14 +1,14 @@
 //! `paymig plan`: preflight, then every step in plan mode — the same code path
-//! as apply, with mutations only recorded.
-
-use std::collections::BTreeMap;
+//! as apply, with mutations only recorded ([`crate::engine::plan`]) — printed
+//! as text or JSON.
 
 use serde_json::json;
 
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::engine::dag::Status;
-use crate::engine::{Action, Mode, Step};
+use crate::engine::plan::{compute, Plan};
+use crate::engine::{Action, Mode};
 use crate::error::{Error, Result};
 
 pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> Result<()> {
@@ -29,55 +29,6 @@ pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> 
     } else {
         Ok(())
     }
-}
-
-/// What a plan found.
-pub struct Plan {
-    reports: Vec<crate::engine::dag::Report>,
-    changes: Vec<crate::engine::Change>,
-    notices: Vec<(String, String)>,
-    counts: BTreeMap<String, [usize; 3]>,
-    total: [usize; 3],
-    failed: Vec<String>,
-}
-
-impl Plan {
-    /// Resources to create or update.
-    pub fn pending(&self) -> usize {
-        self.total[0] + self.total[1]
-    }
-}
-
-/// Runs every step in plan mode (preflight already passed).
-pub async fn compute(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag) -> Plan {
-    let reports = dag.execute(8, |s| s.run(ctx)).await;
-    // Resources inside a step are worked on side by side, so the order the
-    // changes were recorded in varies run to run: list them by kind (in
-    // dependency order) and name; a resource's own changes keep their order.
-    let mut changes = ctx.changes();
-    let steps = crate::steps::all();
-    changes.sort_by(|a, b| {
-        (rank(&steps, &a.step, &a.kind), &a.kind, &a.name).cmp(&(rank(&steps, &b.step, &b.kind), &b.kind, &b.name))
-    });
-    let notices = ctx.notices();
-    let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
-    for c in &changes {
-        let e = counts.entry(c.step.clone()).or_default();
-        match c.action {
-            Action::Create => e[0] += 1,
-            Action::Update => e[1] += 1,
-            Action::Noop => e[2] += 1,
-        }
-    }
-    let total = counts.values().fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
-    let failed: Vec<String> = reports
-        .iter()
-        .filter_map(|r| match &r.status {
-            Status::Failed(e) => Some(format!("{}: {e}", r.step)),
-            _ => None,
-        })
-        .collect();
-    Plan { reports, changes, notices, counts, total, failed }
 }
 
 fn print_json(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan: &Plan) {
@@ -149,55 +100,4 @@ pub fn print_text(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan:
         }
     }
     println!("\nPlan: {} to create, {} to update, {} unchanged.", total[0], total[1], total[2]);
-}
-
-/// Where a change sorts: its step's place in the migration's order, then its
-/// kind's place in what the step declares ([`Step::kinds`]); a kind the step
-/// does not declare after its others.
-fn rank(steps: &[std::sync::Arc<dyn Step>], step: &str, kind: &str) -> (usize, usize) {
-    let i = steps.iter().position(|s| s.id() == step).unwrap_or(steps.len());
-    let k = steps.get(i).and_then(|s| s.kinds().iter().position(|x| *x == kind)).unwrap_or(usize::MAX);
-    (i, k)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_kind_a_step_records_is_one_it_declares() {
-        let sources = [
-            ("alb", concat!(include_str!("../steps/alb/mod.rs"), include_str!("../steps/alb/shift.rs"))),
-            ("audit", include_str!("../steps/audit.rs")),
-            ("database", include_str!("../steps/database.rs")),
-            ("dynamodb", include_str!("../steps/dynamodb.rs")),
-            ("iam", concat!(include_str!("../steps/iam/mod.rs"), include_str!("../steps/iam/managed.rs"))),
-            ("kms", include_str!("../steps/kms.rs")),
-            ("lambda", concat!(include_str!("../steps/lambda/mod.rs"), include_str!("../steps/lambda/staging.rs"))),
-            ("monitoring", include_str!("../steps/monitoring.rs")),
-            ("network", include_str!("../steps/network/mod.rs")),
-            ("endpoints", include_str!("../steps/network/interface.rs")),
-            ("params", include_str!("../steps/params.rs")),
-        ];
-        let steps = crate::steps::all();
-        assert_eq!(sources.len(), steps.len(), "every step's source is read here");
-        let re = regex::Regex::new(r#"Res::new\(\s*STEP,\s*"([a-z_0-9]+)""#).unwrap();
-        let mut found = 0;
-        for (id, source) in sources {
-            let step = steps.iter().find(|s| s.id() == id).unwrap_or_else(|| panic!("no step {id}"));
-            assert!(!step.kinds().is_empty(), "{id} declares no kind");
-            for kind in re.captures_iter(source).map(|c| c.get(1).unwrap().as_str()) {
-                assert!(step.kinds().contains(&kind), "{id} records {kind} but does not declare it");
-                found += 1;
-            }
-        }
-        assert!(found > 20, "the pattern still finds the kinds ({found})");
-        let network = rank(&steps, "network", "vpc");
-        assert!(
-            network < rank(&steps, "network", "subnet")
-                && rank(&steps, "network", "subnet") < rank(&steps, "network", "route_table")
-        );
-        assert!(rank(&steps, "kms", "kms_key") < network, "steps in the migration's order");
-        assert_eq!(rank(&steps, "network", "something_new").1, usize::MAX);
-    }
 }

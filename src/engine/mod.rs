@@ -6,6 +6,7 @@
 pub mod dag;
 pub mod journal;
 pub mod lock;
+pub mod plan;
 pub mod store;
 pub mod undo;
 
