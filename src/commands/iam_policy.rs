@@ -69,7 +69,7 @@ pub fn policy(cfg: &Config, account: &str, dev_account: Option<&str>) -> Value {
         let mut star: BTreeSet<&str> = BTreeSet::new();
         let mut scoped: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for a in step.actions() {
-            if let Some(s) = special_statement(cfg, account, step.id(), &sid_base, a) {
+            if let Some(s) = special_statement(step.as_ref(), cfg, account, &sid_base, a) {
                 statements.push(s);
             } else if needs_star(a) {
                 star.insert(a);
@@ -119,54 +119,29 @@ pub fn policy(cfg: &Config, account: &str, dev_account: Option<&str>) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-/// Actions whose grant is narrower than "the service's ARNs": a role passed
-/// only to the service that uses it, a service-linked role only for the
-/// service named, a layer version wherever dev's layers live.
-fn special_statement(cfg: &Config, account: &str, step: &str, sid: &str, action: &str) -> Option<Value> {
-    let r = &cfg.migration.region;
-    match (step, action) {
-        (_, "iam:CreateServiceLinkedRole") => Some(match linked_service(step) {
-            Some(service) => json!({"Sid": format!("{sid}ServiceLinkedRole"), "Effect": "Allow", "Action": [action],
-                "Resource": [format!("arn:aws:iam::{account}:role/aws-service-role/{service}/*")],
-                "Condition": {"StringEquals": {"iam:AWSServiceName": service}}}),
-            // A step not mapped below still gets service-linked roles only
-            // (a unit test keeps every declaring step mapped).
-            None => json!({"Sid": format!("{sid}ServiceLinkedRole"), "Effect": "Allow", "Action": [action],
-                "Resource": [format!("arn:aws:iam::{account}:role/aws-service-role/*")]}),
-        }),
-        ("lambda", "iam:PassRole") => {
-            let roles: Vec<String> = cfg
-                .source
-                .lambda_functions
-                .iter()
-                .map(|f| format!("arn:aws:iam::{account}:role/{}", cfg.names.lambda_role(f)))
-                .collect();
-            Some(
-                json!({"Sid": format!("{sid}PassExecutionRoles"), "Effect": "Allow", "Action": [action], "Resource": roles,
-                "Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}}),
-            )
+/// The statement of an action whose grant is narrower than "the service's
+/// ARNs", as its step declares it ([`crate::engine::Step::grant`]). A
+/// service-linked role a step did not map still gets service-linked roles
+/// only (a unit test keeps every declaring step mapped).
+fn special_statement(
+    step: &dyn crate::engine::Step,
+    cfg: &Config,
+    account: &str,
+    sid: &str,
+    action: &str,
+) -> Option<Value> {
+    match step.grant(cfg, account, action) {
+        Some(g) => {
+            let mut s = json!({"Sid": format!("{sid}{}", g.sid), "Effect": "Allow", "Action": [action], "Resource": g.resources});
+            if let Some(c) = g.condition {
+                s["Condition"] = c;
+            }
+            Some(s)
         }
-        ("audit", "iam:PassRole") => {
-            Some(json!({"Sid": format!("{sid}PassReplicationRole"), "Effect": "Allow", "Action": [action],
-            "Resource": [format!("arn:aws:iam::{account}:role/{}", cfg.names.own("s3-replication"))],
-            "Condition": {"StringEquals": {"iam:PassedToService": "s3.amazonaws.com"}}}))
-        }
-        // Dev's layers may live in any account (a shared layer): their ARNs
-        // are known only once dev's functions are read.
-        ("lambda", "lambda:GetLayerVersion") => {
-            Some(json!({"Sid": format!("{sid}ReadLayers"), "Effect": "Allow", "Action": [action],
-            "Resource": [format!("arn:aws:lambda:{r}:*:layer:*:*")]}))
-        }
-        _ => None,
-    }
-}
-
-/// The AWS service whose service-linked role a step's first create makes.
-fn linked_service(step: &str) -> Option<&'static str> {
-    match step {
-        "alb" => Some("elasticloadbalancing.amazonaws.com"),
-        "database" => Some("rds.amazonaws.com"),
-        _ => None,
+        None if action == "iam:CreateServiceLinkedRole" => Some(json!({"Sid": format!("{sid}ServiceLinkedRole"),
+            "Effect": "Allow", "Action": [action],
+            "Resource": [format!("arn:aws:iam::{account}:role/aws-service-role/*")]})),
+        None => None,
     }
 }
 
@@ -281,7 +256,7 @@ mod tests {
         let cfg = reference();
         for step in crate::steps::all() {
             for a in step.actions() {
-                if needs_star(a) || special_statement(&cfg, "123456789012", step.id(), "S", a).is_some() {
+                if needs_star(a) || special_statement(step.as_ref(), &cfg, "123456789012", "S", a).is_some() {
                     continue;
                 }
                 let service = a.split(':').next().unwrap();
@@ -294,9 +269,11 @@ mod tests {
 
     #[test]
     fn every_step_creating_a_service_linked_role_names_its_service() {
+        let cfg = reference();
         for step in crate::steps::all() {
             if step.actions().contains(&"iam:CreateServiceLinkedRole") {
-                assert!(linked_service(step.id()).is_some(), "step {} has no service mapped", step.id());
+                let g = step.grant(&cfg, "123456789012", "iam:CreateServiceLinkedRole");
+                assert!(g.is_some_and(|g| g.condition.is_some()), "step {} has no service mapped", step.id());
             }
         }
     }

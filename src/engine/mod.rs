@@ -657,9 +657,45 @@ pub trait Step: Send + Sync {
     fn resources(&self, _cfg: &Config, _account: &str, _service: &str) -> Vec<String> {
         Vec::new()
     }
+    /// A grant narrower than "the service's ARNs" for one of its actions (a
+    /// role passed to one service only, a service-linked role for one
+    /// service): `iam-policy` makes it a statement of its own.
+    fn grant(&self, _cfg: &Config, _account: &str, _action: &str) -> Option<Grant> {
+        None
+    }
     /// IAM actions the step calls on the source (dev) side: reads only.
     fn source_actions(&self) -> &'static [&'static str] {
         &[]
+    }
+}
+
+/// One action's own IAM statement, declared by the step that calls it
+/// ([`Step::grant`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    /// The statement id's tail (after the step's).
+    pub sid: &'static str,
+    pub resources: Vec<String>,
+    pub condition: Option<Value>,
+}
+
+impl Grant {
+    /// `iam:PassRole` on `roles`, to `service` only.
+    pub fn passed_to(sid: &'static str, roles: Vec<String>, service: &str) -> Grant {
+        Grant {
+            sid,
+            resources: roles,
+            condition: Some(serde_json::json!({"StringEquals": {"iam:PassedToService": service}})),
+        }
+    }
+
+    /// `iam:CreateServiceLinkedRole` for `service`'s role only.
+    pub fn service_linked_role(account: &str, service: &str) -> Grant {
+        Grant {
+            sid: "ServiceLinkedRole",
+            resources: vec![format!("arn:aws:iam::{account}:role/aws-service-role/{service}/*")],
+            condition: Some(serde_json::json!({"StringEquals": {"iam:AWSServiceName": service}})),
+        }
     }
 }
 

@@ -73,6 +73,17 @@ impl Step for Audit {
         &["s3:ListBucket"]
     }
 
+    fn grant(&self, cfg: &crate::config::Config, account: &str, action: &str) -> Option<crate::engine::Grant> {
+        // The replication role, passed to S3 only.
+        (action == "iam:PassRole").then(|| {
+            crate::engine::Grant::passed_to(
+                "PassReplicationRole",
+                crate::steps::common::arns::replication_role(cfg, account),
+                "s3.amazonaws.com",
+            )
+        })
+    }
+
     fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
         use crate::steps::common::arns;
         match service {

@@ -113,6 +113,11 @@ impl Step for Database {
         ]
     }
 
+    fn grant(&self, _cfg: &crate::config::Config, account: &str, action: &str) -> Option<crate::engine::Grant> {
+        (action == "iam:CreateServiceLinkedRole")
+            .then(|| crate::engine::Grant::service_linked_role(account, "rds.amazonaws.com"))
+    }
+
     fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
         use crate::steps::common::arns;
         match service {

@@ -125,6 +125,30 @@ impl Step for Lambda {
         &["lambda:GetFunction", "lambda:GetLayerVersionPolicy", "s3:ListBucket", "s3:GetObject"]
     }
 
+    fn grant(&self, cfg: &crate::config::Config, account: &str, action: &str) -> Option<crate::engine::Grant> {
+        use crate::engine::Grant;
+        match action {
+            // The execution roles, passed to Lambda only.
+            "iam:PassRole" => Some(Grant::passed_to(
+                "PassExecutionRoles",
+                cfg.source
+                    .lambda_functions
+                    .iter()
+                    .map(|f| format!("arn:aws:iam::{account}:role/{}", cfg.names.lambda_role(f)))
+                    .collect(),
+                "lambda.amazonaws.com",
+            )),
+            // Dev's layers may live in any account (a shared layer): their
+            // ARNs are known only once dev's functions are read.
+            "lambda:GetLayerVersion" => Some(Grant {
+                sid: "ReadLayers",
+                resources: vec![format!("arn:aws:lambda:{}:*:layer:*:*", cfg.migration.region)],
+                condition: None,
+            }),
+            _ => None,
+        }
+    }
+
     fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
         use crate::steps::common::arns;
         match service {
