@@ -1346,7 +1346,7 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
     let ec2 = &ctx.aws.target.ec2;
     match kind {
         "vpc_endpoint" => {
-            if Observed::by_id(ctx, Kind::Endpoint, id).await?.endpoints.is_empty() {
+            if Observed::endpoint_deleted(ctx, id).await? {
                 return Ok(false);
             }
             delete_ec2(id, "DeleteVpcEndpoints", ctx.max_wait(), || {

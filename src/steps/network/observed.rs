@@ -159,6 +159,16 @@ impl Observed {
         Observed::read(ctx, kind, Select::Id(id.to_owned())).await
     }
 
+    /// Whether EC2 lists the endpoint `id` as `deleted` already. An id it
+    /// does not find is not "deleted": right after CreateVpcEndpoint a
+    /// describe by id can miss it (eventual consistency), and the delete
+    /// must still be sent.
+    pub async fn endpoint_deleted(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
+        let out = ctx.aws.target.ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await;
+        Ok(StepError::found(out, id, "DescribeVpcEndpoints")?
+            .is_some_and(|o| !o.vpc_endpoints().is_empty() && o.vpc_endpoints().iter().all(is_deleted)))
+    }
+
     /// The resource of `kind` tagged as ours and called `name`, if any: how
     /// undo finds a create whose `done` record was never written.
     pub async fn named(ctx: &Ctx, kind: Kind, name: &str) -> Result<Option<String>, StepError> {
