@@ -1,7 +1,7 @@
 //! `paymig iam-policy`: the IAM policy paymig itself needs for this config,
 //! derived from the actions each step declares — no hand-kept list, no
 //! wildcard action — with each action scoped to the ARNs the step declares
-//! for this configuration ([`crate::engine::Step::resources`]). Only actions
+//! for this configuration ([`crate::engine::Declared::resources`]). Only actions
 //! AWS grants on `*` alone (creates of resources whose ids are random,
 //! unfiltered describes and lists) keep `Resource: "*"`.
 
@@ -120,11 +120,11 @@ pub fn policy(cfg: &Config, account: &str, dev_account: Option<&str>) -> Value {
 }
 
 /// The statement of an action whose grant is narrower than "the service's
-/// ARNs", as its step declares it ([`crate::engine::Step::grant`]). A
+/// ARNs", as its step declares it ([`crate::engine::Declared::grant`]). A
 /// service-linked role a step did not map still gets service-linked roles
 /// only (a unit test keeps every declaring step mapped).
 fn special_statement(
-    step: &dyn crate::engine::Step,
+    step: &dyn crate::engine::DynStep,
     cfg: &Config,
     account: &str,
     sid: &str,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::engine::dag::Dag;
-use crate::engine::{Mode, Outcome, Step};
+use crate::engine::{Declared, DynStep, Mode, Outcome};
 use crate::error::{Error, Result};
 use crate::steps::params::{Params, Report};
 
 pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, yes: bool) -> Result<()> {
     let step = Arc::new(Params::new(overwrite));
-    let dag = Dag::new(vec![step.clone() as Arc<dyn Step>]).map_err(|e| Error::Usage(e.to_string()))?;
+    let dag = Dag::new(vec![step.clone() as Arc<dyn DynStep>]).map_err(|e| Error::Usage(e.to_string()))?;
     if dry_run {
         let journal = super::open_read_only(&cfg)?;
         let ctx = super::connect(cfg, Mode::Plan, journal).await?;

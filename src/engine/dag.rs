@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::{Outcome, Step, StepError};
+use super::{DynStep, Outcome, StepError};
 
 /// A DAG construction error.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,25 +42,25 @@ pub struct Report {
 
 /// Steps in a valid dependency order.
 pub struct Dag {
-    steps: Vec<Arc<dyn Step>>,
+    steps: Vec<Arc<dyn DynStep>>,
 }
 
 impl Dag {
     /// Validates the graph and orders it topologically (stable: among ready
     /// steps, declaration order wins).
-    pub fn new(steps: Vec<Arc<dyn Step>>) -> Result<Self, DagError> {
+    pub fn new(steps: Vec<Arc<dyn DynStep>>) -> Result<Self, DagError> {
         let ids: Vec<(&'static str, &'static [&'static str])> = steps.iter().map(|s| (s.id(), s.deps())).collect();
         let order = topo_order(&ids)?;
-        let mut by_id: BTreeMap<&str, Arc<dyn Step>> = steps.iter().map(|s| (s.id(), s.clone())).collect();
+        let mut by_id: BTreeMap<&str, Arc<dyn DynStep>> = steps.iter().map(|s| (s.id(), s.clone())).collect();
         Ok(Dag { steps: order.into_iter().map(|id| by_id.remove(id).expect("ordered id exists")).collect() })
     }
 
     /// Steps in dependency order.
-    pub fn steps(&self) -> &[Arc<dyn Step>] {
+    pub fn steps(&self) -> &[Arc<dyn DynStep>] {
         &self.steps
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<dyn Step>> {
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn DynStep>> {
         self.steps.iter().find(|s| s.id() == id)
     }
 
@@ -68,7 +68,7 @@ impl Dag {
     /// as all its dependencies are done or skipped.
     pub async fn execute<'a, F>(&'a self, parallelism: usize, run: F) -> Vec<Report>
     where
-        F: Fn(&'a Arc<dyn Step>) -> BoxFuture<'a, Result<Outcome, StepError>>,
+        F: Fn(&'a Arc<dyn DynStep>) -> BoxFuture<'a, Result<Outcome, StepError>>,
     {
         let parallelism = parallelism.max(1);
         let mut status: BTreeMap<&'static str, Status> = BTreeMap::new();
@@ -177,7 +177,7 @@ fn topo_order(nodes: &[(&'static str, &'static [&'static str])]) -> Result<Vec<&
 mod tests {
     use super::*;
     use crate::engine::journal::Record;
-    use crate::engine::{Ctx, Step};
+    use crate::engine::{Ctx, Declared, Step};
     use std::sync::Mutex;
 
     #[test]
@@ -198,7 +198,7 @@ mod tests {
         deps: &'static [&'static str],
     }
 
-    impl Step for Fake {
+    impl Declared for Fake {
         fn id(&self) -> &'static str {
             self.id
         }
@@ -208,17 +208,20 @@ mod tests {
         fn kinds(&self) -> &'static [&'static str] {
             &[]
         }
-        fn run<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+    }
+
+    impl Step for Fake {
+        async fn run(&self, _ctx: &Ctx) -> Result<Outcome, StepError> {
             unreachable!("driven through execute's closure")
         }
-        fn undo<'a>(&'a self, _ctx: &'a Ctx, _r: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        async fn undo(&self, _ctx: &Ctx, _r: &Record) -> Result<(), StepError> {
             unreachable!()
         }
     }
 
     #[tokio::test]
     async fn failure_blocks_dependents_and_independent_steps_finish() {
-        let steps: Vec<Arc<dyn Step>> = vec![
+        let steps: Vec<Arc<dyn DynStep>> = vec![
             Arc::new(Fake { id: "kms", deps: &[] }),
             Arc::new(Fake { id: "network", deps: &[] }),
             Arc::new(Fake { id: "database", deps: &["kms", "network"] }),
@@ -255,8 +258,10 @@ mod tests {
 
     #[tokio::test]
     async fn respects_the_parallelism_bound() {
-        let steps: Vec<Arc<dyn Step>> =
-            ["a", "b", "c", "d", "e"].into_iter().map(|id| Arc::new(Fake { id, deps: &[] }) as Arc<dyn Step>).collect();
+        let steps: Vec<Arc<dyn DynStep>> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|id| Arc::new(Fake { id, deps: &[] }) as Arc<dyn DynStep>)
+            .collect();
         let dag = Dag::new(steps).unwrap();
         let now = std::sync::atomic::AtomicUsize::new(0);
         let peak = std::sync::atomic::AtomicUsize::new(0);

@@ -7,6 +7,7 @@ pub mod dag;
 pub mod journal;
 pub mod lock;
 pub mod plan;
+pub mod step;
 pub mod store;
 pub mod undo;
 
@@ -14,13 +15,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::aws::Aws;
 use crate::config::Config;
-use journal::{Intent, Journal, JournalError, Op, Record};
+use journal::{Intent, Journal, JournalError, Op};
+pub use step::{Declared, DynStep, Grant, Step};
 
 /// Whether a command may change anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -584,118 +585,6 @@ impl Created<String> {
     pub fn id(id: impl Into<String>) -> Self {
         let id = id.into();
         Created { value: id.clone(), id, arn: None, data: Value::Null }
-    }
-}
-
-/// One AWS service step of the migration.
-///
-/// Each step lives in its own file under `src/steps/`. `run` observes prod
-/// (and reads dev through the read-only source clients), then creates or
-/// updates through [`Ctx::create`]/[`Ctx::update`]; the same code serves
-/// `plan` and `apply`. `undo` reverses one journal record; `sweep` finds what
-/// is tagged for the migration but missing from the journal.
-pub trait Step: Send + Sync {
-    /// Stable id (journal `step`, DAG node).
-    fn id(&self) -> &'static str;
-    /// Steps that must finish first.
-    fn deps(&self) -> &'static [&'static str];
-
-    /// The resource kinds it records, in the order a reader expects them
-    /// (what others depend on first): `plan` lists a step's resources so.
-    fn kinds(&self) -> &'static [&'static str];
-    /// Reads that must succeed before anything changes (dev resources exist,
-    /// names are free, …): `Invalid` for what the user must fix, `Aws` for a
-    /// read that failed (a runtime failure, exit 1).
-    fn preflight<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        Box::pin(async { Vec::new() })
-    }
-    /// Observes and converges (plan mode: only records the changes).
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>>;
-    /// Reverses one journal record of this step. Idempotent: a resource that
-    /// is already gone counts as undone.
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>>;
-    /// How many sibling creates (one kind, distinct keys) the step reverses
-    /// in one call of [`Step::undo_creates`]; 1 when the service has no
-    /// batch delete.
-    fn undo_batch(&self) -> usize {
-        1
-    }
-    /// Reverses several sibling creates at once (at most
-    /// [`Step::undo_batch`]); one result per record, in order. Idempotent
-    /// like `undo`. The default undoes them one by one.
-    fn undo_creates<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        records: &'a [&'a Record],
-    ) -> BoxFuture<'a, Vec<Result<(), StepError>>> {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(records.len());
-            for r in records {
-                out.push(self.undo(ctx, r).await);
-            }
-            out
-        })
-    }
-    /// Deletes what is still tagged for this migration after the journal has
-    /// been replayed; returns a line per resource removed.
-    fn sweep<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    /// The step's dev-vs-prod comparisons and compliance checks for
-    /// `validate` (read only: plan mode).
-    fn validate<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(async { Ok(crate::report::Findings::default()) })
-    }
-    /// IAM actions (`service:Operation`) the step calls on the target side.
-    fn actions(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// The ARNs the step's [`Step::actions`] of `service` touch in `account`
-    /// (`paymig iam-policy` scopes them so; actions AWS grants only on `*`
-    /// aside). Empty: the configuration gives the step nothing of that
-    /// service to act on.
-    fn resources(&self, _cfg: &Config, _account: &str, _service: &str) -> Vec<String> {
-        Vec::new()
-    }
-    /// A grant narrower than "the service's ARNs" for one of its actions (a
-    /// role passed to one service only, a service-linked role for one
-    /// service): `iam-policy` makes it a statement of its own.
-    fn grant(&self, _cfg: &Config, _account: &str, _action: &str) -> Option<Grant> {
-        None
-    }
-    /// IAM actions the step calls on the source (dev) side: reads only.
-    fn source_actions(&self) -> &'static [&'static str] {
-        &[]
-    }
-}
-
-/// One action's own IAM statement, declared by the step that calls it
-/// ([`Step::grant`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Grant {
-    /// The statement id's tail (after the step's).
-    pub sid: &'static str,
-    pub resources: Vec<String>,
-    pub condition: Option<Value>,
-}
-
-impl Grant {
-    /// `iam:PassRole` on `roles`, to `service` only.
-    pub fn passed_to(sid: &'static str, roles: Vec<String>, service: &str) -> Grant {
-        Grant {
-            sid,
-            resources: roles,
-            condition: Some(serde_json::json!({"StringEquals": {"iam:PassedToService": service}})),
-        }
-    }
-
-    /// `iam:CreateServiceLinkedRole` for `service`'s role only.
-    pub fn service_linked_role(account: &str, service: &str) -> Grant {
-        Grant {
-            sid: "ServiceLinkedRole",
-            resources: vec![format!("arn:aws:iam::{account}:role/aws-service-role/{service}/*")],
-            condition: Some(serde_json::json!({"StringEquals": {"iam:AWSServiceName": service}})),
-        }
     }
 }
 

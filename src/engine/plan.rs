@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::engine::dag::{Dag, Status};
-use crate::engine::{Action, Ctx, Step};
+use crate::engine::{Action, Ctx, DynStep};
 
 /// What a plan found.
 pub struct Plan {
@@ -57,9 +57,9 @@ pub async fn compute(ctx: &Ctx, dag: &Dag) -> Plan {
 }
 
 /// Where a change sorts: its step's place in the migration's order, then its
-/// kind's place in what the step declares ([`Step::kinds`]); a kind the step
+/// kind's place in what the step declares ([`crate::engine::Declared::kinds`]); a kind the step
 /// does not declare after its others.
-fn rank(steps: &[std::sync::Arc<dyn Step>], step: &str, kind: &str) -> (usize, usize) {
+fn rank(steps: &[std::sync::Arc<dyn DynStep>], step: &str, kind: &str) -> (usize, usize) {
     let i = steps.iter().position(|s| s.id() == step).unwrap_or(steps.len());
     let k = steps.get(i).and_then(|s| s.kinds().iter().position(|x| *x == kind)).unwrap_or(usize::MAX);
     (i, k)

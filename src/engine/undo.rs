@@ -54,7 +54,7 @@ pub fn without_settings_of_deleted(todo: &[Record]) -> (Vec<Record>, std::collec
 async fn undo_chunk(
     ctx: &Ctx,
     journal: &Journal,
-    steps: &[std::sync::Arc<dyn crate::engine::Step>],
+    steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
     dropped: &Dropped,
     chunk: &[&Record],
 ) -> Vec<Result<Op, (String, bool)>> {
@@ -125,9 +125,13 @@ fn sibling_groups(records: &[Record]) -> Vec<Vec<&Record>> {
 /// depends on its steps (the DAG reversed), steps of one wave side by side;
 /// inside a step its records keep their (newest first) order. Records of
 /// steps this version does not know come first, alone (they fail, named).
-fn waves<'r>(records: &'r [Record], steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> Vec<Vec<Vec<&'r Record>>> {
+fn waves<'r>(records: &'r [Record], steps: &[std::sync::Arc<dyn crate::engine::DynStep>]) -> Vec<Vec<Vec<&'r Record>>> {
     use std::collections::BTreeMap;
-    fn level(id: &str, steps: &[std::sync::Arc<dyn crate::engine::Step>], memo: &mut BTreeMap<String, usize>) -> usize {
+    fn level(
+        id: &str,
+        steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
+        memo: &mut BTreeMap<String, usize>,
+    ) -> usize {
         if let Some(l) = memo.get(id) {
             return *l;
         }
@@ -217,7 +221,7 @@ impl std::fmt::Display for Tally {
 async fn undo_step(
     ctx: &Ctx,
     journal: &Journal,
-    steps: &[std::sync::Arc<dyn crate::engine::Step>],
+    steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
     dropped: &Dropped,
     fatal: &std::sync::atomic::AtomicBool,
     recs: Vec<&Record>,
@@ -279,7 +283,7 @@ async fn undo_step(
 /// lost journal, a resource created outside it), each step's sweep in
 /// reverse order so dependents go first; a signal stops before the next
 /// step. Lines removed go to `swept`, failures to the tally.
-pub async fn sweep(ctx: &Ctx, steps: &[std::sync::Arc<dyn crate::engine::Step>], tally: &mut Tally) -> Vec<String> {
+pub async fn sweep(ctx: &Ctx, steps: &[std::sync::Arc<dyn crate::engine::DynStep>], tally: &mut Tally) -> Vec<String> {
     let mut swept = Vec::new();
     for step in steps.iter().rev() {
         if crate::signals::stopping() {
@@ -348,11 +352,11 @@ pub fn rollback_target(journal: &Journal, named: Option<&str>) -> Result<Option<
 }
 
 /// Whether `later` (a record of a later run) needs what `earlier` made.
-fn depends_on(later: &Record, earlier: &Record, steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> bool {
+fn depends_on(later: &Record, earlier: &Record, steps: &[std::sync::Arc<dyn crate::engine::DynStep>]) -> bool {
     if base_key(&later.intent.key) == base_key(&earlier.intent.key) {
         return true;
     }
-    fn reaches(from: &str, to: &str, steps: &[std::sync::Arc<dyn crate::engine::Step>]) -> bool {
+    fn reaches(from: &str, to: &str, steps: &[std::sync::Arc<dyn crate::engine::DynStep>]) -> bool {
         let deps = steps.iter().find(|s| s.id() == from).map_or(&[][..], |s| s.deps());
         deps.iter().any(|d| *d == to || reaches(d, to, steps))
     }

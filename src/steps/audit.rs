@@ -18,14 +18,12 @@ use aws_sdk_s3::types::{
     ReplicationRuleStatus, ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
     ServerSideEncryptionRule, Tag, Tagging, Transition, TransitionStorageClass, VersioningConfiguration,
 };
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::aws::Clients;
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{Created, Ctx, Declared, Outcome, Res, Step, StepError};
 
 pub struct Audit;
 
@@ -36,7 +34,7 @@ const ROLE_POLICY: &str = "paymig-s3-replication";
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
 
-impl Step for Audit {
+impl Declared for Audit {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -47,26 +45,6 @@ impl Step for Audit {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["iam_role", "s3_bucket", "s3_replica_bucket"]
-    }
-
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        Box::pin(preflight(ctx))
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(sweep(ctx))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(validate(ctx))
     }
 
     fn source_actions(&self) -> &'static [&'static str] {
@@ -131,6 +109,28 @@ impl Step for Audit {
             "iam:TagRole",
             "iam:PassRole",
         ]
+    }
+}
+
+impl Step for Audit {
+    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
+        preflight(ctx).await
+    }
+
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        converge(ctx).await
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
+        sweep(ctx).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        validate(ctx).await
     }
 }
 

@@ -12,13 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_rds::types::{
     CloudwatchLogsExportConfiguration, DbCluster, DbClusterSnapshot, Parameter, ServerlessV2ScalingConfiguration, Tag,
 };
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 
 const STEP: &str = "database";
 /// Aurora Serverless v2 instances.
@@ -49,7 +47,7 @@ impl Database {
     }
 }
 
-impl Step for Database {
+impl Declared for Database {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -60,44 +58,6 @@ impl Step for Database {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["db_subnet_group", "db_cluster_parameter_group", "db_cluster", "db_instance"]
-    }
-
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        Box::pin(async move {
-            match self.dev(ctx).await {
-                Ok(_) => vec![],
-                Err(e) => vec![e],
-            }
-        })
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(
-            async move {
-                match self.dev(ctx).await? {
-                    Some(dev) => converge(ctx, dev).await,
-                    None => Ok(Outcome::Skipped("no [source] db_cluster configured".into())),
-                }
-            }
-            .instrument(tracing::info_span!("step", step = STEP)),
-        )
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(sweep(ctx))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(async move {
-            match self.dev(ctx).await? {
-                Some(dev) => validate(ctx, dev).await,
-                None => Ok(crate::report::Findings::default()),
-            }
-        })
     }
 
     fn source_actions(&self) -> &'static [&'static str] {
@@ -155,6 +115,37 @@ impl Step for Database {
             "kms:CreateGrant",
             "kms:DescribeKey",
         ]
+    }
+}
+
+impl Step for Database {
+    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
+        match self.dev(ctx).await {
+            Ok(_) => vec![],
+            Err(e) => vec![e],
+        }
+    }
+
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        match self.dev(ctx).await? {
+            Some(dev) => converge(ctx, dev).await,
+            None => Ok(Outcome::Skipped("no [source] db_cluster configured".into())),
+        }
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
+        sweep(ctx).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        match self.dev(ctx).await? {
+            Some(dev) => validate(ctx, dev).await,
+            None => Ok(crate::report::Findings::default()),
+        }
     }
 }
 

@@ -15,21 +15,19 @@ use aws_sdk_dynamodb::types::{
     StreamSpecification, StreamViewType, TableClass, TableDescription, Tag, TimeToLiveSpecification,
     UpdateGlobalSecondaryIndexAction,
 };
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::config::BillingMode;
 use crate::engine::journal::{present, Op, Record};
-use crate::engine::{is_planned, poll_until, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, poll_until, retry_until, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::steps::common::TagsBefore;
 
 pub struct DynamoDb;
 
 const STEP: &str = "dynamodb";
 
-impl Step for DynamoDb {
+impl Declared for DynamoDb {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -40,34 +38,6 @@ impl Step for DynamoDb {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["dynamodb_table"]
-    }
-
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        Box::pin(async move {
-            let mut problems = Vec::new();
-            for t in &ctx.cfg.source.dynamodb_tables {
-                if let Err(e) = read_dev(ctx, t).await {
-                    problems.push(e);
-                }
-            }
-            problems
-        })
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(sweep(ctx))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(validate(ctx))
     }
 
     fn source_actions(&self) -> &'static [&'static str] {
@@ -96,6 +66,34 @@ impl Step for DynamoDb {
             "dynamodb:TagResource",
             "dynamodb:UntagResource",
         ]
+    }
+}
+
+impl Step for DynamoDb {
+    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
+        let mut problems = Vec::new();
+        for t in &ctx.cfg.source.dynamodb_tables {
+            if let Err(e) = read_dev(ctx, t).await {
+                problems.push(e);
+            }
+        }
+        problems
+    }
+
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        converge(ctx).await
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
+        sweep(ctx).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        validate(ctx).await
     }
 }
 

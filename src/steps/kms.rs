@@ -8,13 +8,11 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{planned_id, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{planned_id, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::steps::common::TagsBefore;
 
 pub struct Kms;
@@ -23,7 +21,7 @@ const STEP: &str = "kms";
 /// KMS's minimum deletion window.
 const PENDING_WINDOW_DAYS: i32 = 7;
 
-impl Step for Kms {
+impl Declared for Kms {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -34,22 +32,6 @@ impl Step for Kms {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["kms_key", "kms_alias"]
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(sweep(ctx))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(validate(ctx))
     }
 
     fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
@@ -78,6 +60,24 @@ impl Step for Kms {
             "kms:ListKeys",
             "kms:ScheduleKeyDeletion",
         ]
+    }
+}
+
+impl Step for Kms {
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        converge(ctx).await
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
+        sweep(ctx).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        validate(ctx).await
     }
 }
 

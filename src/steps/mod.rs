@@ -17,10 +17,10 @@ pub mod params;
 
 use std::sync::Arc;
 
-use crate::engine::Step;
+use crate::engine::DynStep;
 
 /// Every step of the migration, with its dependencies.
-pub fn all() -> Vec<Arc<dyn Step>> {
+pub fn all() -> Vec<Arc<dyn DynStep>> {
     vec![
         Arc::new(kms::Kms),
         Arc::new(network::Network::default()),

@@ -11,13 +11,11 @@ use std::collections::BTreeMap;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricAlarm, MetricDataQuery, MetricStat, StandardUnit, Statistic,
 };
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::naming::NameMap;
 
 pub struct Monitoring;
@@ -26,7 +24,7 @@ const STEP: &str = "monitoring";
 /// DescribeAlarms takes at most this many names.
 const ALARM_NAMES_PER_CALL: usize = 100;
 
-impl Step for Monitoring {
+impl Declared for Monitoring {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -37,48 +35,6 @@ impl Step for Monitoring {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["sns_topic", "alarm", "dashboard"]
-    }
-
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        Box::pin(async move {
-            let mut problems = Vec::new();
-            for d in &ctx.cfg.source.dashboards {
-                match ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(d).send().await {
-                    Ok(_) => {}
-                    Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => problems.push(
-                        StepError::Invalid(format!("[source] dashboards: the dev dashboard {d:?} does not exist")),
-                    ),
-                    Err(e) => problems.push(StepError::aws(format!("[source] dashboards {d:?}"), "GetDashboard")(e)),
-                }
-            }
-            // Two dev alarms that would become one prod alarm: refused
-            // before anything changes.
-            match read_dev_alarms(ctx).await {
-                Ok(dev) => {
-                    if let Err(e) = alarm_set(ctx, &dev, &topic_arn(ctx)) {
-                        problems.push(e);
-                    }
-                }
-                Err(e) => problems.push(e),
-            }
-            problems
-        })
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(sweep(ctx))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(validate(ctx))
     }
 
     fn source_actions(&self) -> &'static [&'static str] {
@@ -112,6 +68,47 @@ impl Step for Monitoring {
             "cloudwatch:PutDashboard",
             "cloudwatch:DeleteDashboards",
         ]
+    }
+}
+
+impl Step for Monitoring {
+    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
+        let mut problems = Vec::new();
+        for d in &ctx.cfg.source.dashboards {
+            match ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(d).send().await {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => problems
+                    .push(StepError::Invalid(format!("[source] dashboards: the dev dashboard {d:?} does not exist"))),
+                Err(e) => problems.push(StepError::aws(format!("[source] dashboards {d:?}"), "GetDashboard")(e)),
+            }
+        }
+        // Two dev alarms that would become one prod alarm: refused
+        // before anything changes.
+        match read_dev_alarms(ctx).await {
+            Ok(dev) => {
+                if let Err(e) = alarm_set(ctx, &dev, &topic_arn(ctx)) {
+                    problems.push(e);
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+        problems
+    }
+
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        converge(ctx).await
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
+        sweep(ctx).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        validate(ctx).await
     }
 }
 

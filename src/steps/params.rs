@@ -10,14 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use aws_sdk_ssm::types::{ParameterMetadata, ParameterStringFilter, ParameterTier, ParameterType, Tag};
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::naming::NameMap;
 
 const STEP: &str = "params";
@@ -67,7 +65,7 @@ impl Params {
     }
 }
 
-impl Step for Params {
+impl Declared for Params {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -80,32 +78,8 @@ impl Step for Params {
         &["ssm_parameter"]
     }
 
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(self.converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
     fn undo_batch(&self) -> usize {
         DELETE_BATCH
-    }
-
-    fn undo_creates<'a>(
-        &'a self,
-        ctx: &'a Ctx,
-        records: &'a [&'a Record],
-    ) -> BoxFuture<'a, Vec<Result<(), StepError>>> {
-        Box::pin(undo_creates(ctx, records).instrument(tracing::info_span!(
-            "undo",
-            step = STEP,
-            parameters = records.len()
-        )))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(validate(ctx))
     }
 
     fn source_actions(&self) -> &'static [&'static str] {
@@ -129,6 +103,24 @@ impl Step for Params {
             "ssm:DeleteParameters",
             "ssm:AddTagsToResource",
         ]
+    }
+}
+
+impl Step for Params {
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        self.converge(ctx).await
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn undo_creates(&self, ctx: &Ctx, records: &[&Record]) -> Vec<Result<(), StepError>> {
+        undo_creates(ctx, records).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        validate(ctx).await
     }
 }
 

@@ -13,14 +13,12 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
     ProtocolEnum, Tag, TargetDescription, TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
 };
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::config::{Colour, TargetType};
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 
 pub mod shift;
 
@@ -30,7 +28,7 @@ const STEP: &str = "alb";
 pub const COLOURS: [&str; 2] = ["blue", "green"];
 const DRAIN_SECONDS: &str = "30";
 
-impl Step for Alb {
+impl Declared for Alb {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -41,18 +39,6 @@ impl Step for Alb {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["load_balancer", "target_group", "listener", "lambda_permission"]
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(validate(ctx))
     }
 
     fn grant(&self, _cfg: &crate::config::Config, account: &str, action: &str) -> Option<crate::engine::Grant> {
@@ -92,6 +78,20 @@ impl Step for Alb {
             "lambda:RemovePermission",
             "lambda:GetPolicy",
         ]
+    }
+}
+
+impl Step for Alb {
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        converge(ctx).await
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        validate(ctx).await
     }
 }
 

@@ -1,5 +1,5 @@
 //! The ARNs of the migration's prod resources, as the configuration names
-//! them: what each step declares its actions touch ([`crate::engine::Step::resources`]),
+//! them: what each step declares its actions touch ([`crate::engine::Declared::resources`]),
 //! for `paymig iam-policy`. One function per kind of resource, shared by the
 //! steps that act on it (the key by KMS, database and Lambda; the functions
 //! by Lambda and the ALB).

@@ -7,22 +7,20 @@
 //! IAM's inline limit (about 60 tables), the table statement moves into
 //! customer-managed policies attached to every role ([`managed`]).
 
-use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 mod managed;
 
 use crate::config::Config;
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{Ctx, Declared, Outcome, Res, Step, StepError};
 
 pub struct Iam;
 
 const STEP: &str = "iam";
 pub const POLICY_NAME: &str = "paymig-execution";
 
-impl Step for Iam {
+impl Declared for Iam {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -33,24 +31,6 @@ impl Step for Iam {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["iam_policy", "iam_role"]
-    }
-
-    /// An execution policy over IAM's inline limit would fail mid-apply:
-    /// refused before anything changes.
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        Box::pin(async move { oversized_policies(ctx) })
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(converge(ctx).instrument(tracing::info_span!("step", step = STEP)))
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(validate(ctx))
     }
 
     fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
@@ -84,6 +64,26 @@ impl Step for Iam {
             "iam:AttachRolePolicy",
             "iam:DetachRolePolicy",
         ]
+    }
+}
+
+impl Step for Iam {
+    /// An execution policy over IAM's inline limit would fail mid-apply:
+    /// refused before anything changes.
+    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
+        oversized_policies(ctx)
+    }
+
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        converge(ctx).await
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        validate(ctx).await
     }
 }
 

@@ -16,14 +16,12 @@ use std::collections::BTreeMap;
 
 use aws_sdk_lambda::types::{Environment, EphemeralStorage, FunctionConfiguration, TracingConfig, VpcConfig};
 use base64::Engine;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
-use tracing::Instrument;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, retry_eventual, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, retry_eventual, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 
 const STEP: &str = "lambda";
 /// AWS keeps at least this much concurrency unreserved per account.
@@ -55,7 +53,7 @@ impl Lambda {
     }
 }
 
-impl Step for Lambda {
+impl Declared for Lambda {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -70,55 +68,6 @@ impl Step for Lambda {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["staging_bucket", "lambda_function", "lambda_alias"]
-    }
-
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        Box::pin(async move {
-            let dev = match self.dev(ctx).await {
-                Ok(d) => d,
-                Err(e) => return vec![e],
-            };
-            let mut problems: Vec<StepError> = dev
-                .iter()
-                .filter_map(|f| {
-                    runtime_supported(f.config.runtime().map(|r| r.as_str()).unwrap_or(""))
-                        .err()
-                        .map(|e| StepError::Invalid(format!("[source] lambda_functions: {}: {e}", f.name)))
-                })
-                .collect();
-            if let Err(e) = check_concurrency(ctx).await {
-                problems.push(e);
-            }
-            problems.extend(check_layers_shared(ctx, dev).await);
-            problems.extend(staging::check_bucket(ctx, dev).await);
-            problems
-        })
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(
-            async move {
-                let dev = self.dev(ctx).await?;
-                if dev.is_empty() {
-                    return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
-                }
-                staging::converge_bucket(ctx, dev).await?;
-                ctx.each(dev.clone(), |f: DevFunction| async move { converge_function(ctx, &f).await }).await?;
-                Ok(Outcome::Done)
-            }
-            .instrument(tracing::info_span!("step", step = STEP)),
-        )
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(async move {
-            let dev = self.dev(ctx).await?;
-            validate(ctx, dev).await
-        })
     }
 
     fn source_actions(&self) -> &'static [&'static str] {
@@ -200,6 +149,48 @@ impl Step for Lambda {
             "kms:GenerateDataKey",
             "kms:Decrypt",
         ]
+    }
+}
+
+impl Step for Lambda {
+    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
+        let dev = match self.dev(ctx).await {
+            Ok(d) => d,
+            Err(e) => return vec![e],
+        };
+        let mut problems: Vec<StepError> = dev
+            .iter()
+            .filter_map(|f| {
+                runtime_supported(f.config.runtime().map(|r| r.as_str()).unwrap_or(""))
+                    .err()
+                    .map(|e| StepError::Invalid(format!("[source] lambda_functions: {}: {e}", f.name)))
+            })
+            .collect();
+        if let Err(e) = check_concurrency(ctx).await {
+            problems.push(e);
+        }
+        problems.extend(check_layers_shared(ctx, dev).await);
+        problems.extend(staging::check_bucket(ctx, dev).await);
+        problems
+    }
+
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        let dev = self.dev(ctx).await?;
+        if dev.is_empty() {
+            return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
+        }
+        staging::converge_bucket(ctx, dev).await?;
+        ctx.each(dev.clone(), |f: DevFunction| async move { converge_function(ctx, &f).await }).await?;
+        Ok(Outcome::Done)
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        let dev = self.dev(ctx).await?;
+        validate(ctx, dev).await
     }
 }
 

@@ -19,15 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, ResourceType, VpcEndpoint, VpcEndpointType};
-use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use super::observed::Select;
 use super::{client_token, converge_tags, filter, is_planned, ours, tag_spec, Kind, Observed};
 use crate::config::GATEWAY_SERVICES;
 use crate::engine::journal::Record;
-use crate::engine::{retry_eventual, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{retry_eventual, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::steps::common::{statements, strings};
 
 const STEP: &str = "endpoints";
@@ -48,7 +46,7 @@ impl Endpoints {
     }
 }
 
-impl Step for Endpoints {
+impl Declared for Endpoints {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -59,76 +57,6 @@ impl Step for Endpoints {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["vpc_endpoint"]
-    }
-
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        // Every unknown service is named, not only the first; what is found
-        // serves the run too (one read per command).
-        Box::pin(async move {
-            match offered(ctx).await {
-                Ok(zones) => {
-                    let _ = self.offered.set(zones);
-                    vec![]
-                }
-                Err(errors) => errors,
-            }
-        })
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(
-            async move {
-                if services(ctx).is_empty() {
-                    return Ok(Outcome::Skipped("no interface endpoints ([network] interface_endpoints = [])".into()));
-                }
-                let zones = self.offered(ctx).await?;
-                let (vpc, subnets, group) = {
-                    let o = ctx.outputs();
-                    (
-                        o.vpc_id.clone().unwrap_or_default(),
-                        o.subnets.clone(),
-                        o.sg_endpoints.clone().unwrap_or_default(),
-                    )
-                };
-                let existing = if is_planned(&vpc) {
-                    vec![]
-                } else {
-                    Observed::inside(ctx, &vpc, &[Kind::Endpoint]).await?.endpoints
-                };
-                let ids = converge(ctx, &vpc, &existing, &subnets, &group, zones).await?;
-                if !ctx.is_plan() {
-                    wait_available(ctx, &ids).await?;
-                }
-                Ok(Outcome::Done)
-            }
-            .instrument(tracing::info_span!("step", step = STEP)),
-        )
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        // The network step's undo knows every endpoint record.
-        Box::pin(
-            super::undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)),
-        )
-    }
-
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(async move {
-            let mut interface: Vec<Filter> = ours(ctx).into();
-            interface.push(filter("vpc-endpoint-type", "Interface"));
-            let tagged = Observed::read(ctx, Kind::Endpoint, Select::Filters(interface)).await?;
-            let ids = tagged
-                .endpoints
-                .iter()
-                .filter(|e| live(e))
-                .filter_map(|e| e.vpc_endpoint_id().map(String::from))
-                .collect();
-            super::delete_each(ctx, "vpc_endpoint", ids).await
-        })
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(async move { validate(ctx, self.offered(ctx).await?).await })
     }
 
     fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
@@ -152,6 +80,56 @@ impl Step for Endpoints {
             "ec2:CreateTags",
             "ec2:DeleteTags",
         ]
+    }
+}
+
+impl Step for Endpoints {
+    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
+        // Every unknown service is named, not only the first; what is found
+        // serves the run too (one read per command).
+        match offered(ctx).await {
+            Ok(zones) => {
+                let _ = self.offered.set(zones);
+                vec![]
+            }
+            Err(errors) => errors,
+        }
+    }
+
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        if services(ctx).is_empty() {
+            return Ok(Outcome::Skipped("no interface endpoints ([network] interface_endpoints = [])".into()));
+        }
+        let zones = self.offered(ctx).await?;
+        let (vpc, subnets, group) = {
+            let o = ctx.outputs();
+            (o.vpc_id.clone().unwrap_or_default(), o.subnets.clone(), o.sg_endpoints.clone().unwrap_or_default())
+        };
+        let existing =
+            if is_planned(&vpc) { vec![] } else { Observed::inside(ctx, &vpc, &[Kind::Endpoint]).await?.endpoints };
+        let ids = converge(ctx, &vpc, &existing, &subnets, &group, zones).await?;
+        if !ctx.is_plan() {
+            wait_available(ctx, &ids).await?;
+        }
+        Ok(Outcome::Done)
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        // The network step's undo knows every endpoint record.
+        super::undo(ctx, record).await
+    }
+
+    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
+        let mut interface: Vec<Filter> = ours(ctx).into();
+        interface.push(filter("vpc-endpoint-type", "Interface"));
+        let tagged = Observed::read(ctx, Kind::Endpoint, Select::Filters(interface)).await?;
+        let ids =
+            tagged.endpoints.iter().filter(|e| live(e)).filter_map(|e| e.vpc_endpoint_id().map(String::from)).collect();
+        super::delete_each(ctx, "vpc_endpoint", ids).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        validate(ctx, self.offered(ctx).await?).await
     }
 }
 

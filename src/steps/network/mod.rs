@@ -13,15 +13,15 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, IpPermission, IpRange, PrefixListId, ResourceType, RouteTable, SecurityGroup,
     Subnet, Tag, TagSpecification, UserIdGroupPair, VpcAttributeName, VpcEndpoint, VpcEndpointType,
 };
-use futures::future::BoxFuture;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracing::Instrument;
 
 use crate::config::{GATEWAY_SERVICES, TAG_MIGRATION, TAG_SUFFIX};
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, retry_eventual, retry_until, Created, Ctx, Outcome, Res, Step, StepError};
+use crate::engine::{
+    is_planned, planned_id, retry_eventual, retry_until, Created, Ctx, Declared, Outcome, Res, Step, StepError,
+};
 
 pub mod interface;
 mod observed;
@@ -47,7 +47,7 @@ const MIN_AZS: usize = 3;
 const POSTGRES_PORT: i32 = 5432;
 const HTTPS_PORT: i32 = 443;
 
-impl Step for Network {
+impl Declared for Network {
     fn id(&self) -> &'static str {
         STEP
     }
@@ -58,40 +58,6 @@ impl Step for Network {
 
     fn kinds(&self) -> &'static [&'static str] {
         &["vpc", "subnet", "route_table", "vpc_endpoint", "security_group"]
-    }
-
-    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
-        Box::pin(async move {
-            match self.dev(ctx).await {
-                Ok(_) => vec![],
-                Err(e) => vec![e],
-            }
-        })
-    }
-
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
-        Box::pin(
-            async move {
-                let dev = self.dev(ctx).await?;
-                converge(ctx, dev).await
-            }
-            .instrument(tracing::info_span!("step", step = STEP)),
-        )
-    }
-
-    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(undo(ctx, record).instrument(tracing::info_span!("undo", step = STEP, key = %record.intent.key)))
-    }
-
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(sweep(ctx))
-    }
-
-    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
-        Box::pin(async move {
-            let dev = self.dev(ctx).await?;
-            validate(ctx, dev).await
-        })
     }
 
     fn source_actions(&self) -> &'static [&'static str] {
@@ -142,6 +108,33 @@ impl Step for Network {
             "ec2:CreateTags",
             "ec2:DeleteTags",
         ]
+    }
+}
+
+impl Step for Network {
+    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
+        match self.dev(ctx).await {
+            Ok(_) => vec![],
+            Err(e) => vec![e],
+        }
+    }
+
+    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
+        let dev = self.dev(ctx).await?;
+        converge(ctx, dev).await
+    }
+
+    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
+        undo(ctx, record).await
+    }
+
+    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
+        sweep(ctx).await
+    }
+
+    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
+        let dev = self.dev(ctx).await?;
+        validate(ctx, dev).await
     }
 }
 

@@ -1,0 +1,175 @@
+//! The step contract, in three parts:
+//!
+//! - [`Declared`]: what a step says about itself (id, dependencies, the kinds
+//!   it records, the IAM actions, ARNs and narrow grants it needs). `plan`,
+//!   the DAG and `iam-policy` read these; nothing here talks to AWS.
+//! - [`Step`]: what a step does, written as plain `async fn`s in each file
+//!   under `src/steps/`.
+//! - [`DynStep`]: the object-safe form the engine schedules. Every `Step` is
+//!   one (a blanket impl), and that impl is where each step's run and undo get
+//!   their `tracing` span, so no step can forget it.
+
+use std::future::Future;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::journal::Record;
+use super::{Ctx, Outcome, StepError};
+use crate::config::Config;
+
+/// What a step declares about itself.
+pub trait Declared: Send + Sync {
+    /// Stable id (journal `step`, DAG node).
+    fn id(&self) -> &'static str;
+    /// Steps that must finish first.
+    fn deps(&self) -> &'static [&'static str];
+    /// The resource kinds it records, in the order a reader expects them
+    /// (what others depend on first): `plan` lists a step's resources so.
+    fn kinds(&self) -> &'static [&'static str];
+    /// How many sibling creates (one kind, distinct keys) the step reverses
+    /// in one call of [`Step::undo_creates`]; 1 when the service has no
+    /// batch delete.
+    fn undo_batch(&self) -> usize {
+        1
+    }
+    /// IAM actions (`service:Operation`) the step calls on the target side.
+    fn actions(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The ARNs the step's [`Declared::actions`] of `service` touch in
+    /// `account` (`paymig iam-policy` scopes them so; actions AWS grants only
+    /// on `*` aside). Empty: the configuration gives the step nothing of that
+    /// service to act on.
+    fn resources(&self, _cfg: &Config, _account: &str, _service: &str) -> Vec<String> {
+        Vec::new()
+    }
+    /// A grant narrower than "the service's ARNs" for one of its actions (a
+    /// role passed to one service only, a service-linked role for one
+    /// service): `iam-policy` makes it a statement of its own.
+    fn grant(&self, _cfg: &Config, _account: &str, _action: &str) -> Option<Grant> {
+        None
+    }
+    /// IAM actions the step calls on the source (dev) side: reads only.
+    fn source_actions(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// One AWS service step of the migration.
+///
+/// Each step lives in its own file under `src/steps/`. `run` observes prod
+/// (and reads dev through the read-only source clients), then creates or
+/// updates through [`Ctx::create`]/[`Ctx::update`]; the same code serves
+/// `plan` and `apply`. `undo` reverses one journal record; `sweep` finds what
+/// is tagged for the migration but missing from the journal.
+pub trait Step: Declared + 'static {
+    /// Reads that must succeed before anything changes (dev resources exist,
+    /// names are free, …): `Invalid` for what the user must fix, `Aws` for a
+    /// read that failed (a runtime failure, exit 1).
+    fn preflight(&self, _ctx: &Ctx) -> impl Future<Output = Vec<StepError>> + Send {
+        async { Vec::new() }
+    }
+    /// Observes and converges (plan mode: only records the changes).
+    fn run(&self, ctx: &Ctx) -> impl Future<Output = Result<Outcome, StepError>> + Send;
+    /// Reverses one journal record of this step. Idempotent: a resource that
+    /// is already gone counts as undone.
+    fn undo(&self, ctx: &Ctx, record: &Record) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Reverses several sibling creates at once (at most
+    /// [`Declared::undo_batch`]); one result per record, in order.
+    /// Idempotent like `undo`. The default undoes them one by one.
+    fn undo_creates(&self, ctx: &Ctx, records: &[&Record]) -> impl Future<Output = Vec<Result<(), StepError>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(records.len());
+            for r in records {
+                out.push(Step::undo(self, ctx, r).await);
+            }
+            out
+        }
+    }
+    /// Deletes what is still tagged for this migration after the journal has
+    /// been replayed; returns a line per resource removed.
+    fn sweep(&self, _ctx: &Ctx) -> impl Future<Output = Result<Vec<String>, StepError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+    /// The step's dev-vs-prod comparisons and compliance checks for
+    /// `validate` (read only: plan mode).
+    fn validate(&self, _ctx: &Ctx) -> impl Future<Output = Result<crate::report::Findings, StepError>> + Send {
+        async { Ok(crate::report::Findings::default()) }
+    }
+}
+
+/// A [`Step`] as the engine holds it (`Arc<dyn DynStep>`): the same methods,
+/// boxed, with the spans put on.
+pub trait DynStep: Declared {
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>>;
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>>;
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>>;
+    fn undo_creates<'a>(&'a self, ctx: &'a Ctx, records: &'a [&'a Record])
+        -> BoxFuture<'a, Vec<Result<(), StepError>>>;
+    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>>;
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>>;
+}
+
+impl<T: Step> DynStep for T {
+    fn preflight<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Vec<StepError>> {
+        Box::pin(Step::preflight(self, ctx))
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Outcome, StepError>> {
+        Box::pin(Step::run(self, ctx).instrument(tracing::info_span!("step", step = self.id())))
+    }
+
+    fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>> {
+        let span = tracing::info_span!("undo", step = self.id(), key = %record.intent.key);
+        Box::pin(Step::undo(self, ctx, record).instrument(span))
+    }
+
+    fn undo_creates<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        records: &'a [&'a Record],
+    ) -> BoxFuture<'a, Vec<Result<(), StepError>>> {
+        let span = tracing::info_span!("undo", step = self.id(), records = records.len());
+        Box::pin(Step::undo_creates(self, ctx, records).instrument(span))
+    }
+
+    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
+        Box::pin(Step::sweep(self, ctx))
+    }
+
+    fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
+        Box::pin(Step::validate(self, ctx))
+    }
+}
+
+/// One action's own IAM statement, declared by the step that calls it
+/// ([`Declared::grant`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    /// The statement id's tail (after the step's).
+    pub sid: &'static str,
+    pub resources: Vec<String>,
+    pub condition: Option<Value>,
+}
+
+impl Grant {
+    /// `iam:PassRole` on `roles`, to `service` only.
+    pub fn passed_to(sid: &'static str, roles: Vec<String>, service: &str) -> Grant {
+        Grant {
+            sid,
+            resources: roles,
+            condition: Some(serde_json::json!({"StringEquals": {"iam:PassedToService": service}})),
+        }
+    }
+
+    /// `iam:CreateServiceLinkedRole` for `service`'s role only.
+    pub fn service_linked_role(account: &str, service: &str) -> Grant {
+        Grant {
+            sid: "ServiceLinkedRole",
+            resources: vec![format!("arn:aws:iam::{account}:role/aws-service-role/{service}/*")],
+            condition: Some(serde_json::json!({"StringEquals": {"iam:AWSServiceName": service}})),
+        }
+    }
+}
