@@ -10,7 +10,10 @@ pub mod plan;
 pub mod step;
 pub mod store;
 pub mod undo;
+pub mod validate;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -202,23 +205,35 @@ pub enum Outcome {
     Skipped(String),
 }
 
-/// Values steps hand to the steps that depend on them. In plan mode, ids of
-/// resources that do not exist yet are placeholders (see [`planned_id`]).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Outputs {
-    pub kms_key_id: Option<String>,
-    pub kms_key_arn: Option<String>,
-    pub vpc_id: Option<String>,
-    pub vpc_cidrs: Vec<String>,
-    /// `(availability zone, subnet id)`, sorted by zone.
-    pub subnets: Vec<(String, String)>,
-    pub route_tables: Vec<String>,
-    pub sg_alb: Option<String>,
-    pub sg_compute: Option<String>,
-    pub sg_db: Option<String>,
-    pub sg_endpoints: Option<String>,
-    /// Execution role ARN per dev function name.
-    pub lambda_roles: std::collections::BTreeMap<String, String>,
+/// Values steps hand to the steps that depend on them (the key's ARN, the
+/// VPC's subnets …), one value per type: each publishing step defines its own
+/// type ([`crate::steps::kms::Key`], [`crate::steps::network::Vpc`] …), so
+/// the engine knows none of them and a new step adds no field here. In plan
+/// mode, ids of resources that do not exist yet are placeholders (see
+/// [`planned_id`]).
+#[derive(Default)]
+pub struct Outputs(Mutex<HashMap<TypeId, Box<dyn Any + Send>>>);
+
+impl Outputs {
+    /// Publishes `value`, replacing what was published of its type.
+    pub fn publish<T: Any + Send>(&self, value: T) {
+        self.0.lock().expect("outputs poisoned").insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// What is published of type `T`; its default when nothing is (the step
+    /// that publishes it was skipped or has not run).
+    pub fn get<T: Any + Send + Clone + Default>(&self) -> T {
+        let map = self.0.lock().expect("outputs poisoned");
+        map.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>()).cloned().unwrap_or_default()
+    }
+
+    /// Changes the published `T` in place (starting from its default): for
+    /// a step that publishes piece by piece from concurrent work.
+    pub fn update<T: Any + Send + Default>(&self, change: impl FnOnce(&mut T)) {
+        let mut map = self.0.lock().expect("outputs poisoned");
+        let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
+        change(value.downcast_mut::<T>().expect("one value per type"));
+    }
 }
 
 /// The id a plan uses for a resource that does not exist yet.
@@ -254,7 +269,7 @@ pub struct Ctx {
     pub journal: Option<Arc<Journal>>,
     /// The prod account id.
     pub account: String,
-    pub outputs: Mutex<Outputs>,
+    pub outputs: Outputs,
     /// How many steps, and within a step how many resources, may be worked
     /// on at once (`--parallelism`).
     pub parallelism: usize,
@@ -310,7 +325,7 @@ impl Ctx {
             mode,
             journal,
             account,
-            outputs: Mutex::new(Outputs::default()),
+            outputs: Outputs::default(),
             parallelism: 16,
             changes: Mutex::new(Vec::new()),
             notices: Mutex::new(Vec::new()),
@@ -330,10 +345,6 @@ impl Ctx {
     /// The longest a waiter may wait for one resource.
     pub fn max_wait(&self) -> Duration {
         Duration::from_secs(self.cfg.migration.max_wait_minutes * 60)
-    }
-
-    pub fn outputs(&self) -> std::sync::MutexGuard<'_, Outputs> {
-        self.outputs.lock().expect("outputs poisoned")
     }
 
     /// A notice for the operator, shown by plan and apply.

@@ -93,6 +93,12 @@ pub trait Step: Declared + 'static {
     fn sweep(&self, _ctx: &Ctx) -> impl Future<Output = Result<Vec<String>, StepError>> + Send {
         async { Ok(Vec::new()) }
     }
+    /// Read only: publishes, from what already exists, the values other
+    /// steps read ([`super::Outputs`]). `validate` runs the steps side by
+    /// side, so it calls this for every step first, in DAG order.
+    fn observe(&self, _ctx: &Ctx) -> impl Future<Output = Result<(), StepError>> + Send {
+        async { Ok(()) }
+    }
     /// The step's dev-vs-prod comparisons and compliance checks for
     /// `validate` (read only: plan mode).
     fn validate(&self, _ctx: &Ctx) -> impl Future<Output = Result<crate::report::Findings, StepError>> + Send {
@@ -109,6 +115,7 @@ pub trait DynStep: Declared {
     fn undo_creates<'a>(&'a self, ctx: &'a Ctx, records: &'a [&'a Record])
         -> BoxFuture<'a, Vec<Result<(), StepError>>>;
     fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>>;
+    fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>>;
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>>;
 }
 
@@ -137,6 +144,10 @@ impl<T: Step> DynStep for T {
 
     fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
         Box::pin(Step::sweep(self, ctx))
+    }
+
+    fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(Step::observe(self, ctx))
     }
 
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {

@@ -512,9 +512,10 @@ fn sharing_problems(s: &Sharing, dev: &str, prod: &str) -> Vec<String> {
 
 async fn converge(ctx: &Ctx, dev: &DevCluster) -> Result<Outcome, StepError> {
     let n = names(ctx);
-    let subnets: Vec<String> = ctx.outputs().subnets.iter().map(|(_, id)| id.clone()).collect();
+    let network = crate::steps::network::Vpc::of(ctx);
+    let subnets = network.subnet_ids();
     let zones: Vec<String> = {
-        let mut z: Vec<String> = ctx.outputs().subnets.iter().map(|(az, _)| az.clone()).collect();
+        let mut z: Vec<String> = network.subnets.iter().map(|(az, _)| az.clone()).collect();
         z.dedup();
         z
     };
@@ -778,8 +779,8 @@ async fn converge_cluster(
 ) -> Result<DbCluster, StepError> {
     let rds = &ctx.aws.target.rds;
     let res = Res::new(STEP, "db_cluster", "cluster", &n.cluster);
-    let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
-    let sg_db = ctx.outputs().sg_db.clone().unwrap_or_default();
+    let key_arn = crate::steps::kms::key_arn(ctx);
+    let sg_db = crate::steps::network::Vpc::of(ctx).sg_db;
     let snap = &dev.snapshot;
     let snapshot_ref = snapshot_reference(snap, &dev.source_account, &ctx.account);
 
@@ -1007,7 +1008,7 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
         return Ok(f);
     };
     let dc = &dev.cluster;
-    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key = crate::steps::kms::key_arn(ctx);
     let mut d = Vec::new();
     diff(&mut d, "engine", dc.engine().unwrap_or_default(), c.engine().unwrap_or_default(), false);
     diff(

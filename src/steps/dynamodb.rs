@@ -312,7 +312,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     if ctx.cfg.source.dynamodb_tables.is_empty() {
         return Ok(Outcome::Skipped("no [source] dynamodb_tables configured".into()));
     }
-    let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key_arn = crate::steps::kms::key_arn(ctx);
     // Tables side by side, each in its own lane: reading dev, creating,
     // waiting for ACTIVE and the follow-up settings are one chain per table.
     let key_arn = &key_arn;
@@ -755,7 +755,7 @@ async fn set_ttl(ctx: &Ctx, name: &str, from: Option<&str>, to: Option<&str>) ->
 async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     use crate::report::{diff, Check, Findings, Resource};
     let ddb = &ctx.aws.target.dynamodb;
-    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key = crate::steps::kms::key_arn(ctx);
     let mut f = Findings::default();
     for dev_name in &ctx.cfg.source.dynamodb_tables {
         let dev = read_dev(ctx, dev_name).await?;

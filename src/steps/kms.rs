@@ -17,6 +17,18 @@ use crate::steps::common::TagsBefore;
 
 pub struct Kms;
 
+/// What the kms step publishes for the steps that encrypt with the key.
+#[derive(Debug, Clone, Default)]
+pub struct Key {
+    /// The prod key's ARN (a placeholder in a plan that creates it).
+    pub arn: String,
+}
+
+/// The prod key's ARN; empty before the kms step has run or observed it.
+pub fn key_arn(ctx: &Ctx) -> String {
+    ctx.outputs.get::<Key>().arn
+}
+
 const STEP: &str = "kms";
 /// KMS's minimum deletion window.
 const PENDING_WINDOW_DAYS: i32 = 7;
@@ -74,6 +86,32 @@ impl Step for Kms {
 
     async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
         sweep(ctx).await
+    }
+
+    /// The existing key, which several checks compare against. A key that
+    /// is not there is a finding of validate; one that could not be read is
+    /// a failure (exit 1), never reported as drift.
+    async fn observe(&self, ctx: &Ctx) -> Result<(), StepError> {
+        let alias = ctx.cfg.names.kms_alias();
+        match ctx
+            .aws
+            .target
+            .kms
+            .describe_key()
+            .key_id(&alias)
+            .send()
+            .await
+            .map_err(StepError::aws(&alias, "DescribeKey"))
+        {
+            Ok(k) => {
+                if let Some(arn) = k.key_metadata.and_then(|m| m.arn) {
+                    ctx.outputs.publish(Key { arn });
+                }
+                Ok(())
+            }
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
@@ -316,9 +354,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                         enable_rotation(ctx, &key, &id, false).await?;
                     }
                     converge_alias(ctx, &alias, alias_exists, current.as_ref(), &id).await?;
-                    let mut o = ctx.outputs();
-                    o.kms_key_id = Some(id);
-                    o.kms_key_arn = Some(arn);
+                    ctx.outputs.publish(Key { arn });
                     return Ok(Outcome::Done);
                 }
             }
@@ -378,9 +414,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         .await?;
     }
     converge_alias(ctx, &alias, alias_exists, current.as_ref(), &key_id).await?;
-    let mut o = ctx.outputs();
-    o.kms_key_id = Some(key_id);
-    o.kms_key_arn = Some(key_arn);
+    ctx.outputs.publish(Key { arn: key_arn });
     Ok(Outcome::Done)
 }
 

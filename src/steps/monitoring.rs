@@ -640,7 +640,7 @@ async fn converge_topic(ctx: &Ctx) -> Result<String, StepError> {
     let name = topic_name(ctx);
     let arn = topic_arn(ctx);
     let res = Res::new(STEP, "sns_topic", "topic", &name);
-    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key = crate::steps::kms::key_arn(ctx);
     let policy = topic_policy(ctx, &arn);
     let attrs = match sns.get_topic_attributes().topic_arn(&arn).send().await {
         Ok(out) => Some(out.attributes.unwrap_or_default()),
@@ -882,7 +882,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     use crate::report::{diff, Check, Findings, Resource};
     let mut f = Findings::default();
     let topic = topic_arn(ctx);
-    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key = crate::steps::kms::key_arn(ctx);
     match ctx.aws.target.sns.get_topic_attributes().topic_arn(&topic).send().await {
         Ok(out) => {
             let a = out.attributes.unwrap_or_default();

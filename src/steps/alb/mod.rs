@@ -209,14 +209,8 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     if lambda_targets && function(ctx).is_none() {
         return Ok(Outcome::Skipped("no [source] lambda_functions to put behind the ALB".into()));
     }
-    let (subnets, sg, vpc) = {
-        let o = ctx.outputs();
-        (
-            super::network::one_per_zone(&o.subnets),
-            o.sg_alb.clone().unwrap_or_default(),
-            o.vpc_id.clone().unwrap_or_default(),
-        )
-    };
+    let network = super::network::Vpc::of(ctx);
+    let (subnets, sg, vpc) = (super::network::one_per_zone(&network.subnets), network.sg_alb, network.id);
     // The load balancer.
     let res = Res::new(STEP, "load_balancer", "alb", &name);
     // (ARN, whether it is active yet).

@@ -17,6 +17,11 @@ use crate::engine::{Ctx, Declared, Outcome, Res, Step, StepError};
 
 pub struct Iam;
 
+/// What the iam step publishes for the lambda step: each execution role's
+/// ARN, by dev function name.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionRoles(pub std::collections::BTreeMap<String, String>);
+
 const STEP: &str = "iam";
 pub const POLICY_NAME: &str = "paymig-execution";
 
@@ -224,7 +229,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     if ctx.cfg.source.lambda_functions.is_empty() {
         return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
     }
-    let key_arn = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key_arn = crate::steps::kms::key_arn(ctx);
     let key_arn = &key_arn;
     let managed = table_policies(&ctx.cfg, &ctx.account);
     ctx.each(managed.clone(), |m| async move { managed::converge_policy(ctx, &m).await.map(|_| ()) }).await?;
@@ -238,7 +243,9 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
             super::common::roles::converge_role(ctx, &res, "lambda.amazonaws.com", description, POLICY_NAME, &inline)
                 .await?;
         managed::converge_attached(ctx, &res, attach).await?;
-        ctx.outputs().lambda_roles.insert(f, arn);
+        ctx.outputs.update(|roles: &mut ExecutionRoles| {
+            roles.0.insert(f, arn);
+        });
         Ok(())
     })
     .await?;

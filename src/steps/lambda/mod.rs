@@ -598,18 +598,16 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
     let lambda = &ctx.aws.target.lambda;
     let name = ctx.cfg.names.prod(&f.name);
     let res = Res::new(STEP, "lambda_function", format!("function/{name}"), &name);
-    let (role, key, subnets, sg) = {
-        let o = ctx.outputs();
-        (
-            o.lambda_roles
-                .get(&f.name)
-                .cloned()
-                .unwrap_or_else(|| format!("arn:aws:iam::{}:role/{}", ctx.account, ctx.cfg.names.lambda_role(&f.name))),
-            o.kms_key_arn.clone().unwrap_or_default(),
-            o.subnets.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
-            o.sg_compute.clone().unwrap_or_default(),
-        )
-    };
+    let role = ctx
+        .outputs
+        .get::<super::iam::ExecutionRoles>()
+        .0
+        .get(&f.name)
+        .cloned()
+        .unwrap_or_else(|| format!("arn:aws:iam::{}:role/{}", ctx.account, ctx.cfg.names.lambda_role(&f.name)));
+    let key = crate::steps::kms::key_arn(ctx);
+    let network = crate::steps::network::Vpc::of(ctx);
+    let (subnets, sg) = (network.subnet_ids(), network.sg_compute);
     let want = desired_settings(ctx, f, &role, &key, &subnets, &sg);
     let existing = match lambda.get_function().function_name(&name).send().await {
         Ok(out) => out.configuration,
@@ -843,7 +841,7 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
     use crate::report::{diff, Check, Findings, Resource};
     let lambda = &ctx.aws.target.lambda;
     let mut f = Findings::default();
-    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key = crate::steps::kms::key_arn(ctx);
     for d in dev {
         let name = ctx.cfg.names.prod(&d.name);
         let Ok(out) = lambda.get_function().function_name(&name).send().await else {

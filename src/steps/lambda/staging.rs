@@ -86,7 +86,7 @@ pub async fn converge_bucket(ctx: &Ctx, dev: &[DevFunction]) -> Result<(), StepE
         let ours = crate::steps::common::is_ours(ctx, tags.iter().map(|t| (t.key(), t.value())));
         return ctx.existing(&res, &name, Some(&arn), ours);
     }
-    let key = ctx.outputs().kms_key_arn.clone().unwrap_or_default();
+    let key = crate::steps::kms::key_arn(ctx);
     ctx.create(&res, "for packages over Lambda's inline limit", Value::Null, || async {
         let mut req = c.s3.create_bucket().bucket(&name);
         if ctx.cfg.migration.region != "us-east-1" {

@@ -101,10 +101,7 @@ impl Step for Endpoints {
             return Ok(Outcome::Skipped("no interface endpoints ([network] interface_endpoints = [])".into()));
         }
         let zones = self.offered(ctx).await?;
-        let (vpc, subnets, group) = {
-            let o = ctx.outputs();
-            (o.vpc_id.clone().unwrap_or_default(), o.subnets.clone(), o.sg_endpoints.clone().unwrap_or_default())
-        };
+        let super::Vpc { id: vpc, subnets, sg_endpoints: group, .. } = super::Vpc::of(ctx);
         let existing =
             if is_planned(&vpc) { vec![] } else { Observed::inside(ctx, &vpc, &[Kind::Endpoint]).await?.endpoints };
         let ids = converge(ctx, &vpc, &existing, &subnets, &group, zones).await?;

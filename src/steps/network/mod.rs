@@ -41,6 +41,31 @@ impl Network {
     }
 }
 
+/// What the network step publishes for the steps that place resources in
+/// the prod VPC (placeholders in a plan that creates them).
+#[derive(Debug, Clone, Default)]
+pub struct Vpc {
+    pub id: String,
+    /// `(availability zone, subnet id)`, sorted by zone.
+    pub subnets: Vec<(String, String)>,
+    pub sg_alb: String,
+    pub sg_compute: String,
+    pub sg_db: String,
+    /// Empty when no interface endpoints are configured.
+    pub sg_endpoints: String,
+}
+
+impl Vpc {
+    /// The prod network, as the network step published it.
+    pub fn of(ctx: &Ctx) -> Vpc {
+        ctx.outputs.get::<Vpc>()
+    }
+
+    pub fn subnet_ids(&self) -> Vec<String> {
+        self.subnets.iter().map(|(_, id)| id.clone()).collect()
+    }
+}
+
 const STEP: &str = "network";
 /// Prod subnets span at least this many availability zones.
 const MIN_AZS: usize = 3;
@@ -542,22 +567,21 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
         let subnets = converge_subnets(ctx, &vpc_id, &specs, &observed.subnets).await?;
         let route_tables = converge_route_tables(ctx, &vpc_id, &subnets, &own_tables).await?;
         converge_endpoints(ctx, &vpc_id, &observed.endpoints, &route_tables).await?;
-        Ok::<_, StepError>((subnets, route_tables))
+        Ok::<_, StepError>(subnets)
     };
     // join, not try_join: a failure on one side never drops a create in
     // flight on the other.
     let (routing, groups) =
         futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs, &observed.groups));
-    let ((subnets, route_tables), groups) = (routing?, groups?);
-    let mut o = ctx.outputs();
-    o.vpc_id = Some(vpc_id);
-    o.vpc_cidrs = dev.cidrs.clone();
-    o.subnets = subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect();
-    o.route_tables = route_tables;
-    o.sg_alb = Some(groups[0].clone());
-    o.sg_compute = Some(groups[1].clone());
-    o.sg_db = Some(groups[2].clone());
-    o.sg_endpoints = groups.get(3).cloned();
+    let (subnets, groups) = (routing?, groups?);
+    ctx.outputs.publish(Vpc {
+        id: vpc_id,
+        subnets: subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect(),
+        sg_alb: groups[0].clone(),
+        sg_compute: groups[1].clone(),
+        sg_db: groups[2].clone(),
+        sg_endpoints: groups.get(3).cloned().unwrap_or_default(),
+    });
     Ok(Outcome::Done)
 }
 
