@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod logging;
 pub mod naming;
+pub mod permissions;
 pub mod progress;
 pub mod report;
 pub mod signals;

@@ -2,9 +2,11 @@
 //! context and the DAG, call the engine, print. What they share is here.
 
 pub mod apply;
+pub mod destroy;
 pub mod iam_policy;
 pub mod params;
 pub mod plan;
+pub mod rollback;
 pub mod status;
 pub mod switch;
 pub mod undo;
@@ -52,8 +54,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plan { format, detailed_exitcode } => plan::run(cfg, format, detailed_exitcode).await,
         Command::Apply { confirm, parallelism } => apply::run(cfg, confirm.yes, usize::from(parallelism)).await,
-        Command::Rollback { confirm, dry_run, run } => undo::rollback(cfg, confirm.yes, dry_run, run).await,
-        Command::Destroy { confirm, dry_run } => undo::destroy(cfg, confirm.yes, dry_run).await,
+        Command::Rollback { confirm, dry_run, run } => rollback::run(cfg, confirm.yes, dry_run, run).await,
+        Command::Destroy { confirm, dry_run } => destroy::run(cfg, confirm.yes, dry_run).await,
         Command::Status { format } => status::run(cfg, format).await,
         Command::IamPolicy { side } => iam_policy::run(&cfg, side).await,
         Command::Unlock { confirm } => unlock::run(cfg, confirm.yes),
@@ -215,6 +217,51 @@ pub fn confirm(yes: bool, question: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Usage("not confirmed: nothing was changed".into()))
+    }
+}
+
+/// How a journaled run ended: by a signal, with failures, or cleanly.
+pub struct Ended {
+    /// `interrupted`, `failed` or `ok`, as the journal records it.
+    pub status: &'static str,
+    interrupted: Option<&'static str>,
+    failures: Vec<String>,
+}
+
+/// Closes the journal's run (its status and mutating calls) and sends the
+/// final progress event: `fields` and the call counts.
+pub fn end_run(ctx: &Ctx, journal: &Journal, failures: Vec<String>, mut fields: serde_json::Value) -> Result<Ended> {
+    let stats = ctx.aws.stats.summary();
+    let interrupted = crate::signals::received();
+    let status = match (interrupted, failures.is_empty()) {
+        (Some(_), _) => "interrupted",
+        (None, true) => "ok",
+        (None, false) => "failed",
+    };
+    journal.end_run(status, stats.mutating)?;
+    fields["read_calls"] = stats.read.into();
+    fields["mutating_calls"] = stats.mutating.into();
+    fields["retries"] = stats.retries.into();
+    crate::progress::finish(status, &fields);
+    Ok(Ended { status, interrupted, failures })
+}
+
+impl Ended {
+    pub fn failures(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// Prints the call counts and turns the ending into the exit: a signal,
+    /// then failures, decide it.
+    pub fn exit(self, aws: &Aws) -> Result<()> {
+        report_calls(aws);
+        if let Some(signal) = self.interrupted {
+            Err(Error::Interrupted { signal })
+        } else if self.failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::StepsFailed { lines: self.failures })
+        }
     }
 }
 

@@ -2,8 +2,6 @@
 //! as apply, with mutations only recorded ([`crate::engine::plan`]) — printed
 //! as text or JSON.
 
-use serde_json::json;
-
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::engine::dag::Status;
@@ -32,38 +30,7 @@ pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> 
 }
 
 fn print_json(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan: &Plan) {
-    let Plan { reports, changes, notices, counts, total, failed } = plan;
-    let steps: Vec<_> = dag
-        .steps()
-        .iter()
-        .map(|s| {
-            let id = s.id();
-            let status = reports
-                .iter()
-                .find(|r| r.step == id)
-                .map(|r| match &r.status {
-                    Status::Done => "planned".to_owned(),
-                    Status::Skipped(_) => "skipped".to_owned(),
-                    Status::Failed(_) => "failed".to_owned(),
-                    Status::Blocked(_) => "blocked".to_owned(),
-                })
-                .unwrap_or_default();
-            let c = counts.get(id).copied().unwrap_or_default();
-            json!({
-                "step": id,
-                "status": status,
-                "create": c[0], "update": c[1], "unchanged": c[2],
-                "changes": changes.iter().filter(|x| x.step == id).collect::<Vec<_>>(),
-                "notices": notices.iter().filter(|(s, _)| s == id).map(|(_, n)| n).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let doc = json!({
-        "migration": ctx.cfg.migration.name,
-        "account": ctx.account,
-        "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len()},
-        "steps": steps,
-    });
+    let doc = plan.document(dag, &ctx.cfg.migration.name, &ctx.account);
     println!("{}", serde_json::to_string_pretty(&doc).expect("plan serializes"));
 }
 

@@ -3,6 +3,7 @@
 //! goes through [`Ctx::create`] or [`Ctx::update`], which journal an intent
 //! first and the outcome after — and in plan mode only record the change.
 
+pub mod apply;
 pub mod dag;
 pub mod journal;
 pub mod lock;

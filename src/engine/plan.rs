@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::{json, Value};
+
 use crate::engine::dag::{Dag, Status};
 use crate::engine::{Action, Ctx, DynStep};
 
@@ -24,6 +26,46 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The plan as `plan --format json` prints it (SPEC's schema): a summary
+    /// and, per step in the DAG's order, its status, counts, changes and
+    /// notices.
+    pub fn document(&self, dag: &Dag, migration: &str, account: &str) -> Value {
+        let Plan { reports, changes, notices, counts, total, failed } = self;
+        let steps: Vec<_> = dag
+            .steps()
+            .iter()
+            .map(|s| {
+                let id = s.id();
+                let status = reports
+                    .iter()
+                    .find(|r| r.step == id)
+                    .map(|r| match &r.status {
+                        Status::Done => "planned",
+                        Status::Skipped(_) => "skipped",
+                        Status::Failed(_) => "failed",
+                        Status::Blocked(_) => "blocked",
+                    })
+                    .unwrap_or_default();
+                let c = counts.get(id).copied().unwrap_or_default();
+                json!({
+                    "step": id,
+                    "status": status,
+                    "create": c[0], "update": c[1], "unchanged": c[2],
+                    "changes": changes.iter().filter(|x| x.step == id).collect::<Vec<_>>(),
+                    "notices": notices.iter().filter(|(s, _)| s == id).map(|(_, n)| n).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "migration": migration,
+            "account": account,
+            "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len()},
+            "steps": steps,
+        })
+    }
+}
+
 /// Runs every step in plan mode (preflight already passed).
 pub async fn compute(ctx: &Ctx, dag: &Dag) -> Plan {
     let reports = dag.execute(8, |s| s.run(ctx)).await;
@@ -31,9 +73,9 @@ pub async fn compute(ctx: &Ctx, dag: &Dag) -> Plan {
     // changes were recorded in varies run to run: list them by kind (in
     // dependency order) and name; a resource's own changes keep their order.
     let mut changes = ctx.changes();
-    let steps = crate::steps::all();
+    let steps = dag.steps();
     changes.sort_by(|a, b| {
-        (rank(&steps, &a.step, &a.kind), &a.kind, &a.name).cmp(&(rank(&steps, &b.step, &b.kind), &b.kind, &b.name))
+        (rank(steps, &a.step, &a.kind), &a.kind, &a.name).cmp(&(rank(steps, &b.step, &b.kind), &b.kind, &b.name))
     });
     let notices = ctx.notices();
     let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();

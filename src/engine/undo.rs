@@ -297,6 +297,11 @@ pub async fn sweep(ctx: &Ctx, steps: &[std::sync::Arc<dyn crate::engine::DynStep
     swept
 }
 
+/// What destroy's replay undoes: every live record, newest first.
+pub fn destroy_target(journal: Option<&Journal>) -> Vec<Record> {
+    journal.map(|j| j.records().into_iter().filter(Record::is_live).rev().collect()).unwrap_or_default()
+}
+
 /// The run `rollback` undoes (the newest apply/switch/params run with
 /// something live, or the one named) and its live records, newest first. A
 /// named run is refused while a later run depends on it: a later live change
