@@ -2,7 +2,8 @@
 //! cycle (plan, apply, no-op apply, params, validate, switch, rollback,
 //! destroy) is run with JSON logs, and every operation of its call
 //! accounting must be granted by `paymig iam-policy` (prod and replica
-//! sides) or `paymig iam-policy --side source` (the dev side). A call a
+//! sides) or `paymig iam-policy --side source` (the dev side), and be
+//! declared by some step (`Declared::actions` / `source_actions`): a call a
 //! step forgets to declare fails here.
 
 use std::collections::BTreeSet;
@@ -39,6 +40,17 @@ fn iam_action(service: &str, operation: &str) -> String {
     format!("{prefix}:{op}")
 }
 
+/// What the steps declare they call: `(target, source)` actions. The engine
+/// itself calls only `sts:GetCallerIdentity` (the account of each side).
+fn declared_by_steps() -> (BTreeSet<String>, BTreeSet<String>) {
+    use paymig::engine::Declared;
+    let steps = paymig::steps::all();
+    let engine = std::iter::once("sts:GetCallerIdentity".to_owned());
+    let target = steps.iter().flat_map(|s| s.actions().iter().map(|a| a.to_string())).chain(engine.clone());
+    let source = steps.iter().flat_map(|s| s.source_actions().iter().map(|a| a.to_string())).chain(engine);
+    (target.collect(), source.collect())
+}
+
 fn actions_of(policy: &str) -> BTreeSet<String> {
     let doc: Value = serde_json::from_str(policy).expect("the policy is one JSON document");
     doc["Statement"]
@@ -68,7 +80,9 @@ async fn every_call_of_a_full_life_cycle_is_granted_by_the_generated_policies() 
         "the dev side only reads: {source:?}"
     );
 
+    let (declared_target, declared_source) = declared_by_steps();
     let mut missing = BTreeSet::new();
+    let mut undeclared = BTreeSet::new();
     let mut seen = 0;
     for (args, code) in [
         (&["plan"][..], 0),
@@ -92,6 +106,10 @@ async fn every_call_of_a_full_life_cycle_is_granted_by_the_generated_policies() 
                 if !granted.contains(&action) {
                     missing.insert(format!("{side} {action} (paymig {})", args.join(" ")));
                 }
+                let declared = if side == "source" { &declared_source } else { &declared_target };
+                if !declared.contains(&action) {
+                    undeclared.insert(format!("{side} {action} (paymig {})", args.join(" ")));
+                }
             }
         }
     }
@@ -100,6 +118,11 @@ async fn every_call_of_a_full_life_cycle_is_granted_by_the_generated_policies() 
         missing.is_empty(),
         "calls the generated policies do not grant:\n{}",
         missing.into_iter().collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        undeclared.is_empty(),
+        "calls no step declares:\n{}",
+        undeclared.into_iter().collect::<Vec<_>>().join("\n")
     );
 }
 
