@@ -204,6 +204,23 @@ pub struct Parameters {
     pub exclude: Vec<String>,
 }
 
+impl Parameters {
+    /// One exclude glob as paymig matches it: case-insensitive, `*`
+    /// crossing `/` (so `*secret*` reaches every level under the path).
+    pub fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+        globset::GlobBuilder::new(pattern).case_insensitive(true).literal_separator(false).build()
+    }
+
+    /// Every exclude glob, compiled once.
+    pub fn excludes(&self) -> Result<globset::GlobSet, globset::Error> {
+        let mut set = globset::GlobSetBuilder::new();
+        for g in &self.exclude {
+            set.add(Parameters::glob(g)?);
+        }
+        set.build()
+    }
+}
+
 impl Default for Parameters {
     fn default() -> Self {
         Self {
@@ -711,7 +728,7 @@ impl Validator<'_> {
             return Err(self.invalid("audit", "glacier_after_days", "must not be negative", None));
         }
         for glob in &raw.parameters.exclude {
-            if let Err(e) = globset::Glob::new(glob) {
+            if let Err(e) = Parameters::glob(glob) {
                 return Err(self.invalid("parameters", "exclude", format!("{glob:?} is not a valid glob: {e}"), None));
             }
         }

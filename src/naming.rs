@@ -18,6 +18,27 @@ pub struct NameMap {
     known: BTreeMap<String, String>,
 }
 
+/// Replaces every whole word (letters, digits, `-`, `_`) of `s` that
+/// `lookup` knows by what it gives; everything else is kept byte for byte.
+pub fn map_words<'a>(s: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let w = std::mem::take(word);
+        out.push_str(lookup(&w).unwrap_or(&w));
+    };
+    for ch in s.chars() {
+        if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 impl NameMap {
     /// The map of `migration` with prod suffix `suffix`, dev suffix
     /// `dev_suffix` (`-dev`), the dev and prod parameter paths, and the dev
@@ -101,21 +122,7 @@ impl NameMap {
     /// listed dev name to its prod twin, and a leading dev parameter path to
     /// the prod one; everything else is kept byte for byte.
     pub fn rewrite_words(&self, s: &str) -> String {
-        let mut out = String::with_capacity(s.len());
-        let mut word = String::new();
-        let flush = |word: &mut String, out: &mut String| {
-            let w = std::mem::take(word);
-            out.push_str(self.known.get(&w).map_or(w.as_str(), String::as_str));
-        };
-        for ch in s.chars() {
-            if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
-                word.push(ch);
-            } else {
-                flush(&mut word, &mut out);
-                out.push(ch);
-            }
-        }
-        flush(&mut word, &mut out);
+        let out = map_words(s, |w| self.known.get(w).map(String::as_str));
         match out.strip_prefix(&self.source_path) {
             Some(rest) => format!("{}{rest}", self.target_path),
             None => out,

@@ -177,7 +177,7 @@ fn topo_order(nodes: &[(&'static str, &'static [&'static str])]) -> Result<Vec<&
 mod tests {
     use super::*;
     use crate::engine::journal::Record;
-    use crate::engine::{Ctx, Declared, Step};
+    use crate::engine::{About, Ctx, Declared, Step};
     use std::sync::Mutex;
 
     #[test]
@@ -199,14 +199,14 @@ mod tests {
     }
 
     impl Declared for Fake {
+        fn about(&self) -> &'static About {
+            &About::NONE
+        }
         fn id(&self) -> &'static str {
             self.id
         }
         fn deps(&self) -> &'static [&'static str] {
             self.deps
-        }
-        fn kinds(&self) -> &'static [&'static str] {
-            &[]
         }
     }
 

@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::aws::Aws;
 use crate::config::Config;
 use journal::{Intent, Journal, JournalError, Op};
-pub use step::{Declared, DynStep, Grant, Step};
+pub use step::{About, Declared, DynStep, Grant, Step};
 
 /// Whether a command may change anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -602,20 +602,13 @@ impl Created<String> {
 
 /// Retries `op` with exponential backoff while `retryable` says the error is
 /// transient (IAM/EC2 eventual consistency); bounded in attempts.
-pub async fn retry_eventual<T, F, Fut>(
+pub async fn retry_eventual<T, Fut: Future<Output = Result<T, StepError>>>(
     what: &str,
     retryable: impl Fn(&StepError) -> bool,
-    op: F,
-) -> Result<T, StepError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StepError>>,
-{
-    let backoff = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(15))
-        .with_max_times(8);
-    retry_with(what, backoff, retryable, op).await
+    op: impl FnMut() -> Fut,
+) -> Result<T, StepError> {
+    let backoff = backon::ExponentialBuilder::default().with_min_delay(Duration::from_millis(250));
+    retry_with(what, backoff.with_max_delay(Duration::from_secs(15)).with_max_times(8), retryable, op).await
 }
 
 /// Retries `op` while `retryable` says AWS is not ready yet, for as long as
@@ -623,21 +616,14 @@ where
 /// 1 s to 30 s, with jitter. For states that last minutes — ENIs that keep a
 /// security group in use for up to 45 minutes, backups not yet available on
 /// a new table — where [`retry_eventual`]'s eight attempts would give up.
-pub async fn retry_until<T, F, Fut>(
+pub async fn retry_until<T, Fut: Future<Output = Result<T, StepError>>>(
     what: &str,
     bound: Duration,
     retryable: impl Fn(&StepError) -> bool,
-    op: F,
-) -> Result<T, StepError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StepError>>,
-{
-    let backoff = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(30))
-        .without_max_times()
-        .with_total_delay(Some(bound));
+    op: impl FnMut() -> Fut,
+) -> Result<T, StepError> {
+    let backoff = backon::ExponentialBuilder::default().with_min_delay(Duration::from_secs(1));
+    let backoff = backoff.with_max_delay(Duration::from_secs(30)).without_max_times().with_total_delay(Some(bound));
     retry_with(what, backoff, retryable, op).await
 }
 

@@ -19,41 +19,70 @@ use super::journal::Record;
 use super::{Ctx, Outcome, StepError};
 use crate::config::Config;
 
-/// What a step declares about itself.
-pub trait Declared: Send + Sync {
+/// The ARNs a step's actions of one service reach, for a configuration and
+/// the prod account: `(service, function)`.
+pub type Scope = (&'static str, fn(&Config, &str) -> Vec<String>);
+
+/// What a step declares about itself, as data (one `static` per step).
+#[derive(Debug)]
+pub struct About {
     /// Stable id (journal `step`, DAG node).
-    fn id(&self) -> &'static str;
+    pub id: &'static str,
     /// Steps that must finish first.
-    fn deps(&self) -> &'static [&'static str];
+    pub deps: &'static [&'static str],
     /// The resource kinds it records, in the order a reader expects them
     /// (what others depend on first): `plan` lists a step's resources so.
-    fn kinds(&self) -> &'static [&'static str];
+    pub kinds: &'static [&'static str],
+    /// IAM actions (`service:Operation`) the step calls on the target side.
+    pub actions: &'static [&'static str],
+    /// IAM actions the step calls on the source (dev) side: reads only.
+    pub source_actions: &'static [&'static str],
+    /// The ARNs its actions of each service touch (`paymig iam-policy`
+    /// scopes them so; actions AWS grants only on `*` aside). A service not
+    /// listed: the step has nothing of it to act on.
+    pub scopes: &'static [Scope],
+}
+
+impl About {
+    /// Nothing declared: the base of a step's `About` (`..About::NONE`).
+    pub const NONE: About = About { id: "", deps: &[], kinds: &[], actions: &[], source_actions: &[], scopes: &[] };
+}
+
+/// What a step declares about itself: its [`About`], and what depends on
+/// the configuration.
+pub trait Declared: Send + Sync {
+    fn about(&self) -> &'static About;
+    fn id(&self) -> &'static str {
+        self.about().id
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        self.about().deps
+    }
+    fn kinds(&self) -> &'static [&'static str] {
+        self.about().kinds
+    }
+    fn actions(&self) -> &'static [&'static str] {
+        self.about().actions
+    }
+    fn source_actions(&self) -> &'static [&'static str] {
+        self.about().source_actions
+    }
+    /// The ARNs the step's actions of `service` touch in `account`
+    /// ([`About::scopes`]); empty for a service it declares none of.
+    fn resources(&self, cfg: &Config, account: &str, service: &str) -> Vec<String> {
+        self.about().scopes.iter().find(|(s, _)| *s == service).map(|(_, arns)| arns(cfg, account)).unwrap_or_default()
+    }
     /// How many sibling creates (one kind, distinct keys) the step reverses
     /// in one call of [`Step::undo_creates`]; 1 when the service has no
     /// batch delete.
     fn undo_batch(&self) -> usize {
         1
     }
-    /// IAM actions (`service:Operation`) the step calls on the target side.
-    fn actions(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// The ARNs the step's [`Declared::actions`] of `service` touch in
-    /// `account` (`paymig iam-policy` scopes them so; actions AWS grants only
-    /// on `*` aside). Empty: the configuration gives the step nothing of that
-    /// service to act on.
-    fn resources(&self, _cfg: &Config, _account: &str, _service: &str) -> Vec<String> {
-        Vec::new()
-    }
     /// A grant narrower than "the service's ARNs" for one of its actions (a
     /// role passed to one service only, a service-linked role for one
     /// service): `iam-policy` makes it a statement of its own.
     fn grant(&self, _cfg: &Config, _account: &str, _action: &str) -> Option<Grant> {
         None
-    }
-    /// IAM actions the step calls on the source (dev) side: reads only.
-    fn source_actions(&self) -> &'static [&'static str] {
-        &[]
     }
 }
 
@@ -104,6 +133,57 @@ pub trait Step: Declared + 'static {
     fn validate(&self, _ctx: &Ctx) -> impl Future<Output = Result<crate::report::Findings, StepError>> + Send {
         async { Ok(crate::report::Findings::default()) }
     }
+}
+
+/// Writes [`Step`] methods that are the step module's own functions of the
+/// same shape, as most steps' are: `run => converge` is
+/// `async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError>` calling
+/// `converge(ctx)`; likewise `preflight`, `undo` (`(ctx, record)`),
+/// `undo_creates` (`(ctx, records)`), `sweep` and `validate`.
+#[macro_export]
+macro_rules! step_functions {
+    ($($method:ident => $f:path),* $(,)?) => { $( $crate::step_functions!(@ $method $f); )* };
+    (@ preflight $f:path) => {
+        async fn preflight(&self, ctx: &$crate::engine::Ctx) -> Vec<$crate::engine::StepError> {
+            $f(ctx).await
+        }
+    };
+    (@ run $f:path) => {
+        async fn run(&self, ctx: &$crate::engine::Ctx) -> Result<$crate::engine::Outcome, $crate::engine::StepError> {
+            $f(ctx).await
+        }
+    };
+    (@ undo $f:path) => {
+        async fn undo(
+            &self,
+            ctx: &$crate::engine::Ctx,
+            record: &$crate::engine::journal::Record,
+        ) -> Result<(), $crate::engine::StepError> {
+            $f(ctx, record).await
+        }
+    };
+    (@ undo_creates $f:path) => {
+        async fn undo_creates(
+            &self,
+            ctx: &$crate::engine::Ctx,
+            records: &[&$crate::engine::journal::Record],
+        ) -> Vec<Result<(), $crate::engine::StepError>> {
+            $f(ctx, records).await
+        }
+    };
+    (@ sweep $f:path) => {
+        async fn sweep(&self, ctx: &$crate::engine::Ctx) -> Result<Vec<String>, $crate::engine::StepError> {
+            $f(ctx).await
+        }
+    };
+    (@ validate $f:path) => {
+        async fn validate(
+            &self,
+            ctx: &$crate::engine::Ctx,
+        ) -> Result<$crate::report::Findings, $crate::engine::StepError> {
+            $f(ctx).await
+        }
+    };
 }
 
 /// A [`Step`] as the engine holds it (`Arc<dyn DynStep>`): the same methods,

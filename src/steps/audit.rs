@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 
 use crate::aws::Clients;
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::steps::common::arns;
 
 pub struct Audit;
 
@@ -34,21 +35,54 @@ const ROLE_POLICY: &str = "paymig-s3-replication";
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &[],
+    kinds: &["iam_role", "s3_bucket", "s3_replica_bucket"],
+    actions: &[
+        "s3:ListBucket",
+        "s3:CreateBucket",
+        "s3:DeleteBucket",
+        "s3:GetBucketTagging",
+        "s3:PutBucketTagging",
+        "s3:GetBucketVersioning",
+        "s3:PutBucketVersioning",
+        "s3:GetEncryptionConfiguration",
+        "s3:PutEncryptionConfiguration",
+        "s3:GetBucketPublicAccessBlock",
+        "s3:PutBucketPublicAccessBlock",
+        "s3:GetLifecycleConfiguration",
+        "s3:PutLifecycleConfiguration",
+        "s3:GetBucketPolicy",
+        "s3:PutBucketPolicy",
+        "s3:DeleteBucketPolicy",
+        "s3:GetReplicationConfiguration",
+        "s3:PutReplicationConfiguration",
+        "s3:ListBucketVersions",
+        "s3:DeleteObjectVersion",
+        "s3:DeleteObject",
+        "s3:ListBucketMultipartUploads",
+        "s3:AbortMultipartUpload",
+        "iam:GetRole",
+        "iam:CreateRole",
+        "iam:DeleteRole",
+        "iam:GetRolePolicy",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:ListRolePolicies",
+        // delete_role detaches managed policies before deleting.
+        "iam:ListAttachedRolePolicies",
+        "iam:DetachRolePolicy",
+        "iam:TagRole",
+        "iam:PassRole",
+    ],
+    source_actions: &["s3:ListBucket"],
+    scopes: &[("s3", arns::audit_buckets), ("iam", arns::replication_role)],
+};
+
 impl Declared for Audit {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["iam_role", "s3_bucket", "s3_replica_bucket"]
-    }
-
-    fn source_actions(&self) -> &'static [&'static str] {
-        &["s3:ListBucket"]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 
     fn grant(&self, cfg: &crate::config::Config, account: &str, action: &str) -> Option<crate::engine::Grant> {
@@ -61,77 +95,10 @@ impl Declared for Audit {
             )
         })
     }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "s3" => arns::audit_buckets(cfg),
-            "iam" => arns::replication_role(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "s3:ListBucket",
-            "s3:CreateBucket",
-            "s3:DeleteBucket",
-            "s3:GetBucketTagging",
-            "s3:PutBucketTagging",
-            "s3:GetBucketVersioning",
-            "s3:PutBucketVersioning",
-            "s3:GetEncryptionConfiguration",
-            "s3:PutEncryptionConfiguration",
-            "s3:GetBucketPublicAccessBlock",
-            "s3:PutBucketPublicAccessBlock",
-            "s3:GetLifecycleConfiguration",
-            "s3:PutLifecycleConfiguration",
-            "s3:GetBucketPolicy",
-            "s3:PutBucketPolicy",
-            "s3:DeleteBucketPolicy",
-            "s3:GetReplicationConfiguration",
-            "s3:PutReplicationConfiguration",
-            "s3:ListBucketVersions",
-            "s3:DeleteObjectVersion",
-            "s3:DeleteObject",
-            "s3:ListBucketMultipartUploads",
-            "s3:AbortMultipartUpload",
-            "iam:GetRole",
-            "iam:CreateRole",
-            "iam:DeleteRole",
-            "iam:GetRolePolicy",
-            "iam:PutRolePolicy",
-            "iam:DeleteRolePolicy",
-            "iam:ListRolePolicies",
-            // delete_role detaches managed policies before deleting.
-            "iam:ListAttachedRolePolicies",
-            "iam:DetachRolePolicy",
-            "iam:TagRole",
-            "iam:PassRole",
-        ]
-    }
 }
 
 impl Step for Audit {
-    async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
-        preflight(ctx).await
-    }
-
-    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
-        converge(ctx).await
-    }
-
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
-        sweep(ctx).await
-    }
-
-    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
-        validate(ctx).await
-    }
+    crate::step_functions!(preflight => preflight, run => converge, undo => undo, sweep => sweep, validate => validate);
 }
 
 /// Which client serves a bucket.

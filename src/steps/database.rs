@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, planned_id, poll_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::steps::common::arns;
 
 const STEP: &str = "database";
 /// Aurora Serverless v2 instances.
@@ -47,74 +48,58 @@ impl Database {
     }
 }
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &["kms", "network"],
+    kinds: &["db_subnet_group", "db_cluster_parameter_group", "db_cluster", "db_instance"],
+    actions: &[
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBClusterSnapshots",
+        // The engine catalogue of the prod region, before the restore.
+        "rds:DescribeDBEngineVersions",
+        "rds:DescribeOrderableDBInstanceOptions",
+        "rds:DescribeDBClusterParameterGroups",
+        "rds:DescribeDBClusterParameters",
+        "rds:DescribeDBSubnetGroups",
+        "rds:DescribeDBInstances",
+        "rds:CreateDBSubnetGroup",
+        "rds:DeleteDBSubnetGroup",
+        "rds:CreateDBClusterParameterGroup",
+        "rds:ModifyDBClusterParameterGroup",
+        "rds:DeleteDBClusterParameterGroup",
+        "rds:RestoreDBClusterFromSnapshot",
+        "rds:ModifyDBCluster",
+        "rds:DeleteDBCluster",
+        "rds:CreateDBInstance",
+        "rds:ModifyDBInstance",
+        "rds:DeleteDBInstance",
+        "rds:AddTagsToResource",
+        // The first cluster of an account creates RDS's service-linked role.
+        "iam:CreateServiceLinkedRole",
+        "kms:CreateGrant",
+        "kms:DescribeKey",
+    ],
+    source_actions: &[
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBClusterSnapshots",
+        // Dev in another account: is the snapshot shared, is its key?
+        "rds:DescribeDBClusterSnapshotAttributes",
+        "kms:DescribeKey",
+        "kms:GetKeyPolicy",
+        "rds:DescribeDBClusterParameterGroups",
+        "rds:DescribeDBClusterParameters",
+    ],
+    scopes: &[("rds", arns::rds), ("kms", arns::kms_keys)],
+};
+
 impl Declared for Database {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &["kms", "network"]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["db_subnet_group", "db_cluster_parameter_group", "db_cluster", "db_instance"]
-    }
-
-    fn source_actions(&self) -> &'static [&'static str] {
-        &[
-            "rds:DescribeDBClusters",
-            "rds:DescribeDBClusterSnapshots",
-            // Dev in another account: is the snapshot shared, is its key?
-            "rds:DescribeDBClusterSnapshotAttributes",
-            "kms:DescribeKey",
-            "kms:GetKeyPolicy",
-            "rds:DescribeDBClusterParameterGroups",
-            "rds:DescribeDBClusterParameters",
-        ]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 
     fn grant(&self, _cfg: &crate::config::Config, account: &str, action: &str) -> Option<crate::engine::Grant> {
         (action == "iam:CreateServiceLinkedRole")
             .then(|| crate::engine::Grant::service_linked_role(account, "rds.amazonaws.com"))
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "rds" => arns::rds(cfg, account),
-            "kms" => arns::kms_keys(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "rds:DescribeDBClusters",
-            "rds:DescribeDBClusterSnapshots",
-            // The engine catalogue of the prod region, before the restore.
-            "rds:DescribeDBEngineVersions",
-            "rds:DescribeOrderableDBInstanceOptions",
-            "rds:DescribeDBClusterParameterGroups",
-            "rds:DescribeDBClusterParameters",
-            "rds:DescribeDBSubnetGroups",
-            "rds:DescribeDBInstances",
-            "rds:CreateDBSubnetGroup",
-            "rds:DeleteDBSubnetGroup",
-            "rds:CreateDBClusterParameterGroup",
-            "rds:ModifyDBClusterParameterGroup",
-            "rds:DeleteDBClusterParameterGroup",
-            "rds:RestoreDBClusterFromSnapshot",
-            "rds:ModifyDBCluster",
-            "rds:DeleteDBCluster",
-            "rds:CreateDBInstance",
-            "rds:ModifyDBInstance",
-            "rds:DeleteDBInstance",
-            "rds:AddTagsToResource",
-            // The first cluster of an account creates RDS's service-linked role.
-            "iam:CreateServiceLinkedRole",
-            "kms:CreateGrant",
-            "kms:DescribeKey",
-        ]
     }
 }
 
@@ -133,13 +118,7 @@ impl Step for Database {
         }
     }
 
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
-        sweep(ctx).await
-    }
+    crate::step_functions!(undo => undo, sweep => sweep);
 
     async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         match self.dev(ctx).await? {
@@ -1135,14 +1114,22 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
 // Undo and sweep. Never a dev identifier: every name here is a prod name.
 
 async fn delete_instance(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
-    let rds = &ctx.aws.target.rds;
-    match rds.delete_db_instance().db_instance_identifier(id).send().await {
-        Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => return Ok(false),
-        Err(e) => return Err(StepError::aws(id, "DeleteDBInstance")(e)),
+    match ctx.aws.target.rds.delete_db_instance().db_instance_identifier(id).send().await {
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => Ok(false),
+        sent => {
+            sent.map_err(StepError::aws(id, "DeleteDBInstance"))?;
+            until_gone(ctx, id, || describe_instance(ctx, id)).await
+        }
     }
-    poll_until(ctx, STEP, id, "deleted", || async { Ok(describe_instance(ctx, id).await?.is_none().then_some(())) })
-        .await?;
+}
+
+/// Waits until `describe` no longer finds `id` (an RDS delete takes
+/// minutes); `true`: it was deleted.
+async fn until_gone<T, Fut>(ctx: &Ctx, id: &str, describe: impl Fn() -> Fut) -> Result<bool, StepError>
+where
+    Fut: std::future::Future<Output = Result<Option<T>, StepError>>,
+{
+    poll_until(ctx, STEP, id, "deleted", || async { Ok(describe().await?.is_none().then_some(())) }).await?;
     Ok(true)
 }
 
@@ -1166,21 +1153,14 @@ async fn delete_cluster(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
             .await
             .map_err(StepError::aws(id, "ModifyDBCluster"))?;
     }
-    match rds
-        .delete_db_cluster()
-        .db_cluster_identifier(id)
-        .skip_final_snapshot(true)
-        .delete_automated_backups(true)
-        .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => return Ok(false),
-        Err(e) => return Err(StepError::aws(id, "DeleteDBCluster")(e)),
+    let delete = rds.delete_db_cluster().db_cluster_identifier(id).skip_final_snapshot(true);
+    match delete.delete_automated_backups(true).send().await {
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => Ok(false),
+        sent => {
+            sent.map_err(StepError::aws(id, "DeleteDBCluster"))?;
+            until_gone(ctx, id, || describe_cluster(ctx, id)).await
+        }
     }
-    poll_until(ctx, STEP, id, "deleted", || async { Ok(describe_cluster(ctx, id).await?.is_none().then_some(())) })
-        .await?;
-    Ok(true)
 }
 
 async fn delete_subnet_group(ctx: &Ctx, name: &str) -> Result<bool, StepError> {

@@ -20,52 +20,40 @@ use serde_json::{json, Value};
 
 use crate::config::BillingMode;
 use crate::engine::journal::{present, Op, Record};
-use crate::engine::{is_planned, poll_until, retry_until, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{
+    is_planned, poll_until, retry_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError,
+};
+use crate::steps::common::arns;
 use crate::steps::common::TagsBefore;
 
 pub struct DynamoDb;
 
 const STEP: &str = "dynamodb";
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &["kms"],
+    kinds: &["dynamodb_table"],
+    actions: &[
+        "dynamodb:DescribeTable",
+        "dynamodb:DescribeTimeToLive",
+        "dynamodb:DescribeContinuousBackups",
+        "dynamodb:ListTagsOfResource",
+        "dynamodb:CreateTable",
+        "dynamodb:UpdateTable",
+        "dynamodb:DeleteTable",
+        "dynamodb:UpdateTimeToLive",
+        "dynamodb:UpdateContinuousBackups",
+        "dynamodb:TagResource",
+        "dynamodb:UntagResource",
+    ],
+    source_actions: &["dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive"],
+    scopes: &[("dynamodb", arns::tables)],
+};
+
 impl Declared for DynamoDb {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &["kms"]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["dynamodb_table"]
-    }
-
-    fn source_actions(&self) -> &'static [&'static str] {
-        &["dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive"]
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "dynamodb" => arns::tables(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "dynamodb:DescribeTable",
-            "dynamodb:DescribeTimeToLive",
-            "dynamodb:DescribeContinuousBackups",
-            "dynamodb:ListTagsOfResource",
-            "dynamodb:CreateTable",
-            "dynamodb:UpdateTable",
-            "dynamodb:DeleteTable",
-            "dynamodb:UpdateTimeToLive",
-            "dynamodb:UpdateContinuousBackups",
-            "dynamodb:TagResource",
-            "dynamodb:UntagResource",
-        ]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 }
 
@@ -80,21 +68,7 @@ impl Step for DynamoDb {
         problems
     }
 
-    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
-        converge(ctx).await
-    }
-
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
-        sweep(ctx).await
-    }
-
-    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
-        validate(ctx).await
-    }
+    crate::step_functions!(run => converge, undo => undo, sweep => sweep, validate => validate);
 }
 
 /// The comparable shape of a table: what must match between dev and prod.

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{planned_id, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{planned_id, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::steps::common::arns;
 use crate::steps::common::TagsBefore;
 
 pub struct Kms;
@@ -33,76 +34,47 @@ const STEP: &str = "kms";
 /// KMS's minimum deletion window.
 const PENDING_WINDOW_DAYS: i32 = 7;
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &[],
+    kinds: &["kms_key", "kms_alias"],
+    actions: &[
+        "kms:DescribeKey",
+        "kms:CreateKey",
+        "kms:GetKeyPolicy",
+        "kms:PutKeyPolicy",
+        "kms:GetKeyRotationStatus",
+        "kms:EnableKeyRotation",
+        "kms:DisableKeyRotation",
+        "kms:ListResourceTags",
+        "kms:TagResource",
+        "kms:UntagResource",
+        "kms:CreateAlias",
+        "kms:UpdateAlias",
+        "kms:DeleteAlias",
+        "kms:ListKeys",
+        "kms:ScheduleKeyDeletion",
+    ],
+    scopes: &[("kms", arns::kms_keys)],
+    ..About::NONE
+};
+
 impl Declared for Kms {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["kms_key", "kms_alias"]
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "kms" => arns::kms_keys(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "kms:DescribeKey",
-            "kms:CreateKey",
-            "kms:GetKeyPolicy",
-            "kms:PutKeyPolicy",
-            "kms:GetKeyRotationStatus",
-            "kms:EnableKeyRotation",
-            "kms:DisableKeyRotation",
-            "kms:ListResourceTags",
-            "kms:TagResource",
-            "kms:UntagResource",
-            "kms:CreateAlias",
-            "kms:UpdateAlias",
-            "kms:DeleteAlias",
-            "kms:ListKeys",
-            "kms:ScheduleKeyDeletion",
-        ]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 }
 
 impl Step for Kms {
-    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
-        converge(ctx).await
-    }
-
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
-        sweep(ctx).await
-    }
+    crate::step_functions!(run => converge, undo => undo, sweep => sweep, validate => validate);
 
     /// The existing key, which several checks compare against. A key that
     /// is not there is a finding of validate; one that could not be read is
     /// a failure (exit 1), never reported as drift.
     async fn observe(&self, ctx: &Ctx) -> Result<(), StepError> {
         let alias = ctx.cfg.names.kms_alias();
-        match ctx
-            .aws
-            .target
-            .kms
-            .describe_key()
-            .key_id(&alias)
-            .send()
-            .await
-            .map_err(StepError::aws(&alias, "DescribeKey"))
-        {
+        let found = ctx.aws.target.kms.describe_key().key_id(&alias).send().await;
+        match found.map_err(StepError::aws(&alias, "DescribeKey")) {
             Ok(k) => {
                 if let Some(arn) = k.key_metadata.and_then(|m| m.arn) {
                     ctx.outputs.publish(Key { arn });
@@ -112,10 +84,6 @@ impl Step for Kms {
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
-        validate(ctx).await
     }
 }
 
@@ -132,35 +100,30 @@ fn alias_res(ctx: &Ctx) -> Res {
 /// service principals of CloudWatch (alarms to an encrypted SNS topic) and
 /// CloudWatch Logs.
 pub fn key_policy(account: &str, region: &str) -> Value {
-    let admin = [
-        "kms:DescribeKey",
-        "kms:GetKeyPolicy",
-        "kms:PutKeyPolicy",
-        "kms:GetKeyRotationStatus",
-        "kms:EnableKeyRotation",
-        "kms:DisableKeyRotation",
-        "kms:ListResourceTags",
-        "kms:TagResource",
-        "kms:UntagResource",
-        "kms:CreateAlias",
-        "kms:UpdateAlias",
-        "kms:DeleteAlias",
-        "kms:ScheduleKeyDeletion",
-        "kms:CancelKeyDeletion",
-        "kms:EnableKey",
-        "kms:DisableKey",
-        "kms:UpdateKeyDescription",
-        "kms:CreateGrant",
-        "kms:ListGrants",
-        "kms:RevokeGrant",
-        "kms:RetireGrant",
-        "kms:Encrypt",
-        "kms:Decrypt",
-        "kms:ReEncryptFrom",
-        "kms:ReEncryptTo",
-        "kms:GenerateDataKey",
-        "kms:GenerateDataKeyWithoutPlaintext",
-    ];
+    // Administration: whatever this step does to the key (not to the
+    // account: creating keys, listing them), and the rest of its life cycle.
+    let admin: Vec<&str> = Kms
+        .actions()
+        .iter()
+        .copied()
+        .filter(|a| !matches!(*a, "kms:CreateKey" | "kms:ListKeys"))
+        .chain([
+            "kms:CancelKeyDeletion",
+            "kms:EnableKey",
+            "kms:DisableKey",
+            "kms:UpdateKeyDescription",
+            "kms:CreateGrant",
+            "kms:ListGrants",
+            "kms:RevokeGrant",
+            "kms:RetireGrant",
+            "kms:Encrypt",
+            "kms:Decrypt",
+            "kms:ReEncryptFrom",
+            "kms:ReEncryptTo",
+            "kms:GenerateDataKey",
+            "kms:GenerateDataKeyWithoutPlaintext",
+        ])
+        .collect();
     let use_key = [
         "kms:Encrypt",
         "kms:Decrypt",

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::naming::NameMap;
+use crate::steps::common::arns;
 
 pub struct Monitoring;
 
@@ -24,50 +25,34 @@ const STEP: &str = "monitoring";
 /// DescribeAlarms takes at most this many names.
 const ALARM_NAMES_PER_CALL: usize = 100;
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &["kms", "database", "lambda", "dynamodb", "audit"],
+    kinds: &["sns_topic", "alarm", "dashboard"],
+    actions: &[
+        "sns:CreateTopic",
+        "sns:GetTopicAttributes",
+        "sns:SetTopicAttributes",
+        "sns:DeleteTopic",
+        "sns:Subscribe",
+        "sns:Unsubscribe",
+        "sns:ListSubscriptionsByTopic",
+        "sns:TagResource",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DeleteAlarms",
+        "cloudwatch:TagResource",
+        "cloudwatch:GetDashboard",
+        "cloudwatch:PutDashboard",
+        "cloudwatch:DeleteDashboards",
+    ],
+    source_actions: &["cloudwatch:DescribeAlarms", "cloudwatch:GetDashboard"],
+    scopes: &[("cloudwatch", arns::dashboards_and_alarms), ("sns", arns::topic)],
+};
+
 impl Declared for Monitoring {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &["kms", "database", "lambda", "dynamodb", "audit"]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["sns_topic", "alarm", "dashboard"]
-    }
-
-    fn source_actions(&self) -> &'static [&'static str] {
-        &["cloudwatch:DescribeAlarms", "cloudwatch:GetDashboard"]
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "cloudwatch" => arns::dashboards_and_alarms(cfg, account),
-            "sns" => arns::topic(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "sns:CreateTopic",
-            "sns:GetTopicAttributes",
-            "sns:SetTopicAttributes",
-            "sns:DeleteTopic",
-            "sns:Subscribe",
-            "sns:Unsubscribe",
-            "sns:ListSubscriptionsByTopic",
-            "sns:TagResource",
-            "cloudwatch:DescribeAlarms",
-            "cloudwatch:PutMetricAlarm",
-            "cloudwatch:DeleteAlarms",
-            "cloudwatch:TagResource",
-            "cloudwatch:GetDashboard",
-            "cloudwatch:PutDashboard",
-            "cloudwatch:DeleteDashboards",
-        ]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 }
 
@@ -95,21 +80,7 @@ impl Step for Monitoring {
         problems
     }
 
-    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
-        converge(ctx).await
-    }
-
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
-        sweep(ctx).await
-    }
-
-    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
-        validate(ctx).await
-    }
+    crate::step_functions!(run => converge, undo => undo, sweep => sweep, validate => validate);
 }
 
 // ---------------------------------------------------------------------------
@@ -543,22 +514,7 @@ fn rewrite_string(
         return s.to_owned();
     }
     // Free text (titles): replace whole words that are known dev names.
-    let mut out = String::with_capacity(s.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        let w = std::mem::take(word);
-        out.push_str(names.known().get(&w).or_else(|| alarm_names.get(&w)).map_or(w.as_str(), String::as_str));
-    };
-    for ch in s.chars() {
-        if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
-            word.push(ch);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(ch);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
+    crate::naming::map_words(s, |w| names.known().get(w).or_else(|| alarm_names.get(w)).map(String::as_str))
 }
 
 /// Strings of a body that still look like dev identifiers.
@@ -718,20 +674,18 @@ async fn set_topic_attribute(
     .await
 }
 
+/// The topic's subscriptions, every page.
+async fn subscriptions(ctx: &Ctx, arn: &str) -> Result<Vec<aws_sdk_sns::types::Subscription>, StepError> {
+    let pages = ctx.aws.target.sns.list_subscriptions_by_topic().topic_arn(arn).into_paginator().items().send();
+    pages.try_collect().await.map_err(StepError::aws(arn, "ListSubscriptionsByTopic"))
+}
+
 async fn converge_subscriptions(ctx: &Ctx, res: &Res, arn: &str) -> Result<(), StepError> {
     let sns = &ctx.aws.target.sns;
     if ctx.cfg.monitoring.alarm_emails.is_empty() {
         return Ok(());
     }
-    let subs: Vec<_> = sns
-        .list_subscriptions_by_topic()
-        .topic_arn(arn)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(arn, "ListSubscriptionsByTopic"))?;
+    let subs = subscriptions(ctx, arn).await?;
     for email in &ctx.cfg.monitoring.alarm_emails {
         if subs.iter().any(|s| s.protocol() == Some("email") && s.endpoint() == Some(email.as_str())) {
             continue;
@@ -1083,15 +1037,8 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             let sns = &ctx.aws.target.sns;
             let prev = prev()?;
             if let Prev::Subscribe { subscribe: email } = &prev {
-                let subs: Vec<_> = sns
-                    .list_subscriptions_by_topic()
-                    .topic_arn(arn)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .unwrap_or_default();
+                // A topic already gone has none.
+                let subs = subscriptions(ctx, arn).await.unwrap_or_default();
                 for s in subs.iter().filter(|s| s.endpoint() == Some(email.as_str())) {
                     // A pending confirmation has no ARN to unsubscribe; it
                     // goes with the topic.

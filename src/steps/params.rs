@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::naming::NameMap;
+use crate::steps::common::arns;
 
 const STEP: &str = "params";
 /// GetParameters takes at most this many names.
@@ -65,44 +66,29 @@ impl Params {
     }
 }
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &[],
+    kinds: &["ssm_parameter"],
+    actions: &[
+        "ssm:DescribeParameters",
+        "ssm:GetParameters",
+        "ssm:PutParameter",
+        "ssm:DeleteParameter",
+        "ssm:DeleteParameters",
+        "ssm:AddTagsToResource",
+    ],
+    source_actions: &["ssm:DescribeParameters", "ssm:GetParameters"],
+    scopes: &[("ssm", arns::parameters)],
+};
+
 impl Declared for Params {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["ssm_parameter"]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 
     fn undo_batch(&self) -> usize {
         DELETE_BATCH
-    }
-
-    fn source_actions(&self) -> &'static [&'static str] {
-        &["ssm:DescribeParameters", "ssm:GetParameters"]
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "ssm" => arns::parameters(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "ssm:DescribeParameters",
-            "ssm:GetParameters",
-            "ssm:PutParameter",
-            "ssm:DeleteParameter",
-            "ssm:DeleteParameters",
-            "ssm:AddTagsToResource",
-        ]
     }
 }
 
@@ -111,17 +97,7 @@ impl Step for Params {
         self.converge(ctx).await
     }
 
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn undo_creates(&self, ctx: &Ctx, records: &[&Record]) -> Vec<Result<(), StepError>> {
-        undo_creates(ctx, records).await
-    }
-
-    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
-        validate(ctx).await
-    }
+    crate::step_functions!(undo => undo, undo_creates => undo_creates, validate => validate);
 }
 
 /// A dev parameter to copy.
@@ -230,6 +206,11 @@ async fn values(
     Ok(out)
 }
 
+/// `[parameters] exclude`, compiled (config validation refused a bad glob).
+fn excludes(cfg: &crate::config::Config) -> Result<globset::GlobSet, StepError> {
+    cfg.parameters.excludes().map_err(|e| StepError::Invalid(format!("[parameters] exclude: {e}")))
+}
+
 fn is_secure(m: &ParameterMetadata) -> bool {
     m.r#type() == Some(&ParameterType::SecureString)
 }
@@ -238,17 +219,7 @@ impl Params {
     async fn converge(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
         let cfg = &ctx.cfg;
         let (src_path, dst_path) = (&cfg.source.parameter_path, &cfg.target.parameter_path);
-        let mut excludes = globset::GlobSetBuilder::new();
-        for g in &cfg.parameters.exclude {
-            excludes.add(
-                globset::GlobBuilder::new(g)
-                    .case_insensitive(true)
-                    .literal_separator(false)
-                    .build()
-                    .map_err(|e| StepError::Invalid(e.to_string()))?,
-            );
-        }
-        let excludes = excludes.build().map_err(|e| StepError::Invalid(e.to_string()))?;
+        let excludes = excludes(cfg)?;
         let mut report = Report::default();
 
         // Dev and prod are listed side by side.
@@ -446,16 +417,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     use crate::report::{diff, Check, Findings, Resource};
     let cfg = &ctx.cfg;
     let (src_path, dst_path) = (&cfg.source.parameter_path, &cfg.target.parameter_path);
-    let mut excludes = globset::GlobSetBuilder::new();
-    for g in &cfg.parameters.exclude {
-        excludes.add(
-            globset::GlobBuilder::new(g)
-                .case_insensitive(true)
-                .build()
-                .map_err(|e| StepError::Invalid(e.to_string()))?,
-        );
-    }
-    let excludes = excludes.build().map_err(|e| StepError::Invalid(e.to_string()))?;
+    let excludes = excludes(cfg)?;
     let mut f = Findings::default();
     let dev = describe(&ctx.aws.source.ssm, src_path).await?;
     let prod: BTreeMap<String, ParameterMetadata> = describe(&ctx.aws.target.ssm, dst_path)

@@ -43,7 +43,6 @@ fn iam_action(service: &str, operation: &str) -> String {
 /// What the steps declare they call: `(target, source)` actions. The engine
 /// itself calls only `sts:GetCallerIdentity` (the account of each side).
 fn declared_by_steps() -> (BTreeSet<String>, BTreeSet<String>) {
-    use paymig::engine::Declared;
     let steps = paymig::steps::all();
     let engine = std::iter::once("sts:GetCallerIdentity".to_owned());
     let target = steps.iter().flat_map(|s| s.actions().iter().map(|a| a.to_string())).chain(engine.clone());

@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 
 use crate::config::{Colour, TargetType};
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, poll_until, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, planned_id, poll_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::steps::common::arns;
 
 pub mod shift;
 
@@ -28,71 +29,49 @@ const STEP: &str = "alb";
 pub const COLOURS: [&str; 2] = ["blue", "green"];
 const DRAIN_SECONDS: &str = "30";
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &["network", "lambda"],
+    kinds: &["load_balancer", "target_group", "listener", "lambda_permission"],
+    actions: &[
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "elasticloadbalancing:ModifyTargetGroupAttributes",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:CreateListener",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:DeleteListener",
+        "elasticloadbalancing:AddTags",
+        // The first ALB of an account creates ELB's service-linked role.
+        "iam:CreateServiceLinkedRole",
+        "lambda:AddPermission",
+        "lambda:RemovePermission",
+        "lambda:GetPolicy",
+    ],
+    scopes: &[("elasticloadbalancing", arns::load_balancer), ("lambda", arns::functions)],
+    ..About::NONE
+};
+
 impl Declared for Alb {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &["network", "lambda"]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["load_balancer", "target_group", "listener", "lambda_permission"]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 
     fn grant(&self, _cfg: &crate::config::Config, account: &str, action: &str) -> Option<crate::engine::Grant> {
         (action == "iam:CreateServiceLinkedRole")
             .then(|| crate::engine::Grant::service_linked_role(account, "elasticloadbalancing.amazonaws.com"))
     }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "elasticloadbalancing" => arns::load_balancer(cfg, account),
-            "lambda" => arns::functions(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "elasticloadbalancing:DescribeLoadBalancers",
-            "elasticloadbalancing:CreateLoadBalancer",
-            "elasticloadbalancing:DeleteLoadBalancer",
-            "elasticloadbalancing:DescribeTargetGroups",
-            "elasticloadbalancing:CreateTargetGroup",
-            "elasticloadbalancing:DeleteTargetGroup",
-            "elasticloadbalancing:ModifyTargetGroupAttributes",
-            "elasticloadbalancing:DescribeTargetHealth",
-            "elasticloadbalancing:RegisterTargets",
-            "elasticloadbalancing:DeregisterTargets",
-            "elasticloadbalancing:DescribeListeners",
-            "elasticloadbalancing:CreateListener",
-            "elasticloadbalancing:ModifyListener",
-            "elasticloadbalancing:DeleteListener",
-            "elasticloadbalancing:AddTags",
-            // The first ALB of an account creates ELB's service-linked role.
-            "iam:CreateServiceLinkedRole",
-            "lambda:AddPermission",
-            "lambda:RemovePermission",
-            "lambda:GetPolicy",
-        ]
-    }
 }
 
 impl Step for Alb {
-    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
-        converge(ctx).await
-    }
-
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
-        validate(ctx).await
-    }
+    crate::step_functions!(run => converge, undo => undo, validate => validate);
 }
 
 fn tags(ctx: &Ctx) -> Vec<Tag> {

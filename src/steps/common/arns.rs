@@ -60,8 +60,8 @@ fn bucket_and_objects(b: &str) -> [String; 2] {
     [format!("arn:aws:s3:::{b}"), format!("arn:aws:s3:::{b}/*")]
 }
 
-/// The audit buckets and their replicas.
-pub fn audit_buckets(cfg: &Config) -> Vec<String> {
+/// The audit buckets and their replicas (S3 ARNs name no account).
+pub fn audit_buckets(cfg: &Config, _account: &str) -> Vec<String> {
     let n = &cfg.names;
     cfg.source
         .audit_buckets
@@ -72,8 +72,8 @@ pub fn audit_buckets(cfg: &Config) -> Vec<String> {
 }
 
 /// The staging bucket of packages over Lambda's inline limit, and the
-/// artifacts location packages are read from.
-pub fn packages(cfg: &Config) -> Vec<String> {
+/// artifacts location packages are read from (S3 ARNs name no account).
+pub fn packages(cfg: &Config, _account: &str) -> Vec<String> {
     bucket_and_objects(&cfg.names.own("lambda-staging"))
         .into_iter()
         .chain(cfg.source.lambda_artifacts.strip_prefix("s3://").map(|a| format!("arn:aws:s3:::{a}*")))

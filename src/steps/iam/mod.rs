@@ -13,7 +13,8 @@ mod managed;
 
 use crate::config::Config;
 use crate::engine::journal::{Op, Record};
-use crate::engine::{Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{About, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::steps::common::arns;
 
 pub struct Iam;
 
@@ -25,50 +26,39 @@ pub struct ExecutionRoles(pub std::collections::BTreeMap<String, String>);
 const STEP: &str = "iam";
 pub const POLICY_NAME: &str = "paymig-execution";
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &["kms", "dynamodb", "audit"],
+    kinds: &["iam_policy", "iam_role"],
+    actions: &[
+        "iam:GetRole",
+        "iam:CreateRole",
+        "iam:DeleteRole",
+        "iam:TagRole",
+        "iam:GetRolePolicy",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:ListRolePolicies",
+        "iam:GetPolicy",
+        "iam:GetPolicyVersion",
+        "iam:ListPolicyVersions",
+        "iam:CreatePolicy",
+        "iam:CreatePolicyVersion",
+        "iam:DeletePolicyVersion",
+        "iam:DeletePolicy",
+        "iam:TagPolicy",
+        "iam:ListEntitiesForPolicy",
+        "iam:ListAttachedRolePolicies",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+    ],
+    scopes: &[("iam", arns::execution_roles)],
+    ..About::NONE
+};
+
 impl Declared for Iam {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &["kms", "dynamodb", "audit"]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["iam_policy", "iam_role"]
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "iam" => arns::execution_roles(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "iam:GetRole",
-            "iam:CreateRole",
-            "iam:DeleteRole",
-            "iam:TagRole",
-            "iam:GetRolePolicy",
-            "iam:PutRolePolicy",
-            "iam:DeleteRolePolicy",
-            "iam:ListRolePolicies",
-            "iam:GetPolicy",
-            "iam:GetPolicyVersion",
-            "iam:ListPolicyVersions",
-            "iam:CreatePolicy",
-            "iam:CreatePolicyVersion",
-            "iam:DeletePolicyVersion",
-            "iam:DeletePolicy",
-            "iam:TagPolicy",
-            "iam:ListEntitiesForPolicy",
-            "iam:ListAttachedRolePolicies",
-            "iam:AttachRolePolicy",
-            "iam:DetachRolePolicy",
-        ]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 }
 
@@ -79,17 +69,7 @@ impl Step for Iam {
         oversized_policies(ctx)
     }
 
-    async fn run(&self, ctx: &Ctx) -> Result<Outcome, StepError> {
-        converge(ctx).await
-    }
-
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
-        validate(ctx).await
-    }
+    crate::step_functions!(run => converge, undo => undo, validate => validate);
 }
 
 /// IAM's limit on the inline policies of one role, in characters, all of

@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, retry_eventual, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, retry_eventual, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::steps::common::arns;
 
 const STEP: &str = "lambda";
 /// AWS keeps at least this much concurrency unreserved per account.
@@ -53,25 +54,61 @@ impl Lambda {
     }
 }
 
+static ABOUT: About = About {
+    id: STEP,
+    // Not `database`: a function needs nothing of the cluster (its
+    // environment names it through the name map), so the functions deploy
+    // while Aurora restores — on AWS the restore and its instances take
+    // 15–30 minutes, and everything else fits in their shadow.
+    deps: &["iam", "network"],
+    kinds: &["staging_bucket", "lambda_function", "lambda_alias"],
+    actions: &[
+        "lambda:GetFunction",
+        "lambda:GetAccountSettings",
+        "lambda:CreateFunction",
+        "lambda:UpdateFunctionConfiguration",
+        "lambda:UpdateFunctionCode",
+        "lambda:DeleteFunction",
+        "lambda:PutFunctionConcurrency",
+        "lambda:DeleteFunctionConcurrency",
+        "lambda:GetFunctionConcurrency",
+        "lambda:PublishVersion",
+        "lambda:ListVersionsByFunction",
+        "lambda:CreateAlias",
+        "lambda:GetAlias",
+        "lambda:DeleteAlias",
+        "lambda:TagResource",
+        "lambda:ListTags",
+        // CreateFunction with dev's layers reads each layer version.
+        "lambda:GetLayerVersion",
+        "iam:PassRole",
+        "s3:GetObject",
+        // The staging bucket, for packages over the inline limit.
+        "s3:ListBucket",
+        "s3:CreateBucket",
+        "s3:GetBucketTagging",
+        "s3:PutBucketTagging",
+        "s3:PutEncryptionConfiguration",
+        "s3:PutBucketPublicAccessBlock",
+        "s3:DeleteBucketPolicy",
+        "s3:PutLifecycleConfiguration",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:ListBucketVersions",
+        "s3:DeleteObjectVersion",
+        "s3:ListBucketMultipartUploads",
+        "s3:AbortMultipartUpload",
+        "s3:DeleteBucket",
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
+    ],
+    source_actions: &["lambda:GetFunction", "lambda:GetLayerVersionPolicy", "s3:ListBucket", "s3:GetObject"],
+    scopes: &[("lambda", arns::functions), ("kms", arns::kms_keys), ("s3", arns::packages)],
+};
+
 impl Declared for Lambda {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    /// Not `database`: a function needs nothing of the cluster (its
-    /// environment names it through the name map), so the functions deploy
-    /// while Aurora restores — on AWS the restore and its instances take
-    /// 15–30 minutes, and everything else fits in their shadow.
-    fn deps(&self) -> &'static [&'static str] {
-        &["iam", "network"]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["staging_bucket", "lambda_function", "lambda_alias"]
-    }
-
-    fn source_actions(&self) -> &'static [&'static str] {
-        &["lambda:GetFunction", "lambda:GetLayerVersionPolicy", "s3:ListBucket", "s3:GetObject"]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 
     fn grant(&self, cfg: &crate::config::Config, account: &str, action: &str) -> Option<crate::engine::Grant> {
@@ -96,59 +133,6 @@ impl Declared for Lambda {
             }),
             _ => None,
         }
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "lambda" => arns::functions(cfg, account),
-            "kms" => arns::kms_keys(cfg, account),
-            "s3" => arns::packages(cfg),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "lambda:GetFunction",
-            "lambda:GetAccountSettings",
-            "lambda:CreateFunction",
-            "lambda:UpdateFunctionConfiguration",
-            "lambda:UpdateFunctionCode",
-            "lambda:DeleteFunction",
-            "lambda:PutFunctionConcurrency",
-            "lambda:DeleteFunctionConcurrency",
-            "lambda:GetFunctionConcurrency",
-            "lambda:PublishVersion",
-            "lambda:ListVersionsByFunction",
-            "lambda:CreateAlias",
-            "lambda:GetAlias",
-            "lambda:DeleteAlias",
-            "lambda:TagResource",
-            "lambda:ListTags",
-            // CreateFunction with dev's layers reads each layer version.
-            "lambda:GetLayerVersion",
-            "iam:PassRole",
-            "s3:GetObject",
-            // The staging bucket, for packages over the inline limit.
-            "s3:ListBucket",
-            "s3:CreateBucket",
-            "s3:GetBucketTagging",
-            "s3:PutBucketTagging",
-            "s3:PutEncryptionConfiguration",
-            "s3:PutBucketPublicAccessBlock",
-            "s3:DeleteBucketPolicy",
-            "s3:PutLifecycleConfiguration",
-            "s3:PutObject",
-            "s3:DeleteObject",
-            "s3:ListBucketVersions",
-            "s3:DeleteObjectVersion",
-            "s3:ListBucketMultipartUploads",
-            "s3:AbortMultipartUpload",
-            "s3:DeleteBucket",
-            "kms:GenerateDataKey",
-            "kms:Decrypt",
-        ]
     }
 }
 
@@ -184,9 +168,7 @@ impl Step for Lambda {
         Ok(Outcome::Done)
     }
 
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
+    crate::step_functions!(undo => undo);
 
     async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         let dev = self.dev(ctx).await?;

@@ -25,7 +25,8 @@ use super::observed::Select;
 use super::{client_token, converge_tags, filter, is_planned, ours, tag_spec, Kind, Observed};
 use crate::config::GATEWAY_SERVICES;
 use crate::engine::journal::Record;
-use crate::engine::{retry_eventual, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{retry_eventual, About, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::steps::common::arns;
 use crate::steps::common::{statements, strings};
 
 const STEP: &str = "endpoints";
@@ -46,40 +47,29 @@ impl Endpoints {
     }
 }
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &["network"],
+    kinds: &["vpc_endpoint"],
+    actions: &[
+        "ec2:DescribeVpcEndpointServices",
+        "ec2:DescribeVpcEndpoints",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeSecurityGroups",
+        "ec2:CreateVpcEndpoint",
+        "ec2:ModifyVpcEndpoint",
+        "ec2:DeleteVpcEndpoints",
+        "ec2:CreateTags",
+        "ec2:DeleteTags",
+    ],
+    scopes: &[("ec2", arns::ec2)],
+    ..About::NONE
+};
+
 impl Declared for Endpoints {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &["network"]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["vpc_endpoint"]
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "ec2" => arns::ec2(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "ec2:DescribeVpcEndpointServices",
-            "ec2:DescribeVpcEndpoints",
-            "ec2:DescribeVpcs",
-            "ec2:DescribeSubnets",
-            "ec2:DescribeSecurityGroups",
-            "ec2:CreateVpcEndpoint",
-            "ec2:ModifyVpcEndpoint",
-            "ec2:DeleteVpcEndpoints",
-            "ec2:CreateTags",
-            "ec2:DeleteTags",
-        ]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 }
 

@@ -20,8 +20,9 @@ use serde_json::{json, Value};
 use crate::config::{GATEWAY_SERVICES, TAG_MIGRATION, TAG_SUFFIX};
 use crate::engine::journal::{Op, Record};
 use crate::engine::{
-    is_planned, planned_id, retry_eventual, retry_until, Created, Ctx, Declared, Outcome, Res, Step, StepError,
+    is_planned, planned_id, retry_eventual, retry_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError,
 };
+use crate::steps::common::arns;
 
 pub mod interface;
 mod observed;
@@ -72,67 +73,52 @@ const MIN_AZS: usize = 3;
 const POSTGRES_PORT: i32 = 5432;
 const HTTPS_PORT: i32 = 443;
 
+static ABOUT: About = About {
+    id: STEP,
+    deps: &[],
+    kinds: &["vpc", "subnet", "route_table", "vpc_endpoint", "security_group"],
+    actions: &[
+        "ec2:DescribeVpcs",
+        "ec2:DescribeVpcAttribute",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeRouteTables",
+        "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeVpcEndpoints",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribePrefixLists",
+        "ec2:DescribeNatGateways",
+        "ec2:DescribeInternetGateways",
+        "ec2:CreateVpc",
+        "ec2:AssociateVpcCidrBlock",
+        "ec2:DisassociateVpcCidrBlock",
+        "ec2:ModifyVpcAttribute",
+        "ec2:CreateSubnet",
+        "ec2:CreateRouteTable",
+        "ec2:AssociateRouteTable",
+        "ec2:DisassociateRouteTable",
+        "ec2:CreateVpcEndpoint",
+        "ec2:ModifyVpcEndpoint",
+        "ec2:DeleteVpcEndpoints",
+        "ec2:CreateSecurityGroup",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:DeleteSecurityGroup",
+        "ec2:DeleteRouteTable",
+        "ec2:DeleteSubnet",
+        "ec2:DeleteVpc",
+        "ec2:CreateTags",
+        "ec2:DeleteTags",
+    ],
+    source_actions: &["ec2:DescribeVpcs", "ec2:DescribeVpcAttribute", "ec2:DescribeSubnets", "ec2:DescribeRouteTables"],
+    scopes: &[("ec2", arns::ec2)],
+};
+
 impl Declared for Network {
-    fn id(&self) -> &'static str {
-        STEP
-    }
-
-    fn deps(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn kinds(&self) -> &'static [&'static str] {
-        &["vpc", "subnet", "route_table", "vpc_endpoint", "security_group"]
-    }
-
-    fn source_actions(&self) -> &'static [&'static str] {
-        &["ec2:DescribeVpcs", "ec2:DescribeVpcAttribute", "ec2:DescribeSubnets", "ec2:DescribeRouteTables"]
-    }
-
-    fn resources(&self, cfg: &crate::config::Config, account: &str, service: &str) -> Vec<String> {
-        use crate::steps::common::arns;
-        match service {
-            "ec2" => arns::ec2(cfg, account),
-            _ => Vec::new(),
-        }
-    }
-
-    fn actions(&self) -> &'static [&'static str] {
-        &[
-            "ec2:DescribeVpcs",
-            "ec2:DescribeVpcAttribute",
-            "ec2:DescribeNetworkInterfaces",
-            "ec2:DescribeSubnets",
-            "ec2:DescribeRouteTables",
-            "ec2:DescribeAvailabilityZones",
-            "ec2:DescribeVpcEndpoints",
-            "ec2:DescribeSecurityGroups",
-            "ec2:DescribePrefixLists",
-            "ec2:DescribeNatGateways",
-            "ec2:DescribeInternetGateways",
-            "ec2:CreateVpc",
-            "ec2:AssociateVpcCidrBlock",
-            "ec2:DisassociateVpcCidrBlock",
-            "ec2:ModifyVpcAttribute",
-            "ec2:CreateSubnet",
-            "ec2:CreateRouteTable",
-            "ec2:AssociateRouteTable",
-            "ec2:DisassociateRouteTable",
-            "ec2:CreateVpcEndpoint",
-            "ec2:ModifyVpcEndpoint",
-            "ec2:DeleteVpcEndpoints",
-            "ec2:CreateSecurityGroup",
-            "ec2:AuthorizeSecurityGroupIngress",
-            "ec2:AuthorizeSecurityGroupEgress",
-            "ec2:RevokeSecurityGroupIngress",
-            "ec2:RevokeSecurityGroupEgress",
-            "ec2:DeleteSecurityGroup",
-            "ec2:DeleteRouteTable",
-            "ec2:DeleteSubnet",
-            "ec2:DeleteVpc",
-            "ec2:CreateTags",
-            "ec2:DeleteTags",
-        ]
+    fn about(&self) -> &'static About {
+        &ABOUT
     }
 }
 
@@ -149,13 +135,7 @@ impl Step for Network {
         converge(ctx, dev).await
     }
 
-    async fn undo(&self, ctx: &Ctx, record: &Record) -> Result<(), StepError> {
-        undo(ctx, record).await
-    }
-
-    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
-        sweep(ctx).await
-    }
+    crate::step_functions!(undo => undo, sweep => sweep);
 
     async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         let dev = self.dev(ctx).await?;
@@ -249,15 +229,7 @@ pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
     }
     let dns_support = dev_attr(ctx, id, VpcAttributeName::EnableDnsSupport).await?;
     let dns_hostnames = dev_attr(ctx, id, VpcAttributeName::EnableDnsHostnames).await?;
-    let subnets: Vec<Subnet> = ec2
-        .describe_subnets()
-        .filters(filter("vpc-id", id))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(format!("dev vpc {id}"), "DescribeSubnets"))?;
+    let Observed { subnets, route_tables: tables, .. } = Observed::of_dev_vpc(ctx, id).await?;
     let mut subnets: Vec<DevSubnet> = subnets
         .iter()
         .filter_map(|s| {
@@ -269,15 +241,6 @@ pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
         })
         .collect();
     subnets.sort_by(|a, b| (&a.az, &a.cidr).cmp(&(&b.az, &b.cidr)));
-    let tables: Vec<RouteTable> = ec2
-        .describe_route_tables()
-        .filters(filter("vpc-id", id))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(format!("dev vpc {id}"), "DescribeRouteTables"))?;
     let mut skipped_routes = Vec::new();
     for rt in &tables {
         for r in rt.routes() {
@@ -1382,15 +1345,7 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
                 .await
         }
         "route_table" => {
-            let found = Observed::by_id(ctx, Kind::RouteTable, id).await?;
-            for a in found.route_tables.iter().flat_map(|r| r.associations()) {
-                if let (Some(aid), false) = (a.route_table_association_id(), a.main().unwrap_or(false)) {
-                    delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
-                        ec2.disassociate_route_table().association_id(aid).send()
-                    })
-                    .await?;
-                }
-            }
+            disassociate_subnets(ctx, id, |_| true).await?;
             delete_ec2(id, "DeleteRouteTable", ctx.max_wait(), || ec2.delete_route_table().route_table_id(id).send())
                 .await
         }
@@ -1401,6 +1356,44 @@ async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepEr
         "vpc" => delete_ec2(id, "DeleteVpc", ctx.max_wait(), || ec2.delete_vpc().vpc_id(id).send()).await,
         other => Err(StepError::Invalid(format!("network cannot delete {other}"))),
     }
+}
+
+/// Removes the route table's subnet associations that `which` selects
+/// (never the main one).
+async fn disassociate_subnets(
+    ctx: &Ctx,
+    table: &str,
+    which: impl Fn(&aws_sdk_ec2::types::RouteTableAssociation) -> bool,
+) -> Result<(), StepError> {
+    let found = Observed::by_id(ctx, Kind::RouteTable, table).await?;
+    for a in found.route_tables.iter().flat_map(|t| t.associations()).filter(|a| !a.main().unwrap_or(false) && which(a))
+    {
+        if let Some(aid) = a.route_table_association_id() {
+            let ec2 = &ctx.aws.target.ec2;
+            delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
+                ec2.disassociate_route_table().association_id(aid).send()
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts a resource's tags back as they were: removes those paymig added,
+/// restores the values it changed.
+async fn restore_tags(ctx: &Ctx, id: &str, before: &crate::steps::common::TagsBefore) -> Result<(), StepError> {
+    let ec2 = &ctx.aws.target.ec2;
+    let added: Vec<Tag> = before.added().iter().map(|k| Tag::builder().key(k).build()).collect();
+    if !added.is_empty() {
+        let removed = ec2.delete_tags().resources(id).set_tags(Some(added)).send().await;
+        removed.map_err(StepError::aws(id, "DeleteTags"))?;
+    }
+    let changed: Vec<Tag> = before.changed().iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    if !changed.is_empty() {
+        let restored = ec2.create_tags().resources(id).set_tags(Some(changed)).send().await;
+        restored.map_err(StepError::aws(id, "CreateTags"))?;
+    }
+    Ok(())
 }
 
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
@@ -1436,17 +1429,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     }
                 }
                 Prev::Association { subnet } => {
-                    let found = Observed::by_id(ctx, Kind::RouteTable, id).await?;
-                    for a in found.route_tables.iter().flat_map(|t| t.associations()) {
-                        if let (Some(aid), true) =
-                            (a.route_table_association_id(), a.subnet_id() == Some(subnet.as_str()))
-                        {
-                            delete_ec2(aid, "DisassociateRouteTable", ctx.max_wait(), || {
-                                ec2.disassociate_route_table().association_id(aid).send()
-                            })
-                            .await?;
-                        }
-                    }
+                    disassociate_subnets(ctx, id, |a| a.subnet_id() == Some(subnet.as_str())).await?
                 }
                 Prev::Rules { direction, rules } => {
                     if let Some(sg) = Observed::by_id(ctx, Kind::Group, id).await?.groups.first() {
@@ -1474,33 +1457,9 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         .map_err(StepError::aws(id, "ModifyVpcEndpoint"));
                     gone_is_done(restored)?;
                 }
-                Prev::Tags(before) => {
-                    let added: Vec<Tag> = before.added().iter().map(|k| Tag::builder().key(k).build()).collect();
-                    if !added.is_empty() {
-                        // An error (a denial above all) is never swallowed; a
-                        // resource already gone has no tags to restore.
-                        gone_is_done(
-                            ec2.delete_tags()
-                                .resources(id)
-                                .set_tags(Some(added))
-                                .send()
-                                .await
-                                .map_err(StepError::aws(id, "DeleteTags")),
-                        )?;
-                    }
-                    let restore: Vec<Tag> =
-                        before.changed().iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-                    if !restore.is_empty() {
-                        gone_is_done(
-                            ec2.create_tags()
-                                .resources(id)
-                                .set_tags(Some(restore))
-                                .send()
-                                .await
-                                .map_err(StepError::aws(id, "CreateTags")),
-                        )?;
-                    }
-                }
+                // An error (a denial above all) is never swallowed; a
+                // resource already gone has no tags to restore.
+                Prev::Tags(before) => gone_is_done(restore_tags(ctx, id, &before).await)?,
             }
         }
     }

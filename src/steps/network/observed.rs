@@ -64,11 +64,22 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Describes the resources of one kind that `select` picks, every page.
+    /// Describes the prod resources of one kind that `select` picks, every
+    /// page.
     pub async fn read(ctx: &Ctx, kind: Kind, select: Select) -> Result<Observed, StepError> {
-        let ec2 = &ctx.aws.target.ec2;
+        Observed::read_with(&ctx.aws.target.ec2, "prod", kind, select).await
+    }
+
+    /// The same through `ec2`, one side's client; `side` names what was
+    /// read in an error.
+    async fn read_with(
+        ec2: &aws_sdk_ec2::Client,
+        side: &str,
+        kind: Kind,
+        select: Select,
+    ) -> Result<Observed, StepError> {
         let (filters, ids, what) = match select {
-            Select::Filters(f) => (Some(f), None, format!("prod {}s", kind.as_str().replace('_', " "))),
+            Select::Filters(f) => (Some(f), None, format!("{side} {}s", kind.as_str().replace('_', " "))),
             Select::Id(id) => (None, Some(vec![id.clone()]), id),
         };
         let mut o = Observed::default();
@@ -142,6 +153,18 @@ impl Observed {
             o.absorb(Observed::inside(ctx, &id, &kinds).await?);
         }
         Ok(o)
+    }
+
+    /// The subnets and route tables of dev's VPC `vpc_id`, read through the
+    /// read-only source client.
+    pub async fn of_dev_vpc(ctx: &Ctx, vpc_id: &str) -> Result<Observed, StepError> {
+        let (ec2, side) = (&ctx.aws.source.ec2, format!("dev vpc {vpc_id}"));
+        let select = || Select::Filters(vec![filter("vpc-id", vpc_id)]);
+        let (subnets, tables) = futures::try_join!(
+            Observed::read_with(ec2, &side, Kind::Subnet, select()),
+            Observed::read_with(ec2, &side, Kind::RouteTable, select()),
+        )?;
+        Ok(Observed { subnets: subnets.subnets, route_tables: tables.route_tables, ..Observed::default() })
     }
 
     /// Every resource of `kinds` in the VPC `vpc_id`, ours or not.
