@@ -412,6 +412,17 @@ impl Ctx {
         self.journal.as_deref().ok_or_else(|| StepError::Invalid("a mutation was attempted without a journal".into()))
     }
 
+    /// Claims `res` and records it unchanged; the journal to complete in
+    /// apply mode, `None` in plan mode.
+    fn found(&self, res: &Res) -> Result<Option<&Journal>, StepError> {
+        self.claim(&res.key)?;
+        self.record(res, Action::Noop, "");
+        if self.is_plan() {
+            return Ok(None);
+        }
+        self.journal().map(Some)
+    }
+
     /// Records that `res` exists, found by name alone: it is paymig's only if
     /// `ours` (it carries the migration's tags) or the journal already knows
     /// it. A resource that predates paymig is never adopted — destroy must
@@ -421,12 +432,7 @@ impl Ctx {
         if ours {
             return self.unchanged(res, id, arn);
         }
-        self.claim(&res.key)?;
-        self.record(res, Action::Noop, "");
-        if self.is_plan() {
-            return Ok(());
-        }
-        let journal = self.journal()?;
+        let Some(journal) = self.found(res)? else { return Ok(()) };
         match journal.latest(&res.key) {
             Some(r) if !r.undone && r.id.is_none() && r.intent.op != Op::Update => {
                 journal.done(r.seq, id, arn, Value::Null)?;
@@ -444,12 +450,7 @@ impl Ctx {
     /// completes an intent a killed run left open, or adopts a resource the
     /// journal has never seen (so destroy covers it).
     pub fn unchanged(&self, res: &Res, id: &str, arn: Option<&str>) -> Result<(), StepError> {
-        self.claim(&res.key)?;
-        self.record(res, Action::Noop, "");
-        if self.is_plan() {
-            return Ok(());
-        }
-        let journal = self.journal()?;
+        let Some(journal) = self.found(res)? else { return Ok(()) };
         match journal.latest(&res.key) {
             Some(r) if !r.undone && r.id.as_deref() == Some(id) => Ok(()),
             Some(r) if !r.undone && r.id.is_none() && r.intent.op != Op::Update => {
@@ -597,6 +598,12 @@ impl Created<String> {
     pub fn id(id: impl Into<String>) -> Self {
         let id = id.into();
         Created { value: id.clone(), id, arn: None, data: Value::Null }
+    }
+
+    /// The resource `op` created, known by the id it returned; an answer
+    /// without one is an error naming the call.
+    pub fn returned(id: Option<String>, op: &str) -> Result<Self, StepError> {
+        id.map(Created::id).ok_or_else(|| StepError::Invalid(format!("{op} returned no id")))
     }
 }
 

@@ -95,6 +95,16 @@ fn alias_res(ctx: &Ctx) -> Res {
     Res::new(STEP, "kms_alias", "alias", ctx.cfg.names.kms_alias())
 }
 
+/// What the data services and the administrators do with the key's data.
+const CRYPTO: [&str; 6] = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+];
+
 /// The key policy: explicit actions only (no `kms:*`), the account root for
 /// administration, the data services through `kms:ViaService`, and the
 /// service principals of CloudWatch (alarms to an encrypted SNS topic) and
@@ -116,24 +126,10 @@ pub fn key_policy(account: &str, region: &str) -> Value {
             "kms:ListGrants",
             "kms:RevokeGrant",
             "kms:RetireGrant",
-            "kms:Encrypt",
-            "kms:Decrypt",
-            "kms:ReEncryptFrom",
-            "kms:ReEncryptTo",
-            "kms:GenerateDataKey",
-            "kms:GenerateDataKeyWithoutPlaintext",
         ])
+        .chain(CRYPTO)
         .collect();
-    let use_key = [
-        "kms:Encrypt",
-        "kms:Decrypt",
-        "kms:ReEncryptFrom",
-        "kms:ReEncryptTo",
-        "kms:GenerateDataKey",
-        "kms:GenerateDataKeyWithoutPlaintext",
-        "kms:DescribeKey",
-        "kms:CreateGrant",
-    ];
+    let use_key: Vec<&str> = CRYPTO.into_iter().chain(["kms:DescribeKey", "kms:CreateGrant"]).collect();
     let via: Vec<String> =
         ["rds", "dynamodb", "lambda", "sns"].iter().map(|s| format!("{s}.{region}.amazonaws.com")).collect();
     json!({

@@ -760,39 +760,43 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
     .await
 }
 
+/// Dev's account: prod's unless dev is reached through a role.
+async fn dev_account(ctx: &Ctx) -> Result<String, StepError> {
+    match ctx.cfg.source.role_arn {
+        Some(_) => ctx.aws.source.account_id().await.map_err(StepError::Invalid),
+        None => Ok(ctx.account.clone()),
+    }
+}
+
+/// The prod twin of dev's dashboard `dev`: its body with dev's names and
+/// account rewritten, and a widget of the prod alarms.
+async fn desired_dashboard(
+    ctx: &Ctx,
+    dev: &str,
+    source_account: &str,
+    alarm_names: &BTreeMap<String, String>,
+    alarm_arns: &[String],
+) -> Result<Value, StepError> {
+    let read = ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(dev).send().await;
+    let body = read.map_err(StepError::aws(dev, "GetDashboard"))?.dashboard_body.unwrap_or_default();
+    let body: Value = serde_json::from_str(&body)
+        .map_err(|e| StepError::Invalid(format!("dev dashboard {dev}: body is not JSON: {e}")))?;
+    let (from, to) = (format!(":{source_account}:"), format!(":{}:", ctx.account));
+    let rewritten = rewrite_dashboard(&body, &ctx.cfg.names, alarm_names, &from, &to);
+    Ok(with_alarm_widget(rewritten, &format!("{} alarms ({})", ctx.cfg.migration.name, ctx.suffix()), alarm_arns))
+}
+
 async fn converge_dashboards(
     ctx: &Ctx,
     alarm_names: &BTreeMap<String, String>,
     alarm_arns: &[String],
 ) -> Result<(), StepError> {
-    let (src, cw) = (&ctx.aws.source.cloudwatch, &ctx.aws.target.cloudwatch);
-    let source_account = if ctx.cfg.source.role_arn.is_some() {
-        ctx.aws.source.account_id().await.map_err(StepError::Invalid)?
-    } else {
-        ctx.account.clone()
-    };
+    let cw = &ctx.aws.target.cloudwatch;
+    let source_account = dev_account(ctx).await?;
     for dev in &ctx.cfg.source.dashboards {
         let name = ctx.cfg.names.prod(dev);
         let res = Res::new(STEP, "dashboard", format!("dashboard/{name}"), &name);
-        let body = src
-            .get_dashboard()
-            .dashboard_name(dev)
-            .send()
-            .await
-            .map_err(StepError::aws(dev, "GetDashboard"))?
-            .dashboard_body
-            .unwrap_or_default();
-        let body: Value = serde_json::from_str(&body)
-            .map_err(|e| StepError::Invalid(format!("dev dashboard {dev}: body is not JSON: {e}")))?;
-        let rewritten = rewrite_dashboard(
-            &body,
-            &ctx.cfg.names,
-            alarm_names,
-            &format!(":{source_account}:"),
-            &format!(":{}:", ctx.account),
-        );
-        let want =
-            with_alarm_widget(rewritten, &format!("{} alarms ({})", ctx.cfg.migration.name, ctx.suffix()), alarm_arns);
+        let want = desired_dashboard(ctx, dev, &source_account, alarm_names, alarm_arns).await?;
         for left in dev_leftovers(&want, &ctx.cfg.names) {
             ctx.notice(
                 STEP,
@@ -908,34 +912,10 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     }
     let alarm_names = &set.dev_to_prod;
     let arns: Vec<String> = want.iter().map(|(_, a)| alarm_arn(ctx, &a.name)).collect();
-    let source_account = if ctx.cfg.source.role_arn.is_some() {
-        ctx.aws.source.account_id().await.map_err(StepError::Invalid)?
-    } else {
-        ctx.account.clone()
-    };
+    let source_account = dev_account(ctx).await?;
     for dev in &ctx.cfg.source.dashboards {
         let name = ctx.cfg.names.prod(dev);
-        let body = ctx
-            .aws
-            .source
-            .cloudwatch
-            .get_dashboard()
-            .dashboard_name(dev)
-            .send()
-            .await
-            .map_err(StepError::aws(dev, "GetDashboard"))?
-            .dashboard_body
-            .unwrap_or_default();
-        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let rewritten = rewrite_dashboard(
-            &body,
-            &ctx.cfg.names,
-            alarm_names,
-            &format!(":{source_account}:"),
-            &format!(":{}:", ctx.account),
-        );
-        let desired =
-            with_alarm_widget(rewritten, &format!("{} alarms ({})", ctx.cfg.migration.name, ctx.suffix()), &arns);
+        let desired = desired_dashboard(ctx, dev, &source_account, alarm_names, &arns).await?;
         match ctx.aws.target.cloudwatch.get_dashboard().dashboard_name(&name).send().await {
             Ok(out) => {
                 let current: Value =

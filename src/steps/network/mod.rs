@@ -599,11 +599,7 @@ async fn converge_vpc(
                         .send()
                         .await
                         .map_err(StepError::aws(name, "CreateVpc"))?;
-                    let id = out
-                        .vpc
-                        .and_then(|v| v.vpc_id)
-                        .ok_or_else(|| StepError::Invalid("CreateVpc returned no id".into()))?;
-                    Ok(Created::id(id))
+                    Created::returned(out.vpc.and_then(|v| v.vpc_id), "CreateVpc")
                 })
                 .await?
                 .unwrap_or_else(|| planned_id("vpc"));
@@ -732,11 +728,7 @@ async fn converge_subnets(
                             .map_err(StepError::aws(&spec.name, "CreateSubnet"))
                     })
                     .await?;
-                    let id = out
-                        .subnet
-                        .and_then(|s| s.subnet_id)
-                        .ok_or_else(|| StepError::Invalid("CreateSubnet returned no id".into()))?;
-                    Ok(Created::id(id))
+                    Created::returned(out.subnet.and_then(|s| s.subnet_id), "CreateSubnet")
                 })
                 .await?
                 .unwrap_or_else(|| planned_id("subnet"))
@@ -798,11 +790,7 @@ async fn converge_route_tables(
                                     .map_err(StepError::aws(&name, "CreateRouteTable"))
                             })
                             .await?;
-                            let id = out
-                                .route_table
-                                .and_then(|r| r.route_table_id)
-                                .ok_or_else(|| StepError::Invalid("CreateRouteTable returned no id".into()))?;
-                            Ok(Created::id(id))
+                            Created::returned(out.route_table.and_then(|r| r.route_table_id), "CreateRouteTable")
                         },
                     )
                     .await?
@@ -963,11 +951,7 @@ async fn create_endpoint(
         async move { request.send().await.map_err(StepError::aws(name, "CreateVpcEndpoint")) }
     })
     .await?;
-    let id = out
-        .vpc_endpoint
-        .and_then(|e| e.vpc_endpoint_id)
-        .ok_or_else(|| StepError::Invalid("CreateVpcEndpoint returned no id".into()))?;
-    Ok(Created::id(id))
+    Created::returned(out.vpc_endpoint.and_then(|e| e.vpc_endpoint_id), "CreateVpcEndpoint")
 }
 
 /// The prefix lists of the S3 and DynamoDB gateway endpoints (the compute
@@ -1076,10 +1060,7 @@ async fn converge_security_groups(
                                 .map_err(StepError::aws(&name, "CreateSecurityGroup"))
                         })
                         .await?;
-                        let id = out
-                            .group_id
-                            .ok_or_else(|| StepError::Invalid("CreateSecurityGroup returned no id".into()))?;
-                        Ok(Created::id(id))
+                        Created::returned(out.group_id, "CreateSecurityGroup")
                     })
                     .await?
                     .unwrap_or_else(|| planned_id(g.kind()));
@@ -1278,15 +1259,8 @@ async fn wait_for_lambda_enis(ctx: &Ctx, filter_name: &str, id: &str) -> Result<
     let mut delay = Duration::from_secs(1);
     let mut last = 0;
     loop {
-        let enis: Vec<_> = ec2
-            .describe_network_interfaces()
-            .filters(filter(filter_name, id))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(StepError::aws(id, "DescribeNetworkInterfaces"))?;
+        let pages = ec2.describe_network_interfaces().filters(filter(filter_name, id)).into_paginator().items().send();
+        let enis: Vec<_> = pages.try_collect().await.map_err(StepError::aws(id, "DescribeNetworkInterfaces"))?;
         let lambda = enis
             .iter()
             .filter(|e| {
@@ -1590,15 +1564,9 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         format!("{} availability zones", azs.len()),
     ));
 
-    let nats: Vec<aws_sdk_ec2::types::NatGateway> = ec2
-        .describe_nat_gateways()
-        .filter(filter("vpc-id", &vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(&vpc_name, "DescribeNatGateways"))?;
+    let pages = ec2.describe_nat_gateways().filter(filter("vpc-id", &vpc_id)).into_paginator().items().send();
+    let nats: Vec<aws_sdk_ec2::types::NatGateway> =
+        pages.try_collect().await.map_err(StepError::aws(&vpc_name, "DescribeNatGateways"))?;
     let live_nats = nats
         .iter()
         .filter(|n| !n.state().is_some_and(|s| matches!(s.as_str(), "deleted" | "deleting" | "failed")))
@@ -1609,15 +1577,10 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
         live_nats == 0,
         format!("{live_nats} NAT gateway(s)"),
     ));
-    let igws: Vec<aws_sdk_ec2::types::InternetGateway> = ec2
-        .describe_internet_gateways()
-        .filters(filter("attachment.vpc-id", &vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws(&vpc_name, "DescribeInternetGateways"))?;
+    let pages =
+        ec2.describe_internet_gateways().filters(filter("attachment.vpc-id", &vpc_id)).into_paginator().items().send();
+    let igws: Vec<aws_sdk_ec2::types::InternetGateway> =
+        pages.try_collect().await.map_err(StepError::aws(&vpc_name, "DescribeInternetGateways"))?;
     f.checks.push(Check::new(
         "network.no_internet_gateway",
         &vpc_name,
