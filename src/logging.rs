@@ -15,6 +15,7 @@ pub fn is_json() -> bool {
 
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let _ = FORMAT.set(format);
+    crate::progress::use_json_events(format == LogFormat::Json);
     // Text: progress, notices and the summary by default; per-resource
     // events at -v, call dumps at -vv. JSON (for CodeBuild) carries every
     // event by default: a machine filters, a person does not have to.

@@ -74,6 +74,15 @@ static BOARD: OnceLock<Mutex<Board>> = OnceLock::new();
 static LIVE: Mutex<Option<MultiProgress>> = Mutex::new(None);
 /// Whether the ticker that keeps running lines' elapsed time current runs.
 static TICKING: AtomicBool = AtomicBool::new(false);
+/// Whether progress goes out as JSON events (`--log-format json`), set by
+/// the logging set-up.
+static JSON_EVENTS: AtomicBool = AtomicBool::new(false);
+
+/// Sends progress as JSON events (one object per line on stderr) instead of
+/// text lines.
+pub fn use_json_events(on: bool) {
+    JSON_EVENTS.store(on, Ordering::SeqCst);
+}
 
 /// Prints `text` (whole lines) to stdout or stderr; while the live block is
 /// on screen, above it (the block is taken off, the text written, the block
@@ -118,7 +127,7 @@ const TICK_EVERY: Duration = Duration::from_millis(200);
 
 /// Installs progress for `command` over `steps` (all `waiting`).
 pub fn start(command: &str, steps: &[&'static str]) {
-    let style = if crate::logging::is_json() {
+    let style = if JSON_EVENTS.load(Ordering::SeqCst) {
         Style::Json
     } else if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
         Style::Terminal

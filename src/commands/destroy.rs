@@ -27,7 +27,7 @@ pub async fn run(cfg: Config, yes: bool, dry_run: bool) -> Result<()> {
     print_list(&ctx, "paymig destroy: undoing every journaled change", &todo, (!yes).then_some(LIST_BEFORE_PROMPT));
     let (name, account, region) = (&ctx.cfg.migration.name, &ctx.account, &ctx.cfg.migration.region);
     super::confirm(yes, &format!("destroy everything migration {name:?} created in account {account} ({region})"))?;
-    let (mut tally, started) = begin(&journal, "destroy", replay(&ctx, &journal, &todo, "destroy")).await?;
+    let (mut tally, started) = begin(&journal, "destroy", replay(&ctx, &journal, &dag, &todo, "destroy")).await?;
     let swept = sweep(&ctx, dag.steps(), &mut tally).await;
     finish(&ctx, &journal, started, "destroy", tally, swept)
 }

@@ -8,12 +8,13 @@ use crate::engine::Mode;
 use crate::error::{Error, Result};
 
 pub async fn run(cfg: Config, yes: bool, dry_run: bool, named: Option<String>) -> Result<()> {
+    let dag = super::build_dag()?;
     if dry_run {
         let Some(journal) = super::open_read_only(&cfg)? else {
             println!("paymig rollback --dry-run: nothing to roll back (no journal)");
             return Ok(());
         };
-        let Some((target, todo)) = rollback_target(&journal, named.as_deref()).map_err(Error::Usage)? else {
+        let Some((target, todo)) = rollback_target(&journal, &dag, named.as_deref()).map_err(Error::Usage)? else {
             println!("paymig rollback --dry-run: nothing to roll back");
             return Ok(());
         };
@@ -23,7 +24,7 @@ pub async fn run(cfg: Config, yes: bool, dry_run: bool, named: Option<String>) -
     }
     super::require_confirmable(yes, "paymig rollback")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "rollback")?;
-    let Some((target, todo)) = rollback_target(&journal, named.as_deref()).map_err(Error::Usage)? else {
+    let Some((target, todo)) = rollback_target(&journal, &dag, named.as_deref()).map_err(Error::Usage)? else {
         println!("paymig rollback: nothing to roll back");
         return Ok(());
     };
@@ -31,6 +32,6 @@ pub async fn run(cfg: Config, yes: bool, dry_run: bool, named: Option<String>) -
     let title = format!("paymig rollback: undoing run {} ({}, started {})", target.id, target.command, target.started);
     print_list(&ctx, &title, &todo, (!yes).then_some(LIST_BEFORE_PROMPT));
     super::confirm(yes, &format!("roll back run {} ({} changes) in account {}", target.id, todo.len(), ctx.account))?;
-    let (tally, started) = begin(&journal, "rollback", replay(&ctx, &journal, &todo, "rollback")).await?;
+    let (tally, started) = begin(&journal, "rollback", replay(&ctx, &journal, &dag, &todo, "rollback")).await?;
     finish(&ctx, &journal, started, "rollback", tally, Vec::new())
 }

@@ -4,6 +4,7 @@
 //! the step deletes in batches), each record journaled `undone` once
 //! reversed. `rollback` and `destroy` choose the records; this replays them.
 
+use crate::engine::dag::Dag;
 use crate::engine::journal::{Journal, Op, Record, Run};
 use crate::engine::Ctx;
 
@@ -162,13 +163,13 @@ fn waves<'r>(records: &'r [Record], steps: &[std::sync::Arc<dyn crate::engine::D
 /// independent steps side by side, and inside a step sibling creates side by
 /// side (up to `parallelism`, in batches where the step has a batch delete);
 /// returns what was deleted and restored, and the failures.
-pub async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &str) -> Tally {
+pub async fn replay(ctx: &Ctx, journal: &Journal, dag: &Dag, records: &[Record], command: &str) -> Tally {
     use crate::progress;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let steps = crate::steps::all();
+    let steps = dag.steps();
     let (records, dropped) = without_settings_of_deleted(records);
     let (records, dropped) = (&records, &dropped);
-    let waves = waves(records, &steps);
+    let waves = waves(records, steps);
     let order: Vec<&'static str> = waves
         .iter()
         .flatten()
@@ -182,7 +183,7 @@ pub async fn replay(ctx: &Ctx, journal: &Journal, records: &[Record], command: &
             break;
         }
         let done: Vec<Tally> = futures::future::join_all(
-            wave.into_iter().map(|recs| undo_step(ctx, journal, &steps, dropped, &fatal, recs)),
+            wave.into_iter().map(|recs| undo_step(ctx, journal, steps, dropped, &fatal, recs)),
         )
         .await;
         for t in done {
@@ -308,7 +309,11 @@ pub fn destroy_target(journal: Option<&Journal>) -> Vec<Record> {
 /// to one of its resources, or to a resource of a step that depends on one
 /// of its steps (undoing a VPC under a later run's function would fail);
 /// the refusal says why and what to do.
-pub fn rollback_target(journal: &Journal, named: Option<&str>) -> Result<Option<(Run, Vec<Record>)>, String> {
+pub fn rollback_target(
+    journal: &Journal,
+    dag: &Dag,
+    named: Option<&str>,
+) -> Result<Option<(Run, Vec<Record>)>, String> {
     let records = journal.records();
     let undoable = ["apply", "switch", "params"];
     let runs = journal.runs();
@@ -332,11 +337,11 @@ pub fn rollback_target(journal: &Journal, named: Option<&str>) -> Result<Option<
             let position = runs.iter().position(|r| r.id == id).unwrap_or_default();
             let later: Vec<&str> = runs[position + 1..].iter().map(|r| r.id.as_str()).collect();
             let mine: Vec<&Record> = records.iter().filter(|r| r.run == id && r.is_live()).collect();
-            let steps = crate::steps::all();
+            let steps = dag.steps();
             let blocking: Vec<String> = records
                 .iter()
                 .filter(|r| r.is_live() && later.contains(&r.run.as_str()))
-                .filter(|r| mine.iter().any(|m| depends_on(r, m, &steps)))
+                .filter(|r| mine.iter().any(|m| depends_on(r, m, steps)))
                 .map(|r| format!("{} ({} in run {})", r.intent.name, r.intent.kind, r.run))
                 .collect();
             if !blocking.is_empty() {
