@@ -85,21 +85,6 @@ pub fn replication_role(cfg: &Config, account: &str) -> Vec<String> {
     vec![format!("arn:aws:iam::{account}:role/{}", cfg.names.own("s3-replication"))]
 }
 
-/// The functions' execution roles, and their table policies when the
-/// tables do not fit inline.
-pub fn execution_roles(cfg: &Config, account: &str) -> Vec<String> {
-    cfg.source
-        .lambda_functions
-        .iter()
-        .map(|f| format!("arn:aws:iam::{account}:role/{}", cfg.names.lambda_role(f)))
-        .chain(
-            crate::steps::iam::table_policies(cfg, account)
-                .into_iter()
-                .map(|m| format!("arn:aws:iam::{account}:policy/{}", m.name)),
-        )
-        .collect()
-}
-
 /// The prod functions and their versions and aliases.
 pub fn functions(cfg: &Config, account: &str) -> Vec<String> {
     let r = &cfg.migration.region;

@@ -14,7 +14,6 @@ mod managed;
 use crate::config::Config;
 use crate::engine::journal::{Op, Record};
 use crate::engine::{About, Ctx, Declared, Outcome, Res, Step, StepError};
-use crate::steps::common::arns;
 
 pub struct Iam;
 
@@ -52,7 +51,7 @@ static ABOUT: About = About {
         "iam:AttachRolePolicy",
         "iam:DetachRolePolicy",
     ],
-    scopes: &[("iam", arns::execution_roles)],
+    scopes: &[("iam", execution_roles)],
     ..About::NONE
 };
 
@@ -154,6 +153,17 @@ fn table_arns(cfg: &Config, account: &str) -> Vec<Vec<String>> {
 
 fn tables_statement(arns: &[String]) -> Value {
     json!({"Sid": "ProdTables", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": arns})
+}
+
+/// The functions' execution roles, and their table policies when the
+/// tables do not fit inline.
+fn execution_roles(cfg: &crate::config::Config, account: &str) -> Vec<String> {
+    cfg.source
+        .lambda_functions
+        .iter()
+        .map(|f| format!("arn:aws:iam::{account}:role/{}", cfg.names.lambda_role(f)))
+        .chain(table_policies(cfg, account).into_iter().map(|m| format!("arn:aws:iam::{account}:policy/{}", m.name)))
+        .collect()
 }
 
 /// The managed policies holding the table statement, shared by every
