@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 
-/// Whether AWS grants `action` only on `*`.
-fn needs_star(action: &str) -> bool {
+/// Whether AWS grants `action` only on `*` (X-Ray's trace writes, in the
+/// execution roles paymig creates, among them).
+pub fn needs_star(action: &str) -> bool {
     let (service, op) = action.split_once(':').unwrap_or(("", action));
     matches!(service, "ec2") && (op.starts_with("Describe") || op == "CreateVpc")
         || matches!(
@@ -23,6 +24,8 @@ fn needs_star(action: &str) -> bool {
                 | "sts:GetCallerIdentity"
                 | "lambda:GetAccountSettings"
                 | "ssm:DescribeParameters"
+                | "xray:PutTraceSegments"
+                | "xray:PutTelemetryRecords"
         )
         || (matches!(service, "rds" | "cloudwatch" | "elasticloadbalancing") && op.starts_with("Describe"))
 }

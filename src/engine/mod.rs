@@ -476,6 +476,29 @@ impl Ctx {
         }
     }
 
+    /// The idempotency token (EC2's `ClientToken`) for creating `res`: one per
+    /// intent. AWS remembers a token long after the resource is gone —
+    /// reused with other parameters it answers
+    /// `IdempotentParameterMismatch`, with the same ones it returns the first
+    /// (possibly deleted) resource — so a fixed token per resource breaks
+    /// the second migration after a destroy. The token of a create intent a
+    /// killed run left open on the same key is reused: the call may have
+    /// happened, and the same token then returns that resource instead of a
+    /// second one. Every other intent gets a new random token; the caller
+    /// records it in the intent's data under `client_token`.
+    pub fn client_token(&self, res: &Res) -> String {
+        let open = self
+            .journal
+            .as_deref()
+            .and_then(|j| j.latest(&res.key))
+            .filter(|r| !r.undone && r.id.is_none() && r.intent.op == Op::Create);
+        if let Some(token) = open.and_then(|r| r.intent.data["client_token"].as_str().map(str::to_owned)) {
+            return token;
+        }
+        let nonce: [u8; 16] = rand::random();
+        hex::encode(nonce)
+    }
+
     /// A step observed that the change behind `key` is still to be made, so
     /// an intent a killed run left without outcome never took effect: close
     /// it before recording the new one, keeping the journal consistent.

@@ -284,12 +284,33 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
                 bucket,
                 setting.name(),
                 SettingBefore { setting: setting.name().into(), value: have.clone() },
-                || setting.write(c, bucket, &want),
+                || propagated(setting.name(), || setting.write(c, bucket, &want)),
             )
             .await?;
         }
     }
     Ok(())
+}
+
+/// How long S3 may take to show a new bucket to every call (terraform's
+/// `s3BucketPropagationTimeout`: two minutes).
+pub(crate) const BUCKET_PROPAGATION: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether S3 has not caught up with a bucket just created or just
+/// versioned: right after CreateBucket, settings calls may answer
+/// `NoSuchBucket` (more often in the replica region), and
+/// PutBucketReplication "Versioning must be 'Enabled' on the bucket".
+pub(crate) fn is_not_propagated(e: &StepError) -> bool {
+    e.is_code("NoSuchBucket") || (e.is_code("InvalidRequest") && e.message_contains("Versioning must be"))
+}
+
+/// `write`, retried while S3 has not caught up with the bucket.
+pub(crate) async fn propagated<F, Fut>(what: &str, write: F) -> Result<(), StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StepError>>,
+{
+    crate::engine::retry_until(what, BUCKET_PROPAGATION, is_not_propagated, write).await
 }
 
 /// A bucket setting before an update (its JSON as [`Setting::read`] gives
@@ -312,7 +333,7 @@ async fn converge_replication(ctx: &Ctx, prod: &str, replica: &str, role: &str) 
             prod,
             "replication",
             SettingBefore { setting: "replication".into(), value: have.clone() },
-            || write_replication(c, prod, &want),
+            || propagated("replication", || write_replication(c, prod, &want)),
         )
         .await?;
     }

@@ -72,6 +72,8 @@ static ABOUT: About = About {
         "rds:DeleteDBCluster",
         "rds:CreateDBInstance",
         "rds:ModifyDBInstance",
+        // A member whose new cluster parameter group is pending a reboot.
+        "rds:RebootDBInstance",
         "rds:DeleteDBInstance",
         "rds:AddTagsToResource",
         // The first cluster of an account creates RDS's service-linked role.
@@ -508,7 +510,96 @@ async fn converge(ctx: &Ctx, dev: &DevCluster) -> Result<Outcome, StepError> {
         let az = zones.get(i % zones.len().max(1)).cloned().unwrap_or_default();
         converge_instance(ctx, &n.cluster, i, &az, &cluster).await?;
     }
+    if parameter_group.is_some() {
+        converge_parameters_in_effect(ctx, &n.cluster).await?;
+    }
     Ok(Outcome::Done)
+}
+
+/// The members of `cluster` whose cluster parameter group is not in effect
+/// (`DBClusterParameterGroupStatus` other than `in-sync`), with that status.
+fn members_out_of_sync(cluster: &DbCluster) -> Vec<(String, String)> {
+    cluster
+        .db_cluster_members()
+        .iter()
+        .filter_map(|m| {
+            let status = m.db_cluster_parameter_group_status().unwrap_or("in-sync");
+            (status != "in-sync")
+                .then(|| (m.db_instance_identifier().unwrap_or_default().to_owned(), status.to_owned()))
+        })
+        .collect()
+}
+
+/// AWS asks for five minutes between creating a cluster parameter group and
+/// the first cluster that uses it, or its parameters may not take effect
+/// (CreateDBClusterParameterGroup reference). paymig does not hold the
+/// restore back for it — the restore and its instances take far longer —
+/// but checks what the cluster actually runs once its instances are
+/// available: a member whose parameter group status is `pending-reboot` is
+/// rebooted (a new cluster holds no traffic yet), and the step ends once
+/// every member is `in-sync`. `validate` checks the same.
+async fn converge_parameters_in_effect(ctx: &Ctx, cluster: &str) -> Result<(), StepError> {
+    if ctx.is_plan() {
+        // A cluster not restored yet has no members; an existing one shows
+        // what a reboot would fix.
+        if let Some(c) = describe_cluster(ctx, cluster).await? {
+            for (id, status) in members_out_of_sync(&c) {
+                let res = Res::new(STEP, "db_instance", instance_key(cluster, &id), &id);
+                ctx.update(
+                    &res,
+                    &id,
+                    format!("reboot (parameter group {status})"),
+                    InstanceBefore::Rebooted { rebooted: false },
+                    || async { Ok(()) },
+                )
+                .await?;
+            }
+        }
+        return Ok(());
+    }
+    let Some(c) = describe_cluster(ctx, cluster).await? else { return Ok(()) };
+    let rds = &ctx.aws.target.rds;
+    for (id, status) in members_out_of_sync(&c) {
+        if status != "pending-reboot" {
+            continue;
+        }
+        let res = Res::new(STEP, "db_instance", instance_key(cluster, &id), &id);
+        ctx.update(
+            &res,
+            &id,
+            format!("reboot (parameter group {status})"),
+            InstanceBefore::Rebooted { rebooted: false },
+            || async {
+                rds.reboot_db_instance()
+                    .db_instance_identifier(&id)
+                    .send()
+                    .await
+                    .map_err(StepError::aws(&id, "RebootDBInstance"))?;
+                Ok(())
+            },
+        )
+        .await?;
+    }
+    poll_until(ctx, STEP, cluster, "running its cluster parameter group (in-sync)", || async {
+        let Some(c) = describe_cluster(ctx, cluster).await? else { return Ok(Some(())) };
+        if !members_out_of_sync(&c).is_empty() {
+            return Ok(None);
+        }
+        for m in c.db_cluster_members() {
+            let id = m.db_instance_identifier().unwrap_or_default();
+            let ready = describe_instance(ctx, id).await?.is_none_or(|i| i.db_instance_status() == Some("available"));
+            if !ready {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+}
+
+/// The journal key of the instance `id` of `cluster` (`instance/<n>`).
+fn instance_key(cluster: &str, id: &str) -> String {
+    format!("instance/{}", id.strip_prefix(&format!("{cluster}-")).unwrap_or(id))
 }
 
 async fn converge_subnet_group(ctx: &Ctx, n: &Names, subnets: &[String]) -> Result<(), StepError> {
@@ -694,6 +785,17 @@ impl ClusterBefore {
 struct TierBefore {
     #[serde(deserialize_with = "crate::engine::journal::present")]
     promotion_tier: Option<i32>,
+}
+
+/// What an instance update replaced (untagged: the journal's own shapes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum InstanceBefore {
+    /// Its promotion tier.
+    Tier(TierBefore),
+    /// A reboot to put the cluster parameter group in effect: nothing to
+    /// restore.
+    Rebooted { rebooted: bool },
 }
 
 /// A cluster parameter group's values before an update (`null`: unset).
@@ -931,7 +1033,8 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
             ctx.existing(&res, &id, inst.db_instance_arn(), is_ours(ctx, inst.tag_list()))?;
             if inst.promotion_tier() != Some(tier) {
                 let prev = inst.promotion_tier();
-                ctx.update(&res, &id, "promotion tier", TierBefore { promotion_tier: prev }, || async {
+                let prev = InstanceBefore::Tier(TierBefore { promotion_tier: prev });
+                ctx.update(&res, &id, "promotion tier", prev, || async {
                     rds.modify_db_instance()
                         .db_instance_identifier(&id)
                         .promotion_tier(tier)
@@ -1065,6 +1168,19 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
             &n.parameter_group,
             d,
         ));
+        // What the cluster runs, not only what the group says.
+        let out_of_sync = members_out_of_sync(&c);
+        f.checks.push(Check::new(
+            "database.parameters_in_sync",
+            &n.cluster,
+            out_of_sync.is_empty() && c.db_cluster_parameter_group() == Some(n.parameter_group.as_str()),
+            if out_of_sync.is_empty() {
+                format!("every member runs {}", c.db_cluster_parameter_group().unwrap_or("no parameter group"))
+            } else {
+                let members: Vec<String> = out_of_sync.iter().map(|(id, s)| format!("{id}: {s}")).collect();
+                format!("parameter group not in effect on {}", members.join(", "))
+            },
+        ));
     }
     f.checks.push(Check::new(
         "database.cmk",
@@ -1116,6 +1232,15 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
 async fn delete_instance(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
     match ctx.aws.target.rds.delete_db_instance().db_instance_identifier(id).send().await {
         Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => Ok(false),
+        // A destroy resumed after one killed mid-deletion: the instance is
+        // already `deleting` (AWS answers InvalidDBInstanceState "is already
+        // being deleted"); what is left is the wait.
+        Err(e)
+            if e.as_service_error().is_some_and(|e| e.is_invalid_db_instance_state_fault())
+                && crate::aws::AwsFailure::of(&e).message.contains("already being deleted") =>
+        {
+            until_gone(ctx, id, || describe_instance(ctx, id)).await
+        }
         sent => {
             sent.map_err(StepError::aws(id, "DeleteDBInstance"))?;
             until_gone(ctx, id, || describe_instance(ctx, id)).await
@@ -1163,20 +1288,35 @@ async fn delete_cluster(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
     }
 }
 
+/// A group RDS still counts as used by a cluster that was just deleted:
+/// DeleteDBClusterParameterGroup answers InvalidDBParameterGroupState, and
+/// DeleteDBSubnetGroup InvalidDBSubnetGroupStateFault, for a while
+/// (terraform-provider-aws retries them for minutes).
+fn is_group_still_in_use(e: &StepError) -> bool {
+    e.is_code("InvalidDBParameterGroupState") || e.is_code("InvalidDBSubnetGroupStateFault")
+}
+
 async fn delete_subnet_group(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
-    match ctx.aws.target.rds.delete_db_subnet_group().db_subnet_group_name(name).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_subnet_group_not_found_fault()) => Ok(false),
-        Err(e) => Err(StepError::aws(name, "DeleteDBSubnetGroup")(e)),
-    }
+    crate::engine::retry_until("DeleteDBSubnetGroup", ctx.max_wait(), is_group_still_in_use, || async {
+        match ctx.aws.target.rds.delete_db_subnet_group().db_subnet_group_name(name).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_subnet_group_not_found_fault()) => Ok(false),
+            Err(e) => Err(StepError::aws(name, "DeleteDBSubnetGroup")(e)),
+        }
+    })
+    .await
 }
 
 async fn delete_parameter_group(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
-    match ctx.aws.target.rds.delete_db_cluster_parameter_group().db_cluster_parameter_group_name(name).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_parameter_group_not_found_fault()) => Ok(false),
-        Err(e) => Err(StepError::aws(name, "DeleteDBClusterParameterGroup")(e)),
-    }
+    crate::engine::retry_until("DeleteDBClusterParameterGroup", ctx.max_wait(), is_group_still_in_use, || async {
+        match ctx.aws.target.rds.delete_db_cluster_parameter_group().db_cluster_parameter_group_name(name).send().await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_parameter_group_not_found_fault()) => Ok(false),
+            Err(e) => Err(StepError::aws(name, "DeleteDBClusterParameterGroup")(e)),
+        }
+    })
+    .await
 }
 
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
@@ -1213,7 +1353,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             m.send().await.map_err(StepError::aws(name, "ModifyDBCluster"))?;
         }
         ("db_instance", Op::Update) => {
-            if let Some(t) = r.prev::<TierBefore>()?.promotion_tier {
+            if let InstanceBefore::Tier(TierBefore { promotion_tier: Some(t) }) = r.prev::<InstanceBefore>()? {
                 match rds
                     .modify_db_instance()
                     .db_instance_identifier(name)

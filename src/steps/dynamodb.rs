@@ -528,18 +528,33 @@ async fn set_stream(ctx: &Ctx, name: &str, view: Option<&str>, currently_enabled
     Ok(())
 }
 
+/// Every tag of a table: ListTagsOfResource pages (`NextToken`), and the
+/// SDK has no paginator for it; the migration's own tags may be on any page.
+async fn table_tags(ctx: &Ctx, name: &str, arn: &str) -> Result<BTreeMap<String, String>, StepError> {
+    let mut tags = BTreeMap::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = ctx
+            .aws
+            .target
+            .dynamodb
+            .list_tags_of_resource()
+            .resource_arn(arn)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(StepError::aws(name, "ListTagsOfResource"))?;
+        tags.extend(page.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+            _ => return Ok(tags),
+        }
+    }
+}
+
 async fn converge_tags(ctx: &Ctx, res: &Res, name: &str, arn: &str) -> Result<(), StepError> {
     let ddb = &ctx.aws.target.dynamodb;
-    let have: BTreeMap<String, String> = ddb
-        .list_tags_of_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .map_err(StepError::aws(name, "ListTagsOfResource"))?
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-        .collect();
+    let have = table_tags(ctx, name, arn).await?;
     // Found by name: paymig's only if it carries the migration's tag.
     let ours = super::common::is_ours(ctx, have.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     ctx.existing(res, name, Some(arn), ours)?;
@@ -807,16 +822,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             prod.deletion_protection_enabled() != Some(true),
             "deletion protection off",
         ));
-        let tags: BTreeMap<String, String> = ddb
-            .list_tags_of_resource()
-            .resource_arn(prod.table_arn().unwrap_or_default())
-            .send()
-            .await
-            .map_err(StepError::aws(&name, "ListTagsOfResource"))?
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_owned(), t.value().to_owned()))
-            .collect();
+        let tags = table_tags(ctx, &name, prod.table_arn().unwrap_or_default()).await?;
         f.checks.extend(super::common::common_checks(ctx, &name, &tags));
     }
     Ok(f)
@@ -988,16 +994,8 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         let name = ctx.cfg.names.prod(dev);
         let Some(t) = describe_prod(ctx, &name).await? else { continue };
         let arn = t.table_arn().unwrap_or_default();
-        let tags = ctx
-            .aws
-            .target
-            .dynamodb
-            .list_tags_of_resource()
-            .resource_arn(arn)
-            .send()
-            .await
-            .map_err(StepError::aws(&name, "ListTagsOfResource"))?;
-        let ours = super::common::is_ours(ctx, tags.tags().iter().map(|t| (t.key(), t.value())));
+        let tags = table_tags(ctx, &name, arn).await?;
+        let ours = super::common::is_ours(ctx, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if ours && delete_table(ctx, &name).await? {
             removed.push(format!("dynamodb table {name}"));
         }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{planned_id, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{planned_id, retry_eventual, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::steps::common::arns;
 use crate::steps::common::TagsBefore;
 
@@ -396,17 +396,26 @@ fn has_open_key_intent(ctx: &Ctx) -> bool {
     ctx.journal.as_ref().and_then(|j| j.latest(&key_res(ctx).key)).is_some_and(|r| !r.undone && r.id.is_none())
 }
 
+/// Whether KMS does not see a key yet: right after CreateKey,
+/// EnableKeyRotation, TagResource and CreateAlias may answer
+/// `NotFoundException` for a moment (terraform-provider-aws retries them).
+fn is_new_key_not_found(e: &StepError) -> bool {
+    e.is_code("NotFoundException")
+}
+
 async fn enable_rotation(ctx: &Ctx, key: &Res, key_id: &str, existing: bool) -> Result<(), StepError> {
-    let call = || async {
-        ctx.aws
-            .target
-            .kms
-            .enable_key_rotation()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(StepError::aws(&key.name, "EnableKeyRotation"))?;
-        Ok(())
+    let call = || {
+        retry_eventual("EnableKeyRotation", is_new_key_not_found, || async {
+            ctx.aws
+                .target
+                .kms
+                .enable_key_rotation()
+                .key_id(key_id)
+                .send()
+                .await
+                .map_err(StepError::aws(&key.name, "EnableKeyRotation"))?;
+            Ok(())
+        })
     };
     if existing {
         ctx.update(key, key_id, "rotation", Prev::Rotation { rotation: false }, call).await
@@ -441,12 +450,15 @@ async fn converge_alias(
         }
         _ => ctx
             .create(alias, format!("-> {key_id}"), json!({"target_key_id": key_id}), || async {
-                kms.create_alias()
-                    .alias_name(&alias.name)
-                    .target_key_id(key_id)
-                    .send()
-                    .await
-                    .map_err(StepError::aws(&alias.name, "CreateAlias"))?;
+                retry_eventual("CreateAlias", is_new_key_not_found, || async {
+                    kms.create_alias()
+                        .alias_name(&alias.name)
+                        .target_key_id(key_id)
+                        .send()
+                        .await
+                        .map_err(StepError::aws(&alias.name, "CreateAlias"))
+                })
+                .await?;
                 Ok(Created::id(alias.name.clone()))
             })
             .await
@@ -537,14 +549,34 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     }
                 }
                 Prev::Tags(before) => {
-                    // Restore the previous tag values; remove tags that were added.
+                    // Restore the previous tag values; remove tags that were
+                    // added. A key already gone (or pending deletion) has no
+                    // tags to restore; any other failure is the undo's.
                     let added = before.added();
                     if !added.is_empty() {
-                        let _ = kms.untag_resource().key_id(id).set_tag_keys(Some(added)).send().await;
+                        match kms.untag_resource().key_id(id).set_tag_keys(Some(added)).send().await {
+                            Err(e)
+                                if !e.as_service_error().is_some_and(|e| {
+                                    e.is_not_found_exception() || e.is_kms_invalid_state_exception()
+                                }) =>
+                            {
+                                return Err(StepError::aws(id, "UntagResource")(e))
+                            }
+                            _ => {}
+                        }
                     }
                     let restore = before.changed();
                     if !restore.is_empty() {
-                        let _ = kms.tag_resource().key_id(id).set_tags(Some(kms_tags(&restore)?)).send().await;
+                        match kms.tag_resource().key_id(id).set_tags(Some(kms_tags(&restore)?)).send().await {
+                            Err(e)
+                                if !e.as_service_error().is_some_and(|e| {
+                                    e.is_not_found_exception() || e.is_kms_invalid_state_exception()
+                                }) =>
+                            {
+                                return Err(StepError::aws(id, "TagResource")(e))
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 _ => {}

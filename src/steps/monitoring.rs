@@ -1017,13 +1017,19 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             let sns = &ctx.aws.target.sns;
             let prev = prev()?;
             if let Prev::Subscribe { subscribe: email } = &prev {
-                // A topic already gone has none.
-                let subs = subscriptions(ctx, arn).await.unwrap_or_default();
+                // A topic already gone has none; any other failed read (a
+                // denial above all) is the undo's failure, never "none".
+                let subs = match subscriptions(ctx, arn).await {
+                    Ok(subs) => subs,
+                    Err(e) if e.is_not_found() => Vec::new(),
+                    Err(e) => return Err(e),
+                };
                 for s in subs.iter().filter(|s| s.endpoint() == Some(email.as_str())) {
                     // A pending confirmation has no ARN to unsubscribe; it
                     // goes with the topic.
                     if let Some(sub) = s.subscription_arn().filter(|a| a.starts_with("arn:")) {
-                        let _ = sns.unsubscribe().subscription_arn(sub).send().await;
+                        let out = sns.unsubscribe().subscription_arn(sub).send().await;
+                        StepError::found(out, sub, "Unsubscribe")?;
                     }
                 }
             } else if let Prev::TopicAttribute { attribute: attr, value: Some(value) } = &prev {
@@ -1067,6 +1073,35 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
     Ok(removed)
 }
 
+/// How long after it happens a function's errors reach CloudWatch's
+/// metrics: Lambda publishes them with a delay of about a minute.
+pub const METRIC_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The earliest an alarm can go to ALARM because of a change in traffic:
+/// the breaching datapoints it needs (`DatapointsToAlarm`, else
+/// `EvaluationPeriods`) times its period (a metric-math alarm's longest
+/// query period), plus [`METRIC_DELAY`].
+pub fn reaction_time(a: &aws_sdk_cloudwatch::types::MetricAlarm) -> std::time::Duration {
+    let period = a.period().or_else(|| {
+        a.metrics().iter().filter_map(|m| m.period().or_else(|| m.metric_stat().and_then(|s| s.period()))).max()
+    });
+    let datapoints = a.datapoints_to_alarm().or(a.evaluation_periods()).unwrap_or(1).max(1);
+    let seconds = u64::try_from(period.unwrap_or(60).max(1)).unwrap_or(60) * u64::try_from(datapoints).unwrap_or(1);
+    std::time::Duration::from_secs(seconds) + METRIC_DELAY
+}
+
+/// The migration's alarms: those acting on its topic, in any state.
+pub async fn watched_alarms(ctx: &Ctx) -> std::result::Result<Vec<aws_sdk_cloudwatch::types::MetricAlarm>, StepError> {
+    let topic = format!("arn:aws:sns:{}:{}:{}", ctx.cfg.migration.region, ctx.account, ctx.cfg.names.own("alarms"));
+    let mut pages = ctx.aws.target.cloudwatch.describe_alarms().into_paginator().send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(StepError::aws("alarms", "DescribeAlarms"))?;
+        out.extend(page.metric_alarms().iter().filter(|a| a.alarm_actions().iter().any(|x| x == &topic)).cloned());
+    }
+    Ok(out)
+}
+
 /// The migration's alarms (those acting on its topic) now in ALARM.
 pub async fn alarms_in_alarm(ctx: &Ctx) -> std::result::Result<Vec<String>, StepError> {
     let topic = format!("arn:aws:sns:{}:{}:{}", ctx.cfg.migration.region, ctx.account, ctx.cfg.names.own("alarms"));
@@ -1101,6 +1136,21 @@ mod tests {
         )
         .unwrap();
         cfg.names
+    }
+
+    #[test]
+    fn an_alarm_reacts_after_its_breaching_datapoints_and_the_metrics_delay() {
+        use aws_sdk_cloudwatch::types::{MetricAlarm, MetricDataQuery, MetricStat};
+        let plain = MetricAlarm::builder().period(60).evaluation_periods(3).build();
+        assert_eq!(reaction_time(&plain).as_secs(), 180 + 60);
+        let m_of_n = MetricAlarm::builder().period(60).evaluation_periods(5).datapoints_to_alarm(2).build();
+        assert_eq!(reaction_time(&m_of_n).as_secs(), 120 + 60);
+        let math = MetricAlarm::builder()
+            .evaluation_periods(1)
+            .metrics(MetricDataQuery::builder().id("m1").metric_stat(MetricStat::builder().period(300).build()).build())
+            .metrics(MetricDataQuery::builder().id("e1").expression("m1*100").build())
+            .build();
+        assert_eq!(reaction_time(&math).as_secs(), 300 + 60);
     }
 
     #[test]

@@ -167,12 +167,20 @@ async fn dynamodb_waits_between_table_changes_retries_pitr_and_never_touches_ttl
     assert_eq!(b.count(Behaviour::TtlHourly), 1);
 }
 
+/// A deleted function's interfaces linger (AWS: 20–45 minutes) and Lambda
+/// releases them with the function's execution role: destroy waits for
+/// them before deleting the roles, the groups and the subnets. Deleted
+/// first, a role would leave them for ever (`EniNeedsRole`): the wait would
+/// run into `max_wait_minutes`, here 2.
 #[tokio::test(flavor = "multi_thread")]
 async fn destroy_waits_for_lingering_lambda_network_interfaces() {
-    let w = World::with(Default::default(), without_database).await;
+    let w = World::with(Default::default(), |t| {
+        without_database(t).replace("max_wait_minutes = 60", "max_wait_minutes = 2")
+    })
+    .await;
     // Longer than the fixed retry budget paymig once had (eight attempts,
     // about a minute): on AWS they stay 20–45 minutes.
-    let mut b = AwsBehaviour::new(&[Behaviour::EniLinger], UNIT);
+    let mut b = AwsBehaviour::new(&[Behaviour::EniLinger, Behaviour::EniNeedsRole], UNIT);
     b.durations.eni_linger = Duration::from_secs(95);
     let b = Arc::new(b);
     let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
@@ -180,6 +188,7 @@ async fn destroy_waits_for_lingering_lambda_network_interfaces() {
     let destroy = w.paymig(["destroy", "--yes"]).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
     destroy.expect_code(0);
     assert!(b.count(Behaviour::EniLinger) >= 1, "ENIs lingered: {:?}", b.fired());
+    assert_eq!(b.count(Behaviour::EniNeedsRole), 0, "no role went before its interfaces: {:?}", b.fired());
     assert!(destroy.stderr.contains("network interface"), "the wait is shown: {}", destroy.stderr);
     let left = prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(left.is_empty(), "{left:?}");
@@ -282,20 +291,41 @@ async fn apply_ends_once_the_new_load_balancer_is_active() {
     w.paymig(["destroy", "--yes"]).via(&proxy.endpoint).run().expect_code(0);
 }
 
-/// The whole stack, database included, against every behaviour at once:
-/// apply, a no-op re-apply, rollback, apply again and destroy, with nothing
-/// duplicated and nothing left.
+/// The whole stack, database included, against every behaviour at once, at
+/// the first attempt of every command: apply, validate right after it, a
+/// no-op re-apply, rollback, apply, destroy, and a second migration after
+/// the destroy (apply, destroy) in the same run — EC2 remembers client
+/// tokens across it. The dev stack has what AWS is strict about: a function
+/// with active X-Ray tracing, one without environment variables, a database
+/// on port 6543, and a subnet in the VPC's secondary CIDR block.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
-    let w = World::new().await;
+    let opts = fixture::Options {
+        tracing: true,
+        db_port: Some(6543),
+        secondary_subnet: true,
+        bare_function: true,
+        ..Default::default()
+    };
+    let w = World::with(opts, |t| {
+        // A wait that can never end (an interface whose role is gone, a
+        // group still referenced) fails the test in minutes, not an hour.
+        t.replace("max_wait_minutes = 60", "max_wait_minutes = 2").replace(
+            "lambda_functions = [\"payment-processor-dev\"]",
+            "lambda_functions = [\"payment-processor-dev\", \"ledger-worker-dev\"]",
+        )
+    })
+    .await;
     let b = Arc::new(AwsBehaviour::all(UNIT));
     let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
     let run = |args: &[&str]| w.paymig(args).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
+    let via = fixture::Clients::new(&proxy.endpoint, "us-east-1", None).await;
     run(&["apply", "--yes"]).expect_code(0);
     // Right after apply, with every state AWS passes through: no drift.
     run(&["validate"]).expect_code(0);
     let inv = prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(duplicates(&inv).is_empty(), "{:?}", duplicates(&inv));
+    assert_strict_dev_stack_migrated(&w, &via).await;
     let again = run(&["apply", "--yes"]);
     again.expect_code(0);
     assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
@@ -306,7 +336,23 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
         i.remove("kms_key");
         i
     };
-    assert_eq!(without_key(prod_inventory(&w.moto.endpoint, "prod").await), without_key(inv), "the same stack again");
+    assert_eq!(
+        without_key(prod_inventory(&w.moto.endpoint, "prod").await),
+        without_key(inv.clone()),
+        "the same stack again"
+    );
+    run(&["destroy", "--yes"]).expect_code(0);
+    let left = prod_inventory(&w.moto.endpoint, "prod").await;
+    assert!(left.is_empty(), "{left:?}");
+    // The second migration: every EC2 create carries a token of its own,
+    // so none meets a token remembered from the first.
+    run(&["apply", "--yes"]).expect_code(0);
+    run(&["validate"]).expect_code(0);
+    assert_strict_dev_stack_migrated(&w, &via).await;
+    assert_eq!(b.count(Behaviour::ClientTokens), 0, "no remembered token was reused: {:?}", b.fired());
+    // A destroy killed during the Aurora deletion left an instance
+    // `deleting`: the next destroy meets "already being deleted" and waits.
+    via.rds.delete_db_instance().db_instance_identifier("payments-prod-2").send().await.unwrap();
     run(&["destroy", "--yes"]).expect_code(0);
     let left = prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(left.is_empty(), "{left:?}");
@@ -318,9 +364,132 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
         Behaviour::EniLinger,
         Behaviour::EndpointStates,
         Behaviour::AlbStates,
+        Behaviour::TargetGroupInUse,
+        Behaviour::RdsDeleting,
+        Behaviour::EndpointUnsuccessful,
+        Behaviour::LambdaPropagation,
+        Behaviour::BucketPropagation,
+        Behaviour::NewKeyNotFound,
+        Behaviour::CidrAssociating,
+        Behaviour::DynamoTagPages,
+        Behaviour::ParameterGroupSettle,
     ] {
         assert!(fired.get(&must).copied().unwrap_or(0) > 0, "{must:?} never fired: {fired:?}");
     }
+    // What paymig now never meets: the execution roles outlived the
+    // functions' interfaces, every group's references were revoked before
+    // it was deleted, the traced function's role could trace, and no key
+    // was sent for the function without variables. Each is live (probed
+    // below), so never meeting it is paymig's doing.
+    for never in
+        [Behaviour::EniNeedsRole, Behaviour::GroupReferences, Behaviour::XRayPermission, Behaviour::LambdaKeyDropped]
+    {
+        assert_eq!(b.count(never), 0, "{never:?}: {fired:?}");
+    }
+    let a = via.ec2.create_security_group().group_name("probe-a").description("p").vpc_id(&w.dev.vpc_id);
+    let a = a.send().await.unwrap().group_id.unwrap();
+    let c = via.ec2.create_security_group().group_name("probe-c").description("p").vpc_id(&w.dev.vpc_id);
+    let c = c.send().await.unwrap().group_id.unwrap();
+    let from_c = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(443)
+        .to_port(443)
+        .user_id_group_pairs(aws_sdk_ec2::types::UserIdGroupPair::builder().group_id(&c).build())
+        .build();
+    via.ec2.authorize_security_group_ingress().group_id(&a).ip_permissions(from_c).send().await.unwrap();
+    let referenced = via.ec2.delete_security_group().group_id(&c).send().await.unwrap_err();
+    assert_eq!(paymig::aws::AwsFailure::of(&referenced).code.as_deref(), Some("DependencyViolation"));
+    assert_eq!(b.count(Behaviour::GroupReferences), 1);
+    let role = via.iam.get_role().role_name("payment-processor-dev-role").send().await.unwrap().role.unwrap().arn;
+    let key = via.kms.create_key().send().await.unwrap().key_metadata.unwrap().arn.unwrap();
+    let probe = |name: &str, traced: bool| {
+        let code = aws_sdk_lambda::types::FunctionCode::builder()
+            .zip_file(aws_smithy_types::Blob::new(fixture::zip_one("h.py", b"x")))
+            .build();
+        let tracing = aws_sdk_lambda::types::TracingConfig::builder()
+            .mode(if traced {
+                aws_sdk_lambda::types::TracingMode::Active
+            } else {
+                aws_sdk_lambda::types::TracingMode::PassThrough
+            })
+            .build();
+        via.lambda
+            .create_function()
+            .function_name(name)
+            .runtime(aws_sdk_lambda::types::Runtime::Python312)
+            .handler("h.h")
+            .role(&role)
+            .code(code)
+            .kms_key_arn(&key)
+            .tracing_config(tracing)
+    };
+    let untraceable = probe("probe-traced", true).send().await.unwrap_err();
+    assert!(paymig::aws::AwsFailure::of(&untraceable).message.contains("PutTraceSegments"));
+    assert_eq!(b.count(Behaviour::XRayPermission), 1);
+    // The key is new: Lambda refuses its grant once (LambdaPropagation).
+    if probe("probe-bare", false).send().await.is_err() {
+        probe("probe-bare", false).send().await.unwrap();
+    }
+    let bare = via.lambda.get_function_configuration().function_name("probe-bare").send().await.unwrap();
+    assert!(bare.kms_key_arn().is_none() && b.count(Behaviour::LambdaKeyDropped) >= 1, "{bare:?}");
+    // The token memory is live: a remembered token with other parameters
+    // is refused, with the same ones it answers the first resource again.
+    let vpc = via.ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let rt = || via.ec2.create_route_table().vpc_id(&vpc).client_token("probe-token");
+    let first = rt().send().await.unwrap().route_table.unwrap().route_table_id;
+    assert_eq!(rt().send().await.unwrap().route_table.unwrap().route_table_id, first, "replayed");
+    let other = via.ec2.create_vpc().cidr_block("10.98.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let mismatch = via.ec2.create_route_table().vpc_id(&other).client_token("probe-token").send().await.unwrap_err();
+    assert_eq!(paymig::aws::AwsFailure::of(&mismatch).code.as_deref(), Some("IdempotentParameterMismatch"));
+}
+
+/// What the strict dev stack must look like in prod, read through the
+/// proxy (what AWS would answer): the database group admits the cluster's
+/// own port, the traced function's role may write traces, the secondary
+/// block's subnet exists, every cluster member runs its parameter group,
+/// and the function without variables carries no key.
+async fn assert_strict_dev_stack_migrated(w: &World, via: &fixture::Clients) {
+    let cluster = via.rds.describe_db_clusters().db_cluster_identifier("payments-prod").send().await.unwrap();
+    let cluster = &cluster.db_clusters()[0];
+    assert_eq!(cluster.port(), Some(6543), "restored on dev's port");
+    let members: Vec<(Option<&str>, Option<&str>)> = cluster
+        .db_cluster_members()
+        .iter()
+        .map(|m| (m.db_instance_identifier(), m.db_cluster_parameter_group_status()))
+        .collect();
+    assert!(members.len() == 2 && members.iter().all(|(_, s)| *s == Some("in-sync")), "{members:?}");
+    let db = crate::support::group_id(&w.prod, "payments-db-sg-prod").await;
+    let groups = w.prod.ec2.describe_security_groups().group_ids(&db).send().await.unwrap();
+    let ports: Vec<(Option<i32>, Option<i32>)> =
+        groups.security_groups()[0].ip_permissions().iter().map(|p| (p.from_port(), p.to_port())).collect();
+    assert_eq!(ports, [(Some(6543), Some(6543))], "the database group admits the cluster's port");
+    let doc = w
+        .prod
+        .iam
+        .get_role_policy()
+        .role_name("payment-processor-prod-role")
+        .policy_name("paymig-execution")
+        .send()
+        .await
+        .unwrap()
+        .policy_document;
+    let doc = crate::support::behaviour::percent_decode(&doc);
+    assert!(doc.contains("xray:PutTraceSegments") && doc.contains("xray:PutTelemetryRecords"), "{doc}");
+    let bare = w.prod.iam.get_role_policy().role_name("ledger-worker-prod-role").policy_name("paymig-execution");
+    let bare = crate::support::behaviour::percent_decode(&bare.send().await.unwrap().policy_document);
+    assert!(!bare.contains("xray:"), "tracing is granted only where it is on: {bare}");
+    let subnets = w
+        .prod
+        .ec2
+        .describe_subnets()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("cidr-block").values("10.21.1.0/24").build())
+        .filters(aws_sdk_ec2::types::Filter::builder().name("tag:paymig:migration").values("payments").build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subnets.subnets().len(), 1, "the secondary block's subnet");
+    let worker = via.lambda.get_function_configuration().function_name("ledger-worker-prod").send().await.unwrap();
+    assert!(worker.kms_key_arn().is_none(), "no key without variables");
 }
 
 /// Without `[source] lambda_artifacts` the package comes from GetFunction's

@@ -377,12 +377,12 @@ fn step_spans(stderr: &str) -> BTreeMap<String, Duration> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "the AWS-timed benchmark: run by scripts/bench aws"]
 async fn aws_timed() {
-    use crate::support::behaviour::{AwsBehaviour, Durations};
+    use crate::support::behaviour::{AwsBehaviour, Durations, Windows};
     let factor: f64 = std::env::var("PAYMIG_BENCH_AWS_FACTOR").ok().and_then(|v| v.parse().ok()).unwrap_or(0.1);
     let delay = Duration::from_millis(20);
     let durations = Durations::aws(factor);
     let w = World::new().await;
-    let b = std::sync::Arc::new(AwsBehaviour::timed(&crate::support::behaviour::ALL, durations));
+    let b = std::sync::Arc::new(AwsBehaviour::timed(&crate::support::behaviour::ALL, durations, Windows::aws(factor)));
     let proxy =
         Proxy::start(ProxyConfig { latency: delay, behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
     let dir = w.dir.path();

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use serde_json::Value;
 
 use super::support::fixture;
-use super::support::{is_gone, World};
+use super::support::{is_gone, Paymig, World};
 use super::without_database;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -149,32 +149,60 @@ async fn a_package_that_is_not_devs_is_refused() {
     );
 }
 
+/// Lambda's runtime deprecation table: a runtime past its block-create
+/// date is refused before anything changes, naming the function and the
+/// date; a deprecated one that AWS still creates is a warning with its
+/// dates, until its block-create date comes.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_deprecated_runtime_fails_preflight() {
-    let w = World::with(Default::default(), |t| {
-        without_database(t).replace("[\"payment-processor-dev\"]", "[\"payment-processor-dev\", \"old-batch-dev\"]")
-    })
-    .await;
+async fn runtimes_past_their_block_create_date_fail_preflight_and_deprecated_ones_are_warned_about() {
+    let w = World::with(Default::default(), without_database).await;
     let role = w.prod.iam.get_role().role_name("payment-processor-dev-role").send().await.unwrap().role.unwrap().arn;
-    w.prod
-        .lambda
-        .create_function()
-        .function_name("old-batch-dev")
-        .runtime(aws_sdk_lambda::types::Runtime::Python38)
-        .handler("h.h")
-        .role(role)
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(aws_smithy_types::Blob::new(fixture::zip_one("h.py", b"x")))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let run = w.paymig(["plan"]).run();
-    run.expect_code(2);
-    assert!(run.stderr.contains("old-batch-dev") && run.stderr.contains("python3.8 is deprecated"), "{}", run.stderr);
-    assert_eq!(run.mutating_calls(), 0);
+    for (name, runtime) in [
+        ("old-batch-dev", aws_sdk_lambda::types::Runtime::Python38),
+        ("legacy-dev", aws_sdk_lambda::types::Runtime::Python39),
+    ] {
+        w.prod
+            .lambda
+            .create_function()
+            .function_name(name)
+            .runtime(runtime)
+            .handler("h.h")
+            .role(&role)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(aws_smithy_types::Blob::new(fixture::zip_one("h.py", b"x")))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let with = |f: &str| {
+        let cfg = w.dir.path().join(format!("{f}.toml"));
+        let edited = text.replace("[\"payment-processor-dev\"]", &format!("[\"payment-processor-dev\", \"{f}\"]"));
+        std::fs::write(&cfg, edited).unwrap();
+        cfg
+    };
+    let plan = |cfg: &std::path::Path, today: &str| {
+        Paymig::new(&w.moto.endpoint, cfg).env("PAYMIG_TODAY", today).args(["plan"]).guard_dev(&w.moto.endpoint).run()
+    };
+    let blocked = plan(&with("old-batch-dev"), "2026-12-06");
+    blocked.expect_code(2);
+    for s in ["old-batch-dev", "python3.8", "2025-02-28"] {
+        assert!(blocked.stderr.contains(s), "{s}: {}", blocked.stderr);
+    }
+    assert_eq!(blocked.mutating_calls(), 0);
+    let legacy = with("legacy-dev");
+    let warned = plan(&legacy, "2026-12-06");
+    warned.expect_code(0);
+    let out = format!("{}{}", warned.stdout, warned.stderr);
+    for s in ["legacy-dev", "python3.9", "deprecated since 2025-12-15", "2027-02-01", "2027-03-03"] {
+        assert!(out.contains(s), "{s}: {out}");
+    }
+    let later = plan(&legacy, "2027-02-01");
+    later.expect_code(2);
+    assert!(later.stderr.contains("legacy-dev") && later.stderr.contains("since 2027-02-01"), "{}", later.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -328,10 +356,29 @@ async fn switch_shifts_in_canary_steps_reverts_on_alarm_and_rolls_back() {
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&fixture::sdk_config(&w.moto.endpoint, "us-east-1").await);
     assert_eq!(live_weights(&elb).await, weights(100, 0));
 
-    let run = w.paymig(["switch", "--to", "green", "--canary", "10", "--interval", "1", "--yes"]).run();
+    // A one-second canary is shorter than any alarm can react (the error
+    // rate's five-minute period plus Lambda's metrics delay, the slowest; a
+    // replicated dev alarm's two minutes): said before the first change,
+    // naming the alarm and the interval that would do, and the alarms are
+    // watched for that window after the last step (scaled down here).
+    let started = std::time::Instant::now();
+    let run = w
+        .paymig(["--log-format", "json", "switch", "--to", "green", "--canary", "10", "--interval", "1", "--yes"])
+        .env("PAYMIG_ALARM_WINDOW_SCALE", "0.02")
+        .run();
     run.expect_code(0);
     assert!(run.stdout.contains("green 10%") && run.stdout.contains("green 100%"), "{}", run.stdout);
     assert_eq!(live_weights(&elb).await, weights(0, 100));
+    let warning = run
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["level"] == "WARN" && e["alarm"].is_string())
+        .unwrap_or_else(|| panic!("no warning event: {}", run.stderr));
+    assert_eq!(warning["alarm"], "payment-processor-prod-error-rate", "the slowest alarm: {warning}");
+    assert_eq!((warning["interval_s"].as_u64(), warning["suggested_interval_s"].as_u64()), (Some(1), Some(360)));
+    assert!(run.stdout.contains("watching the alarms for 7s"), "{}", run.stdout);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(7), "it watched after the last step");
     let steps = w
         .journal_lines()
         .iter()

@@ -27,6 +27,9 @@
 
 #![allow(dead_code)]
 
+mod teardown;
+pub use teardown::Windows;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -53,9 +56,24 @@ pub enum Behaviour {
     IamLimits,
     LambdaRequestLimit,
     AlbStates,
+    // Round two (`teardown`): the way down and the second migration.
+    ClientTokens,
+    GroupReferences,
+    EniNeedsRole,
+    TargetGroupInUse,
+    RdsDeleting,
+    EndpointUnsuccessful,
+    LambdaPropagation,
+    BucketPropagation,
+    XRayPermission,
+    NewKeyNotFound,
+    CidrAssociating,
+    DynamoTagPages,
+    LambdaKeyDropped,
+    ParameterGroupSettle,
 }
 
-pub const ALL: [Behaviour; 14] = [
+pub const ALL: [Behaviour; 28] = [
     Behaviour::LambdaStates,
     Behaviour::IamPropagation,
     Behaviour::DynamoStates,
@@ -70,6 +88,20 @@ pub const ALL: [Behaviour; 14] = [
     Behaviour::IamLimits,
     Behaviour::LambdaRequestLimit,
     Behaviour::AlbStates,
+    Behaviour::ClientTokens,
+    Behaviour::GroupReferences,
+    Behaviour::EniNeedsRole,
+    Behaviour::TargetGroupInUse,
+    Behaviour::RdsDeleting,
+    Behaviour::EndpointUnsuccessful,
+    Behaviour::LambdaPropagation,
+    Behaviour::BucketPropagation,
+    Behaviour::XRayPermission,
+    Behaviour::NewKeyNotFound,
+    Behaviour::CidrAssociating,
+    Behaviour::DynamoTagPages,
+    Behaviour::LambdaKeyDropped,
+    Behaviour::ParameterGroupSettle,
 ];
 
 /// How long each state lasts.
@@ -156,6 +188,10 @@ struct State {
     functions: HashMap<String, (Instant, &'static str)>,
     /// Function name -> (subnets, security groups) of its VPC config.
     function_vpc: HashMap<String, (Vec<String>, Vec<String>)>,
+    /// Function name -> its execution role's name.
+    function_role: HashMap<String, String>,
+    /// Lingering ENI id -> the execution role Lambda releases it with.
+    eni_role: HashMap<String, String>,
     /// Role name -> when it was created.
     roles: HashMap<String, Instant>,
     /// Table -> (busy until, CREATING/UPDATING).
@@ -205,10 +241,14 @@ pub struct AwsBehaviour {
     on: BTreeSet<Behaviour>,
     /// How long each state lasts.
     pub durations: Durations,
+    /// Round two's windows.
+    pub windows: Windows,
     /// PutParameter calls per second before throttling (AWS's default
     /// throughput is 40 for standard parameters).
     pub put_parameter_per_second: f64,
     state: Mutex<State>,
+    /// Round two's state; never locked while `state` is held.
+    round2: Mutex<teardown::State>,
     fired: Mutex<BTreeMap<Behaviour, u64>>,
     packages: Mutex<HashMap<String, Vec<u8>>>,
     endpoint: OnceLock<String>,
@@ -224,14 +264,16 @@ impl std::fmt::Debug for AwsBehaviour {
 impl AwsBehaviour {
     /// `on`, with the test profile's durations (`Durations::units`).
     pub fn new(on: &[Behaviour], unit: Duration) -> AwsBehaviour {
-        AwsBehaviour::timed(on, Durations::units(unit))
+        AwsBehaviour::timed(on, Durations::units(unit), Windows::units(unit))
     }
 
     /// `on`, with these durations.
-    pub fn timed(on: &[Behaviour], durations: Durations) -> AwsBehaviour {
+    pub fn timed(on: &[Behaviour], durations: Durations, windows: Windows) -> AwsBehaviour {
         AwsBehaviour {
             on: on.iter().copied().collect(),
             durations,
+            windows,
+            round2: Mutex::new(teardown::State::default()),
             put_parameter_per_second: 40.0,
             state: Mutex::new(State::default()),
             fired: Mutex::new(BTreeMap::new()),
@@ -308,6 +350,9 @@ impl AwsBehaviour {
 
     /// Before forwarding: the refusal AWS would answer, if any.
     pub fn before(&self, service: &str, op: &str, req: &Request<Bytes>) -> Option<Response<Full<Bytes>>> {
+        if let Some(refused) = self.before_teardown(service, op, req) {
+            return Some(refused);
+        }
         let mut st = self.state.lock().unwrap();
         let now = Instant::now();
         match service {
@@ -520,6 +565,7 @@ impl AwsBehaviour {
     /// After a call was forwarded: the state it starts, and describes
     /// rewritten to show it.
     pub fn after(&self, service: &str, op: &str, req: &Request<Bytes>, status: u16, body: Bytes) -> Bytes {
+        let body = self.after_teardown(service, op, req, status, body);
         let ok = (200..300).contains(&status);
         let mut st = self.state.lock().unwrap();
         let now = Instant::now();
@@ -536,6 +582,8 @@ impl AwsBehaviour {
                                 .unwrap_or_default()
                         };
                         let subnets = list(&asked["VpcConfig"]["SubnetIds"]);
+                        let role = asked["Role"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_owned();
+                        st.function_role.insert(name.clone(), role);
                         if !subnets.is_empty() {
                             st.function_vpc
                                 .insert(name.clone(), (subnets, list(&asked["VpcConfig"]["SecurityGroupIds"])));
@@ -565,8 +613,10 @@ impl AwsBehaviour {
                         if self.is_on(Behaviour::EniLinger) {
                             if let Some((subnets, groups)) = st.function_vpc.remove(&function) {
                                 let gone = now + self.durations.eni_linger;
+                                let role = st.function_role.get(&function).cloned().unwrap_or_default();
                                 for s in subnets {
                                     let id = format!("eni-{:017x}", self.ids.fetch_add(1, Ordering::Relaxed));
+                                    st.eni_role.insert(id.clone(), role.clone());
                                     st.enis.push((gone, id, s, groups.clone()));
                                 }
                             }
@@ -639,6 +689,22 @@ impl AwsBehaviour {
                     "DeleteRole" => {
                         st.inline.remove(&role);
                         st.attached.remove(&role);
+                        // Lambda releases a deleted function's interfaces
+                        // with its role: gone first, they stay for ever.
+                        if self.is_on(Behaviour::EniNeedsRole) {
+                            let stuck: Vec<String> = st
+                                .enis
+                                .iter()
+                                .filter(|(gone, id, ..)| now < *gone && st.eni_role.get(id) == Some(&role))
+                                .map(|(_, id, ..)| id.clone())
+                                .collect();
+                            for e in st.enis.iter_mut().filter(|e| stuck.contains(&e.1)) {
+                                e.0 = now + Duration::from_secs(100 * 365 * 24 * 3600);
+                            }
+                            if !stuck.is_empty() {
+                                self.fire(Behaviour::EniNeedsRole);
+                            }
+                        }
                     }
                     _ => {}
                 }

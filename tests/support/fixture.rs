@@ -97,11 +97,28 @@ pub struct Options {
     /// Availability zones of the dev subnets (one subnet each).
     pub zones: Vec<&'static str>,
     pub account: Option<String>,
+    /// The dev function runs with active X-Ray tracing.
+    pub tracing: bool,
+    /// The dev cluster's port (5432 when not set).
+    pub db_port: Option<i32>,
+    /// A subnet in the secondary CIDR block (10.21.0.0/16) beside the
+    /// primary block's.
+    pub secondary_subnet: bool,
+    /// A second dev function, `ledger-worker-dev`, without environment
+    /// variables (Lambda keeps no key for it).
+    pub bare_function: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { zones: vec!["us-east-1a", "us-east-1b", "us-east-1c"], account: None }
+        Options {
+            zones: vec!["us-east-1a", "us-east-1b", "us-east-1c"],
+            account: None,
+            tracing: false,
+            db_port: None,
+            secondary_subnet: false,
+            bare_function: false,
+        }
     }
 }
 
@@ -236,7 +253,7 @@ pub fn zip_one(name: &str, content: &[u8]) -> Vec<u8> {
 pub async fn seed(endpoint: &str, opts: &Options) -> DevStack {
     let c = Clients::new(endpoint, "us-east-1", opts.account.as_deref()).await;
     let network = seed_network(&c, opts).await;
-    seed_data(&c).await;
+    seed_data(&c, opts).await;
     network
 }
 
@@ -302,10 +319,22 @@ async fn seed_network(c: &Clients, opts: &Options) -> DevStack {
         }
         subnets.push((az.to_string(), cidr));
     }
+    if opts.secondary_subnet {
+        let (az, cidr) = (opts.zones[0], "10.21.1.0/24");
+        ec2.create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .tag_specifications(tags(ResourceType::Subnet, "payments-secondary-dev"))
+            .send()
+            .await
+            .expect("subnet in the secondary block");
+        subnets.push((az.to_string(), cidr.to_string()));
+    }
     DevStack { vpc_id, cidrs: vec!["10.20.0.0/16".into(), "10.21.0.0/16".into()], subnets }
 }
 
-async fn seed_data(c: &Clients) {
+async fn seed_data(c: &Clients, opts: &Options) {
     use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
     c.dynamodb
         .create_table()
@@ -350,7 +379,7 @@ async fn seed_data(c: &Clients) {
         .function_name("payment-processor-dev")
         .runtime(aws_sdk_lambda::types::Runtime::Python312)
         .handler("handler.handler")
-        .role(role_arn)
+        .role(&role_arn)
         .memory_size(256)
         .timeout(30)
         .code(
@@ -365,9 +394,37 @@ async fn seed_data(c: &Clients) {
                 .variables("PARAM_PATH", "/dev/")
                 .build(),
         )
+        .set_tracing_config(opts.tracing.then(|| {
+            aws_sdk_lambda::types::TracingConfig::builder().mode(aws_sdk_lambda::types::TracingMode::Active).build()
+        }))
         .send()
         .await
         .expect("dev function");
+    if opts.bare_function {
+        let zip = zip_one("worker.py", b"def handler(event, context):\n    return None\n");
+        c.s3.put_object()
+            .bucket("payments-artifacts-dev")
+            .key("lambda/ledger-worker-dev.zip")
+            .body(zip.into())
+            .send()
+            .await
+            .expect("artifact");
+        c.lambda
+            .create_function()
+            .function_name("ledger-worker-dev")
+            .runtime(aws_sdk_lambda::types::Runtime::Python312)
+            .handler("worker.handler")
+            .role(&role_arn)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .s3_bucket("payments-artifacts-dev")
+                    .s3_key("lambda/ledger-worker-dev.zip")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("bare dev function");
+    }
 
     // Aurora: encrypted with a dev key, a custom parameter group, IAM auth,
     // log exports, and two snapshots (the newer one is what prod restores).
@@ -423,6 +480,7 @@ async fn seed_data(c: &Clients) {
         .db_cluster_parameter_group_name("payments-dev-params")
         .enable_iam_database_authentication(true)
         .enable_cloudwatch_logs_exports("postgresql")
+        .set_port(opts.db_port)
         .serverless_v2_scaling_configuration(
             aws_sdk_rds::types::ServerlessV2ScalingConfiguration::builder().min_capacity(0.5).max_capacity(4.0).build(),
         )

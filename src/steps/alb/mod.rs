@@ -442,6 +442,14 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
     Ok(())
 }
 
+/// How long ELB may still hold a target group whose listener is gone.
+const TARGET_GROUP_RELEASE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// A target group still in use by a listener or rule being deleted.
+fn is_in_use(e: &StepError) -> bool {
+    e.is_code("ResourceInUse")
+}
+
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let (elb, lambda) = (&ctx.aws.target.elbv2, &ctx.aws.target.lambda);
     let id = r.id.clone().unwrap_or_default();
@@ -465,13 +473,19 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 .map(|_| ())
                 .map_err(StepError::aws(listener, "ModifyListener"))
         }
-        ("target_group", Op::Create | Op::Adopt) if !id.is_empty() => elb
-            .delete_target_group()
-            .target_group_arn(&id)
-            .send()
+        // ELB answers ResourceInUse for a while after the listener or rule
+        // that used the group is deleted (terraform waits 2 minutes).
+        ("target_group", Op::Create | Op::Adopt) if !id.is_empty() => {
+            crate::engine::retry_until("DeleteTargetGroup", TARGET_GROUP_RELEASE, is_in_use, || async {
+                elb.delete_target_group()
+                    .target_group_arn(&id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(StepError::aws(&id, "DeleteTargetGroup"))
+            })
             .await
-            .map(|_| ())
-            .map_err(StepError::aws(&id, "DeleteTargetGroup")),
+        }
         ("target_group", Op::Update) => {
             let tg = r.intent.data["id"].as_str().unwrap_or_default();
             let before: TargetBefore = r.prev()?;

@@ -54,6 +54,29 @@ pub async fn preflight(ctx: &Ctx, to: &str) -> Result<Result<Front, Vec<String>>
     Ok(if problems.is_empty() { Ok(front) } else { Err(problems) })
 }
 
+/// The watched alarm that needs longest to react to the canary, and how
+/// long ([`crate::steps::monitoring::reaction_time`]), when that is longer
+/// than `watch`: a canary interval shorter than it ends before the alarm
+/// could see the canary's errors, so the gate only looks safe.
+pub fn too_short(alarms: &[aws_sdk_cloudwatch::types::MetricAlarm], watch: Duration) -> Option<(String, Duration)> {
+    let mut slowest: Option<(String, Duration)> = None;
+    for a in alarms {
+        let t = crate::steps::monitoring::reaction_time(a);
+        if slowest.as_ref().is_none_or(|(_, s)| t > *s) {
+            slowest = Some((a.alarm_name().unwrap_or("?").to_owned(), t));
+        }
+    }
+    slowest.filter(|(_, t)| *t > watch)
+}
+
+/// Real time as switch waits it: `PAYMIG_ALARM_WINDOW_SCALE` (a test hook,
+/// default 1) scales the alarms' reaction windows so that the tests need
+/// not wait minutes.
+fn scaled(d: Duration) -> Duration {
+    let scale: f64 = std::env::var("PAYMIG_ALARM_WINDOW_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    d.mul_f64(scale.clamp(0.0, 1.0))
+}
+
 /// Shifts `front` as `shift` says, printing each step.
 pub async fn run(ctx: &Ctx, front: &Front, shift: Shift<'_>) -> Result<Ended, StepError> {
     let to = shift.to;
@@ -62,13 +85,37 @@ pub async fn run(ctx: &Ctx, front: &Front, shift: Shift<'_>) -> Result<Ended, St
         Some(p) => vec![i32::from(p), 100],
         None => vec![100],
     };
+    // Before the first weight change: can the alarms see the canary within
+    // the interval? A warning, not a refusal; the shift then keeps watching
+    // for that window after its last step.
+    let mut settle = Duration::ZERO;
+    if shift.canary.is_some() {
+        if let Some((alarm, reaction)) = too_short(&crate::steps::monitoring::watched_alarms(ctx).await?, shift.watch) {
+            tracing::warn!(
+                alarm = %alarm,
+                interval_s = shift.watch.as_secs(),
+                alarm_window_s = reaction.as_secs(),
+                suggested_interval_s = reaction.as_secs(),
+                "--interval {}s is shorter than alarm {alarm} needs to react to the canary ({}s: its evaluation window plus about {}s before Lambda's metrics arrive); `--interval {}` would let it see the canary. Shifting anyway, and watching the alarms for {}s after the last step",
+                shift.watch.as_secs(),
+                reaction.as_secs(),
+                crate::steps::monitoring::METRIC_DELAY.as_secs(),
+                reaction.as_secs(),
+                reaction.as_secs(),
+            );
+            settle = scaled(reaction);
+        }
+    }
     for (i, pct) in steps.iter().copied().enumerate() {
         let weights: Vec<(String, i32)> =
             COLOURS.iter().map(|c| (c.to_string(), if *c == to { pct } else { 100 - pct })).collect();
         set_weights(ctx, front, &weights).await?;
         println!("paymig switch: {to} {pct}%");
         let last = i + 1 == steps.len();
-        let deadline = Instant::now() + if last { Duration::ZERO } else { shift.watch };
+        if last && !settle.is_zero() {
+            println!("paymig switch: watching the alarms for {}s before declaring the shift done", settle.as_secs());
+        }
+        let deadline = Instant::now() + if last { settle } else { shift.watch };
         loop {
             // Stopped mid-shift (CodeBuild's SIGTERM, Ctrl-C): no further
             // change is started (the engine's rule after a signal); the

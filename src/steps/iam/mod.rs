@@ -50,9 +50,14 @@ static ABOUT: About = About {
         "iam:ListAttachedRolePolicies",
         "iam:AttachRolePolicy",
         "iam:DetachRolePolicy",
+        // Undo: an execution role outlives its functions' network interfaces.
+        "lambda:GetFunction",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeNetworkInterfaces",
     ],
-    scopes: &[("iam", execution_roles)],
-    ..About::NONE
+    // Whether dev's functions run with active tracing (their roles then need X-Ray).
+    source_actions: &["lambda:GetFunction"],
+    scopes: &[("iam", execution_roles), ("lambda", crate::steps::common::arns::functions)],
 };
 
 impl Declared for Iam {
@@ -90,6 +95,10 @@ const TABLE_ACTIONS: [&str; 10] = [
     "dynamodb:DescribeTable",
 ];
 
+/// What a function with active X-Ray tracing sends (AWS grants them only on
+/// `*`: see [`crate::permissions::needs_star`]).
+pub const XRAY_ACTIONS: [&str; 2] = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
+
 /// A key ARN of the real length (the key may not exist yet when sizes are
 /// measured).
 fn placeholder_key(cfg: &Config, account: &str) -> String {
@@ -108,7 +117,7 @@ fn oversized_policies(ctx: &Ctx) -> Vec<StepError> {
         .lambda_functions
         .iter()
         .filter_map(|f| {
-            let size = policy_of(cfg, account, f, &key, managed.is_empty()).to_string().len();
+            let size = policy_of(cfg, account, f, &key, managed.is_empty(), true).to_string().len();
             (size > MAX_INLINE_CHARS).then(|| {
                 StepError::Invalid(format!(
                     "[source] audit_buckets: the execution role of {} would need an inline policy of {size} characters without its tables; IAM allows {MAX_INLINE_CHARS} per role\nhelp: split [source] audit_buckets across two migrations",
@@ -132,7 +141,7 @@ fn oversized_policies(ctx: &Ctx) -> Vec<StepError> {
 /// The execution policy of one prod function, whole (every grant, as the
 /// interface endpoints' policies read it).
 pub fn execution_policy(ctx: &Ctx, dev_function: &str, key_arn: &str) -> Value {
-    policy_of(&ctx.cfg, &ctx.account, dev_function, key_arn, true)
+    policy_of(&ctx.cfg, &ctx.account, dev_function, key_arn, true, false)
 }
 
 /// Per prod table, its ARN and its indexes'.
@@ -170,7 +179,7 @@ fn execution_roles(cfg: &crate::config::Config, account: &str) -> Vec<String> {
 /// execution role: none when every role's whole policy fits inline.
 pub fn table_policies(cfg: &Config, account: &str) -> Vec<managed::Managed> {
     let key = placeholder_key(cfg, account);
-    let fits = |f: &String| policy_of(cfg, account, f, &key, true).to_string().len() <= MAX_INLINE_CHARS;
+    let fits = |f: &String| policy_of(cfg, account, f, &key, true, true).to_string().len() <= MAX_INLINE_CHARS;
     if cfg.source.lambda_functions.iter().all(fits) {
         return Vec::new();
     }
@@ -183,8 +192,11 @@ pub fn table_policies(cfg: &Config, account: &str) -> Vec<managed::Managed> {
 }
 
 /// The inline execution policy of one prod function, with the table
-/// statement when `tables` (the tables are otherwise in managed policies).
-fn policy_of(cfg: &Config, account: &str, dev_function: &str, key_arn: &str, tables: bool) -> Value {
+/// statement when `tables` (the tables are otherwise in managed policies)
+/// and X-Ray's two write actions when the function is `traced` (Lambda
+/// refuses to create a function with active tracing whose role lacks them;
+/// X-Ray grants them on `*` only).
+fn policy_of(cfg: &Config, account: &str, dev_function: &str, key_arn: &str, tables: bool, traced: bool) -> Value {
     let region = &cfg.migration.region;
     let n = &cfg.names;
     let function = n.prod(dev_function);
@@ -212,6 +224,9 @@ fn policy_of(cfg: &Config, account: &str, dev_function: &str, key_arn: &str, tab
         statements.push(json!({"Sid": "AuditList", "Effect": "Allow", "Action": ["s3:ListBucket"],
             "Resource": buckets.iter().map(|b| format!("arn:aws:s3:::{b}")).collect::<Vec<_>>()}));
     }
+    if traced {
+        statements.push(json!({"Sid": "Tracing", "Effect": "Allow", "Action": XRAY_ACTIONS, "Resource": "*"}));
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -228,7 +243,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         let name = ctx.cfg.names.lambda_role(&f);
         let res = Res::new(STEP, "iam_role", format!("role/{name}"), &name);
         let description = format!("paymig {}: execution role of {}", ctx.cfg.migration.name, ctx.cfg.names.prod(&f));
-        let inline = policy_of(&ctx.cfg, &ctx.account, &f, key_arn, managed.is_empty());
+        let inline = policy_of(&ctx.cfg, &ctx.account, &f, key_arn, managed.is_empty(), traced(ctx, &f).await?);
         let arn =
             super::common::roles::converge_role(ctx, &res, "lambda.amazonaws.com", description, POLICY_NAME, &inline)
                 .await?;
@@ -256,6 +271,14 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         ("iam_policy", Op::Create | Op::Adopt) => managed::delete_policy(ctx, &r.intent.name).await?,
         ("iam_policy", Op::Update) => managed::restore_document(ctx, r).await?,
         (_, Op::Create | Op::Adopt) => {
+            if !any_function_left(ctx).await? {
+                // Lambda releases a deleted function's network interfaces
+                // with its execution role: the role stays until they are
+                // gone. While another function of the migration lives, the
+                // interfaces it shares stay in use and are released later
+                // with that function's role.
+                crate::steps::network::wait_for_function_interfaces(ctx).await?;
+            }
             super::common::roles::delete_role(ctx, &r.intent.name).await?;
         }
         (_, Op::Update) => match r.prev::<RoleUpdate>()? {
@@ -266,6 +289,27 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         },
     }
     Ok(())
+}
+
+/// Whether dev's function `f` runs with active X-Ray tracing (its prod copy
+/// does too).
+async fn traced(ctx: &Ctx, f: &str) -> Result<bool, StepError> {
+    use aws_sdk_lambda::types::TracingMode;
+    let out = ctx.aws.source.lambda.get_function().function_name(f).send().await;
+    let out = out.map_err(StepError::aws(format!("dev function {f}"), "GetFunction"))?;
+    Ok(out.configuration().and_then(|c| c.tracing_config()).and_then(|t| t.mode()) == Some(&TracingMode::Active))
+}
+
+/// Whether any prod function of the migration still exists.
+async fn any_function_left(ctx: &Ctx) -> Result<bool, StepError> {
+    for f in &ctx.cfg.source.lambda_functions {
+        let name = ctx.cfg.names.prod(f);
+        let out = ctx.aws.target.lambda.get_function().function_name(&name).send().await;
+        if StepError::found(out, &name, "GetFunction")?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {

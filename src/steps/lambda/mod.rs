@@ -10,6 +10,7 @@
 //! package too large to send inline goes through a prod staging bucket
 //! ([`staging`]).
 
+mod runtimes;
 mod staging;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, retry_eventual, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, retry_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::steps::common::arns;
 
 const STEP: &str = "lambda";
@@ -142,14 +143,17 @@ impl Step for Lambda {
             Ok(d) => d,
             Err(e) => return vec![e],
         };
-        let mut problems: Vec<StepError> = dev
-            .iter()
-            .filter_map(|f| {
-                runtime_supported(f.config.runtime().map(|r| r.as_str()).unwrap_or(""))
-                    .err()
-                    .map(|e| StepError::Invalid(format!("[source] lambda_functions: {}: {e}", f.name)))
-            })
-            .collect();
+        let today = runtimes::today();
+        let mut problems = Vec::new();
+        for f in dev {
+            match runtimes::verdict(f.config.runtime().map(|r| r.as_str()).unwrap_or(""), today) {
+                runtimes::Verdict::Supported => {}
+                runtimes::Verdict::Deprecated(d) => ctx.notice(STEP, runtimes::warning(&f.name, &d)),
+                runtimes::Verdict::Blocked(why) => {
+                    problems.push(StepError::Invalid(format!("[source] lambda_functions: {}: {why}", f.name)))
+                }
+            }
+        }
         if let Err(e) = check_concurrency(ctx).await {
             problems.push(e);
         }
@@ -173,21 +177,6 @@ impl Step for Lambda {
     async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         let dev = self.dev(ctx).await?;
         validate(ctx, dev).await
-    }
-}
-
-/// python3.9 or newer; anything else is refused before anything changes.
-pub fn runtime_supported(runtime: &str) -> Result<(), String> {
-    let version = runtime.strip_prefix("python").and_then(|v| {
-        let (major, minor) = v.split_once('.')?;
-        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
-    });
-    match version {
-        Some(v) if v >= (3, 9) => Ok(()),
-        Some(_) => {
-            Err(format!("runtime {runtime} is deprecated; upgrade the dev function to python3.9 or newer first"))
-        }
-        None => Err(format!("runtime {runtime:?} is not supported; paymig migrates python3.9 or newer")),
     }
 }
 
@@ -509,7 +498,9 @@ fn settings_of(c: &FunctionConfiguration) -> Value {
         "memory": c.memory_size(),
         "timeout": c.timeout(),
         "role": c.role(),
-        "kms_key": c.kms_key_arn(),
+        // Lambda keeps no key for a function without variables
+        // (terraform-provider-aws #6366): there is nothing to compare.
+        "kms_key": if has_variables(c) { c.kms_key_arn() } else { None },
         // No variables and an empty map are the same setting.
         "environment": c.environment().and_then(|e| e.variables()).map(|v| redact_environment(v.iter())).unwrap_or_default(),
         "subnets": subnets,
@@ -520,18 +511,32 @@ fn settings_of(c: &FunctionConfiguration) -> Value {
     })
 }
 
+/// Whether a function has environment variables (only then does Lambda keep
+/// the key that encrypts them).
+fn has_variables(c: &FunctionConfiguration) -> bool {
+    c.environment().and_then(|e| e.variables()).is_some_and(|v| !v.is_empty())
+}
+
+/// The key to send for a function with `env`: none without variables, which
+/// Lambda would not keep (a key sent and then missing reads as drift on every
+/// run).
+fn key_for<'a>(env: &BTreeMap<String, String>, key: &'a str) -> Option<&'a str> {
+    (!env.is_empty()).then_some(key)
+}
+
 fn desired_settings(ctx: &Ctx, f: &DevFunction, role: &str, key: &str, subnets: &[String], sg: &str) -> Value {
     let d = &f.config;
     let mut subnets = subnets.to_vec();
     subnets.sort();
+    let env = prod_environment(ctx, f);
     json!({
         "runtime": d.runtime().map(|r| r.as_str()),
         "handler": d.handler(),
         "memory": d.memory_size(),
         "timeout": d.timeout(),
         "role": role,
-        "kms_key": key,
-        "environment": redact_environment(prod_environment(ctx, f).iter()),
+        "kms_key": key_for(&env, key),
+        "environment": redact_environment(env.iter()),
         "subnets": subnets,
         "security_groups": [sg],
         "layers": d.layers().iter().filter_map(|l| l.arn()).collect::<Vec<_>>(),
@@ -567,13 +572,22 @@ async fn wait_updated(ctx: &Ctx, name: &str) -> Result<(), StepError> {
     Ok(())
 }
 
+/// How long a new role's or key grant's propagation may keep CreateFunction
+/// refusing (terraform-provider-aws retries these for its propagation
+/// timeout of two minutes).
+const PROPAGATION: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn is_role_not_ready(e: &StepError) -> bool {
     // AWS says it only in words, as InvalidParameterValueException: the new
-    // role is not yet visible to Lambda (IAM propagation), or not yet to EC2
-    // for the function's network interfaces.
+    // role is not yet visible to Lambda (IAM propagation), its permissions
+    // not yet to EC2 or X-Ray ("does not have permissions to call
+    // CreateNetworkInterface on EC2", "… PutTraceSegments on XRAY"), or the
+    // key's grant for Lambda not yet usable ("… KMS key is invalid for
+    // CreateGrant").
     e.is_code("InvalidParameterValueException")
         && (e.message_contains("cannot be assumed")
-            || e.message_contains("does not have permissions to call CreateNetworkInterface"))
+            || e.message_contains("does not have permissions to call")
+            || e.message_contains("is invalid for CreateGrant"))
 }
 
 async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> {
@@ -596,7 +610,9 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
         Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => None,
         Err(e) => return Err(StepError::aws(&name, "GetFunction")(e)),
     };
-    let env = Environment::builder().set_variables(Some(prod_environment(ctx, f).into_iter().collect())).build();
+    let variables = prod_environment(ctx, f);
+    let env_key = key_for(&variables, &key).map(str::to_owned);
+    let env = Environment::builder().set_variables(Some(variables.into_iter().collect())).build();
     let vpc = VpcConfig::builder()
         .set_subnet_ids(Some(subnets.iter().filter(|s| !is_planned(s)).cloned().collect()))
         .security_group_ids(&sg)
@@ -614,7 +630,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                     let package = staging::Package::of(ctx, &name, fetch_package(ctx, f).await?).await?;
                     let tags: std::collections::HashMap<String, String> =
                         super::common::prod_tags_as(ctx, |k, v| (k, v)).into_iter().collect();
-                    let out = retry_eventual("CreateFunction", is_role_not_ready, || async {
+                    let out = retry_until("CreateFunction", PROPAGATION, is_role_not_ready, || async {
                         lambda
                             .create_function()
                             .function_name(&name)
@@ -638,7 +654,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                                     .map_err(|e| StepError::Invalid(e.to_string()))?,
                             )
                             .environment(env.clone())
-                            .kms_key_arn(&key)
+                            .set_kms_key_arn(env_key.clone())
                             .vpc_config(vpc.clone())
                             .publish(true)
                             .set_tags(Some(tags.clone()))
@@ -694,7 +710,7 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
                         .set_memory_size(d.memory_size())
                         .set_timeout(d.timeout())
                         .environment(env.clone())
-                        .kms_key_arn(&key)
+                        .set_kms_key_arn(env_key.clone())
                         .vpc_config(vpc.clone())
                         .set_layers(Some(d.layers().iter().filter_map(|l| l.arn().map(str::to_owned)).collect()))
                         .send()
@@ -841,7 +857,8 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
         let want_env = json!(redact_environment(prod_environment(ctx, d).iter()));
         diff(&mut diffs, "environment", &dv["environment"], &have["environment"], have["environment"] == want_env);
         diff(&mut diffs, "role", &dv["role"], &have["role"], true);
-        diff(&mut diffs, "kms_key", &dv["kms_key"], &have["kms_key"], have["kms_key"] == json!(key));
+        let want_key = json!(key_for(&prod_environment(ctx, d), &key));
+        diff(&mut diffs, "kms_key", &dv["kms_key"], &have["kms_key"], have["kms_key"] == want_key);
         diff(&mut diffs, "vpc_subnets", &dv["subnets"], &have["subnets"], true);
         diff(
             &mut diffs,
@@ -864,12 +881,20 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
             reserved == want,
             format!("reserved {reserved:?}, configured {want:?}"),
         ));
-        f.checks.push(Check::new(
-            "lambda.cmk",
-            &name,
-            c.kms_key_arn() == Some(key.as_str()),
-            "environment encrypted with the prod key",
-        ));
+        let (encrypted, detail) = if has_variables(&c) {
+            let ok = c.kms_key_arn() == Some(key.as_str());
+            (
+                ok,
+                if ok {
+                    "environment encrypted with the prod key".to_owned()
+                } else {
+                    format!("environment encrypted with {}", c.kms_key_arn().unwrap_or("Lambda's default key"))
+                },
+            )
+        } else {
+            (true, "no environment variables to encrypt".to_owned())
+        };
+        f.checks.push(Check::new("lambda.cmk", &name, encrypted, detail));
         let tags: BTreeMap<String, String> = out.tags.map(|t| t.into_iter().collect()).unwrap_or_default();
         f.checks.extend(super::common::common_checks(ctx, &name, &tags));
     }
@@ -956,15 +981,6 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_python_three_nine_or_newer_is_migrated() {
-        assert!(runtime_supported("python3.9").is_ok());
-        assert!(runtime_supported("python3.12").is_ok());
-        assert!(runtime_supported("python3.8").unwrap_err().contains("deprecated"));
-        assert!(runtime_supported("python2.7").is_err());
-        assert!(runtime_supported("nodejs20.x").unwrap_err().contains("not supported"));
-    }
 
     #[test]
     fn environment_values_are_only_digests() {

@@ -96,7 +96,8 @@ pub async fn converge_bucket(ctx: &Ctx, dev: &[DevFunction]) -> Result<(), StepE
             );
         }
         req.send().await.map_err(StepError::aws(&name, "CreateBucket"))?;
-        configure(ctx, &name, &key).await?;
+        // Right after CreateBucket S3 may not know the bucket yet.
+        crate::steps::audit::propagated("the staging bucket's settings", || configure(ctx, &name, &key)).await?;
         Ok(Created { value: (), id: name.clone(), arn: Some(arn.clone()), data: Value::Null })
     })
     .await?;

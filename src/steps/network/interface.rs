@@ -22,7 +22,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, VpcEndpoint, VpcEndpointType};
 use serde_json::{json, Value};
 
 use super::observed::Select;
-use super::{client_token, converge_tags, filter, is_planned, ours, tag_spec, Kind, Observed};
+use super::{converge_tags, filter, is_planned, ours, tag_spec, Kind, Observed};
 use crate::config::GATEWAY_SERVICES;
 use crate::engine::journal::Record;
 use crate::engine::{retry_eventual, About, Ctx, Declared, Outcome, Res, Step, StepError};
@@ -321,11 +321,11 @@ async fn converge(
         let policy = endpoint_policy(ctx, &service);
         let found = existing.iter().find(|e| e.service_name() == Some(sn.as_str()) && live(e));
         let Some(e) = found else {
-            let token = client_token(ctx, &res.key);
+            let token = ctx.client_token(&res);
             let spec_tags = tag_spec(ctx, ResourceType::VpcEndpoint, &name);
             let detail = format!("interface {sn} in {} subnets, private DNS", want_subnets.len());
             let created = ctx
-                .create(&res, detail, json!({"vpc": vpc_id}), || {
+                .create(&res, detail, json!({"vpc": vpc_id, "client_token": token}), || {
                     super::create_endpoint(
                         &name,
                         ec2.create_vpc_endpoint()

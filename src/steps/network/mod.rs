@@ -70,6 +70,8 @@ impl Vpc {
 const STEP: &str = "network";
 /// Prod subnets span at least this many availability zones.
 const MIN_AZS: usize = 3;
+/// The database port when there is no dev cluster to read it from (the
+/// database security group still admits compute on it).
 const POSTGRES_PORT: i32 = 5432;
 const HTTPS_PORT: i32 = 443;
 
@@ -112,7 +114,14 @@ static ABOUT: About = About {
         "ec2:CreateTags",
         "ec2:DeleteTags",
     ],
-    source_actions: &["ec2:DescribeVpcs", "ec2:DescribeVpcAttribute", "ec2:DescribeSubnets", "ec2:DescribeRouteTables"],
+    source_actions: &[
+        "ec2:DescribeVpcs",
+        "ec2:DescribeVpcAttribute",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeRouteTables",
+        // The database group admits dev's cluster port, which the restore keeps.
+        "rds:DescribeDBClusters",
+    ],
     scopes: &[("ec2", arns::ec2)],
 };
 
@@ -159,6 +168,9 @@ pub struct DevVpc {
     /// Routes dev has that prod deliberately does not copy (internet or NAT
     /// gateways, peering…), for the plan.
     pub skipped_routes: Vec<String>,
+    /// The port of dev's Aurora cluster, which the prod cluster is restored
+    /// on (5432 without a database tier): the database group admits it.
+    pub db_port: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +217,18 @@ async fn dev_attr(ctx: &Ctx, vpc: &str, attr: VpcAttributeName) -> Result<bool, 
         _ => out.enable_dns_support,
     };
     Ok(v.and_then(|b| b.value).unwrap_or(false))
+}
+
+/// The port of dev's cluster (the restore keeps it); 5432 without one. A
+/// cluster that does not exist is the database step's preflight error.
+async fn dev_db_port(ctx: &Ctx) -> Result<i32, StepError> {
+    let cluster = &ctx.cfg.source.db_cluster;
+    if cluster.is_empty() {
+        return Ok(POSTGRES_PORT);
+    }
+    let out = ctx.aws.source.rds.describe_db_clusters().db_cluster_identifier(cluster).send().await;
+    let found = StepError::found(out, format!("dev cluster {cluster}"), "DescribeDBClusters")?;
+    Ok(found.and_then(|o| o.db_clusters().first().and_then(|c| c.port())).unwrap_or(POSTGRES_PORT))
 }
 
 /// Reads the dev VPC through the read-only source clients.
@@ -265,6 +289,7 @@ pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
         dns_hostnames,
         subnets,
         skipped_routes,
+        db_port: dev_db_port(ctx).await?,
     })
 }
 
@@ -408,7 +433,7 @@ impl Group {
         match self {
             Group::Alb => "paymig: internal ALB, listener port from the VPC only",
             Group::Compute => "paymig: Lambda functions; egress to the database and the VPC endpoints only",
-            Group::Db => "paymig: Aurora PostgreSQL; 5432 from compute only",
+            Group::Db => "paymig: Aurora PostgreSQL; the database port from compute only",
             Group::Endpoints => "paymig: interface VPC endpoints; 443 from compute only",
         }
     }
@@ -535,7 +560,7 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     // join, not try_join: a failure on one side never drops a create in
     // flight on the other.
     let (routing, groups) =
-        futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs, &observed.groups));
+        futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs, dev.db_port, &observed.groups));
     let (subnets, groups) = (routing?, groups?);
     ctx.outputs.publish(Vpc {
         id: vpc_id,
@@ -610,10 +635,12 @@ async fn converge_vpc(
         converge_tags(ctx, &res, &vpc_id, &tags).await?;
     }
     // Secondary CIDR blocks.
+    let mut settling = !is_planned(&vpc_id) && found.is_some_and(observed::is_associating);
     for cidr in dev.cidrs.iter().skip(1) {
         if current_cidrs.contains(cidr) {
             continue;
         }
+        settling = true;
         ctx.update(&res, &vpc_id, format!("cidr {cidr}"), Prev::Nothing, || async {
             retry_eventual("AssociateVpcCidrBlock", is_not_found_yet, || async {
                 ec2.associate_vpc_cidr_block()
@@ -627,6 +654,11 @@ async fn converge_vpc(
             Ok(())
         })
         .await?;
+    }
+    // A block stays `associating` for a moment: a subnet in it is refused
+    // until it is `associated`.
+    if settling && !ctx.is_plan() {
+        wait_cidrs_associated(ctx, &vpc_id, name).await?;
     }
     // DNS attributes, as in dev — both on where interface endpoints need
     // them for private DNS.
@@ -666,6 +698,15 @@ async fn converge_vpc(
         }
     }
     Ok(vpc_id)
+}
+
+/// Waits until no CIDR block of the VPC is `associating`.
+async fn wait_cidrs_associated(ctx: &Ctx, vpc_id: &str, name: &str) -> Result<(), StepError> {
+    crate::engine::poll_until(ctx, STEP, name, "associated with its CIDR blocks", || async {
+        let found = Observed::by_id(ctx, Kind::Vpc, vpc_id).await?;
+        Ok(found.vpcs.first().is_some_and(|v| !observed::is_associating(v)).then_some(()))
+    })
+    .await
 }
 
 async fn set_dns_attr(ctx: &Ctx, vpc_id: &str, attr: &str, value: bool) -> Result<(), StepError> {
@@ -741,14 +782,6 @@ async fn converge_subnets(
     Ok(out)
 }
 
-/// A deterministic EC2 ClientToken for a create, so a retried call cannot
-/// create a second resource.
-fn client_token(ctx: &Ctx, key: &str) -> String {
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("{}/{}/{}/{}", ctx.account, ctx.cfg.migration.name, ctx.suffix(), key));
-    hex::encode(&h[..16])
-}
-
 async fn converge_route_tables(
     ctx: &Ctx,
     vpc_id: &str,
@@ -772,13 +805,13 @@ async fn converge_route_tables(
                 (id, assoc)
             }
             None => {
-                let token = client_token(ctx, &res.key);
+                let token = ctx.client_token(&res);
                 let spec_tags = tag_spec(ctx, ResourceType::RouteTable, &name);
                 let id = ctx
                     .create(
                         &res,
                         format!("for subnet {}", spec.name),
-                        json!({"vpc": vpc_id, "subnet": subnet_id}),
+                        json!({"vpc": vpc_id, "subnet": subnet_id, "client_token": token}),
                         || async {
                             let out = retry_eventual("CreateRouteTable", is_not_found_yet, || async {
                                 ec2.create_route_table()
@@ -911,13 +944,13 @@ async fn converge_endpoints(
                 }
             }
             None => {
-                let token = client_token(ctx, &res.key);
+                let token = ctx.client_token(&res);
                 let spec_tags = tag_spec(ctx, ResourceType::VpcEndpoint, &name);
                 let rts: Vec<String> = route_tables.to_vec();
                 ctx.create(
                     &res,
                     format!("gateway {service_name} on {} route tables", rts.len()),
-                    json!({"vpc": vpc_id}),
+                    json!({"vpc": vpc_id, "client_token": token}),
                     || {
                         create_endpoint(
                             &name,
@@ -996,6 +1029,7 @@ fn ip_targets(ctx: &Ctx) -> bool {
 pub fn desired_rules(
     listener_port: u16,
     ip_targets: bool,
+    db_port: i32,
     vpc_cidrs: &[String],
     alb: &str,
     compute: &str,
@@ -1011,12 +1045,12 @@ pub fn desired_rules(
         alb_out.insert(Rule::tcp(port, format!("sg:{compute}")));
         compute_in.insert(Rule::tcp(port, format!("sg:{alb}")));
     }
-    let mut compute_out: BTreeSet<Rule> = [Rule::tcp(POSTGRES_PORT, format!("sg:{db}"))].into();
+    let mut compute_out: BTreeSet<Rule> = [Rule::tcp(db_port, format!("sg:{db}"))].into();
     compute_out.extend(prefix_lists.iter().map(|p| Rule::tcp(HTTPS_PORT, format!("pl:{p}"))));
     if let Some(e) = endpoints {
         compute_out.insert(Rule::tcp(HTTPS_PORT, format!("sg:{e}")));
     }
-    let db_in = [Rule::tcp(POSTGRES_PORT, format!("sg:{compute}"))].into();
+    let db_in = [Rule::tcp(db_port, format!("sg:{compute}"))].into();
     let mut out = vec![(alb_in, alb_out), (compute_in, compute_out), (db_in, BTreeSet::new())];
     if endpoints.is_some() {
         out.push(([Rule::tcp(HTTPS_PORT, format!("sg:{compute}"))].into(), BTreeSet::new()));
@@ -1028,6 +1062,7 @@ async fn converge_security_groups(
     ctx: &Ctx,
     vpc_id: &str,
     vpc_cidrs: &[String],
+    db_port: i32,
     existing: &[SecurityGroup],
 ) -> Result<Vec<String>, StepError> {
     let ec2 = &ctx.aws.target.ec2;
@@ -1082,6 +1117,7 @@ async fn converge_security_groups(
     let desired = desired_rules(
         ctx.cfg.blue_green.listener_port,
         ip_targets(ctx),
+        db_port,
         vpc_cidrs,
         &ids[0],
         &ids[1],
@@ -1162,6 +1198,40 @@ async fn drop_rules(ctx: &Ctx, sg: &SecurityGroup) -> Result<(), StepError> {
     let Some(id) = sg.group_id() else { return Ok(()) };
     for (egress, rules) in [(false, rules_of(sg.ip_permissions())), (true, rules_of(sg.ip_permissions_egress()))] {
         set_rules_for_undo(ctx, id, egress, &rules, &BTreeSet::new()).await?;
+    }
+    Ok(())
+}
+
+/// The rules of `group` (ingress, egress) that name `peer` as their source
+/// or destination.
+pub fn rules_naming(group: &SecurityGroup, peer: &str) -> (BTreeSet<Rule>, BTreeSet<Rule>) {
+    let peer = format!("sg:{peer}");
+    let naming = |perms: &[IpPermission]| rules_of(perms).into_iter().filter(|r| r.peer == peer).collect();
+    (naming(group.ip_permissions()), naming(group.ip_permissions_egress()))
+}
+
+/// Revokes, in every other group of its VPC, each rule that names `sg`:
+/// DeleteSecurityGroup answers `DependencyViolation` while any group's rule
+/// references the group (compute's egress names the database and endpoint
+/// groups, the database's ingress names compute), whatever order the
+/// groups are deleted in.
+async fn drop_references(ctx: &Ctx, sg: &SecurityGroup) -> Result<(), StepError> {
+    let (Some(id), Some(vpc)) = (sg.group_id(), sg.vpc_id()) else { return Ok(()) };
+    let others = Observed::inside(ctx, vpc, &[Kind::Group]).await?.groups;
+    for g in others.iter().filter(|g| g.group_id() != Some(id)) {
+        let Some(gid) = g.group_id() else { continue };
+        let (ingress, egress) = rules_naming(g, id);
+        for (is_egress, naming) in [(false, ingress), (true, egress)] {
+            if naming.is_empty() {
+                continue;
+            }
+            match set_rules_for_undo(ctx, gid, is_egress, &naming, &BTreeSet::new()).await {
+                // That group was deleted meanwhile (siblings go side by
+                // side): its rules went with it.
+                Err(e) if e.is_code("InvalidGroup.NotFound") => break,
+                other => other?,
+            }
+        }
     }
     Ok(())
 }
@@ -1247,6 +1317,57 @@ where
     Ok(r)
 }
 
+/// Deletes an endpoint and waits until EC2 lists it `deleted`.
+/// DeleteVpcEndpoints answers 200 and lists what it could not delete in
+/// `Unsuccessful` (an endpoint still in use, or in a state that cannot be
+/// deleted yet): that is a failure, retried like a `DependencyViolation`,
+/// never counted as deleted.
+async fn delete_endpoint(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
+    if Observed::endpoint_deleted(ctx, id).await? {
+        return Ok(false);
+    }
+    let ec2 = &ctx.aws.target.ec2;
+    let deleted = retry_until("DeleteVpcEndpoints", ctx.max_wait(), endpoint_busy, || async {
+        let out = match ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send().await {
+            Ok(out) => out,
+            Err(e) if ec2_code(&e).is_some_and(|c| c.ends_with(".NotFound")) => return Ok(false),
+            Err(e) => return Err(StepError::aws(id, "DeleteVpcEndpoints")(e)),
+        };
+        match out.unsuccessful().iter().find_map(|u| u.error()) {
+            None => Ok(true),
+            Some(e) if e.code().is_some_and(|c| c.ends_with(".NotFound")) => Ok(false),
+            Some(e) => Err(StepError::Aws {
+                resource: id.to_owned(),
+                op: "DeleteVpcEndpoints".into(),
+                failure: Box::new(crate::aws::AwsFailure {
+                    code: e.code().map(str::to_owned),
+                    message: format!("listed as unsuccessful: {}", e.message().unwrap_or("no reason given")),
+                    status: Some(200),
+                    request_id: None,
+                }),
+            }),
+        }
+    })
+    .await?;
+    if deleted {
+        crate::engine::poll_until(ctx, STEP, id, "deleted", || async {
+            let out = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await;
+            let found = StepError::found(out, id, "DescribeVpcEndpoints")?;
+            Ok(found.is_none_or(|o| o.vpc_endpoints().iter().all(observed::is_deleted)).then_some(()))
+        })
+        .await?;
+    }
+    Ok(deleted)
+}
+
+/// An endpoint that cannot be deleted yet: in use, or in a state that
+/// passes (`Unsuccessful` entries carry EC2's codes).
+fn endpoint_busy(e: &StepError) -> bool {
+    e.is_dependency_violation()
+        || e.is_in_progress()
+        || e.failure().is_some_and(|f| f.status == Some(200) && !f.code.as_deref().unwrap_or("").ends_with(".NotFound"))
+}
+
 /// Waits until no Lambda network interface is left on a security group or
 /// subnet (`filter` is `group-id` or `subnet-id`): after DeleteFunction a VPC
 /// function's hyperplane ENIs stay 20–45 minutes, and the group, subnet and
@@ -1296,22 +1417,32 @@ async fn wait_for_lambda_enis(ctx: &Ctx, filter_name: &str, id: &str) -> Result<
     }
 }
 
+/// Waits until the Lambda network interfaces in the migration's compute
+/// group are released. Lambda deletes a deleted function's interfaces with
+/// that function's execution role and its `ec2:DeleteNetworkInterface`
+/// permission: a role deleted first leaves them for ever, and the group,
+/// subnets and VPC can then never be deleted. The iam step's undo calls
+/// this before deleting an execution role. Nothing to wait for when the
+/// group is gone (its interfaces went first).
+pub async fn wait_for_function_interfaces(ctx: &Ctx) -> Result<(), StepError> {
+    let compute = ctx.cfg.names.own(Group::Compute.kind());
+    let tagged = Observed::tagged(ctx, &[Kind::Group]).await?;
+    match tagged.group(&compute).and_then(|g| g.group_id()) {
+        Some(id) => wait_for_lambda_enis(ctx, "group-id", id).await,
+        None => Ok(()),
+    }
+}
+
 async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepError> {
     let ec2 = &ctx.aws.target.ec2;
     match kind {
-        "vpc_endpoint" => {
-            if Observed::endpoint_deleted(ctx, id).await? {
-                return Ok(false);
-            }
-            delete_ec2(id, "DeleteVpcEndpoints", ctx.max_wait(), || {
-                ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send()
-            })
-            .await
-        }
+        "vpc_endpoint" => delete_endpoint(ctx, id).await,
         "security_group" => {
-            // Drop the group's own rules first: they may reference another
-            // group, which could then not be deleted.
+            // Every rule naming the group, in any group of the VPC, and the
+            // group's own rules (they may name another group, which could
+            // then not be deleted).
             if let Some(sg) = Observed::by_id(ctx, Kind::Group, id).await?.groups.first() {
+                drop_references(ctx, sg).await?;
                 drop_rules(ctx, sg).await?;
             }
             wait_for_lambda_enis(ctx, "group-id", id).await?;
@@ -1619,6 +1750,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
     let desired = desired_rules(
         ctx.cfg.blue_green.listener_port,
         ip_targets(ctx),
+        dev.db_port,
         &dev.cidrs,
         &alb,
         &compute,
@@ -1734,7 +1866,7 @@ mod tests {
     #[test]
     fn rules_round_trip_and_database_only_admits_compute() {
         let [alb, compute, db]: [_; 3] =
-            desired_rules(443, false, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", None, &["pl-1".into()])
+            desired_rules(443, false, 5432, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", None, &["pl-1".into()])
                 .try_into()
                 .unwrap();
         assert_eq!(alb.0.iter().map(|r| r.peer.as_str()).collect::<Vec<_>>(), ["cidr:10.0.0.0/16"]);
@@ -1746,7 +1878,7 @@ mod tests {
 
     #[test]
     fn interface_endpoints_admit_443_from_compute_only() {
-        let rules = desired_rules(80, false, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", Some("sg-e"), &[]);
+        let rules = desired_rules(80, false, 5432, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", Some("sg-e"), &[]);
         assert_eq!(rules.len(), 4);
         assert!(rules[1].1.contains(&Rule::tcp(443, "sg:sg-e".into())), "compute reaches the endpoints");
         assert_eq!(rules[3].0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(443, "sg:sg-c".into())]);
@@ -1757,9 +1889,13 @@ mod tests {
     #[test]
     fn ip_targets_are_reached_from_the_alb_on_the_target_port_only() {
         let [alb, compute, db]: [_; 3] =
-            desired_rules(8080, true, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", None, &[]).try_into().unwrap();
+            desired_rules(8080, true, 6543, &["10.0.0.0/16".into()], "sg-a", "sg-c", "sg-d", None, &[])
+                .try_into()
+                .unwrap();
         assert_eq!(alb.1.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(8080, "sg:sg-c".into())]);
         assert_eq!(compute.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(8080, "sg:sg-a".into())]);
-        assert_eq!(db.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(5432, "sg:sg-c".into())]);
+        // The database is reached on its own port (dev's, which the restore keeps).
+        assert_eq!(db.0.iter().cloned().collect::<Vec<_>>(), [Rule::tcp(6543, "sg:sg-c".into())]);
+        assert!(compute.1.contains(&Rule::tcp(6543, "sg:sg-d".into())), "{:?}", compute.1);
     }
 }

@@ -259,3 +259,11 @@ pub fn cidrs(vpc: &Vpc, states: &[&str]) -> Vec<String> {
         .filter_map(|a| a.cidr_block().map(str::to_owned))
         .collect()
 }
+
+/// Whether a CIDR block of the VPC is still `associating` (a subnet in it
+/// is refused until it is `associated`).
+pub fn is_associating(vpc: &Vpc) -> bool {
+    vpc.cidr_block_association_set()
+        .iter()
+        .any(|a| a.cidr_block_state().and_then(|s| s.state()).is_some_and(|s| s.as_str() == "associating"))
+}
