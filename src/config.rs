@@ -59,6 +59,8 @@ struct RawConfig {
     blue_green: BlueGreen,
     #[serde(default)]
     network: Network,
+    #[serde(default)]
+    references: References,
 }
 
 /// `[migration]`
@@ -299,6 +301,31 @@ pub struct Network {
     pub interface_endpoints: Option<Vec<String>>,
 }
 
+/// `[references]`: dev identifiers found in copied values that have no prod
+/// counterpart are named by plan, apply and validate; the ones listed here
+/// are accepted deliberately and silenced.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct References {
+    /// Places whose unmapped dev references are accepted, as globs:
+    /// `"<dev function>:<VARIABLE>"` for a function's environment, a dev
+    /// parameter name (`"/dev/legacy/*"`), `"dashboard:<dev name>"`.
+    pub keep: Vec<String>,
+}
+
+impl References {
+    /// Whether the unmapped references found in `place` are accepted.
+    pub fn keeps(&self, place: &str) -> bool {
+        self.keep.iter().filter_map(|g| References::glob(g).ok()).any(|g| g.compile_matcher().is_match(place))
+    }
+
+    /// One keep pattern as paymig matches it (case-sensitive, `*` crossing
+    /// `/` and `:`).
+    pub fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+        globset::GlobBuilder::new(pattern).literal_separator(false).build()
+    }
+}
+
 /// Services reached through the gateway endpoints paymig always creates.
 pub const GATEWAY_SERVICES: [&str; 2] = ["s3", "dynamodb"];
 
@@ -327,6 +354,7 @@ pub struct Config {
     pub monitoring: Monitoring,
     pub blue_green: BlueGreen,
     pub network: Network,
+    pub references: References,
     pub journal: JournalLocation,
     pub names: NameMap,
 }
@@ -381,6 +409,7 @@ impl Config {
             monitoring: raw.monitoring,
             blue_green: raw.blue_green,
             network: raw.network,
+            references: raw.references,
             journal,
             names,
         };
@@ -610,10 +639,12 @@ impl Validator<'_> {
             ("dashboards", &s.dashboards),
             ("alarm_emails", &raw.monitoring.alarm_emails),
             ("exclude", &raw.parameters.exclude),
+            ("keep", &raw.references.keep),
         ] {
             let section = match key {
                 "alarm_emails" => "monitoring",
                 "exclude" => "parameters",
+                "keep" => "references",
                 _ => "source",
             };
             let mut seen = BTreeSet::new();
@@ -730,6 +761,16 @@ impl Validator<'_> {
         for glob in &raw.parameters.exclude {
             if let Err(e) = Parameters::glob(glob) {
                 return Err(self.invalid("parameters", "exclude", format!("{glob:?} is not a valid glob: {e}"), None));
+            }
+        }
+        for glob in &raw.references.keep {
+            if let Err(e) = References::glob(glob) {
+                return Err(self.invalid(
+                    "references",
+                    "keep",
+                    format!("{glob:?} is not a valid pattern: {e}"),
+                    Some("\"<dev function>:<VARIABLE>\", \"/dev/path/*\" or \"dashboard:<name>\"".into()),
+                ));
             }
         }
         let mo = &raw.monitoring;

@@ -20,12 +20,14 @@ pub struct NameMap {
 
 /// Replaces every whole word (letters, digits, `-`, `_`) of `s` that
 /// `lookup` knows by what it gives; everything else is kept byte for byte.
-pub fn map_words<'a>(s: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> String {
+pub fn map_words<'a>(s: &str, mut lookup: impl FnMut(&str) -> Option<&'a str>) -> String {
     let mut out = String::with_capacity(s.len());
     let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
+    let mut flush = |word: &mut String, out: &mut String| {
         let w = std::mem::take(word);
-        out.push_str(lookup(&w).unwrap_or(&w));
+        if !w.is_empty() {
+            out.push_str(lookup(&w).unwrap_or(&w));
+        }
     };
     for ch in s.chars() {
         if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
@@ -111,6 +113,16 @@ impl NameMap {
     /// A dev parameter name moved under the prod path.
     pub fn parameter(&self, dev_name: &str) -> Option<String> {
         dev_name.strip_prefix(&self.source_path).map(|rel| format!("{}{rel}", self.target_path))
+    }
+
+    /// The dev parameter path (`[source] parameter_path`).
+    pub fn source_path(&self) -> &str {
+        &self.source_path
+    }
+
+    /// The prod parameter path (`[target] parameter_path`).
+    pub fn target_path(&self) -> &str {
+        &self.target_path
     }
 
     /// Every listed dev name with its prod twin.

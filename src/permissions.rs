@@ -26,6 +26,7 @@ pub fn needs_star(action: &str) -> bool {
                 | "ssm:DescribeParameters"
                 | "xray:PutTraceSegments"
                 | "xray:PutTelemetryRecords"
+                | "secretsmanager:GetRandomPassword"
         )
         || (matches!(service, "rds" | "cloudwatch" | "elasticloadbalancing") && op.starts_with("Describe"))
 }

@@ -25,6 +25,8 @@ mod lambda;
 mod network;
 #[path = "cli/params.rs"]
 mod params;
+#[path = "cli/references.rs"]
+mod references;
 #[path = "cli/remote_journal.rs"]
 mod remote_journal;
 #[path = "cli/ux.rs"]
@@ -437,10 +439,33 @@ async fn source_and_target_in_different_accounts() {
         )
     })
     .await;
+    // Dev's values name dev's table by ARN, in dev's account.
+    let dev = Clients::new(&w.moto.endpoint, "us-east-1", Some(DEV)).await;
+    let dev_table = format!("arn:aws:dynamodb:us-east-1:{DEV}:table/sessions-dev");
+    let env = aws_sdk_lambda::types::Environment::builder().variables("TABLE_ARN", &dev_table).build();
+    dev.lambda
+        .update_function_configuration()
+        .function_name("payment-processor-dev")
+        .environment(env)
+        .send()
+        .await
+        .unwrap();
+    let put = dev.ssm.put_parameter().name("/dev/payments/table-arn").value(&dev_table);
+    put.r#type(aws_sdk_ssm::types::ParameterType::String).send().await.unwrap();
     w.paymig(["apply", "--yes"]).run().expect_code(0);
     // Prod landed in the target (default) account, nothing in the dev account.
     assert_eq!(inventory(&w).await, full());
-    let dev = Clients::new(&w.moto.endpoint, "us-east-1", Some(DEV)).await;
+    // The ARN became the prod table's, in the prod account (what prod reports).
+    let prod_table = w.prod.dynamodb.describe_table().table_name("sessions-prod").send().await.unwrap().table.unwrap();
+    let prod_table = prod_table.table_arn().unwrap();
+    assert!(prod_table.contains(":123456789012:"), "{prod_table}");
+    let f = w.prod.lambda.get_function_configuration().function_name("payment-processor-prod").send().await.unwrap();
+    assert_eq!(
+        f.environment().and_then(|e| e.variables()).and_then(|v| v.get("TABLE_ARN")).map(String::as_str),
+        Some(prod_table)
+    );
+    let p = w.prod.ssm.get_parameter().name("/prod/payments/table-arn").send().await.unwrap();
+    assert_eq!(p.parameter().and_then(|p| p.value()), Some(prod_table));
     assert_eq!(dev.ec2.describe_vpcs().set_filters(Some(tag_filters())).send().await.unwrap().vpcs().len(), 0);
     assert_eq!(dev.ec2.describe_vpcs().vpc_ids(&w.dev.vpc_id).send().await.unwrap().vpcs().len(), 1);
     // The dev VPC id does not exist in the prod account: it was read from dev.

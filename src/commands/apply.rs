@@ -36,8 +36,12 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     let Applied { run, reports, failed } = crate::engine::apply::run(&ctx, &journal, &dag).await?;
     let changes = ctx.changes();
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
+    // Dev identifiers copied unchanged, said again at the end.
+    let named: Vec<(String, crate::steps::common::references::Reference)> =
+        ctx.references().into_iter().filter(|(_, r)| !r.found.is_mapped() && !r.kept).collect();
     let fields = serde_json::json!({
         "run": run, "created": count(Action::Create), "updated": count(Action::Update), "failed_steps": failed.len(),
+        "unmapped_references": named.iter().map(|(step, r)| serde_json::json!({"step": step, "reference": r})).collect::<Vec<_>>(),
     });
     let ended = super::end_run(&ctx, &journal, failed, fields)?;
     println!("paymig apply: run {run}");
@@ -53,6 +57,9 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     }
     for (step, n) in ctx.notices() {
         println!("  ! [{step}] {n}");
+    }
+    for (step, r) in &named {
+        println!("  [{step}] {}", super::plan::describe_reference(r));
     }
     ended.exit(&ctx.aws)
 }

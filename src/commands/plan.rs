@@ -34,9 +34,25 @@ fn print_json(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan: &Pl
     println!("{}", serde_json::to_string_pretty(&doc).expect("plan serializes"));
 }
 
+/// One reference as plan and apply show it: mapped (`dev → prod`), named
+/// (`!`, copied unchanged, with why) or kept (`=`).
+pub fn describe_reference(r: &crate::steps::common::references::Reference) -> String {
+    let f = &r.found;
+    match (&f.prod, r.kept) {
+        (Some(p), _) => format!("{}: {} → {p}", r.place, f.dev),
+        (None, true) => format!("= {}: {} kept as it is ([references] keep)", r.place, f.dev),
+        (None, false) => format!(
+            "! {}: {} is copied unchanged: {} (accept it with [references] keep, or change the dev value)",
+            r.place,
+            f.dev,
+            f.why.as_deref().unwrap_or("no prod counterpart")
+        ),
+    }
+}
+
 /// The plan as text (also shown by `apply` before it asks).
 pub fn print_text(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan: &Plan) {
-    let Plan { reports, changes, notices, counts, total, .. } = plan;
+    let Plan { reports, changes, notices, references, counts, total, .. } = plan;
     println!(
         "paymig plan: migration {:?} into account {} ({})",
         ctx.cfg.migration.name, ctx.account, ctx.cfg.migration.region
@@ -64,6 +80,13 @@ pub fn print_text(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan:
         }
         for (_, n) in notices.iter().filter(|(s, _)| s == id) {
             println!("  ! {n}");
+        }
+        let refs: Vec<_> = references.iter().filter(|(s, _)| s == id).map(|(_, r)| r).collect();
+        if !refs.is_empty() {
+            println!("  references to dev in copied values:");
+            for r in refs {
+                println!("    {}", describe_reference(r));
+            }
         }
     }
     println!("\nPlan: {} to create, {} to update, {} unchanged.", total[0], total[1], total[2]);

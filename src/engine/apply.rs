@@ -22,17 +22,22 @@ pub async fn run(ctx: &Ctx, journal: &Journal, dag: &Dag) -> Result<Applied, Jou
     let run = journal.begin_run("apply")?;
     tracing::debug!(run = %run, parallelism = ctx.parallelism, "apply started");
     crate::progress::start("apply", &dag.steps().iter().map(|s| s.id()).collect::<Vec<_>>());
+    ctx.outputs.schedule(dag.steps().iter().map(|s| s.id()));
     let mut reports = dag
-        .execute(ctx.parallelism, |s| {
-            Box::pin(async move {
-                tracing::debug!(step = s.id(), "step running");
-                let outcome = s.run(ctx).await?;
-                if outcome == Outcome::Done {
-                    ctx.settle(s.id())?;
-                }
-                Ok(outcome)
-            })
-        })
+        .execute(
+            ctx.parallelism,
+            |s| {
+                Box::pin(async move {
+                    tracing::debug!(step = s.id(), "step running");
+                    let outcome = s.run(ctx).await?;
+                    if outcome == Outcome::Done {
+                        ctx.settle(s.id())?;
+                    }
+                    Ok(outcome)
+                })
+            },
+            &|id| ctx.outputs.ended(id),
+        )
         .await;
     reports.sort_by_key(|r| dag.steps().iter().position(|s| s.id() == r.step));
     let failed = reports

@@ -65,8 +65,14 @@ impl Dag {
     }
 
     /// Runs `run` for every step, at most `parallelism` at once, each as soon
-    /// as all its dependencies are done or skipped.
-    pub async fn execute<'a, F>(&'a self, parallelism: usize, run: F) -> Vec<Report>
+    /// as all its dependencies are done or skipped; `ended` hears of every
+    /// step once it has its final status (done, skipped, failed, blocked).
+    pub async fn execute<'a, F>(
+        &'a self,
+        parallelism: usize,
+        run: F,
+        ended: &(dyn Fn(&'static str) + Sync),
+    ) -> Vec<Report>
     where
         F: Fn(&'a Arc<dyn DynStep>) -> BoxFuture<'a, Result<Outcome, StepError>>,
     {
@@ -91,6 +97,7 @@ impl Dag {
                         tracing::warn!(step = s.id(), "blocked: dependency {bad} did not finish");
                         crate::progress::set(s.id(), crate::progress::State::Blocked, &format!("{bad} did not finish"));
                         status.insert(s.id(), st.clone());
+                        ended(s.id());
                         reports.push(Report { step: s.id(), status: st, elapsed: Duration::ZERO });
                         started.insert(s.id());
                         changed = true;
@@ -107,6 +114,7 @@ impl Dag {
                     let st = Status::Blocked("not started: the run was asked to stop".into());
                     crate::progress::set(s.id(), crate::progress::State::Blocked, "interrupted");
                     status.insert(s.id(), st.clone());
+                    ended(s.id());
                     reports.push(Report { step: s.id(), status: st, elapsed: Duration::ZERO });
                     started.insert(s.id());
                 } else if ready {
@@ -136,6 +144,7 @@ impl Dag {
             };
             crate::progress::set(id, state, note);
             status.insert(id, st.clone());
+            ended(id);
             reports.push(Report { step: id, status: st, elapsed });
         }
         reports
@@ -231,20 +240,24 @@ mod tests {
         let dag = Dag::new(steps).unwrap();
         let log = Mutex::new(Vec::new());
         let reports = dag
-            .execute(2, |s| {
-                let fail = s.id() == "kms";
-                let id = s.id();
-                let log = &log;
-                Box::pin(async move {
-                    tokio::task::yield_now().await;
-                    log.lock().unwrap().push(id);
-                    if fail {
-                        Err(StepError::Invalid("boom".into()))
-                    } else {
-                        Ok(Outcome::Done)
-                    }
-                })
-            })
+            .execute(
+                2,
+                |s| {
+                    let fail = s.id() == "kms";
+                    let id = s.id();
+                    let log = &log;
+                    Box::pin(async move {
+                        tokio::task::yield_now().await;
+                        log.lock().unwrap().push(id);
+                        if fail {
+                            Err(StepError::Invalid("boom".into()))
+                        } else {
+                            Ok(Outcome::Done)
+                        }
+                    })
+                },
+                &|_| {},
+            )
             .await;
         let by: BTreeMap<_, _> = reports.iter().map(|r| (r.step, r.status.clone())).collect();
         assert!(matches!(by["kms"], Status::Failed(_)));
@@ -266,16 +279,20 @@ mod tests {
         let now = std::sync::atomic::AtomicUsize::new(0);
         let peak = std::sync::atomic::AtomicUsize::new(0);
         use std::sync::atomic::Ordering::SeqCst;
-        dag.execute(2, |_| {
-            let (now, peak) = (&now, &peak);
-            Box::pin(async move {
-                let n = now.fetch_add(1, SeqCst) + 1;
-                peak.fetch_max(n, SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                now.fetch_sub(1, SeqCst);
-                Ok(Outcome::Done)
-            })
-        })
+        dag.execute(
+            2,
+            |_| {
+                let (now, peak) = (&now, &peak);
+                Box::pin(async move {
+                    let n = now.fetch_add(1, SeqCst) + 1;
+                    peak.fetch_max(n, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    now.fetch_sub(1, SeqCst);
+                    Ok(Outcome::Done)
+                })
+            },
+            &|_| {},
+        )
         .await;
         assert_eq!(peak.load(SeqCst), 2);
     }

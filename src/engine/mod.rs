@@ -213,27 +213,79 @@ pub enum Outcome {
 /// mode, ids of resources that do not exist yet are placeholders (see
 /// [`planned_id`]).
 #[derive(Default)]
-pub struct Outputs(Mutex<HashMap<TypeId, Box<dyn Any + Send>>>);
+pub struct Outputs {
+    values: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
+    /// The steps this run schedules, and those that have ended (done,
+    /// skipped, failed or blocked): what [`Outputs::wait`] may still expect.
+    steps: Mutex<(std::collections::HashSet<&'static str>, std::collections::HashSet<&'static str>)>,
+    changed: tokio::sync::Notify,
+}
 
 impl Outputs {
     /// Publishes `value`, replacing what was published of its type.
     pub fn publish<T: Any + Send>(&self, value: T) {
-        self.0.lock().expect("outputs poisoned").insert(TypeId::of::<T>(), Box::new(value));
+        self.values.lock().expect("outputs poisoned").insert(TypeId::of::<T>(), Box::new(value));
+        self.changed.notify_waiters();
+    }
+
+    /// The steps a run is about to execute: a step waiting for another's
+    /// value waits only for one of these.
+    pub fn schedule(&self, steps: impl IntoIterator<Item = &'static str>) {
+        self.steps.lock().expect("outputs poisoned").0.extend(steps);
+    }
+
+    /// `step` has ended, whatever its outcome: nothing more will come from it.
+    pub fn ended(&self, step: &'static str) {
+        self.steps.lock().expect("outputs poisoned").1.insert(step);
+        self.changed.notify_waiters();
+    }
+
+    /// What `producer` publishes of type `T`, as soon as it is published,
+    /// for a step that needs one value of a step it does not depend on
+    /// (the functions need the cluster's endpoints, which exist as soon as
+    /// the restore is accepted, not when it ends). `None` once `producer`
+    /// has ended without publishing it, or when this run does not schedule
+    /// it. A producer always precedes its waiters in the DAG's order, so
+    /// even one step at a time cannot deadlock.
+    pub async fn wait<T: Any + Send + Clone>(&self, producer: &'static str) -> Option<T> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = self.peek::<T>() {
+                return Some(v);
+            }
+            {
+                let steps = self.steps.lock().expect("outputs poisoned");
+                if !steps.0.contains(producer) || steps.1.contains(producer) {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// What is published of type `T`, if anything.
+    pub fn peek<T: Any + Send + Clone>(&self) -> Option<T> {
+        let map = self.values.lock().expect("outputs poisoned");
+        map.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>()).cloned()
     }
 
     /// What is published of type `T`; its default when nothing is (the step
     /// that publishes it was skipped or has not run).
     pub fn get<T: Any + Send + Clone + Default>(&self) -> T {
-        let map = self.0.lock().expect("outputs poisoned");
-        map.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>()).cloned().unwrap_or_default()
+        self.peek::<T>().unwrap_or_default()
     }
 
     /// Changes the published `T` in place (starting from its default): for
     /// a step that publishes piece by piece from concurrent work.
     pub fn update<T: Any + Send + Default>(&self, change: impl FnOnce(&mut T)) {
-        let mut map = self.0.lock().expect("outputs poisoned");
-        let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
-        change(value.downcast_mut::<T>().expect("one value per type"));
+        {
+            let mut map = self.values.lock().expect("outputs poisoned");
+            let value = map.entry(TypeId::of::<T>()).or_insert_with(|| Box::new(T::default()));
+            change(value.downcast_mut::<T>().expect("one value per type"));
+        }
+        self.changed.notify_waiters();
     }
 }
 
@@ -276,6 +328,8 @@ pub struct Ctx {
     pub parallelism: usize,
     changes: Mutex<Vec<Change>>,
     notices: Mutex<Vec<(String, String)>>,
+    /// Dev identifiers found in copied values, per step.
+    references: Mutex<Vec<(String, crate::steps::common::references::Reference)>>,
     /// Every resource key (and `key#setting`) a desired state was recorded
     /// for in this run: a second one is refused (see [`Ctx::claim`]).
     claimed: Mutex<std::collections::HashSet<String>>,
@@ -330,6 +384,7 @@ impl Ctx {
             parallelism: 16,
             changes: Mutex::new(Vec::new()),
             notices: Mutex::new(Vec::new()),
+            references: Mutex::new(Vec::new()),
             claimed: Mutex::new(std::collections::HashSet::new()),
         }
     }
@@ -354,6 +409,21 @@ impl Ctx {
         // Shown with the plan or the summary; logged for -v and JSON.
         tracing::debug!(notice_step = step, "{message}");
         self.notices.lock().expect("notices poisoned").push((step.to_owned(), message));
+    }
+
+    /// A dev identifier found in a value `step` copies (mapped, named or
+    /// kept), for plan, apply and validate to show; one entry per place and
+    /// identifier.
+    pub fn reference(&self, step: &str, r: crate::steps::common::references::Reference) {
+        let mut all = self.references.lock().expect("references poisoned");
+        if !all.iter().any(|(s, x)| s == step && x.place == r.place && x.found.dev == r.found.dev) {
+            all.push((step.to_owned(), r));
+        }
+    }
+
+    /// Every reference recorded, by step.
+    pub fn references(&self) -> Vec<(String, crate::steps::common::references::Reference)> {
+        self.references.lock().expect("references poisoned").clone()
     }
 
     pub fn changes(&self) -> Vec<Change> {

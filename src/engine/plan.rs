@@ -14,6 +14,8 @@ pub struct Plan {
     pub reports: Vec<crate::engine::dag::Report>,
     pub changes: Vec<crate::engine::Change>,
     pub notices: Vec<(String, String)>,
+    /// Dev identifiers found in copied values, by step.
+    pub references: Vec<(String, crate::steps::common::references::Reference)>,
     pub counts: BTreeMap<String, [usize; 3]>,
     pub total: [usize; 3],
     pub failed: Vec<String>,
@@ -31,7 +33,7 @@ impl Plan {
     /// and, per step in the DAG's order, its status, counts, changes and
     /// notices.
     pub fn document(&self, dag: &Dag, migration: &str, account: &str) -> Value {
-        let Plan { reports, changes, notices, counts, total, failed } = self;
+        let Plan { reports, changes, notices, references, counts, total, failed } = self;
         let steps: Vec<_> = dag
             .steps()
             .iter()
@@ -54,13 +56,17 @@ impl Plan {
                     "create": c[0], "update": c[1], "unchanged": c[2],
                     "changes": changes.iter().filter(|x| x.step == id).collect::<Vec<_>>(),
                     "notices": notices.iter().filter(|(s, _)| s == id).map(|(_, n)| n).collect::<Vec<_>>(),
+                    "references": references.iter().filter(|(s, _)| s == id).map(|(_, r)| r).collect::<Vec<_>>(),
                 })
             })
             .collect();
+        let named = references.iter().filter(|(_, r)| !r.found.is_mapped() && !r.kept).count();
+        let kept = references.iter().filter(|(_, r)| r.kept).count();
         json!({
             "migration": migration,
             "account": account,
-            "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len()},
+            "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len(),
+                        "references": {"mapped": references.len() - named - kept, "named": named, "kept": kept}},
             "steps": steps,
         })
     }
@@ -68,7 +74,8 @@ impl Plan {
 
 /// Runs every step in plan mode (preflight already passed).
 pub async fn compute(ctx: &Ctx, dag: &Dag) -> Plan {
-    let reports = dag.execute(8, |s| s.run(ctx)).await;
+    ctx.outputs.schedule(dag.steps().iter().map(|s| s.id()));
+    let reports = dag.execute(8, |s| s.run(ctx), &|id| ctx.outputs.ended(id)).await;
     // Resources inside a step are worked on side by side, so the order the
     // changes were recorded in varies run to run: list them by kind (in
     // dependency order) and name; a resource's own changes keep their order.
@@ -78,6 +85,10 @@ pub async fn compute(ctx: &Ctx, dag: &Dag) -> Plan {
         (rank(steps, &a.step, &a.kind), &a.kind, &a.name).cmp(&(rank(steps, &b.step, &b.kind), &b.kind, &b.name))
     });
     let notices = ctx.notices();
+    let mut references = ctx.references();
+    references.sort_by(|a, b| {
+        (rank(steps, &a.0, ""), &a.1.place, &a.1.found.dev).cmp(&(rank(steps, &b.0, ""), &b.1.place, &b.1.found.dev))
+    });
     let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
     for c in &changes {
         let e = counts.entry(c.step.clone()).or_default();
@@ -95,7 +106,7 @@ pub async fn compute(ctx: &Ctx, dag: &Dag) -> Plan {
             _ => None,
         })
         .collect();
-    Plan { reports, changes, notices, counts, total, failed }
+    Plan { reports, changes, notices, references, counts, total, failed }
 }
 
 /// Where a change sorts: its step's place in the migration's order, then its

@@ -80,6 +80,19 @@ static ABOUT: About = About {
         "iam:CreateServiceLinkedRole",
         "kms:CreateGrant",
         "kms:DescribeKey",
+        // RDS-managed master credentials (ManageMasterUserPassword): RDS
+        // creates, rotates and deletes the secret with the caller's rights,
+        // encrypted with the prod key (RDS User Guide, "Password management
+        // with Amazon RDS and AWS Secrets Manager").
+        "secretsmanager:CreateSecret",
+        "secretsmanager:RotateSecret",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:UpdateSecret",
+        "secretsmanager:DeleteSecret",
+        "secretsmanager:TagResource",
+        "secretsmanager:GetRandomPassword",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
     ],
     source_actions: &[
         "rds:DescribeDBClusters",
@@ -90,8 +103,10 @@ static ABOUT: About = About {
         "kms:GetKeyPolicy",
         "rds:DescribeDBClusterParameterGroups",
         "rds:DescribeDBClusterParameters",
+        // Dev's instance endpoints, where copied values name them.
+        "rds:DescribeDBInstances",
     ],
-    scopes: &[("rds", arns::rds), ("kms", arns::kms_keys)],
+    scopes: &[("rds", arns::rds), ("kms", arns::kms_keys), ("secretsmanager", arns::rds_secrets)],
 };
 
 impl Declared for Database {
@@ -128,6 +143,121 @@ impl Step for Database {
             None => Ok(crate::report::Findings::default()),
         }
     }
+}
+
+/// What the database step publishes as soon as the restore is accepted (the
+/// cluster's endpoints exist from then on, long before it is available):
+/// steps that copy dev's references to the cluster map them to these
+/// without waiting for the restore to end. Instance endpoints are added as
+/// the instances are created.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints(pub crate::steps::common::references::ProdEndpoints);
+
+impl Endpoints {
+    /// The cluster's endpoints; instances' are added as they are created.
+    fn of(c: &DbCluster) -> Endpoints {
+        Endpoints(crate::steps::common::references::ProdEndpoints {
+            writer: c.endpoint().map(str::to_owned),
+            reader: c.reader_endpoint().map(str::to_owned),
+            instances: vec![],
+        })
+    }
+
+    /// Records instance `i`'s endpoint.
+    fn instance(ctx: &Ctx, i: usize, endpoint: Option<&str>) {
+        let Some(e) = endpoint else { return };
+        ctx.outputs.update(|all: &mut Endpoints| {
+            let list = &mut all.0.instances;
+            if list.len() <= i {
+                list.resize(i + 1, String::new());
+            }
+            list[i] = e.to_owned();
+        });
+    }
+}
+
+/// The ARN of the secret holding the prod cluster's master credentials
+/// (RDS manages it), published once RDS manages them: what a function's
+/// environment override `{{database.master_user_secret_arn}}` becomes.
+#[derive(Debug, Clone, Default)]
+pub struct MasterSecret(pub Option<String>);
+
+/// The prod master credentials' secret ARN: published by the database step
+/// in this run (waited for: it exists only once the restore is done and
+/// RDS manages the credentials), or read from the cluster.
+pub async fn master_secret_arn(ctx: &Ctx) -> Result<Option<String>, StepError> {
+    if let Some(MasterSecret(arn)) = ctx.outputs.wait::<MasterSecret>(STEP).await {
+        return Ok(arn);
+    }
+    let n = names(ctx);
+    Ok(describe_cluster(ctx, &n.cluster).await?.and_then(|c| c.master_user_secret()?.secret_arn().map(str::to_owned)))
+}
+
+/// Dev's cluster, read through the source client (`None` without a
+/// database tier or when it does not exist: preflight names that).
+pub async fn dev_cluster(ctx: &Ctx) -> Result<Option<DbCluster>, StepError> {
+    let id = &ctx.cfg.source.db_cluster;
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let out = ctx.aws.source.rds.describe_db_clusters().db_cluster_identifier(id).send().await;
+    Ok(StepError::found(out, format!("dev cluster {id}"), "DescribeDBClusters")?
+        .and_then(|o| o.db_clusters.unwrap_or_default().into_iter().next()))
+}
+
+/// The endpoints of dev's instances, writer first, then by identifier (the
+/// order prod's `<cluster>-1`, `-2`… follow).
+pub async fn dev_instance_endpoints(ctx: &Ctx, cluster: &DbCluster) -> Result<Vec<String>, StepError> {
+    let mut members: Vec<(bool, String)> = cluster
+        .db_cluster_members()
+        .iter()
+        .filter_map(|m| Some((!m.is_cluster_writer().unwrap_or(false), m.db_instance_identifier()?.to_owned())))
+        .collect();
+    members.sort();
+    let mut out = Vec::new();
+    for (_, id) in members {
+        let found = ctx.aws.source.rds.describe_db_instances().db_instance_identifier(&id).send().await;
+        let found = StepError::found(found, format!("dev instance {id}"), "DescribeDBInstances")?;
+        out.extend(
+            found.and_then(|o| o.db_instances().first().and_then(|i| i.endpoint()?.address().map(str::to_owned))),
+        );
+    }
+    Ok(out)
+}
+
+/// The prod cluster's endpoints: what the database step publishes in this
+/// run (waited for: the restore is accepted quickly, available much later),
+/// or what exists (read) when the run does not schedule it.
+pub async fn prod_endpoints(ctx: &Ctx) -> Result<crate::steps::common::references::ProdEndpoints, StepError> {
+    if let Some(Endpoints(e)) = ctx.outputs.wait::<Endpoints>(STEP).await {
+        return Ok(e);
+    }
+    let n = names(ctx);
+    match describe_cluster(ctx, &n.cluster).await? {
+        Some(c) => observed_endpoints(ctx, &c).await,
+        None => Ok(Default::default()),
+    }
+}
+
+/// A cluster's endpoints as RDS reports them, its instances' in order.
+async fn observed_endpoints(
+    ctx: &Ctx,
+    c: &DbCluster,
+) -> Result<crate::steps::common::references::ProdEndpoints, StepError> {
+    let cluster = c.db_cluster_identifier().unwrap_or_default();
+    let mut instances = Vec::new();
+    for i in 0..ctx.cfg.database.instances as usize {
+        let found = describe_instance(ctx, &instance_id(cluster, i)).await?;
+        match found.and_then(|i| i.endpoint().and_then(|e| e.address()).map(str::to_owned)) {
+            Some(e) => instances.push(e),
+            None => break,
+        }
+    }
+    Ok(crate::steps::common::references::ProdEndpoints {
+        writer: c.endpoint().map(str::to_owned),
+        reader: c.reader_endpoint().map(str::to_owned),
+        instances,
+    })
 }
 
 /// Names of the prod database resources.
@@ -761,6 +891,10 @@ struct ClusterBefore {
     iam_auth: Option<bool>,
     log_exports: Option<Vec<String>>,
     parameter_group: Option<String>,
+    /// Whether RDS managed the master credentials (absent in journals of
+    /// versions before it did).
+    #[serde(default)]
+    managed_master_password: Option<bool>,
 }
 
 impl ClusterBefore {
@@ -776,6 +910,7 @@ impl ClusterBefore {
             iam_auth: c.iam_database_authentication_enabled(),
             log_exports: Some(c.enabled_cloudwatch_logs_exports().to_vec()),
             parameter_group: c.db_cluster_parameter_group().map(String::from),
+            managed_master_password: Some(c.master_user_secret().is_some()),
         }
     }
 }
@@ -842,10 +977,10 @@ async fn describe_instance(ctx: &Ctx, id: &str) -> Result<Option<aws_sdk_rds::ty
     }
 }
 
-async fn wait_instance_available(ctx: &Ctx, id: &str) -> Result<(), StepError> {
+async fn wait_instance_available(ctx: &Ctx, id: &str) -> Result<aws_sdk_rds::types::DbInstance, StepError> {
     poll_until(ctx, STEP, id, "available", || async {
         match describe_instance(ctx, id).await? {
-            Some(i) if available(id, i.db_instance_status())? => Ok(Some(())),
+            Some(i) if available(id, i.db_instance_status())? => Ok(Some(i)),
             _ => Ok(None),
         }
     })
@@ -869,6 +1004,7 @@ async fn converge_cluster(
     let cluster = match existing {
         Some(c) => {
             ctx.existing(&res, &n.cluster, c.db_cluster_arn(), is_ours(ctx, c.tag_list()))?;
+            ctx.outputs.publish(Endpoints::of(&c));
             // A run stopped during the restore (or a change still applying)
             // finds it creating or modifying: ModifyDBCluster would answer
             // InvalidDBClusterStateFault, so wait for it first.
@@ -887,7 +1023,7 @@ async fn converge_cluster(
                 "engine_version": snap.engine_version(),
             });
             let detail = format!(
-                "from snapshot {} ({}), encrypted with the prod key",
+                "from snapshot {} ({}), encrypted with the prod key, master credentials then managed by RDS",
                 snapshot_ref,
                 snap.engine_version().unwrap_or("?")
             );
@@ -922,8 +1058,25 @@ async fn converge_cluster(
                 })
                 .await?;
             match created {
-                None => return Ok(DbCluster::builder().db_cluster_identifier(planned_id("db cluster")).build()),
-                Some(_) => wait_cluster_available(ctx, &n.cluster).await?,
+                None => {
+                    ctx.outputs.publish(Endpoints(crate::steps::common::references::ProdEndpoints {
+                        writer: Some(planned_id("cluster's writer endpoint")),
+                        reader: Some(planned_id("cluster's reader endpoint")),
+                        instances: vec![],
+                    }));
+                    ctx.outputs.publish(MasterSecret(Some(planned_id("master user secret"))));
+                    return Ok(DbCluster::builder().db_cluster_identifier(planned_id("db cluster")).build());
+                }
+                Some(accepted) => {
+                    // The endpoints exist once the restore is accepted: the
+                    // functions need not wait for the restore to end.
+                    let accepted = match accepted.endpoint() {
+                        Some(_) => accepted,
+                        None => describe_cluster(ctx, &n.cluster).await?.unwrap_or(accepted),
+                    };
+                    ctx.outputs.publish(Endpoints::of(&accepted));
+                    wait_cluster_available(ctx, &n.cluster).await?
+                }
             }
         }
     };
@@ -940,6 +1093,15 @@ async fn converge_cluster(
         )));
     }
     converge_cluster_settings(ctx, &res, &cluster, &dev.cluster, &sg_db, parameter_group).await?;
+    if !ctx.is_plan() {
+        // The secret RDS now manages, for functions that ask for its ARN.
+        let now = describe_cluster(ctx, &n.cluster).await?;
+        let secret = now.as_ref().and_then(|c| c.master_user_secret()).and_then(|s| s.secret_arn());
+        ctx.outputs.publish(MasterSecret(secret.map(str::to_owned)));
+    } else {
+        let secret = cluster.master_user_secret().and_then(|s| s.secret_arn()).map(str::to_owned);
+        ctx.outputs.publish(MasterSecret(Some(secret.unwrap_or_else(|| planned_id("master user secret")))));
+    }
     Ok(cluster)
 }
 
@@ -990,6 +1152,15 @@ async fn converge_cluster_settings(
             diffs.push("parameter group");
         }
     }
+    // A restore copies the snapshot's master user and password: dev's would
+    // open prod. RDS generates prod's own and keeps it in Secrets Manager
+    // under the prod key; nobody, paymig included, reads it. Once managed,
+    // never again: a resumed run does not rotate it a second time.
+    let key = crate::steps::kms::key_arn(ctx);
+    let manage = c.master_user_secret().is_none();
+    if manage {
+        diffs.push("master credentials managed by RDS (Secrets Manager, prod key)");
+    }
     if diffs.is_empty() || is_planned(&id) {
         return Ok(());
     }
@@ -1006,6 +1177,9 @@ async fn converge_cluster_settings(
             .set_enable_iam_database_authentication(dev.iam_database_authentication_enabled())
             .set_db_cluster_parameter_group_name(parameter_group.map(str::to_owned))
             .apply_immediately(true);
+        if manage {
+            m = m.manage_master_user_password(true).master_user_secret_kms_key_id(&key);
+        }
         if !is_planned(sg_db) {
             m = m.vpc_security_group_ids(sg_db);
         }
@@ -1031,6 +1205,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
     match describe_instance(ctx, &id).await? {
         Some(inst) => {
             ctx.existing(&res, &id, inst.db_instance_arn(), is_ours(ctx, inst.tag_list()))?;
+            Endpoints::instance(ctx, i, inst.endpoint().and_then(|e| e.address()));
             if inst.promotion_tier() != Some(tier) {
                 let prev = inst.promotion_tier();
                 let prev = InstanceBefore::Tier(TierBefore { promotion_tier: prev });
@@ -1073,7 +1248,8 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
                 )
                 .await?;
             if created.is_some() {
-                wait_instance_available(ctx, &id).await?;
+                let inst = wait_instance_available(ctx, &id).await?;
+                Endpoints::instance(ctx, i, inst.endpoint().and_then(|e| e.address()));
             }
         }
     }
@@ -1187,6 +1363,21 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
         &n.cluster,
         c.kms_key_id() == Some(key.as_str()),
         "storage encrypted with the prod key",
+    ));
+    let secret = c.master_user_secret();
+    let managed = secret.is_some_and(|s| s.secret_status() == Some("active") && s.kms_key_id() == Some(key.as_str()));
+    f.checks.push(Check::new(
+        "database.master_credentials",
+        &n.cluster,
+        managed,
+        match secret {
+            None => "the master password is the one the restore copied from dev's snapshot".to_owned(),
+            Some(s) => format!(
+                "managed by RDS in Secrets Manager: {}, key {}",
+                s.secret_status().unwrap_or("unknown status"),
+                if s.kms_key_id() == Some(key.as_str()) { "the prod key" } else { s.kms_key_id().unwrap_or("none") }
+            ),
+        },
     ));
     f.checks.push(Check::new(
         "database.backup_retention",

@@ -282,6 +282,19 @@ async fn describe_prod(ctx: &Ctx, name: &str) -> Result<Option<TableDescription>
     }
 }
 
+/// Published once every table converged: their streams exist from then on.
+#[derive(Debug, Clone, Default)]
+struct Converged;
+
+/// The stream ARN of dev table `dev_table`'s prod twin, for mapping dev's
+/// stream references (its label is the prod table's own): read once the
+/// dynamodb step converged the table in this run (waited for), or as it
+/// exists.
+pub async fn prod_stream(ctx: &Ctx, dev_table: &str) -> Result<Option<String>, StepError> {
+    let _ = ctx.outputs.wait::<Converged>(STEP).await;
+    Ok(describe_prod(ctx, &ctx.cfg.names.prod(dev_table)).await?.and_then(|t| t.latest_stream_arn))
+}
+
 async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     if ctx.cfg.source.dynamodb_tables.is_empty() {
         return Ok(Outcome::Skipped("no [source] dynamodb_tables configured".into()));
@@ -295,6 +308,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         converge_table(ctx, &dev, key_arn).await
     })
     .await?;
+    ctx.outputs.publish(Converged);
     Ok(Outcome::Done)
 }
 

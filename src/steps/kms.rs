@@ -180,6 +180,25 @@ fn kms_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, StepError> {
 }
 
 /// The key the alias points at, if the alias exists.
+/// The prod key as `(id, ARN, alias)`, for mapping dev's key references:
+/// what the kms step publishes in this run (waited for), or what exists
+/// (read) when the run does not schedule it. Placeholders in a plan that
+/// creates the key.
+pub async fn prod_key(ctx: &Ctx) -> Result<Option<(String, String, String)>, StepError> {
+    let arn = match ctx.outputs.wait::<Key>(STEP).await {
+        Some(k) => Some(k.arn),
+        None => describe_alias_target(ctx).await?.and_then(|m| m.arn),
+    };
+    Ok(arn.filter(|a| !a.is_empty()).map(|arn| {
+        let id = if crate::engine::is_planned(&arn) {
+            planned_id("kms key")
+        } else {
+            arn.rsplit('/').next().unwrap_or_default().to_owned()
+        };
+        (id, arn, ctx.cfg.names.kms_alias())
+    }))
+}
+
 async fn describe_alias_target(ctx: &Ctx) -> Result<Option<KeyMetadata>, StepError> {
     let alias = ctx.cfg.names.kms_alias();
     match ctx.aws.target.kms.describe_key().key_id(&alias).send().await {

@@ -18,6 +18,7 @@ use crate::engine::journal::{Op, Record};
 use crate::engine::{About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::naming::NameMap;
 use crate::steps::common::arns;
+use crate::steps::common::references::{Counterparts, Found};
 
 pub struct Monitoring;
 
@@ -582,6 +583,18 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     Ok(Outcome::Done)
 }
 
+/// The SNS topics dev's alarms act on (alarm, OK and insufficient-data
+/// actions): their prod counterpart is the migration's alarm topic.
+pub async fn dev_alarm_topics(ctx: &Ctx) -> Result<std::collections::BTreeSet<String>, StepError> {
+    Ok(read_dev_alarms(ctx)
+        .await?
+        .iter()
+        .flat_map(|a| a.alarm_actions().iter().chain(a.ok_actions()).chain(a.insufficient_data_actions()))
+        .filter(|t| t.starts_with("arn:aws:sns:"))
+        .cloned()
+        .collect())
+}
+
 async fn read_dev_alarms(ctx: &Ctx) -> Result<Vec<MetricAlarm>, StepError> {
     let mut pages = ctx.aws.source.cloudwatch.describe_alarms().into_paginator().send();
     let mut out = Vec::new();
@@ -768,22 +781,72 @@ async fn dev_account(ctx: &Ctx) -> Result<String, StepError> {
     }
 }
 
-/// The prod twin of dev's dashboard `dev`: its body with dev's names and
-/// account rewritten, and a widget of the prod alarms.
-async fn desired_dashboard(
+/// Dev's dashboard `dev`, parsed.
+async fn dev_dashboard(ctx: &Ctx, dev: &str) -> Result<Value, StepError> {
+    let read = ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(dev).send().await;
+    let body = read.map_err(StepError::aws(dev, "GetDashboard"))?.dashboard_body.unwrap_or_default();
+    serde_json::from_str(&body).map_err(|e| StepError::Invalid(format!("dev dashboard {dev}: body is not JSON: {e}")))
+}
+
+/// Every string of a JSON value.
+fn strings(v: &Value) -> Vec<&str> {
+    match v {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(a) => a.iter().flat_map(strings).collect(),
+        Value::Object(o) => o.values().flat_map(strings).collect(),
+        _ => vec![],
+    }
+}
+
+/// `v` with every string passed through `f`.
+fn map_strings(v: &Value, f: &mut impl FnMut(&str) -> String) -> Value {
+    match v {
+        Value::String(s) => Value::String(f(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| map_strings(x, f)).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), map_strings(x, f))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The dev identifiers left in a body, as the references map finds them.
+fn body_references(refs: &Counterparts, body: &Value) -> Vec<Found> {
+    let mut found: Vec<Found> = strings(body).into_iter().flat_map(|s| refs.rewrite(s).1).collect();
+    found.dedup();
+    found
+}
+
+/// The prod twin of dev's dashboard `body`: dev's names, account and alarm
+/// ARNs rewritten by structure, every other dev identifier through the
+/// references map (endpoints, ids, the key…), and a widget of the prod
+/// alarms; with the dev identifiers found.
+fn desired_dashboard(
     ctx: &Ctx,
-    dev: &str,
+    refs: &Counterparts,
+    body: &Value,
     source_account: &str,
     alarm_names: &BTreeMap<String, String>,
     alarm_arns: &[String],
-) -> Result<Value, StepError> {
-    let read = ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(dev).send().await;
-    let body = read.map_err(StepError::aws(dev, "GetDashboard"))?.dashboard_body.unwrap_or_default();
-    let body: Value = serde_json::from_str(&body)
-        .map_err(|e| StepError::Invalid(format!("dev dashboard {dev}: body is not JSON: {e}")))?;
+) -> (Value, Vec<Found>) {
     let (from, to) = (format!(":{source_account}:"), format!(":{}:", ctx.account));
-    let rewritten = rewrite_dashboard(&body, &ctx.cfg.names, alarm_names, &from, &to);
-    Ok(with_alarm_widget(rewritten, &format!("{} alarms ({})", ctx.cfg.migration.name, ctx.suffix()), alarm_arns))
+    let rewritten = rewrite_dashboard(body, &ctx.cfg.names, alarm_names, &from, &to);
+    let mut found = Vec::new();
+    let mapped = map_strings(&rewritten, &mut |s| {
+        let (v, f) = refs.rewrite(s);
+        found.extend(f);
+        v
+    });
+    found.dedup();
+    (with_alarm_widget(mapped, &format!("{} alarms ({})", ctx.cfg.migration.name, ctx.suffix()), alarm_arns), found)
+}
+
+/// Dev's dashboards and the references map over their strings.
+async fn dev_dashboards(ctx: &Ctx) -> Result<(Vec<(String, Value)>, Counterparts), StepError> {
+    let mut bodies = Vec::new();
+    for dev in &ctx.cfg.source.dashboards {
+        bodies.push((dev.clone(), dev_dashboard(ctx, dev).await?));
+    }
+    let refs = crate::steps::common::references::gather(ctx, bodies.iter().flat_map(|(_, b)| strings(b))).await?;
+    Ok((bodies, refs))
 }
 
 async fn converge_dashboards(
@@ -793,16 +856,12 @@ async fn converge_dashboards(
 ) -> Result<(), StepError> {
     let cw = &ctx.aws.target.cloudwatch;
     let source_account = dev_account(ctx).await?;
-    for dev in &ctx.cfg.source.dashboards {
+    let (bodies, refs) = dev_dashboards(ctx).await?;
+    for (dev, body) in &bodies {
         let name = ctx.cfg.names.prod(dev);
         let res = Res::new(STEP, "dashboard", format!("dashboard/{name}"), &name);
-        let want = desired_dashboard(ctx, dev, &source_account, alarm_names, alarm_arns).await?;
-        for left in dev_leftovers(&want, &ctx.cfg.names) {
-            ctx.notice(
-                STEP,
-                format!("dashboard {name} still names a dev identifier the name map cannot rewrite: {left:?}"),
-            );
-        }
+        let (want, found) = desired_dashboard(ctx, &refs, body, &source_account, alarm_names, alarm_arns);
+        crate::steps::common::references::record(ctx, STEP, &format!("dashboard:{dev}"), &found);
         let current = match cw.get_dashboard().dashboard_name(&name).send().await {
             Ok(out) => out.dashboard_body.and_then(|b| serde_json::from_str::<Value>(&b).ok()),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => None,
@@ -913,9 +972,10 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     let alarm_names = &set.dev_to_prod;
     let arns: Vec<String> = want.iter().map(|(_, a)| alarm_arn(ctx, &a.name)).collect();
     let source_account = dev_account(ctx).await?;
-    for dev in &ctx.cfg.source.dashboards {
+    let (bodies, refs) = dev_dashboards(ctx).await?;
+    for (dev, body) in &bodies {
         let name = ctx.cfg.names.prod(dev);
-        let desired = desired_dashboard(ctx, dev, &source_account, alarm_names, &arns).await?;
+        let (desired, _) = desired_dashboard(ctx, &refs, body, &source_account, alarm_names, &arns);
         match ctx.aws.target.cloudwatch.get_dashboard().dashboard_name(&name).send().await {
             Ok(out) => {
                 let current: Value =
@@ -931,6 +991,10 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                     left.is_empty(),
                     if left.is_empty() { "none".to_owned() } else { left.join(", ") },
                 ));
+                let place = format!("dashboard:{dev}");
+                let leftovers: Vec<(String, Found)> =
+                    body_references(&refs, &current).into_iter().map(|f| (place.clone(), f)).collect();
+                f.checks.extend(crate::steps::common::references::checks(ctx, &name, &leftovers));
             }
             Err(e) => match StepError::aws(&name, "GetDashboard")(e) {
                 e if e.is_not_found() => f.resources.push(Resource::missing("dashboard", dev, &name)),

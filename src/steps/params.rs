@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use crate::engine::journal::{Op, Record};
 use crate::engine::{About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
-use crate::naming::NameMap;
 use crate::steps::common::arns;
+use crate::steps::common::references::{self, Counterparts, Found};
 
 const STEP: &str = "params";
 /// GetParameters takes at most this many names.
@@ -110,27 +110,25 @@ struct Source {
 /// What the value check decided.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Checked {
-    /// The value to write and whether it was rewritten.
+    /// The value to write, whether it was rewritten, and the dev
+    /// identifiers found in it (mapped or named).
     Ok {
         value: String,
         rewritten: bool,
-        flagged: Option<String>,
+        found: Vec<Found>,
     },
     Rejected(String),
 }
 
-/// Rewrites dev names the name map knows (whole words) and the dev parameter
-/// path, flags dev-like words it cannot rewrite, and applies SSM's rules.
-pub fn check_value(names: &NameMap, value: &str, tier: &str, allowed_pattern: Option<&str>) -> Checked {
+/// Maps every dev identifier in the value to its prod counterpart
+/// ([`references`]: names, the parameter path, endpoints, ARNs, ids, the
+/// key), reports those without one, and applies SSM's rules.
+pub fn check_value(refs: &Counterparts, value: &str, tier: &str, allowed_pattern: Option<&str>) -> Checked {
     if value.is_empty() {
         return Checked::Rejected("empty value".into());
     }
-    let out = names.rewrite_words(value);
+    let (out, found) = refs.rewrite(value);
     let rewritten = out != value;
-    let flagged = out
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-        .find(|w| names.looks_dev(w))
-        .map(str::to_owned);
     let limit = if tier == "Advanced" { ADVANCED_LIMIT } else { STANDARD_LIMIT };
     if out.len() > limit {
         return Checked::Rejected(format!("{} bytes exceed the {tier} tier's {limit}", out.len()));
@@ -147,7 +145,7 @@ pub fn check_value(names: &NameMap, value: &str, tier: &str, allowed_pattern: Op
             Err(e) => return Checked::Rejected(format!("its AllowedPattern {p:?} is not a valid regex: {e}")),
         }
     }
-    Checked::Ok { value: out, rewritten, flagged }
+    Checked::Ok { value: out, rewritten, found }
 }
 
 /// Metadata of every parameter under `path` (no values).
@@ -257,6 +255,8 @@ impl Params {
             .into_iter()
             .filter_map(|m| Some(Source { value: dev_values.get(m.name()?)?.clone(), meta: m }))
             .collect();
+        // The prod counterparts of the dev identifiers the values hold.
+        let refs = references::gather(ctx, sources.iter().map(|s| s.value.as_str())).await?;
 
         // Decide per parameter; collect the writes.
         let mut writes: Vec<(Source, String, String, Option<String>)> = Vec::new();
@@ -264,16 +264,19 @@ impl Params {
             let dev_name = s.meta.name().unwrap_or_default().to_owned();
             let Some(prod_name) = cfg.names.parameter(&dev_name) else { continue };
             let tier = s.meta.tier().map_or("Standard", |t| t.as_str()).to_owned();
-            let checked = check_value(&cfg.names, &s.value, &tier, s.meta.allowed_pattern());
-            let (value, rewritten, flagged) = match checked {
+            let checked = check_value(&refs, &s.value, &tier, s.meta.allowed_pattern());
+            let (value, rewritten, found) = match checked {
                 Checked::Rejected(why) => {
                     report.rejected.push((dev_name, why));
                     continue;
                 }
-                Checked::Ok { value, rewritten, flagged } => (value, rewritten, flagged),
+                Checked::Ok { value, rewritten, found } => (value, rewritten, found),
             };
-            if let Some(word) = flagged {
-                report.flagged.push((dev_name.clone(), word));
+            references::record(ctx, STEP, &dev_name, &found);
+            if !cfg.references.keeps(&dev_name) {
+                report
+                    .flagged
+                    .extend(found.iter().filter(|f| !f.is_mapped()).map(|f| (dev_name.clone(), f.dev.clone())));
             }
             if rewritten {
                 report.rewritten.push(prod_name.clone());
@@ -377,9 +380,6 @@ impl Params {
         for (name, why) in &report.skipped {
             ctx.notice(STEP, format!("skipped {name}: {why}"));
         }
-        for (name, word) in &report.flagged {
-            ctx.notice(STEP, format!("warning: {name} names {word:?}, which looks like a dev resource the name map cannot rewrite; copied unchanged"));
-        }
         for name in &report.conflicts {
             ctx.notice(
                 STEP,
@@ -432,14 +432,19 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     let readable: Vec<String> =
         prod.values().filter(|m| !is_secure(m)).filter_map(|m| m.name().map(str::to_owned)).collect();
     let prod_values = values(&ctx.aws.target.ssm, &readable, ctx.parallelism).await?;
+    let refs = references::gather(ctx, dev_values.values().chain(prod_values.values()).map(String::as_str)).await?;
+    let mut leftovers = Vec::new();
     for m in copyable {
         let dev_name = m.name().unwrap_or_default();
         let Some(prod_name) = cfg.names.parameter(dev_name) else { continue };
         let Some(dev_value) = dev_values.get(dev_name) else { continue };
         let tier = m.tier().map_or("Standard", |t| t.as_str());
-        let Checked::Ok { value: want, .. } = check_value(&cfg.names, dev_value, tier, m.allowed_pattern()) else {
+        let Checked::Ok { value: want, .. } = check_value(&refs, dev_value, tier, m.allowed_pattern()) else {
             continue;
         };
+        if let Some(have) = prod_values.get(&prod_name) {
+            leftovers.extend(refs.rewrite(have).1.into_iter().map(|f| (dev_name.to_owned(), f)));
+        }
         match (prod.get(&prod_name), prod_values.get(&prod_name)) {
             (Some(pm), Some(have)) => {
                 let mut d = Vec::new();
@@ -451,6 +456,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             _ => f.resources.push(Resource::missing("ssm_parameter", dev_name, &prod_name)),
         }
     }
+    f.checks.extend(references::checks(ctx, dst_path, &leftovers));
     let copied: Vec<String> =
         secret.iter().filter_map(|m| cfg.names.parameter(m.name()?)).filter(|p| prod.contains_key(p)).collect();
     f.checks.push(Check::new(
@@ -545,41 +551,37 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn names() -> NameMap {
-        Config::parse(
+    /// The reference configuration's names, one account.
+    fn names() -> Counterparts {
+        let names = Config::parse(
             std::path::Path::new("m.toml"),
             &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap(),
         )
         .unwrap()
-        .names
+        .names;
+        Counterparts::new(names, "123456789012", "123456789012", "us-east-1")
     }
 
     #[test]
     fn known_names_and_paths_are_rewritten_and_unknown_dev_words_flagged() {
         let n = names();
-        let ok = |v: &str| check_value(&n, v, "Standard", None);
-        assert_eq!(ok("sessions-dev"), Checked::Ok { value: "sessions-prod".into(), rewritten: true, flagged: None });
-        assert_eq!(
-            ok("payments-dev.cluster-abc.us-east-1.rds.amazonaws.com"),
-            Checked::Ok {
-                value: "payments-prod.cluster-abc.us-east-1.rds.amazonaws.com".into(),
-                rewritten: true,
-                flagged: None
+        let ok = |v: &str| match check_value(&n, v, "Standard", None) {
+            Checked::Ok { value, rewritten, found } => {
+                (value, rewritten, found.iter().filter(|f| !f.is_mapped()).map(|f| f.dev.clone()).collect::<Vec<_>>())
             }
-        );
-        assert_eq!(
-            ok("/dev/payments/table"),
-            Checked::Ok { value: "/prod/payments/table".into(), rewritten: true, flagged: None }
-        );
+            Checked::Rejected(r) => panic!("{v}: {r}"),
+        };
+        assert_eq!(ok("sessions-dev"), ("sessions-prod".into(), true, vec![]));
+        assert_eq!(ok("/dev/payments/table"), ("/prod/payments/table".into(), true, vec![]));
+        // An endpoint is never rewritten by text: its `cluster-<id>` part is
+        // the dev cluster's; without the prod cluster's own, it is named.
+        let host = "payments-dev.cluster-abc.us-east-1.rds.amazonaws.com";
+        assert_eq!(ok(host), (host.into(), false, vec![host.to_owned()]));
         assert_eq!(
             ok("legacy-dev.internal:8080"),
-            Checked::Ok {
-                value: "legacy-dev.internal:8080".into(),
-                rewritten: false,
-                flagged: Some("legacy-dev".into())
-            }
+            ("legacy-dev.internal:8080".into(), false, vec!["legacy-dev".into()])
         );
-        assert_eq!(ok("developer"), Checked::Ok { value: "developer".into(), rewritten: false, flagged: None });
+        assert_eq!(ok("developer"), ("developer".into(), false, vec![]));
     }
 
     #[test]

@@ -316,7 +316,10 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
         )
     })
     .await;
-    let b = Arc::new(AwsBehaviour::all(UNIT));
+    let mut b = AwsBehaviour::all(UNIT);
+    // Long enough that undo meets them even on a loaded machine.
+    b.durations.eni_linger = Duration::from_secs(5);
+    let b = Arc::new(b);
     let proxy = Proxy::start(ProxyConfig { behaviour: Some(b.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
     let run = |args: &[&str]| w.paymig(args).via(&proxy.endpoint).guard_dev(&w.moto.endpoint).run();
     let via = fixture::Clients::new(&proxy.endpoint, "us-east-1", None).await;

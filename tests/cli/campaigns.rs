@@ -153,7 +153,13 @@ pub async fn crash_round(
     assert_eq!(&shape(&inv, &suffix), expected, "{suffix}: converged to the reference stack after {kill:?}");
     let again = paymig(w, via, &config, &["apply", "--yes"], None).await;
     assert_eq!(again.code, Some(0));
-    assert_eq!(again.mutating_calls(), 0, "{suffix}: converged after {kill:?}\n{}", again.stderr);
+    assert_eq!(
+        again.mutating_calls(),
+        0,
+        "{suffix}: converged after {kill:?}\ncalls: {:?}\n{}",
+        again.mutating_operations(),
+        again.stderr
+    );
     check_journal(&journal, true).unwrap_or_else(|e| panic!("{suffix} after {kill:?}: {e}"));
     let destroy = paymig(w, via, &config, &["destroy", "--yes"], None).await;
     assert_eq!(destroy.code, Some(0), "{suffix}: destroy after {kill:?}\n{}", destroy.stderr);

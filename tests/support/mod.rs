@@ -92,6 +92,24 @@ impl Run {
         self.calls().1
     }
 
+    /// The mutating calls, one `service:Operation (lane)` each, for a
+    /// failure message.
+    pub fn mutating_operations(&self) -> Vec<String> {
+        self.call_log
+            .iter()
+            .flatten()
+            .filter(|c| c["mutating"] == true)
+            .map(|c| {
+                format!(
+                    "{}:{} ({})",
+                    c["service"].as_str().unwrap_or("?"),
+                    c["operation"].as_str().unwrap_or("?"),
+                    c["lane"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
     /// `(read, mutating)` calls, from paymig's own call log — not from the
     /// human accounting line.
     pub fn calls(&self) -> (u64, u64) {

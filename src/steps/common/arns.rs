@@ -40,6 +40,12 @@ pub fn rds(cfg: &Config, account: &str) -> Vec<String> {
     ]
 }
 
+/// The secrets RDS creates for the master credentials it manages
+/// (`rds!cluster-<id>`, in the prod account).
+pub fn rds_secrets(cfg: &Config, account: &str) -> Vec<String> {
+    vec![format!("arn:aws:secretsmanager:{}:{account}:secret:rds!*", cfg.migration.region)]
+}
+
 /// The prod tables and their indexes.
 pub fn tables(cfg: &Config, account: &str) -> Vec<String> {
     let r = &cfg.migration.region;

@@ -6,6 +6,7 @@
 
 pub mod arns;
 pub mod policy;
+pub mod references;
 pub mod roles;
 pub mod tags;
 

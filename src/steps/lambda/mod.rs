@@ -24,6 +24,7 @@ use sha2::Digest;
 use crate::engine::journal::{Op, Record};
 use crate::engine::{is_planned, retry_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
 use crate::steps::common::arns;
+use crate::steps::common::references::{self, Counterparts};
 
 const STEP: &str = "lambda";
 /// AWS keeps at least this much concurrency unreserved per account.
@@ -168,7 +169,8 @@ impl Step for Lambda {
             return Ok(Outcome::Skipped("no [source] lambda_functions configured".into()));
         }
         staging::converge_bucket(ctx, dev).await?;
-        ctx.each(dev.clone(), |f: DevFunction| async move { converge_function(ctx, &f).await }).await?;
+        let refs = &counterparts(ctx, dev).await?;
+        ctx.each(dev.clone(), |f: DevFunction| async move { converge_function(ctx, refs, &f).await }).await?;
         Ok(Outcome::Done)
     }
 
@@ -427,19 +429,63 @@ async fn fetch_package(ctx: &Ctx, f: &DevFunction) -> Result<Vec<u8>, StepError>
     Ok(bytes)
 }
 
-/// Prod environment: dev's values rewritten through the name map, then the
-/// overrides.
-pub fn prod_environment(ctx: &Ctx, f: &DevFunction) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = f
-        .config
-        .environment()
-        .and_then(|e| e.variables())
-        .map(|v| v.iter().map(|(k, v)| (k.clone(), ctx.cfg.names.rewrite_words(v))).collect())
-        .unwrap_or_default();
+/// Prod environment: dev's values with every dev identifier mapped to its
+/// prod counterpart ([`references`]), then the overrides (the operator's
+/// own values, taken as they are).
+pub fn prod_environment(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = dev_variables(f).map(|(k, v)| (k.clone(), refs.rewrite(v).0)).collect();
     if let Some(o) = ctx.cfg.lambda.overrides.get(&f.name) {
-        env.extend(o.environment.clone());
+        let secret = refs.master_secret.as_deref().unwrap_or(MASTER_SECRET);
+        env.extend(o.environment.iter().map(|(k, v)| (k.clone(), v.replace(MASTER_SECRET, secret))));
     }
     env
+}
+
+/// In an environment override, the ARN of the secret in which RDS keeps the
+/// prod cluster's master credentials (the function reads them from Secrets
+/// Manager; paymig never does). A function asking for it is deployed once
+/// the database step has them managed, after the restore.
+pub const MASTER_SECRET: &str = "{{database.master_user_secret_arn}}";
+
+/// Whether a function's overrides ask for the master credentials' secret.
+fn wants_master_secret(ctx: &Ctx, f: &str) -> bool {
+    ctx.cfg.lambda.overrides.get(f).is_some_and(|o| o.environment.values().any(|v| v.contains(MASTER_SECRET)))
+}
+
+/// A dev function's environment variables.
+fn dev_variables(f: &DevFunction) -> impl Iterator<Item = (&String, &String)> {
+    f.config.environment().and_then(|e| e.variables()).into_iter().flatten()
+}
+
+/// The dev identifiers in the functions' environments, recorded for plan,
+/// apply and validate (`<dev function>:<VARIABLE>`); an overridden variable
+/// is the operator's value and is not dev's.
+fn record_references(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) {
+    let overridden = ctx.cfg.lambda.overrides.get(&f.name).map(|o| &o.environment);
+    for (k, v) in dev_variables(f).filter(|(k, _)| overridden.is_none_or(|o| !o.contains_key(*k))) {
+        references::record(ctx, STEP, &format!("{}:{k}", f.name), &refs.rewrite(v).1);
+    }
+}
+
+/// The map for every dev value the functions copy.
+async fn counterparts(ctx: &Ctx, dev: &[DevFunction]) -> Result<Counterparts, StepError> {
+    references::gather(ctx, dev.iter().flat_map(dev_variables).map(|(_, v)| v.as_str())).await
+}
+
+/// `refs` for function `f`: with the master credentials' secret when its
+/// overrides ask for it — then it waits for the database step to have them
+/// managed (after the restore); every other function goes on meanwhile.
+async fn counterparts_for(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> Result<Counterparts, StepError> {
+    let mut refs = refs.clone();
+    if wants_master_secret(ctx, &f.name) {
+        refs.master_secret = Some(crate::steps::database::master_secret_arn(ctx).await?.ok_or_else(|| {
+            StepError::Invalid(format!(
+                "[lambda.overrides.\"{}\"] environment: {MASTER_SECRET} names the prod cluster's master credentials, but there are none (no [source] db_cluster, or the database step did not finish)",
+                f.name
+            ))
+        })?);
+    }
+    Ok(refs)
 }
 
 /// Environment values as SHA-256 digests: comparable, but a secret value
@@ -524,11 +570,20 @@ fn key_for<'a>(env: &BTreeMap<String, String>, key: &'a str) -> Option<&'a str> 
     (!env.is_empty()).then_some(key)
 }
 
-fn desired_settings(ctx: &Ctx, f: &DevFunction, role: &str, key: &str, subnets: &[String], sg: &str) -> Value {
+#[allow(clippy::too_many_arguments)]
+fn desired_settings(
+    ctx: &Ctx,
+    refs: &Counterparts,
+    f: &DevFunction,
+    role: &str,
+    key: &str,
+    subnets: &[String],
+    sg: &str,
+) -> Value {
     let d = &f.config;
     let mut subnets = subnets.to_vec();
     subnets.sort();
-    let env = prod_environment(ctx, f);
+    let env = prod_environment(ctx, refs, f);
     json!({
         "runtime": d.runtime().map(|r| r.as_str()),
         "handler": d.handler(),
@@ -590,7 +645,8 @@ fn is_role_not_ready(e: &StepError) -> bool {
             || e.message_contains("is invalid for CreateGrant"))
 }
 
-async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> {
+async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> Result<(), StepError> {
+    let refs = &counterparts_for(ctx, refs, f).await?;
     let lambda = &ctx.aws.target.lambda;
     let name = ctx.cfg.names.prod(&f.name);
     let res = Res::new(STEP, "lambda_function", format!("function/{name}"), &name);
@@ -604,13 +660,14 @@ async fn converge_function(ctx: &Ctx, f: &DevFunction) -> Result<(), StepError> 
     let key = crate::steps::kms::key_arn(ctx);
     let network = crate::steps::network::Vpc::of(ctx);
     let (subnets, sg) = (network.subnet_ids(), network.sg_compute);
-    let want = desired_settings(ctx, f, &role, &key, &subnets, &sg);
+    let want = desired_settings(ctx, refs, f, &role, &key, &subnets, &sg);
     let existing = match lambda.get_function().function_name(&name).send().await {
         Ok(out) => out.configuration,
         Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => None,
         Err(e) => return Err(StepError::aws(&name, "GetFunction")(e)),
     };
-    let variables = prod_environment(ctx, f);
+    record_references(ctx, refs, f);
+    let variables = prod_environment(ctx, refs, f);
     let env_key = key_for(&variables, &key).map(str::to_owned);
     let env = Environment::builder().set_variables(Some(variables.into_iter().collect())).build();
     let vpc = VpcConfig::builder()
@@ -840,13 +897,40 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
     let lambda = &ctx.aws.target.lambda;
     let mut f = Findings::default();
     let key = crate::steps::kms::key_arn(ctx);
+    let mut prod = Vec::new();
     for d in dev {
         let name = ctx.cfg.names.prod(&d.name);
-        let Ok(out) = lambda.get_function().function_name(&name).send().await else {
-            f.resources.push(Resource::missing("lambda_function", &d.name, &name));
-            continue;
-        };
-        let Some(c) = out.configuration else { continue };
+        match lambda.get_function().function_name(&name).send().await {
+            Ok(out) => prod.push((d, name, out)),
+            Err(_) => f.resources.push(Resource::missing("lambda_function", &d.name, &name)),
+        }
+    }
+    // Dev's values (what prod should hold) and prod's (what it holds: a
+    // dev identifier still in it is a finding).
+    let prod_values: Vec<String> = prod
+        .iter()
+        .flat_map(|(_, _, out)| {
+            out.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).into_iter().flatten()
+        })
+        .map(|(_, v)| v.clone())
+        .collect();
+    let dev_values = dev.iter().flat_map(dev_variables).map(|(_, v)| v.as_str());
+    let mut refs = references::gather(ctx, dev_values.chain(prod_values.iter().map(String::as_str))).await?;
+    if dev.iter().any(|d| wants_master_secret(ctx, &d.name)) {
+        refs.master_secret = crate::steps::database::master_secret_arn(ctx).await?;
+    }
+    for (d, name, out) in prod {
+        let Some(c) = out.configuration.clone() else { continue };
+        let overridden = ctx.cfg.lambda.overrides.get(&d.name).map(|o| &o.environment);
+        let leftovers: Vec<(String, references::Found)> = c
+            .environment()
+            .and_then(|e| e.variables())
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| overridden.is_none_or(|o| !o.contains_key(*k)))
+            .flat_map(|(k, v)| refs.rewrite(v).1.into_iter().map(move |found| (format!("{}:{k}", d.name), found)))
+            .collect();
+        f.checks.extend(references::checks(ctx, &name, &leftovers));
         let have = settings_of(&c);
         let dv = settings_of(&d.config);
         let mut diffs = Vec::new();
@@ -854,10 +938,10 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
         for field in ["runtime", "handler", "memory", "timeout", "layers", "tracing", "ephemeral_storage"] {
             diff(&mut diffs, field, &dv[field], &have[field], false);
         }
-        let want_env = json!(redact_environment(prod_environment(ctx, d).iter()));
+        let want_env = json!(redact_environment(prod_environment(ctx, &refs, d).iter()));
         diff(&mut diffs, "environment", &dv["environment"], &have["environment"], have["environment"] == want_env);
         diff(&mut diffs, "role", &dv["role"], &have["role"], true);
-        let want_key = json!(key_for(&prod_environment(ctx, d), &key));
+        let want_key = json!(key_for(&prod_environment(ctx, &refs, d), &key));
         diff(&mut diffs, "kms_key", &dv["kms_key"], &have["kms_key"], have["kms_key"] == want_key);
         diff(&mut diffs, "vpc_subnets", &dv["subnets"], &have["subnets"], true);
         diff(

@@ -54,6 +54,8 @@ pub struct Vpc {
     pub sg_db: String,
     /// Empty when no interface endpoints are configured.
     pub sg_endpoints: String,
+    /// Subnet ids by CIDR (dev's subnets map to prod's by CIDR).
+    pub by_cidr: BTreeMap<String, String>,
 }
 
 impl Vpc {
@@ -61,7 +63,37 @@ impl Vpc {
     pub fn of(ctx: &Ctx) -> Vpc {
         ctx.outputs.get::<Vpc>()
     }
+}
 
+/// The prod network for mapping dev's ids: what the network step publishes
+/// in this run (waited for), or what exists (read) when the run does not
+/// schedule it; `None` when there is none.
+pub async fn prod_network(ctx: &Ctx) -> Result<Option<Vpc>, StepError> {
+    if let Some(v) = ctx.outputs.wait::<Vpc>(STEP).await {
+        return Ok(Some(v));
+    }
+    let dev = read_dev(ctx).await?;
+    let names = &ctx.cfg.names;
+    let vpc_name = dev.name.as_deref().map_or_else(|| names.own("vpc"), |n| names.prod(n));
+    let o = Observed::of_vpc(ctx, &vpc_name).await?;
+    let Some(id) = o.vpc_id().map(str::to_owned) else { return Ok(None) };
+    let group = |g: Group| o.group(&names.own(g.kind())).and_then(|s| s.group_id()).unwrap_or_default().to_owned();
+    let subnets: Vec<&Subnet> = o.own_subnets(ctx).collect();
+    Ok(Some(Vpc {
+        id,
+        subnets: subnets
+            .iter()
+            .filter_map(|s| Some((s.availability_zone()?.to_owned(), s.subnet_id()?.to_owned())))
+            .collect(),
+        sg_alb: group(Group::Alb),
+        sg_compute: group(Group::Compute),
+        sg_db: group(Group::Db),
+        sg_endpoints: group(Group::Endpoints),
+        by_cidr: subnets.iter().filter_map(|s| Some((s.cidr_block()?.to_owned(), s.subnet_id()?.to_owned()))).collect(),
+    }))
+}
+
+impl Vpc {
     pub fn subnet_ids(&self) -> Vec<String> {
         self.subnets.iter().map(|(_, id)| id.clone()).collect()
     }
@@ -565,6 +597,7 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
     ctx.outputs.publish(Vpc {
         id: vpc_id,
         subnets: subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect(),
+        by_cidr: subnets.iter().map(|(s, id)| (s.cidr.clone(), id.clone())).collect(),
         sg_alb: groups[0].clone(),
         sg_compute: groups[1].clone(),
         sg_db: groups[2].clone(),
