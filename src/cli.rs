@@ -85,8 +85,12 @@ pub enum ReportFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Side {
+    // What the prod identity needs.
     Target,
+    // The dev side's reads (the role paymig assumes there, or the dev identity).
     Source,
+    // Every principal with its policy, and the dev role's trust policy.
+    Principals,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -201,7 +205,10 @@ pub enum Command {
         after_help = "Examples:\n  paymig iam-policy > paymig-prod-policy.json\n  paymig iam-policy --side source > paymig-dev-read-only.json"
     )]
     IamPolicy {
-        /// `target`: what paymig does in prod; `source`: the read-only dev side.
+        /// `target`: the prod identity's policy (with `sts:AssumeRole` on
+        /// `[source] role_arn` when the source side has no profile of its
+        /// own); `source`: the read-only dev side; `principals`: every
+        /// principal with its policy, and the dev role's trust policy.
         #[arg(long, value_enum, default_value_t = Side::Target)]
         side: Side,
     },

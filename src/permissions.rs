@@ -90,13 +90,94 @@ pub fn policy(cfg: &Config, account: &str, dev_account: Option<&str>) -> Value {
             "Resource": [format!("arn:aws:kms:{}:{dev}:key/*", cfg.migration.region)]}));
     }
     // paymig assumes [target] role_arn with the prod identity this policy is
-    // for ([source] role_arn with the dev identity: see the source policy).
+    // for; and [source] role_arn with the source side's base identity, which
+    // is this one when the source side has no identity of its own (no
+    // [source] profile: the default chain — in CodeBuild, the build's role).
     if let Some(role) = &cfg.target.role_arn {
         statements.push(
             json!({"Sid": "AssumeTargetRole", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": [role]}),
         );
     }
+    if let Some(role) = cfg.source.role_arn.as_ref().filter(|_| source_assumed_by_prod(cfg)) {
+        statements.push(
+            json!({"Sid": "AssumeSourceRole", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": [role]}),
+        );
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Whether the identity that assumes `[source] role_arn` is the prod
+/// identity: the source side has no profile of its own (or the same one),
+/// so both sides start from the same credentials.
+pub fn source_assumed_by_prod(cfg: &Config) -> bool {
+    cfg.source.role_arn.is_some() && cfg.source.profile == cfg.target.profile
+}
+
+/// The base identity of a side, in words.
+fn identity(profile: Option<&str>) -> String {
+    match profile {
+        Some(p) => format!("the credentials of profile {p:?}"),
+        None => "the default credential chain (in CodeBuild: the build's service role)".into(),
+    }
+}
+
+/// Who needs which policy (`iam-policy --side principals`): the prod
+/// identity (with `sts:AssumeRole` on `[source] role_arn` when it is the one
+/// that assumes it), the dev side's read permissions — on the role paymig
+/// assumes there, with that role's trust policy naming `assumer` (the source
+/// side's base identity; its account root when unknown) — and the dev
+/// identity when it is a profile of its own.
+pub fn principals(
+    cfg: &Config,
+    prod_account: &str,
+    dev_account: &str,
+    dev_in_other: Option<&str>,
+    assumer: Option<&str>,
+) -> Value {
+    let mut out = vec![json!({
+        "principal": "prod identity",
+        "who": match &cfg.target.role_arn {
+            Some(r) => format!("{}, assuming {r}", identity(cfg.target.profile.as_deref())),
+            None => identity(cfg.target.profile.as_deref()),
+        },
+        "policy": policy(cfg, prod_account, dev_in_other),
+    })];
+    let reads = source_policy(cfg, dev_account);
+    match &cfg.source.role_arn {
+        Some(role) => {
+            if !source_assumed_by_prod(cfg) {
+                out.push(json!({
+                    "principal": "dev identity",
+                    "who": identity(cfg.source.profile.as_deref()),
+                    "policy": {"Version": "2012-10-17", "Statement": [
+                        {"Sid": "AssumeSourceRole", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": [role]}]},
+                }));
+            }
+            let assumer = assumer.map_or_else(|| format!("arn:aws:iam::{prod_account}:root"), str::to_owned);
+            out.push(json!({
+                "principal": "dev read role",
+                "who": role,
+                "policy": reads,
+                "trust_policy": {"Version": "2012-10-17", "Statement": [
+                    {"Sid": "PaymigAssumes", "Effect": "Allow", "Principal": {"AWS": assumer}, "Action": "sts:AssumeRole"}]},
+            }));
+        }
+        None => out.push(json!({
+            "principal": "dev identity",
+            "who": identity(cfg.source.profile.as_deref()),
+            "policy": reads,
+        })),
+    }
+    json!({"principals": out})
+}
+
+/// An STS caller ARN as IAM names the principal: an assumed role's session
+/// is its role.
+pub fn principal_arn(caller: &str) -> String {
+    match caller.strip_prefix("arn:aws:sts::").and_then(|r| r.split_once(":assumed-role/")) {
+        Some((account, rest)) => format!("arn:aws:iam::{account}:role/{}", rest.split('/').next().unwrap_or(rest)),
+        None => caller.to_owned(),
+    }
 }
 
 /// The statement of an action whose grant is narrower than "the service's
@@ -208,12 +289,8 @@ pub fn source_policy(cfg: &Config, account: &str) -> Value {
         let sid: String = format!("Read{}", service.split('-').map(capitalized).collect::<String>());
         statements.push(json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": source_resources(cfg, account, service)}));
     }
-    // paymig assumes [source] role_arn with the dev identity this policy is for.
-    if let Some(role) = &cfg.source.role_arn {
-        statements.push(
-            json!({"Sid": "AssumeSourceRole", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": [role]}),
-        );
-    }
+    // `sts:AssumeRole` on [source] role_arn is the assuming identity's, not
+    // the role's: see `principals`.
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 

@@ -298,3 +298,84 @@ async fn a_policy_missing_one_action_fails_naming_it() {
     let denied = e.enforcer.denied();
     assert!(!denied.is_empty() && denied.iter().all(|d| d.starts_with(&format!("{removed} "))), "{denied:?}");
 }
+
+/// The CodeBuild shape: no profiles, one base identity (the build's service
+/// role; here an IAM user of the prod account), `[source] role_arn` a read
+/// role in dev's account. `iam-policy --side principals` says who needs
+/// what: the build identity gets the prod policy with `sts:AssumeRole` on
+/// the dev role, the dev role the reads and a trust policy naming the build
+/// identity. With exactly those in force — permissions by key, the role's
+/// trust checked on AssumeRole — the life cycle runs; without the build
+/// identity's AssumeRole, dev cannot be read, and the refusal names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_build_identity_assumes_the_dev_read_role_when_iam_is_enforced() {
+    use crate::support::enforce::Enforcer;
+    use crate::support::fixture;
+    use crate::support::proxy::{Proxy, ProxyConfig};
+    const DEV: &str = "111111111111";
+    let role = format!("arn:aws:iam::{DEV}:role/paymig-read-dev");
+    let opts = fixture::Options { account: Some(DEV.into()), ..Default::default() };
+    let w = World::with(opts, |t| {
+        crate::without_database(t)
+            .replace(
+                "# role_arn = \"arn:aws:iam::111111111111:role/paymig-read-dev\"",
+                &format!("role_arn = \"{role}\""),
+            )
+            .replace("max_wait_minutes = 60", "max_wait_minutes = 2")
+    })
+    .await;
+    let user = w.prod.iam.create_user().user_name("paymig-build").send().await.unwrap().user.unwrap().arn;
+    let key = w.prod.iam.create_access_key().user_name("paymig-build").send().await.unwrap().access_key.unwrap();
+    let (id, secret) = (key.access_key_id, key.secret_access_key);
+    let enforcer = std::sync::Arc::new(Enforcer::default());
+    let proxy = Proxy::start(ProxyConfig { enforcer: Some(enforcer.clone()), ..ProxyConfig::new(&w.moto.endpoint) });
+    let run = |args: &[&str]| {
+        w.paymig(args).via(&proxy.endpoint).env("AWS_ACCESS_KEY_ID", &id).env("AWS_SECRET_ACCESS_KEY", &secret).run()
+    };
+    let principals = run(&["iam-policy", "--side", "principals"]);
+    principals.expect_code(0);
+    let doc: Value = serde_json::from_str(&principals.stdout).unwrap();
+    let find = |who: &str| {
+        doc["principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["principal"] == who)
+            .cloned()
+            .unwrap_or_else(|| panic!("{who}: {doc}"))
+    };
+    let (prod, dev_role) = (find("prod identity"), find("dev read role"));
+    let assume =
+        prod["policy"]["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == "AssumeSourceRole").cloned();
+    assert_eq!(assume.map(|s| s["Resource"].clone()), Some(serde_json::json!([role])), "{prod}");
+    assert_eq!(dev_role["who"], role.as_str());
+    assert_eq!(dev_role["trust_policy"]["Statement"][0]["Principal"]["AWS"], user.as_str(), "{dev_role}");
+    // `--side target` is the prod identity's policy; `--side source` the
+    // role's reads, with no AssumeRole (the role does not assume itself).
+    let target: Value = serde_json::from_str(&run(&["iam-policy"]).stdout).unwrap();
+    assert_eq!(target, prod["policy"]);
+    let source = run(&["iam-policy", "--side", "source"]).stdout;
+    assert!(!source.contains("sts:AssumeRole"), "{source}");
+
+    enforcer.set_principal(&id, &user);
+    enforcer.set_policy(&id, prod["policy"].clone());
+    enforcer.set_role(&role, dev_role["policy"].clone(), dev_role["trust_policy"].clone());
+    for args in [&["plan"][..], &["apply", "--yes"], &["apply", "--yes"], &["validate"], &["destroy", "--yes"]] {
+        let r = run(args);
+        assert_eq!(r.code, Some(0), "paymig {}: denied {:?}\n{}", args.join(" "), enforcer.denied(), r.stderr);
+    }
+    assert!(enforcer.denied().is_empty(), "{:?}", enforcer.denied());
+    assert!(enforcer.allowed_actions().iter().any(|a| a == "sts:AssumeRole"));
+    assert!(enforcer.allowed_actions().iter().any(|a| a == "ec2:DescribeVpcs"), "dev was read through the role");
+
+    // The policy `iam-policy --side source` alone used to carry the
+    // AssumeRole: without it in the build identity's policy, nothing of dev
+    // can be read.
+    let mut without = prod["policy"].clone();
+    without["Statement"].as_array_mut().unwrap().retain(|s| s["Sid"] != "AssumeSourceRole");
+    enforcer.set_policy(&id, without);
+    enforcer.clear();
+    let refused = run(&["plan"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.stderr);
+    assert!(enforcer.denied().iter().any(|d| d.starts_with("sts:AssumeRole ")), "{:?}", enforcer.denied());
+}

@@ -75,6 +75,12 @@ pub struct Enforcer {
     /// Services whose service-linked role exists (created by the first
     /// create that needed it, as AWS does in a fresh account).
     linked: Mutex<Vec<String>>,
+    /// Access key -> the principal it signs as (its account names the
+    /// resources it asks for; the emulator's account by default).
+    principals: Mutex<BTreeMap<String, String>>,
+    /// Role ARN -> (its permissions, its trust policy), for roles a caller
+    /// assumes: the credentials AssumeRole returns carry the permissions.
+    roles: Mutex<BTreeMap<String, (Value, Value)>>,
 }
 
 impl Enforcer {
@@ -82,6 +88,50 @@ impl Enforcer {
     /// with no policy is refused everything but GetCallerIdentity.
     pub fn set_policy(&self, access_key: &str, policy: Value) {
         self.policies.lock().unwrap().insert(access_key.to_owned(), policy);
+    }
+
+    /// `access_key` signs as `principal` (an IAM user or role ARN).
+    pub fn set_principal(&self, access_key: &str, principal: &str) {
+        self.principals.lock().unwrap().insert(access_key.to_owned(), principal.to_owned());
+    }
+
+    /// A role callers may assume: `policy` is what its credentials may do,
+    /// `trust` who may assume it (AssumeRole is refused to anyone else).
+    pub fn set_role(&self, role_arn: &str, policy: Value, trust: Value) {
+        self.roles.lock().unwrap().insert(role_arn.to_owned(), (policy, trust));
+    }
+
+    /// After a request was answered: the credentials an allowed AssumeRole
+    /// returned get the role's permissions and sign as the role.
+    pub fn observe(&self, service: &str, req: &Request<Bytes>, status: u16, body: &[u8]) {
+        if service != "sts" || !(200..300).contains(&status) {
+            return;
+        }
+        let f = form(req.body());
+        if get(&f, "Action").as_deref() != Some("AssumeRole") {
+            return;
+        }
+        let (Some(role), Some(key)) = (get(&f, "RoleArn"), xml_text(body, "AccessKeyId")) else { return };
+        if let Some((policy, _)) = self.roles.lock().unwrap().get(&role).cloned() {
+            self.set_policy(&key, policy);
+            self.set_principal(&key, &role);
+        }
+    }
+
+    /// Whether the trust policy of `role` lets `principal` assume it.
+    fn trusts(&self, role: &str, principal: &str) -> bool {
+        let Some((_, trust)) = self.roles.lock().unwrap().get(role).cloned() else { return false };
+        let account = principal.split(':').nth(4).unwrap_or_default();
+        let root = format!("arn:aws:iam::{account}:root");
+        trust["Statement"].as_array().into_iter().flatten().any(|s| {
+            s["Effect"] == "Allow"
+                && action_matches(&s["Action"], "sts:AssumeRole")
+                && match &s["Principal"]["AWS"] {
+                    Value::String(p) => p == principal || *p == root,
+                    Value::Array(ps) => ps.iter().any(|p| p == principal || *p == root),
+                    _ => false,
+                }
+        })
     }
 
     pub fn denied(&self) -> Vec<String> {
@@ -105,7 +155,9 @@ impl Enforcer {
     /// `Some(response)` is the refusal to send instead.
     pub fn check(&self, service: &str, req: &Request<Bytes>) -> Option<Response<Full<Bytes>>> {
         let (key, region) = credential(req)?;
-        let asks = match asks(service, &region, req) {
+        let principal = self.principals.lock().unwrap().get(&key).cloned();
+        let account = principal.as_deref().and_then(|p| p.split(':').nth(4)).unwrap_or(ACCOUNT).to_owned();
+        let asks = match asks_in(service, &region, &account, req) {
             Ok(a) => a,
             Err(what) => {
                 eprintln!("enforced IAM cannot read: {service} {what}");
@@ -136,7 +188,12 @@ impl Enforcer {
             if ask.action == "sts:GetCallerIdentity" {
                 continue;
             }
-            let ok = policy.as_ref().is_some_and(|p| is_allowed(p, ask));
+            // A role's trust policy must name the caller, too.
+            let trusted = ask.action != "sts:AssumeRole"
+                || principal.as_deref().is_none_or(|p| {
+                    !self.roles.lock().unwrap().contains_key(&ask.resource) || self.trusts(&ask.resource, p)
+                });
+            let ok = trusted && policy.as_ref().is_some_and(|p| is_allowed(p, ask));
             if !ok {
                 let line = format!("{} on {} (key {key})", ask.action, ask.resource);
                 eprintln!("enforced IAM refused: {line}");
@@ -152,6 +209,23 @@ impl Enforcer {
             *allowed.entry(ask.action).or_default() += 1;
         }
         None
+    }
+}
+
+/// The text of the first `<tag>` of an XML answer.
+fn xml_text(body: &[u8], tag: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = text[start..].find(&format!("</{tag}>"))? + start;
+    Some(text[start..end].to_owned())
+}
+
+/// Whether a statement's `Action` (a string or a list) names `action`.
+fn action_matches(actions: &Value, action: &str) -> bool {
+    match actions {
+        Value::String(a) => a == action,
+        Value::Array(a) => a.iter().any(|x| x == action),
+        _ => false,
     }
 }
 
@@ -301,10 +375,16 @@ fn denial(service: &str, action: &str, resource: &str) -> Response<Full<Bytes>> 
 
 /// What a request asks for, or what could not be derived.
 pub fn asks(service: &str, region: &str, req: &Request<Bytes>) -> Result<Vec<Ask>, String> {
-    let arn = |svc: &str, rest: &str| format!("arn:aws:{svc}:{region}:{ACCOUNT}:{rest}");
+    asks_in(service, region, ACCOUNT, req)
+}
+
+/// [`asks`] for a caller of `account` (an assumed role of another account
+/// names its own resources).
+pub fn asks_in(service: &str, region: &str, account: &str, req: &Request<Bytes>) -> Result<Vec<Ask>, String> {
+    let arn = |svc: &str, rest: &str| format!("arn:aws:{svc}:{region}:{account}:{rest}");
     match service {
         "s3" => s3_asks(req),
-        "lambda" => lambda_asks(region, req),
+        "lambda" => lambda_asks(region, account, req),
         "dynamodb" | "ssm" | "kms" => {
             let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
             let op = target.rsplit('.').next().unwrap_or("").to_owned();
@@ -385,11 +465,11 @@ pub fn asks(service: &str, region: &str, req: &Request<Bytes>) -> Result<Vec<Ask
             match prefix {
                 "iam" => {
                     if let Some(r) = p("RoleName") {
-                        resources.push(format!("arn:aws:iam::{ACCOUNT}:role/{r}"));
+                        resources.push(format!("arn:aws:iam::{account}:role/{r}"));
                     } else if op == "CreateServiceLinkedRole" {
                         let svc = p("AWSServiceName").unwrap_or_default();
                         asks.push(
-                            Ask::new(&action, format!("arn:aws:iam::{ACCOUNT}:role/aws-service-role/{svc}/*"))
+                            Ask::new(&action, format!("arn:aws:iam::{account}:role/aws-service-role/{svc}/*"))
                                 .with("iam:AWSServiceName", &svc),
                         );
                     }
@@ -406,7 +486,7 @@ pub fn asks(service: &str, region: &str, req: &Request<Bytes>) -> Result<Vec<Ask
                     resources.extend(alarms.iter().map(|a| arn("cloudwatch", &format!("alarm:{a}"))));
                     let dashboards: Vec<String> =
                         p("DashboardName").into_iter().chain(members("DashboardNames")).collect();
-                    resources.extend(dashboards.iter().map(|d| format!("arn:aws:cloudwatch::{ACCOUNT}:dashboard/{d}")));
+                    resources.extend(dashboards.iter().map(|d| format!("arn:aws:cloudwatch::{account}:dashboard/{d}")));
                     resources.extend(p("ResourceARN"));
                 }
                 "elasticloadbalancing" => {
@@ -503,7 +583,7 @@ pub fn asks(service: &str, region: &str, req: &Request<Bytes>) -> Result<Vec<Ask
 }
 
 /// Lambda's REST operations, as IAM names them.
-fn lambda_asks(region: &str, req: &Request<Bytes>) -> Result<Vec<Ask>, String> {
+fn lambda_asks(region: &str, account: &str, req: &Request<Bytes>) -> Result<Vec<Ask>, String> {
     let path = req.uri().path();
     let parts: Vec<String> = path.trim_start_matches('/').split('/').map(percent_decode).collect();
     let method = req.method().as_str();
@@ -513,7 +593,7 @@ fn lambda_asks(region: &str, req: &Request<Bytes>) -> Result<Vec<Ask>, String> {
             // Unqualified: the function an alias or version belongs to.
             n.split(':').take(7).collect::<Vec<_>>().join(":")
         } else {
-            format!("arn:aws:lambda:{region}:{ACCOUNT}:function:{n}")
+            format!("arn:aws:lambda:{region}:{account}:function:{n}")
         }
     };
     let f = seg(2).map(function_arn).unwrap_or_default();
@@ -557,7 +637,7 @@ fn lambda_asks(region: &str, req: &Request<Bytes>) -> Result<Vec<Ask>, String> {
             function_arn(&parts[2..].join("/"))
         }
         "GetLayerVersion" => format!(
-            "arn:aws:lambda:{region}:{ACCOUNT}:layer:{}:{}",
+            "arn:aws:lambda:{region}:{account}:layer:{}:{}",
             seg(2).unwrap_or_default(),
             seg(4).unwrap_or_default()
         ),

@@ -328,7 +328,7 @@ impl Shared {
             unfinished.1 = true;
             return Ok(resp);
         }
-        let asked = self.cfg.behaviour.as_ref().map(|_| {
+        let asked = (self.cfg.behaviour.is_some() || self.cfg.enforcer.is_some()).then(|| {
             let mut r = Request::builder().method(req.method()).uri(req.uri().clone());
             for (k, v) in req.headers() {
                 r = r.header(k, v);
@@ -352,6 +352,9 @@ impl Shared {
             (Some(b), Some(asked)) => b.after(&service, &operation, asked, parts.status.as_u16(), bytes),
             _ => bytes,
         };
+        if let (Some(e), Some(asked)) = (&self.cfg.enforcer, &asked) {
+            e.observe(&service, asked, parts.status.as_u16(), &bytes);
+        }
         self.stats.calls.lock().unwrap().push(CallRecord { service, operation, start, end: self.epoch.elapsed() });
         let late = self.cfg.client_timeout.is_some_and(|t| received.elapsed() >= t);
         unfinished.1 = parts.status.as_u16() < 500 && !late;
