@@ -26,11 +26,6 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// How long a command that changes prod waits for another run's lock
-    /// (`30s`, `5m`, `1h`); 0 (the default) fails at once with exit 4.
-    #[arg(long, global = true, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
-    pub lock_timeout: std::time::Duration,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -101,6 +96,18 @@ pub enum Color {
 
 #[derive(Debug, Clone, Copy, Args)]
 pub struct Confirm {
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// How long to wait for another run's lock (`30s`, `5m`, `1h`); 0 (the
+    /// default) fails at once with exit 4.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+/// The confirmation of `unlock`, which takes no lock.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ConfirmOnly {
     /// Do not ask for confirmation (required when there is no terminal).
     #[arg(long)]
     pub yes: bool,
@@ -217,7 +224,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  paymig status && paymig unlock")]
     Unlock {
         #[command(flatten)]
-        confirm: Confirm,
+        confirm: ConfirmOnly,
     },
     /// Prints a shell completion script (reads no configuration).
     #[command(

@@ -28,6 +28,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The operator answered no at the prompt: nothing changed, and that is
+    /// not an error (exit 0).
+    #[error("not confirmed: nothing was changed")]
+    Declined,
+
     #[error(transparent)]
     Journal(#[from] crate::engine::journal::JournalError),
 
@@ -60,6 +65,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Preflight(_) | Error::Usage(_) => exit::USAGE,
+            Error::Declined => exit::OK,
             Error::Journal(e) if e.is_usage() => exit::USAGE,
             Error::Journal(_) => exit::STEP_FAILED,
             Error::Locked { .. } => exit::LOCKED,
@@ -79,7 +85,7 @@ impl Error {
     /// Whether this is a result the command already reported, not an error
     /// to print (`plan --detailed-exitcode` finding changes).
     pub fn is_outcome(&self) -> bool {
-        matches!(self, Error::ChangesPending(_))
+        matches!(self, Error::ChangesPending(_) | Error::Declined)
     }
 }
 

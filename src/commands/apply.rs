@@ -8,9 +8,10 @@ use crate::engine::dag::Status;
 use crate::engine::{Action, Mode};
 use crate::error::Result;
 
-pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
+pub async fn run(cfg: Config, confirm: crate::cli::Confirm, parallelism: usize) -> Result<()> {
+    let yes = confirm.yes;
     super::require_confirmable(yes, "paymig apply")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "apply")?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "apply", confirm.lock_timeout)?;
     let dag = super::build_dag()?;
     let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     ctx.parallelism = parallelism;
@@ -33,6 +34,7 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
         ),
     )?;
     crate::signals::listen();
+    let started = std::time::Instant::now();
     let Applied { run, reports, failed } = crate::engine::apply::run(&ctx, &journal, &dag).await?;
     let changes = ctx.changes();
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
@@ -61,5 +63,14 @@ pub async fn run(cfg: Config, yes: bool, parallelism: usize) -> Result<()> {
     for (step, r) in &named {
         println!("  [{step}] {}", super::plan::describe_reference(r));
     }
+    // The closing total, as rollback and destroy end.
+    println!(
+        "paymig apply: {}: {} created, {} updated, {} failed ({})",
+        ended.status,
+        count(Action::Create),
+        count(Action::Update),
+        ended.failures(),
+        super::elapsed(started.elapsed())
+    );
     ended.exit(&ctx.aws)
 }

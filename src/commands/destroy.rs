@@ -7,7 +7,8 @@ use crate::engine::undo::{destroy_target, replay, sweep};
 use crate::engine::Mode;
 use crate::error::Result;
 
-pub async fn run(cfg: Config, yes: bool, dry_run: bool) -> Result<()> {
+pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool) -> Result<()> {
+    let yes = confirm.yes;
     if dry_run {
         let journal = super::open_read_only(&cfg)?;
         let todo = destroy_target(journal.as_deref());
@@ -20,7 +21,7 @@ pub async fn run(cfg: Config, yes: bool, dry_run: bool) -> Result<()> {
         return show_dry_run(&ctx, "destroy", "would undo every journaled change", &todo, &then);
     }
     super::require_confirmable(yes, "paymig destroy")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "destroy")?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "destroy", confirm.lock_timeout)?;
     let todo = destroy_target(Some(&journal));
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;

@@ -50,19 +50,28 @@ pub async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let cfg = Config::load(&cli.config)?;
-    let _ = LOCK_TIMEOUT.set(cli.lock_timeout);
     match cli.command {
         Command::Plan { format, detailed_exitcode } => plan::run(cfg, format, detailed_exitcode).await,
-        Command::Apply { confirm, parallelism } => apply::run(cfg, confirm.yes, usize::from(parallelism)).await,
-        Command::Rollback { confirm, dry_run, run } => rollback::run(cfg, confirm.yes, dry_run, run).await,
-        Command::Destroy { confirm, dry_run } => destroy::run(cfg, confirm.yes, dry_run).await,
+        Command::Apply { confirm, parallelism } => apply::run(cfg, confirm, usize::from(parallelism)).await,
+        Command::Rollback { confirm, dry_run, run } => rollback::run(cfg, confirm, dry_run, run).await,
+        Command::Destroy { confirm, dry_run } => destroy::run(cfg, confirm, dry_run).await,
         Command::Status { format } => status::run(cfg, format).await,
         Command::IamPolicy { side } => iam_policy::run(&cfg, side).await,
         Command::Unlock { confirm } => unlock::run(cfg, confirm.yes),
-        Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm.yes).await,
+        Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm).await,
         Command::Validate { format, out } => validate::run(cfg, format, out).await,
-        Command::Switch { to, canary, interval, confirm } => switch::run(cfg, to, canary, interval, confirm.yes).await,
+        Command::Switch { to, canary, interval, confirm } => switch::run(cfg, to, canary, interval, confirm).await,
         Command::Completions { .. } | Command::Man => unreachable!("handled before the configuration is read"),
+    }
+}
+
+/// A run's duration as a person reads it: `7.9s`, `18m 12s`, `1h 02m`.
+pub fn elapsed(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{:.1}s", d.as_secs_f64()),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
     }
 }
 
@@ -95,13 +104,9 @@ pub(crate) fn store(cfg: &Config) -> Result<Arc<dyn Store>> {
     }
 }
 
-/// `--lock-timeout`: how long to wait for another run's lock.
-static LOCK_TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
-
 /// Takes the migration's lock — waiting up to `--lock-timeout` for another
 /// run to release it — then opens (and if needed repairs) its journal.
-pub fn lock_and_open(cfg: &Config, command: &str) -> Result<(Lock, Arc<Journal>)> {
-    let timeout = LOCK_TIMEOUT.get().copied().unwrap_or_default();
+pub fn lock_and_open(cfg: &Config, command: &str, timeout: std::time::Duration) -> Result<(Lock, Arc<Journal>)> {
     let started = std::time::Instant::now();
     let mut said = false;
     loop {
@@ -202,6 +207,13 @@ pub fn require_confirmable(yes: bool, what: &str) -> Result<()> {
 
 /// Asks for confirmation on a terminal; refuses without one.
 pub fn confirm(yes: bool, question: &str) -> Result<()> {
+    confirm_with(yes, question, None)
+}
+
+/// [`confirm`], asking the operator to type `word` (the migration's name)
+/// instead of `yes` when `word` is given: when data would be deleted.
+/// Declining is not an error: nothing changed (exit 0).
+pub fn confirm_with(yes: bool, question: &str, word: Option<&str>) -> Result<()> {
     if yes {
         return Ok(());
     }
@@ -209,14 +221,23 @@ pub fn confirm(yes: bool, question: &str) -> Result<()> {
     if !stdin.is_terminal() {
         return Err(Error::Usage(format!("{question}: refusing without --yes (no terminal to confirm on)")));
     }
-    eprint!("{question}? Type 'yes' to continue: ");
+    match word {
+        Some(w) => eprint!("{question}? Type the migration's name ({w}) to continue: "),
+        None => eprint!("{question}? [y/N] "),
+    }
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer).map_err(|e| Error::Usage(format!("cannot read the confirmation: {e}")))?;
-    if answer.trim() == "yes" {
+    let answer = answer.trim();
+    let accepted = match word {
+        Some(w) => answer == w,
+        None => matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"),
+    };
+    if accepted {
         Ok(())
     } else {
-        Err(Error::Usage("not confirmed: nothing was changed".into()))
+        eprintln!("paymig: not confirmed: nothing was changed");
+        Err(Error::Declined)
     }
 }
 

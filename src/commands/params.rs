@@ -10,7 +10,8 @@ use crate::engine::{Declared, DynStep, Mode, Outcome};
 use crate::error::{Error, Result};
 use crate::steps::params::{Params, Report};
 
-pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, yes: bool) -> Result<()> {
+pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, confirm: crate::cli::Confirm) -> Result<()> {
+    let yes = confirm.yes;
     let step = Arc::new(Params::new(overwrite));
     let dag = Dag::new(vec![step.clone() as Arc<dyn DynStep>]).map_err(|e| Error::Usage(e.to_string()))?;
     if dry_run {
@@ -22,7 +23,7 @@ pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, yes: bool) -> Resu
         return Ok(());
     }
     super::require_confirmable(yes, "paymig params")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "params")?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "params", confirm.lock_timeout)?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     super::preflight(&ctx, &dag).await?;
     super::confirm(

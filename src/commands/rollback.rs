@@ -7,7 +7,8 @@ use crate::engine::undo::{replay, rollback_target};
 use crate::engine::Mode;
 use crate::error::{Error, Result};
 
-pub async fn run(cfg: Config, yes: bool, dry_run: bool, named: Option<String>) -> Result<()> {
+pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool, named: Option<String>) -> Result<()> {
+    let yes = confirm.yes;
     let dag = super::build_dag()?;
     if dry_run {
         let Some(journal) = super::open_read_only(&cfg)? else {
@@ -23,7 +24,7 @@ pub async fn run(cfg: Config, yes: bool, dry_run: bool, named: Option<String>) -
         return show_dry_run(&ctx, "rollback", &title, &todo, "");
     }
     super::require_confirmable(yes, "paymig rollback")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "rollback")?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "rollback", confirm.lock_timeout)?;
     let Some((target, todo)) = rollback_target(&journal, &dag, named.as_deref()).map_err(Error::Usage)? else {
         println!("paymig rollback: nothing to roll back");
         return Ok(());

@@ -12,7 +12,14 @@ use crate::engine::{Mode, StepError};
 use crate::error::{Error, Result};
 use crate::steps::alb::shift::{self, Ended, Shift};
 
-pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u64>, yes: bool) -> Result<()> {
+pub async fn run(
+    cfg: Config,
+    to: Color,
+    canary: Option<u8>,
+    interval: Option<u64>,
+    confirm: crate::cli::Confirm,
+) -> Result<()> {
+    let yes = confirm.yes;
     let to = match to {
         Color::Blue => "blue",
         Color::Green => "green",
@@ -21,7 +28,7 @@ pub async fn run(cfg: Config, to: Color, canary: Option<u8>, interval: Option<u6
         return Err(Error::Usage("--canary is a percentage between 1 and 99\nhelp: for example `paymig switch --to green --canary 10 --interval 300`".into()));
     }
     super::require_confirmable(yes, "paymig switch")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "switch")?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "switch", confirm.lock_timeout)?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     let failed = |e: StepError| Error::StepsFailed { lines: vec![e.to_string()] };
     let front = match shift::preflight(&ctx, to).await.map_err(failed)? {

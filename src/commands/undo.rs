@@ -66,12 +66,12 @@ pub fn finish(
     let fields = serde_json::json!({"deleted": tally.deleted, "restored": tally.restored, "failures": tally.failures.len(), "swept": swept.len()});
     let summary = tally.to_string();
     let ended = super::end_run(ctx, journal, tally.failures, fields)?;
-    let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "paymig {command}: {}: {summary}, {} swept, {} failed ({elapsed:.1}s)",
+        "paymig {command}: {}: {summary}, {} swept, {} failed ({})",
         ended.status,
         swept.len(),
-        ended.failures()
+        ended.failures(),
+        super::elapsed(started.elapsed())
     );
     ended.exit(&ctx.aws)
 }

@@ -438,7 +438,7 @@ async fn check_engine(ctx: &Ctx, snapshot: &DbClusterSnapshot, dev_family: Optio
             // checks are left to the restore; anything else (a denial above
             // all) is a preflight failure naming the call.
             if failure.status == Some(500) && failure.code.is_none() {
-                tracing::info!("this endpoint has no RDS engine catalogue (DescribeDBEngineVersions): the snapshot's engine version is not checked for Serverless v2 and its parameter-group family");
+                tracing::debug!("this endpoint has no RDS engine catalogue (DescribeDBEngineVersions): the snapshot's engine version is not checked for Serverless v2 and its parameter-group family");
                 return Ok(());
             }
             return Err(StepError::aws(format!("{ENGINE} {version}"), "DescribeDBEngineVersions")(e));

@@ -128,6 +128,8 @@ async fn unlock_removes_a_dead_runs_lock_and_never_a_live_one() {
     let short = w.paymig(["apply", "--yes", "--lock-timeout", "1s"]).run();
     short.expect_code(4);
     assert!(short.stderr.contains("waiting up to 1s"), "{}", short.stderr);
+    // The help says what to do: wait, or `paymig unlock` (never "by hand").
+    assert!(short.stderr.contains("`paymig unlock`") && !short.stderr.contains("by hand"), "{}", short.stderr);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(status.code(), Some(0));
     let waited = waiter.await.unwrap();

@@ -185,7 +185,8 @@ async fn progress_is_a_line_per_step_transition_or_a_json_event_for_codebuild() 
 
 /// At a real terminal (tmux), `apply` without `--yes` shows the plan —
 /// every resource it would create — with the account and region, then asks;
-/// anything but `yes` changes nothing.
+/// anything but `y`/`yes` changes nothing, and declining is not an error
+/// (exit 0); `y` applies.
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_at_a_terminal_shows_the_plan_first_and_changes_nothing_unless_confirmed() {
     use std::process::Command;
@@ -196,10 +197,10 @@ async fn apply_at_a_terminal_shows_the_plan_first_and_changes_nothing_unless_con
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nexport AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true\n{} --config {} apply\necho EXIT=$?\nsleep 60\n",
+            "#!/bin/sh\nexport AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true\n{bin} --config {cfg} apply\necho EXIT=$?\n{bin} --config {cfg} apply\necho AGAIN=$?\nsleep 60\n",
             w.moto.endpoint,
-            env!("CARGO_BIN_EXE_paymig"),
-            w.config.display()
+            bin = env!("CARGO_BIN_EXE_paymig"),
+            cfg = w.config.display()
         ),
     )
     .unwrap();
@@ -218,18 +219,31 @@ async fn apply_at_a_terminal_shows_the_plan_first_and_changes_nothing_unless_con
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     };
-    let asked = tokio::task::block_in_place(|| wait_for("Type 'yes' to continue"));
-    assert!(asked.contains("Type 'yes' to continue"), "no prompt:\n{asked}");
+    let asked = tokio::task::block_in_place(|| wait_for("[y/N]"));
+    assert!(asked.contains("[y/N]"), "no prompt:\n{asked}");
     let plan_at = asked.find("Plan: ").expect("the plan is shown");
-    assert!(plan_at < asked.find("Type 'yes'").unwrap(), "the plan comes before the question:\n{asked}");
+    assert!(plan_at < asked.find("[y/N]").unwrap(), "the plan comes before the question:\n{asked}");
     assert!(asked.contains("+ vpc payments-prod"), "each resource is listed:\n{asked}");
     assert!(asked.contains("account 123456789012 (us-east-1)"), "account and region are named:\n{asked}");
     tmux(&["send-keys", "-t", &session, "no", "Enter"]);
     let done = tokio::task::block_in_place(|| wait_for("EXIT="));
-    tmux(&["kill-session", "-t", &session]);
-    assert!(done.contains("not confirmed: nothing was changed") && done.contains("EXIT=2"), "{done}");
+    assert!(done.contains("not confirmed: nothing was changed") && done.contains("EXIT=0"), "{done}");
     let left = crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(left.is_empty(), "nothing was created: {left:?}");
+    // The same question again: `y` is yes.
+    let again = tokio::task::block_in_place(|| {
+        let t = std::time::Instant::now();
+        while screen().matches("[y/N]").count() < 2 && t.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        screen()
+    });
+    assert_eq!(again.matches("[y/N]").count(), 2, "{again}");
+    tmux(&["send-keys", "-t", &session, "y", "Enter"]);
+    let applied = tokio::task::block_in_place(|| wait_for("AGAIN="));
+    tmux(&["kill-session", "-t", &session]);
+    assert!(applied.contains("AGAIN=0") && applied.contains("paymig apply: ok: "), "{applied}");
+    assert!(!crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await.is_empty());
 }
 
 /// The live progress block at a real terminal (tmux, 80 columns): every
@@ -301,5 +315,27 @@ fn the_manual_page_is_generated_from_the_help() {
     let text = run.stdout.replace("\\-", "-");
     for cmd in COMMANDS.iter().filter(|c| !matches!(**c, "help" | "man")) {
         assert!(text.contains(cmd), "the page names {cmd}");
+    }
+}
+
+/// `paymig status | head`, `plan | head`, `validate | head`: once the
+/// reader is gone, the command ends quietly (SIGPIPE, as `ls | head` does),
+/// never with a panic about a broken pipe.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_pipe_ends_a_command_quietly() {
+    let w = World::with(Default::default(), crate::without_database).await;
+    let apply = w.paymig(["apply", "--yes"]).run();
+    apply.expect_code(0);
+    // apply ends with its total, as rollback and destroy do.
+    let last = apply.stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("paymig apply: ok: ") && last.contains(" created, ") && last.contains(" updated, 0 failed ("),
+        "{}",
+        apply.stdout
+    );
+    for args in [&["status"][..], &["plan"], &["validate"], &["iam-policy"], &["destroy", "--dry-run"]] {
+        let run = w.paymig(args).run_into_closed_pipe();
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+        assert_eq!((run.code, run.signal), (None, Some(libc::SIGPIPE)), "{args:?}: {}", run.stderr);
     }
 }

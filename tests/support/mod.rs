@@ -80,6 +80,8 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     pub killed: bool,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
     /// One JSON object per API call (`PAYMIG_CALL_LOG`); `None` when paymig
     /// wrote no log, and for a run started with `spawn` (read with [`to_run`]).
     pub call_log: Option<Vec<serde_json::Value>>,
@@ -231,6 +233,19 @@ impl Paymig {
         self.cmd.stdout(out).stderr(err).spawn().expect("spawn paymig")
     }
 
+    /// Runs with stdout a pipe whose reader is already gone (`| head` once
+    /// head has exited): every write to stdout fails.
+    pub fn run_into_closed_pipe(mut self) -> Run {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills two new descriptors, each owned once below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(reader);
+        let out = self.cmd.stdout(Stdio::from(writer)).stderr(Stdio::piped()).output().expect("run paymig");
+        to_run(out)
+    }
+
     pub fn spawn(mut self) -> std::process::Child {
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn paymig")
     }
@@ -276,6 +291,7 @@ pub fn to_run(out: Output) -> Run {
     Run {
         code: out.status.code(),
         killed: out.status.signal() == Some(9),
+        signal: out.status.signal(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         call_log: None,

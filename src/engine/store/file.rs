@@ -187,10 +187,7 @@ impl Store for FileStore {
     }
 
     fn held_help(&self, _holder: Option<&Holder>) -> String {
-        format!(
-            "wait for it to finish; if that process is gone on another host, remove {} by hand",
-            self.lock.display()
-        )
+        "wait for it to finish (or pass --lock-timeout 10m to wait for it); if that process is gone, `paymig unlock` shows its holder and removes the lock".to_owned()
     }
 
     fn took_over(&self, stale: &Holder) -> String {

@@ -663,7 +663,7 @@ impl Store for Remote {
 
     fn held_help(&self, holder: Option<&Holder>) -> String {
         format!(
-            "wait for it to finish; if that run was cancelled, its lease runs out {}s after its last renewal and the next run takes over",
+            "wait for it to finish (or pass --lock-timeout 10m to wait for it); if that run was cancelled, its lease runs out {}s after its last renewal and the next run takes over, or `paymig unlock` removes it now",
             holder.and_then(|h| h.lease_seconds).unwrap_or(DEFAULT_LEASE_SECONDS)
         )
     }

@@ -257,7 +257,8 @@ async fn check_concurrency(ctx: &Ctx) -> Result<(), StepError> {
             // expected there and said once, quietly; anything else (a denial
             // above all) is a preflight failure naming the call.
             if failure.status == Some(404) && failure.code.is_none() {
-                tracing::info!("this endpoint has no Lambda GetAccountSettings; the 100-unreserved rule is left to PutFunctionConcurrency");
+                // Only an emulator lacks it (AWS always has it): said at -v.
+                tracing::debug!("this endpoint has no Lambda GetAccountSettings; the 100-unreserved rule is left to PutFunctionConcurrency");
                 return Ok(());
             }
             return Err(StepError::aws("the account's Lambda concurrency", "GetAccountSettings")(e));

@@ -105,7 +105,7 @@ pub struct State {
     key_refused: HashSet<(String, String)>,
     /// Table ARN -> every tag, as the first page's answer had them.
     table_tags: HashMap<String, Vec<Value>>,
-    /// CIDR block -> associating until.
+    /// `<vpc> <CIDR block>` -> associating until.
     cidrs: HashMap<String, Instant>,
     /// Cluster parameter group -> created at.
     parameter_groups: HashMap<String, Instant>,
@@ -171,9 +171,12 @@ impl AwsBehaviour {
                     }
                     "CreateSubnet" if self.is_on(Behaviour::CidrAssociating) => {
                         let cidr = get(&f, "CidrBlock").unwrap_or_default();
+                        let vpc = get(&f, "VpcId").unwrap_or_default();
                         let net: Option<ipnet::Ipv4Net> = cidr.parse().ok();
-                        let associating = st.cidrs.iter().any(|(block, until)| {
+                        let associating = st.cidrs.iter().any(|(key, until)| {
+                            let (v, block) = key.split_once(' ').unwrap_or(("", key));
                             now < *until
+                                && v == vpc
                                 && block.parse::<ipnet::Ipv4Net>().ok().zip(net).is_some_and(|(b, n)| b.contains(&n))
                         });
                         if associating {
@@ -353,28 +356,42 @@ impl AwsBehaviour {
                         body
                     }
                     "AssociateVpcCidrBlock" if self.is_on(Behaviour::CidrAssociating) => {
-                        if let Some(cidr) = get(&f, "CidrBlock") {
-                            st.cidrs.insert(cidr, now + w.cidr_associating);
+                        if let (Some(vpc), Some(cidr)) = (get(&f, "VpcId"), get(&f, "CidrBlock")) {
+                            st.cidrs.insert(format!("{vpc} {cidr}"), now + w.cidr_associating);
                         }
                         body
                     }
                     "DescribeVpcs" if self.is_on(Behaviour::CidrAssociating) => {
-                        let busy: Vec<&String> = st.cidrs.iter().filter(|(_, u)| now < **u).map(|(c, _)| c).collect();
-                        let mut text = String::from_utf8_lossy(&body).into_owned();
+                        // Per VPC: another VPC with the same block (dev's) is
+                        // not associating.
+                        let busy: Vec<(String, String)> = st
+                            .cidrs
+                            .iter()
+                            .filter(|(_, u)| now < **u)
+                            .filter_map(|(k, _)| k.split_once(' ').map(|(v, c)| (v.to_owned(), c.to_owned())))
+                            .collect();
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        let mut items: Vec<String> = text.split("<item><ownerId>").map(str::to_owned).collect();
                         let mut changed = false;
-                        for cidr in busy {
-                            let from =
-                                format!("<cidrBlock>{cidr}</cidrBlock><cidrBlockState><state>associated</state>");
-                            let to = format!("<cidrBlock>{cidr}</cidrBlock><cidrBlockState><state>associating</state>");
-                            if text.contains(&from) {
-                                text = text.replace(&from, &to);
-                                changed = true;
+                        for item in items.iter_mut().skip(1) {
+                            for (vpc, cidr) in &busy {
+                                if !item.contains(&format!("<vpcId>{vpc}</vpcId>")) {
+                                    continue;
+                                }
+                                let from =
+                                    format!("<cidrBlock>{cidr}</cidrBlock><cidrBlockState><state>associated</state>");
+                                let to =
+                                    format!("<cidrBlock>{cidr}</cidrBlock><cidrBlockState><state>associating</state>");
+                                if item.contains(&from) {
+                                    *item = item.replace(&from, &to);
+                                    changed = true;
+                                }
                             }
                         }
                         if changed {
                             self.fire(Behaviour::CidrAssociating);
                         }
-                        Bytes::from(text)
+                        Bytes::from(items.join("<item><ownerId>"))
                     }
                     _ => body,
                 }
