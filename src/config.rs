@@ -457,9 +457,48 @@ fn parse_journal(s: &str, config_path: &Path) -> Result<JournalLocation, String>
     Ok(JournalLocation::Local(if p.is_relative() { config_path.parent().unwrap_or(Path::new(".")).join(p) } else { p }))
 }
 
+/// The keys a configuration must have (`section`, `key`; an empty key: the
+/// section itself), as the raw structs require them.
+const REQUIRED: [(&str, &str); 9] = [
+    ("migration", ""),
+    ("migration", "name"),
+    ("migration", "environment_suffix"),
+    ("migration", "region"),
+    ("migration", "replica_region"),
+    ("tags", ""),
+    ("source", ""),
+    ("source", "vpc_id"),
+    ("target", ""),
+];
+
+/// Every required key `text` lacks, not only the first serde meets.
+fn missing_required(text: &str) -> Vec<String> {
+    let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
+    REQUIRED
+        .iter()
+        .filter(|(section, key)| match table.get(*section) {
+            None => key.is_empty(),
+            Some(t) => !key.is_empty() && t.get(*key).is_none(),
+        })
+        .map(|(section, key)| if key.is_empty() { format!("[{section}]") } else { format!("`{section}.{key}`") })
+        .collect()
+}
+
 fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-    let mut message = e.message().trim().to_owned();
+    if e.message().starts_with("missing field") {
+        let missing = missing_required(text);
+        if missing.len() > 1 {
+            return ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: format!("{} required keys are missing: {}", missing.len(), missing.join(", ")),
+                help: Some("add each of them (the reference migrations.toml comments every key)".into()),
+            };
+        }
+    }
+    let mut message = plain_types(e.message().trim());
     // serde names the unknown key but not a key whose value has the wrong
     // type: name it from the line.
     if !message.starts_with("unknown field") {
@@ -469,6 +508,30 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     }
     let help = nearest_key_help(&message);
     ConfigError::Parse { path: path.to_owned(), line, column, message, help }
+}
+
+/// serde's type names in words a person reads (`expected f64` → `expected
+/// a number`).
+fn plain_types(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (rust, words) in [
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("u8", "a whole number"),
+        ("u16", "a whole number"),
+        ("u32", "a whole number"),
+        ("u64", "a whole number"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("usize", "a whole number"),
+        ("a boolean", "true or false"),
+        ("a sequence", "a list ([…])"),
+        ("a map", "a table ({…})"),
+    ] {
+        out = out.replace(&format!("expected {rust}"), &format!("expected {words}"));
+        out = out.replace(&format!("invalid type: {rust}"), &format!("invalid type: {words}"));
+    }
+    out
 }
 
 /// `section.key` of the assignment on a 1-based line, if it is one.
@@ -840,6 +903,24 @@ impl Validator<'_> {
     /// AWS length and character limits of every name the migration derives,
     /// checked before anything is created — never truncated silently.
     fn check_derived_names(&self, cfg: &Config) -> Result<(), ConfigError> {
+        // A name_suffix that no dev name carries would plan a parallel stack
+        // (`payments-dev-prod`) instead of prod's: a wrong suffix, refused.
+        let listed: Vec<&String> = cfg.names.known().keys().collect();
+        if !listed.is_empty() && !listed.iter().any(|n| cfg.names.carries_dev_suffix(n)) {
+            let shown: Vec<String> = listed.iter().take(4).map(|n| format!("{n} → {}", cfg.names.prod(n))).collect();
+            return Err(self.invalid(
+                "source",
+                "name_suffix",
+                format!(
+                    "{:?} is a whole token of none of the dev names, so each would keep its own and gain -{} ({}{})",
+                    cfg.source.name_suffix,
+                    cfg.suffix(),
+                    shown.join(", "),
+                    if listed.len() > 4 { ", …" } else { "" }
+                ),
+                Some("set name_suffix to the suffix the dev names carry (\"-dev\" for sessions-dev)".into()),
+            ));
+        }
         for d in derived_names(cfg) {
             if let Err(why) = d.check() {
                 return Err(self.invalid(

@@ -90,6 +90,14 @@ impl NameMap {
         out.join("-")
     }
 
+    /// Whether a dev name carries the dev suffix as a whole token (then the
+    /// prod name replaces it).
+    pub fn carries_dev_suffix(&self, dev: &str) -> bool {
+        let tokens: Vec<&str> = dev.split('-').collect();
+        let n = self.dev_tokens.len();
+        tokens.windows(n).any(|w| w.iter().zip(&self.dev_tokens).all(|(a, b)| a == b))
+    }
+
     /// The name of a resource with no dev twin: `<migration>-<kind>-<suffix>`.
     pub fn own(&self, kind: &str) -> String {
         format!("{}-{kind}-{}", self.migration, self.suffix)

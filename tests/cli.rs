@@ -699,6 +699,20 @@ fn malformed_configs_exit_2_naming_the_key_with_zero_aws_calls() {
         ("unknown key", reference.replace("replica_region =", "replica_regoin ="), "did you mean `replica_region`"),
         ("unknown section", format!("{reference}\n[databse]\nx = 1\n"), "unknown field `databse`"),
         ("wrong type", reference.replace("instances = 2", "instances = \"two\""), "instances"),
+        // In words, not serde's type names.
+        ("not a number", reference.replace("rds_cpu_percent = 80", "rds_cpu_percent = \"high\""), "expected a number"),
+        // A suffix no dev name carries would plan a parallel stack.
+        (
+            "suffix in no dev name",
+            reference.replace("name_suffix = \"-dev\"", "name_suffix = \"-staging\""),
+            "sessions-dev → sessions-dev-prod",
+        ),
+        // Every missing key at once, not only the first.
+        (
+            "two missing keys",
+            reference.replace("name = \"payments\"\n", "").replace("region = \"us-east-1\"\n", ""),
+            "2 required keys are missing: `migration.name`, `migration.region`",
+        ),
         (
             "bad suffix",
             reference.replace("environment_suffix = \"prod\"", "environment_suffix = \"Prod!\""),

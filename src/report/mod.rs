@@ -104,6 +104,11 @@ pub fn diff(out: &mut Vec<Difference>, field: &str, dev: impl ToString, prod: im
 
 /// A value as a person reads it: Rust's `Some("x")` / `None` / `"x"` shown
 /// as `x` / `(none)` / `x`.
+/// An optional value as a person reads it: the value, or `none`.
+pub fn or_none<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
 pub fn plain(text: &str) -> String {
     let t = text.trim();
     if t == "None" {

@@ -1257,7 +1257,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
 }
 
 async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings, StepError> {
-    use crate::report::{diff, Check, Findings, Resource};
+    use crate::report::{diff, or_none, Check, Findings, Resource};
     let n = names(ctx);
     let mut f = Findings::default();
     let dev_id = ctx.cfg.source.db_cluster.as_str();
@@ -1276,12 +1276,12 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
         c.engine_version().unwrap_or_default(),
         false,
     );
-    diff(&mut d, "port", format!("{:?}", dc.port()), format!("{:?}", c.port()), false);
+    diff(&mut d, "port", or_none(dc.port()), or_none(c.port()), false);
     diff(
         &mut d,
         "iam_database_authentication",
-        format!("{:?}", dc.iam_database_authentication_enabled()),
-        format!("{:?}", c.iam_database_authentication_enabled()),
+        or_none(dc.iam_database_authentication_enabled()),
+        or_none(c.iam_database_authentication_enabled()),
         false,
     );
     let (mut dl, mut pl) =
@@ -1299,23 +1299,23 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
     diff(
         &mut d,
         "backup_retention",
-        format!("{:?}", dc.backup_retention_period()),
-        format!("{:?}", c.backup_retention_period()),
+        or_none(dc.backup_retention_period()),
+        or_none(c.backup_retention_period()),
         c.backup_retention_period() == Some(1),
     );
     diff(
         &mut d,
         "deletion_protection",
-        format!("{:?}", dc.deletion_protection()),
-        format!("{:?}", c.deletion_protection()),
+        or_none(dc.deletion_protection()),
+        or_none(c.deletion_protection()),
         c.deletion_protection() != Some(true),
     );
     let sc = |x: &DbCluster| {
         x.serverless_v2_scaling_configuration()
-            .map(|s| format!("{:?}-{:?}", s.min_capacity(), s.max_capacity()))
+            .map(|s| format!("{}–{} ACU", or_none(s.min_capacity()), or_none(s.max_capacity())))
             .unwrap_or_default()
     };
-    let want = format!("{:?}-{:?}", Some(ctx.cfg.database.min_capacity), Some(ctx.cfg.database.max_capacity));
+    let want = format!("{}–{} ACU", ctx.cfg.database.min_capacity, ctx.cfg.database.max_capacity);
     diff(&mut d, "serverless_v2_scaling", sc(dc), sc(&c), sc(&c) == want);
     let members = c.db_cluster_members().len();
     diff(&mut d, "instances", dc.db_cluster_members().len(), members, members == ctx.cfg.database.instances as usize);
@@ -1337,7 +1337,9 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
             p.iter().filter_map(|p| Some((p.parameter_name()?.to_owned(), p.parameter_value()?.to_owned()))).collect()
         };
         let mut d = Vec::new();
-        diff(&mut d, "parameters", format!("{:?}", as_map(params)), format!("{:?}", as_map(&have)), false);
+        let listed =
+            |m: BTreeMap<String, String>| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+        diff(&mut d, "parameters", listed(as_map(params)), listed(as_map(&have)), false);
         f.resources.push(Resource::compared(
             "db_cluster_parameter_group",
             dc.db_cluster_parameter_group().unwrap_or_default(),
@@ -1383,7 +1385,11 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
         "database.backup_retention",
         &n.cluster,
         c.backup_retention_period() == Some(1),
-        format!("{:?} day(s)", c.backup_retention_period()),
+        match c.backup_retention_period() {
+            Some(1) => "1 day".to_owned(),
+            Some(n) => format!("{n} days"),
+            None => "no backup retention reported".to_owned(),
+        },
     ));
     f.checks.push(Check::new(
         "database.deletion_protection_off",

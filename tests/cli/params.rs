@@ -79,15 +79,25 @@ async fn values_are_rewritten_or_flagged_and_a_conflict_is_only_overwritten_on_r
     let apply = w.paymig(["apply", "--yes"]).run();
     apply.expect_code(0);
     assert!(apply.stdout.contains("conflict: /prod/payments/log-level"), "{}", apply.stdout);
-    assert!(apply.stdout.contains("/dev/payments/legacy-url names \"legacy-dev\""), "{}", apply.stdout);
+    assert!(apply.stdout.contains("! /dev/payments/legacy-url: legacy-dev is copied unchanged"), "{}", apply.stdout);
     assert_eq!(
         get(&w, "/prod/payments/log-level").await.as_deref(),
         Some("INFO"),
         "not overwritten without --overwrite"
     );
+    // An endpoint is never rewritten by text (its `cluster-<id>` part is one
+    // cluster's): with no prod cluster to map it to, it is named and copied
+    // unchanged (the database case is in `references`).
     assert_eq!(
         get(&w, "/prod/payments/db-host").await.as_deref(),
-        Some("payments-prod.cluster-abc.us-east-1.rds.amazonaws.com")
+        Some("payments-dev.cluster-abc.us-east-1.rds.amazonaws.com")
+    );
+    assert!(
+        apply.stdout.contains(
+            "! /dev/payments/db-host: payments-dev.cluster-abc.us-east-1.rds.amazonaws.com is copied unchanged"
+        ),
+        "{}",
+        apply.stdout
     );
     assert_eq!(
         get(&w, "/prod/payments/legacy-url").await.as_deref(),

@@ -147,6 +147,13 @@ async fn plan_output_is_grouped_by_step_with_counts_in_text_and_json() {
     let runs = regex::Regex::new(r"\d{8}T\d{6}Z-[0-9a-f]{4}").unwrap();
     let text = runs.replace_all(&text, "RUN").replace(env!("CARGO_PKG_VERSION"), "VERSION");
     assert_snapshot("validate-drift.md", &text);
+    // No Rust Debug text reaches people: no `Some(…)`, `None`, quoted
+    // struct dumps.
+    for (what, out) in [("plan", &plan.stdout), ("converged plan", &converged.stdout), ("validate", &report.stdout)] {
+        for debug in ["Some(", "None", "\"}"] {
+            assert!(!out.contains(debug), "{what} shows {debug:?}:\n{out}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -45,7 +45,8 @@ pub async fn preflight(ctx: &Ctx, to: &str) -> Result<Result<Front, Vec<String>>
     let target_group = &front.groups.iter().find(|(c, _)| c == to).expect("both colours located").1;
     let states = target_states(ctx, target_group).await?;
     if states.is_empty() || states.iter().any(|s| s != "healthy") {
-        problems.push(format!("the {to} target group is not healthy (targets: {states:?})"));
+        let states = if states.is_empty() { "none registered".to_owned() } else { states.join(", ") };
+        problems.push(format!("the {to} target group is not healthy (targets: {states})"));
     }
     let alarming = alarms_in_alarm(ctx).await?;
     if !alarming.is_empty() {
@@ -122,14 +123,15 @@ pub async fn run(ctx: &Ctx, front: &Front, shift: Shift<'_>) -> Result<Ended, St
             // weights stay where the last journaled change put them.
             if let Some(signal) = crate::signals::received() {
                 println!(
-                    "paymig switch: {signal}: stopped with {to} at {pct}%; `paymig rollback` restores {started_from:?}, `paymig switch --to {to}` completes the shift"
+                    "paymig switch: {signal}: stopped with {to} at {pct}%; `paymig rollback` restores {}, `paymig switch --to {to}` completes the shift",
+                    weights_text(&started_from)
                 );
                 return Ok(Ended::Interrupted { signal, pct });
             }
             let alarming = alarms_in_alarm(ctx).await?;
             if !alarming.is_empty() {
                 set_weights(ctx, front, &started_from).await?;
-                println!("paymig switch: reverted to {started_from:?}");
+                println!("paymig switch: reverted to {}", weights_text(&started_from));
                 return Ok(Ended::Reverted(alarming));
             }
             if Instant::now() >= deadline {
@@ -139,6 +141,11 @@ pub async fn run(ctx: &Ctx, front: &Front, shift: Shift<'_>) -> Result<Ended, St
         }
     }
     Ok(Ended::Shifted)
+}
+
+/// Weights as a person reads them: `blue 100, green 0`.
+fn weights_text(weights: &[(String, i32)]) -> String {
+    weights.iter().map(|(c, w)| format!("{c} {w}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The health states of a target group's targets (`unknown` where AWS

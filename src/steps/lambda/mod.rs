@@ -964,7 +964,7 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
             "lambda.reserved_concurrency",
             &name,
             reserved == want,
-            format!("reserved {reserved:?}, configured {want:?}"),
+            format!("reserved {}, configured {}", crate::report::or_none(reserved), crate::report::or_none(want)),
         ));
         let (encrypted, detail) = if has_variables(&c) {
             let ok = c.kms_key_arn() == Some(key.as_str());
