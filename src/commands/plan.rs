@@ -34,6 +34,23 @@ fn print_json(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan: &Pl
     println!("{}", serde_json::to_string_pretty(&doc).expect("plan serializes"));
 }
 
+const GREEN: &str = "32";
+const YELLOW: &str = "33";
+const MAGENTA: &str = "35";
+
+/// `text` in an ANSI colour when stdout is a terminal and `NO_COLOR` is not
+/// set; as it is in pipes and files.
+fn paint(colour: &str, text: &str) -> String {
+    use std::io::IsTerminal;
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    if on {
+        format!("\x1b[{colour}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// One reference as plan and apply show it: mapped (`dev → prod`), named
 /// (`!`, copied unchanged, with why) or kept (`=`).
 pub fn describe_reference(r: &crate::steps::common::references::Reference) -> String {
@@ -69,23 +86,39 @@ pub fn print_text(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan:
         };
         println!("\n[{id}] {state}");
         for ch in changes.iter().filter(|x| x.step == id && x.action != Action::Noop) {
-            let sign = if ch.action == Action::Create { "+" } else { "~" };
-            let detail = if ch.detail.is_empty() { String::new() } else { format!(" ({})", ch.detail) };
-            println!("  {sign} {} {}{detail}", ch.kind, ch.name);
+            // `+ ~ -` mark actions only; a new resource's settings are
+            // indented under it with a neutral `·`.
+            let sign = if ch.action == Action::Create { paint(GREEN, "+") } else { paint(YELLOW, "~") };
+            match ch.action {
+                Action::Update if ch.settings.len() > 1 => {
+                    println!("  {sign} {} {}", ch.kind, ch.name);
+                    for setting in &ch.settings {
+                        println!("      · {setting}");
+                    }
+                }
+                _ => {
+                    let detail = if ch.detail.is_empty() { String::new() } else { format!(" ({})", ch.detail) };
+                    println!("  {sign} {} {}{detail}", ch.kind, ch.name);
+                }
+            }
             if ch.action == Action::Create {
                 for setting in &ch.settings {
-                    println!("      - {setting}");
+                    println!("      · {setting}");
                 }
             }
         }
         for (_, n) in notices.iter().filter(|(s, _)| s == id) {
-            println!("  ! {n}");
+            println!("  {} {n}", paint(MAGENTA, "!"));
         }
         let refs: Vec<_> = references.iter().filter(|(s, _)| s == id).map(|(_, r)| r).collect();
         if !refs.is_empty() {
             println!("  references to dev in copied values:");
             for r in refs {
-                println!("    {}", describe_reference(r));
+                let line = describe_reference(r);
+                match line.strip_prefix("! ") {
+                    Some(rest) => println!("    {} {rest}", paint(MAGENTA, "!")),
+                    None => println!("    {line}"),
+                }
             }
         }
     }

@@ -58,11 +58,87 @@ pub struct Change {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
     /// For a create: the settings applied to the new resource; for an
-    /// update: every setting changed.
+    /// update: every setting changed (with its values where shown).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<String>,
+    /// The values of the settings that show them: `{setting, from, to}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Value>,
     #[serde(skip)]
     key: String,
+}
+
+/// What an update changes: the setting (the journal key's last part) and,
+/// where it can be shown, its value before and after (`7 → 100`). Values
+/// that are secrets or may hold them (parameter values of excluded names,
+/// environment values) are never given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    pub setting: String,
+    pub values: Option<(String, String)>,
+}
+
+impl Detail {
+    /// A setting changing from `from` to `to`.
+    pub fn change(setting: impl Into<String>, from: impl std::fmt::Display, to: impl std::fmt::Display) -> Detail {
+        Detail { setting: setting.into(), values: Some((from.to_string(), to.to_string())) }
+    }
+
+    /// A change between two JSON forms of a setting: each top-level field
+    /// that differs, compact and cut to a readable length (`threshold 80 →
+    /// 95`); the whole value when it is not an object.
+    pub fn between(setting: impl Into<String>, have: &Value, want: &Value) -> Detail {
+        fn compact(v: &Value) -> String {
+            let s = match v {
+                Value::Null => "none".to_owned(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if s.chars().count() > 60 {
+                format!("{}…", s.chars().take(59).collect::<String>())
+            } else {
+                s
+            }
+        }
+        let (mut from, mut to) = (Vec::new(), Vec::new());
+        match (have.as_object(), want.as_object()) {
+            (Some(h), Some(w)) => {
+                let keys: std::collections::BTreeSet<&String> = h.keys().chain(w.keys()).collect();
+                for k in keys {
+                    let (a, b) = (h.get(k).unwrap_or(&Value::Null), w.get(k).unwrap_or(&Value::Null));
+                    if a != b {
+                        from.push(format!("{} {}", k.replace('_', " "), compact(a)));
+                        to.push(format!("{} {}", k.replace('_', " "), compact(b)));
+                    }
+                }
+            }
+            _ => {
+                from.push(compact(have));
+                to.push(compact(want));
+            }
+        }
+        Detail::change(setting, from.join(", "), to.join(", "))
+    }
+
+    /// As plan and rollback show it: `setting: from → to`.
+    pub fn shown(&self) -> String {
+        match &self.values {
+            Some((from, to)) => format!("{}: {from} → {to}", self.setting),
+            None => self.setting.clone(),
+        }
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(s: &str) -> Detail {
+        Detail { setting: s.to_owned(), values: None }
+    }
+}
+
+impl From<String> for Detail {
+    fn from(s: String) -> Detail {
+        Detail { setting: s, values: None }
+    }
 }
 
 /// A step failure, naming the resource and the call.
@@ -434,11 +510,18 @@ impl Ctx {
         self.notices.lock().expect("notices poisoned").clone()
     }
 
-    fn record(&self, res: &Res, action: Action, detail: impl Into<String>) {
-        let detail = detail.into();
+    fn record(&self, res: &Res, action: Action, detail: impl Into<Detail>) {
+        let d: Detail = detail.into();
+        let detail = d.shown();
+        let values: Vec<Value> = d
+            .values
+            .iter()
+            .map(|(from, to)| serde_json::json!({"setting": d.setting, "from": from, "to": to}))
+            .collect();
         let mut changes = self.changes.lock().expect("changes poisoned");
         if action == Action::Update {
             if let Some(c) = changes.iter_mut().rev().find(|c| c.key == res.key) {
+                c.values.extend(values);
                 match c.action {
                     Action::Create => c.settings.push(detail),
                     Action::Noop | Action::Update => {
@@ -458,6 +541,7 @@ impl Ctx {
             name: res.name.clone(),
             detail,
             settings,
+            values,
             key: res.key.clone(),
         });
     }
@@ -617,7 +701,7 @@ impl Ctx {
         Fut: Future<Output = Result<Created<T>, StepError>>,
     {
         self.claim(&res.key)?;
-        self.record(res, Action::Create, detail);
+        self.record(res, Action::Create, detail.into());
         if self.is_plan() {
             return Ok(None);
         }
@@ -645,7 +729,7 @@ impl Ctx {
         &self,
         res: &Res,
         id: &str,
-        detail: impl Into<String>,
+        detail: impl Into<Detail>,
         prev: impl Serialize,
         call: F,
     ) -> Result<(), StepError>
@@ -653,10 +737,11 @@ impl Ctx {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(), StepError>>,
     {
-        let detail = detail.into();
+        let d: Detail = detail.into();
+        let detail = d.setting.clone();
         let key = format!("{}#{}", res.key, detail);
         self.claim(&key)?;
-        self.record(res, Action::Update, detail.clone());
+        self.record(res, Action::Update, d.clone());
         if self.is_plan() {
             return Ok(());
         }
@@ -669,7 +754,11 @@ impl Ctx {
             key,
             name: res.name.clone(),
             prev: serde_json::to_value(prev).expect("previous values serialize"),
-            data: serde_json::json!({ "id": id }),
+            // The values shown, for rollback to say what it puts back.
+            data: match &d.values {
+                Some((from, to)) => serde_json::json!({ "id": id, "from": from, "to": to }),
+                None => serde_json::json!({ "id": id }),
+            },
         })?;
         call().await?;
         journal.done(seq, id, None, Value::Null)?;

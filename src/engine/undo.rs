@@ -20,7 +20,13 @@ pub fn describe(r: &Record) -> String {
         Op::Create | Op::Adopt => format!("delete {} {}{id}", r.intent.kind, r.intent.name),
         Op::Update => {
             let setting = r.intent.key.split_once('#').map_or("a setting", |(_, s)| s);
-            format!("restore {} {}: {setting}", r.intent.kind, r.intent.name)
+            // What apply changed it from and to: undo puts `from` back.
+            match (r.intent.data["from"].as_str(), r.intent.data["to"].as_str()) {
+                (Some(from), Some(to)) => {
+                    format!("restore {} {}: {setting}: {to} → {from}", r.intent.kind, r.intent.name)
+                }
+                _ => format!("restore {} {}: {setting}", r.intent.kind, r.intent.name),
+            }
         }
     }
 }

@@ -282,7 +282,7 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
             ctx.update(
                 &res,
                 bucket,
-                setting.name(),
+                crate::engine::Detail::between(setting.name(), &have, &want),
                 SettingBefore { setting: setting.name().into(), value: have.clone() },
                 || propagated(setting.name(), || setting.write(c, bucket, &want)),
             )

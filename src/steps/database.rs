@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::engine::journal::{Op, Record};
 use crate::engine::{is_planned, planned_id, poll_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::report::or_none;
 use crate::steps::common::arns;
 
 const STEP: &str = "database";
@@ -1118,38 +1119,43 @@ async fn converge_cluster_settings(
 ) -> Result<(), StepError> {
     let rds = &ctx.aws.target.rds;
     let id = c.db_cluster_identifier().unwrap_or_default().to_owned();
-    let mut diffs = Vec::new();
+    // (setting, from, to) of each setting that differs.
+    let mut diffs: Vec<(&str, String, String)> = Vec::new();
     let sc = c.serverless_v2_scaling_configuration();
-    if sc.and_then(|s| s.min_capacity()) != Some(ctx.cfg.database.min_capacity)
-        || sc.and_then(|s| s.max_capacity()) != Some(ctx.cfg.database.max_capacity)
-    {
-        diffs.push("scaling");
+    let (min, max) = (sc.and_then(|s| s.min_capacity()), sc.and_then(|s| s.max_capacity()));
+    if min != Some(ctx.cfg.database.min_capacity) || max != Some(ctx.cfg.database.max_capacity) {
+        let want = format!("{}–{} ACU", ctx.cfg.database.min_capacity, ctx.cfg.database.max_capacity);
+        diffs.push(("scaling", format!("{}–{} ACU", or_none(min), or_none(max)), want));
     }
     if c.backup_retention_period() != Some(1) {
-        diffs.push("backup retention");
+        diffs.push(("backup retention", format!("{} days", or_none(c.backup_retention_period())), "1 day".into()));
     }
     if c.deletion_protection() == Some(true) {
-        diffs.push("deletion protection");
+        diffs.push(("deletion protection", "on".into(), "off".into()));
     }
     let sgs: Vec<&str> = c.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect();
     if !is_planned(sg_db) && sgs != [sg_db] {
-        diffs.push("security groups");
+        diffs.push(("security groups", sgs.join(" "), sg_db.to_owned()));
     }
+    let on_off = |b: Option<bool>| if b == Some(true) { "on" } else { "off" }.to_owned();
     if c.iam_database_authentication_enabled() != dev.iam_database_authentication_enabled()
         && dev.iam_database_authentication_enabled().is_some()
     {
-        diffs.push("IAM authentication");
+        let (from, to) =
+            (on_off(c.iam_database_authentication_enabled()), on_off(dev.iam_database_authentication_enabled()));
+        diffs.push(("IAM authentication", from, to));
     }
     let mut want_logs: Vec<String> = dev.enabled_cloudwatch_logs_exports().to_vec();
     let mut have_logs: Vec<String> = c.enabled_cloudwatch_logs_exports().to_vec();
     want_logs.sort();
     have_logs.sort();
     if want_logs != have_logs {
-        diffs.push("log exports");
+        let list = |l: &[String]| if l.is_empty() { "none".to_owned() } else { l.join(" ") };
+        diffs.push(("log exports", list(&have_logs), list(&want_logs)));
     }
     if let Some(pg) = parameter_group {
         if c.db_cluster_parameter_group() != Some(pg) {
-            diffs.push("parameter group");
+            diffs.push(("parameter group", or_none(c.db_cluster_parameter_group()), pg.to_owned()));
         }
     }
     // A restore copies the snapshot's master user and password: dev's would
@@ -1159,13 +1165,21 @@ async fn converge_cluster_settings(
     let key = crate::steps::kms::key_arn(ctx);
     let manage = c.master_user_secret().is_none();
     if manage {
-        diffs.push("master credentials managed by RDS (Secrets Manager, prod key)");
+        diffs.push((
+            "master credentials managed by RDS (Secrets Manager, prod key)",
+            "the password the restore copied from dev".into(),
+            "RDS-managed, in Secrets Manager under the prod key".into(),
+        ));
     }
     if diffs.is_empty() || is_planned(&id) {
         return Ok(());
     }
+    let setting = diffs.iter().map(|d| d.0).collect::<Vec<_>>().join(", ");
+    let from = diffs.iter().map(|d| format!("{} {}", d.0, d.1)).collect::<Vec<_>>().join("; ");
+    let to = diffs.iter().map(|d| format!("{} {}", d.0, d.2)).collect::<Vec<_>>().join("; ");
+    let detail = crate::engine::Detail { setting, values: Some((from, to)) };
     let prev = ClusterBefore::of(c);
-    ctx.update(res, &id, diffs.join(", "), prev, || async {
+    ctx.update(res, &id, detail, prev, || async {
         let enable: Vec<String> = want_logs.iter().filter(|l| !have_logs.contains(l)).cloned().collect();
         let disable: Vec<String> = have_logs.iter().filter(|l| !want_logs.contains(l)).cloned().collect();
         let mut m = rds
@@ -1208,8 +1222,9 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
             Endpoints::instance(ctx, i, inst.endpoint().and_then(|e| e.address()));
             if inst.promotion_tier() != Some(tier) {
                 let prev = inst.promotion_tier();
+                let detail = crate::engine::Detail::change("promotion tier", or_none(prev), tier);
                 let prev = InstanceBefore::Tier(TierBefore { promotion_tier: prev });
-                ctx.update(&res, &id, "promotion tier", prev, || async {
+                ctx.update(&res, &id, detail, prev, || async {
                     rds.modify_db_instance()
                         .db_instance_identifier(&id)
                         .promotion_tier(tier)

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::config::BillingMode;
 use crate::engine::journal::{present, Op, Record};
 use crate::engine::{
-    is_planned, poll_until, retry_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError,
+    is_planned, poll_until, retry_until, About, Created, Ctx, Declared, Detail, Outcome, Res, Step, StepError,
 };
 use crate::steps::common::arns;
 use crate::steps::common::TagsBefore;
@@ -392,7 +392,9 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
     }
     if want.stream != have.stream {
         let prev = have.stream.clone();
-        ctx.update(&res, &name, "stream", Prev::Stream { stream: prev }, || {
+        let shown = |s: &Option<String>| s.clone().unwrap_or_else(|| "off".to_owned());
+        let detail = Detail::change("stream", shown(&have.stream), shown(&want.stream));
+        ctx.update(&res, &name, detail, Prev::Stream { stream: prev }, || {
             set_stream(ctx, &name, want.stream.as_deref(), have.stream.is_some())
         })
         .await?;
@@ -403,7 +405,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
         ctx.update(
             &res,
             &name,
-            "billing mode",
+            Detail::change("billing mode", &billing, billing_of(ctx).as_str()),
             Prev::Billing { billing: billing.clone(), throughput: table_throughput(&prod) },
             || async {
                 let mut u = ddb.update_table().table_name(&name).billing_mode(billing_of(ctx));
@@ -434,7 +436,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
         ctx.update(
             &res,
             &name,
-            "deletion protection",
+            Detail::change("deletion protection", "on", "off"),
             Prev::DeletionProtection { deletion_protection: true },
             || async {
                 ddb.update_table()
@@ -626,8 +628,8 @@ async fn converge_settings(
             .is_some_and(|s| s.as_str() == "ENABLED")
     };
     if !pitr_on {
-        ctx.update(res, name, "point-in-time recovery", Prev::Pitr { pitr: false }, || set_pitr(ctx, name, true))
-            .await?;
+        let detail = Detail::change("point-in-time recovery", "off", "on");
+        ctx.update(res, name, detail, Prev::Pitr { pitr: false }, || set_pitr(ctx, name, true)).await?;
     }
     let ttl_now = if planned_new {
         None
@@ -643,7 +645,9 @@ async fn converge_settings(
             .and_then(|d| d.attribute_name().map(str::to_owned))
     };
     if ttl_now != dev.ttl_attribute {
-        ctx.update(res, name, "time to live", Prev::Ttl { ttl: ttl_now.clone() }, || {
+        let shown = |t: &Option<String>| t.clone().map_or_else(|| "off".to_owned(), |a| format!("on {a}"));
+        let detail = Detail::change("time to live", shown(&ttl_now), shown(&dev.ttl_attribute));
+        ctx.update(res, name, detail, Prev::Ttl { ttl: ttl_now.clone() }, || {
             set_ttl(ctx, name, ttl_now.as_deref(), dev.ttl_attribute.as_deref())
         })
         .await?;

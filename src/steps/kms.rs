@@ -437,7 +437,14 @@ async fn enable_rotation(ctx: &Ctx, key: &Res, key_id: &str, existing: bool) -> 
         })
     };
     if existing {
-        ctx.update(key, key_id, "rotation", Prev::Rotation { rotation: false }, call).await
+        ctx.update(
+            key,
+            key_id,
+            crate::engine::Detail::change("rotation", "off", "on"),
+            Prev::Rotation { rotation: false },
+            call,
+        )
+        .await
     } else {
         // Part of creating the key: its undo (scheduled deletion) covers it.
         call().await
@@ -456,7 +463,8 @@ async fn converge_alias(
         Some(md) if md.key_id == key_id => ctx.unchanged(alias, &alias.name, None),
         Some(md) if exists => {
             let prev = md.key_id.clone();
-            ctx.update(alias, &alias.name, "alias target", Prev::AliasTarget { target_key_id: prev }, || async {
+            let detail = crate::engine::Detail::change("alias target", &prev, key_id);
+            ctx.update(alias, &alias.name, detail, Prev::AliasTarget { target_key_id: prev }, || async {
                 kms.update_alias()
                     .alias_name(&alias.name)
                     .target_key_id(key_id)

@@ -668,7 +668,11 @@ async fn set_topic_attribute(
     ctx.update(
         res,
         arn,
-        format!("topic {attr}"),
+        crate::engine::Detail::between(
+            format!("topic {attr}"),
+            &Value::String(prev.clone().unwrap_or_default()),
+            &Value::String(value.to_owned()),
+        ),
         Prev::TopicAttribute { attribute: attr.to_owned(), value: prev },
         || async {
             ctx.aws
@@ -757,10 +761,14 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
             Some(current) => {
                 ctx.existing(&res, &spec.name, Some(&arn), false)?;
                 if *current != spec {
+                    let (have, want) = (
+                        serde_json::to_value(current).unwrap_or_default(),
+                        serde_json::to_value(&spec).unwrap_or_default(),
+                    );
                     ctx.update(
                         &res,
                         &spec.name,
-                        "definition",
+                        crate::engine::Detail::between("definition", &have, &want),
                         Prev::Alarm { alarm: Box::new(current.clone()) },
                         || spec.put(ctx),
                     )

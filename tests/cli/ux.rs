@@ -112,7 +112,19 @@ async fn plan_output_is_grouped_by_step_with_counts_in_text_and_json() {
     let creates: u64 = steps.iter().map(|s| s["create"].as_u64().unwrap_or(0)).sum();
     assert_eq!(doc["summary"]["create"].as_u64(), Some(creates), "the summary adds up the steps: {doc}");
 
-    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let apply = w.paymig(["apply", "--yes"]).run();
+    apply.expect_code(0);
+    // The plan listed every resource apply created (the functions' aliases
+    // and the ALB's invoke permissions too): its totals are apply's.
+    let total = regex::Regex::new(r"paymig apply: ok: (\d+) created, (\d+) updated").unwrap();
+    let totals = total.captures(&apply.stdout).unwrap_or_else(|| panic!("{}", apply.stdout));
+    assert_eq!(
+        (totals[1].parse::<u64>().unwrap(), totals[2].parse::<u64>().unwrap()),
+        (creates, doc["summary"]["update"].as_u64().unwrap()),
+        "plan {}\napply {}",
+        doc["summary"],
+        apply.stdout
+    );
     let converged = w.paymig(["plan"]).env("COLUMNS", "100").run();
     converged.expect_code(0);
     assert_snapshot("plan-converged.txt", &masked(&converged.stdout, &w));
@@ -344,5 +356,75 @@ async fn a_closed_pipe_ends_a_command_quietly() {
         let run = w.paymig(args).run_into_closed_pipe();
         assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
         assert_eq!((run.code, run.signal), (None, Some(libc::SIGPIPE)), "{args:?}: {}", run.stderr);
+    }
+}
+
+/// An update shows each setting's value before and after, in text and JSON,
+/// and rollback's list shows what it puts back; `+ ~ -` mark actions only
+/// (a new resource's settings are indented with `·`), uncoloured in pipes.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_rollback_show_values_and_mark_actions_only() {
+    let w = World::with(Default::default(), crate::without_database).await;
+    let fresh = w.paymig(["plan"]).run();
+    fresh.expect_code(0);
+    assert!(
+        !fresh.stdout.lines().any(|l| l.trim_start().starts_with("- ")),
+        "no sub-line reads as a deletion:\n{}",
+        fresh.stdout
+    );
+    assert!(fresh.stdout.contains("      · reserved concurrency"), "{}", fresh.stdout);
+    assert!(!fresh.stdout.contains('\x1b'), "no colour in a pipe");
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    // Drift behind paymig's back: concurrency 7 (100 configured), PITR off.
+    w.prod
+        .lambda
+        .put_function_concurrency()
+        .function_name("payment-processor-prod")
+        .reserved_concurrent_executions(7)
+        .send()
+        .await
+        .unwrap();
+    w.prod
+        .dynamodb
+        .update_continuous_backups()
+        .table_name("sessions-prod")
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let plan = w.paymig(["plan"]).run();
+    plan.expect_code(0);
+    for line in [
+        "~ lambda_function payment-processor-prod (reserved concurrency: 7 → 100)",
+        "~ dynamodb_table sessions-prod (point-in-time recovery: off → on)",
+    ] {
+        assert!(plan.stdout.contains(line), "{line}\n{}", plan.stdout);
+    }
+    let json: serde_json::Value = serde_json::from_str(&w.paymig(["plan", "--format", "json"]).run().stdout).unwrap();
+    let values: Vec<serde_json::Value> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["changes"].as_array().unwrap().iter())
+        .flat_map(|c| c["values"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(
+        values.contains(&serde_json::json!({"setting": "reserved concurrency", "from": "7", "to": "100"})),
+        "{values:?}"
+    );
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    // Rollback of that apply restores the drift, and says so before asking.
+    let dry = w.paymig(["rollback", "--dry-run"]).run();
+    dry.expect_code(0);
+    for line in [
+        "restore lambda_function payment-processor-prod: reserved concurrency: 100 → 7",
+        "restore dynamodb_table sessions-prod: point-in-time recovery: on → off",
+    ] {
+        assert!(dry.stdout.contains(line), "{line}\n{}", dry.stdout);
     }
 }

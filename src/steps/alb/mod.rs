@@ -300,7 +300,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                 .await?
                 .unwrap_or_else(|| planned_id("target group")),
         };
-        if lambda_targets && !is_planned(&tg_arn) {
+        if lambda_targets {
             converge_lambda_target(ctx, colour, &tg_arn).await?;
         }
         groups.push((colour.to_owned(), tg_arn));
@@ -378,14 +378,19 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
     let (lambda, elb) = (&ctx.aws.target.lambda, &ctx.aws.target.elbv2);
     let sid = format!("paymig-alb-{colour}");
     let res = Res::new(STEP, "lambda_permission", format!("permission/{colour}"), format!("{function}:{colour}#{sid}"));
-    // No policy yet answers ResourceNotFoundException.
-    let policy = StepError::found(
-        lambda.get_policy().function_name(&function).qualifier(colour).send().await,
-        &function,
-        "GetPolicy",
-    )?
-    .and_then(|p| p.policy)
-    .unwrap_or_default();
+    // No policy yet answers ResourceNotFoundException (and a plan that
+    // creates the target group creates the function's aliases too).
+    let policy = if is_planned(tg_arn) {
+        String::new()
+    } else {
+        StepError::found(
+            lambda.get_policy().function_name(&function).qualifier(colour).send().await,
+            &function,
+            "GetPolicy",
+        )?
+        .and_then(|p| p.policy)
+        .unwrap_or_default()
+    };
     if policy.contains(&format!("\"{sid}\"")) {
         ctx.unchanged(&res, &sid, None)?;
     } else {
@@ -412,14 +417,15 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
         .await?;
     }
     let alias_arn = format!("arn:aws:lambda:{}:{}:function:{function}:{colour}", ctx.cfg.migration.region, ctx.account);
-    let health = elb
-        .describe_target_health()
-        .target_group_arn(tg_arn)
-        .send()
-        .await
-        .map_err(StepError::aws(tg_arn, "DescribeTargetHealth"))?;
-    let registered =
-        health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == Some(alias_arn.as_str()));
+    let registered = !is_planned(tg_arn) && {
+        let health = elb
+            .describe_target_health()
+            .target_group_arn(tg_arn)
+            .send()
+            .await
+            .map_err(StepError::aws(tg_arn, "DescribeTargetHealth"))?;
+        health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == Some(alias_arn.as_str()))
+    };
     if !registered {
         let tg_res = Res::new(STEP, "target_group", format!("target-group/{colour}"), ctx.cfg.names.own(colour));
         ctx.update(

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, retry_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{is_planned, retry_until, About, Created, Ctx, Declared, Detail, Outcome, Res, Step, StepError};
 use crate::steps::common::arns;
 use crate::steps::common::references::{self, Counterparts};
 
@@ -601,6 +601,36 @@ fn desired_settings(
     })
 }
 
+/// A configuration update as plan and rollback show it: each setting that
+/// differs, before and after (environment values are digests: only that
+/// they changed).
+fn configuration_change(have: &Value, want: &Value) -> Detail {
+    let show = |v: &Value| match v {
+        Value::String(s) => s.rsplit('/').next().unwrap_or(s).to_owned(),
+        Value::Null => "none".to_owned(),
+        Value::Array(a) if a.is_empty() => "none".to_owned(),
+        Value::Array(a) => {
+            a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join(" ")
+        }
+        other => other.to_string(),
+    };
+    let (mut from, mut to) = (Vec::new(), Vec::new());
+    for (field, w) in want.as_object().into_iter().flatten() {
+        let h = &have[field];
+        if h == w {
+            continue;
+        }
+        if field == "environment" {
+            from.push("environment (values not shown)".to_owned());
+            to.push("environment from dev, mapped".to_owned());
+        } else {
+            from.push(format!("{} {}", field.replace('_', " "), show(h)));
+            to.push(format!("{} {}", field.replace('_', " "), show(w)));
+        }
+    }
+    Detail::change("configuration", from.join(", "), to.join(", "))
+}
+
 /// Whether a function can take a change now: Active (not Pending) and its
 /// last update finished.
 fn is_settled(c: &FunctionConfiguration) -> bool {
@@ -736,7 +766,11 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
                 // function): publishing meanwhile is refused.
                 wait_active(ctx, &name).await?;
                 converge_concurrency(ctx, &res, &f.name, &name, None).await?;
-                converge_aliases(ctx, &name).await?;
+                converge_aliases(ctx, &name, false).await?;
+            } else {
+                // Plan: what apply sets up on the new function.
+                converge_concurrency(ctx, &res, &f.name, &name, None).await?;
+                converge_aliases(ctx, &name, true).await?;
             }
         }
         Some(current) => {
@@ -758,7 +792,8 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
             }
             let have = settings_of(&current);
             if have != want && !is_planned(&sg) {
-                ctx.update(&res, &name, "configuration", Prev::settings(&have), || async {
+                let detail = configuration_change(&have, &want);
+                ctx.update(&res, &name, detail, Prev::settings(&have), || async {
                     lambda
                         .update_function_configuration()
                         .function_name(&name)
@@ -807,7 +842,7 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
             )?
             .and_then(|c| c.reserved_concurrent_executions());
             converge_concurrency(ctx, &res, &f.name, &name, Some(reserved)).await?;
-            converge_aliases(ctx, &name).await?;
+            converge_aliases(ctx, &name, false).await?;
         }
     }
     Ok(())
@@ -826,7 +861,9 @@ async fn converge_concurrency(
         return Ok(());
     }
     let lambda = &ctx.aws.target.lambda;
-    ctx.update(res, name, "reserved concurrency", Prev::Reserved { reserved: have }, || async {
+    let shown = |v: Option<i32>| v.map_or_else(|| "unreserved".to_owned(), |n| n.to_string());
+    let detail = Detail::change("reserved concurrency", shown(have), shown(want));
+    ctx.update(res, name, detail, Prev::Reserved { reserved: have }, || async {
         match want {
             Some(n) => {
                 lambda
@@ -853,9 +890,17 @@ async fn converge_concurrency(
 
 /// Aliases `blue` and `green` on the newest published version, created when
 /// missing (never moved here: `switch` moves traffic between them).
-async fn converge_aliases(ctx: &Ctx, name: &str) -> Result<(), StepError> {
+async fn converge_aliases(ctx: &Ctx, name: &str, new: bool) -> Result<(), StepError> {
     let lambda = &ctx.aws.target.lambda;
-    if ctx.is_plan() {
+    if new && ctx.is_plan() {
+        // A function the plan creates gets both aliases, on its first version.
+        for alias in ALIASES {
+            let res = Res::new(STEP, "lambda_alias", format!("alias/{name}:{alias}"), format!("{name}:{alias}"));
+            ctx.create(&res, "-> its first published version", Value::Null, || async {
+                Ok(Created::id(format!("{name}:{alias}")))
+            })
+            .await?;
+        }
         return Ok(());
     }
     let versions: Vec<FunctionConfiguration> = lambda

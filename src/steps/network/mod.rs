@@ -417,6 +417,22 @@ impl Rule {
     }
 }
 
+/// Rules as plan and rollback show them: `tcp 443 sg-…, all 0.0.0.0/0`.
+fn rules_text(rules: &BTreeSet<Rule>) -> String {
+    if rules.is_empty() {
+        return "none".into();
+    }
+    let one = |r: &Rule| {
+        let peer = r.peer.split_once(':').map_or(r.peer.as_str(), |(_, p)| p);
+        match (r.protocol.as_str(), r.from == r.to) {
+            ("-1", _) => format!("all {peer}"),
+            (p, true) => format!("{p} {} {peer}", r.from),
+            (p, false) => format!("{p} {}-{} {peer}", r.from, r.to),
+        }
+    };
+    rules.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
 /// Flattens EC2's permissions into one rule per peer.
 pub fn rules_of(perms: &[IpPermission]) -> BTreeSet<Rule> {
     let mut out = BTreeSet::new();
@@ -529,7 +545,14 @@ async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(
         return Ok(());
     }
     let prev: BTreeMap<&str, &str> = tags.iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
-    let detail = format!("tags {}", missing.keys().cloned().collect::<Vec<_>>().join(", "));
+    let setting = format!("tags {}", missing.keys().cloned().collect::<Vec<_>>().join(", "));
+    let from = missing
+        .keys()
+        .map(|k| format!("{k} {}", prev.get(k.as_str()).copied().unwrap_or("unset")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let to = missing.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+    let detail = crate::engine::Detail::change(setting, from, to);
     let before = super::common::TagsBefore::new(prev, missing.keys().cloned());
     ctx.update(res, id, detail, Prev::Tags(before), || async {
         let t: Vec<Tag> = missing.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
@@ -1170,7 +1193,7 @@ async fn converge_security_groups(
             ctx.update(
                 &res,
                 &id,
-                format!("{direction} rules"),
+                crate::engine::Detail::change(format!("{direction} rules"), rules_text(have), rules_text(want)),
                 Prev::Rules { direction: direction.into(), rules: have.clone() },
                 || async { set_rules(ctx, &id, egress, have, want).await },
             )
