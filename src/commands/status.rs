@@ -45,9 +45,16 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
                 None => println!("lock:      free"),
             }
             println!("runs:");
+            if runs.is_empty() {
+                println!("  none yet");
+            }
             for r in &runs {
+                let undone = match (&r.rolled_back_by, &r.rolled_back_at) {
+                    (Some(by), Some(at)) => format!(" — rolled back by {by} at {at}"),
+                    _ => String::new(),
+                };
                 println!(
-                    "  {}  {:<8} {:<8} {} (pid {} on {})",
+                    "  {}  {:<8} {:<11} {} (pid {} on {}){undone}",
                     r.id,
                     r.command,
                     r.status.as_deref().unwrap_or("unfinished"),
@@ -57,6 +64,9 @@ pub async fn run(cfg: Config, format: OutputFormat) -> Result<()> {
                 );
             }
             println!("resources:");
+            if per_step.is_empty() {
+                println!("  none live (nothing created, or everything undone)");
+            }
             for (step, kinds) in &per_step {
                 let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
                 println!("  [{step}] {}", list.join(", "));

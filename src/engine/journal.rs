@@ -160,6 +160,12 @@ pub struct Run {
     pub host: String,
     pub pid: u32,
     pub status: Option<String>,
+    /// The rollback or destroy run that undid every change of this one, and
+    /// when it ended that (status shows `rolled back by … at …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back_at: Option<String>,
 }
 
 /// The crash campaign's hook: the process kills itself after this many
@@ -415,6 +421,8 @@ impl Journal {
                     host: host.clone(),
                     pid: *pid,
                     status: None,
+                    rolled_back_by: None,
+                    rolled_back_at: None,
                 }),
                 Body::RunEnd { status, .. } => {
                     if let Some(r) = runs.iter_mut().rev().find(|r| r.id == e.run) {
@@ -422,6 +430,45 @@ impl Journal {
                     }
                 }
                 _ => {}
+            }
+        }
+        // A run whose every change took effect and was undone since by a
+        // rollback or destroy run was rolled back (by the last of them).
+        let command: BTreeMap<&str, &str> = runs.iter().map(|r| (r.id.as_str(), r.command.as_str())).collect();
+        let undoing = |run: &str| matches!(command.get(run), Some(&"rollback") | Some(&"destroy"));
+        let mut made: BTreeMap<u64, &str> = BTreeMap::new();
+        let mut done: BTreeMap<u64, bool> = BTreeMap::new();
+        let mut undone: BTreeMap<u64, (&str, &str)> = BTreeMap::new();
+        for e in &inner.entries {
+            match &e.body {
+                Body::Intent(_) => {
+                    made.insert(e.seq, e.run.as_str());
+                }
+                Body::Done { intent, .. } => {
+                    done.insert(*intent, true);
+                }
+                Body::Undone { intent } if undoing(&e.run) => {
+                    undone.insert(*intent, (e.run.as_str(), e.ts.as_str()));
+                }
+                _ => {}
+            }
+        }
+        let undone_by: Vec<(String, String, String)> = runs
+            .iter()
+            .filter_map(|r| {
+                let changes: Vec<u64> =
+                    made.iter().filter(|(seq, run)| **run == r.id && done.contains_key(seq)).map(|(s, _)| *s).collect();
+                if changes.is_empty() || !changes.iter().all(|s| undone.contains_key(s)) {
+                    return None;
+                }
+                let (by, at) = changes.iter().filter_map(|s| undone.get(s)).max_by_key(|(_, ts)| *ts)?;
+                Some((r.id.clone(), by.to_string(), at.to_string()))
+            })
+            .collect();
+        for (id, by, at) in undone_by {
+            if let Some(r) = runs.iter_mut().find(|r| r.id == id) {
+                r.rolled_back_by = Some(by);
+                r.rolled_back_at = Some(at);
             }
         }
         runs
@@ -486,6 +533,29 @@ mod tests {
         assert!(recs[0].undone && recs[0].id.as_deref() == Some("id-a"));
         assert!(!recs[1].undone && recs[1].id.is_none() && recs[1].seq == b);
         assert_eq!(j.runs()[0].status.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn a_run_whose_every_change_was_undone_is_rolled_back_by_the_undoing_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _) = open(dir.path()).unwrap();
+        let first = j.begin_run("apply").unwrap();
+        let a = j.intent(intent("a")).unwrap();
+        j.done(a, "id-a", None, Value::Null).unwrap();
+        j.end_run("ok", 1).unwrap();
+        let second = j.begin_run("apply").unwrap();
+        let b = j.intent(intent("b")).unwrap();
+        j.done(b, "id-b", None, Value::Null).unwrap();
+        j.end_run("ok", 1).unwrap();
+        let rollback = j.begin_run("rollback").unwrap();
+        j.undone(b).unwrap();
+        j.end_run("ok", 1).unwrap();
+        let runs = j.runs();
+        let of = |id: &str| runs.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(of(&second).rolled_back_by.as_deref(), Some(rollback.as_str()));
+        assert!(of(&second).rolled_back_at.is_some());
+        assert!(of(&first).rolled_back_by.is_none(), "its change still stands");
+        assert!(of(&rollback).rolled_back_by.is_none(), "a run that changed nothing was not rolled back");
     }
 
     #[test]

@@ -427,4 +427,16 @@ async fn plan_and_rollback_show_values_and_mark_actions_only() {
     ] {
         assert!(dry.stdout.contains(line), "{line}\n{}", dry.stdout);
     }
+    // After the rollback, status says which run undid that apply and when.
+    w.paymig(["rollback", "--yes"]).run().expect_code(0);
+    let status = w.paymig(["status"]).run();
+    status.expect_code(0);
+    let apply_line = status.stdout.lines().filter(|l| l.contains(" apply ")).last().unwrap_or_default().to_owned();
+    assert!(apply_line.contains("— rolled back by "), "{}", status.stdout);
+    let json: serde_json::Value = serde_json::from_str(&w.paymig(["status", "--format", "json"]).run().stdout).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    let rollback = runs.iter().rev().find(|r| r["command"] == "rollback").unwrap();
+    let applies: Vec<&serde_json::Value> = runs.iter().filter(|r| r["command"] == "apply").collect();
+    assert_eq!(applies.last().unwrap()["rolled_back_by"], rollback["id"], "{json}");
+    assert!(applies[0]["rolled_back_by"].is_null(), "the first apply still stands: {json}");
 }
