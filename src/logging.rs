@@ -6,6 +6,12 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::LogFormat;
 
 static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+static VERBOSE: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+
+/// How many `-v` were given (0 with `-q`).
+pub fn verbose() -> u8 {
+    VERBOSE.get().copied().unwrap_or(0)
+}
 
 /// Whether stderr carries one JSON object per line (`--log-format json`):
 /// then no plain-text line may be written there.
@@ -15,6 +21,7 @@ pub fn is_json() -> bool {
 
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let _ = FORMAT.set(format);
+    let _ = VERBOSE.set(if quiet { 0 } else { verbose });
     crate::progress::use_json_events(format == LogFormat::Json);
     // Text: progress, notices and the summary by default; per-resource
     // events at -v, call dumps at -vv. JSON (for CodeBuild) carries every

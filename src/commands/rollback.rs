@@ -1,7 +1,7 @@
 //! `paymig rollback`: undoes the newest run that changed something (or the
 //! one named), its records replayed newest first.
 
-use super::undo::{begin, finish, print_list, show_dry_run, LIST_BEFORE_PROMPT};
+use super::undo::{begin, finish, in_full, Preview};
 use crate::config::Config;
 use crate::engine::undo::{replay, rollback_target};
 use crate::engine::Mode;
@@ -20,8 +20,15 @@ pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool, named
             return Ok(());
         };
         let ctx = super::connect(cfg, Mode::Plan, Some(journal)).await?;
-        let title = format!("would undo run {} ({}, started {})", target.id, target.command, target.started);
-        return show_dry_run(&ctx, "rollback", &title, &todo, "");
+        let title = format!(
+            "paymig rollback --dry-run: would undo run {} ({}, started {})",
+            target.id, target.command, target.started
+        );
+        let preview = Preview::gather(&ctx, dag.steps(), todo, false).await;
+        preview.print(&ctx, &title, "rollback", true);
+        println!("nothing was changed");
+        super::report_calls(&ctx.aws);
+        return Ok(());
     }
     super::require_confirmable(yes, "paymig rollback")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "rollback", confirm.lock_timeout)?;
@@ -31,8 +38,11 @@ pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool, named
     };
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     let title = format!("paymig rollback: undoing run {} ({}, started {})", target.id, target.command, target.started);
-    print_list(&ctx, &title, &todo, (!yes).then_some(LIST_BEFORE_PROMPT));
-    super::confirm(yes, &format!("roll back run {} ({} changes) in account {}", target.id, todo.len(), ctx.account))?;
-    let (tally, started) = begin(&journal, "rollback", replay(&ctx, &journal, &dag, &todo, "rollback")).await?;
+    let preview = Preview::gather(&ctx, dag.steps(), todo, false).await;
+    preview.print(&ctx, &title, "rollback", in_full(yes));
+    preview.log_at_risk();
+    let question = format!("roll back run {} ({} changes) in account {}", target.id, preview.todo.len(), ctx.account);
+    super::confirm_with(yes, &question, preview.confirm_word(&ctx))?;
+    let (tally, started) = begin(&journal, "rollback", replay(&ctx, &journal, &dag, &preview.todo, "rollback")).await?;
     finish(&ctx, &journal, started, "rollback", tally, Vec::new())
 }

@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::aws::Aws;
 use crate::config::Config;
 use journal::{Intent, Journal, JournalError, Op};
-pub use step::{About, Declared, DynStep, Grant, Step};
+pub use step::{About, AtRisk, Declared, DynStep, Grant, Step, Swept};
 
 /// Whether a command may change anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

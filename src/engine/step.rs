@@ -41,11 +41,15 @@ pub struct About {
     /// scopes them so; actions AWS grants only on `*` aside). A service not
     /// listed: the step has nothing of it to act on.
     pub scopes: &'static [Scope],
+    /// What destroy's sweep looks at, in words ("" when the step sweeps
+    /// nothing): the dry run and the prompt say exactly this.
+    pub sweeps: &'static str,
 }
 
 impl About {
     /// Nothing declared: the base of a step's `About` (`..About::NONE`).
-    pub const NONE: About = About { id: "", deps: &[], kinds: &[], actions: &[], source_actions: &[], scopes: &[] };
+    pub const NONE: About =
+        About { id: "", deps: &[], kinds: &[], actions: &[], source_actions: &[], scopes: &[], sweeps: "" };
 }
 
 /// What a step declares about itself: its [`About`], and what depends on
@@ -66,6 +70,9 @@ pub trait Declared: Send + Sync {
     }
     fn source_actions(&self) -> &'static [&'static str] {
         self.about().source_actions
+    }
+    fn sweeps(&self) -> &'static str {
+        self.about().sweeps
     }
     /// The ARNs the step's actions of `service` touch in `account`
     /// ([`About::scopes`]); empty for a service it declares none of.
@@ -118,8 +125,20 @@ pub trait Step: Declared + 'static {
         }
     }
     /// Deletes what is still tagged for this migration after the journal has
-    /// been replayed; returns a line per resource removed.
-    fn sweep(&self, _ctx: &Ctx) -> impl Future<Output = Result<Vec<String>, StepError>> + Send {
+    /// been replayed, where [`About::sweeps`] says it looks; returns each
+    /// resource removed. `look` only: finds them, deletes nothing (the dry
+    /// run and the confirmation prompt show them).
+    fn sweep(&self, _ctx: &Ctx, _look: bool) -> impl Future<Output = Result<Vec<Swept>, StepError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+    /// What deleting these resources of the step (journal kind, name)
+    /// would delete with them that is data (a table's items, a bucket's
+    /// objects, a database), in words; read only.
+    fn at_risk(
+        &self,
+        _ctx: &Ctx,
+        _resources: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<AtRisk>, StepError>> + Send {
         async { Ok(Vec::new()) }
     }
     /// Read only: publishes, from what already exists, the values other
@@ -172,8 +191,21 @@ macro_rules! step_functions {
         }
     };
     (@ sweep $f:path) => {
-        async fn sweep(&self, ctx: &$crate::engine::Ctx) -> Result<Vec<String>, $crate::engine::StepError> {
-            $f(ctx).await
+        async fn sweep(
+            &self,
+            ctx: &$crate::engine::Ctx,
+            look: bool,
+        ) -> Result<Vec<$crate::engine::step::Swept>, $crate::engine::StepError> {
+            $f(ctx, look).await
+        }
+    };
+    (@ at_risk $f:path) => {
+        async fn at_risk(
+            &self,
+            ctx: &$crate::engine::Ctx,
+            resources: &[(String, String)],
+        ) -> Result<Vec<$crate::engine::step::AtRisk>, $crate::engine::StepError> {
+            $f(ctx, resources).await
         }
     };
     (@ validate $f:path) => {
@@ -194,7 +226,12 @@ pub trait DynStep: Declared {
     fn undo<'a>(&'a self, ctx: &'a Ctx, record: &'a Record) -> BoxFuture<'a, Result<(), StepError>>;
     fn undo_creates<'a>(&'a self, ctx: &'a Ctx, records: &'a [&'a Record])
         -> BoxFuture<'a, Vec<Result<(), StepError>>>;
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>>;
+    fn sweep<'a>(&'a self, ctx: &'a Ctx, look: bool) -> BoxFuture<'a, Result<Vec<Swept>, StepError>>;
+    fn at_risk<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        resources: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<Vec<AtRisk>, StepError>>;
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>>;
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>>;
 }
@@ -222,8 +259,16 @@ impl<T: Step> DynStep for T {
         Box::pin(Step::undo_creates(self, ctx, records).instrument(span))
     }
 
-    fn sweep<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<Vec<String>, StepError>> {
-        Box::pin(Step::sweep(self, ctx))
+    fn sweep<'a>(&'a self, ctx: &'a Ctx, look: bool) -> BoxFuture<'a, Result<Vec<Swept>, StepError>> {
+        Box::pin(Step::sweep(self, ctx, look).instrument(tracing::info_span!("sweep", step = self.id(), look)))
+    }
+
+    fn at_risk<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        resources: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<Vec<AtRisk>, StepError>> {
+        Box::pin(Step::at_risk(self, ctx, resources))
     }
 
     fn observe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), StepError>> {
@@ -233,6 +278,81 @@ impl<T: Step> DynStep for T {
     fn validate<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<crate::report::Findings, StepError>> {
         Box::pin(Step::validate(self, ctx))
     }
+}
+
+/// A resource destroy's sweep found tagged for the migration but not in the
+/// journal (and removed, unless it only looked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// The journal's kind for it (`dynamodb_table`, `vpc`, …).
+    pub kind: &'static str,
+    /// Its name, or its id where it has no name (a VPC, a key).
+    pub name: String,
+    /// What else an operator should know (`deletion scheduled in 7 days`).
+    pub note: Option<String>,
+}
+
+impl Swept {
+    pub fn new(kind: &'static str, name: impl Into<String>) -> Swept {
+        Swept { kind, name: name.into(), note: None }
+    }
+
+    pub fn noted(mut self, note: impl Into<String>) -> Swept {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Swept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind.replace('_', " "), self.name)?;
+        if let Some(note) = &self.note {
+            write!(f, " ({note})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Data a deletion would take with it: `sessions-prod: DynamoDB table,
+/// 1,204 items`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AtRisk {
+    pub kind: String,
+    pub name: String,
+    /// What it is and what is at stake, in words (`DynamoDB table, 1,204
+    /// items`, `Aurora cluster, restored 2 days ago, 2 instances`).
+    pub holds: String,
+}
+
+impl std::fmt::Display for AtRisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.holds)
+    }
+}
+
+/// `1204` as `1,204`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A duration in the largest whole unit: `2 days`, `5 hours`, `12 minutes`.
+pub fn age(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        0..=119 => (s, "second"),
+        120..=7_199 => (s / 60, "minute"),
+        7_200..=172_799 => (s / 3_600, "hour"),
+        _ => (s / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// One action's own IAM statement, declared by the step that calls it

@@ -6,7 +6,7 @@
 
 use crate::engine::dag::Dag;
 use crate::engine::journal::{Journal, Op, Record, Run};
-use crate::engine::Ctx;
+use crate::engine::{AtRisk, Ctx, Swept};
 
 /// A journal key without its `#setting` part: the resource it is about.
 pub fn base_key(key: &str) -> &str {
@@ -17,6 +17,13 @@ pub fn base_key(key: &str) -> &str {
 pub fn describe(r: &Record) -> String {
     let id = r.id.as_deref().filter(|id| *id != r.intent.name).map(|id| format!(" ({id})")).unwrap_or_default();
     match r.intent.op {
+        // KMS never deletes a key at once: it is scheduled, and usable
+        // (cancellable) until the window ends.
+        Op::Create | Op::Adopt if r.intent.kind == "kms_key" => format!(
+            "schedule deletion of kms_key {}{id}: deleted after a {}-day window",
+            r.intent.name,
+            crate::steps::kms::PENDING_WINDOW_DAYS
+        ),
         Op::Create | Op::Adopt => format!("delete {} {}{id}", r.intent.kind, r.intent.name),
         Op::Update => {
             let setting = r.intent.key.split_once('#').map_or("a setting", |(_, s)| s);
@@ -95,7 +102,16 @@ fn journal_undo(
                 journal.undone(*seq).map_err(|e| (e.to_string(), true))?;
             }
             journal.undone(r.seq).map_err(|e| (e.to_string(), true))?;
-            tracing::debug!(step = %r.intent.step, key = %r.intent.key, "undone");
+            let action = if r.intent.op == Op::Update { "restored" } else { "deleted" };
+            tracing::debug!(
+                step = %r.intent.step,
+                key = %r.intent.key,
+                kind = %r.intent.kind,
+                name = %r.intent.name,
+                id = r.id.as_deref().unwrap_or_default(),
+                action,
+                "undone"
+            );
             crate::progress::println(format!("  done [{}] {}", r.intent.step, describe(r)));
             Ok(r.intent.op)
         }
@@ -287,21 +303,78 @@ async fn undo_step(
 }
 
 /// Destroy's second pass: whatever is still tagged for the migration (a
-/// lost journal, a resource created outside it), each step's sweep in
+/// lost journal, a resource created outside it), where each step's
+/// [`crate::engine::About::sweeps`] says it looks, each step's sweep in
 /// reverse order so dependents go first; a signal stops before the next
-/// step. Lines removed go to `swept`, failures to the tally.
-pub async fn sweep(ctx: &Ctx, steps: &[std::sync::Arc<dyn crate::engine::DynStep>], tally: &mut Tally) -> Vec<String> {
+/// step. Returns `[step]` and each resource removed (or, with `look`, each
+/// it would remove); failures go to the tally.
+pub async fn sweep(
+    ctx: &Ctx,
+    steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
+    tally: &mut Tally,
+    look: bool,
+) -> Vec<(&'static str, Swept)> {
     let mut swept = Vec::new();
     for step in steps.iter().rev() {
         if crate::signals::stopping() {
             break;
         }
-        match step.sweep(ctx).await {
-            Ok(lines) => swept.extend(lines.into_iter().map(|l| format!("[{}] {l}", step.id()))),
+        match step.sweep(ctx, look).await {
+            Ok(found) => swept.extend(found.into_iter().map(|s| (step.id(), s))),
             Err(e) => tally.failures.push(format!("[{}] sweep: {e}", step.id())),
         }
     }
     swept
+}
+
+/// What the sweep would remove beyond `todo`'s resources (the replay's):
+/// read only, for the dry run and the prompt.
+pub async fn sweep_preview(
+    ctx: &Ctx,
+    steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
+    todo: &[Record],
+) -> (Vec<(&'static str, Swept)>, Vec<String>) {
+    let mut tally = Tally::default();
+    let found = sweep(ctx, steps, &mut tally, true).await;
+    let journaled = |s: &Swept| {
+        todo.iter().any(|r| {
+            matches!(r.intent.op, Op::Create | Op::Adopt)
+                && (r.intent.name == s.name || r.id.as_deref() == Some(s.name.as_str()))
+        })
+    };
+    (found.into_iter().filter(|(_, s)| !journaled(s)).collect(), tally.failures)
+}
+
+/// The data deleting `work`'s resources and `swept` would take with them,
+/// each step asked about its own; a step that cannot tell says so as an
+/// entry (better a vague warning than none).
+pub async fn at_risk(
+    ctx: &Ctx,
+    steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
+    work: &[Record],
+    swept: &[(&'static str, Swept)],
+) -> Vec<AtRisk> {
+    use std::collections::BTreeMap;
+    let mut per_step: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+    for r in work.iter().filter(|r| matches!(r.intent.op, Op::Create | Op::Adopt)) {
+        per_step.entry(r.intent.step.as_str()).or_default().push((r.intent.kind.clone(), r.intent.name.clone()));
+    }
+    for (step, s) in swept {
+        per_step.entry(step).or_default().push((s.kind.to_owned(), s.name.clone()));
+    }
+    let mut out = Vec::new();
+    for (id, resources) in per_step {
+        let Some(step) = steps.iter().find(|s| s.id() == id) else { continue };
+        match step.at_risk(ctx, &resources).await {
+            Ok(found) => out.extend(found),
+            Err(e) => out.push(AtRisk {
+                kind: id.to_owned(),
+                name: format!("[{id}]"),
+                holds: format!("could not tell what data its resources hold ({e})"),
+            }),
+        }
+    }
+    out
 }
 
 /// What destroy's replay undoes: every live record, newest first.

@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 
 use crate::aws::Clients;
 use crate::engine::journal::{Op, Record};
-use crate::engine::{About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::step::thousands;
+use crate::engine::{About, AtRisk, Created, Ctx, Declared, Outcome, Res, Step, StepError, Swept};
 use crate::steps::common::arns;
 
 pub struct Audit;
@@ -78,6 +79,7 @@ static ABOUT: About = About {
     ],
     source_actions: &["s3:ListBucket"],
     scopes: &[("s3", arns::audit_buckets), ("iam", arns::replication_role)],
+    sweeps: "the audit buckets and replicas this configuration names, when tagged for the migration, and the replication role",
 };
 
 impl Declared for Audit {
@@ -98,7 +100,14 @@ impl Declared for Audit {
 }
 
 impl Step for Audit {
-    crate::step_functions!(preflight => preflight, run => converge, undo => undo, sweep => sweep, validate => validate);
+    crate::step_functions!(
+        preflight => preflight,
+        run => converge,
+        undo => undo,
+        sweep => sweep,
+        validate => validate,
+        at_risk => at_risk,
+    );
 }
 
 /// Which client serves a bucket.
@@ -933,7 +942,49 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     Ok(f)
 }
 
-async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+/// Buckets with objects: their versions and delete markers, counted up to
+/// [`COUNT_AT_MOST`] (a deletion removes every one of them).
+async fn at_risk(ctx: &Ctx, resources: &[(String, String)]) -> Result<Vec<AtRisk>, StepError> {
+    let mut out = Vec::new();
+    for (kind, name) in resources.iter().filter(|(k, _)| k == "s3_bucket" || k == "s3_replica_bucket") {
+        let c = client(ctx, place_of(kind));
+        if bucket_state(c, name).await? != Some(true) {
+            continue;
+        }
+        // ListObjectVersions has no paginator in the SDK: its two markers.
+        let (mut count, mut key, mut version) = (0u64, None::<String>, None::<String>);
+        loop {
+            let page =
+                c.s3.list_object_versions()
+                    .bucket(name)
+                    .set_key_marker(key.take())
+                    .set_version_id_marker(version.take())
+                    .send()
+                    .await
+                    .map_err(StepError::aws(name, "ListObjectVersions"))?;
+            count += (page.versions().len() + page.delete_markers().len()) as u64;
+            if count >= COUNT_AT_MOST || page.is_truncated() != Some(true) {
+                break;
+            }
+            key = page.next_key_marker().map(str::to_owned);
+            version = page.next_version_id_marker().map(str::to_owned);
+        }
+        if count > 0 {
+            let holds = if count >= COUNT_AT_MOST {
+                format!("S3 bucket, over {} object versions", thousands(COUNT_AT_MOST))
+            } else {
+                format!("S3 bucket, {} object version{}", thousands(count), if count == 1 { "" } else { "s" })
+            };
+            out.push(AtRisk { kind: kind.clone(), name: name.clone(), holds });
+        }
+    }
+    Ok(out)
+}
+
+/// Where counting a bucket's objects for the prompt stops.
+const COUNT_AT_MOST: u64 = 10_000;
+
+async fn sweep(ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError> {
     let mut removed = Vec::new();
     for dev in &ctx.cfg.source.audit_buckets {
         for (place, name) in
@@ -944,16 +995,17 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
                 continue;
             }
             let tags = Setting::Tags.read(c, &name).await?;
-            if is_ours(ctx, &tags) && delete_bucket(ctx, place, &name).await? {
-                removed.push(format!("s3 bucket {name}"));
+            if is_ours(ctx, &tags) && (look || delete_bucket(ctx, place, &name).await?) {
+                let kind = if place == Place::Replica { "s3_replica_bucket" } else { "s3_bucket" };
+                removed.push(Swept::new(kind, name));
             }
         }
     }
     let role = ctx.cfg.names.own("s3-replication");
     if ctx.aws.target.iam.get_role().role_name(&role).send().await.is_ok()
-        && super::common::roles::delete_role(ctx, &role).await?
+        && (look || super::common::roles::delete_role(ctx, &role).await?)
     {
-        removed.push(format!("iam role {role}"));
+        removed.push(Swept::new("iam_role", role));
     }
     Ok(removed)
 }

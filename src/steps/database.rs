@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{is_planned, planned_id, poll_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{
+    is_planned, planned_id, poll_until, About, AtRisk, Created, Ctx, Declared, Outcome, Res, Step, StepError, Swept,
+};
 use crate::report::or_none;
 use crate::steps::common::arns;
 
@@ -108,6 +110,7 @@ static ABOUT: About = About {
         "rds:DescribeDBInstances",
     ],
     scopes: &[("rds", arns::rds), ("kms", arns::kms_keys), ("secretsmanager", arns::rds_secrets)],
+    sweeps: "the Aurora cluster this configuration names, when tagged for the migration, its instances, subnet group and parameter group",
 };
 
 impl Declared for Database {
@@ -136,7 +139,7 @@ impl Step for Database {
         }
     }
 
-    crate::step_functions!(undo => undo, sweep => sweep);
+    crate::step_functions!(undo => undo, sweep => sweep, at_risk => at_risk);
 
     async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         match self.dev(ctx).await? {
@@ -1616,22 +1619,40 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     Ok(())
 }
 
-async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+/// The Aurora cluster: a database, however old (its age and members say
+/// how much may have been written since the restore).
+async fn at_risk(ctx: &Ctx, resources: &[(String, String)]) -> Result<Vec<AtRisk>, StepError> {
+    let mut out = Vec::new();
+    for (kind, name) in resources.iter().filter(|(k, _)| k == "db_cluster") {
+        let Some(c) = describe_cluster(ctx, name).await? else { continue };
+        let age = c
+            .cluster_create_time()
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+            .and_then(|t| t.elapsed().ok())
+            .map_or_else(String::new, |d| format!("restored {} ago, ", crate::engine::step::age(d)));
+        let members = c.db_cluster_members().len();
+        let holds = format!("Aurora cluster, {age}{members} instance{}", if members == 1 { "" } else { "s" });
+        out.push(AtRisk { kind: kind.clone(), name: name.clone(), holds });
+    }
+    Ok(out)
+}
+
+async fn sweep(ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError> {
     if ctx.cfg.source.db_cluster.is_empty() {
         return Ok(vec![]);
     }
     let n = names(ctx);
     let mut removed = Vec::new();
     if let Some(c) = describe_cluster(ctx, &n.cluster).await? {
-        if is_ours(ctx, c.tag_list()) && delete_cluster(ctx, &n.cluster).await? {
-            removed.push(format!("db cluster {}", n.cluster));
+        if is_ours(ctx, c.tag_list()) && (look || delete_cluster(ctx, &n.cluster).await?) {
+            removed.push(Swept::new("db_cluster", &n.cluster));
         }
     }
     let rds = &ctx.aws.target.rds;
     if rds.describe_db_subnet_groups().db_subnet_group_name(&n.subnet_group).send().await.is_ok()
-        && delete_subnet_group(ctx, &n.subnet_group).await?
+        && (look || delete_subnet_group(ctx, &n.subnet_group).await?)
     {
-        removed.push(format!("db subnet group {}", n.subnet_group));
+        removed.push(Swept::new("db_subnet_group", &n.subnet_group));
     }
     if rds
         .describe_db_cluster_parameter_groups()
@@ -1639,9 +1660,9 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .send()
         .await
         .is_ok()
-        && delete_parameter_group(ctx, &n.parameter_group).await?
+        && (look || delete_parameter_group(ctx, &n.parameter_group).await?)
     {
-        removed.push(format!("db cluster parameter group {}", n.parameter_group));
+        removed.push(Swept::new("db_cluster_parameter_group", &n.parameter_group));
     }
     Ok(removed)
 }

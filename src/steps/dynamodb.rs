@@ -20,8 +20,10 @@ use serde_json::{json, Value};
 
 use crate::config::BillingMode;
 use crate::engine::journal::{present, Op, Record};
+use crate::engine::step::thousands;
 use crate::engine::{
-    is_planned, poll_until, retry_until, About, Created, Ctx, Declared, Detail, Outcome, Res, Step, StepError,
+    is_planned, poll_until, retry_until, About, AtRisk, Created, Ctx, Declared, Detail, Outcome, Res, Step, StepError,
+    Swept,
 };
 use crate::steps::common::arns;
 use crate::steps::common::TagsBefore;
@@ -49,6 +51,7 @@ static ABOUT: About = About {
     ],
     source_actions: &["dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive"],
     scopes: &[("dynamodb", arns::tables)],
+    sweeps: "the DynamoDB tables this configuration names, when tagged for the migration",
 };
 
 impl Declared for DynamoDb {
@@ -68,7 +71,7 @@ impl Step for DynamoDb {
         problems
     }
 
-    crate::step_functions!(run => converge, undo => undo, sweep => sweep, validate => validate);
+    crate::step_functions!(run => converge, undo => undo, sweep => sweep, validate => validate, at_risk => at_risk);
 }
 
 /// The comparable shape of a table: what must match between dev and prod.
@@ -1006,7 +1009,27 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     Ok(())
 }
 
-async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+/// Tables with items, by DynamoDB's own count (DescribeTable's ItemCount,
+/// which DynamoDB refreshes about every six hours; paymig never reads a
+/// table's items).
+async fn at_risk(ctx: &Ctx, resources: &[(String, String)]) -> Result<Vec<AtRisk>, StepError> {
+    let mut out = Vec::new();
+    for (kind, name) in resources.iter().filter(|(k, _)| k == "dynamodb_table") {
+        let Some(t) = describe_prod(ctx, name).await? else { continue };
+        let items = u64::try_from(t.item_count().unwrap_or(0)).unwrap_or(0);
+        if items > 0 {
+            let holds = format!(
+                "DynamoDB table, {} item{} (DynamoDB's count, refreshed about every six hours)",
+                thousands(items),
+                if items == 1 { "" } else { "s" }
+            );
+            out.push(AtRisk { kind: kind.clone(), name: name.clone(), holds });
+        }
+    }
+    Ok(out)
+}
+
+async fn sweep(ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError> {
     let mut removed = Vec::new();
     for dev in &ctx.cfg.source.dynamodb_tables {
         let name = ctx.cfg.names.prod(dev);
@@ -1014,8 +1037,8 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         let arn = t.table_arn().unwrap_or_default();
         let tags = table_tags(ctx, &name, arn).await?;
         let ours = super::common::is_ours(ctx, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if ours && delete_table(ctx, &name).await? {
-            removed.push(format!("dynamodb table {name}"));
+        if ours && (look || delete_table(ctx, &name).await?) {
+            removed.push(Swept::new("dynamodb_table", name));
         }
     }
     Ok(removed)

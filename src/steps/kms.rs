@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{planned_id, retry_eventual, About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{planned_id, retry_eventual, About, Created, Ctx, Declared, Outcome, Res, Step, StepError, Swept};
 use crate::steps::common::arns;
 use crate::steps::common::TagsBefore;
 
@@ -32,7 +32,7 @@ pub fn key_arn(ctx: &Ctx) -> String {
 
 const STEP: &str = "kms";
 /// KMS's minimum deletion window.
-const PENDING_WINDOW_DAYS: i32 = 7;
+pub const PENDING_WINDOW_DAYS: i32 = 7;
 
 static ABOUT: About = About {
     id: STEP,
@@ -56,6 +56,7 @@ static ABOUT: About = About {
         "kms:ScheduleKeyDeletion",
     ],
     scopes: &[("kms", arns::kms_keys)],
+    sweeps: "keys tagged for the migration (scheduled for deletion, 7-day window) and the alias",
     ..About::NONE
 };
 
@@ -669,16 +670,17 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     Ok(f)
 }
 
-async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+async fn sweep(ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError> {
     let mut removed = Vec::new();
     let alias = ctx.cfg.names.kms_alias();
     // Describe first: a sweep of a clean account sends no mutating call.
-    if describe_alias_target(ctx).await?.is_some() && delete_alias(ctx, &alias).await? {
-        removed.push(format!("kms alias {alias}"));
+    if describe_alias_target(ctx).await?.is_some() && (look || delete_alias(ctx, &alias).await?) {
+        removed.push(Swept::new("kms_alias", alias));
     }
     for md in find_tagged_keys(ctx).await? {
-        if schedule_deletion(ctx, &md.key_id).await? {
-            removed.push(format!("kms key {} (deletion scheduled in {PENDING_WINDOW_DAYS} days)", md.key_id));
+        if look || schedule_deletion(ctx, &md.key_id).await? {
+            let note = format!("deletion scheduled, {PENDING_WINDOW_DAYS}-day window");
+            removed.push(Swept::new("kms_key", md.key_id).noted(note));
         }
     }
     Ok(removed)

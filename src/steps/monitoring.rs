@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::journal::{Op, Record};
-use crate::engine::{About, Created, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{About, Created, Ctx, Declared, Outcome, Res, Step, StepError, Swept};
 use crate::naming::NameMap;
 use crate::steps::common::arns;
 use crate::steps::common::references::{Counterparts, Found};
@@ -49,6 +49,7 @@ static ABOUT: About = About {
     ],
     source_actions: &["cloudwatch:DescribeAlarms", "cloudwatch:GetDashboard"],
     scopes: &[("cloudwatch", arns::dashboards_and_alarms), ("sns", arns::topic)],
+    sweeps: "alarms acting on the migration's topic, and the topic",
 };
 
 impl Declared for Monitoring {
@@ -1118,7 +1119,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     Ok(())
 }
 
-async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+async fn sweep(ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError> {
     let mut removed = Vec::new();
     let cw = &ctx.aws.target.cloudwatch;
     let topic = topic_arn(ctx);
@@ -1133,14 +1134,18 @@ async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         }
     }
     for a in ours {
-        delete_alarm(ctx, &a).await?;
-        removed.push(format!("alarm {a}"));
+        if !look {
+            delete_alarm(ctx, &a).await?;
+        }
+        removed.push(Swept::new("alarm", a));
     }
     // Dashboards carry no tags: one paymig created is in the journal; one
     // found by name alone may predate paymig and is not swept.
     if ctx.aws.target.sns.get_topic_attributes().topic_arn(&topic).send().await.is_ok() {
-        delete_topic(ctx, &topic).await?;
-        removed.push(format!("sns topic {topic}"));
+        if !look {
+            delete_topic(ctx, &topic).await?;
+        }
+        removed.push(Swept::new("sns_topic", topic));
     }
     Ok(removed)
 }

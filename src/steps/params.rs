@@ -80,6 +80,7 @@ static ABOUT: About = About {
     ],
     source_actions: &["ssm:DescribeParameters", "ssm:GetParameters"],
     scopes: &[("ssm", arns::parameters)],
+    ..About::NONE
 };
 
 impl Declared for Params {

@@ -80,8 +80,25 @@ async fn detailed_exitcode_dry_runs_and_named_rollbacks() {
     // journal created goes with the key, with no call to revert it.
     w.paymig(["apply", "--yes"]).run().expect_code(0);
     assert!(rotation(&w).await);
+    let item = aws_sdk_dynamodb::types::AttributeValue::S("s-1".into());
+    w.prod.dynamodb.put_item().table_name("sessions-prod").item("session_id", item).send().await.unwrap();
     let destroy = w.paymig(["--log-format", "json", "destroy", "--yes"]).run();
     destroy.expect_code(0);
+    // Unattended, the events name the data at stake and every deletion.
+    let at_risk = destroy.events("data at risk");
+    assert!(
+        at_risk.iter().any(|e| e["name"] == "sessions-prod" && e["holds"].as_str().unwrap().contains("1 item")),
+        "{at_risk:?}"
+    );
+    let undone = destroy.events("undone");
+    for (kind, name) in
+        [("dynamodb_table", "sessions-prod"), ("vpc", "payments-prod"), ("kms_key", "alias/payments-prod")]
+    {
+        assert!(
+            undone.iter().any(|e| e["action"] == "deleted" && e["kind"] == kind && e["name"] == name),
+            "{kind} {name} in {undone:?}"
+        );
+    }
     let ops = destroy.operations();
     assert_eq!(ops["kms"]["DisableKeyRotation"], serde_json::Value::Null, "no revert before the delete: {ops}");
     assert!(ops["kms"]["ScheduleKeyDeletion"].as_u64() >= Some(1), "{ops}");

@@ -123,7 +123,17 @@ async fn aurora_is_restored_from_the_newest_dev_snapshot_into_the_prod_network()
     again.expect_code(0);
     assert_eq!(again.mutating_calls(), 0, "{}", again.stderr);
 
-    // Rollback removes the whole data tier and never touches dev.
+    // Rollback removes the whole data tier and never touches dev; it says
+    // first that the database goes with it.
+    let dry = w.paymig(["rollback", "--dry-run"]).run();
+    dry.expect_code(0);
+    assert!(
+        dry.stdout.contains("data that would be deleted:")
+            && dry.stdout.contains("  ! payments-prod: Aurora cluster, restored ")
+            && dry.stdout.contains(" ago, 2 instances"),
+        "{}",
+        dry.stdout
+    );
     w.paymig(["rollback", "--yes"]).run().expect_code(0);
     assert!(clusters(&w.prod).await.iter().all(|c| c.db_cluster_identifier() != Some("payments-prod")));
     assert!(prod_instances(&w.prod).await.is_empty());

@@ -202,67 +202,190 @@ async fn progress_is_a_line_per_step_transition_or_a_json_event_for_codebuild() 
     assert!(events.iter().all(|e| e["elapsed_ms"].is_u64() || e["event"] != "step"));
 }
 
+/// A shell script run at a real terminal (a detached tmux session of
+/// `cols` × `rows`) against the test's emulator; the session ends on drop.
+struct Terminal {
+    session: String,
+}
+
+impl Terminal {
+    /// Runs `body` (shell lines; `$PAYMIG` is the binary with the test's
+    /// configuration) in a new session.
+    fn start(w: &World, name: &str, cols: u16, rows: u16, body: &str) -> Terminal {
+        let session = format!("paymig-{name}-{}", std::process::id());
+        let script = w.dir.path().join(format!("{name}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexport AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true\nPAYMIG=\"{} --config {}\"\n{body}\nsleep 60\n",
+                w.moto.endpoint,
+                env!("CARGO_BIN_EXE_paymig"),
+                w.config.display()
+            ),
+        )
+        .unwrap();
+        let t = Terminal { session };
+        let (x, y) = (cols.to_string(), rows.to_string());
+        let started =
+            t.tmux(&["new-session", "-d", "-s", &t.session, "-x", &x, "-y", &y, "sh", script.to_str().unwrap()]);
+        assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux").args(args).output().expect("tmux is installed by scripts/test")
+    }
+
+    /// Everything on screen and in the scrollback, wrapped lines joined.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-J", "-S", "-20000", "-t", &self.session]).stdout)
+            .into_owned()
+    }
+
+    /// The screen once `text` is on it `times` times (or after a minute).
+    fn wait_for(&self, text: &str, times: usize) -> String {
+        tokio::task::block_in_place(|| {
+            let t = std::time::Instant::now();
+            loop {
+                let s = self.screen();
+                if s.matches(text).count() >= times || t.elapsed() > std::time::Duration::from_secs(90) {
+                    return s;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        })
+    }
+
+    /// Types `keys` and Enter.
+    fn answer(&self, keys: &str) {
+        self.tmux(&["send-keys", "-t", &self.session, keys, "Enter"]);
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.tmux(&["kill-session", "-t", &self.session]);
+    }
+}
+
 /// At a real terminal (tmux), `apply` without `--yes` shows the plan —
 /// every resource it would create — with the account and region, then asks;
 /// anything but `y`/`yes` changes nothing, and declining is not an error
 /// (exit 0); `y` applies.
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_at_a_terminal_shows_the_plan_first_and_changes_nothing_unless_confirmed() {
-    use std::process::Command;
     let w = World::with(Default::default(), crate::without_database).await;
-    let session = format!("paymig-ux-{}", std::process::id());
-    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux is installed by scripts/test");
-    let script = w.dir.path().join("apply.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nexport AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true\n{bin} --config {cfg} apply\necho EXIT=$?\n{bin} --config {cfg} apply\necho AGAIN=$?\nsleep 60\n",
-            w.moto.endpoint,
-            bin = env!("CARGO_BIN_EXE_paymig"),
-            cfg = w.config.display()
-        ),
-    )
-    .unwrap();
-    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "160", "-y", "50", "sh", script.to_str().unwrap()]);
-    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
-    let screen = || {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-J", "-S", "-5000", "-t", &session]).stdout).into_owned()
-    };
-    let wait_for = |text: &str| {
-        let t = std::time::Instant::now();
-        loop {
-            let s = screen();
-            if s.contains(text) || t.elapsed() > std::time::Duration::from_secs(60) {
-                return s;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    };
-    let asked = tokio::task::block_in_place(|| wait_for("[y/N]"));
+    let term = Terminal::start(&w, "apply", 160, 50, "$PAYMIG apply\necho EXIT=$?\n$PAYMIG apply\necho AGAIN=$?");
+    let asked = term.wait_for("[y/N]", 1);
     assert!(asked.contains("[y/N]"), "no prompt:\n{asked}");
     let plan_at = asked.find("Plan: ").expect("the plan is shown");
     assert!(plan_at < asked.find("[y/N]").unwrap(), "the plan comes before the question:\n{asked}");
     assert!(asked.contains("+ vpc payments-prod"), "each resource is listed:\n{asked}");
     assert!(asked.contains("account 123456789012 (us-east-1)"), "account and region are named:\n{asked}");
-    tmux(&["send-keys", "-t", &session, "no", "Enter"]);
-    let done = tokio::task::block_in_place(|| wait_for("EXIT="));
+    term.answer("no");
+    let done = term.wait_for("EXIT=", 1);
     assert!(done.contains("not confirmed: nothing was changed") && done.contains("EXIT=0"), "{done}");
     let left = crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await;
     assert!(left.is_empty(), "nothing was created: {left:?}");
     // The same question again: `y` is yes.
-    let again = tokio::task::block_in_place(|| {
-        let t = std::time::Instant::now();
-        while screen().matches("[y/N]").count() < 2 && t.elapsed() < std::time::Duration::from_secs(60) {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        screen()
-    });
+    let again = term.wait_for("[y/N]", 2);
     assert_eq!(again.matches("[y/N]").count(), 2, "{again}");
-    tmux(&["send-keys", "-t", &session, "y", "Enter"]);
-    let applied = tokio::task::block_in_place(|| wait_for("AGAIN="));
-    tmux(&["kill-session", "-t", &session]);
+    term.answer("y");
+    let applied = term.wait_for("AGAIN=", 1);
     assert!(applied.contains("AGAIN=0") && applied.contains("paymig apply: ok: "), "{applied}");
     assert!(!crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await.is_empty());
+}
+
+/// Before a destroy deletes data (items in a table, objects in a bucket)
+/// it says what is at stake above the prompt, lists the resources per step
+/// by kind with the totals, and shows what the sweep would remove beyond
+/// the journal; at a terminal the migration's name must be typed (`yes` is
+/// not enough); the dry run names every change and where the sweep looks,
+/// and a KMS key is scheduled for deletion, not deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_names_the_data_at_risk_and_asks_for_the_migration_name_at_a_terminal() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let w = World::with(Default::default(), crate::without_database).await;
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    for i in 0..3 {
+        let item = AttributeValue::S(format!("s-{i}"));
+        w.prod.dynamodb.put_item().table_name("sessions-prod").item("session_id", item).send().await.unwrap();
+    }
+    // The bucket's TLS-only policy refuses the emulator's plain HTTP; the
+    // owner may lift it to write the test's objects.
+    w.prod.s3.delete_bucket_policy().bucket("payments-audit-prod").send().await.unwrap();
+    for key in ["2026/12/01.log", "2026/12/02.log"] {
+        let body = aws_sdk_s3::primitives::ByteStream::from_static(b"audit");
+        w.prod.s3.put_object().bucket("payments-audit-prod").key(key).body(body).send().await.unwrap();
+    }
+    // A group tagged for the migration that the journal never saw.
+    let vpc = w.prod.ec2.describe_vpcs().set_filters(Some(crate::tag_filters())).send().await.unwrap();
+    let vpc = vpc.vpcs()[0].vpc_id().unwrap().to_owned();
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::SecurityGroup)
+        .tags(Tag::builder().key("paymig:migration").value("payments").build())
+        .tags(Tag::builder().key("paymig:suffix").value("prod").build())
+        .build();
+    let stray = w
+        .prod
+        .ec2
+        .create_security_group()
+        .group_name("stray-prod")
+        .description("made by hand")
+        .vpc_id(&vpc)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+
+    let dry = w.paymig(["destroy", "--dry-run"]).run();
+    dry.expect_code(0);
+    for line in [
+        "data that would be deleted:",
+        "  ! sessions-prod: DynamoDB table, 3 items",
+        "  ! payments-audit-prod: S3 bucket, 2 object versions",
+        &format!("sweep security group {stray}"),
+        "looking only at:",
+        "schedule deletion of kms_key",
+        "deleted after a 7-day window",
+    ] {
+        assert!(dry.stdout.contains(line), "{line:?} in\n{}", dry.stdout);
+    }
+    assert!(
+        dry.stdout.contains("delete security_group payments-db-sg-prod"),
+        "the dry run names every change:\n{}",
+        dry.stdout
+    );
+
+    let term = Terminal::start(&w, "destroy", 160, 60, "$PAYMIG destroy\necho EXIT=$?\n$PAYMIG destroy\necho AGAIN=$?");
+    let asked = term.wait_for("Type the migration's name (payments)", 1);
+    let prompt_at = asked.find("Type the migration's name").expect("asks for the name");
+    for text in
+        ["! sessions-prod: DynamoDB table, 3 items", &format!("sweep security group {stray}"), "change(s) to undo: "]
+    {
+        let at = asked.find(text).unwrap_or_else(|| panic!("{text:?} before the prompt:\n{asked}"));
+        assert!(at < prompt_at, "{text:?} comes before the question:\n{asked}");
+    }
+    assert!(
+        asked.contains("] delete 4 security_group named payments-"),
+        "resources by kind, not one line each:\n{asked}"
+    );
+    assert!(!asked.contains("delete security_group payments-db-sg-prod"), "{asked}");
+    term.answer("yes");
+    let declined = term.wait_for("EXIT=", 1);
+    assert!(declined.contains("not confirmed: nothing was changed") && declined.contains("EXIT=0"), "{declined}");
+    assert!(w.prod.dynamodb.describe_table().table_name("sessions-prod").send().await.is_ok(), "the table is kept");
+    term.wait_for("Type the migration's name (payments)", 2);
+    term.answer("payments");
+    let done = term.wait_for("AGAIN=", 1);
+    assert!(done.contains("AGAIN=0") && done.contains("paymig destroy: ok: "), "{done}");
+    assert!(done.contains(&format!("swept [network] security group {stray}")), "{done}");
+    assert!(w.prod.dynamodb.describe_table().table_name("sessions-prod").send().await.is_err());
+    let groups = w.prod.ec2.describe_security_groups().group_ids(&stray).send().await;
+    assert!(groups.map_or(true, |g| g.security_groups().is_empty()), "the stray group was swept");
 }
 
 /// The live progress block at a real terminal (tmux, 80 columns): every
@@ -431,7 +554,7 @@ async fn plan_and_rollback_show_values_and_mark_actions_only() {
     w.paymig(["rollback", "--yes"]).run().expect_code(0);
     let status = w.paymig(["status"]).run();
     status.expect_code(0);
-    let apply_line = status.stdout.lines().filter(|l| l.contains(" apply ")).last().unwrap_or_default().to_owned();
+    let apply_line = status.stdout.lines().rfind(|l| l.contains(" apply ")).unwrap_or_default().to_owned();
     assert!(apply_line.contains("— rolled back by "), "{}", status.stdout);
     let json: serde_json::Value = serde_json::from_str(&w.paymig(["status", "--format", "json"]).run().stdout).unwrap();
     let runs = json["runs"].as_array().unwrap();

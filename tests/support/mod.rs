@@ -125,6 +125,16 @@ impl Run {
     /// `service -> operation -> calls` from the JSON `api calls` event
     /// (the run must use `--log-format json`); the target side's services
     /// by name, the others as `source:ec2`, `replica:s3`.
+    /// The JSON events on stderr (`--log-format json`) whose message is
+    /// `message`.
+    pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == message)
+            .collect()
+    }
+
     pub fn operations(&self) -> serde_json::Value {
         let event = self
             .stderr

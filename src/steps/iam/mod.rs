@@ -58,6 +58,7 @@ static ABOUT: About = About {
     // Whether dev's functions run with active tracing (their roles then need X-Ray).
     source_actions: &["lambda:GetFunction"],
     scopes: &[("iam", execution_roles), ("lambda", crate::steps::common::arns::functions)],
+    ..About::NONE
 };
 
 impl Declared for Iam {

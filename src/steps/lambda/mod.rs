@@ -106,6 +106,7 @@ static ABOUT: About = About {
     ],
     source_actions: &["lambda:GetFunction", "lambda:GetLayerVersionPolicy", "s3:ListBucket", "s3:GetObject"],
     scopes: &[("lambda", arns::functions), ("kms", arns::kms_keys), ("s3", arns::packages)],
+    ..About::NONE
 };
 
 impl Declared for Lambda {

@@ -25,7 +25,7 @@ use super::observed::Select;
 use super::{converge_tags, filter, is_planned, ours, tag_spec, Kind, Observed};
 use crate::config::GATEWAY_SERVICES;
 use crate::engine::journal::Record;
-use crate::engine::{retry_eventual, About, Ctx, Declared, Outcome, Res, Step, StepError};
+use crate::engine::{retry_eventual, About, Ctx, Declared, Outcome, Res, Step, StepError, Swept};
 use crate::steps::common::arns;
 use crate::steps::common::{statements, strings};
 
@@ -64,6 +64,7 @@ static ABOUT: About = About {
         "ec2:DeleteTags",
     ],
     scopes: &[("ec2", arns::ec2)],
+    sweeps: "interface endpoints tagged for the migration",
     ..About::NONE
 };
 
@@ -106,13 +107,13 @@ impl Step for Endpoints {
         super::undo(ctx, record).await
     }
 
-    async fn sweep(&self, ctx: &Ctx) -> Result<Vec<String>, StepError> {
+    async fn sweep(&self, ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError> {
         let mut interface: Vec<Filter> = ours(ctx).into();
         interface.push(filter("vpc-endpoint-type", "Interface"));
         let tagged = Observed::read(ctx, Kind::Endpoint, Select::Filters(interface)).await?;
         let ids =
             tagged.endpoints.iter().filter(|e| live(e)).filter_map(|e| e.vpc_endpoint_id().map(String::from)).collect();
-        super::delete_each(ctx, "vpc_endpoint", ids).await
+        super::delete_each(ctx, "vpc_endpoint", ids, look).await
     }
 
     async fn validate(&self, ctx: &Ctx) -> Result<crate::report::Findings, StepError> {

@@ -21,6 +21,7 @@ use crate::config::{GATEWAY_SERVICES, TAG_MIGRATION, TAG_SUFFIX};
 use crate::engine::journal::{Op, Record};
 use crate::engine::{
     is_planned, planned_id, retry_eventual, retry_until, About, Created, Ctx, Declared, Outcome, Res, Step, StepError,
+    Swept,
 };
 use crate::steps::common::arns;
 
@@ -155,6 +156,7 @@ static ABOUT: About = About {
         "rds:DescribeDBClusters",
     ],
     scopes: &[("ec2", arns::ec2)],
+    sweeps: "the VPC, subnets, route tables, gateway endpoints and security groups tagged for the migration",
 };
 
 impl Declared for Network {
@@ -1658,25 +1660,26 @@ async fn restore_members(ctx: &Ctx, id: &str, member: Member, before: BTreeSet<S
 }
 
 /// Deletes each resource of `kind` by id; returns a line per one removed.
-async fn delete_each(ctx: &Ctx, kind: &str, ids: Vec<String>) -> Result<Vec<String>, StepError> {
+/// Deletes each resource of `kind` (unless `look`); those it removed.
+async fn delete_each(ctx: &Ctx, kind: &'static str, ids: Vec<String>, look: bool) -> Result<Vec<Swept>, StepError> {
     let mut removed = Vec::new();
     for id in ids {
-        if delete_resource(ctx, kind, &id).await? {
-            removed.push(format!("{} {id}", kind.replace('_', " ")));
+        if look || delete_resource(ctx, kind, &id).await? {
+            removed.push(Swept::new(kind, id));
         }
     }
     Ok(removed)
 }
 
-async fn sweep(ctx: &Ctx) -> Result<Vec<String>, StepError> {
+async fn sweep(ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError> {
     let tagged = Observed::tagged(ctx, &Kind::TEARDOWN).await?;
     // Drop every group's rules before deleting any: the groups reference each other.
-    for g in &tagged.groups {
+    for g in tagged.groups.iter().filter(|_| !look) {
         drop_rules(ctx, g).await?;
     }
     let mut removed = Vec::new();
     for kind in Kind::TEARDOWN {
-        removed.extend(delete_each(ctx, kind.as_str(), tagged.ids(kind)).await?);
+        removed.extend(delete_each(ctx, kind.as_str(), tagged.ids(kind), look).await?);
     }
     Ok(removed)
 }
