@@ -347,6 +347,31 @@ pub fn finish(status: &str, summary: &serde_json::Value) {
     }
 }
 
+/// A second signal ends the process at once: running and waiting lines
+/// are marked stopped and the block is left for good (no running line stays
+/// on screen), without waiting on a lock another thread may hold.
+pub fn abandon() {
+    TICKING.store(false, Ordering::SeqCst);
+    let Some(board) = BOARD.get() else { return };
+    let Ok(mut b) = board.try_lock() else { return };
+    for l in &mut b.lines {
+        if matches!(l.state, State::Running | State::Waiting) {
+            if let Some(t) = l.started {
+                l.elapsed = t.elapsed();
+            }
+            l.state = State::Blocked;
+            l.note = "stopped".into();
+        }
+        if let Some(bar) = l.bar.take() {
+            bar.finish_with_message(l.styled());
+        }
+    }
+    drop(b);
+    if let Ok(mut live) = LIVE.try_lock() {
+        *live = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,13 +18,19 @@ pub fn listen() {
     for (kind, number) in [(SignalKind::interrupt(), SIGINT), (SignalKind::terminate(), SIGTERM)] {
         let Ok(mut stream) = signal(kind) else { continue };
         tokio::spawn(async move {
-            if stream.recv().await.is_some() {
+            while stream.recv().await.is_some() {
+                // A second one (of either kind) ends the process at once:
+                // the journal is fsynced entry by entry, and a re-run
+                // resumes a killed run.
+                if stopping() {
+                    crate::progress::abandon();
+                    eprintln!(
+                        "paymig: stopped at once by a second {}: calls in flight were abandoned; every change made is in the journal — re-run the same command to resume",
+                        name(number)
+                    );
+                    std::process::exit(128 + i32::from(number));
+                }
                 note(number);
-            }
-            // A second one ends the process at once: the journal is
-            // fsynced entry by entry, and a re-run resumes a killed run.
-            if stream.recv().await.is_some() {
-                std::process::exit(128 + i32::from(number));
             }
         });
     }

@@ -54,6 +54,7 @@ pub async fn run(cfg: Config, confirm: crate::cli::Confirm, parallelism: usize) 
             Status::Skipped(why) => format!("skipped: {why}"),
             Status::Failed(e) => format!("FAILED: {e}"),
             Status::Blocked(e) => format!("blocked: {e}"),
+            Status::Interrupted(e) => e.clone(),
         };
         println!("  [{}] {state} ({:.1}s)", r.step, r.elapsed.as_secs_f64());
     }

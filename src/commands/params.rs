@@ -49,6 +49,9 @@ pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, confirm: crate::cl
     };
     journal.end_run(status, ctx.aws.stats.summary().mutating)?;
     print_report("paymig params", &step.report(), result.as_ref().cloned().unwrap_or(Outcome::Done));
+    if let Err(e) = &result {
+        println!("paymig params: {e}");
+    }
     super::report_calls(&ctx.aws);
     if let Some(signal) = interrupted {
         return Err(Error::Interrupted { signal });

@@ -45,6 +45,7 @@ pub async fn run(ctx: &Ctx, journal: &Journal, dag: &Dag) -> Result<Applied, Jou
         .filter_map(|r| match &r.status {
             Status::Failed(e) => Some(format!("[{}] failed: {e}", r.step)),
             Status::Blocked(e) => Some(format!("[{}] blocked: {e}", r.step)),
+            Status::Interrupted(e) => Some(format!("[{}] {e}", r.step)),
             _ => None,
         })
         .collect();

@@ -30,6 +30,8 @@ pub enum Status {
     Failed(String),
     /// Not run because a dependency failed or was blocked.
     Blocked(String),
+    /// Stopped part way by a signal: what it finished and what it left.
+    Interrupted(String),
 }
 
 /// One step's result.
@@ -90,9 +92,9 @@ impl Dag {
                     if started.contains(s.id()) {
                         continue;
                     }
-                    if let Some(bad) =
-                        s.deps().iter().find(|d| matches!(status.get(*d), Some(Status::Failed(_) | Status::Blocked(_))))
-                    {
+                    if let Some(bad) = s.deps().iter().find(|d| {
+                        matches!(status.get(*d), Some(Status::Failed(_) | Status::Blocked(_) | Status::Interrupted(_)))
+                    }) {
                         let st = Status::Blocked(format!("dependency {bad} did not finish"));
                         tracing::warn!(step = s.id(), "blocked: dependency {bad} did not finish");
                         crate::progress::set(s.id(), crate::progress::State::Blocked, &format!("{bad} did not finish"));
@@ -135,11 +137,13 @@ impl Dag {
             let st = match result {
                 Ok(Outcome::Done) => Status::Done,
                 Ok(Outcome::Skipped(why)) => Status::Skipped(why),
+                Err(e) if e.is_interrupted() => Status::Interrupted(e.to_string()),
                 Err(e) => Status::Failed(e.to_string()),
             };
             let (state, note) = match &st {
                 Status::Done => (crate::progress::State::Done, ""),
                 Status::Skipped(why) => (crate::progress::State::Skipped, why.as_str()),
+                Status::Interrupted(e) => (crate::progress::State::Blocked, e.as_str()),
                 Status::Failed(e) | Status::Blocked(e) => (crate::progress::State::Failed, e.as_str()),
             };
             crate::progress::set(id, state, note);

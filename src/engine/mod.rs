@@ -158,12 +158,61 @@ pub enum StepError {
     /// A signal asked the run to stop before this change was started.
     #[error("not started: the run was asked to stop (re-run to resume)")]
     Interrupted,
+    /// A signal stopped a step part way: what it did and what it left, in
+    /// words (`444 copied, 1,056 not started`).
+    #[error("interrupted: {0} (re-run to resume)")]
+    Stopped(String),
     /// Two desired states for one resource in one run (a paymig bug).
     #[error("{0}: two desired states for one resource in one run; nothing was written for the second (one resource, one definition)\nhelp: this is a defect in paymig; please report it with the output of `paymig plan`")]
     Conflict(String),
 }
 
 impl StepError {
+    /// Whether a signal, not a failure, ended the work.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, StepError::Interrupted | StepError::Stopped(_))
+    }
+
+    /// Many items' errors as one: those a signal kept from starting are
+    /// counted (`interrupted: 444 copied, 1,056 not started`), distinct
+    /// failures named once each with how often they occurred.
+    pub fn summarise(done: usize, verb: &str, errors: Vec<StepError>) -> Option<StepError> {
+        use crate::engine::step::thousands;
+        let total = errors.len();
+        let (stopped, failed): (Vec<StepError>, Vec<StepError>) =
+            errors.into_iter().partition(|e| matches!(e, StepError::Interrupted));
+        if failed.is_empty() {
+            return (!stopped.is_empty()).then(|| {
+                StepError::Stopped(format!(
+                    "{} {verb}, {} not started",
+                    thousands(done as u64),
+                    thousands(stopped.len() as u64)
+                ))
+            });
+        }
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for e in &failed {
+            let text = e.to_string();
+            match seen.iter_mut().find(|(t, _)| *t == text) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((text, 1)),
+            }
+        }
+        let listed: Vec<String> =
+            seen.into_iter().map(|(t, n)| if n == 1 { t } else { format!("{t} (×{n})") }).collect();
+        let stopped = match stopped.len() {
+            0 => String::new(),
+            n => format!("; {} not started: the run was asked to stop (re-run to resume)", thousands(n as u64)),
+        };
+        Some(StepError::Invalid(format!(
+            "{} of {} failed ({} {verb}): {}{stopped}",
+            thousands(failed.len() as u64),
+            thousands(total as u64 + done as u64),
+            thousands(done as u64),
+            listed.join("; ")
+        )))
+    }
+
     /// An error-mapping closure for an SDK call on `resource`.
     pub fn aws<E>(
         resource: impl Into<String>,

@@ -47,6 +47,7 @@ impl Plan {
                         Status::Skipped(_) => "skipped",
                         Status::Failed(_) => "failed",
                         Status::Blocked(_) => "blocked",
+                        Status::Interrupted(_) => "interrupted",
                     })
                     .unwrap_or_default();
                 let c = counts.get(id).copied().unwrap_or_default();

@@ -62,24 +62,35 @@ pub fn without_settings_of_deleted(todo: &[Record]) -> (Vec<Record>, std::collec
     (work, dropped)
 }
 
+/// One record's undo outcome.
+#[derive(Debug)]
+enum Outcome {
+    /// Reversed (and journaled): what its op was.
+    Undone(Op),
+    Failed(String),
+    /// The journal could not be written: nothing more may be undone.
+    Fatal(String),
+    /// A signal came first: never started.
+    NotStarted,
+}
+
 /// Undoes a chunk of sibling records (one record, or up to the step's
-/// batch of sibling creates in one call) and journals each; per record
-/// `Err((message, fatal))` — fatal when the journal itself cannot be written.
+/// batch of sibling creates in one call) and journals each; one outcome per
+/// record.
 async fn undo_chunk(
     ctx: &Ctx,
     journal: &Journal,
     steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
     dropped: &Dropped,
     chunk: &[&Record],
-) -> Vec<Result<Op, (String, bool)>> {
+) -> Vec<Outcome> {
     let r = chunk[0];
     if crate::signals::stopping() {
-        let why = |r: &Record| format!("[{}] {}: not undone: the run was asked to stop", r.intent.step, r.intent.key);
-        return chunk.iter().map(|r| Err((why(r), false))).collect();
+        return chunk.iter().map(|_| Outcome::NotStarted).collect();
     }
     let Some(step) = steps.iter().find(|s| s.id() == r.intent.step) else {
         let why = |r: &Record| format!("{}: no step {:?} in this version to undo it", r.intent.key, r.intent.step);
-        return chunk.iter().map(|r| Err((why(r), false))).collect();
+        return chunk.iter().map(|r| Outcome::Failed(why(r))).collect();
     };
     let results = if chunk.len() == 1 { vec![step.undo(ctx, r).await] } else { step.undo_creates(ctx, chunk).await };
     chunk.iter().zip(results).map(|(r, result)| journal_undo(journal, dropped, r, result)).collect()
@@ -94,14 +105,16 @@ fn journal_undo(
     dropped: &Dropped,
     r: &Record,
     result: std::result::Result<(), crate::engine::StepError>,
-) -> Result<Op, (String, bool)> {
+) -> Outcome {
     match result {
         Ok(()) => {
             // The resource is gone: its setting changes went with it.
-            for seq in dropped.get(&r.seq).into_iter().flatten() {
-                journal.undone(*seq).map_err(|e| (e.to_string(), true))?;
+            let seqs = dropped.get(&r.seq).into_iter().flatten().chain(std::iter::once(&r.seq));
+            for seq in seqs {
+                if let Err(e) = journal.undone(*seq) {
+                    return Outcome::Fatal(e.to_string());
+                }
             }
-            journal.undone(r.seq).map_err(|e| (e.to_string(), true))?;
             let action = if r.intent.op == Op::Update { "restored" } else { "deleted" };
             tracing::debug!(
                 step = %r.intent.step,
@@ -113,11 +126,11 @@ fn journal_undo(
                 "undone"
             );
             crate::progress::println(format!("  done [{}] {}", r.intent.step, describe(r)));
-            Ok(r.intent.op)
+            Outcome::Undone(r.intent.op)
         }
         Err(e) => {
             tracing::error!(step = %r.intent.step, key = %r.intent.key, error = %e, "undo failed");
-            Err((format!("[{}] {}: {e}", r.intent.step, r.intent.key), false))
+            Outcome::Failed(format!("[{}] {}: {e}", r.intent.step, r.intent.key))
         }
     }
 }
@@ -212,6 +225,8 @@ pub async fn replay(ctx: &Ctx, journal: &Journal, dag: &Dag, records: &[Record],
             total.add(t);
         }
     }
+    // What a signal (or a journal failure) kept from starting.
+    total.not_started = records.len().saturating_sub(total.deleted + total.restored + total.failures.len());
     total
 }
 
@@ -222,6 +237,8 @@ pub struct Tally {
     pub deleted: usize,
     pub restored: usize,
     pub failures: Vec<String>,
+    /// Records never started (a signal stopped the run first).
+    pub not_started: usize,
 }
 
 impl Tally {
@@ -234,7 +251,11 @@ impl Tally {
 
 impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} deleted, {} restored", self.deleted, self.restored)
+        write!(f, "{} deleted, {} restored", self.deleted, self.restored)?;
+        if self.not_started > 0 {
+            write!(f, ", {} not started (re-run to resume)", self.not_started)?;
+        }
+        Ok(())
     }
 }
 
@@ -265,7 +286,7 @@ async fn undo_step(
         if fatal.load(Ordering::Relaxed) {
             break;
         }
-        let results: Vec<Result<Op, (String, bool)>> = futures::stream::iter(group.chunks(batch).map(|chunk| {
+        let results: Vec<Outcome> = futures::stream::iter(group.chunks(batch).map(|chunk| {
             crate::aws::in_lane(
                 format!("{step_id}/{}", chunk[0].intent.key),
                 undo_chunk(ctx, journal, steps, dropped, chunk),
@@ -277,14 +298,14 @@ async fn undo_step(
         .await;
         for result in results {
             match result {
-                Ok(Op::Update) => tally.restored += 1,
-                Ok(_) => tally.deleted += 1,
-                Err((message, is_fatal)) => {
+                Outcome::Undone(Op::Update) => tally.restored += 1,
+                Outcome::Undone(_) => tally.deleted += 1,
+                Outcome::Failed(message) => failures.push(message),
+                Outcome::Fatal(message) => {
                     failures.push(message);
-                    if is_fatal {
-                        fatal.store(true, Ordering::Relaxed);
-                    }
+                    fatal.store(true, Ordering::Relaxed);
                 }
+                Outcome::NotStarted => {}
             }
         }
     }

@@ -375,7 +375,7 @@ impl Params {
             match r {
                 Ok((name, true)) => report.overwritten.push(name),
                 Ok((name, false)) => report.copied.push(name),
-                Err(e) => failures.push(e.to_string()),
+                Err(e) => failures.push(e),
             }
         }
         for (name, why) in &report.skipped {
@@ -395,13 +395,10 @@ impl Params {
         report.copied.sort();
         report.overwritten.sort();
         let rejected = report.rejected.len();
+        let done = report.copied.len() + report.overwritten.len();
         *self.report.lock().expect("report poisoned") = report;
-        if !failures.is_empty() {
-            return Err(StepError::Invalid(format!(
-                "{} parameter write(s) failed: {}",
-                failures.len(),
-                failures.join("; ")
-            )));
+        if let Some(e) = StepError::summarise(done, "copied", failures) {
+            return Err(e);
         }
         if rejected > 0 && !ctx.is_plan() {
             return Err(StepError::Invalid(format!(

@@ -268,3 +268,64 @@ async fn no_command_verbose_or_json_leaks_a_secret_or_reads_one_decrypted() {
     assert_eq!(proxy.stats.decrypting_ssm_reads.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert!(proxy.stats.requests.load(std::sync::atomic::Ordering::Relaxed) > 500);
 }
+
+/// One SIGINT during the parameter writes: the step's line says
+/// `interrupted: N copied, M not started (re-run to resume)` once, not a
+/// phrase per parameter. A second signal ends the process at once with a
+/// final line of its own (no running line left behind), and the next run
+/// copies the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_copy_is_summarised_and_a_second_signal_stops_at_once() {
+    use crate::support::proxy::{Proxy, ProxyConfig};
+    use std::time::Duration;
+    let w = World::with(Default::default(), without_database).await;
+    const BULK: usize = 300;
+    futures::stream::iter(0..BULK)
+        .for_each_concurrent(16, |i| {
+            let w = &w;
+            async move { put(w, &format!("/dev/payments/bulk/p{i:03}"), "v", ParameterType::String).await }
+        })
+        .await;
+    let proxy = Proxy::start(ProxyConfig { latency: Duration::from_millis(40), ..ProxyConfig::new(&w.moto.endpoint) });
+    let writes = |w: &World| w.journal_lines().iter().filter(|l| l["type"] == "intent").count();
+    async fn wait_until(w: &World, writes: impl Fn(&World) -> usize, n: usize) {
+        let t = std::time::Instant::now();
+        while writes(w) < n && t.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    let before = writes(&w);
+    let child = w.paymig(["params", "--yes"]).via(&proxy.endpoint).spawn();
+    wait_until(&w, writes, before + 20).await;
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let once =
+        crate::support::to_run(tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap());
+    once.expect_code(130);
+    let summary = once.stdout.lines().find(|l| l.starts_with("paymig params: interrupted: ")).unwrap_or_else(|| {
+        panic!("no summary line:\n{}", once.stdout);
+    });
+    assert!(summary.contains(" copied, ") && summary.ends_with(" not started (re-run to resume)"), "{summary}");
+    let all = format!("{}{}", once.stdout, once.stderr);
+    assert!(all.matches("asked to stop").count() <= 1, "the reason is said once:\n{all}");
+
+    // Calls slow enough to be in flight when the second signal comes.
+    let slow = Proxy::start(ProxyConfig { latency: Duration::from_millis(300), ..ProxyConfig::new(&w.moto.endpoint) });
+    let before = writes(&w);
+    let child = w.paymig(["params", "--yes"]).via(&slow.endpoint).spawn();
+    wait_until(&w, writes, before + 1).await;
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let twice =
+        crate::support::to_run(tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap());
+    twice.expect_code(130);
+    let last = twice.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(last.contains("stopped at once by a second SIGINT") && last.contains("re-run"), "{}", twice.stderr);
+
+    w.paymig(["params", "--yes"]).run().expect_code(0);
+    for i in [0, BULK / 2, BULK - 1] {
+        assert_eq!(get(&w, &format!("/prod/payments/bulk/p{i:03}")).await.as_deref(), Some("v"));
+    }
+}
