@@ -67,14 +67,21 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    /// For people.
     Text,
+    /// One JSON document (for scripts and CI).
     Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
+    /// A summary: failed checks, drift and missing resources first, then the totals.
+    Text,
+    /// The whole report as Markdown tables.
     Md,
+    /// The whole report as one JSON document (SPEC "validate report").
     Json,
+    /// The whole report as one self-contained HTML page.
     Html,
 }
 
@@ -154,9 +161,10 @@ pub enum Command {
     /// Dev-vs-prod comparison report plus security and compliance checks.
     #[command(after_help = "Example:\n  paymig validate --format html --out report.html")]
     Validate {
-        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
-        format: ReportFormat,
-        /// Write the report here instead of stdout.
+        /// Report format [default: text at a terminal, md when piped or with --out].
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
+        /// Write the report here instead of stdout (then says where, with the totals).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -203,6 +211,7 @@ pub enum Command {
     /// Journal summary: runs, resources per step, lock holder.
     #[command(after_help = "Example:\n  paymig status --format json")]
     Status {
+        /// Output format on stdout.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },

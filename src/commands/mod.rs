@@ -241,6 +241,23 @@ pub fn confirm_with(yes: bool, question: &str, word: Option<&str>) -> Result<()>
     }
 }
 
+/// Whether stdout takes colour: a terminal, and `NO_COLOR` not set.
+pub fn colour_on_stdout() -> bool {
+    use std::io::IsTerminal;
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+}
+
+/// `text` in an ANSI colour when stdout takes colour; as it is in pipes
+/// and files.
+pub fn paint(colour: &str, text: &str) -> String {
+    if colour_on_stdout() {
+        format!("\x1b[{colour}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// How a journaled run ended: by a signal, with failures, or cleanly.
 pub struct Ended {
     /// `interrupted`, `failed` or `ok`, as the journal records it.

@@ -38,18 +38,7 @@ const GREEN: &str = "32";
 const YELLOW: &str = "33";
 const MAGENTA: &str = "35";
 
-/// `text` in an ANSI colour when stdout is a terminal and `NO_COLOR` is not
-/// set; as it is in pipes and files.
-fn paint(colour: &str, text: &str) -> String {
-    use std::io::IsTerminal;
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-    if on {
-        format!("\x1b[{colour}m{text}\x1b[0m")
-    } else {
-        text.to_owned()
-    }
-}
+use super::paint;
 
 /// One reference as plan and apply show it: mapped (`dev → prod`), named
 /// (`!`, copied unchanged, with why) or kept (`=`).

@@ -10,7 +10,16 @@ use crate::config::Config;
 use crate::engine::Mode;
 use crate::error::{Error, Result};
 
-pub async fn run(cfg: Config, format: ReportFormat, out: Option<PathBuf>) -> Result<()> {
+pub async fn run(cfg: Config, format: Option<ReportFormat>, out: Option<PathBuf>) -> Result<()> {
+    // A person at a terminal gets the summary; a pipe, a file or a CI log
+    // the whole report.
+    let format = format.unwrap_or_else(|| {
+        if out.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            ReportFormat::Text
+        } else {
+            ReportFormat::Md
+        }
+    });
     let journal = super::open_read_only(&cfg)?;
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Plan, journal).await?;
@@ -29,16 +38,22 @@ pub async fn run(cfg: Config, format: ReportFormat, out: Option<PathBuf>) -> Res
         ctx.suffix()
     );
     let text = match format {
+        ReportFormat::Text => report.to_text(&title, super::colour_on_stdout()),
         ReportFormat::Md => report.to_markdown(&title),
         ReportFormat::Json => report.to_json(),
         ReportFormat::Html => report.to_html(&title),
     };
+    let s = &report.summary;
     match &out {
-        Some(path) => std::fs::write(path, &text)
-            .map_err(|e| Error::Usage(format!("cannot write the report to {}: {e}", path.display())))?,
+        Some(path) => {
+            std::fs::write(path, &text)
+                .map_err(|e| Error::Usage(format!("cannot write the report to {}: {e}", path.display())))?;
+            let format = format!("{format:?}").to_lowercase();
+            println!("paymig validate: wrote the {format} report to {}", path.display());
+            println!("{}", report.totals());
+        }
         None => println!("{text}"),
     }
-    let s = &report.summary;
     tracing::info!(
         resources = s.resources,
         matching = s.matching,

@@ -67,6 +67,28 @@ impl Check {
     pub fn new(id: &str, resource: &str, passed: bool, detail: impl Into<String>) -> Check {
         Check { id: id.into(), resource: resource.into(), passed, detail: detail.into() }
     }
+
+    /// A check of one setting, its detail the state found (`point-in-time
+    /// recovery: disabled`), whether it passed or not.
+    pub fn setting(id: &str, resource: &str, passed: bool, setting: &str, state: impl std::fmt::Display) -> Check {
+        Check::new(id, resource, passed, format!("{setting}: {state}"))
+    }
+
+    /// A check whose passing detail is `wanted`; a failure names what was
+    /// found instead (`wanted — found: …`).
+    pub fn wanted(id: &str, resource: &str, passed: bool, wanted: &str, found: impl std::fmt::Display) -> Check {
+        let detail = if passed { wanted.to_owned() } else { format!("{wanted} — found: {found}") };
+        Check::new(id, resource, passed, detail)
+    }
+}
+
+/// `on` / `off`.
+pub fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// Compares two values of a field, `expected` when the migration intends a
@@ -100,6 +122,16 @@ pub fn diff(out: &mut Vec<Difference>, field: &str, dev: impl ToString, prod: im
         return;
     }
     out.push(Difference { field: field.into(), dev, prod, expected });
+}
+
+/// A long value cut for one terminal line.
+fn cut(v: &str) -> String {
+    let one_line = v.replace('\n', " ");
+    if one_line.chars().count() > 100 {
+        one_line.chars().take(99).chain(std::iter::once('…')).collect()
+    } else {
+        one_line
+    }
 }
 
 /// A value as a person reads it: Rust's `Some("x")` / `None` / `"x"` shown
@@ -200,6 +232,19 @@ impl Report {
             r.resources.extend(f.resources);
             r.checks.extend(f.checks);
         }
+        // A resource failing a check does not match, whatever dev has: the
+        // check is named among its differences.
+        for res in r.resources.iter_mut().filter(|x| x.status != Status::Missing) {
+            for c in r.checks.iter().filter(|c| !c.passed && c.resource == res.prod) {
+                res.differences.push(Difference {
+                    field: format!("check {}", c.id),
+                    dev: "must pass".into(),
+                    prod: c.detail.clone(),
+                    expected: false,
+                });
+                res.status = Status::Differs;
+            }
+        }
         // Stable sorts: inside a status, the tiers keep their order.
         let rank = |s: Status| match s {
             Status::Missing => 0,
@@ -225,6 +270,68 @@ impl Report {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("report serializes")
+    }
+
+    /// The totals in one line.
+    pub fn totals(&self) -> String {
+        let s = &self.summary;
+        format!(
+            "{} resources: {} matching, {} with drift, {} missing · checks: {} of {} failed",
+            s.resources,
+            s.matching,
+            s.differing,
+            s.missing,
+            s.checks_failed,
+            self.checks.len()
+        )
+    }
+
+    /// The summary a person reads at a terminal: what needs attention
+    /// first (failed checks, drift, missing resources), the totals last;
+    /// expected differences only counted.
+    pub fn to_text(&self, title: &str, colour: bool) -> String {
+        let paint = |code: &str, t: &str| if colour { format!("\x1b[{code}m{t}\x1b[0m") } else { t.to_owned() };
+        let m = &self.meta;
+        let mut out = format!(
+            "{title}\naccount {}, {} · journal run {} · {}\n",
+            m.account,
+            m.region,
+            m.run.as_deref().unwrap_or("none"),
+            m.generated_at
+        );
+        let failed: Vec<&Check> = self.checks.iter().filter(|c| !c.passed).collect();
+        if !failed.is_empty() {
+            out += &format!("\n{}\n", paint("31;1", &format!("Failed checks ({})", failed.len())));
+            for c in failed {
+                out += &format!("  {} {}  {}: {}\n", paint("31", "✗"), c.id, c.resource, c.detail);
+            }
+        }
+        let drifted: Vec<&Resource> = self.resources.iter().filter(|r| r.status == Status::Differs).collect();
+        if !drifted.is_empty() {
+            out += &format!("\n{}\n", paint("33;1", &format!("Drift ({})", drifted.len())));
+            for r in drifted {
+                out += &format!("  {} [{}] {} {}\n", paint("33", "~"), r.tier, r.kind, r.prod);
+                for d in r.differences.iter().filter(|d| !d.expected) {
+                    out += &format!("      {}: {} → {}\n", d.field, cut(&d.dev), cut(&d.prod));
+                }
+            }
+        }
+        let missing: Vec<&Resource> = self.resources.iter().filter(|r| r.status == Status::Missing).collect();
+        if !missing.is_empty() {
+            out += &format!("\n{}\n", paint("31;1", &format!("Missing in prod ({})", missing.len())));
+            for r in missing {
+                out += &format!("  {} [{}] {} {} (dev: {})\n", paint("31", "-"), r.tier, r.kind, r.prod, r.dev);
+            }
+        }
+        let expected: usize = self.resources.iter().map(|r| r.differences.iter().filter(|d| d.expected).count()).sum();
+        if self.is_clean() {
+            out += &format!("\n{}\n", paint("32", "Every resource matches dev and every check passes."));
+        }
+        out += &format!(
+            "\n{}\n{expected} expected difference(s) (renames, prod tags, the prod key, settings from the configuration) not listed\nthe whole report: paymig validate --format md (or json; or --format html --out report.html)",
+            self.totals()
+        );
+        out
     }
 
     pub fn to_markdown(&self, title: &str) -> String {

@@ -895,26 +895,17 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                 values.insert(setting.name(), setting.read(c, name).await?);
             }
             let is = |s: Setting| values[s.name()] == s.desired(ctx, name, &values[s.name()]);
-            f.checks.push(Check::new("s3.versioning", name, is(Setting::Versioning), "versioning enabled"));
-            f.checks.push(Check::new(
-                "s3.encryption",
-                name,
-                is(Setting::Encryption),
-                "SSE-S3 (AES256) default encryption",
-            ));
-            f.checks.push(Check::new(
-                "s3.public_access_block",
-                name,
-                is(Setting::PublicAccess),
-                "all four public-access blocks",
-            ));
-            f.checks.push(Check::new(
-                "s3.lifecycle",
-                name,
-                is(Setting::Lifecycle),
-                format!("GLACIER after {} days, incomplete uploads aborted", ctx.cfg.audit.glacier_after_days),
-            ));
-            f.checks.push(Check::new("s3.tls_only", name, is(Setting::Policy), "bucket policy denies non-TLS access"));
+            // A failed check names what the bucket has instead.
+            let check = |id: &str, s: Setting, wanted: &str| {
+                Check::wanted(id, name, is(s), wanted, found_text(&values[s.name()]))
+            };
+            f.checks.push(check("s3.versioning", Setting::Versioning, "versioning enabled"));
+            f.checks.push(check("s3.encryption", Setting::Encryption, "SSE-S3 (AES256) default encryption"));
+            f.checks.push(check("s3.public_access_block", Setting::PublicAccess, "all four public-access blocks"));
+            let lifecycle =
+                format!("GLACIER after {} days, incomplete uploads aborted", ctx.cfg.audit.glacier_after_days);
+            f.checks.push(check("s3.lifecycle", Setting::Lifecycle, &lifecycle));
+            f.checks.push(check("s3.tls_only", Setting::Policy, "bucket policy denies non-TLS access"));
             let tags: BTreeMap<String, String> = serde_json::from_value(values["tags"].clone()).unwrap_or_default();
             f.checks.extend(super::common::common_checks(ctx, name, &tags));
         }
@@ -979,6 +970,22 @@ async fn at_risk(ctx: &Ctx, resources: &[(String, String)]) -> Result<Vec<AtRisk
         }
     }
     Ok(out)
+}
+
+/// A bucket setting as a failed check names it: `none`, a word, or its
+/// compact JSON (cut at 160 characters).
+fn found_text(v: &Value) -> String {
+    let text = match v {
+        Value::Null => "none".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => crate::report::on_off(*b).to_owned(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 160 {
+        text.chars().take(159).chain(std::iter::once('…')).collect()
+    } else {
+        text
+    }
 }
 
 /// Where counting a bucket's objects for the prompt stops.

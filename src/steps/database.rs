@@ -1378,12 +1378,9 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
             },
         ));
     }
-    f.checks.push(Check::new(
-        "database.cmk",
-        &n.cluster,
-        c.kms_key_id() == Some(key.as_str()),
-        "storage encrypted with the prod key",
-    ));
+    let encrypted = c.kms_key_id() == Some(key.as_str());
+    let storage = if encrypted { "the prod key" } else { c.kms_key_id().unwrap_or("not encrypted") };
+    f.checks.push(Check::setting("database.cmk", &n.cluster, encrypted, "storage encryption", storage));
     let secret = c.master_user_secret();
     let managed = secret.is_some_and(|s| s.secret_status() == Some("active") && s.kms_key_id() == Some(key.as_str()));
     f.checks.push(Check::new(
@@ -1409,11 +1406,13 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
             None => "no backup retention reported".to_owned(),
         },
     ));
-    f.checks.push(Check::new(
+    let protected = c.deletion_protection() == Some(true);
+    f.checks.push(Check::setting(
         "database.deletion_protection_off",
         &n.cluster,
-        c.deletion_protection() != Some(true),
-        "deletion protection off",
+        !protected,
+        "deletion protection",
+        crate::report::on_off(protected),
     ));
     let rds = &ctx.aws.target.rds;
     let mut zones = BTreeSet::new();

@@ -835,13 +835,17 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             .and_then(|c| c.point_in_time_recovery_description())
             .and_then(|p| p.point_in_time_recovery_status())
             .is_some_and(|s| s.as_str() == "ENABLED");
-        f.checks.push(Check::new("dynamodb.pitr", &name, pitr_on, "point-in-time recovery"));
-        f.checks.push(Check::new("dynamodb.cmk", &name, sse == key, "encrypted with the prod key"));
-        f.checks.push(Check::new(
+        let pitr_state = if pitr_on { "enabled" } else { "disabled" };
+        f.checks.push(Check::setting("dynamodb.pitr", &name, pitr_on, "point-in-time recovery", pitr_state));
+        let encryption = if sse == key { "the prod key" } else { sse.as_str() };
+        f.checks.push(Check::setting("dynamodb.cmk", &name, sse == key, "encryption", encryption));
+        let protected = prod.deletion_protection_enabled() == Some(true);
+        f.checks.push(Check::setting(
             "dynamodb.deletion_protection_off",
             &name,
-            prod.deletion_protection_enabled() != Some(true),
-            "deletion protection off",
+            !protected,
+            "deletion protection",
+            crate::report::on_off(protected),
         ));
         let tags = table_tags(ctx, &name, prod.table_arn().unwrap_or_default()).await?;
         f.checks.extend(super::common::common_checks(ctx, &name, &tags));

@@ -642,13 +642,10 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         .send()
         .await
         .map_err(StepError::aws(&alias, "GetKeyRotationStatus"))?;
-    f.checks.push(Check::new("kms.rotation", &alias, rotation.key_rotation_enabled, "automatic key rotation"));
-    f.checks.push(Check::new(
-        "kms.customer_managed",
-        &alias,
-        md.key_manager.as_ref().is_some_and(|m| m.as_str() == "CUSTOMER"),
-        "customer-managed key",
-    ));
+    let on = rotation.key_rotation_enabled;
+    f.checks.push(Check::setting("kms.rotation", &alias, on, "automatic key rotation", crate::report::on_off(on)));
+    let manager = md.key_manager.as_ref().map_or("unknown", |m| m.as_str());
+    f.checks.push(Check::setting("kms.customer_managed", &alias, manager == "CUSTOMER", "key manager", manager));
     let policy = kms
         .get_key_policy()
         .key_id(&md.key_id)

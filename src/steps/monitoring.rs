@@ -913,18 +913,16 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         Ok(out) => {
             let a = out.attributes.unwrap_or_default();
             f.resources.push(Resource::compared("sns_topic", "(prod only)", &topic_name(ctx), vec![]));
-            f.checks.push(Check::new(
-                "sns.cmk",
-                &topic_name(ctx),
-                a.get("KmsMasterKeyId") == Some(&key),
-                "encrypted with the prod key",
-            ));
+            let encrypted = a.get("KmsMasterKeyId") == Some(&key);
+            let state = if encrypted { "the prod key" } else { a.get("KmsMasterKeyId").map_or("none", String::as_str) };
+            f.checks.push(Check::setting("sns.cmk", &topic_name(ctx), encrypted, "encryption", state));
             let policy: Value = a.get("Policy").and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-            f.checks.push(Check::new(
+            f.checks.push(Check::wanted(
                 "sns.cloudwatch_publish",
                 &topic_name(ctx),
                 policy == topic_policy(ctx, &topic),
                 "CloudWatch of this account may publish",
+                "a topic policy without that grant",
             ));
         }
         Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {
@@ -969,11 +967,13 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                     diff(&mut d, "name", dev, &spec.name, true);
                 }
                 f.resources.push(Resource::compared("alarm", dev, &spec.name, d));
-                f.checks.push(Check::new(
+                let list = |a: &[String]| if a.is_empty() { "none".to_owned() } else { a.join(", ") };
+                f.checks.push(Check::wanted(
                     "monitoring.alarm_actions",
                     &spec.name,
                     h.actions.contains(&topic) && h.ok_actions.contains(&topic),
                     "alarm and OK actions on the alarm topic",
+                    format!("alarm actions {}; OK actions {}", list(&h.actions), list(&h.ok_actions)),
                 ));
             }
         }

@@ -275,7 +275,13 @@ impl Drop for Terminal {
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_at_a_terminal_shows_the_plan_first_and_changes_nothing_unless_confirmed() {
     let w = World::with(Default::default(), crate::without_database).await;
-    let term = Terminal::start(&w, "apply", 160, 50, "$PAYMIG apply\necho EXIT=$?\n$PAYMIG apply\necho AGAIN=$?");
+    let term = Terminal::start(
+        &w,
+        "apply",
+        160,
+        50,
+        "$PAYMIG apply\necho EXIT=$?\n$PAYMIG apply\necho AGAIN=$?\n$PAYMIG validate\necho VALIDATED=$?",
+    );
     let asked = term.wait_for("[y/N]", 1);
     assert!(asked.contains("[y/N]"), "no prompt:\n{asked}");
     let plan_at = asked.find("Plan: ").expect("the plan is shown");
@@ -294,6 +300,11 @@ async fn apply_at_a_terminal_shows_the_plan_first_and_changes_nothing_unless_con
     let applied = term.wait_for("AGAIN=", 1);
     assert!(applied.contains("AGAIN=0") && applied.contains("paymig apply: ok: "), "{applied}");
     assert!(!crate::support::inventory::prod_inventory(&w.moto.endpoint, "prod").await.is_empty());
+    // validate at a terminal: the summary, not Markdown tables.
+    let validated = term.wait_for("VALIDATED=", 1);
+    assert!(validated.contains("VALIDATED=0"), "{validated}");
+    assert!(validated.contains("Every resource matches dev and every check passes."), "{validated}");
+    assert!(!validated.contains("| tier |"), "no Markdown at a terminal:\n{validated}");
 }
 
 /// Before a destroy deletes data (items in a table, objects in a bucket)

@@ -175,7 +175,27 @@ async fn changes_behind_paymigs_back_are_detected_with_exit_3() {
 
     let (code, doc) = report(&w);
     assert_eq!(code, Some(3), "{doc:#}");
-    assert!(failed_check(&doc, "dynamodb.pitr", "sessions-prod").is_some(), "PITR disabled");
+    let pitr = failed_check(&doc, "dynamodb.pitr", "sessions-prod").expect("PITR disabled");
+    assert_eq!(pitr["detail"], "point-in-time recovery: disabled", "the detail names the state");
+    let sessions = resource(&doc, "dynamodb_table", "sessions-prod");
+    assert_eq!(sessions["status"], "differs", "a resource failing a check is no match: {sessions}");
+    assert!(sessions["differences"].as_array().unwrap().iter().any(|d| d["field"] == "check dynamodb.pitr"));
+    // The summary names what needs attention first; --out says where it wrote.
+    let text = w.paymig(["validate", "--format", "text"]).run();
+    text.expect_code(3);
+    let (checks, drift) = (text.stdout.find("Failed checks (").unwrap(), text.stdout.find("Drift (").unwrap());
+    assert!(checks < drift && drift < text.stdout.find("Missing in prod (1)").unwrap(), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("✗ dynamodb.pitr  sessions-prod: point-in-time recovery: disabled"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("- [monitoring] alarm payments-prod-cpu-high"), "{}", text.stdout);
+    let path = w.dir.path().join("report.md");
+    let out = w.paymig(["validate", "--out", path.to_str().unwrap()]).run();
+    out.expect_code(3);
+    assert!(out.stdout.contains(&format!("wrote the md report to {}", path.display())), "{}", out.stdout);
+    assert!(std::fs::read_to_string(&path).unwrap().contains("| tier |"));
     assert!(
         failed_check(&doc, "tags.present", "payments-prod")
             .is_some_and(|c| c["detail"].as_str().unwrap().contains("CostCenter")),

@@ -555,24 +555,16 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         return Ok(f);
     };
     f.resources.push(Resource::compared("load_balancer", "(prod only)", &name, vec![]));
-    f.checks.push(Check::new(
-        "alb.internal",
-        &name,
-        lb.scheme().is_some_and(|s| s.as_str() == "internal"),
-        "internal scheme",
-    ));
+    let scheme = lb.scheme().map_or("unknown", |s| s.as_str());
+    f.checks.push(Check::setting("alb.internal", &name, scheme == "internal", "scheme", scheme));
     for colour in COLOURS {
         let tg = ctx.cfg.names.own(colour);
         match elb.describe_target_groups().names(&tg).send().await {
             Ok(out) if !out.target_groups().is_empty() => {
                 f.resources.push(Resource::compared("target_group", "(prod only)", &tg, vec![]));
                 let t = &out.target_groups()[0];
-                f.checks.push(Check::new(
-                    "alb.health_check",
-                    &tg,
-                    t.health_check_enabled() == Some(true),
-                    "health checks enabled",
-                ));
+                let on = t.health_check_enabled() == Some(true);
+                f.checks.push(Check::setting("alb.health_check", &tg, on, "health checks", crate::report::on_off(on)));
             }
             _ => f.resources.push(Resource::missing("target_group", "(prod only)", &tg)),
         }
