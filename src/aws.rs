@@ -370,7 +370,15 @@ impl Clients {
             .get_caller_identity()
             .send()
             .await
-            .map_err(|e| format!("cannot identify the {} account: {}", self.side, describe_sdk_error(&e)))?;
+            .map_err(|e| match credentials_problem(&e) {
+                // As the AWS CLI says it: one line and what to do, not the
+                // provider chain's dump.
+                Some(problem) => format!(
+                    "cannot identify the {} account: {problem}\nhelp: give paymig credentials as the AWS CLI takes them: AWS_PROFILE (or the side's `profile` in the configuration), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, `aws configure` or `aws sso login`; in CodeBuild the project's service role provides them",
+                    self.side
+                ),
+                None => format!("cannot identify the {} account: {}", self.side, describe_sdk_error(&e)),
+            })?;
         out.account().map(str::to_owned).ok_or_else(|| format!("the {} account has no id", self.side))
     }
 }
@@ -587,6 +595,29 @@ impl fmt::Display for AwsFailure {
 }
 
 /// One line for an SDK error: the typed failure, printed.
+/// A call that failed because no credentials could be loaded, in one line
+/// (`no AWS credentials found`), or `None` for any other failure.
+pub fn credentials_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_credential_types::provider::error::{CredentialsError, TokenError};
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            return Some(match c {
+                CredentialsError::CredentialsNotLoaded(_) => "no AWS credentials found".to_owned(),
+                other => match std::error::Error::source(other) {
+                    Some(why) => format!("could not load AWS credentials: {other}: {why}"),
+                    None => format!("could not load AWS credentials: {other}"),
+                },
+            });
+        }
+        if let Some(t) = e.downcast_ref::<TokenError>() {
+            return Some(format!("could not load the SSO token ({t}); run `aws sso login`"));
+        }
+        cur = e.source();
+    }
+    None
+}
+
 pub fn describe_sdk_error<E>(err: &SdkError<E, HttpResponse>) -> String
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,

@@ -15,6 +15,7 @@ pub async fn run(cfg: Config, confirm: crate::cli::Confirm, parallelism: usize) 
     let dag = super::build_dag()?;
     let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     ctx.parallelism = parallelism;
+    super::announce_reads(&ctx);
     super::preflight(&ctx, &dag).await?;
     if !yes {
         // As `terraform apply` does: show exactly what will happen, then ask.

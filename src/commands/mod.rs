@@ -163,11 +163,37 @@ pub fn inspect(cfg: &Config, with_holder: bool) -> Result<(Option<Arc<Journal>>,
 pub async fn connect(cfg: Config, mode: Mode, journal: Option<Arc<Journal>>) -> Result<Ctx> {
     let aws = Aws::connect(&cfg).await;
     let account = aws.target.account_id().await.map_err(|e| {
-        Error::Preflight(vec![format!(
-            "{e}\nhelp: check the target credentials ([target] profile/role_arn, AWS_PROFILE, AWS_ENDPOINT_URL)"
-        )])
+        if e.contains("\nhelp:") {
+            Error::Preflight(vec![e])
+        } else {
+            Error::Preflight(vec![format!(
+                "{e}\nhelp: check the target credentials ([target] profile/role_arn, AWS_PROFILE, AWS_ENDPOINT_URL)"
+            )])
+        }
     })?;
     Ok(Ctx::new(cfg, aws, mode, journal, account))
+}
+
+/// Says, before the reads start, what they are: a plan of a large stack
+/// reads for a while before its first line.
+pub fn announce_reads(ctx: &Ctx) {
+    let s = &ctx.cfg.source;
+    let mut dev = vec![s.vpc_id.clone()];
+    let count = |n: usize, what: &str| (n > 0).then(|| format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
+    dev.extend(count(s.dynamodb_tables.len(), "table"));
+    dev.extend(count(s.lambda_functions.len(), "function"));
+    dev.extend(count(s.audit_buckets.len(), "audit bucket"));
+    dev.extend(count(s.dashboards.len(), "dashboard"));
+    if !s.db_cluster.is_empty() {
+        dev.push(format!("cluster {}", s.db_cluster));
+    }
+    dev.push(format!("parameters under {}", s.parameter_path));
+    tracing::info!(
+        "reading dev ({}) and prod (account {}, {}): preflight, then every step's plan",
+        dev.join(", "),
+        ctx.account,
+        ctx.cfg.migration.region
+    );
 }
 
 /// Every step's preflight checks, concurrently; any problem stops the command

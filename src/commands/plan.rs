@@ -13,6 +13,7 @@ pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> 
     let journal = super::open_read_only(&cfg)?;
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Plan, journal).await?;
+    super::announce_reads(&ctx);
     super::preflight(&ctx, &dag).await?;
     let plan = compute(&ctx, &dag).await;
     match format {

@@ -56,6 +56,18 @@ async fn bad_input_is_refused_before_anything_changes_and_the_journal_is_kept() 
         crate::support::Paymig::new(&w.moto.endpoint, cfg).args(args).guard_dev(&w.moto.endpoint).run()
     };
 
+    // No credentials: one line as the AWS CLI says it, never the provider
+    // chain's dump.
+    let none = crate::support::Paymig::new(&w.moto.endpoint, &w.config).without_credentials().args(["plan"]).run();
+    assert!(!none.stderr.contains("Attempted:") && !none.stderr.contains("FailedToLoad"), "{}", none.stderr);
+    c.check(
+        "no credentials",
+        none,
+        2,
+        &["cannot identify the target account: no AWS credentials found", "AWS_PROFILE"],
+    )
+    .await;
+
     // Missing dev resources of every kind, one at a time.
     for (what, from, to, needle) in [
         ("missing dev VPC", "vpc_id = \"vpc-", "vpc_id = \"vpc-0000", "[source] vpc_id"),

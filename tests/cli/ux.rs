@@ -508,6 +508,7 @@ async fn plan_and_rollback_show_values_and_mark_actions_only() {
     );
     assert!(fresh.stdout.contains("      · reserved concurrency"), "{}", fresh.stdout);
     assert!(!fresh.stdout.contains('\x1b'), "no colour in a pipe");
+    assert!(fresh.stderr.contains("reading dev (vpc-"), "says what it reads before the first line: {}", fresh.stderr);
     w.paymig(["apply", "--yes"]).run().expect_code(0);
     // Drift behind paymig's back: concurrency 7 (100 configured), PITR off.
     w.prod

@@ -231,6 +231,13 @@ impl Paymig {
         self
     }
 
+    /// Runs with no credentials anywhere (no keys, empty config files, no
+    /// instance metadata).
+    pub fn without_credentials(mut self) -> Self {
+        self.cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+        self
+    }
+
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(mut self, args: I) -> Self {
         self.cmd.args(args);
         self
