@@ -198,6 +198,10 @@ pub enum Command {
         /// refused while a later run depends on it.
         #[arg(long, value_name = "ID")]
         run: Option<String>,
+        /// How many steps, and within a step how many resources, are undone
+        /// at once; 1 is fully sequential.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
     },
     /// Undoes every journaled run in reverse order, then sweeps resources tagged for this migration.
     #[command(after_help = "Examples:\n  paymig destroy --dry-run\n  paymig destroy --yes")]
@@ -207,6 +211,10 @@ pub enum Command {
         /// List what would be deleted or restored (account, region, each change); change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// How many steps, and within a step how many resources, are undone
+        /// at once; 1 is fully sequential.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallelism: u16,
     },
     /// Journal summary: runs, resources per step, lock holder.
     #[command(after_help = "Example:\n  paymig status --format json")]

@@ -7,7 +7,7 @@ use crate::engine::undo::{destroy_target, replay, sweep};
 use crate::engine::Mode;
 use crate::error::Result;
 
-pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool) -> Result<()> {
+pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool, parallelism: usize) -> Result<()> {
     let yes = confirm.yes;
     let dag = super::build_dag()?;
     if dry_run {
@@ -23,7 +23,8 @@ pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool) -> Re
     super::require_confirmable(yes, "paymig destroy")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "destroy", confirm.lock_timeout)?;
     let todo = destroy_target(Some(&journal));
-    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    ctx.parallelism = parallelism;
     let preview = Preview::gather(&ctx, dag.steps(), todo, true).await;
     preview.print(&ctx, "paymig destroy: undoing every journaled change", "destroy", in_full(yes));
     preview.log_at_risk();

@@ -53,8 +53,12 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plan { format, detailed_exitcode } => plan::run(cfg, format, detailed_exitcode).await,
         Command::Apply { confirm, parallelism } => apply::run(cfg, confirm, usize::from(parallelism)).await,
-        Command::Rollback { confirm, dry_run, run } => rollback::run(cfg, confirm, dry_run, run).await,
-        Command::Destroy { confirm, dry_run } => destroy::run(cfg, confirm, dry_run).await,
+        Command::Rollback { confirm, dry_run, run, parallelism } => {
+            rollback::run(cfg, confirm, dry_run, run, usize::from(parallelism)).await
+        }
+        Command::Destroy { confirm, dry_run, parallelism } => {
+            destroy::run(cfg, confirm, dry_run, usize::from(parallelism)).await
+        }
         Command::Status { format } => status::run(cfg, format).await,
         Command::IamPolicy { side } => iam_policy::run(&cfg, side).await,
         Command::Unlock { confirm } => unlock::run(cfg, confirm.yes),
@@ -302,7 +306,7 @@ pub fn end_run(ctx: &Ctx, journal: &Journal, failures: Vec<String>, mut fields: 
         (None, true) => "ok",
         (None, false) => "failed",
     };
-    journal.end_run(status, stats.mutating)?;
+    journal.end_run_observed(status, stats.mutating, Some(ctx.observation()))?;
     fields["read_calls"] = stats.read.into();
     fields["mutating_calls"] = stats.mutating.into();
     fields["retries"] = stats.retries.into();

@@ -113,4 +113,5 @@ pub fn print_text(ctx: &crate::engine::Ctx, dag: &crate::engine::dag::Dag, plan:
         }
     }
     println!("\nPlan: {} to create, {} to update, {} unchanged.", total[0], total[1], total[2]);
+    println!("{}", plan.estimate.line("expected duration"));
 }

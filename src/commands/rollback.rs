@@ -7,7 +7,13 @@ use crate::engine::undo::{replay, rollback_target};
 use crate::engine::Mode;
 use crate::error::{Error, Result};
 
-pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool, named: Option<String>) -> Result<()> {
+pub async fn run(
+    cfg: Config,
+    confirm: crate::cli::Confirm,
+    dry_run: bool,
+    named: Option<String>,
+    parallelism: usize,
+) -> Result<()> {
     let yes = confirm.yes;
     let dag = super::build_dag()?;
     if dry_run {
@@ -36,7 +42,8 @@ pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool, named
         println!("paymig rollback: nothing to roll back");
         return Ok(());
     };
-    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    ctx.parallelism = parallelism;
     let title = format!("paymig rollback: undoing run {} ({}, started {})", target.id, target.command, target.started);
     let preview = Preview::gather(&ctx, dag.steps(), todo, false).await;
     preview.print(&ctx, &title, "rollback", in_full(yes));

@@ -27,6 +27,8 @@ pub struct Preview {
     sweep: Option<Sweep>,
     /// Data the deletions would take with them.
     pub at_risk: Vec<AtRisk>,
+    /// How long the undo will take on AWS's clock.
+    estimate: crate::engine::estimate::Estimate,
 }
 
 /// Destroy's sweep as the prompt shows it.
@@ -52,7 +54,9 @@ impl Preview {
         };
         let swept = sweep.as_ref().map_or(&[][..], |s| &s.found[..]);
         let at_risk = at_risk(ctx, steps, &work, swept).await;
-        Preview { todo, work, dropped, sweep, at_risk }
+        let history = crate::engine::estimate::history(ctx.journal.as_deref(), &["destroy", "rollback"]);
+        let estimate = crate::engine::undo::estimate(&todo, steps, &history);
+        Preview { todo, work, dropped, sweep, at_risk, estimate }
     }
 
     /// The list before a prompt (or a dry run's output): account and
@@ -110,6 +114,9 @@ impl Preview {
             "{} change(s) to undo: {deletions} deletion(s), {restores} restore(s){swept}{dropped}",
             self.work.len()
         );
+        if !self.work.is_empty() {
+            println!("{}", self.estimate.line("expected duration"));
+        }
         if !full && !self.work.is_empty() {
             println!("(every change: `paymig {command} --dry-run`, or -v)");
         }

@@ -40,6 +40,15 @@ pub async fn run(ctx: &Ctx, journal: &Journal, dag: &Dag) -> Result<Applied, Jou
         )
         .await;
     reports.sort_by_key(|r| dag.steps().iter().position(|s| s.id() == r.step));
+    for r in reports.iter().filter(|r| matches!(r.status, Status::Done | Status::Failed(_) | Status::Interrupted(_))) {
+        let (created, updated) = counts(ctx, r.step);
+        let status = match r.status {
+            Status::Done => "done",
+            Status::Failed(_) => "failed",
+            _ => "interrupted",
+        };
+        ctx.step_time(r.step, r.started, r.elapsed, status, created + updated);
+    }
     let failed = reports
         .iter()
         .filter_map(|r| match &r.status {

@@ -39,6 +39,8 @@ pub enum Status {
 pub struct Report {
     pub step: &'static str,
     pub status: Status,
+    /// When it started (when it was given its status, if it never ran).
+    pub started: Instant,
     pub elapsed: Duration,
 }
 
@@ -100,7 +102,12 @@ impl Dag {
                         crate::progress::set(s.id(), crate::progress::State::Blocked, &format!("{bad} did not finish"));
                         status.insert(s.id(), st.clone());
                         ended(s.id());
-                        reports.push(Report { step: s.id(), status: st, elapsed: Duration::ZERO });
+                        reports.push(Report {
+                            step: s.id(),
+                            status: st,
+                            started: Instant::now(),
+                            elapsed: Duration::ZERO,
+                        });
                         started.insert(s.id());
                         changed = true;
                     }
@@ -110,14 +117,19 @@ impl Dag {
                 if running.len() >= parallelism {
                     break;
                 }
+                // A dependency the step may start beside (`early`) only has
+                // to be running; it waits for that one's outputs itself.
                 let ready = !started.contains(s.id())
-                    && s.deps().iter().all(|d| matches!(status.get(d), Some(Status::Done | Status::Skipped(_))));
+                    && s.deps().iter().all(|d| {
+                        matches!(status.get(d), Some(Status::Done | Status::Skipped(_)))
+                            || (s.early().contains(d) && started.contains(d) && !status.contains_key(d))
+                    });
                 if ready && crate::signals::stopping() {
                     let st = Status::Blocked("not started: the run was asked to stop".into());
                     crate::progress::set(s.id(), crate::progress::State::Blocked, "interrupted");
                     status.insert(s.id(), st.clone());
                     ended(s.id());
-                    reports.push(Report { step: s.id(), status: st, elapsed: Duration::ZERO });
+                    reports.push(Report { step: s.id(), status: st, started: Instant::now(), elapsed: Duration::ZERO });
                     started.insert(s.id());
                 } else if ready {
                     started.insert(s.id());
@@ -127,11 +139,11 @@ impl Dag {
                     running.push(async move {
                         let t = Instant::now();
                         let r = crate::aws::in_lane(id.to_owned(), fut).await;
-                        (id, r, t.elapsed())
+                        (id, r, t, t.elapsed())
                     });
                 }
             }
-            let Some((id, result, elapsed)) = running.next().await else {
+            let Some((id, result, started_at, elapsed)) = running.next().await else {
                 break;
             };
             let st = match result {
@@ -149,7 +161,7 @@ impl Dag {
             crate::progress::set(id, state, note);
             status.insert(id, st.clone());
             ended(id);
-            reports.push(Report { step: id, status: st, elapsed });
+            reports.push(Report { step: id, status: st, started: started_at, elapsed });
         }
         reports
     }
@@ -209,6 +221,68 @@ mod tests {
     struct Fake {
         id: &'static str,
         deps: &'static [&'static str],
+    }
+
+    /// A fake that may start beside its `early` dependencies.
+    struct Early {
+        id: &'static str,
+        deps: &'static [&'static str],
+        early: &'static [&'static str],
+    }
+
+    impl Declared for Early {
+        fn about(&self) -> &'static About {
+            &About::NONE
+        }
+        fn id(&self) -> &'static str {
+            self.id
+        }
+        fn deps(&self) -> &'static [&'static str] {
+            self.deps
+        }
+        fn early(&self) -> &'static [&'static str] {
+            self.early
+        }
+    }
+
+    impl Step for Early {
+        async fn run(&self, _ctx: &Ctx) -> Result<Outcome, StepError> {
+            unreachable!("driven through execute's closure")
+        }
+        async fn undo(&self, _ctx: &Ctx, _r: &Record) -> Result<(), StepError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_early_dependency_only_has_to_be_running_and_a_full_one_done() {
+        let steps: Vec<Arc<dyn DynStep>> = vec![
+            Arc::new(Early { id: "network", deps: &[], early: &[] }),
+            Arc::new(Early { id: "database", deps: &["network"], early: &["network"] }),
+            Arc::new(Early { id: "lambda", deps: &["network"], early: &[] }),
+        ];
+        let dag = Dag::new(steps).unwrap();
+        let log = Mutex::new(Vec::new());
+        dag.execute(
+            4,
+            |s| {
+                let (id, log) = (s.id(), &log);
+                Box::pin(async move {
+                    log.lock().unwrap().push(format!("{id} start"));
+                    if id == "network" {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    log.lock().unwrap().push(format!("{id} end"));
+                    Ok(Outcome::Done)
+                })
+            },
+            &|_| {},
+        )
+        .await;
+        let log = log.into_inner().unwrap();
+        let at = |e: &str| log.iter().position(|x| x == e).unwrap();
+        assert!(at("database start") < at("network end"), "started beside network: {log:?}");
+        assert!(at("lambda start") > at("network end"), "a full dependency waits: {log:?}");
     }
 
     impl Declared for Fake {

@@ -85,6 +85,10 @@ pub enum Body {
         status: String,
         #[serde(default)]
         mutating_calls: u64,
+        /// The run's waits and step times (what the next plan's estimate
+        /// learns from, and what `status` draws).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        observed: Option<super::estimate::Observation>,
     },
 }
 
@@ -166,6 +170,9 @@ pub struct Run {
     pub rolled_back_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rolled_back_at: Option<String>,
+    /// Its waits and step times, when it recorded them.
+    #[serde(skip)]
+    pub observed: Option<super::estimate::Observation>,
 }
 
 /// The crash campaign's hook: the process kills itself after this many
@@ -371,7 +378,18 @@ impl Journal {
 
     /// Ends the current run.
     pub fn end_run(&self, status: &str, mutating_calls: u64) -> Result<(), JournalError> {
-        self.append(Body::RunEnd { status: status.to_owned(), mutating_calls })?;
+        self.end_run_observed(status, mutating_calls, None)
+    }
+
+    /// Ends the current run with what it observed (waits, step times).
+    pub fn end_run_observed(
+        &self,
+        status: &str,
+        mutating_calls: u64,
+        observed: Option<super::estimate::Observation>,
+    ) -> Result<(), JournalError> {
+        let observed = observed.filter(|o| !o.is_empty());
+        self.append(Body::RunEnd { status: status.to_owned(), mutating_calls, observed })?;
         Ok(())
     }
 
@@ -423,10 +441,12 @@ impl Journal {
                     status: None,
                     rolled_back_by: None,
                     rolled_back_at: None,
+                    observed: None,
                 }),
-                Body::RunEnd { status, .. } => {
+                Body::RunEnd { status, observed, .. } => {
                     if let Some(r) = runs.iter_mut().rev().find(|r| r.id == e.run) {
                         r.status = Some(status.clone());
+                        r.observed = observed.clone();
                     }
                 }
                 _ => {}

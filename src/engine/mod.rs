@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod dag;
+pub mod estimate;
 pub mod journal;
 pub mod lock;
 pub mod plan;
@@ -458,6 +459,10 @@ pub struct Ctx {
     /// Every resource key (and `key#setting`) a desired state was recorded
     /// for in this run: a second one is refused (see [`Ctx::claim`]).
     claimed: Mutex<std::collections::HashSet<String>>,
+    /// When this context was made: waits and step times are measured from it.
+    pub started: std::time::Instant,
+    /// The waits and step times of this run, for its `run_end` entry.
+    observed: Mutex<estimate::Observation>,
 }
 
 impl Ctx {
@@ -511,7 +516,59 @@ impl Ctx {
             notices: Mutex::new(Vec::new()),
             references: Mutex::new(Vec::new()),
             claimed: Mutex::new(std::collections::HashSet::new()),
+            started: std::time::Instant::now(),
+            observed: Mutex::new(estimate::Observation::default()),
         }
+    }
+
+    /// Runs `wait` (one of the long waits AWS imposes) and, when it
+    /// succeeds, records how long it took for the next plan's estimate.
+    pub async fn timed<T>(
+        &self,
+        step: &str,
+        kind: estimate::Wait,
+        resource: &str,
+        wait: impl Future<Output = Result<T, StepError>>,
+    ) -> Result<T, StepError> {
+        let began = std::time::Instant::now();
+        let out = wait.await?;
+        let seen = estimate::Observed {
+            step: step.to_owned(),
+            wait: kind,
+            resource: resource.to_owned(),
+            at_s: began.duration_since(self.started).as_secs_f64(),
+            seconds: began.elapsed().as_secs_f64(),
+        };
+        // One figure per resource and wait in a run: a second wait for the
+        // same thing (the interfaces, waited for before each role) finds
+        // it done and says nothing new.
+        let mut o = self.observed.lock().expect("observed poisoned");
+        match o.waits.iter_mut().find(|w| w.step == step && w.wait == kind && w.resource == resource) {
+            Some(w) if w.seconds >= seen.seconds => {}
+            Some(w) => *w = seen,
+            None => o.waits.push(seen),
+        }
+        Ok(out)
+    }
+
+    /// Records a step's time in this run (its waits are already recorded).
+    pub fn step_time(&self, step: &str, started: std::time::Instant, elapsed: Duration, status: &str, changes: usize) {
+        let mut o = self.observed.lock().expect("observed poisoned");
+        let start_s = started.saturating_duration_since(self.started).as_secs_f64();
+        let spans: Vec<(f64, f64)> = o.waits.iter().filter(|w| w.step == step).map(|w| (w.at_s, w.seconds)).collect();
+        o.steps.push(estimate::StepTime {
+            step: step.to_owned(),
+            start_s,
+            seconds: elapsed.as_secs_f64(),
+            status: status.to_owned(),
+            changes,
+            waited_s: estimate::union_seconds(spans),
+        });
+    }
+
+    /// What this run saw (waits, step times).
+    pub fn observation(&self) -> estimate::Observation {
+        self.observed.lock().expect("observed poisoned").clone()
     }
 
     /// The environment suffix.

@@ -19,6 +19,8 @@ pub struct Plan {
     pub counts: BTreeMap<String, [usize; 3]>,
     pub total: [usize; 3],
     pub failed: Vec<String>,
+    /// How long the apply will take on AWS's clock, and its critical path.
+    pub estimate: crate::engine::estimate::Estimate,
 }
 
 impl Plan {
@@ -33,7 +35,7 @@ impl Plan {
     /// and, per step in the DAG's order, its status, counts, changes and
     /// notices.
     pub fn document(&self, dag: &Dag, migration: &str, account: &str) -> Value {
-        let Plan { reports, changes, notices, references, counts, total, failed } = self;
+        let Plan { reports, changes, notices, references, counts, total, failed, estimate } = self;
         let steps: Vec<_> = dag
             .steps()
             .iter()
@@ -69,6 +71,7 @@ impl Plan {
             "summary": {"create": total[0], "update": total[1], "unchanged": total[2], "failed": failed.len(),
                         "references": {"mapped": references.len() - named - kept, "named": named, "kept": kept}},
             "steps": steps,
+            "expected_duration": estimate,
         })
     }
 }
@@ -107,7 +110,31 @@ pub async fn compute(ctx: &Ctx, dag: &Dag) -> Plan {
             _ => None,
         })
         .collect();
-    Plan { reports, changes, notices, references, counts, total, failed }
+    let estimate = estimate(ctx, dag, &changes);
+    Plan { reports, changes, notices, references, counts, total, failed, estimate }
+}
+
+/// The apply's expected duration: per step its declared waits for what it
+/// creates and its other work (typical, or as this journal's earlier
+/// applies observed), along the DAG (a step with `early` dependencies
+/// starts beside them).
+fn estimate(ctx: &Ctx, dag: &Dag, changes: &[crate::engine::Change]) -> crate::engine::estimate::Estimate {
+    use crate::engine::estimate::{history, step_estimate, Estimate, Node};
+    let history = history(ctx.journal.as_deref(), &["apply"]);
+    let mut estimates = Vec::new();
+    let mut nodes = Vec::new();
+    for s in dag.steps() {
+        let mine: Vec<&crate::engine::Change> =
+            changes.iter().filter(|c| c.step == s.id() && c.action != Action::Noop).collect();
+        let mut created: BTreeMap<String, usize> = BTreeMap::new();
+        for c in mine.iter().filter(|c| c.action == Action::Create) {
+            *created.entry(c.kind.clone()).or_default() += 1;
+        }
+        let e = step_estimate(s.id(), s.waits(), &created, mine.len(), &history);
+        nodes.push(Node { id: s.id(), after: s.deps().to_vec(), early: s.early().to_vec(), seconds: e.seconds });
+        estimates.push(e);
+    }
+    Estimate::of(estimates, &nodes)
 }
 
 /// Where a change sorts: its step's place in the migration's order, then its

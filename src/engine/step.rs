@@ -30,6 +30,10 @@ pub struct About {
     pub id: &'static str,
     /// Steps that must finish first.
     pub deps: &'static [&'static str],
+    /// Of `deps`, those the step may start beside once they are running:
+    /// it waits for what it needs from them itself ([`super::Outputs::wait`])
+    /// rather than for the rest of their work. Undo still follows `deps`.
+    pub early: &'static [&'static str],
     /// The resource kinds it records, in the order a reader expects them
     /// (what others depend on first): `plan` lists a step's resources so.
     pub kinds: &'static [&'static str],
@@ -44,12 +48,27 @@ pub struct About {
     /// What destroy's sweep looks at, in words ("" when the step sweeps
     /// nothing): the dry run and the prompt say exactly this.
     pub sweeps: &'static str,
+    /// The long waits AWS imposes on the step's creates, in the order they
+    /// happen ([`super::estimate`]): what `plan`'s expected duration is made of.
+    pub waits: &'static [super::estimate::WaitSpec],
+    /// Likewise for undoing its creates (`destroy --dry-run`'s estimate).
+    pub undo_waits: &'static [super::estimate::WaitSpec],
 }
 
 impl About {
     /// Nothing declared: the base of a step's `About` (`..About::NONE`).
-    pub const NONE: About =
-        About { id: "", deps: &[], kinds: &[], actions: &[], source_actions: &[], scopes: &[], sweeps: "" };
+    pub const NONE: About = About {
+        id: "",
+        deps: &[],
+        early: &[],
+        kinds: &[],
+        actions: &[],
+        source_actions: &[],
+        scopes: &[],
+        sweeps: "",
+        waits: &[],
+        undo_waits: &[],
+    };
 }
 
 /// What a step declares about itself: its [`About`], and what depends on
@@ -62,6 +81,9 @@ pub trait Declared: Send + Sync {
     fn deps(&self) -> &'static [&'static str] {
         self.about().deps
     }
+    fn early(&self) -> &'static [&'static str] {
+        self.about().early
+    }
     fn kinds(&self) -> &'static [&'static str] {
         self.about().kinds
     }
@@ -73,6 +95,12 @@ pub trait Declared: Send + Sync {
     }
     fn sweeps(&self) -> &'static str {
         self.about().sweeps
+    }
+    fn waits(&self) -> &'static [super::estimate::WaitSpec] {
+        self.about().waits
+    }
+    fn undo_waits(&self) -> &'static [super::estimate::WaitSpec] {
+        self.about().undo_waits
     }
     /// The ARNs the step's actions of `service` touch in `account`
     /// ([`About::scopes`]); empty for a service it declares none of.

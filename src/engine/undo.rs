@@ -157,73 +157,128 @@ fn sibling_groups(records: &[Record]) -> Vec<Vec<&Record>> {
     groups
 }
 
-/// The order undo follows: waves of steps, each wave after every step that
-/// depends on its steps (the DAG reversed), steps of one wave side by side;
-/// inside a step its records keep their (newest first) order. Records of
-/// steps this version does not know come first, alone (they fail, named).
-fn waves<'r>(records: &'r [Record], steps: &[std::sync::Arc<dyn crate::engine::DynStep>]) -> Vec<Vec<Vec<&'r Record>>> {
-    use std::collections::BTreeMap;
-    fn level(
-        id: &str,
-        steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
-        memo: &mut BTreeMap<String, usize>,
-    ) -> usize {
-        if let Some(l) = memo.get(id) {
-            return *l;
-        }
-        let dependents: Vec<&'static str> = steps.iter().filter(|s| s.deps().contains(&id)).map(|s| s.id()).collect();
-        let l = dependents.iter().map(|d| level(d, steps, memo) + 1).max().unwrap_or(0);
-        memo.insert(id.to_owned(), l);
-        l
-    }
-    let mut memo = BTreeMap::new();
-    let mut unknown: Vec<&Record> = Vec::new();
-    // level -> step -> records
-    let mut by_level: BTreeMap<usize, BTreeMap<&str, Vec<&Record>>> = BTreeMap::new();
+/// Undo's schedule: the records of steps this version does not know (they
+/// fail, named), then per step its records (newest first) and the steps
+/// whose undo it waits for — every step with records that depends on it,
+/// directly or through steps without records (the DAG reversed).
+struct Schedule<'r> {
+    unknown: Vec<&'r Record>,
+    steps: Vec<Scheduled<'r>>,
+}
+
+struct Scheduled<'r> {
+    id: &'static str,
+    records: Vec<&'r Record>,
+    after: Vec<&'static str>,
+}
+
+fn schedule<'r>(records: &'r [Record], steps: &[std::sync::Arc<dyn crate::engine::DynStep>]) -> Schedule<'r> {
+    let mut unknown = Vec::new();
+    let mut by_step: std::collections::BTreeMap<&str, Vec<&Record>> = std::collections::BTreeMap::new();
     for r in records {
-        let step = r.intent.step.as_str();
-        if steps.iter().any(|s| s.id() == step) {
-            let l = level(step, steps, &mut memo);
-            by_level.entry(l).or_default().entry(step).or_default().push(r);
+        if steps.iter().any(|s| s.id() == r.intent.step) {
+            by_step.entry(r.intent.step.as_str()).or_default().push(r);
         } else {
             unknown.push(r);
         }
     }
-    let mut out: Vec<Vec<Vec<&Record>>> = unknown.into_iter().map(|r| vec![vec![r]]).collect();
-    out.extend(by_level.into_values().map(|steps| steps.into_values().collect()));
-    out
+    // Reverse DAG order: what depends on others first (the display order).
+    let scheduled: Vec<(&'static str, Vec<&Record>)> =
+        steps.iter().rev().filter_map(|s| Some((s.id(), by_step.remove(s.id())?))).collect();
+    let ids: Vec<&'static str> = scheduled.iter().map(|(id, _)| *id).collect();
+    let steps = scheduled
+        .into_iter()
+        .map(|(id, records)| {
+            let after = ids.iter().copied().filter(|other| *other != id && reaches(other, id, steps)).collect();
+            Scheduled { id, records, after }
+        })
+        .collect();
+    Schedule { unknown, steps }
 }
 
-/// Undoes `records` (newest first): steps in reverse dependency order,
-/// independent steps side by side, and inside a step sibling creates side by
-/// side (up to `parallelism`, in batches where the step has a batch delete);
-/// returns what was deleted and restored, and the failures.
+/// Whether step `from` depends on step `to`, directly or through others.
+fn reaches(from: &str, to: &str, steps: &[std::sync::Arc<dyn crate::engine::DynStep>]) -> bool {
+    let deps = steps.iter().find(|s| s.id() == from).map_or(&[][..], |s| s.deps());
+    deps.iter().any(|d| *d == to || reaches(d, to, steps))
+}
+
+/// How long undoing `records` will take on AWS's clock: each step's
+/// declared undo waits for the resources it deletes and its other work,
+/// along the same schedule [`replay`] follows.
+pub fn estimate(
+    records: &[Record],
+    steps: &[std::sync::Arc<dyn crate::engine::DynStep>],
+    history: &crate::engine::estimate::History,
+) -> crate::engine::estimate::Estimate {
+    use crate::engine::estimate::{step_estimate, Estimate, Node};
+    let (records, _) = without_settings_of_deleted(records);
+    let plan = schedule(&records, steps);
+    let mut estimates = Vec::new();
+    let mut nodes = Vec::new();
+    for s in &plan.steps {
+        let mut deleted: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for r in s.records.iter().filter(|r| r.intent.op != Op::Update) {
+            *deleted.entry(r.intent.kind.clone()).or_default() += 1;
+        }
+        let specs = steps.iter().find(|x| x.id() == s.id).map_or(&[][..], |x| x.undo_waits());
+        let e = step_estimate(s.id, specs, &deleted, s.records.len(), history);
+        nodes.push(Node { id: s.id, after: s.after.clone(), early: vec![], seconds: e.seconds });
+        estimates.push(e);
+    }
+    Estimate::of(estimates, &nodes)
+}
+
+/// Undoes `records` (newest first) as a dataflow over the DAG reversed: a
+/// step starts the moment every step that depends on it is undone (never
+/// waiting for unrelated slower steps), up to `parallelism` steps at once;
+/// inside a step sibling creates go side by side (in batches where the step
+/// has a batch delete). A failed step does not hold the others back (undo
+/// does what it can; its failures are reported); a signal or a journal
+/// failure starts nothing new. Returns what was deleted and restored, and
+/// the failures.
 pub async fn replay(ctx: &Ctx, journal: &Journal, dag: &Dag, records: &[Record], command: &str) -> Tally {
-    use crate::progress;
+    use crate::progress::{self, State};
+    use futures::stream::{FuturesUnordered, StreamExt};
     use std::sync::atomic::{AtomicBool, Ordering};
     let steps = dag.steps();
     let (records, dropped) = without_settings_of_deleted(records);
     let (records, dropped) = (&records, &dropped);
-    let waves = waves(records, steps);
-    let order: Vec<&'static str> = waves
-        .iter()
-        .flatten()
-        .filter_map(|recs| steps.iter().find(|s| s.id() == recs[0].intent.step).map(|s| s.id()))
-        .collect();
+    let plan = schedule(records, steps);
+    let order: Vec<&'static str> = plan.steps.iter().map(|s| s.id).collect();
     progress::start(command, &order);
     let fatal = AtomicBool::new(false);
     let mut total = Tally::default();
-    for wave in waves {
-        if fatal.load(Ordering::Relaxed) || crate::signals::stopping() {
-            break;
+    for r in &plan.unknown {
+        total.add(undo_step(ctx, journal, steps, dropped, &fatal, vec![r]).await);
+    }
+    let parallelism = ctx.parallelism.max(1);
+    let (mut started, mut finished) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    let mut running = FuturesUnordered::new();
+    loop {
+        // (the step, when it started, what it did)
+        let halted = fatal.load(Ordering::Relaxed) || crate::signals::stopping();
+        for s in &plan.steps {
+            if halted || running.len() >= parallelism {
+                break;
+            }
+            if !started.contains(s.id) && s.after.iter().all(|a| finished.contains(a)) {
+                started.insert(s.id);
+                let fatal = &fatal;
+                let recs = s.records.clone();
+                running.push(async move {
+                    let began = std::time::Instant::now();
+                    (s.id, began, undo_step(ctx, journal, steps, dropped, fatal, recs).await)
+                });
+            }
         }
-        let done: Vec<Tally> = futures::future::join_all(
-            wave.into_iter().map(|recs| undo_step(ctx, journal, steps, dropped, &fatal, recs)),
-        )
-        .await;
-        for t in done {
-            total.add(t);
-        }
+        let Some((id, began, tally)) = running.next().await else { break };
+        let status = if tally.failures.is_empty() { "done" } else { "failed" };
+        ctx.step_time(id, began, began.elapsed(), status, tally.deleted + tally.restored);
+        finished.insert(id);
+        total.add(tally);
+    }
+    for s in plan.steps.iter().filter(|s| !started.contains(s.id)) {
+        progress::set(s.id, State::Blocked, "not started: the run was asked to stop");
     }
     // What a signal (or a journal failure) kept from starting.
     total.not_started = records.len().saturating_sub(total.deleted + total.restored + total.failures.len());
@@ -466,10 +521,6 @@ fn depends_on(later: &Record, earlier: &Record, steps: &[std::sync::Arc<dyn crat
     if base_key(&later.intent.key) == base_key(&earlier.intent.key) {
         return true;
     }
-    fn reaches(from: &str, to: &str, steps: &[std::sync::Arc<dyn crate::engine::DynStep>]) -> bool {
-        let deps = steps.iter().find(|s| s.id() == from).map_or(&[][..], |s| s.deps());
-        deps.iter().any(|d| *d == to || reaches(d, to, steps))
-    }
     reaches(&later.intent.step, &earlier.intent.step, steps)
 }
 
@@ -500,7 +551,7 @@ mod tests {
     }
 
     #[test]
-    fn undo_follows_the_dag_backwards_with_independent_steps_together() {
+    fn each_step_waits_only_for_the_steps_that_depend_on_it() {
         // Newest first, interleaved the way a parallel apply journals them.
         let records = vec![
             rec(9, "params", Op::Create, "ssm_parameter", "p/2"),
@@ -511,27 +562,31 @@ mod tests {
             rec(4, "network", Op::Create, "subnet", "n/subnet-a"),
             rec(3, "gone", Op::Create, "thing", "g/1"),
             rec(2, "network", Op::Create, "vpc", "n/vpc"),
+            rec(1, "lambda", Op::Create, "lambda_function", "l/f"),
         ];
         let steps = crate::steps::all();
-        let waves = waves(&records, &steps);
-        let seqs =
-            |w: &Vec<Vec<&Record>>| -> Vec<Vec<u64>> { w.iter().map(|s| s.iter().map(|r| r.seq).collect()).collect() };
-        // The unknown step first, alone.
-        assert_eq!(seqs(&waves[0]), vec![vec![3]]);
-        let position = |seq: u64| waves.iter().position(|w| w.iter().flatten().any(|r| r.seq == seq)).unwrap();
-        // database depends on network and kms: it is undone in an earlier wave.
-        assert!(position(6) < position(8) && position(6) < position(5));
-        // params depends on nothing and nothing on it: the first real wave.
-        assert_eq!(position(9), 1);
-        // Inside a step the newest-first order is kept, siblings stay together.
-        let network: Vec<u64> =
-            waves.iter().flatten().filter(|s| s[0].intent.step == "network").flatten().map(|r| r.seq).collect();
-        assert_eq!(network, vec![8, 4, 2]);
-        let params: Vec<u64> =
-            waves.iter().flatten().filter(|s| s[0].intent.step == "params").flatten().map(|r| r.seq).collect();
-        assert_eq!(params, vec![9, 7]);
+        let plan = schedule(&records, &steps);
+        assert_eq!(plan.unknown.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3], "the unknown step apart");
+        let of = |id: &str| plan.steps.iter().find(|s| s.id == id).unwrap();
+        let sorted = |id: &str| {
+            let mut a = of(id).after.clone();
+            a.sort();
+            a
+        };
+        // params depends on nothing and nothing on it: it starts at once.
+        assert!(sorted("params").is_empty());
+        // database and lambda depend on network: network waits for both.
+        assert_eq!(sorted("network"), vec!["database", "lambda"]);
+        // kms waits for database and, through iam (no records here), lambda.
+        assert_eq!(sorted("kms"), vec!["database", "lambda"]);
+        assert!(sorted("database").is_empty() && sorted("lambda").is_empty());
+        // Inside a step the newest-first order is kept.
+        let seqs = |id: &str| of(id).records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs("network"), vec![8, 4, 2]);
+        assert_eq!(seqs("params"), vec![9, 7]);
         // Every record exactly once.
-        assert_eq!(waves.iter().flatten().flatten().count(), records.len());
+        let all: usize = plan.steps.iter().map(|s| s.records.len()).sum::<usize>() + plan.unknown.len();
+        assert_eq!(all, records.len());
     }
 
     #[test]

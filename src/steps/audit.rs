@@ -39,6 +39,7 @@ const DELETE_BATCH: usize = 1000;
 static ABOUT: About = About {
     id: STEP,
     deps: &[],
+    early: &[],
     kinds: &["iam_role", "s3_bucket", "s3_replica_bucket"],
     actions: &[
         "s3:ListBucket",
@@ -80,6 +81,8 @@ static ABOUT: About = About {
     source_actions: &["s3:ListBucket"],
     scopes: &[("s3", arns::audit_buckets), ("iam", arns::replication_role)],
     sweeps: "the audit buckets and replicas this configuration names, when tagged for the migration, and the replication role",
+    waits: &[],
+    undo_waits: &[],
 };
 
 impl Declared for Audit {

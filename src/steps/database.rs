@@ -7,6 +7,7 @@
 //! protection off, and `instances` db.serverless instances in different AZs
 //! with distinct promotion tiers. The snapshot prod came from is journaled.
 
+use crate::engine::estimate::{Compose, Wait};
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_rds::types::{
@@ -54,6 +55,7 @@ impl Database {
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms", "network"],
+    early: &["network"],
     kinds: &["db_subnet_group", "db_cluster_parameter_group", "db_cluster", "db_instance"],
     actions: &[
         "rds:DescribeDBClusters",
@@ -111,6 +113,8 @@ static ABOUT: About = About {
     ],
     scopes: &[("rds", arns::rds), ("kms", arns::kms_keys), ("secretsmanager", arns::rds_secrets)],
     sweeps: "the Aurora cluster this configuration names, when tagged for the migration, its instances, subnet group and parameter group",
+    waits: &[("db_cluster", Wait::AuroraRestore, Compose::Chain), ("db_instance", Wait::AuroraInstance, Compose::Side)],
+    undo_waits: &[("db_instance", Wait::AuroraInstanceDeleted, Compose::Side), ("db_cluster", Wait::AuroraClusterDeleted, Compose::Chain)],
 };
 
 impl Declared for Database {
@@ -627,7 +631,13 @@ fn sharing_problems(s: &Sharing, dev: &str, prod: &str) -> Vec<String> {
 
 async fn converge(ctx: &Ctx, dev: &DevCluster) -> Result<Outcome, StepError> {
     let n = names(ctx);
-    let network = crate::steps::network::Vpc::of(ctx);
+    // Started beside the network step (`early`): the subnets and groups are
+    // all the restore needs of it.
+    let Some(network) = ctx.outputs.wait::<crate::steps::network::Vpc>("network").await else {
+        return Err(StepError::Invalid(
+            "the network step ended without the prod subnets and security groups; nothing was restored (fix the network step's failure and re-run)".into(),
+        ));
+    };
     let subnets = network.subnet_ids();
     let zones: Vec<String> = {
         let mut z: Vec<String> = network.subnets.iter().map(|(az, _)| az.clone()).collect();
@@ -639,11 +649,16 @@ async fn converge(ctx: &Ctx, dev: &DevCluster) -> Result<Outcome, StepError> {
         Some((family, params)) => Some(converge_parameter_group(ctx, &n, family, params).await?),
         None => None,
     };
-    let cluster = converge_cluster(ctx, dev, &n, parameter_group.as_deref()).await?;
-    for i in 0..ctx.cfg.database.instances as usize {
+    let cluster = converge_cluster(ctx, dev, &n, &network.sg_db, parameter_group.as_deref()).await?;
+    // AWS takes instances once the restored cluster is available, then
+    // creates them side by side: the chain is the restore plus one
+    // instance, however many there are.
+    let (cluster, zones, id) = (&cluster, &zones, n.cluster.as_str());
+    ctx.each(0..ctx.cfg.database.instances as usize, |i| async move {
         let az = zones.get(i % zones.len().max(1)).cloned().unwrap_or_default();
-        converge_instance(ctx, &n.cluster, i, &az, &cluster).await?;
-    }
+        converge_instance(ctx, id, i, &az, cluster).await
+    })
+    .await?;
     if parameter_group.is_some() {
         converge_parameters_in_effect(ctx, &n.cluster).await?;
     }
@@ -995,12 +1010,12 @@ async fn converge_cluster(
     ctx: &Ctx,
     dev: &DevCluster,
     n: &Names,
+    sg_db: &str,
     parameter_group: Option<&str>,
 ) -> Result<DbCluster, StepError> {
     let rds = &ctx.aws.target.rds;
     let res = Res::new(STEP, "db_cluster", "cluster", &n.cluster);
     let key_arn = crate::steps::kms::key_arn(ctx);
-    let sg_db = crate::steps::network::Vpc::of(ctx).sg_db;
     let snap = &dev.snapshot;
     let snapshot_ref = snapshot_reference(snap, &dev.source_account, &ctx.account);
 
@@ -1042,7 +1057,7 @@ async fn converge_cluster(
                         .set_engine_version(snap.engine_version().map(str::to_owned))
                         .set_port(dc.port())
                         .db_subnet_group_name(&n.subnet_group)
-                        .vpc_security_group_ids(&sg_db)
+                        .vpc_security_group_ids(sg_db)
                         .kms_key_id(&key_arn)
                         .set_enable_iam_database_authentication(dc.iam_database_authentication_enabled())
                         .set_enable_cloudwatch_logs_exports(Some(dc.enabled_cloudwatch_logs_exports().to_vec()))
@@ -1079,7 +1094,7 @@ async fn converge_cluster(
                         None => describe_cluster(ctx, &n.cluster).await?.unwrap_or(accepted),
                     };
                     ctx.outputs.publish(Endpoints::of(&accepted));
-                    wait_cluster_available(ctx, &n.cluster).await?
+                    ctx.timed(STEP, Wait::AuroraRestore, &n.cluster, wait_cluster_available(ctx, &n.cluster)).await?
                 }
             }
         }
@@ -1096,7 +1111,7 @@ async fn converge_cluster(
             snap.engine_version()
         )));
     }
-    converge_cluster_settings(ctx, &res, &cluster, &dev.cluster, &sg_db, parameter_group).await?;
+    converge_cluster_settings(ctx, &res, &cluster, &dev.cluster, sg_db, parameter_group).await?;
     if !ctx.is_plan() {
         // The secret RDS now manages, for functions that ask for its ARN.
         let now = describe_cluster(ctx, &n.cluster).await?;
@@ -1266,7 +1281,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
                 )
                 .await?;
             if created.is_some() {
-                let inst = wait_instance_available(ctx, &id).await?;
+                let inst = ctx.timed(STEP, Wait::AuroraInstance, &id, wait_instance_available(ctx, &id)).await?;
                 Endpoints::instance(ctx, i, inst.endpoint().and_then(|e| e.address()));
             }
         }
@@ -1457,7 +1472,7 @@ async fn delete_instance(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
         }
         sent => {
             sent.map_err(StepError::aws(id, "DeleteDBInstance"))?;
-            until_gone(ctx, id, || describe_instance(ctx, id)).await
+            ctx.timed(STEP, Wait::AuroraInstanceDeleted, id, until_gone(ctx, id, || describe_instance(ctx, id))).await
         }
     }
 }
@@ -1497,7 +1512,7 @@ async fn delete_cluster(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
         Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => Ok(false),
         sent => {
             sent.map_err(StepError::aws(id, "DeleteDBCluster"))?;
-            until_gone(ctx, id, || describe_cluster(ctx, id)).await
+            ctx.timed(STEP, Wait::AuroraClusterDeleted, id, until_gone(ctx, id, || describe_cluster(ctx, id))).await
         }
     }
 }

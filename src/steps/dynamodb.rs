@@ -6,6 +6,7 @@
 //! waited for until ACTIVE (AWS limits concurrent creates of indexed tables).
 //! A prod table with a different schema is never silently adopted.
 
+use crate::engine::estimate::{Compose, Wait};
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::types::{
@@ -35,6 +36,7 @@ const STEP: &str = "dynamodb";
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms"],
+    early: &[],
     kinds: &["dynamodb_table"],
     actions: &[
         "dynamodb:DescribeTable",
@@ -52,6 +54,8 @@ static ABOUT: About = About {
     source_actions: &["dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive"],
     scopes: &[("dynamodb", arns::tables)],
     sweeps: "the DynamoDB tables this configuration names, when tagged for the migration",
+    waits: &[("dynamodb_table", Wait::TableActive, Compose::Chain)],
+    undo_waits: &[],
 };
 
 impl Declared for DynamoDb {
@@ -339,7 +343,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
             .create(&res, detail, json!({"dev": dev.name}), || create_table(ctx, dev, &name, &want, key_arn))
             .await?;
         if created.is_some() {
-            wait_settled(ctx, &name).await?;
+            ctx.timed(STEP, Wait::TableActive, &name, wait_settled(ctx, &name)).await?;
         }
         converge_settings(ctx, dev, &res, &name, None).await?;
         return Ok(());
@@ -695,7 +699,6 @@ async fn set_pitr(ctx: &Ctx, name: &str, on: bool) -> Result<(), StepError> {
 async fn wait_settled(ctx: &Ctx, name: &str) -> Result<(), StepError> {
     let waited = async {
         let started = std::time::Instant::now();
-        let mut delay = std::time::Duration::from_millis(500);
         loop {
             let table = describe_prod(ctx, name).await?;
             let busy: Vec<String> = match &table {
@@ -712,8 +715,8 @@ async fn wait_settled(ctx: &Ctx, name: &str) -> Result<(), StepError> {
                     waited: ctx.max_wait(),
                 });
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(15));
+            // Every wait's rule: elapsed/20, between 1 and 15 s.
+            tokio::time::sleep(crate::engine::poll_delay(started.elapsed())).await;
         }
     };
     crate::progress::while_waiting(STEP, &format!("{name} and its indexes to become ACTIVE"), waited).await

@@ -29,6 +29,7 @@ const ALARM_NAMES_PER_CALL: usize = 100;
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms", "database", "lambda", "dynamodb", "audit"],
+    early: &[],
     kinds: &["sns_topic", "alarm", "dashboard"],
     actions: &[
         "sns:CreateTopic",
@@ -50,6 +51,8 @@ static ABOUT: About = About {
     source_actions: &["cloudwatch:DescribeAlarms", "cloudwatch:GetDashboard"],
     scopes: &[("cloudwatch", arns::dashboards_and_alarms), ("sns", arns::topic)],
     sweeps: "alarms acting on the migration's topic, and the topic",
+    waits: &[],
+    undo_waits: &[],
 };
 
 impl Declared for Monitoring {

@@ -575,3 +575,65 @@ async fn plan_and_rollback_show_values_and_mark_actions_only() {
     assert_eq!(applies.last().unwrap()["rolled_back_by"], rollback["id"], "{json}");
     assert!(applies[0]["rolled_back_by"].is_null(), "the first apply still stands: {json}");
 }
+
+/// plan says how long the apply will take on AWS's clock and what it waits
+/// for: AWS's typical figures at first (the Aurora restore and an instance,
+/// the instances side by side), then — after an apply recorded its waits in
+/// the journal — what this account took. destroy --dry-run says the same
+/// for teardown (Lambda's interfaces).
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_destroy_dry_run_estimate_the_duration_from_typical_then_observed_waits() {
+    let w = World::new().await;
+    let waits = |doc: &serde_json::Value| -> Vec<serde_json::Value> {
+        doc["expected_duration"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["waits"].as_array().unwrap().clone())
+            .collect()
+    };
+    let first = w.paymig(["plan"]).run();
+    first.expect_code(0);
+    assert!(
+        first.stdout.contains("expected duration ≈ 18 min on AWS's clock (critical path: ")
+            && first.stdout.contains("database (restore ≈ 10 min, instances ≈ 8 min)"),
+        "{}",
+        first.stdout
+    );
+    let doc: serde_json::Value = serde_json::from_str(&w.paymig(["plan", "--format", "json"]).run().stdout).unwrap();
+    let restore = waits(&doc).into_iter().find(|x| x["wait"] == "aurora_restore").expect("the restore is estimated");
+    assert_eq!((restore["basis"].as_str(), restore["seconds"].as_f64()), (Some("typical"), Some(600.0)));
+    let path: Vec<&str> = doc["expected_duration"]["critical_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert!(path.contains(&"database"), "{path:?}");
+
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let end = w.journal_lines().into_iter().rev().find(|l| l["type"] == "run_end").unwrap();
+    let observed = end["observed"]["waits"].as_array().expect("the apply recorded its waits").clone();
+    assert!(observed.iter().any(|x| x["wait"] == "aurora_restore" && x["resource"] == "payments-prod"), "{end}");
+    assert!(end["observed"]["steps"].as_array().unwrap().iter().any(|s| s["step"] == "database"), "{end}");
+
+    let teardown = w.paymig(["destroy", "--dry-run"]).run();
+    teardown.expect_code(0);
+    assert!(
+        teardown.stdout.contains("expected duration ≈ ")
+            && teardown.stdout.contains("Lambda's network interfaces released ≈ 20 min"),
+        "{}",
+        teardown.stdout
+    );
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    // The second cold plan rests on what this account took (the emulator
+    // restores at once).
+    let doc: serde_json::Value = serde_json::from_str(&w.paymig(["plan", "--format", "json"]).run().stdout).unwrap();
+    let restore = waits(&doc).into_iter().find(|x| x["wait"] == "aurora_restore").expect("the restore is estimated");
+    assert_eq!(restore["basis"], "observed", "{restore}");
+    assert_eq!(restore["runs"], 1);
+    assert!(restore["seconds"].as_f64().unwrap() < 60.0, "{restore}");
+    let text = w.paymig(["plan"]).run();
+    assert!(text.stdout.contains("expected duration ≈ "), "{}", text.stdout);
+    assert!(!text.stdout.contains("restore ≈ 10 min"), "no longer the typical figure: {}", text.stdout);
+}

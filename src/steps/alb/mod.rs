@@ -9,6 +9,7 @@
 //! draining is the gradual weighted shift of `switch`; `ip` target groups get
 //! a 30-second deregistration delay.
 
+use crate::engine::estimate::{Compose, Wait};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
     ProtocolEnum, Tag, TargetDescription, TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
@@ -56,6 +57,7 @@ static ABOUT: About = About {
         "lambda:GetPolicy",
     ],
     scopes: &[("elasticloadbalancing", arns::load_balancer), ("lambda", arns::functions)],
+    waits: &[("load_balancer", Wait::LoadBalancer, Compose::Chain)],
     ..About::NONE
 };
 
@@ -352,7 +354,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     // targets and listener are configured meanwhile, and apply ends when it
     // serves (`switch` right after must find it active).
     if !active && !ctx.is_plan() && !is_planned(&lb_arn) {
-        poll_until(ctx, STEP, &name, "active", || async {
+        let provisioned = poll_until(ctx, STEP, &name, "active", || async {
             let out = elb
                 .describe_load_balancers()
                 .load_balancer_arns(&lb_arn)
@@ -366,8 +368,8 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                 }
                 _ => Ok(None),
             }
-        })
-        .await?;
+        });
+        ctx.timed(STEP, Wait::LoadBalancer, &name, provisioned).await?;
     }
     Ok(Outcome::Done)
 }

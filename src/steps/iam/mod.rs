@@ -278,7 +278,9 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 // gone. While another function of the migration lives, the
                 // interfaces it shares stay in use and are released later
                 // with that function's role.
-                crate::steps::network::wait_for_function_interfaces(ctx).await?;
+                let released = crate::steps::network::wait_for_function_interfaces(ctx);
+                ctx.timed("lambda", crate::engine::estimate::Wait::InterfacesReleased, "compute group", released)
+                    .await?;
             }
             super::common::roles::delete_role(ctx, &r.intent.name).await?;
         }

@@ -13,6 +13,7 @@
 mod runtimes;
 mod staging;
 
+use crate::engine::estimate::{Compose, Wait};
 use std::collections::BTreeMap;
 
 use aws_sdk_lambda::types::{Environment, EphemeralStorage, FunctionConfiguration, TracingConfig, VpcConfig};
@@ -106,6 +107,8 @@ static ABOUT: About = About {
     ],
     source_actions: &["lambda:GetFunction", "lambda:GetLayerVersionPolicy", "s3:ListBucket", "s3:GetObject"],
     scopes: &[("lambda", arns::functions), ("kms", arns::kms_keys), ("s3", arns::packages)],
+    waits: &[("lambda_function", Wait::FunctionActive, Compose::Side)],
+    undo_waits: &[("lambda_function", Wait::InterfacesReleased, Compose::Side)],
     ..About::NONE
 };
 
@@ -765,7 +768,7 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
             if created.is_some() {
                 // Pending until Lambda has set it up (its ENIs for a VPC
                 // function): publishing meanwhile is refused.
-                wait_active(ctx, &name).await?;
+                ctx.timed(STEP, Wait::FunctionActive, &name, wait_active(ctx, &name)).await?;
                 converge_concurrency(ctx, &res, &f.name, &name, None).await?;
                 converge_aliases(ctx, &name, false).await?;
             } else {

@@ -15,6 +15,7 @@
 //! endpoint's policy admits exactly the actions and resources the execution
 //! roles are granted for that service.
 
+use crate::engine::estimate::{Compose, Wait};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,8 @@ static ABOUT: About = About {
     ],
     scopes: &[("ec2", arns::ec2)],
     sweeps: "interface endpoints tagged for the migration",
+    waits: &[("vpc_endpoint", Wait::InterfaceEndpoint, Compose::Side)],
+    undo_waits: &[("vpc_endpoint", Wait::InterfaceEndpointDeleted, Compose::Side)],
     ..About::NONE
 };
 
@@ -96,7 +99,10 @@ impl Step for Endpoints {
         let existing =
             if is_planned(&vpc) { vec![] } else { Observed::inside(ctx, &vpc, &[Kind::Endpoint]).await?.endpoints };
         let ids = converge(ctx, &vpc, &existing, &subnets, &group, zones).await?;
-        if !ctx.is_plan() {
+        let created = ctx.changes().iter().any(|c| c.step == self.id() && c.action == crate::engine::Action::Create);
+        if created {
+            ctx.timed(self.id(), Wait::InterfaceEndpoint, &vpc, wait_available(ctx, &ids)).await?;
+        } else if !ctx.is_plan() {
             wait_available(ctx, &ids).await?;
         }
         Ok(Outcome::Done)

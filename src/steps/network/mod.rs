@@ -111,6 +111,7 @@ const HTTPS_PORT: i32 = 443;
 static ABOUT: About = About {
     id: STEP,
     deps: &[],
+    early: &[],
     kinds: &["vpc", "subnet", "route_table", "vpc_endpoint", "security_group"],
     actions: &[
         "ec2:DescribeVpcs",
@@ -157,6 +158,8 @@ static ABOUT: About = About {
     ],
     scopes: &[("ec2", arns::ec2)],
     sweeps: "the VPC, subnets, route tables, gateway endpoints and security groups tagged for the migration",
+    waits: &[],
+    undo_waits: &[],
 };
 
 impl Declared for Network {
@@ -607,27 +610,38 @@ async fn converge(ctx: &Ctx, dev: &DevVpc) -> Result<Outcome, StepError> {
         );
     }
     // Subnets -> route tables -> endpoints is one chain; the security
-    // groups need only the VPC, so they converge beside it.
+    // groups need only the VPC, so they converge beside it. The subnets and
+    // the groups are published the moment both exist: the database step
+    // (which starts beside this one) needs nothing else to restore, and the
+    // restore is the migration's longest wait.
+    let (subnets_ready, subnets_known) = futures::channel::oneshot::channel();
     let routing = async {
         let subnets = converge_subnets(ctx, &vpc_id, &specs, &observed.subnets).await?;
+        let _ = subnets_ready.send(subnets.clone());
         let route_tables = converge_route_tables(ctx, &vpc_id, &subnets, &own_tables).await?;
         converge_endpoints(ctx, &vpc_id, &observed.endpoints, &route_tables).await?;
-        Ok::<_, StepError>(subnets)
+        Ok::<_, StepError>(())
+    };
+    let placement = async {
+        let groups = converge_security_groups(ctx, &vpc_id, &dev.cidrs, dev.db_port, &observed.groups).await?;
+        // Dropped unsent when the subnets failed: nothing to publish.
+        let Ok(subnets) = subnets_known.await else { return Ok(()) };
+        ctx.outputs.publish(Vpc {
+            id: vpc_id.clone(),
+            subnets: subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect(),
+            by_cidr: subnets.iter().map(|(s, id)| (s.cidr.clone(), id.clone())).collect(),
+            sg_alb: groups[0].clone(),
+            sg_compute: groups[1].clone(),
+            sg_db: groups[2].clone(),
+            sg_endpoints: groups.get(3).cloned().unwrap_or_default(),
+        });
+        Ok::<_, StepError>(())
     };
     // join, not try_join: a failure on one side never drops a create in
     // flight on the other.
-    let (routing, groups) =
-        futures::join!(routing, converge_security_groups(ctx, &vpc_id, &dev.cidrs, dev.db_port, &observed.groups));
-    let (subnets, groups) = (routing?, groups?);
-    ctx.outputs.publish(Vpc {
-        id: vpc_id,
-        subnets: subnets.iter().map(|(s, id)| (s.az.clone(), id.clone())).collect(),
-        by_cidr: subnets.iter().map(|(s, id)| (s.cidr.clone(), id.clone())).collect(),
-        sg_alb: groups[0].clone(),
-        sg_compute: groups[1].clone(),
-        sg_db: groups[2].clone(),
-        sg_endpoints: groups.get(3).cloned().unwrap_or_default(),
-    });
+    let (routing, placement) = futures::join!(routing, placement);
+    routing?;
+    placement?;
     Ok(Outcome::Done)
 }
 
@@ -1435,7 +1449,6 @@ async fn wait_for_lambda_enis(ctx: &Ctx, filter_name: &str, id: &str) -> Result<
     use aws_sdk_ec2::types::NetworkInterfaceType;
     let ec2 = &ctx.aws.target.ec2;
     let started = std::time::Instant::now();
-    let mut delay = Duration::from_secs(1);
     let mut last = 0;
     loop {
         let pages = ec2.describe_network_interfaces().filters(filter(filter_name, id)).into_paginator().items().send();
@@ -1470,8 +1483,10 @@ async fn wait_for_lambda_enis(ctx: &Ctx, filter_name: &str, id: &str) -> Result<
                 waited: ctx.max_wait(),
             });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
+        // Every wait's rule (elapsed/20, 1–15 s): the release is seen within
+        // 5% of the time waited, not up to 30 s late.
+        let elapsed = started.elapsed();
+        tokio::time::sleep(crate::engine::poll_delay(elapsed).min(ctx.max_wait().saturating_sub(elapsed))).await;
     }
 }
 

@@ -95,10 +95,12 @@ pub struct State {
     /// Keys created during the run, and the functions refused once.
     new_keys: HashSet<String>,
     grant_refused: HashSet<String>,
-    /// Bucket -> not visible to settings calls until.
-    buckets_new: HashMap<String, Instant>,
-    /// Bucket -> versioning not yet seen by replication until.
-    buckets_versioning: HashMap<String, Instant>,
+    /// Bucket -> not visible to settings calls until (and the first one is
+    /// refused whenever it comes: a loaded machine must not make the
+    /// behaviour vanish).
+    buckets_new: HashMap<String, (Instant, bool)>,
+    /// Bucket -> versioning not yet seen by replication until (likewise).
+    buckets_versioning: HashMap<String, (Instant, bool)>,
     /// Role -> its inline policy documents.
     role_docs: HashMap<String, HashMap<String, String>>,
     /// (key id, operation) refused once.
@@ -284,11 +286,16 @@ impl AwsBehaviour {
                 if req.method() != "PUT" || sub.is_empty() {
                     return None;
                 }
-                if st.buckets_new.get(&bucket).is_some_and(|u| now < *u) {
-                    self.fire(Behaviour::BucketPropagation);
-                    return Some(s3_error(404, "NoSuchBucket", "The specified bucket does not exist"));
+                if let Some((until, refused)) = st.buckets_new.get_mut(&bucket) {
+                    if now < *until || !*refused {
+                        *refused = true;
+                        self.fire(Behaviour::BucketPropagation);
+                        return Some(s3_error(404, "NoSuchBucket", "The specified bucket does not exist"));
+                    }
                 }
-                if sub == "replication" && st.buckets_versioning.get(&bucket).is_some_and(|u| now < *u) {
+                let versioning = if sub == "replication" { st.buckets_versioning.get_mut(&bucket) } else { None };
+                if let Some((_, refused)) = versioning.filter(|(until, refused)| now < *until || !*refused) {
+                    *refused = true;
                     self.fire(Behaviour::BucketPropagation);
                     return Some(s3_error(
                         400,
@@ -481,9 +488,9 @@ impl AwsBehaviour {
                     && !bucket.is_empty()
                     && !req.uri().path().trim_start_matches('/').contains('/')
                 {
-                    st.buckets_new.insert(bucket, now + w.bucket_propagation);
+                    st.buckets_new.insert(bucket, (now + w.bucket_propagation, false));
                 } else if req.method() == "PUT" && sub == "versioning" {
-                    st.buckets_versioning.insert(bucket, now + w.bucket_propagation);
+                    st.buckets_versioning.insert(bucket, (now + w.bucket_propagation, false));
                 }
                 body
             }
