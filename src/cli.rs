@@ -74,6 +74,16 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// For people.
+    Text,
+    /// One JSON document (for scripts and CI).
+    Json,
+    /// One run drawn as a timeline: a bar per step, the waits on AWS in them, the critical path highlighted (one self-contained page).
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
     /// A summary: failed checks, drift and missing resources first, then the totals.
     Text,
@@ -93,6 +103,15 @@ pub enum Side {
     Source,
     // Every principal with its policy, and the dev role's trust policy.
     Principals,
+}
+
+/// Which account's CloudFormation template `ci-template` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TemplateSide {
+    /// The prod account: state bucket, CodeBuild project, its role, the schedule.
+    Target,
+    /// The dev account: the read role the build assumes.
+    Source,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -217,11 +236,17 @@ pub enum Command {
         parallelism: u16,
     },
     /// Journal summary: runs, resources per step, lock holder.
-    #[command(after_help = "Example:\n  paymig status --format json")]
+    #[command(after_help = "Examples:\n  paymig status --format json\n  paymig status --format html --out run.html")]
     Status {
-        /// Output format on stdout.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+        /// Write it here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The run to draw (`--format html`; an id from `paymig status`); the newest by default.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
     /// Prints the least-privilege IAM policy paymig itself needs for this config.
     #[command(
@@ -235,6 +260,21 @@ pub enum Command {
         /// principal with its policy, and the dev role's trust policy.
         #[arg(long, value_enum, default_value_t = Side::Target)]
         side: Side,
+    },
+    /// Prints a CloudFormation template (YAML) for scheduled runs in CodeBuild.
+    #[command(
+        name = "ci-template",
+        after_help = "Examples:\n  paymig ci-template > paymig-prod.yaml\n  aws cloudformation deploy --template-file paymig-prod.yaml --stack-name paymig-prod --capabilities CAPABILITY_NAMED_IAM --parameter-overrides SourceLocation=https://github.com/acme/payments-migration\n  paymig ci-template --side source > paymig-dev.yaml"
+    )]
+    CiTemplate {
+        /// `target`: the prod account (state bucket, CodeBuild project and
+        /// role, schedule); `source`: the dev account's read role.
+        #[arg(long, value_enum, default_value_t = TemplateSide::Target)]
+        side: TemplateSide,
+        /// When the build runs (an EventBridge schedule expression; the
+        /// template's default, changeable at deploy time).
+        #[arg(long, value_name = "EXPR", default_value = crate::cicd::NIGHTLY)]
+        schedule: String,
     },
     /// Removes a lock note or lease a killed run left behind, after showing
     /// its holder; refuses while the holder is provably alive.

@@ -5,6 +5,7 @@
 //! can reach the client layer.
 
 pub mod aws;
+pub mod cicd;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -13,6 +13,8 @@ mod bad_input;
 mod bench;
 #[path = "cli/campaigns.rs"]
 mod campaigns;
+#[path = "cli/ci.rs"]
+mod ci;
 #[path = "cli/contract.rs"]
 mod contract;
 #[path = "cli/data_tier.rs"]

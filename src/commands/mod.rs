@@ -2,6 +2,7 @@
 //! context and the DAG, call the engine, print. What they share is here.
 
 pub mod apply;
+pub mod ci_template;
 pub mod destroy;
 pub mod iam_policy;
 pub mod params;
@@ -59,8 +60,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Destroy { confirm, dry_run, parallelism } => {
             destroy::run(cfg, confirm, dry_run, usize::from(parallelism)).await
         }
-        Command::Status { format } => status::run(cfg, format).await,
+        Command::Status { format, out, run } => status::run(cfg, format, out, run).await,
         Command::IamPolicy { side } => iam_policy::run(&cfg, side).await,
+        Command::CiTemplate { side, schedule } => ci_template::run(&cfg, side, &schedule),
         Command::Unlock { confirm } => unlock::run(cfg, confirm.yes),
         Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm).await,
         Command::Validate { format, out } => validate::run(cfg, format, out).await,

@@ -426,6 +426,44 @@ impl Journal {
         inner.folded.newest.get(key).and_then(|seq| inner.folded.records.get(seq)).cloned()
     }
 
+    /// Per step, the seconds after `run`'s start of its first and last
+    /// journal entries: where a run that recorded no step times (killed)
+    /// spent its time.
+    pub fn step_spans(&self, run: &str) -> BTreeMap<String, (f64, f64)> {
+        let inner = self.inner.lock().expect("journal poisoned");
+        let parse = |ts: &str| time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok();
+        let mut start = None;
+        let mut step_of: BTreeMap<u64, String> = BTreeMap::new();
+        let mut spans: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for e in &inner.entries {
+            if let Body::Intent(i) = &e.body {
+                step_of.insert(e.seq, i.step.clone());
+            }
+            if e.run != run {
+                continue;
+            }
+            let Some(at) = parse(&e.ts) else { continue };
+            let step = match &e.body {
+                Body::RunStart { .. } => {
+                    start = Some(at);
+                    continue;
+                }
+                Body::Intent(i) => i.step.clone(),
+                Body::Done { intent, .. } | Body::Undone { intent } => match step_of.get(intent) {
+                    Some(s) => s.clone(),
+                    None => continue,
+                },
+                Body::RunEnd { .. } => continue,
+            };
+            let Some(t0) = start else { continue };
+            let s = (at - t0).as_seconds_f64();
+            let span = spans.entry(step).or_insert((s, s));
+            span.0 = span.0.min(s);
+            span.1 = span.1.max(s);
+        }
+        spans
+    }
+
     /// Every run, oldest first.
     pub fn runs(&self) -> Vec<Run> {
         let inner = self.inner.lock().expect("journal poisoned");

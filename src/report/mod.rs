@@ -2,6 +2,8 @@
 //! dev-vs-prod comparisons and its compliance checks; this module holds the
 //! model and renders it as Markdown, JSON or one self-contained HTML page.
 
+pub mod timeline;
+
 use serde::Serialize;
 
 /// One field compared between dev and prod.

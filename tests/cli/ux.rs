@@ -31,7 +31,7 @@ fn assert_snapshot(name: &str, actual: &str) {
     }
 }
 
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 14] = [
     "plan",
     "apply",
     "params",
@@ -41,6 +41,7 @@ const COMMANDS: [&str; 13] = [
     "destroy",
     "status",
     "iam-policy",
+    "ci-template",
     "unlock",
     "completions",
     "man",

@@ -82,28 +82,7 @@ async fn the_report_is_clean_right_after_apply_in_all_three_formats() {
 
     let html = w.dir.path().join("report.html");
     w.paymig(["validate", "--format", "html", "--out"]).args([&html]).run().expect_code(0);
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|b| std::process::Command::new("which").arg(b).output().is_ok_and(|o| o.status.success()))
-        .expect("chromium is installed by scripts/test");
-    let profile = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("run chromium");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = crate::support::headless_dom(&html);
     assert!(dom.contains("id=\"summary\" data-clean=\"true\""), "the browser rendered the page: {dom}");
     assert!(dom.contains("<td>sessions-prod</td>") && dom.contains("dynamodb.pitr"), "{dom}");
 }

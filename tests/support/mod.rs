@@ -25,6 +25,33 @@ pub fn config_text(vpc_id: &str, dir: &Path) -> String {
         .replace("journal = \".paymig\"", &format!("journal = \"{}\"", dir.join("journal").display()))
 }
 
+/// The DOM a headless Chromium makes of the page at `path` (no network:
+/// the page must be self-contained).
+pub fn headless_dom(path: &Path) -> String {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| std::process::Command::new("which").arg(b).output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is installed by scripts/test");
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("file://{}", path.display()))
+        .output()
+        .expect("run chromium");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Whether an SDK call failed because its resource does not exist, by the
 /// typed failure (paymig's own predicate): a throttle, a denial or a
 /// refused request is not "gone", and says so in the panic.

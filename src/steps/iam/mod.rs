@@ -272,16 +272,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         ("iam_policy", Op::Create | Op::Adopt) => managed::delete_policy(ctx, &r.intent.name).await?,
         ("iam_policy", Op::Update) => managed::restore_document(ctx, r).await?,
         (_, Op::Create | Op::Adopt) => {
-            if !any_function_left(ctx).await? {
-                // Lambda releases a deleted function's network interfaces
-                // with its execution role: the role stays until they are
-                // gone. While another function of the migration lives, the
-                // interfaces it shares stay in use and are released later
-                // with that function's role.
-                let released = crate::steps::network::wait_for_function_interfaces(ctx);
-                ctx.timed("lambda", crate::engine::estimate::Wait::InterfacesReleased, "compute group", released)
-                    .await?;
-            }
+            roles_may_go(ctx).await?;
             super::common::roles::delete_role(ctx, &r.intent.name).await?;
         }
         (_, Op::Update) => match r.prev::<RoleUpdate>()? {
@@ -304,6 +295,33 @@ async fn traced(ctx: &Ctx, f: &str) -> Result<bool, StepError> {
 }
 
 /// Whether any prod function of the migration still exists.
+/// Once per undo, shared by every role it deletes: whether any migration
+/// function is left and, when none is, the wait for their interfaces.
+#[derive(Debug, Clone, Default)]
+struct RolesMayGo(std::sync::Arc<tokio::sync::OnceCell<()>>);
+
+/// Lambda releases a deleted function's network interfaces with its
+/// execution role: the roles stay until they are gone. While a function of
+/// the migration lives, the interfaces it shares stay in use and are
+/// released later with that function's role. Checked once per run (the
+/// roles are deleted side by side and functions do not come back during an
+/// undo), not once per role.
+async fn roles_may_go(ctx: &Ctx) -> Result<(), StepError> {
+    ctx.outputs.update(|_: &mut RolesMayGo| {});
+    let gate = ctx.outputs.get::<RolesMayGo>();
+    gate.0
+        .get_or_try_init(|| async {
+            if !any_function_left(ctx).await? {
+                let released = crate::steps::network::wait_for_function_interfaces(ctx);
+                ctx.timed("lambda", crate::engine::estimate::Wait::InterfacesReleased, "compute group", released)
+                    .await?;
+            }
+            Ok::<(), StepError>(())
+        })
+        .await?;
+    Ok(())
+}
+
 async fn any_function_left(ctx: &Ctx) -> Result<bool, StepError> {
     for f in &ctx.cfg.source.lambda_functions {
         let name = ctx.cfg.names.prod(f);
