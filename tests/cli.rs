@@ -338,7 +338,9 @@ async fn runs_killed_at_journal_boundaries_converge_without_duplicates() {
     let w = World::with(Default::default(), without_database).await;
     // Each N kills the real process (SIGKILL) right after the Nth fsynced
     // journal write: between intents and outcomes, mid-step, across steps.
-    for n in [1, 2, 3, 4, 5, 6, 8, 11, 14, 17, 20, 24, 27, 31, 35, 40, 45, 49] {
+    // Between intents and outcomes, in the first steps, mid-step and late
+    // (the crash campaign kills once per boundary kind of the full stack).
+    for n in [1, 2, 3, 5, 11, 24, 45] {
         let killed = w.paymig(["apply", "--yes"]).env("PAYMIG_TEST_KILL_AFTER_WRITES", &n.to_string()).run();
         assert!(killed.killed, "run with kill after {n} writes was not killed: {:?}\n{}", killed.code, killed.stderr);
         let resumed = w.paymig(["apply", "--yes"]).run();

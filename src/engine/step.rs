@@ -34,6 +34,11 @@ pub struct About {
     /// it waits for what it needs from them itself ([`super::Outputs::wait`])
     /// rather than for the rest of their work. Undo still follows `deps`.
     pub early: &'static [&'static str],
+    /// Of `deps`, those whose undo need not wait for this step's undo: AWS
+    /// deletes them while this step's resources still name them (a
+    /// function still registered as a load balancer's target, a table
+    /// named in a role's policy). Undo follows `deps` otherwise.
+    pub undo_apart: &'static [&'static str],
     /// The resource kinds it records, in the order a reader expects them
     /// (what others depend on first): `plan` lists a step's resources so.
     pub kinds: &'static [&'static str],
@@ -61,6 +66,7 @@ impl About {
         id: "",
         deps: &[],
         early: &[],
+        undo_apart: &[],
         kinds: &[],
         actions: &[],
         source_actions: &[],
@@ -83,6 +89,9 @@ pub trait Declared: Send + Sync {
     }
     fn early(&self) -> &'static [&'static str] {
         self.about().early
+    }
+    fn undo_apart(&self) -> &'static [&'static str] {
+        self.about().undo_apart
     }
     fn kinds(&self) -> &'static [&'static str] {
         self.about().kinds

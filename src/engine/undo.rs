@@ -189,11 +189,19 @@ fn schedule<'r>(records: &'r [Record], steps: &[std::sync::Arc<dyn crate::engine
     let steps = scheduled
         .into_iter()
         .map(|(id, records)| {
-            let after = ids.iter().copied().filter(|other| *other != id && reaches(other, id, steps)).collect();
+            let after = ids.iter().copied().filter(|other| *other != id && undo_reaches(other, id, steps)).collect();
             Scheduled { id, records, after }
         })
         .collect();
     Schedule { unknown, steps }
+}
+
+/// Whether undoing step `to` must wait for undoing `from`: `from` depends
+/// on `to`, directly or through others, by a dependency that is not
+/// [`crate::engine::About::undo_apart`].
+fn undo_reaches(from: &str, to: &str, steps: &[std::sync::Arc<dyn crate::engine::DynStep>]) -> bool {
+    let Some(step) = steps.iter().find(|s| s.id() == from) else { return false };
+    step.deps().iter().filter(|d| !step.undo_apart().contains(d)).any(|d| *d == to || undo_reaches(d, to, steps))
 }
 
 /// Whether step `from` depends on step `to`, directly or through others.
@@ -563,6 +571,7 @@ mod tests {
             rec(3, "gone", Op::Create, "thing", "g/1"),
             rec(2, "network", Op::Create, "vpc", "n/vpc"),
             rec(1, "lambda", Op::Create, "lambda_function", "l/f"),
+            rec(0, "alb", Op::Create, "load_balancer", "a/lb"),
         ];
         let steps = crate::steps::all();
         let plan = schedule(&records, &steps);
@@ -575,11 +584,15 @@ mod tests {
         };
         // params depends on nothing and nothing on it: it starts at once.
         assert!(sorted("params").is_empty());
-        // database and lambda depend on network: network waits for both.
-        assert_eq!(sorted("network"), vec!["database", "lambda"]);
-        // kms waits for database and, through iam (no records here), lambda.
-        assert_eq!(sorted("kms"), vec!["database", "lambda"]);
-        assert!(sorted("database").is_empty() && sorted("lambda").is_empty());
+        // database, lambda and alb depend on network: network waits for them.
+        // kms waits for database; not for lambda, whose only way to the key
+        // is through iam, which declares kms apart (a role's policy may name
+        // a deleted key).
+        assert_eq!(sorted("kms"), vec!["database"]);
+        assert!(sorted("database").is_empty());
+        // The functions need not wait for the load balancer (undo_apart).
+        assert!(sorted("lambda").is_empty());
+        assert_eq!(sorted("network"), vec!["alb", "database", "lambda"]);
         // Inside a step the newest-first order is kept.
         let seqs = |id: &str| of(id).records.iter().map(|r| r.seq).collect::<Vec<_>>();
         assert_eq!(seqs("network"), vec![8, 4, 2]);

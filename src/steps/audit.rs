@@ -39,6 +39,7 @@ const DELETE_BATCH: usize = 1000;
 static ABOUT: About = About {
     id: STEP,
     deps: &[],
+    undo_apart: &[],
     early: &[],
     kinds: &["iam_role", "s3_bucket", "s3_replica_bucket"],
     actions: &[

@@ -55,6 +55,7 @@ impl Database {
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms", "network"],
+    undo_apart: &[],
     early: &["network"],
     kinds: &["db_subnet_group", "db_cluster_parameter_group", "db_cluster", "db_instance"],
     actions: &[

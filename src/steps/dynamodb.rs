@@ -36,6 +36,7 @@ const STEP: &str = "dynamodb";
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms"],
+    undo_apart: &[],
     early: &[],
     kinds: &["dynamodb_table"],
     actions: &[

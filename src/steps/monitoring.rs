@@ -29,6 +29,7 @@ const ALARM_NAMES_PER_CALL: usize = 100;
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms", "database", "lambda", "dynamodb", "audit"],
+    undo_apart: &[],
     early: &[],
     kinds: &["sns_topic", "alarm", "dashboard"],
     actions: &[

@@ -455,6 +455,21 @@ async fn aws_timed() {
     for (step, d) in &spans {
         md.push_str(&format!("| {step} | {} |\n", secs(*d)));
     }
+    // Where destroy spent its time: the step times it recorded.
+    let ended: Vec<serde_json::Value> = w.journal_lines().into_iter().filter(|l| l["type"] == "run_end").collect();
+    if let Some(steps) = ended.last().and_then(|e| e["observed"]["steps"].as_array().cloned()) {
+        md.push_str("\n| step (destroy) | started at | span |\n|---|---|---|\n");
+        let mut steps = steps;
+        steps.sort_by(|a, b| a["start_s"].as_f64().unwrap_or(0.0).total_cmp(&b["start_s"].as_f64().unwrap_or(0.0)));
+        for s in steps {
+            md.push_str(&format!(
+                "| {} | {:.1} s | {:.1} s |\n",
+                s["step"].as_str().unwrap_or("?"),
+                s["start_s"].as_f64().unwrap_or(0.0),
+                s["seconds"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
     md.push_str("\n## Targets\n\n");
     md.push_str(&format!(
         "- the database step within 1.05× of Aurora's own restore + one instance ({}): **{} = {ratio:.2}×** — {}\n",

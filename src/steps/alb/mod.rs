@@ -33,6 +33,10 @@ const DRAIN_SECONDS: &str = "30";
 static ABOUT: About = About {
     id: STEP,
     deps: &["network", "lambda"],
+    // Lambda deletes a function still registered as a target (the target
+    // group goes after): the functions, whose interfaces' release sets
+    // destroy's length, need not wait for the load balancer.
+    undo_apart: &["lambda"],
     kinds: &["load_balancer", "target_group", "listener", "lambda_permission"],
     actions: &[
         "elasticloadbalancing:DescribeLoadBalancers",

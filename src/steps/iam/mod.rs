@@ -28,6 +28,9 @@ pub const POLICY_NAME: &str = "paymig-execution";
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms", "dynamodb", "audit"],
+    // A role's policy may name a deleted table, bucket or key: those go
+    // while the roles wait for the functions' interfaces.
+    undo_apart: &["kms", "dynamodb", "audit"],
     kinds: &["iam_policy", "iam_role"],
     actions: &[
         "iam:GetRole",

@@ -111,6 +111,7 @@ const HTTPS_PORT: i32 = 443;
 static ABOUT: About = About {
     id: STEP,
     deps: &[],
+    undo_apart: &[],
     early: &[],
     kinds: &["vpc", "subnet", "route_table", "vpc_endpoint", "security_group"],
     actions: &[
