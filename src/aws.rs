@@ -3,6 +3,10 @@
 //! and two interceptors on every client: API-call accounting and, on source
 //! clients, a guard that refuses any operation that is not a read.
 
+pub mod call;
+
+pub use call::Call;
+
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use std::collections::BTreeMap;

@@ -96,7 +96,7 @@ pub enum ReportFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Side {
+pub enum PolicySide {
     // What the prod identity needs.
     Target,
     // The dev side's reads (the role paymig assumes there, or the dev identity).
@@ -258,8 +258,8 @@ pub enum Command {
         /// `[source] role_arn` when the source side has no profile of its
         /// own); `source`: the read-only dev side; `principals`: every
         /// principal with its policy, and the dev role's trust policy.
-        #[arg(long, value_enum, default_value_t = Side::Target)]
-        side: Side,
+        #[arg(long, value_enum, default_value_t = PolicySide::Target)]
+        side: PolicySide,
     },
     /// Prints a CloudFormation template (YAML) for scheduled runs in CodeBuild.
     #[command(

@@ -1,16 +1,16 @@
 //! `paymig iam-policy`: prints the IAM policy paymig itself needs for this
 //! config on one side ([`crate::permissions`]).
 
-use crate::cli::Side;
+use crate::cli::PolicySide;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::permissions::{policy, principals, source_policy};
 
-pub async fn run(cfg: &Config, side: Side) -> Result<()> {
+pub async fn run(cfg: &Config, side: PolicySide) -> Result<()> {
     // The account of that side, for the ARNs (one read).
     let aws = crate::aws::Aws::connect(cfg).await;
     let doc = match side {
-        Side::Target => {
+        PolicySide::Target => {
             let account = aws.target.account_id().await.map_err(|e| Error::Preflight(vec![e]))?;
             // Dev in another account: its snapshot key is granted there.
             let dev = match dev_account(cfg, &aws).await {
@@ -22,8 +22,8 @@ pub async fn run(cfg: &Config, side: Side) -> Result<()> {
             };
             policy(cfg, &account, dev.as_deref())
         }
-        Side::Source => source_policy(cfg, &dev_account(cfg, &aws).await.map_err(|e| Error::Preflight(vec![e]))?),
-        Side::Principals => {
+        PolicySide::Source => source_policy(cfg, &dev_account(cfg, &aws).await.map_err(|e| Error::Preflight(vec![e]))?),
+        PolicySide::Principals => {
             let account = aws.target.account_id().await.map_err(|e| Error::Preflight(vec![e]))?;
             let dev = dev_account(cfg, &aws).await.map_err(|e| Error::Preflight(vec![e]))?;
             // Who assumes [source] role_arn: the source side's base identity.

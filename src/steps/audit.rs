@@ -7,6 +7,8 @@
 //! role. Undo empties a bucket completely — every version, delete marker and
 //! multipart upload, in batches of 1,000 — before deleting it.
 
+use crate::aws::call::Named;
+use crate::aws::Call;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -141,13 +143,13 @@ fn place_of(kind: &str) -> Place {
 pub(crate) async fn bucket_state(c: &Clients, bucket: &str) -> Result<Option<bool>, StepError> {
     match c.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(Some(true)),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+        Err(e) if StepError::sdk(bucket, "HeadBucket", &e).is_not_found() => Ok(None),
         Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(se))
             if se.raw().status().as_u16() == 403 =>
         {
             Ok(Some(false))
         }
-        Err(e) => Err(StepError::aws(bucket, "HeadBucket")(e)),
+        Err(e) => Err(StepError::sdk(bucket, "HeadBucket", &e)),
     }
 }
 
@@ -260,7 +262,7 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
         Some(true) => {
             let tags = Setting::Tags.read(c, bucket).await?;
             let ours = is_ours(ctx, &tags);
-            ctx.existing(&res, bucket, Some(&format!("arn:aws:s3:::{bucket}")), ours)?;
+            ctx.existing(&res, bucket, Some(&format!("arn:aws:s3:::{bucket}")), crate::engine::Ownership::of(ours))?;
             true
         }
         Some(false) => return Err(StepError::Invalid(format!("bucket {bucket} is owned by another account"))),
@@ -276,7 +278,7 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
                             .build(),
                     );
                 }
-                req.send().await.map_err(StepError::aws(bucket, "CreateBucket"))?;
+                req.send().await.on(bucket, "CreateBucket")?;
                 Ok(Created {
                     value: (),
                     id: bucket.to_owned(),
@@ -357,8 +359,15 @@ async fn converge_replication(ctx: &Ctx, prod: &str, replica: &str, role: &str) 
 /// Delete-marker replication is sent Enabled but not compared: moto reports
 /// it Disabled whatever was sent.
 async fn read_replication(c: &Clients, bucket: &str) -> Result<Value, StepError> {
-    match c.s3.get_bucket_replication().bucket(bucket).send().await {
-        Ok(out) => {
+    match c
+        .s3
+        .get_bucket_replication()
+        .bucket(bucket)
+        .send()
+        .await
+        .unless(bucket, "GetBucketReplication", |e| e.is_code("ReplicationConfigurationNotFoundError"))?
+    {
+        Some(out) => {
             let Some(cfg) = out.replication_configuration else { return Ok(Value::Null) };
             let rules: Vec<Value> = cfg
                 .rules()
@@ -371,23 +380,13 @@ async fn read_replication(c: &Clients, bucket: &str) -> Result<Value, StepError>
                 .collect();
             Ok(json!({"role": cfg.role(), "rules": rules}))
         }
-        Err(e)
-            if e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s))
-                == Some("ReplicationConfigurationNotFoundError") =>
-        {
-            Ok(Value::Null)
-        }
-        Err(e) => Err(StepError::aws(bucket, "GetBucketReplication")(e)),
+        None => Ok(Value::Null),
     }
 }
 
 async fn write_replication(c: &Clients, bucket: &str, v: &Value) -> Result<(), StepError> {
     if v.is_null() {
-        c.s3.delete_bucket_replication()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(StepError::aws(bucket, "DeleteBucketReplication"))?;
+        c.s3.delete_bucket_replication().bucket(bucket).send().await.on(bucket, "DeleteBucketReplication")?;
         return Ok(());
     }
     let mut rules = Vec::new();
@@ -420,7 +419,7 @@ async fn write_replication(c: &Clients, bucket: &str, v: &Value) -> Result<(), S
         .replication_configuration(cfg)
         .send()
         .await
-        .map_err(StepError::aws(bucket, "PutBucketReplication"))?;
+        .on(bucket, "PutBucketReplication")?;
     Ok(())
 }
 
@@ -433,13 +432,6 @@ enum Setting {
     PublicAccess,
     Lifecycle,
     Policy,
-}
-
-fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata, R>(
-    e: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> Option<&str> {
-    // S3's "no such configuration" errors have no modelled variants.
-    e.as_service_error().and_then(|s| s.code())
 }
 
 impl Setting {
@@ -488,10 +480,9 @@ impl Setting {
     async fn read(self, c: &Clients, bucket: &str) -> Result<Value, StepError> {
         let s3 = &c.s3;
         Ok(match self {
-            Setting::Tags => match s3.get_bucket_tagging().bucket(bucket).send().await {
-                Ok(out) => json!(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect::<BTreeMap<_, _>>()),
-                Err(e) if code_of(&e) == Some("NoSuchTagSet") => json!({}),
-                Err(e) => return Err(StepError::aws(bucket, "GetBucketTagging")(e)),
+            Setting::Tags => match s3.get_bucket_tagging().bucket(bucket).send().await.unless(bucket, "GetBucketTagging", |e| e.is_code("NoSuchTagSet"))? {
+                Some(out) => json!(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect::<BTreeMap<_, _>>()),
+                None => json!({}),
             },
             Setting::Versioning => match s3.get_bucket_versioning().bucket(bucket).send().await {
                 Ok(out) => out.status().map_or(Value::Null, |s| json!(s.as_str())),
@@ -502,39 +493,35 @@ impl Setting {
                     let body = se.raw().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
                     xml_status(&body).map_or(Value::Null, |s| json!(s))
                 }
-                Err(e) => return Err(StepError::aws(bucket, "GetBucketVersioning")(e)),
+                Err(e) => return Err(StepError::sdk(bucket, "GetBucketVersioning", &e)),
             },
-            Setting::Encryption => match s3.get_bucket_encryption().bucket(bucket).send().await {
-                Ok(out) => out
+            Setting::Encryption => match s3.get_bucket_encryption().bucket(bucket).send().await.unless(bucket, "GetBucketEncryption", |e| e.is_code("ServerSideEncryptionConfigurationNotFoundError"))? {
+                Some(out) => out
                     .server_side_encryption_configuration()
                     .and_then(|c| c.rules().first())
                     .and_then(|r| r.apply_server_side_encryption_by_default())
                     .map_or(Value::Null, |d| json!(d.sse_algorithm().as_str())),
-                Err(e) if code_of(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => Value::Null,
-                Err(e) => return Err(StepError::aws(bucket, "GetBucketEncryption")(e)),
+                None => Value::Null,
             },
-            Setting::PublicAccess => match s3.get_public_access_block().bucket(bucket).send().await {
-                Ok(out) => out.public_access_block_configuration().map_or(Value::Null, |p| {
+            Setting::PublicAccess => match s3.get_public_access_block().bucket(bucket).send().await.unless(bucket, "GetPublicAccessBlock", |e| e.is_code("NoSuchPublicAccessBlockConfiguration"))? {
+                Some(out) => out.public_access_block_configuration().map_or(Value::Null, |p| {
                     json!([p.block_public_acls() == Some(true), p.ignore_public_acls() == Some(true), p.block_public_policy() == Some(true), p.restrict_public_buckets() == Some(true)])
                 }),
-                Err(e) if code_of(&e) == Some("NoSuchPublicAccessBlockConfiguration") => Value::Null,
-                Err(e) => return Err(StepError::aws(bucket, "GetPublicAccessBlock")(e)),
+                None => Value::Null,
             },
-            Setting::Lifecycle => match s3.get_bucket_lifecycle_configuration().bucket(bucket).send().await {
-                Ok(out) => json!(out.rules().iter().map(|r| json!({
+            Setting::Lifecycle => match s3.get_bucket_lifecycle_configuration().bucket(bucket).send().await.unless(bucket, "GetBucketLifecycleConfiguration", |e| e.is_code("NoSuchLifecycleConfiguration"))? {
+                Some(out) => json!(out.rules().iter().map(|r| json!({
                     "id": r.id(),
                     "status": r.status().as_str(),
                     "transition": r.transitions().first().map(|t| json!([t.days(), t.storage_class().map(|c| c.as_str())])),
                     "noncurrent": r.noncurrent_version_transitions().first().map(|t| json!([t.noncurrent_days(), t.storage_class().map(|c| c.as_str())])),
                     "abort_days": r.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()),
                 })).collect::<Vec<_>>()),
-                Err(e) if code_of(&e) == Some("NoSuchLifecycleConfiguration") => Value::Null,
-                Err(e) => return Err(StepError::aws(bucket, "GetBucketLifecycleConfiguration")(e)),
+                None => Value::Null,
             },
-            Setting::Policy => match s3.get_bucket_policy().bucket(bucket).send().await {
-                Ok(out) => out.policy().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null),
-                Err(e) if code_of(&e) == Some("NoSuchBucketPolicy") => Value::Null,
-                Err(e) => return Err(StepError::aws(bucket, "GetBucketPolicy")(e)),
+            Setting::Policy => match s3.get_bucket_policy().bucket(bucket).send().await.unless(bucket, "GetBucketPolicy", |e| e.is_code("NoSuchBucketPolicy"))? {
+                Some(out) => out.policy().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null),
+                None => Value::Null,
             },
         })
     }
@@ -547,11 +534,7 @@ impl Setting {
             Setting::Tags => {
                 let tags: BTreeMap<String, String> = serde_json::from_value(v.clone()).unwrap_or_default();
                 if tags.is_empty() {
-                    s3.delete_bucket_tagging()
-                        .bucket(bucket)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(bucket, "DeleteBucketTagging"))?;
+                    s3.delete_bucket_tagging().bucket(bucket).send().await.on(bucket, "DeleteBucketTagging")?;
                 } else {
                     let set = tags
                         .iter()
@@ -563,7 +546,7 @@ impl Setting {
                         .tagging(Tagging::builder().set_tag_set(Some(set)).build().map_err(inv)?)
                         .send()
                         .await
-                        .map_err(StepError::aws(bucket, "PutBucketTagging"))?;
+                        .on(bucket, "PutBucketTagging")?;
                 }
             }
             Setting::Versioning => {
@@ -578,7 +561,7 @@ impl Setting {
                     .versioning_configuration(VersioningConfiguration::builder().status(status).build())
                     .send()
                     .await
-                    .map_err(StepError::aws(bucket, "PutBucketVersioning"))?;
+                    .on(bucket, "PutBucketVersioning")?;
             }
             Setting::Encryption => match v.as_str() {
                 Some(alg) => {
@@ -597,14 +580,10 @@ impl Setting {
                         )
                         .send()
                         .await
-                        .map_err(StepError::aws(bucket, "PutBucketEncryption"))?;
+                        .on(bucket, "PutBucketEncryption")?;
                 }
                 None => {
-                    s3.delete_bucket_encryption()
-                        .bucket(bucket)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(bucket, "DeleteBucketEncryption"))?;
+                    s3.delete_bucket_encryption().bucket(bucket).send().await.on(bucket, "DeleteBucketEncryption")?;
                 }
             },
             Setting::PublicAccess => match v.as_array() {
@@ -622,14 +601,14 @@ impl Setting {
                         )
                         .send()
                         .await
-                        .map_err(StepError::aws(bucket, "PutPublicAccessBlock"))?;
+                        .on(bucket, "PutPublicAccessBlock")?;
                 }
                 None => {
                     s3.delete_public_access_block()
                         .bucket(bucket)
                         .send()
                         .await
-                        .map_err(StepError::aws(bucket, "DeletePublicAccessBlock"))?;
+                        .on(bucket, "DeletePublicAccessBlock")?;
                 }
             },
             Setting::Lifecycle => match v.as_array().filter(|r| !r.is_empty()) {
@@ -670,30 +649,22 @@ impl Setting {
                         )
                         .send()
                         .await
-                        .map_err(StepError::aws(bucket, "PutBucketLifecycleConfiguration"))?;
+                        .on(bucket, "PutBucketLifecycleConfiguration")?;
                 }
                 None => {
-                    s3.delete_bucket_lifecycle()
-                        .bucket(bucket)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(bucket, "DeleteBucketLifecycle"))?;
+                    s3.delete_bucket_lifecycle().bucket(bucket).send().await.on(bucket, "DeleteBucketLifecycle")?;
                 }
             },
             Setting::Policy => {
                 if v.is_null() {
-                    s3.delete_bucket_policy()
-                        .bucket(bucket)
-                        .send()
-                        .await
-                        .map_err(StepError::aws(bucket, "DeleteBucketPolicy"))?;
+                    s3.delete_bucket_policy().bucket(bucket).send().await.on(bucket, "DeleteBucketPolicy")?;
                 } else {
                     s3.put_bucket_policy()
                         .bucket(bucket)
                         .policy(v.to_string())
                         .send()
                         .await
-                        .map_err(StepError::aws(bucket, "PutBucketPolicy"))?;
+                        .on(bucket, "PutBucketPolicy")?;
                 }
             }
         }
@@ -716,8 +687,8 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<u64, StepError> {
     // HTTP endpoints; AWS lets the owner remove it first.
     match s3.delete_bucket_policy().bucket(bucket).send().await {
         Ok(_) => {}
-        Err(e) if code_of(&e).is_some_and(|c| c == "NoSuchBucketPolicy" || c == "NoSuchBucket") => {}
-        Err(e) => return Err(StepError::aws(bucket, "DeleteBucketPolicy")(e)),
+        Err(e) if crate::aws::call::code(&e).is_some_and(|c| c == "NoSuchBucketPolicy" || c == "NoSuchBucket") => {}
+        Err(e) => return Err(StepError::sdk(bucket, "DeleteBucketPolicy", &e)),
     }
     let started = Instant::now();
     let mut removed = 0u64;
@@ -734,7 +705,7 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<u64, StepError> {
             .max_keys(DELETE_BATCH as i32)
             .send()
             .await
-            .map_err(StepError::aws(bucket, "ListObjectVersions"))?;
+            .on(bucket, "ListObjectVersions")?;
         let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
         let markers = page.delete_markers().iter().map(|m| (m.key(), m.version_id()));
         for (key, version) in versions.chain(markers) {
@@ -761,12 +732,7 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<u64, StepError> {
     // Uploads the same way: abort the first page of what is left until none
     // is (ListMultipartUploads has no generated paginator).
     loop {
-        let page = s3
-            .list_multipart_uploads()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(StepError::aws(bucket, "ListMultipartUploads"))?;
+        let page = s3.list_multipart_uploads().bucket(bucket).send().await.on(bucket, "ListMultipartUploads")?;
         let uploads: Vec<(String, String)> =
             page.uploads().iter().filter_map(|u| Some((u.key()?.to_owned(), u.upload_id()?.to_owned()))).collect();
         if uploads.is_empty() {
@@ -779,7 +745,7 @@ pub async fn empty_bucket(c: &Clients, bucket: &str) -> Result<u64, StepError> {
                 .upload_id(id)
                 .send()
                 .await
-                .map_err(StepError::aws(bucket, "AbortMultipartUpload"))?;
+                .on(bucket, "AbortMultipartUpload")?;
             removed += 1;
         }
     }
@@ -795,13 +761,7 @@ async fn delete_batch(c: &Clients, bucket: &str, batch: &mut Vec<ObjectIdentifie
         .quiet(true)
         .build()
         .map_err(|e| StepError::Invalid(e.to_string()))?;
-    let out =
-        c.s3.delete_objects()
-            .bucket(bucket)
-            .delete(delete)
-            .send()
-            .await
-            .map_err(StepError::aws(bucket, "DeleteObjects"))?;
+    let out = c.s3.delete_objects().bucket(bucket).delete(delete).send().await.on(bucket, "DeleteObjects")?;
     if let Some(err) = out.errors().first() {
         return Err(StepError::Invalid(format!(
             "{bucket}: DeleteObjects left {} object(s), e.g. {:?}: {:?}",
@@ -819,10 +779,16 @@ async fn delete_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<bool, St
         return Ok(false);
     }
     let removed = empty_bucket(c, bucket).await?;
-    match c.s3.delete_bucket().bucket(bucket).send().await {
-        Ok(_) => {}
-        Err(e) if code_of(&e) == Some("NoSuchBucket") => return Ok(false),
-        Err(e) => return Err(StepError::aws(bucket, "DeleteBucket")(e)),
+    match c
+        .s3
+        .delete_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .unless(bucket, "DeleteBucket", |e| e.is_code("NoSuchBucket"))?
+    {
+        Some(_) => {}
+        None => return Ok(false),
     }
     tracing::debug!(bucket, removed, "bucket deleted");
     Ok(true)
@@ -858,10 +824,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             let SettingBefore { setting: field, value } = r.prev()?;
             let prev = &value;
             if field == "replication" {
-                match write_replication(c, name, prev).await {
-                    Err(e) if e.is_not_found() => {}
-                    other => other?,
-                }
+                write_replication(c, name, prev).await.gone()?;
             } else if field == "versioning" && !prev.is_string() {
                 // A versioned bucket can never be unversioned again; suspending
                 // is a different state, so it is left enabled.
@@ -881,7 +844,15 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     use crate::report::{diff, Check, Findings, Resource};
     let mut f = Findings::default();
     let role = ctx.cfg.names.own("s3-replication");
-    let role_arn = StepError::found(ctx.aws.target.iam.get_role().role_name(&role).send().await, &role, "GetRole")?
+    let role_arn = ctx
+        .aws
+        .target
+        .iam
+        .get_role()
+        .role_name(&role)
+        .send()
+        .await
+        .found(&role, "GetRole")?
         .and_then(|o| o.role.map(|r| r.arn));
     for dev in &ctx.cfg.source.audit_buckets {
         let (prod, replica) = (ctx.cfg.names.prod(dev), ctx.cfg.names.replica_bucket(dev));
@@ -956,7 +927,7 @@ async fn at_risk(ctx: &Ctx, resources: &[(String, String)]) -> Result<Vec<AtRisk
                     .set_version_id_marker(version.take())
                     .send()
                     .await
-                    .map_err(StepError::aws(name, "ListObjectVersions"))?;
+                    .on(name, "ListObjectVersions")?;
             count += (page.versions().len() + page.delete_markers().len()) as u64;
             if count >= COUNT_AT_MOST || page.is_truncated() != Some(true) {
                 break;

@@ -7,6 +7,7 @@
 //! protection off, and `instances` db.serverless instances in different AZs
 //! with distinct promotion tiers. The snapshot prod came from is journaled.
 
+use crate::aws::Call;
 use crate::engine::estimate::{Compose, Wait};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -210,7 +211,8 @@ pub async fn dev_cluster(ctx: &Ctx) -> Result<Option<DbCluster>, StepError> {
         return Ok(None);
     }
     let out = ctx.aws.source.rds.describe_db_clusters().db_cluster_identifier(id).send().await;
-    Ok(StepError::found(out, format!("dev cluster {id}"), "DescribeDBClusters")?
+    Ok(out
+        .found(format!("dev cluster {id}"), "DescribeDBClusters")?
         .and_then(|o| o.db_clusters.unwrap_or_default().into_iter().next()))
 }
 
@@ -226,7 +228,7 @@ pub async fn dev_instance_endpoints(ctx: &Ctx, cluster: &DbCluster) -> Result<Ve
     let mut out = Vec::new();
     for (_, id) in members {
         let found = ctx.aws.source.rds.describe_db_instances().db_instance_identifier(&id).send().await;
-        let found = StepError::found(found, format!("dev instance {id}"), "DescribeDBInstances")?;
+        let found = found.found(format!("dev instance {id}"), "DescribeDBInstances")?;
         out.extend(
             found.and_then(|o| o.db_instances().first().and_then(|i| i.endpoint()?.address().map(str::to_owned))),
         );
@@ -317,11 +319,13 @@ async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError> {
         return Ok(None);
     }
     let rds = &ctx.aws.source.rds;
-    let cluster = match rds.describe_db_clusters().db_cluster_identifier(&s.db_cluster).send().await {
-        Ok(out) => out.db_clusters.unwrap_or_default().into_iter().next(),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => None,
-        Err(e) => return Err(StepError::aws(format!("dev cluster {}", s.db_cluster), "DescribeDBClusters")(e)),
-    };
+    let cluster = rds
+        .describe_db_clusters()
+        .db_cluster_identifier(&s.db_cluster)
+        .send()
+        .await
+        .found(format!("dev cluster {}", s.db_cluster), "DescribeDBClusters")?
+        .and_then(|out| out.db_clusters.unwrap_or_default().into_iter().next());
     let cluster = cluster.ok_or_else(|| {
         StepError::Invalid(format!(
             "[source] db_cluster: the dev Aurora cluster {:?} does not exist (check the name and the source account/region)",
@@ -344,7 +348,7 @@ async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError> {
             .send()
             .try_collect()
             .await
-            .map_err(StepError::aws(format!("dev cluster {}", s.db_cluster), "DescribeDBClusterSnapshots"))?;
+            .on(format!("dev cluster {}", s.db_cluster), "DescribeDBClusterSnapshots")?;
         newest_available(&all).cloned().ok_or_else(|| {
             StepError::Invalid(format!(
                 "[source] db_cluster: the dev cluster {:?} has no available snapshot to restore from; take one (or set [source] db_snapshot)",
@@ -352,19 +356,14 @@ async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError> {
             ))
         })?
     } else {
-        let found = match rds
+        let found = rds
             .describe_db_cluster_snapshots()
             .db_cluster_snapshot_identifier(&s.db_snapshot)
             .include_shared(true)
             .send()
             .await
-        {
-            Ok(out) => out.db_cluster_snapshots.unwrap_or_default().into_iter().next(),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_snapshot_not_found_fault()) => None,
-            Err(e) => {
-                return Err(StepError::aws(format!("dev snapshot {}", s.db_snapshot), "DescribeDBClusterSnapshots")(e))
-            }
-        };
+            .found(format!("dev snapshot {}", s.db_snapshot), "DescribeDBClusterSnapshots")?
+            .and_then(|out| out.db_cluster_snapshots.unwrap_or_default().into_iter().next());
         let snap = found.ok_or_else(|| {
             StepError::Invalid(format!("[source] db_snapshot: the snapshot {:?} does not exist", s.db_snapshot))
         })?;
@@ -392,7 +391,7 @@ async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError> {
                 .db_cluster_parameter_group_name(group)
                 .send()
                 .await
-                .map_err(StepError::aws(format!("dev parameter group {group}"), "DescribeDBClusterParameterGroups"))?
+                .on(format!("dev parameter group {group}"), "DescribeDBClusterParameterGroups")?
                 .db_cluster_parameter_groups()
                 .first()
                 .and_then(|g| g.db_parameter_group_family().map(str::to_owned))
@@ -406,7 +405,7 @@ async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError> {
                 .send()
                 .try_collect()
                 .await
-                .map_err(StepError::aws(format!("dev parameter group {group}"), "DescribeDBClusterParameters"))?;
+                .on(format!("dev parameter group {group}"), "DescribeDBClusterParameters")?;
             Some((family, params))
         }
     };
@@ -450,7 +449,7 @@ async fn check_engine(ctx: &Ctx, snapshot: &DbClusterSnapshot, dev_family: Optio
                 tracing::debug!("this endpoint has no RDS engine catalogue (DescribeDBEngineVersions): the snapshot's engine version is not checked for Serverless v2 and its parameter-group family");
                 return Ok(());
             }
-            return Err(StepError::aws(format!("{ENGINE} {version}"), "DescribeDBEngineVersions")(e));
+            return Err(StepError::sdk(format!("{ENGINE} {version}"), "DescribeDBEngineVersions", &e));
         }
     };
     let Some(v) = versions.first() else {
@@ -475,7 +474,7 @@ async fn check_engine(ctx: &Ctx, snapshot: &DbClusterSnapshot, dev_family: Optio
         .send()
         .try_collect()
         .await
-        .map_err(StepError::aws(format!("{ENGINE} {version}"), "DescribeOrderableDBInstanceOptions"))?;
+        .on(format!("{ENGINE} {version}"), "DescribeOrderableDBInstanceOptions")?;
     if !orderable.iter().any(|o| o.db_instance_class() == Some(INSTANCE_CLASS)) {
         problems.push(format!(
             "[source] db_snapshot: snapshot {id} is {ENGINE} {version}, which does not run {INSTANCE_CLASS} (Aurora Serverless v2) in {region}\nhelp: upgrade the dev cluster to 13.6, 14.3, 15.2, 16.1 or later and take a new snapshot"
@@ -516,7 +515,7 @@ async fn check_shared(ctx: &Ctx, snap: &DbClusterSnapshot, dev_account: &str) ->
         .db_cluster_snapshot_identifier(id)
         .send()
         .await
-        .map_err(StepError::aws(format!("dev snapshot {id}"), "DescribeDBClusterSnapshotAttributes"))?
+        .on(format!("dev snapshot {id}"), "DescribeDBClusterSnapshotAttributes")?
         .db_cluster_snapshot_attributes_result()
         .map(|r| {
             r.db_cluster_snapshot_attributes()
@@ -530,13 +529,8 @@ async fn check_shared(ctx: &Ctx, snap: &DbClusterSnapshot, dev_account: &str) ->
         None => None,
         Some(key) => {
             let kms = &ctx.aws.source.kms;
-            let md = kms
-                .describe_key()
-                .key_id(key)
-                .send()
-                .await
-                .map_err(StepError::aws(format!("dev key {key}"), "DescribeKey"))?
-                .key_metadata;
+            let md =
+                kms.describe_key().key_id(key).send().await.on(format!("dev key {key}"), "DescribeKey")?.key_metadata;
             let aws_managed =
                 md.as_ref().and_then(|m| m.key_manager()) == Some(&aws_sdk_kms::types::KeyManagerType::Aws);
             let policy = if aws_managed {
@@ -548,7 +542,7 @@ async fn check_shared(ctx: &Ctx, snap: &DbClusterSnapshot, dev_account: &str) ->
                     .policy_name("default")
                     .send()
                     .await
-                    .map_err(StepError::aws(format!("dev key {key}"), "GetKeyPolicy"))?
+                    .on(format!("dev key {key}"), "GetKeyPolicy")?
                     .policy;
                 doc.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null)
             };
@@ -720,11 +714,7 @@ async fn converge_parameters_in_effect(ctx: &Ctx, cluster: &str) -> Result<(), S
             format!("reboot (parameter group {status})"),
             InstanceBefore::Rebooted { rebooted: false },
             || async {
-                rds.reboot_db_instance()
-                    .db_instance_identifier(&id)
-                    .send()
-                    .await
-                    .map_err(StepError::aws(&id, "RebootDBInstance"))?;
+                rds.reboot_db_instance().db_instance_identifier(&id).send().await.on(&id, "RebootDBInstance")?;
                 Ok(())
             },
         )
@@ -755,14 +745,16 @@ fn instance_key(cluster: &str, id: &str) -> String {
 async fn converge_subnet_group(ctx: &Ctx, n: &Names, subnets: &[String]) -> Result<(), StepError> {
     let rds = &ctx.aws.target.rds;
     let res = Res::new(STEP, "db_subnet_group", "subnet-group", &n.subnet_group);
-    let found = match rds.describe_db_subnet_groups().db_subnet_group_name(&n.subnet_group).send().await {
-        Ok(out) => out.db_subnet_groups.unwrap_or_default().into_iter().next(),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_subnet_group_not_found_fault()) => None,
-        Err(e) => return Err(StepError::aws(&n.subnet_group, "DescribeDBSubnetGroups")(e)),
-    };
+    let found = rds
+        .describe_db_subnet_groups()
+        .db_subnet_group_name(&n.subnet_group)
+        .send()
+        .await
+        .found(&n.subnet_group, "DescribeDBSubnetGroups")?
+        .and_then(|out| out.db_subnet_groups.unwrap_or_default().into_iter().next());
     match found {
         Some(g) => {
-            ctx.unchanged(&res, &n.subnet_group, g.db_subnet_group_arn())?;
+            ctx.adopt(&res, &n.subnet_group, g.db_subnet_group_arn())?;
             let have: std::collections::BTreeSet<&str> =
                 g.subnets().iter().filter_map(|s| s.subnet_identifier()).collect();
             let want: std::collections::BTreeSet<&str> =
@@ -784,7 +776,7 @@ async fn converge_subnet_group(ctx: &Ctx, n: &Names, subnets: &[String]) -> Resu
                     .set_tags(Some(tags(ctx)))
                     .send()
                     .await
-                    .map_err(StepError::aws(&n.subnet_group, "CreateDBSubnetGroup"))?;
+                    .on(&n.subnet_group, "CreateDBSubnetGroup")?;
                 let arn = out.db_subnet_group.and_then(|g| g.db_subnet_group_arn);
                 Ok(Created { value: (), id: n.subnet_group.clone(), arn, data: Value::Null })
             })
@@ -803,16 +795,21 @@ async fn converge_parameter_group(
     let rds = &ctx.aws.target.rds;
     let name = &n.parameter_group;
     let res = Res::new(STEP, "db_cluster_parameter_group", "parameter-group", name);
-    let exists = match rds.describe_db_cluster_parameter_groups().db_cluster_parameter_group_name(name).send().await {
-        Ok(out) => {
+    let exists = match rds
+        .describe_db_cluster_parameter_groups()
+        .db_cluster_parameter_group_name(name)
+        .send()
+        .await
+        .found(name, "DescribeDBClusterParameterGroups")?
+    {
+        Some(out) => {
             out.db_cluster_parameter_groups().first().map(|g| g.db_cluster_parameter_group_arn().map(str::to_owned))
         }
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_parameter_group_not_found_fault()) => None,
-        Err(e) => return Err(StepError::aws(name, "DescribeDBClusterParameterGroups")(e)),
+        None => None,
     };
     let have: BTreeMap<String, String> = match &exists {
         Some(arn) => {
-            ctx.unchanged(&res, name, arn.as_deref())?;
+            ctx.adopt(&res, name, arn.as_deref())?;
             let current: Vec<Parameter> = rds
                 .describe_db_cluster_parameters()
                 .db_cluster_parameter_group_name(name)
@@ -822,7 +819,7 @@ async fn converge_parameter_group(
                 .send()
                 .try_collect()
                 .await
-                .map_err(StepError::aws(name, "DescribeDBClusterParameters"))?;
+                .on(name, "DescribeDBClusterParameters")?;
             current
                 .iter()
                 .filter_map(|p| Some((p.parameter_name()?.to_owned(), p.parameter_value()?.to_owned())))
@@ -842,7 +839,7 @@ async fn converge_parameter_group(
                         .set_tags(Some(tags(ctx)))
                         .send()
                         .await
-                        .map_err(StepError::aws(name, "CreateDBClusterParameterGroup"))?;
+                        .on(name, "CreateDBClusterParameterGroup")?;
                     let arn = out.db_cluster_parameter_group.and_then(|g| g.db_cluster_parameter_group_arn);
                     Ok(Created { value: (), id: name.clone(), arn, data: Value::Null })
                 },
@@ -873,7 +870,7 @@ async fn converge_parameter_group(
                     .set_parameters(Some(batch.to_vec()))
                     .send()
                     .await
-                    .map_err(StepError::aws(name, "ModifyDBClusterParameterGroup"))?;
+                    .on(name, "ModifyDBClusterParameterGroup")?;
             }
             Ok(())
         })
@@ -883,10 +880,18 @@ async fn converge_parameter_group(
 }
 
 async fn describe_cluster(ctx: &Ctx, id: &str) -> Result<Option<DbCluster>, StepError> {
-    match ctx.aws.target.rds.describe_db_clusters().db_cluster_identifier(id).send().await {
-        Ok(out) => Ok(out.db_clusters.unwrap_or_default().into_iter().next()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => Ok(None),
-        Err(e) => Err(StepError::aws(id, "DescribeDBClusters")(e)),
+    match ctx
+        .aws
+        .target
+        .rds
+        .describe_db_clusters()
+        .db_cluster_identifier(id)
+        .send()
+        .await
+        .found(id, "DescribeDBClusters")?
+    {
+        Some(out) => Ok(out.db_clusters.unwrap_or_default().into_iter().next()),
+        None => Ok(None),
     }
 }
 
@@ -990,10 +995,18 @@ async fn wait_cluster_available(ctx: &Ctx, id: &str) -> Result<DbCluster, StepEr
 }
 
 async fn describe_instance(ctx: &Ctx, id: &str) -> Result<Option<aws_sdk_rds::types::DbInstance>, StepError> {
-    match ctx.aws.target.rds.describe_db_instances().db_instance_identifier(id).send().await {
-        Ok(out) => Ok(out.db_instances.unwrap_or_default().into_iter().next()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => Ok(None),
-        Err(e) => Err(StepError::aws(id, "DescribeDBInstances")(e)),
+    match ctx
+        .aws
+        .target
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .found(id, "DescribeDBInstances")?
+    {
+        Some(out) => Ok(out.db_instances.unwrap_or_default().into_iter().next()),
+        None => Ok(None),
     }
 }
 
@@ -1023,7 +1036,12 @@ async fn converge_cluster(
     let existing = describe_cluster(ctx, &n.cluster).await?;
     let cluster = match existing {
         Some(c) => {
-            ctx.existing(&res, &n.cluster, c.db_cluster_arn(), is_ours(ctx, c.tag_list()))?;
+            ctx.existing(
+                &res,
+                &n.cluster,
+                c.db_cluster_arn(),
+                crate::engine::Ownership::of(is_ours(ctx, c.tag_list())),
+            )?;
             ctx.outputs.publish(Endpoints::of(&c));
             // A run stopped during the restore (or a change still applying)
             // finds it creating or modifying: ModifyDBCluster would answer
@@ -1069,7 +1087,7 @@ async fn converge_cluster(
                         .set_tags(Some(tags(ctx)))
                         .send()
                         .await
-                        .map_err(StepError::aws(&n.cluster, "RestoreDBClusterFromSnapshot"))?;
+                        .on(&n.cluster, "RestoreDBClusterFromSnapshot")?;
                     let c = out
                         .db_cluster
                         .ok_or_else(|| StepError::Invalid("RestoreDBClusterFromSnapshot returned no cluster".into()))?;
@@ -1224,7 +1242,7 @@ async fn converge_cluster_settings(
                     .build(),
             );
         }
-        m.send().await.map_err(StepError::aws(&id, "ModifyDBCluster"))?;
+        m.send().await.on(&id, "ModifyDBCluster")?;
         Ok(())
     })
     .await
@@ -1237,7 +1255,12 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
     let tier = i as i32;
     match describe_instance(ctx, &id).await? {
         Some(inst) => {
-            ctx.existing(&res, &id, inst.db_instance_arn(), is_ours(ctx, inst.tag_list()))?;
+            ctx.existing(
+                &res,
+                &id,
+                inst.db_instance_arn(),
+                crate::engine::Ownership::of(is_ours(ctx, inst.tag_list())),
+            )?;
             Endpoints::instance(ctx, i, inst.endpoint().and_then(|e| e.address()));
             if inst.promotion_tier() != Some(tier) {
                 let prev = inst.promotion_tier();
@@ -1250,7 +1273,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
                         .apply_immediately(true)
                         .send()
                         .await
-                        .map_err(StepError::aws(&id, "ModifyDBInstance"))?;
+                        .on(&id, "ModifyDBInstance")?;
                     Ok(())
                 })
                 .await?;
@@ -1275,7 +1298,7 @@ async fn converge_instance(ctx: &Ctx, cluster: &str, i: usize, az: &str, c: &DbC
                             .set_tags(Some(tags(ctx)))
                             .send()
                             .await
-                            .map_err(StepError::aws(&id, "CreateDBInstance"))?;
+                            .on(&id, "CreateDBInstance")?;
                         let arn = out.db_instance.and_then(|d| d.db_instance_arn);
                         Ok(Created { value: (), id: id.clone(), arn, data: Value::Null })
                     },
@@ -1434,11 +1457,8 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
     let mut zones = BTreeSet::new();
     for m in c.db_cluster_members() {
         if let Some(id) = m.db_instance_identifier() {
-            let out = StepError::found(
-                rds.describe_db_instances().db_instance_identifier(id).send().await,
-                id,
-                "DescribeDBInstances",
-            )?;
+            let out =
+                rds.describe_db_instances().db_instance_identifier(id).send().await.found(id, "DescribeDBInstances")?;
             if let Some(out) = out {
                 zones.extend(out.db_instances().iter().filter_map(|i| i.availability_zone().map(str::to_owned)));
             }
@@ -1460,19 +1480,16 @@ async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings
 // Undo and sweep. Never a dev identifier: every name here is a prod name.
 
 async fn delete_instance(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
-    match ctx.aws.target.rds.delete_db_instance().db_instance_identifier(id).send().await {
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => Ok(false),
-        // A destroy resumed after one killed mid-deletion: the instance is
-        // already `deleting` (AWS answers InvalidDBInstanceState "is already
-        // being deleted"); what is left is the wait.
-        Err(e)
-            if e.as_service_error().is_some_and(|e| e.is_invalid_db_instance_state_fault())
-                && crate::aws::AwsFailure::of(&e).message.contains("already being deleted") =>
-        {
-            until_gone(ctx, id, || describe_instance(ctx, id)).await
-        }
-        sent => {
-            sent.map_err(StepError::aws(id, "DeleteDBInstance"))?;
+    // A destroy resumed after one killed mid-deletion: the instance is
+    // already `deleting` (AWS answers InvalidDBInstanceState "is already
+    // being deleted"); what is left is the wait.
+    let deleting = |e: &StepError| e.is_code("InvalidDBInstanceState") && e.message_contains("already being deleted");
+    let sent = ctx.aws.target.rds.delete_db_instance().db_instance_identifier(id).send().await;
+    match sent.on(id, "DeleteDBInstance") {
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) if deleting(&e) => until_gone(ctx, id, || describe_instance(ctx, id)).await,
+        Err(e) => Err(e),
+        Ok(_) => {
             ctx.timed(STEP, Wait::AuroraInstanceDeleted, id, until_gone(ctx, id, || describe_instance(ctx, id))).await
         }
     }
@@ -1506,13 +1523,12 @@ async fn delete_cluster(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
             .apply_immediately(true)
             .send()
             .await
-            .map_err(StepError::aws(id, "ModifyDBCluster"))?;
+            .on(id, "ModifyDBCluster")?;
     }
     let delete = rds.delete_db_cluster().db_cluster_identifier(id).skip_final_snapshot(true);
-    match delete.delete_automated_backups(true).send().await {
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_db_cluster_not_found_fault()) => Ok(false),
-        sent => {
-            sent.map_err(StepError::aws(id, "DeleteDBCluster"))?;
+    match delete.delete_automated_backups(true).send().await.found(id, "DeleteDBCluster")? {
+        None => Ok(false),
+        Some(_) => {
             ctx.timed(STEP, Wait::AuroraClusterDeleted, id, until_gone(ctx, id, || describe_cluster(ctx, id))).await
         }
     }
@@ -1528,10 +1544,18 @@ fn is_group_still_in_use(e: &StepError) -> bool {
 
 async fn delete_subnet_group(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
     crate::engine::retry_until("DeleteDBSubnetGroup", ctx.max_wait(), is_group_still_in_use, || async {
-        match ctx.aws.target.rds.delete_db_subnet_group().db_subnet_group_name(name).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_subnet_group_not_found_fault()) => Ok(false),
-            Err(e) => Err(StepError::aws(name, "DeleteDBSubnetGroup")(e)),
+        match ctx
+            .aws
+            .target
+            .rds
+            .delete_db_subnet_group()
+            .db_subnet_group_name(name)
+            .send()
+            .await
+            .found(name, "DeleteDBSubnetGroup")?
+        {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     })
     .await
@@ -1539,11 +1563,18 @@ async fn delete_subnet_group(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
 
 async fn delete_parameter_group(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
     crate::engine::retry_until("DeleteDBClusterParameterGroup", ctx.max_wait(), is_group_still_in_use, || async {
-        match ctx.aws.target.rds.delete_db_cluster_parameter_group().db_cluster_parameter_group_name(name).send().await
+        match ctx
+            .aws
+            .target
+            .rds
+            .delete_db_cluster_parameter_group()
+            .db_cluster_parameter_group_name(name)
+            .send()
+            .await
+            .found(name, "DeleteDBClusterParameterGroup")?
         {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_parameter_group_not_found_fault()) => Ok(false),
-            Err(e) => Err(StepError::aws(name, "DeleteDBClusterParameterGroup")(e)),
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     })
     .await
@@ -1580,22 +1611,17 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             if let Some(sgs) = p.security_groups {
                 m = m.set_vpc_security_group_ids(Some(sgs));
             }
-            m.send().await.map_err(StepError::aws(name, "ModifyDBCluster"))?;
+            m.send().await.on(name, "ModifyDBCluster")?;
         }
         ("db_instance", Op::Update) => {
             if let InstanceBefore::Tier(TierBefore { promotion_tier: Some(t) }) = r.prev::<InstanceBefore>()? {
-                match rds
-                    .modify_db_instance()
+                rds.modify_db_instance()
                     .db_instance_identifier(name)
                     .promotion_tier(t)
                     .apply_immediately(true)
                     .send()
                     .await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => {}
-                    Err(e) => return Err(StepError::aws(name, "ModifyDBInstance")(e)),
-                }
+                    .gone(name, "ModifyDBInstance")?;
             }
         }
         ("db_cluster_parameter_group", Op::Update) => {
@@ -1622,10 +1648,10 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     .set_parameters(Some(batch.to_vec()))
                     .send()
                     .await
+                    .found(name, "ModifyDBClusterParameterGroup")?
                 {
-                    Ok(_) => {}
-                    Err(e) if e.as_service_error().is_some_and(|e| e.is_db_parameter_group_not_found_fault()) => break,
-                    Err(e) => return Err(StepError::aws(name, "ModifyDBClusterParameterGroup")(e)),
+                    Some(_) => {}
+                    None => break,
                 }
             }
         }

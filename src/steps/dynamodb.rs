@@ -6,6 +6,7 @@
 //! waited for until ACTIVE (AWS limits concurrent creates of indexed tables).
 //! A prod table with a different schema is never silently adopted.
 
+use crate::aws::Call;
 use crate::engine::estimate::{Compose, Wait};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -208,21 +209,26 @@ pub struct DevTable {
 
 async fn read_dev(ctx: &Ctx, name: &str) -> Result<DevTable, StepError> {
     let ddb = &ctx.aws.source.dynamodb;
-    let table = match ddb.describe_table().table_name(name).send().await {
-        Ok(out) => {
+    let table = match ddb
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .found(format!("dev table {name}"), "DescribeTable")?
+    {
+        Some(out) => {
             out.table.ok_or_else(|| StepError::Invalid(format!("dev table {name}: DescribeTable returned no table")))?
         }
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+        None => {
             return Err(StepError::Invalid(format!("[source] dynamodb_tables: the dev table {name:?} does not exist (check the name and the source account/region)")));
         }
-        Err(e) => return Err(StepError::aws(format!("dev table {name}"), "DescribeTable")(e)),
     };
     let ttl = ddb
         .describe_time_to_live()
         .table_name(name)
         .send()
         .await
-        .map_err(StepError::aws(format!("dev table {name}"), "DescribeTimeToLive"))?;
+        .on(format!("dev table {name}"), "DescribeTimeToLive")?;
     let ttl_attribute = ttl
         .time_to_live_description()
         .filter(|d| d.time_to_live_status().is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING")))
@@ -283,10 +289,9 @@ fn attribute_definitions(attrs: &BTreeMap<String, String>) -> Vec<AttributeDefin
 }
 
 async fn describe_prod(ctx: &Ctx, name: &str) -> Result<Option<TableDescription>, StepError> {
-    match ctx.aws.target.dynamodb.describe_table().table_name(name).send().await {
-        Ok(out) => Ok(out.table),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
-        Err(e) => Err(StepError::aws(name, "DescribeTable")(e)),
+    match ctx.aws.target.dynamodb.describe_table().table_name(name).send().await.found(name, "DescribeTable")? {
+        Some(out) => Ok(out.table),
+        None => Ok(None),
     }
 }
 
@@ -390,7 +395,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
                 .global_secondary_index_updates(GlobalSecondaryIndexUpdate::builder().create(gsi).build())
                 .send()
                 .await
-                .map_err(StepError::aws(&name, "UpdateTable"))?;
+                .on(&name, "UpdateTable")?;
             wait_settled(ctx, &name).await
         })
         .await?;
@@ -434,7 +439,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
                         );
                     }
                 }
-                u.send().await.map_err(StepError::aws(&name, "UpdateTable"))?;
+                u.send().await.on(&name, "UpdateTable")?;
                 wait_settled(ctx, &name).await
             },
         )
@@ -452,7 +457,7 @@ async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), 
                     .deletion_protection_enabled(false)
                     .send()
                     .await
-                    .map_err(StepError::aws(&name, "UpdateTable"))?;
+                    .on(&name, "UpdateTable")?;
                 wait_settled(ctx, &name).await
             },
         )
@@ -517,7 +522,7 @@ async fn create_table(
                 .map_err(|e| StepError::Invalid(e.to_string()))?,
         );
     }
-    let out = req.send().await.map_err(StepError::aws(name, "CreateTable"))?;
+    let out = req.send().await.on(name, "CreateTable")?;
     let arn = out.table_description.and_then(|t| t.table_arn).unwrap_or_default();
     Ok(Created { value: name.to_owned(), id: name.to_owned(), arn: Some(arn), data: Value::Null })
 }
@@ -531,7 +536,7 @@ async fn set_stream(ctx: &Ctx, name: &str, view: Option<&str>, currently_enabled
             .stream_specification(StreamSpecification::builder().stream_enabled(false).build().expect("enabled set"))
             .send()
             .await
-            .map_err(StepError::aws(name, "UpdateTable"))?;
+            .on(name, "UpdateTable")?;
         wait_settled(ctx, name).await?;
     }
     if let Some(v) = view {
@@ -546,7 +551,7 @@ async fn set_stream(ctx: &Ctx, name: &str, view: Option<&str>, currently_enabled
             )
             .send()
             .await
-            .map_err(StepError::aws(name, "UpdateTable"))?;
+            .on(name, "UpdateTable")?;
         wait_settled(ctx, name).await?;
     }
     Ok(())
@@ -567,7 +572,7 @@ async fn table_tags(ctx: &Ctx, name: &str, arn: &str) -> Result<BTreeMap<String,
             .set_next_token(next.take())
             .send()
             .await
-            .map_err(StepError::aws(name, "ListTagsOfResource"))?;
+            .on(name, "ListTagsOfResource")?;
         tags.extend(page.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
         match page.next_token() {
             Some(token) if !token.is_empty() => next = Some(token.to_owned()),
@@ -581,7 +586,7 @@ async fn converge_tags(ctx: &Ctx, res: &Res, name: &str, arn: &str) -> Result<()
     let have = table_tags(ctx, name, arn).await?;
     // Found by name: paymig's only if it carries the migration's tag.
     let ours = super::common::is_ours(ctx, have.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    ctx.existing(res, name, Some(arn), ours)?;
+    ctx.existing(res, name, Some(arn), crate::engine::Ownership::of(ours))?;
     let missing: Vec<Tag> = ctx
         .cfg
         .prod_tags()
@@ -599,12 +604,7 @@ async fn converge_tags(ctx: &Ctx, res: &Res, name: &str, arn: &str) -> Result<()
         format!("tags {}", keys.join(", ")),
         Prev::Tags(TagsBefore { tags: have.clone(), set: keys.clone(), arn: Some(arn.to_owned()) }),
         || async {
-            ddb.tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(missing))
-                .send()
-                .await
-                .map_err(StepError::aws(name, "TagResource"))?;
+            ddb.tag_resource().resource_arn(arn).set_tags(Some(missing)).send().await.on(name, "TagResource")?;
             Ok(())
         },
     )
@@ -624,12 +624,8 @@ async fn converge_settings(
     let pitr_on = if planned_new {
         false
     } else {
-        let out = ddb
-            .describe_continuous_backups()
-            .table_name(name)
-            .send()
-            .await
-            .map_err(StepError::aws(name, "DescribeContinuousBackups"))?;
+        let out =
+            ddb.describe_continuous_backups().table_name(name).send().await.on(name, "DescribeContinuousBackups")?;
         out.continuous_backups_description()
             .and_then(|c| c.point_in_time_recovery_description())
             .and_then(|p| p.point_in_time_recovery_status())
@@ -642,12 +638,7 @@ async fn converge_settings(
     let ttl_now = if planned_new {
         None
     } else {
-        let out = ddb
-            .describe_time_to_live()
-            .table_name(name)
-            .send()
-            .await
-            .map_err(StepError::aws(name, "DescribeTimeToLive"))?;
+        let out = ddb.describe_time_to_live().table_name(name).send().await.on(name, "DescribeTimeToLive")?;
         out.time_to_live_description()
             .filter(|d| d.time_to_live_status().is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING")))
             .and_then(|d| d.attribute_name().map(str::to_owned))
@@ -685,7 +676,7 @@ async fn set_pitr(ctx: &Ctx, name: &str, on: bool) -> Result<(), StepError> {
                 )
                 .send()
                 .await
-                .map_err(StepError::aws(name, "UpdateContinuousBackups"))
+                .on(name, "UpdateContinuousBackups")
         },
     )
     .await?;
@@ -751,7 +742,7 @@ async fn set_ttl(ctx: &Ctx, name: &str, from: Option<&str>, to: Option<&str>) ->
             )
             .send()
             .await
-            .map_err(StepError::aws(name, "UpdateTimeToLive"))?;
+            .on(name, "UpdateTimeToLive")?;
     }
     if let Some(new) = to {
         ddb.update_time_to_live()
@@ -761,7 +752,7 @@ async fn set_ttl(ctx: &Ctx, name: &str, from: Option<&str>, to: Option<&str>) ->
             )
             .send()
             .await
-            .map_err(StepError::aws(name, "UpdateTimeToLive"))?;
+            .on(name, "UpdateTimeToLive")?;
     }
     Ok(())
 }
@@ -812,12 +803,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                 false,
             );
         }
-        let ttl = ddb
-            .describe_time_to_live()
-            .table_name(&name)
-            .send()
-            .await
-            .map_err(StepError::aws(&name, "DescribeTimeToLive"))?;
+        let ttl = ddb.describe_time_to_live().table_name(&name).send().await.on(&name, "DescribeTimeToLive")?;
         let ttl = ttl
             .time_to_live_description()
             .filter(|d| d.time_to_live_status().is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING")))
@@ -828,12 +814,8 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             dev.table.sse_description().and_then(|s| s.kms_master_key_arn()).unwrap_or("AWS owned key").to_owned();
         diff(&mut d, "encryption", dev_sse, &sse, sse == key);
         f.resources.push(Resource::compared("dynamodb_table", dev_name, &name, d));
-        let pitr = ddb
-            .describe_continuous_backups()
-            .table_name(&name)
-            .send()
-            .await
-            .map_err(StepError::aws(&name, "DescribeContinuousBackups"))?;
+        let pitr =
+            ddb.describe_continuous_backups().table_name(&name).send().await.on(&name, "DescribeContinuousBackups")?;
         let pitr_on = pitr
             .continuous_backups_description()
             .and_then(|c| c.point_in_time_recovery_description())
@@ -865,17 +847,11 @@ async fn delete_table(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
         wait_settled(ctx, name).await?;
     }
     if t.deletion_protection_enabled() == Some(true) {
-        ddb.update_table()
-            .table_name(name)
-            .deletion_protection_enabled(false)
-            .send()
-            .await
-            .map_err(StepError::aws(name, "UpdateTable"))?;
+        ddb.update_table().table_name(name).deletion_protection_enabled(false).send().await.on(name, "UpdateTable")?;
     }
-    match ddb.delete_table().table_name(name).send().await {
-        Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => return Ok(false),
-        Err(e) => return Err(StepError::aws(name, "DeleteTable")(e)),
+    match ddb.delete_table().table_name(name).send().await.found(name, "DeleteTable")? {
+        Some(_) => {}
+        None => return Ok(false),
     }
     poll_until(ctx, STEP, name, "deleted", || async { Ok(describe_prod(ctx, name).await?.is_none().then_some(())) })
         .await?;
@@ -958,7 +934,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                             )
                             .send()
                             .await
-                            .map_err(StepError::aws(&name, "UpdateTable"))?;
+                            .on(&name, "UpdateTable")?;
                         Ok(())
                     })
                     .await?;
@@ -979,7 +955,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         if billing == "PROVISIONED" {
                             u = u.provisioned_throughput(throughput(t));
                         }
-                        u.send().await.map_err(StepError::aws(&name, "UpdateTable"))?;
+                        u.send().await.on(&name, "UpdateTable")?;
                         Ok(())
                     })
                     .await?;
@@ -991,7 +967,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                             .deletion_protection_enabled(true)
                             .send()
                             .await
-                            .map_err(StepError::aws(&name, "UpdateTable"))?;
+                            .on(&name, "UpdateTable")?;
                         Ok(())
                     })
                     .await?;
@@ -1005,7 +981,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                                 .set_tag_keys(Some(added))
                                 .send()
                                 .await
-                                .map_err(StepError::aws(&name, "UntagResource"))?;
+                                .on(&name, "UntagResource")?;
                             Ok(())
                         })
                         .await?;

@@ -5,6 +5,7 @@
 //! with the 7-day minimum, so a re-apply after destroy creates a new key
 //! behind the same alias.
 
+use crate::aws::Call;
 use std::collections::BTreeMap;
 
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType, Tag};
@@ -75,16 +76,10 @@ impl Step for Kms {
     async fn observe(&self, ctx: &Ctx) -> Result<(), StepError> {
         let alias = ctx.cfg.names.kms_alias();
         let found = ctx.aws.target.kms.describe_key().key_id(&alias).send().await;
-        match found.map_err(StepError::aws(&alias, "DescribeKey")) {
-            Ok(k) => {
-                if let Some(arn) = k.key_metadata.and_then(|m| m.arn) {
-                    ctx.outputs.publish(Key { arn });
-                }
-                Ok(())
-            }
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
+        if let Some(arn) = found.found(&alias, "DescribeKey")?.and_then(|k| k.key_metadata).and_then(|m| m.arn) {
+            ctx.outputs.publish(Key { arn });
         }
+        Ok(())
     }
 }
 
@@ -202,10 +197,9 @@ pub async fn prod_key(ctx: &Ctx) -> Result<Option<(String, String, String)>, Ste
 
 async fn describe_alias_target(ctx: &Ctx) -> Result<Option<KeyMetadata>, StepError> {
     let alias = ctx.cfg.names.kms_alias();
-    match ctx.aws.target.kms.describe_key().key_id(&alias).send().await {
-        Ok(out) => Ok(out.key_metadata),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(None),
-        Err(e) => Err(StepError::aws(alias, "DescribeKey")(e)),
+    match ctx.aws.target.kms.describe_key().key_id(&alias).send().await.found(alias, "DescribeKey")? {
+        Some(out) => Ok(out.key_metadata),
+        None => Ok(None),
     }
 }
 
@@ -221,7 +215,7 @@ async fn key_tags(ctx: &Ctx, key_id: &str) -> Result<BTreeMap<String, String>, S
         .send()
         .try_collect()
         .await
-        .map_err(StepError::aws(key_id, "ListResourceTags"))?;
+        .on(key_id, "ListResourceTags")?;
     Ok(tags.into_iter().map(|t| (t.tag_key, t.tag_value)).collect())
 }
 
@@ -229,14 +223,8 @@ async fn key_tags(ctx: &Ctx, key_id: &str) -> Result<BTreeMap<String, String>, S
 /// killed run may have created before its alias existed.
 async fn find_tagged_keys(ctx: &Ctx) -> Result<Vec<KeyMetadata>, StepError> {
     let kms = &ctx.aws.target.kms;
-    let keys: Vec<_> = kms
-        .list_keys()
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(StepError::aws("kms keys", "ListKeys"))?;
+    let keys: Vec<_> =
+        kms.list_keys().into_paginator().items().send().try_collect().await.on("kms keys", "ListKeys")?;
     let mut found = Vec::new();
     let mut unreadable = Vec::new();
     for k in keys {
@@ -257,7 +245,7 @@ async fn find_tagged_keys(ctx: &Ctx) -> Result<Vec<KeyMetadata>, StepError> {
         if !super::common::is_ours(ctx, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
             continue;
         }
-        let md = kms.describe_key().key_id(&id).send().await.map_err(StepError::aws(&id, "DescribeKey"))?.key_metadata;
+        let md = kms.describe_key().key_id(&id).send().await.on(&id, "DescribeKey")?.key_metadata;
         if let Some(md) = md.filter(|m| {
             !matches!(m.key_state, Some(KeyState::PendingDeletion) | Some(KeyState::PendingReplicaDeletion))
         }) {
@@ -316,7 +304,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                                 .set_tags(Some(tags))
                                 .send()
                                 .await
-                                .map_err(StepError::aws(&key.name, "CreateKey"))?;
+                                .on(&key.name, "CreateKey")?;
                             let md = out
                                 .key_metadata
                                 .ok_or_else(|| StepError::Invalid("CreateKey returned no key".into()))?;
@@ -341,24 +329,13 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     };
 
     // An existing key: converge its settings.
-    ctx.unchanged(&key, &key_id, Some(&key_arn))?;
-    let rotation = kms
-        .get_key_rotation_status()
-        .key_id(&key_id)
-        .send()
-        .await
-        .map_err(StepError::aws(&key.name, "GetKeyRotationStatus"))?;
+    ctx.adopt(&key, &key_id, Some(&key_arn))?;
+    let rotation = kms.get_key_rotation_status().key_id(&key_id).send().await.on(&key.name, "GetKeyRotationStatus")?;
     if !rotation.key_rotation_enabled {
         enable_rotation(ctx, &key, &key_id, true).await?;
     }
-    let current_policy = kms
-        .get_key_policy()
-        .key_id(&key_id)
-        .policy_name("default")
-        .send()
-        .await
-        .map_err(StepError::aws(&key.name, "GetKeyPolicy"))?
-        .policy;
+    let current_policy =
+        kms.get_key_policy().key_id(&key_id).policy_name("default").send().await.on(&key.name, "GetKeyPolicy")?.policy;
     let current_policy: Value =
         current_policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
     if current_policy != policy {
@@ -370,7 +347,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                 .policy(text)
                 .send()
                 .await
-                .map_err(StepError::aws(&key.name, "PutKeyPolicy"))?;
+                .on(&key.name, "PutKeyPolicy")?;
             Ok(())
         })
         .await?;
@@ -382,12 +359,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         let t = kms_tags(&missing)?;
         let before = TagsBefore::new(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), missing.keys().cloned());
         ctx.update(&key, &key_id, detail, Prev::Tags(before), || async {
-            kms.tag_resource()
-                .key_id(&key_id)
-                .set_tags(Some(t))
-                .send()
-                .await
-                .map_err(StepError::aws(&key.name, "TagResource"))?;
+            kms.tag_resource().key_id(&key_id).set_tags(Some(t)).send().await.on(&key.name, "TagResource")?;
             Ok(())
         })
         .await?;
@@ -404,10 +376,9 @@ async fn recorded_key(ctx: &Ctx) -> Result<Option<KeyMetadata>, StepError> {
     else {
         return Ok(None);
     };
-    match ctx.aws.target.kms.describe_key().key_id(&id).send().await {
-        Ok(out) => Ok(out.key_metadata.filter(|m| matches!(m.key_state, Some(KeyState::Enabled)))),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(None),
-        Err(e) => Err(StepError::aws(id, "DescribeKey")(e)),
+    match ctx.aws.target.kms.describe_key().key_id(&id).send().await.found(id, "DescribeKey")? {
+        Some(out) => Ok(out.key_metadata.filter(|m| matches!(m.key_state, Some(KeyState::Enabled)))),
+        None => Ok(None),
     }
 }
 
@@ -426,14 +397,7 @@ fn is_new_key_not_found(e: &StepError) -> bool {
 async fn enable_rotation(ctx: &Ctx, key: &Res, key_id: &str, existing: bool) -> Result<(), StepError> {
     let call = || {
         retry_eventual("EnableKeyRotation", is_new_key_not_found, || async {
-            ctx.aws
-                .target
-                .kms
-                .enable_key_rotation()
-                .key_id(key_id)
-                .send()
-                .await
-                .map_err(StepError::aws(&key.name, "EnableKeyRotation"))?;
+            ctx.aws.target.kms.enable_key_rotation().key_id(key_id).send().await.on(&key.name, "EnableKeyRotation")?;
             Ok(())
         })
     };
@@ -461,7 +425,7 @@ async fn converge_alias(
 ) -> Result<(), StepError> {
     let kms = &ctx.aws.target.kms;
     match current {
-        Some(md) if md.key_id == key_id => ctx.unchanged(alias, &alias.name, None),
+        Some(md) if md.key_id == key_id => ctx.adopt(alias, &alias.name, None),
         Some(md) if exists => {
             let prev = md.key_id.clone();
             let detail = crate::engine::Detail::change("alias target", &prev, key_id);
@@ -471,7 +435,7 @@ async fn converge_alias(
                     .target_key_id(key_id)
                     .send()
                     .await
-                    .map_err(StepError::aws(&alias.name, "UpdateAlias"))?;
+                    .on(&alias.name, "UpdateAlias")?;
                 Ok(())
             })
             .await
@@ -484,7 +448,7 @@ async fn converge_alias(
                         .target_key_id(key_id)
                         .send()
                         .await
-                        .map_err(StepError::aws(&alias.name, "CreateAlias"))
+                        .on(&alias.name, "CreateAlias")
                 })
                 .await?;
                 Ok(Created::id(alias.name.clone()))
@@ -495,7 +459,7 @@ async fn converge_alias(
 }
 
 async fn schedule_deletion(ctx: &Ctx, key_id: &str) -> Result<bool, StepError> {
-    match ctx
+    Ok(ctx
         .aws
         .target
         .kms
@@ -504,24 +468,18 @@ async fn schedule_deletion(ctx: &Ctx, key_id: &str) -> Result<bool, StepError> {
         .pending_window_in_days(PENDING_WINDOW_DAYS)
         .send()
         .await
-    {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(StepError::aws(key_id, "ScheduleKeyDeletion")(e)),
-    }
+        .unless(key_id, "ScheduleKeyDeletion", key_gone)?
+        .is_some())
+}
+
+/// A key already gone, or pending deletion (KMSInvalidStateException): what
+/// an undo of it wanted is already so.
+fn key_gone(e: &StepError) -> bool {
+    e.is_not_found() || e.is_code("KMSInvalidStateException")
 }
 
 async fn delete_alias(ctx: &Ctx, alias: &str) -> Result<bool, StepError> {
-    match ctx.aws.target.kms.delete_alias().alias_name(alias).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(false),
-        Err(e) => Err(StepError::aws(alias, "DeleteAlias")(e)),
-    }
+    Ok(ctx.aws.target.kms.delete_alias().alias_name(alias).send().await.found(alias, "DeleteAlias")?.is_some())
 }
 
 /// What a KMS update replaced, as its intent records it for rollback
@@ -559,22 +517,17 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         ("kms_key", Op::Update) => {
             let id = r.intent.data["id"].as_str().unwrap_or_default();
             match r.prev::<Prev>()? {
-                Prev::Rotation { rotation: false } => match kms.disable_key_rotation().key_id(id).send().await {
-                    Ok(_) => {}
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
-                    Err(e) => return Err(StepError::aws(id, "DisableKeyRotation")(e)),
-                },
+                Prev::Rotation { rotation: false } => {
+                    kms.disable_key_rotation().key_id(id).send().await.unless(id, "DisableKeyRotation", key_gone)?;
+                }
                 Prev::Policy { policy } if !policy.is_null() => {
-                    match kms.put_key_policy().key_id(id).policy_name("default").policy(policy.to_string()).send().await
-                    {
-                        Ok(_) => {}
-                        Err(e)
-                            if e.as_service_error()
-                                .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
-                        Err(e) => return Err(StepError::aws(id, "PutKeyPolicy")(e)),
-                    }
+                    kms.put_key_policy()
+                        .key_id(id)
+                        .policy_name("default")
+                        .policy(policy.to_string())
+                        .send()
+                        .await
+                        .unless(id, "PutKeyPolicy", key_gone)?;
                 }
                 Prev::Tags(before) => {
                     // Restore the previous tag values; remove tags that were
@@ -582,29 +535,19 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     // tags to restore; any other failure is the undo's.
                     let added = before.added();
                     if !added.is_empty() {
-                        match kms.untag_resource().key_id(id).set_tag_keys(Some(added)).send().await {
-                            Err(e)
-                                if !e.as_service_error().is_some_and(|e| {
-                                    e.is_not_found_exception() || e.is_kms_invalid_state_exception()
-                                }) =>
-                            {
-                                return Err(StepError::aws(id, "UntagResource")(e))
-                            }
-                            _ => {}
-                        }
+                        kms.untag_resource().key_id(id).set_tag_keys(Some(added)).send().await.unless(
+                            id,
+                            "UntagResource",
+                            key_gone,
+                        )?;
                     }
                     let restore = before.changed();
                     if !restore.is_empty() {
-                        match kms.tag_resource().key_id(id).set_tags(Some(kms_tags(&restore)?)).send().await {
-                            Err(e)
-                                if !e.as_service_error().is_some_and(|e| {
-                                    e.is_not_found_exception() || e.is_kms_invalid_state_exception()
-                                }) =>
-                            {
-                                return Err(StepError::aws(id, "TagResource")(e))
-                            }
-                            _ => {}
-                        }
+                        kms.tag_resource().key_id(id).set_tags(Some(kms_tags(&restore)?)).send().await.unless(
+                            id,
+                            "TagResource",
+                            key_gone,
+                        )?;
                     }
                 }
                 _ => {}
@@ -612,12 +555,12 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         }
         ("kms_alias", Op::Update) => {
             if let Prev::AliasTarget { target_key_id } = r.prev::<Prev>()? {
-                match kms.update_alias().alias_name(&r.intent.name).target_key_id(target_key_id).send().await {
-                    Ok(_) => {}
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_not_found_exception() || e.is_kms_invalid_state_exception()) => {}
-                    Err(e) => return Err(StepError::aws(&r.intent.name, "UpdateAlias")(e)),
+                {
+                    kms.update_alias().alias_name(&r.intent.name).target_key_id(target_key_id).send().await.unless(
+                        &r.intent.name,
+                        "UpdateAlias",
+                        key_gone,
+                    )?;
                 }
             }
         }
@@ -636,24 +579,13 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     };
     f.resources.push(Resource::compared("kms_key", "(prod only)", &alias, vec![]));
     let kms = &ctx.aws.target.kms;
-    let rotation = kms
-        .get_key_rotation_status()
-        .key_id(&md.key_id)
-        .send()
-        .await
-        .map_err(StepError::aws(&alias, "GetKeyRotationStatus"))?;
+    let rotation = kms.get_key_rotation_status().key_id(&md.key_id).send().await.on(&alias, "GetKeyRotationStatus")?;
     let on = rotation.key_rotation_enabled;
     f.checks.push(Check::setting("kms.rotation", &alias, on, "automatic key rotation", crate::report::on_off(on)));
     let manager = md.key_manager.as_ref().map_or("unknown", |m| m.as_str());
     f.checks.push(Check::setting("kms.customer_managed", &alias, manager == "CUSTOMER", "key manager", manager));
-    let policy = kms
-        .get_key_policy()
-        .key_id(&md.key_id)
-        .policy_name("default")
-        .send()
-        .await
-        .map_err(StepError::aws(&alias, "GetKeyPolicy"))?
-        .policy;
+    let policy =
+        kms.get_key_policy().key_id(&md.key_id).policy_name("default").send().await.on(&alias, "GetKeyPolicy")?.policy;
     let policy: Value = policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
     let wild = super::common::wildcard_actions(&policy);
     f.checks.push(Check::new(

@@ -6,6 +6,8 @@
 //! prod twins; and the dev dashboards rewritten to prod through the name map
 //! (a JSON-aware rewrite, never a blind string replace) plus an alarm widget.
 
+use crate::aws::call::Named;
+use crate::aws::Call;
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::{
@@ -66,11 +68,20 @@ impl Step for Monitoring {
     async fn preflight(&self, ctx: &Ctx) -> Vec<StepError> {
         let mut problems = Vec::new();
         for d in &ctx.cfg.source.dashboards {
-            match ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(d).send().await {
-                Ok(_) => {}
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => problems
+            match ctx
+                .aws
+                .source
+                .cloudwatch
+                .get_dashboard()
+                .dashboard_name(d)
+                .send()
+                .await
+                .found(format!("[source] dashboards {d:?}"), "GetDashboard")
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => problems
                     .push(StepError::Invalid(format!("[source] dashboards: the dev dashboard {d:?} does not exist"))),
-                Err(e) => problems.push(StepError::aws(format!("[source] dashboards {d:?}"), "GetDashboard")(e)),
+                Err(e) => problems.push(e),
             }
         }
         // Two dev alarms that would become one prod alarm: refused
@@ -273,7 +284,7 @@ impl AlarmSpec {
             });
             req = req.set_tags(Some(tags));
         }
-        req.send().await.map_err(StepError::aws(&self.name, "PutMetricAlarm"))?;
+        req.send().await.on(&self.name, "PutMetricAlarm")?;
         Ok(())
     }
 }
@@ -604,7 +615,7 @@ async fn read_dev_alarms(ctx: &Ctx) -> Result<Vec<MetricAlarm>, StepError> {
     let mut pages = ctx.aws.source.cloudwatch.describe_alarms().into_paginator().send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        out.extend(page.map_err(StepError::aws("dev alarms", "DescribeAlarms"))?.metric_alarms().iter().cloned());
+        out.extend(page.on("dev alarms", "DescribeAlarms")?.metric_alarms().iter().cloned());
     }
     Ok(out)
 }
@@ -616,11 +627,13 @@ async fn converge_topic(ctx: &Ctx) -> Result<String, StepError> {
     let res = Res::new(STEP, "sns_topic", "topic", &name);
     let key = crate::steps::kms::key_arn(ctx);
     let policy = topic_policy(ctx, &arn);
-    let attrs = match sns.get_topic_attributes().topic_arn(&arn).send().await {
-        Ok(out) => Some(out.attributes.unwrap_or_default()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => None,
-        Err(e) => return Err(StepError::aws(&name, "GetTopicAttributes")(e)),
-    };
+    let attrs = sns
+        .get_topic_attributes()
+        .topic_arn(&arn)
+        .send()
+        .await
+        .found(&name, "GetTopicAttributes")?
+        .map(|out| out.attributes.unwrap_or_default());
     match attrs {
         None => {
             let tags: Vec<aws_sdk_sns::types::Tag> =
@@ -638,7 +651,7 @@ async fn converge_topic(ctx: &Ctx) -> Result<String, StepError> {
                     .set_tags(Some(tags))
                     .send()
                     .await
-                    .map_err(StepError::aws(&name, "CreateTopic"))?;
+                    .on(&name, "CreateTopic")?;
                 let arn = out.topic_arn.unwrap_or_default();
                 Ok(Created { value: (), id: arn.clone(), arn: Some(arn), data: Value::Null })
             })
@@ -648,7 +661,7 @@ async fn converge_topic(ctx: &Ctx) -> Result<String, StepError> {
             }
         }
         Some(a) => {
-            ctx.unchanged(&res, &arn, Some(&arn))?;
+            ctx.adopt(&res, &arn, Some(&arn))?;
             if a.get("KmsMasterKeyId").map(String::as_str) != Some(key.as_str()) {
                 set_topic_attribute(ctx, &res, &arn, "KmsMasterKeyId", a.get("KmsMasterKeyId").cloned(), &key).await?;
             }
@@ -689,7 +702,7 @@ async fn set_topic_attribute(
                 .attribute_value(value)
                 .send()
                 .await
-                .map_err(StepError::aws(arn, "SetTopicAttributes"))?;
+                .on(arn, "SetTopicAttributes")?;
             Ok(())
         },
     )
@@ -699,7 +712,7 @@ async fn set_topic_attribute(
 /// The topic's subscriptions, every page.
 async fn subscriptions(ctx: &Ctx, arn: &str) -> Result<Vec<aws_sdk_sns::types::Subscription>, StepError> {
     let pages = ctx.aws.target.sns.list_subscriptions_by_topic().topic_arn(arn).into_paginator().items().send();
-    pages.try_collect().await.map_err(StepError::aws(arn, "ListSubscriptionsByTopic"))
+    pages.try_collect().await.on(arn, "ListSubscriptionsByTopic")
 }
 
 async fn converge_subscriptions(ctx: &Ctx, res: &Res, arn: &str) -> Result<(), StepError> {
@@ -713,13 +726,7 @@ async fn converge_subscriptions(ctx: &Ctx, res: &Res, arn: &str) -> Result<(), S
             continue;
         }
         ctx.update(res, arn, format!("subscribe {email}"), Prev::Subscribe { subscribe: email.to_owned() }, || async {
-            sns.subscribe()
-                .topic_arn(arn)
-                .protocol("email")
-                .endpoint(email)
-                .send()
-                .await
-                .map_err(StepError::aws(arn, "Subscribe"))?;
+            sns.subscribe().topic_arn(arn).protocol("email").endpoint(email).send().await.on(arn, "Subscribe")?;
             Ok(())
         })
         .await?;
@@ -734,7 +741,7 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
     for chunk in names.chunks(ALARM_NAMES_PER_CALL) {
         let mut pages = cw.describe_alarms().set_alarm_names(Some(chunk.to_vec())).into_paginator().send();
         while let Some(page) = pages.next().await {
-            for a in page.map_err(StepError::aws("prod alarms", "DescribeAlarms"))?.metric_alarms() {
+            for a in page.on("prod alarms", "DescribeAlarms")?.metric_alarms() {
                 let spec = AlarmSpec::of(a);
                 have.insert(spec.name.clone(), spec);
             }
@@ -764,7 +771,7 @@ async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(), StepError>
                 .await?;
             }
             Some(current) => {
-                ctx.existing(&res, &spec.name, Some(&arn), false)?;
+                ctx.existing(&res, &spec.name, Some(&arn), crate::engine::Ownership::Unproven)?;
                 if *current != spec {
                     let (have, want) = (
                         serde_json::to_value(current).unwrap_or_default(),
@@ -797,7 +804,7 @@ async fn dev_account(ctx: &Ctx) -> Result<String, StepError> {
 /// Dev's dashboard `dev`, parsed.
 async fn dev_dashboard(ctx: &Ctx, dev: &str) -> Result<Value, StepError> {
     let read = ctx.aws.source.cloudwatch.get_dashboard().dashboard_name(dev).send().await;
-    let body = read.map_err(StepError::aws(dev, "GetDashboard"))?.dashboard_body.unwrap_or_default();
+    let body = read.on(dev, "GetDashboard")?.dashboard_body.unwrap_or_default();
     serde_json::from_str(&body).map_err(|e| StepError::Invalid(format!("dev dashboard {dev}: body is not JSON: {e}")))
 }
 
@@ -875,18 +882,20 @@ async fn converge_dashboards(
         let res = Res::new(STEP, "dashboard", format!("dashboard/{name}"), &name);
         let (want, found) = desired_dashboard(ctx, &refs, body, &source_account, alarm_names, alarm_arns);
         crate::steps::common::references::record(ctx, STEP, &format!("dashboard:{dev}"), &found);
-        let current = match cw.get_dashboard().dashboard_name(&name).send().await {
-            Ok(out) => out.dashboard_body.and_then(|b| serde_json::from_str::<Value>(&b).ok()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => None,
-            Err(e) => return Err(StepError::aws(&name, "GetDashboard")(e)),
-        };
+        let current = cw
+            .get_dashboard()
+            .dashboard_name(&name)
+            .send()
+            .await
+            .found(&name, "GetDashboard")?
+            .and_then(|out| out.dashboard_body.and_then(|b| serde_json::from_str::<Value>(&b).ok()));
         let put = || async {
             cw.put_dashboard()
                 .dashboard_name(&name)
                 .dashboard_body(want.to_string())
                 .send()
                 .await
-                .map_err(StepError::aws(&name, "PutDashboard"))?;
+                .on(&name, "PutDashboard")?;
             Ok(())
         };
         match current {
@@ -898,7 +907,7 @@ async fn converge_dashboards(
                 .await?;
             }
             Some(c) => {
-                ctx.existing(&res, &name, None, false)?;
+                ctx.existing(&res, &name, None, crate::engine::Ownership::Unproven)?;
                 if c != want {
                     ctx.update(&res, &name, "body", Prev::Dashboard { body: c.clone() }, put).await?;
                 }
@@ -913,8 +922,17 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     let mut f = Findings::default();
     let topic = topic_arn(ctx);
     let key = crate::steps::kms::key_arn(ctx);
-    match ctx.aws.target.sns.get_topic_attributes().topic_arn(&topic).send().await {
-        Ok(out) => {
+    match ctx
+        .aws
+        .target
+        .sns
+        .get_topic_attributes()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .found(topic_name(ctx), "GetTopicAttributes")?
+    {
+        Some(out) => {
             let a = out.attributes.unwrap_or_default();
             f.resources.push(Resource::compared("sns_topic", "(prod only)", &topic_name(ctx), vec![]));
             let encrypted = a.get("KmsMasterKeyId") == Some(&key);
@@ -929,11 +947,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                 "a topic policy without that grant",
             ));
         }
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {
-            f.resources.push(Resource::missing("sns_topic", "(prod only)", &topic_name(ctx)))
-        }
-        // Could not read is not missing: a throttled read is a failure (exit 1), never drift.
-        Err(e) => return Err(StepError::aws(topic_name(ctx), "GetTopicAttributes")(e)),
+        None => f.resources.push(Resource::missing("sns_topic", "(prod only)", &topic_name(ctx))), // Could not read is not missing: a throttled read is a failure (exit 1), never drift.
     }
     let dev_alarms = read_dev_alarms(ctx).await?;
     let set = alarm_set(ctx, &dev_alarms, &topic)?;
@@ -950,7 +964,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
             .set_alarm_names(Some(chunk.to_vec()))
             .send()
             .await
-            .map_err(StepError::aws("prod alarms", "DescribeAlarms"))?;
+            .on("prod alarms", "DescribeAlarms")?;
         have.extend(
             out.metric_alarms().iter().map(|a| (a.alarm_name().unwrap_or_default().to_owned(), AlarmSpec::of(a))),
         );
@@ -1009,7 +1023,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
                     body_references(&refs, &current).into_iter().map(|f| (place.clone(), f)).collect();
                 f.checks.extend(crate::steps::common::references::checks(ctx, &name, &leftovers));
             }
-            Err(e) => match StepError::aws(&name, "GetDashboard")(e) {
+            Err(e) => match StepError::sdk(&name, "GetDashboard", &e) {
                 e if e.is_not_found() => f.resources.push(Resource::missing("dashboard", dev, &name)),
                 e => return Err(e),
             },
@@ -1019,28 +1033,29 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
 }
 
 async fn delete_alarm(ctx: &Ctx, name: &str) -> Result<(), StepError> {
-    ctx.aws
-        .target
-        .cloudwatch
-        .delete_alarms()
-        .alarm_names(name)
-        .send()
-        .await
-        .map_err(StepError::aws(name, "DeleteAlarms"))?;
+    ctx.aws.target.cloudwatch.delete_alarms().alarm_names(name).send().await.on(name, "DeleteAlarms")?;
     Ok(())
 }
 
 async fn delete_dashboard(ctx: &Ctx, name: &str) -> Result<(), StepError> {
-    match ctx.aws.target.cloudwatch.delete_dashboards().dashboard_names(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_dashboard_not_found_error()) => Ok(()),
-        Err(e) => Err(StepError::aws(name, "DeleteDashboards")(e)),
+    match ctx
+        .aws
+        .target
+        .cloudwatch
+        .delete_dashboards()
+        .dashboard_names(name)
+        .send()
+        .await
+        .found(name, "DeleteDashboards")?
+    {
+        Some(_) => Ok(()),
+        None => Ok(()),
     }
 }
 
 async fn delete_topic(ctx: &Ctx, arn: &str) -> Result<(), StepError> {
     // DeleteTopic is idempotent: a missing topic is not an error.
-    ctx.aws.target.sns.delete_topic().topic_arn(arn).send().await.map_err(StepError::aws(arn, "DeleteTopic"))?;
+    ctx.aws.target.sns.delete_topic().topic_arn(arn).send().await.on(arn, "DeleteTopic")?;
     Ok(())
 }
 
@@ -1084,7 +1099,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 .dashboard_body(body.to_string())
                 .send()
                 .await
-                .map_err(StepError::aws(name, "PutDashboard"))?;
+                .on(name, "PutDashboard")?;
         }
         ("sns_topic", Op::Create | Op::Adopt) => {
             delete_topic(ctx, r.id.as_deref().map_or_else(|| topic_arn(ctx), str::to_owned).as_str()).await?
@@ -1096,26 +1111,23 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             if let Prev::Subscribe { subscribe: email } = &prev {
                 // A topic already gone has none; any other failed read (a
                 // denial above all) is the undo's failure, never "none".
-                let subs = match subscriptions(ctx, arn).await {
-                    Ok(subs) => subs,
-                    Err(e) if e.is_not_found() => Vec::new(),
-                    Err(e) => return Err(e),
-                };
+                let subs = subscriptions(ctx, arn).await.found()?.unwrap_or_default();
                 for s in subs.iter().filter(|s| s.endpoint() == Some(email.as_str())) {
                     // A pending confirmation has no ARN to unsubscribe; it
                     // goes with the topic.
                     if let Some(sub) = s.subscription_arn().filter(|a| a.starts_with("arn:")) {
                         let out = sns.unsubscribe().subscription_arn(sub).send().await;
-                        StepError::found(out, sub, "Unsubscribe")?;
+                        out.found(sub, "Unsubscribe")?;
                     }
                 }
             } else if let Prev::TopicAttribute { attribute: attr, value: Some(value) } = &prev {
-                match sns.set_topic_attributes().topic_arn(arn).attribute_name(attr).attribute_value(value).send().await
-                {
-                    Ok(_) => {}
-                    Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {}
-                    Err(e) => return Err(StepError::aws(arn, "SetTopicAttributes")(e)),
-                }
+                sns.set_topic_attributes()
+                    .topic_arn(arn)
+                    .attribute_name(attr)
+                    .attribute_value(value)
+                    .send()
+                    .await
+                    .gone(arn, "SetTopicAttributes")?;
             }
         }
         (kind, op) => return Err(StepError::Invalid(format!("monitoring cannot undo {op:?} of {kind}"))),
@@ -1131,7 +1143,7 @@ async fn sweep(ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError> {
     let mut pages = cw.describe_alarms().into_paginator().send();
     let mut ours = Vec::new();
     while let Some(page) = pages.next().await {
-        for a in page.map_err(StepError::aws("prod alarms", "DescribeAlarms"))?.metric_alarms() {
+        for a in page.on("prod alarms", "DescribeAlarms")?.metric_alarms() {
             if a.alarm_actions().iter().any(|x| x == &topic) {
                 ours.extend(a.alarm_name().map(str::to_owned));
             }
@@ -1177,7 +1189,7 @@ pub async fn watched_alarms(ctx: &Ctx) -> std::result::Result<Vec<aws_sdk_cloudw
     let mut pages = ctx.aws.target.cloudwatch.describe_alarms().into_paginator().send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(StepError::aws("alarms", "DescribeAlarms"))?;
+        let page = page.on("alarms", "DescribeAlarms")?;
         out.extend(page.metric_alarms().iter().filter(|a| a.alarm_actions().iter().any(|x| x == &topic)).cloned());
     }
     Ok(out)
@@ -1196,7 +1208,7 @@ pub async fn alarms_in_alarm(ctx: &Ctx) -> std::result::Result<Vec<String>, Step
         .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        for a in page.map_err(StepError::aws("alarms", "DescribeAlarms"))?.metric_alarms() {
+        for a in page.on("alarms", "DescribeAlarms")?.metric_alarms() {
             if a.alarm_actions().iter().any(|x| x == &topic) {
                 out.extend(a.alarm_name().map(str::to_owned));
             }

@@ -6,6 +6,7 @@
 //! never with decryption. Excluded and SecureString parameters are reported
 //! by name only.
 
+use crate::aws::Call;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -163,12 +164,7 @@ async fn describe(c: &aws_sdk_ssm::Client, path: &str) -> Result<Vec<ParameterMe
         .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        out.extend(
-            page.map_err(StepError::aws(format!("parameters under {path}"), "DescribeParameters"))?
-                .parameters()
-                .iter()
-                .cloned(),
-        );
+        out.extend(page.on(format!("parameters under {path}"), "DescribeParameters")?.parameters().iter().cloned());
     }
     Ok(out)
 }
@@ -190,7 +186,7 @@ async fn values(
                 .with_decryption(false)
                 .send()
                 .await
-                .map_err(StepError::aws(format!("{n} parameters"), "GetParameters"))
+                .on(format!("{n} parameters"), "GetParameters")
         })
     });
     let pages: Vec<_> = futures::stream::iter(batches).buffer_unordered(parallelism.max(1)).collect().await;
@@ -287,7 +283,7 @@ impl Params {
                 (None, _) => writes.push((s, prod_name, value, None)),
                 (Some(m), _) if is_secure(m) => report.conflicts.push(prod_name),
                 (Some(_), Some(current)) if *current == value => {
-                    ctx.existing(&res, &prod_name, None, false)?;
+                    ctx.existing(&res, &prod_name, None, crate::engine::Ownership::Unproven)?;
                     report.unchanged.push(prod_name);
                 }
                 (Some(_), current) => {
@@ -337,7 +333,7 @@ impl Params {
                     match prev {
                         None => {
                             ctx.create(&res, "", Value::Null, || async {
-                                put(false).send().await.map_err(StepError::aws(&prod_name, "PutParameter"))?;
+                                put(false).send().await.on(&prod_name, "PutParameter")?;
                                 Ok(Created { value: (), id: prod_name.clone(), arn: None, data: Value::Null })
                             })
                             .await?;
@@ -353,7 +349,7 @@ impl Params {
                                     kind: s.meta.r#type().map(|t| t.as_str().to_owned()),
                                 },
                                 || async {
-                                    put(true).send().await.map_err(StepError::aws(&prod_name, "PutParameter"))?;
+                                    put(true).send().await.on(&prod_name, "PutParameter")?;
                                     Ok(())
                                 },
                             )
@@ -483,11 +479,9 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let ssm = &ctx.aws.target.ssm;
     let name = r.intent.name.as_str();
     match r.intent.op {
-        Op::Create | Op::Adopt => match ssm.delete_parameter().name(name).send().await {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_parameter_not_found()) => {}
-            Err(e) => return Err(StepError::aws(name, "DeleteParameter")(e)),
-        },
+        Op::Create | Op::Adopt => {
+            ssm.delete_parameter().name(name).send().await.gone(name, "DeleteParameter")?;
+        }
         Op::Update => {
             let before: ValueBefore = r.prev()?;
             let ty = before.kind.as_deref().map(ParameterType::from);
@@ -498,7 +492,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 .overwrite(true)
                 .send()
                 .await
-                .map_err(StepError::aws(name, "PutParameter"))?;
+                .on(name, "PutParameter")?;
         }
     }
     Ok(())

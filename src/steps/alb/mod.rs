@@ -9,6 +9,7 @@
 //! draining is the gradual weighted shift of `switch`; `ip` target groups get
 //! a 30-second deregistration delay.
 
+use crate::aws::Call;
 use crate::engine::estimate::{Compose, Wait};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
@@ -134,29 +135,21 @@ struct TargetBefore {
 pub async fn locate(ctx: &Ctx) -> Result<Option<Front>, StepError> {
     let elb = &ctx.aws.target.elbv2;
     let name = ctx.cfg.names.own("alb");
-    let lb = match elb.describe_load_balancers().names(&name).send().await {
-        Ok(out) => out.load_balancers().first().and_then(|l| l.load_balancer_arn()).map(str::to_owned),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_load_balancer_not_found_exception()) => None,
-        Err(e) => return Err(StepError::aws(&name, "DescribeLoadBalancers")(e)),
-    };
-    let Some(lb) = lb else { return Ok(None) };
-    let port = i32::from(ctx.cfg.blue_green.listener_port);
-    let listeners = elb
-        .describe_listeners()
-        .load_balancer_arn(&lb)
+    let lb = elb
+        .describe_load_balancers()
+        .names(&name)
         .send()
         .await
-        .map_err(StepError::aws(&name, "DescribeListeners"))?;
+        .found(&name, "DescribeLoadBalancers")?
+        .and_then(|out| out.load_balancers().first().and_then(|l| l.load_balancer_arn()).map(str::to_owned));
+    let Some(lb) = lb else { return Ok(None) };
+    let port = i32::from(ctx.cfg.blue_green.listener_port);
+    let listeners = elb.describe_listeners().load_balancer_arn(&lb).send().await.on(&name, "DescribeListeners")?;
     let Some(l) = listeners.listeners().iter().find(|l| l.port() == Some(port)) else { return Ok(None) };
     let mut groups = Vec::new();
     for colour in COLOURS {
         let tg = ctx.cfg.names.own(colour);
-        let out = elb
-            .describe_target_groups()
-            .names(&tg)
-            .send()
-            .await
-            .map_err(StepError::aws(&tg, "DescribeTargetGroups"))?;
+        let out = elb.describe_target_groups().names(&tg).send().await.on(&tg, "DescribeTargetGroups")?;
         let Some(arn) = out.target_groups().first().and_then(|t| t.target_group_arn()) else { return Ok(None) };
         groups.push((colour.to_owned(), arn.to_owned()));
     }
@@ -199,19 +192,17 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     // The load balancer.
     let res = Res::new(STEP, "load_balancer", "alb", &name);
     // (ARN, whether it is active yet).
-    let (lb_arn, active) = match elb.describe_load_balancers().names(&name).send().await {
-        Ok(out) if !out.load_balancers().is_empty() => {
-            let lb = &out.load_balancers()[0];
-            let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
-            ctx.unchanged(&res, &arn, Some(&arn))?;
-            (arn, lb.state().and_then(|s| s.code()) == Some(&LoadBalancerStateEnum::Active))
-        }
-        Ok(_) => (String::new(), false),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_load_balancer_not_found_exception()) => {
-            (String::new(), false)
-        }
-        Err(e) => return Err(StepError::aws(&name, "DescribeLoadBalancers")(e)),
-    };
+    let (lb_arn, active) =
+        match elb.describe_load_balancers().names(&name).send().await.found(&name, "DescribeLoadBalancers")? {
+            Some(out) if !out.load_balancers().is_empty() => {
+                let lb = &out.load_balancers()[0];
+                let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+                ctx.adopt(&res, &arn, Some(&arn))?;
+                (arn, lb.state().and_then(|s| s.code()) == Some(&LoadBalancerStateEnum::Active))
+            }
+            Some(_) => (String::new(), false),
+            None => (String::new(), false),
+        };
     if subnets.len() < 2 && !ctx.is_plan() {
         return Err(StepError::Invalid(format!(
             "{name}: an ALB needs subnets in at least two Availability Zones; the prod network has {}",
@@ -230,7 +221,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                 .set_tags(Some(tags(ctx)))
                 .send()
                 .await
-                .map_err(StepError::aws(&name, "CreateLoadBalancer"))?;
+                .on(&name, "CreateLoadBalancer")?;
             let arn = out.load_balancers().first().and_then(|l| l.load_balancer_arn()).unwrap_or_default().to_owned();
             Ok(Created { value: arn.clone(), id: arn.clone(), arn: Some(arn), data: Value::Null })
         })
@@ -245,14 +236,16 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     for colour in COLOURS {
         let tg_name = ctx.cfg.names.own(colour);
         let res = Res::new(STEP, "target_group", format!("target-group/{colour}"), &tg_name);
-        let found = match elb.describe_target_groups().names(&tg_name).send().await {
-            Ok(out) => out.target_groups().first().and_then(|t| t.target_group_arn()).map(str::to_owned),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_target_group_not_found_exception()) => None,
-            Err(e) => return Err(StepError::aws(&tg_name, "DescribeTargetGroups")(e)),
-        };
+        let found = elb
+            .describe_target_groups()
+            .names(&tg_name)
+            .send()
+            .await
+            .found(&tg_name, "DescribeTargetGroups")?
+            .and_then(|out| out.target_groups().first().and_then(|t| t.target_group_arn()).map(str::to_owned));
         let tg_arn = match found {
             Some(arn) => {
-                ctx.unchanged(&res, &arn, Some(&arn))?;
+                ctx.adopt(&res, &arn, Some(&arn))?;
                 arn
             }
             None => ctx
@@ -279,7 +272,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                                 .port(i32::from(ctx.cfg.blue_green.listener_port))
                                 .vpc_id(&vpc)
                         };
-                        let out = req.send().await.map_err(StepError::aws(&tg_name, "CreateTargetGroup"))?;
+                        let out = req.send().await.on(&tg_name, "CreateTargetGroup")?;
                         let arn = out
                             .target_groups()
                             .first()
@@ -298,7 +291,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                                 )
                                 .send()
                                 .await
-                                .map_err(StepError::aws(&tg_name, "ModifyTargetGroupAttributes"))?;
+                                .on(&tg_name, "ModifyTargetGroupAttributes")?;
                         }
                         Ok(Created { value: arn.clone(), id: arn.clone(), arn: Some(arn), data: Value::Null })
                     },
@@ -326,7 +319,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
             .load_balancer_arn(&lb_arn)
             .send()
             .await
-            .map_err(StepError::aws(&name, "DescribeListeners"))?
+            .on(&name, "DescribeListeners")?
             .listeners()
             .iter()
             .find(|l| l.port() == Some(port))
@@ -334,7 +327,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
             .map(str::to_owned)
     };
     match existing {
-        Some(arn) => ctx.unchanged(&res, &arn, Some(&arn))?,
+        Some(arn) => ctx.adopt(&res, &arn, Some(&arn))?,
         None => {
             let action = forward(&groups, &weights(live));
             ctx.create(&res, format!("HTTP {port}, {live} 100 / other 0"), Value::Null, || async {
@@ -347,7 +340,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                     .set_tags(Some(tags(ctx)))
                     .send()
                     .await
-                    .map_err(StepError::aws(&name, "CreateListener"))?;
+                    .on(&name, "CreateListener")?;
                 let arn = out.listeners().first().and_then(|l| l.listener_arn()).unwrap_or_default().to_owned();
                 Ok(Created { value: (), id: arn.clone(), arn: Some(arn), data: Value::Null })
             })
@@ -364,7 +357,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                 .load_balancer_arns(&lb_arn)
                 .send()
                 .await
-                .map_err(StepError::aws(&name, "DescribeLoadBalancers"))?;
+                .on(&name, "DescribeLoadBalancers")?;
             match out.load_balancers().first().and_then(|l| l.state()).and_then(|s| s.code()) {
                 Some(LoadBalancerStateEnum::Active) => Ok(Some(())),
                 Some(LoadBalancerStateEnum::Failed) => {
@@ -389,16 +382,18 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
     let policy = if is_planned(tg_arn) {
         String::new()
     } else {
-        StepError::found(
-            lambda.get_policy().function_name(&function).qualifier(colour).send().await,
-            &function,
-            "GetPolicy",
-        )?
-        .and_then(|p| p.policy)
-        .unwrap_or_default()
+        lambda
+            .get_policy()
+            .function_name(&function)
+            .qualifier(colour)
+            .send()
+            .await
+            .found(&function, "GetPolicy")?
+            .and_then(|p| p.policy)
+            .unwrap_or_default()
     };
     if policy.contains(&format!("\"{sid}\"")) {
-        ctx.unchanged(&res, &sid, None)?;
+        ctx.adopt(&res, &sid, None)?;
     } else {
         ctx.create(
             &res,
@@ -416,7 +411,7 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
                     .source_account(&ctx.account)
                     .send()
                     .await
-                    .map_err(StepError::aws(&function, "AddPermission"))?;
+                    .on(&function, "AddPermission")?;
                 Ok(Created { value: (), id: sid.clone(), arn: None, data: Value::Null })
             },
         )
@@ -424,12 +419,8 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
     }
     let alias_arn = format!("arn:aws:lambda:{}:{}:function:{function}:{colour}", ctx.cfg.migration.region, ctx.account);
     let registered = !is_planned(tg_arn) && {
-        let health = elb
-            .describe_target_health()
-            .target_group_arn(tg_arn)
-            .send()
-            .await
-            .map_err(StepError::aws(tg_arn, "DescribeTargetHealth"))?;
+        let health =
+            elb.describe_target_health().target_group_arn(tg_arn).send().await.on(tg_arn, "DescribeTargetHealth")?;
         health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == Some(alias_arn.as_str()))
     };
     if !registered {
@@ -445,7 +436,7 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
                     .targets(TargetDescription::builder().id(&alias_arn).build())
                     .send()
                     .await
-                    .map_err(StepError::aws(tg_arn, "RegisterTargets"))?;
+                    .on(tg_arn, "RegisterTargets")?;
                 Ok(())
             },
         )
@@ -466,13 +457,9 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let (elb, lambda) = (&ctx.aws.target.elbv2, &ctx.aws.target.lambda);
     let id = r.id.clone().unwrap_or_default();
     let result: Result<(), StepError> = match (r.intent.kind.as_str(), r.intent.op) {
-        ("listener", Op::Create | Op::Adopt) if !id.is_empty() => elb
-            .delete_listener()
-            .listener_arn(&id)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(StepError::aws(&id, "DeleteListener")),
+        ("listener", Op::Create | Op::Adopt) if !id.is_empty() => {
+            elb.delete_listener().listener_arn(&id).send().await.map(|_| ()).on(&id, "DeleteListener")
+        }
         ("listener", Op::Update) => {
             // Restore the previous weights (journaled by switch).
             let listener = r.intent.data["id"].as_str().unwrap_or_default();
@@ -483,18 +470,13 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(StepError::aws(listener, "ModifyListener"))
+                .on(listener, "ModifyListener")
         }
         // ELB answers ResourceInUse for a while after the listener or rule
         // that used the group is deleted (terraform waits 2 minutes).
         ("target_group", Op::Create | Op::Adopt) if !id.is_empty() => {
             crate::engine::retry_until("DeleteTargetGroup", TARGET_GROUP_RELEASE, is_in_use, || async {
-                elb.delete_target_group()
-                    .target_group_arn(&id)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(StepError::aws(&id, "DeleteTargetGroup"))
+                elb.delete_target_group().target_group_arn(&id).send().await.map(|_| ()).on(&id, "DeleteTargetGroup")
             })
             .await
         }
@@ -507,15 +489,11 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(StepError::aws(tg, "DeregisterTargets"))
+                .on(tg, "DeregisterTargets")
         }
-        ("load_balancer", Op::Create | Op::Adopt) if !id.is_empty() => elb
-            .delete_load_balancer()
-            .load_balancer_arn(&id)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(StepError::aws(&id, "DeleteLoadBalancer")),
+        ("load_balancer", Op::Create | Op::Adopt) if !id.is_empty() => {
+            elb.delete_load_balancer().load_balancer_arn(&id).send().await.map(|_| ()).on(&id, "DeleteLoadBalancer")
+        }
         ("lambda_permission", Op::Create | Op::Adopt) => {
             let function = r.intent.data["function"].as_str().unwrap_or_default();
             let qualifier = r.intent.data["qualifier"].as_str().unwrap_or_default();
@@ -528,7 +506,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(StepError::aws(function, "RemovePermission"))
+                .on(function, "RemovePermission")
         }
         // A create whose outcome was never journaled: nothing to address by id.
         _ => Ok(()),
@@ -545,17 +523,13 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     let elb = &ctx.aws.target.elbv2;
     let mut f = Findings::default();
     let name = ctx.cfg.names.own("alb");
-    let lb = match elb
+    let lb = elb
         .describe_load_balancers()
         .names(&name)
         .send()
         .await
-        .map_err(StepError::aws(&name, "DescribeLoadBalancers"))
-    {
-        Ok(out) => out.load_balancers().first().cloned(),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e),
-    };
+        .found(&name, "DescribeLoadBalancers")?
+        .and_then(|out| out.load_balancers().first().cloned());
     let Some(lb) = lb else {
         f.resources.push(Resource::missing("load_balancer", "(prod only)", &name));
         return Ok(f);

@@ -5,6 +5,7 @@
 //! from are restored. A signal stops it where it is. Every weight change is
 //! journaled with the previous weights, so `rollback` restores them.
 
+use crate::aws::Call;
 use std::time::{Duration, Instant};
 
 use super::{forward, locate, Front, WeightsBefore, COLOURS};
@@ -160,7 +161,7 @@ async fn target_states(ctx: &Ctx, target_group: &str) -> Result<Vec<String>, Ste
         .target_group_arn(target_group)
         .send()
         .await
-        .map_err(StepError::aws(target_group, "DescribeTargetHealth"))?;
+        .on(target_group, "DescribeTargetHealth")?;
     Ok(health
         .target_health_descriptions()
         .iter()
@@ -192,7 +193,7 @@ async fn set_weights(ctx: &Ctx, front: &Front, weights: &[(String, i32)]) -> std
                 .default_actions(forward(&front.groups, weights))
                 .send()
                 .await
-                .map_err(StepError::aws(&front.listener_arn, "ModifyListener"))?;
+                .on(&front.listener_arn, "ModifyListener")?;
             Ok(())
         },
     )

@@ -22,6 +22,7 @@
 //! [`gather`] reads what it needs (dev reads only for the kinds of
 //! identifier the values contain, so a stack without them costs no call).
 
+use crate::aws::Call;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
@@ -424,8 +425,7 @@ pub async fn gather<'a>(ctx: &Ctx, values: impl IntoIterator<Item = &'a str>) ->
                     continue;
                 }
                 let out = ctx.aws.source.kms.describe_key().key_id(token).send().await;
-                let Some(md) =
-                    StepError::found(out, format!("dev key {token}"), "DescribeKey")?.and_then(|o| o.key_metadata)
+                let Some(md) = out.found(format!("dev key {token}"), "DescribeKey")?.and_then(|o| o.key_metadata)
                 else {
                     continue;
                 };
@@ -463,7 +463,7 @@ async fn dev_function(
     name: &str,
 ) -> Result<Option<aws_sdk_lambda::types::FunctionConfiguration>, StepError> {
     let out = ctx.aws.source.lambda.get_function().function_name(name).send().await;
-    Ok(StepError::found(out, format!("dev function {name}"), "GetFunction")?.and_then(|o| o.configuration))
+    Ok(out.found(format!("dev function {name}"), "GetFunction")?.and_then(|o| o.configuration))
 }
 
 /// Dev's VPC, subnets (by CIDR) and the functions' and cluster's groups →

@@ -2,6 +2,8 @@
 //! S3's replication role): converged with exactly one inline policy,
 //! deleted with their policies, and their policy changes reversed.
 
+use crate::aws::call::Named;
+use crate::aws::Call;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -25,14 +27,14 @@ pub async fn converge_role(
 ) -> Result<String, StepError> {
     let iam = &ctx.aws.target.iam;
     let name = res.name.clone();
-    let arn = match iam.get_role().role_name(&name).send().await {
-        Ok(out) => {
+    let arn = match iam.get_role().role_name(&name).send().await.found(&name, "GetRole")? {
+        Some(out) => {
             let role = out.role.ok_or_else(|| StepError::Invalid(format!("GetRole {name} returned no role")))?;
             let ours = is_ours(ctx, role.tags().iter().map(|t| (t.key(), t.value())));
-            ctx.existing(res, &name, Some(role.arn()), ours)?;
+            ctx.existing(res, &name, Some(role.arn()), crate::engine::Ownership::of(ours))?;
             Some(role.arn)
         }
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
+        None => {
             let tags = prod_tags_as(ctx, |k, v| {
                 aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value set")
             });
@@ -45,13 +47,12 @@ pub async fn converge_role(
                     .set_tags(Some(tags))
                     .send()
                     .await
-                    .map_err(StepError::aws(&name, "CreateRole"))?;
+                    .on(&name, "CreateRole")?;
                 let arn = out.role.map(|r| r.arn).unwrap_or_default();
                 Ok(Created { value: arn.clone(), id: name.clone(), arn: Some(arn), data: Value::Null })
             })
             .await?
         }
-        Err(e) => return Err(StepError::aws(&name, "GetRole")(e)),
     };
     // A role only planned has no policy to read yet.
     let have = match &arn {
@@ -67,7 +68,7 @@ pub async fn converge_role(
                 .policy_document(policy.to_string())
                 .send()
                 .await
-                .map_err(StepError::aws(&name, "PutRolePolicy"))?;
+                .on(&name, "PutRolePolicy")?;
             Ok(())
         })
         .await?;
@@ -79,10 +80,19 @@ pub async fn converge_role(
 /// not exist (any other failure is an error: a denied read is never "no
 /// policy").
 pub async fn role_policy(ctx: &Ctx, role: &str, policy_name: &str) -> Result<Value, StepError> {
-    match ctx.aws.target.iam.get_role_policy().role_name(role).policy_name(policy_name).send().await {
-        Ok(out) => Ok(decode_policy(out.policy_document())),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(Value::Null),
-        Err(e) => Err(StepError::aws(role, "GetRolePolicy")(e)),
+    match ctx
+        .aws
+        .target
+        .iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name(policy_name)
+        .send()
+        .await
+        .found(role, "GetRolePolicy")?
+    {
+        Some(out) => Ok(decode_policy(out.policy_document())),
+        None => Ok(Value::Null),
     }
 }
 
@@ -92,34 +102,40 @@ pub async fn role_policy(ctx: &Ctx, role: &str, policy_name: &str) -> Result<Val
 /// gone.
 pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
     let iam = &ctx.aws.target.iam;
-    let attached: Vec<_> =
-        match iam.list_attached_role_policies().role_name(name).into_paginator().items().send().try_collect().await {
-            Ok(p) => p,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => return Ok(false),
-            Err(e) => return Err(StepError::aws(name, "ListAttachedRolePolicies")(e)),
-        };
+    let attached: Vec<_> = match iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .found(name, "ListAttachedRolePolicies")?
+    {
+        Some(p) => p,
+        None => return Ok(false),
+    };
     for policy in attached.iter().filter_map(|p| p.policy_arn()) {
         let out = iam.detach_role_policy().role_name(name).policy_arn(policy).send().await;
-        StepError::found(out, name, "DetachRolePolicy")?;
+        out.found(name, "DetachRolePolicy")?;
     }
-    let policies: Vec<String> =
-        match iam.list_role_policies().role_name(name).into_paginator().items().send().try_collect().await {
-            Ok(p) => p,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => return Ok(false),
-            Err(e) => return Err(StepError::aws(name, "ListRolePolicies")(e)),
-        };
+    let policies: Vec<String> = match iam
+        .list_role_policies()
+        .role_name(name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .found(name, "ListRolePolicies")?
+    {
+        Some(p) => p,
+        None => return Ok(false),
+    };
     for policy in policies {
-        match iam.delete_role_policy().role_name(name).policy_name(&policy).send().await {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {}
-            Err(e) => return Err(StepError::aws(name, "DeleteRolePolicy")(e)),
-        }
+        iam.delete_role_policy().role_name(name).policy_name(&policy).send().await.gone(name, "DeleteRolePolicy")?;
     }
-    match iam.delete_role().role_name(name).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(false),
-        Err(e) => Err(StepError::aws(name, "DeleteRole")(e)),
-    }
+    Ok(iam.delete_role().role_name(name).send().await.found(name, "DeleteRole")?.is_some())
 }
 
 /// A role's inline policy before an update (`null`: none), as its intent
@@ -153,7 +169,7 @@ pub async fn restore_role_policy(
             .send()
             .await
             .map(|_| ())
-            .map_err(StepError::aws(name, "DeleteRolePolicy"))
+            .on(name, "DeleteRolePolicy")
     } else {
         iam.put_role_policy()
             .role_name(name)
@@ -162,10 +178,7 @@ pub async fn restore_role_policy(
             .send()
             .await
             .map(|_| ())
-            .map_err(StepError::aws(name, "PutRolePolicy"))
+            .on(name, "PutRolePolicy")
     };
-    match result {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    }
+    result.gone()
 }

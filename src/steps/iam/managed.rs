@@ -11,6 +11,8 @@
 //! a setting of the role. Undo detaches a policy from everything, deletes
 //! its other versions, then the policy (IAM refuses DeletePolicy before).
 
+use crate::aws::call::Named;
+use crate::aws::Call;
 use std::collections::BTreeSet;
 
 use aws_sdk_iam::types::PolicyVersion;
@@ -87,7 +89,7 @@ pub async fn converge_policy(ctx: &Ctx, m: &Managed) -> Result<String, StepError
     let iam = &ctx.aws.target.iam;
     let policy_arn = arn(&ctx.account, &m.name);
     let res = Res::new(STEP, "iam_policy", format!("policy/{}", m.name), &m.name);
-    let found = StepError::found(iam.get_policy().policy_arn(&policy_arn).send().await, &m.name, "GetPolicy")?;
+    let found = iam.get_policy().policy_arn(&policy_arn).send().await.found(&m.name, "GetPolicy")?;
     let Some(policy) = found.and_then(|out| out.policy) else {
         let tags = prod_tags_as(ctx, |k, v| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("set"));
         let description = format!("paymig {}: the prod tables, for every execution role", ctx.cfg.migration.name);
@@ -99,14 +101,14 @@ pub async fn converge_policy(ctx: &Ctx, m: &Managed) -> Result<String, StepError
                 .set_tags(Some(tags))
                 .send()
                 .await
-                .map_err(StepError::aws(&m.name, "CreatePolicy"))?;
+                .on(&m.name, "CreatePolicy")?;
             Ok(Created { value: (), id: m.name.clone(), arn: Some(policy_arn.clone()), data: Value::Null })
         })
         .await?;
         return Ok(policy_arn);
     };
     let ours = is_ours(ctx, policy.tags().iter().map(|t| (t.key(), t.value())));
-    ctx.existing(&res, &m.name, Some(&policy_arn), ours)?;
+    ctx.existing(&res, &m.name, Some(&policy_arn), crate::engine::Ownership::of(ours))?;
     let have = document(ctx, &policy_arn, policy.default_version_id().unwrap_or("v1")).await?;
     if have != m.document {
         ctx.update(&res, &m.name, "policy document", DocumentBefore { document: have.clone() }, || {
@@ -120,7 +122,8 @@ pub async fn converge_policy(ctx: &Ctx, m: &Managed) -> Result<String, StepError
 /// The document of one version of a policy (`Null` when gone).
 async fn document(ctx: &Ctx, policy_arn: &str, version: &str) -> Result<Value, StepError> {
     let out = ctx.aws.target.iam.get_policy_version().policy_arn(policy_arn).version_id(version).send().await;
-    Ok(StepError::found(out, policy_arn, "GetPolicyVersion")?
+    Ok(out
+        .found(policy_arn, "GetPolicyVersion")?
         .and_then(|o| o.policy_version)
         .and_then(|v| v.document)
         .map(|d| decode_policy(&d))
@@ -132,7 +135,7 @@ async fn versions(ctx: &Ctx, policy_arn: &str) -> Result<Vec<PolicyVersion>, Ste
     let out = ctx.aws.target.iam.list_policy_versions().policy_arn(policy_arn).into_paginator().items().send();
     let mut all: Vec<PolicyVersion> = match out.try_collect().await {
         Ok(v) => v,
-        Err(e) => return Err(StepError::aws(policy_arn, "ListPolicyVersions")(e)),
+        Err(e) => return Err(StepError::sdk(policy_arn, "ListPolicyVersions", &e)),
     };
     all.sort_by_key(|v| (v.is_default_version, v.create_date.map(|d| d.secs())));
     Ok(all)
@@ -150,7 +153,7 @@ async fn set_document(ctx: &Ctx, policy_arn: &str, document: &Value) -> Result<(
                 .version_id(oldest)
                 .send()
                 .await
-                .map_err(StepError::aws(policy_arn, "DeletePolicyVersion"))?;
+                .on(policy_arn, "DeletePolicyVersion")?;
         }
     }
     iam.create_policy_version()
@@ -159,7 +162,7 @@ async fn set_document(ctx: &Ctx, policy_arn: &str, document: &Value) -> Result<(
         .set_as_default(true)
         .send()
         .await
-        .map_err(StepError::aws(policy_arn, "CreatePolicyVersion"))?;
+        .on(policy_arn, "CreatePolicyVersion")?;
     Ok(())
 }
 
@@ -170,7 +173,7 @@ async fn attached(ctx: &Ctx, role: &str) -> Result<BTreeSet<String>, StepError> 
     let all: Vec<_> = match pages.try_collect().await {
         Ok(all) => all,
         Err(e) => {
-            let e = StepError::aws(role, "ListAttachedRolePolicies")(e);
+            let e = StepError::sdk(role, "ListAttachedRolePolicies", &e);
             return if e.is_not_found() { Ok(BTreeSet::new()) } else { Err(e) };
         }
     };
@@ -199,11 +202,11 @@ async fn attach_exactly(
     for a in want.difference(have) {
         let out = iam.attach_role_policy().role_name(role).policy_arn(a).send().await;
         // A policy deleted since (undo restoring an old set) is skipped.
-        StepError::found(out, role, "AttachRolePolicy")?;
+        out.found(role, "AttachRolePolicy")?;
     }
     for a in have.difference(want) {
         let out = iam.detach_role_policy().role_name(role).policy_arn(a).send().await;
-        StepError::found(out, role, "DetachRolePolicy")?;
+        out.found(role, "DetachRolePolicy")?;
     }
     Ok(())
 }
@@ -235,10 +238,7 @@ pub async fn restore_document(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     if prev.is_null() {
         return Ok(());
     }
-    match set_document(ctx, &arn(&ctx.account, &r.intent.name), prev).await {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    }
+    set_document(ctx, &arn(&ctx.account, &r.intent.name), prev).await.gone()
 }
 
 /// Deletes a policy paymig created: detached from every role, its other
@@ -250,20 +250,20 @@ pub async fn delete_policy(ctx: &Ctx, name: &str) -> Result<(), StepError> {
     let pages: Vec<_> = match pages.try_collect().await {
         Ok(p) => p,
         Err(e) => {
-            let e = StepError::aws(name, "ListEntitiesForPolicy")(e);
+            let e = StepError::sdk(name, "ListEntitiesForPolicy", &e);
             return if e.is_not_found() { Ok(()) } else { Err(e) };
         }
     };
     for role in pages.iter().flat_map(|p| p.policy_roles()).filter_map(|r| r.role_name()) {
         let out = iam.detach_role_policy().role_name(role).policy_arn(&policy_arn).send().await;
-        StepError::found(out, role, "DetachRolePolicy")?;
+        out.found(role, "DetachRolePolicy")?;
     }
     for v in versions(ctx, &policy_arn).await?.iter().filter(|v| !v.is_default_version) {
         let out = iam.delete_policy_version().policy_arn(&policy_arn).set_version_id(v.version_id.clone()).send().await;
-        StepError::found(out, name, "DeletePolicyVersion")?;
+        out.found(name, "DeletePolicyVersion")?;
     }
     let out = iam.delete_policy().policy_arn(&policy_arn).send().await;
-    StepError::found(out, name, "DeletePolicy")?;
+    out.found(name, "DeletePolicy")?;
     Ok(())
 }
 
@@ -272,7 +272,7 @@ pub async fn delete_policy(ctx: &Ctx, name: &str) -> Result<(), StepError> {
 pub async fn attached_documents(ctx: &Ctx, role: &str) -> Result<Vec<(String, Value)>, StepError> {
     let mut out = Vec::new();
     for a in attached(ctx, role).await? {
-        let found = StepError::found(ctx.aws.target.iam.get_policy().policy_arn(&a).send().await, &a, "GetPolicy")?;
+        let found = ctx.aws.target.iam.get_policy().policy_arn(&a).send().await.found(&a, "GetPolicy")?;
         let version = found.and_then(|o| o.policy).and_then(|p| p.default_version_id).unwrap_or_else(|| "v1".into());
         out.push((a.clone(), document(ctx, &a, &version).await?));
     }

@@ -7,6 +7,7 @@
 //! IAM's inline limit (about 60 tables), the table statement moves into
 //! customer-managed policies attached to every role ([`managed`]).
 
+use crate::aws::Call;
 use serde_json::{json, Value};
 
 mod managed;
@@ -293,7 +294,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
 async fn traced(ctx: &Ctx, f: &str) -> Result<bool, StepError> {
     use aws_sdk_lambda::types::TracingMode;
     let out = ctx.aws.source.lambda.get_function().function_name(f).send().await;
-    let out = out.map_err(StepError::aws(format!("dev function {f}"), "GetFunction"))?;
+    let out = out.on(format!("dev function {f}"), "GetFunction")?;
     Ok(out.configuration().and_then(|c| c.tracing_config()).and_then(|t| t.mode()) == Some(&TracingMode::Active))
 }
 
@@ -329,7 +330,7 @@ async fn any_function_left(ctx: &Ctx) -> Result<bool, StepError> {
     for f in &ctx.cfg.source.lambda_functions {
         let name = ctx.cfg.names.prod(f);
         let out = ctx.aws.target.lambda.get_function().function_name(&name).send().await;
-        if StepError::found(out, &name, "GetFunction")?.is_some() {
+        if out.found(&name, "GetFunction")?.is_some() {
             return Ok(true);
         }
     }
@@ -345,7 +346,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
         let name = ctx.cfg.names.lambda_role(dev);
         // Missing is a finding; a read that failed (denied, throttled) is an
         // error, never "missing".
-        let out = match iam.get_role().role_name(&name).send().await.map_err(StepError::aws(&name, "GetRole")) {
+        let out = match iam.get_role().role_name(&name).send().await.on(&name, "GetRole") {
             Ok(out) => out,
             Err(e) if e.is_not_found() => {
                 f.resources.push(Resource::missing("iam_role", dev, &name));

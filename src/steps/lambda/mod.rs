@@ -13,6 +13,7 @@
 mod runtimes;
 mod staging;
 
+use crate::aws::Call;
 use crate::engine::estimate::{Compose, Wait};
 use std::collections::BTreeMap;
 
@@ -224,7 +225,7 @@ async fn check_layers_shared(ctx: &Ctx, dev: &[DevFunction]) -> Vec<StepError> {
         let Ok(number) = version.parse::<i64>() else { continue };
         let read =
             ctx.aws.source.lambda.get_layer_version_policy().layer_name(*name).version_number(number).send().await;
-        let policy = match StepError::found(read, format!("dev layer {arn}"), "GetLayerVersionPolicy") {
+        let policy = match read.found(format!("dev layer {arn}"), "GetLayerVersionPolicy") {
             Ok(out) => out.and_then(|o| o.policy).and_then(|p| serde_json::from_str(&p).ok()).unwrap_or(Value::Null),
             Err(e) => {
                 problems.push(e);
@@ -265,7 +266,7 @@ async fn check_concurrency(ctx: &Ctx) -> Result<(), StepError> {
                 tracing::debug!("this endpoint has no Lambda GetAccountSettings; the 100-unreserved rule is left to PutFunctionConcurrency");
                 return Ok(());
             }
-            return Err(StepError::aws("the account's Lambda concurrency", "GetAccountSettings")(e));
+            return Err(StepError::sdk("the account's Lambda concurrency", "GetAccountSettings", &e));
         }
     };
     let unreserved = settings.account_limit().and_then(|l| l.unreserved_concurrent_executions()).unwrap_or(0);
@@ -274,7 +275,7 @@ async fn check_concurrency(ctx: &Ctx) -> Result<(), StepError> {
     for f in &ctx.cfg.source.lambda_functions {
         let name = ctx.cfg.names.prod(f);
         let c = ctx.aws.target.lambda.get_function_concurrency().function_name(&name).send().await;
-        if let Some(c) = StepError::found(c, &name, "GetFunctionConcurrency")? {
+        if let Some(c) = c.found(&name, "GetFunctionConcurrency")? {
             held += c.reserved_concurrent_executions().unwrap_or(0);
         }
     }
@@ -292,17 +293,25 @@ async fn read_dev(ctx: &Ctx) -> Result<Vec<DevFunction>, StepError> {
     let lane = crate::aws::lane();
     let reads = ctx.cfg.source.lambda_functions.clone().into_iter().map(|name: String| {
         crate::aws::in_lane(format!("{lane}/{name}"), async move {
-            match ctx.aws.source.lambda.get_function().function_name(&name).send().await {
-                Ok(f) => Ok(DevFunction {
+            match ctx
+                .aws
+                .source
+                .lambda
+                .get_function()
+                .function_name(&name)
+                .send()
+                .await
+                .found(format!("dev function {name}"), "GetFunction")?
+            {
+                Some(f) => Ok(DevFunction {
                     name: name.clone(),
                     config: f.configuration.ok_or_else(|| {
                         StepError::Invalid(format!("dev function {name}: GetFunction returned no configuration"))
                     })?,
                 }),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Err(
-                    StepError::Invalid(format!("[source] lambda_functions: the dev function {name:?} does not exist")),
-                ),
-                Err(e) => Err(StepError::aws(format!("dev function {name}"), "GetFunction")(e)),
+                None => Err(StepError::Invalid(format!(
+                    "[source] lambda_functions: the dev function {name:?} does not exist"
+                ))),
             }
         })
     });
@@ -381,7 +390,7 @@ async fn code_location(ctx: &Ctx, dev: &str) -> Result<String, StepError> {
         .function_name(dev)
         .send()
         .await
-        .map_err(StepError::aws(dev, "GetFunction"))?
+        .on(dev, "GetFunction")?
         .code
         .and_then(|c| c.location)
         .ok_or_else(|| StepError::Invalid(format!("dev function {dev}: GetFunction gave no code location to download")))
@@ -419,7 +428,7 @@ async fn fetch_package(ctx: &Ctx, f: &DevFunction) -> Result<Vec<u8>, StepError>
             .key(&key)
             .send()
             .await
-            .map_err(StepError::aws(format!("s3://{bucket}/{key}"), "GetObject"))?;
+            .on(format!("s3://{bucket}/{key}"), "GetObject")?;
         let data = out.body.collect().await.map_err(|e| StepError::Invalid(format!("s3://{bucket}/{key}: {e}")))?;
         (data.into_bytes().to_vec(), format!("s3://{bucket}/{key}"))
     };
@@ -696,11 +705,13 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
     let network = crate::steps::network::Vpc::of(ctx);
     let (subnets, sg) = (network.subnet_ids(), network.sg_compute);
     let want = desired_settings(ctx, refs, f, &role, &key, &subnets, &sg);
-    let existing = match lambda.get_function().function_name(&name).send().await {
-        Ok(out) => out.configuration,
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => None,
-        Err(e) => return Err(StepError::aws(&name, "GetFunction")(e)),
-    };
+    let existing = lambda
+        .get_function()
+        .function_name(&name)
+        .send()
+        .await
+        .found(&name, "GetFunction")?
+        .and_then(|out| out.configuration);
     record_references(ctx, refs, f);
     let variables = prod_environment(ctx, refs, f);
     let env_key = key_for(&variables, &key).map(str::to_owned);
@@ -752,7 +763,7 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
                             .set_tags(Some(tags.clone()))
                             .send()
                             .await
-                            .map_err(StepError::aws(&name, "CreateFunction"))
+                            .on(&name, "CreateFunction")
                     })
                     .await?;
                     package.release(ctx).await?;
@@ -784,10 +795,10 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
                 .resource(current.function_arn().unwrap_or_default())
                 .send()
                 .await
-                .map_err(StepError::aws(&name, "ListTags"))?
+                .on(&name, "ListTags")?
                 .tags()
                 .is_some_and(|t| super::common::is_ours(ctx, t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
-            ctx.existing(&res, &name, current.function_arn(), ours)?;
+            ctx.existing(&res, &name, current.function_arn(), crate::engine::Ownership::of(ours))?;
             // A run that stopped mid-update (or another tool) may have left
             // the function Pending or InProgress: a change now is refused.
             if !ctx.is_plan() && !is_settled(&current) {
@@ -812,7 +823,7 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
                         .set_layers(Some(d.layers().iter().filter_map(|l| l.arn().map(str::to_owned)).collect()))
                         .send()
                         .await
-                        .map_err(StepError::aws(&name, "UpdateFunctionConfiguration"))?;
+                        .on(&name, "UpdateFunctionConfiguration")?;
                     // InProgress (about a minute for a VPC change): the next
                     // update or PublishVersion would be refused.
                     wait_updated(ctx, &name).await
@@ -832,19 +843,20 @@ async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFunction) -> R
                             .publish(true)
                             .send()
                             .await
-                            .map_err(StepError::aws(&name, "UpdateFunctionCode"))?;
+                            .on(&name, "UpdateFunctionCode")?;
                         package.release(ctx).await?;
                         wait_updated(ctx, &name).await
                     },
                 )
                 .await?;
             }
-            let reserved = StepError::found(
-                lambda.get_function_concurrency().function_name(&name).send().await,
-                &name,
-                "GetFunctionConcurrency",
-            )?
-            .and_then(|c| c.reserved_concurrent_executions());
+            let reserved = lambda
+                .get_function_concurrency()
+                .function_name(&name)
+                .send()
+                .await
+                .found(&name, "GetFunctionConcurrency")?
+                .and_then(|c| c.reserved_concurrent_executions());
             converge_concurrency(ctx, &res, &f.name, &name, Some(reserved)).await?;
             converge_aliases(ctx, &name, false).await?;
         }
@@ -876,7 +888,7 @@ async fn converge_concurrency(
                     .reserved_concurrent_executions(n)
                     .send()
                     .await
-                    .map_err(StepError::aws(name, "PutFunctionConcurrency"))?;
+                    .on(name, "PutFunctionConcurrency")?;
             }
             None => {
                 lambda
@@ -884,7 +896,7 @@ async fn converge_concurrency(
                     .function_name(name)
                     .send()
                     .await
-                    .map_err(StepError::aws(name, "DeleteFunctionConcurrency"))?;
+                    .on(name, "DeleteFunctionConcurrency")?;
             }
         }
         Ok(())
@@ -915,13 +927,20 @@ async fn converge_aliases(ctx: &Ctx, name: &str, new: bool) -> Result<(), StepEr
         .send()
         .try_collect()
         .await
-        .map_err(StepError::aws(name, "ListVersionsByFunction"))?;
+        .on(name, "ListVersionsByFunction")?;
     let latest = versions.iter().filter_map(|v| v.version()?.parse::<u64>().ok()).max();
     for alias in ALIASES {
         let res = Res::new(STEP, "lambda_alias", format!("alias/{name}:{alias}"), format!("{name}:{alias}"));
-        match lambda.get_alias().function_name(name).name(alias).send().await {
-            Ok(a) => ctx.existing(&res, &format!("{name}:{alias}"), a.alias_arn(), true)?,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+        match lambda
+            .get_alias()
+            .function_name(name)
+            .name(alias)
+            .send()
+            .await
+            .found(format!("{name}:{alias}"), "GetAlias")?
+        {
+            Some(a) => ctx.existing(&res, &format!("{name}:{alias}"), a.alias_arn(), crate::engine::Ownership::Ours)?,
+            None => {
                 let version = latest.map_or_else(|| "$LATEST".to_owned(), |v| v.to_string());
                 ctx.create(&res, format!("-> version {version}"), json!({"function": name}), || async {
                     let out = lambda
@@ -931,12 +950,11 @@ async fn converge_aliases(ctx: &Ctx, name: &str, new: bool) -> Result<(), StepEr
                         .function_version(&version)
                         .send()
                         .await
-                        .map_err(StepError::aws(format!("{name}:{alias}"), "CreateAlias"))?;
+                        .on(format!("{name}:{alias}"), "CreateAlias")?;
                     Ok(Created { value: (), id: format!("{name}:{alias}"), arn: out.alias_arn, data: Value::Null })
                 })
                 .await?;
             }
-            Err(e) => return Err(StepError::aws(format!("{name}:{alias}"), "GetAlias")(e)),
         }
     }
     Ok(())
@@ -1002,12 +1020,13 @@ async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::report::Findi
             false,
         );
         f.resources.push(Resource::compared("lambda_function", &d.name, &name, diffs));
-        let reserved = StepError::found(
-            lambda.get_function_concurrency().function_name(&name).send().await,
-            &name,
-            "GetFunctionConcurrency",
-        )?
-        .and_then(|x| x.reserved_concurrent_executions());
+        let reserved = lambda
+            .get_function_concurrency()
+            .function_name(&name)
+            .send()
+            .await
+            .found(&name, "GetFunctionConcurrency")?
+            .and_then(|x| x.reserved_concurrent_executions());
         let want = reserved_for(ctx, &d.name);
         f.checks.push(Check::new(
             "lambda.reserved_concurrency",
@@ -1040,20 +1059,12 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let name = r.intent.name.as_str();
     match (r.intent.kind.as_str(), r.intent.op) {
         ("lambda_function", Op::Create | Op::Adopt) => {
-            match lambda.delete_function().function_name(name).send().await {
-                Ok(_) => {}
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
-                Err(e) => return Err(StepError::aws(name, "DeleteFunction")(e)),
-            }
+            lambda.delete_function().function_name(name).send().await.gone(name, "DeleteFunction")?;
         }
         ("staging_bucket", Op::Create | Op::Adopt) => staging::delete_bucket(ctx, name).await?,
         ("lambda_alias", Op::Create | Op::Adopt) => {
             let (function, alias) = name.rsplit_once(':').unwrap_or((name, ""));
-            match lambda.delete_alias().function_name(function).name(alias).send().await {
-                Ok(_) => {}
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
-                Err(e) => return Err(StepError::aws(name, "DeleteAlias")(e)),
-            }
+            lambda.delete_alias().function_name(function).name(alias).send().await.gone(name, "DeleteAlias")?;
         }
         ("lambda_function", Op::Update) => {
             let result = match r.prev::<Prev>()? {
@@ -1065,14 +1076,14 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         .send()
                         .await
                         .map(|_| ())
-                        .map_err(StepError::aws(name, "PutFunctionConcurrency")),
+                        .on(name, "PutFunctionConcurrency"),
                     None => lambda
                         .delete_function_concurrency()
                         .function_name(name)
                         .send()
                         .await
                         .map(|_| ())
-                        .map_err(StepError::aws(name, "DeleteFunctionConcurrency")),
+                        .on(name, "DeleteFunctionConcurrency"),
                 },
                 Prev::Settings { settings: s } => {
                     // Mid-update (the run being rolled back just changed it), a
@@ -1096,7 +1107,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         .send()
                         .await
                         .map(|_| ())
-                        .map_err(StepError::aws(name, "UpdateFunctionConfiguration"))
+                        .on(name, "UpdateFunctionConfiguration")
                 }
                 // A code update cannot be undone to bytes paymig no longer
                 // has; the previous version stays published.

@@ -11,8 +11,8 @@
 //! there (S3Bucket/S3Key) and its object deleted once Lambda has taken its
 //! copy. Undo empties the bucket and deletes it.
 
+use crate::aws::Call;
 use aws_sdk_lambda::types::FunctionCode;
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
     LifecycleRuleFilter, PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
@@ -78,13 +78,16 @@ pub async fn converge_bucket(ctx: &Ctx, dev: &[DevFunction]) -> Result<(), StepE
     let res = Res::new(STEP, "staging_bucket", format!("bucket/{name}"), &name);
     let arn = format!("arn:aws:s3:::{name}");
     if crate::steps::audit::bucket_state(c, &name).await? == Some(true) {
-        let tags = match c.s3.get_bucket_tagging().bucket(&name).send().await {
-            Ok(out) => out.tag_set,
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchTagSet") => Vec::new(),
-            Err(e) => return Err(StepError::aws(&name, "GetBucketTagging")(e)),
-        };
+        let tags =
+            c.s3.get_bucket_tagging()
+                .bucket(&name)
+                .send()
+                .await
+                .found(&name, "GetBucketTagging")?
+                .map(|out| out.tag_set)
+                .unwrap_or_default();
         let ours = crate::steps::common::is_ours(ctx, tags.iter().map(|t| (t.key(), t.value())));
-        return ctx.existing(&res, &name, Some(&arn), ours);
+        return ctx.existing(&res, &name, Some(&arn), crate::engine::Ownership::of(ours));
     }
     let key = crate::steps::kms::key_arn(ctx);
     ctx.create(&res, "for packages over Lambda's inline limit", Value::Null, || async {
@@ -95,7 +98,7 @@ pub async fn converge_bucket(ctx: &Ctx, dev: &[DevFunction]) -> Result<(), StepE
                 aws_sdk_s3::types::CreateBucketConfiguration::builder().location_constraint(region).build(),
             );
         }
-        req.send().await.map_err(StepError::aws(&name, "CreateBucket"))?;
+        req.send().await.on(&name, "CreateBucket")?;
         // Right after CreateBucket S3 may not know the bucket yet.
         crate::steps::audit::propagated("the staging bucket's settings", || configure(ctx, &name, &key)).await?;
         Ok(Created { value: (), id: name.clone(), arn: Some(arn.clone()), data: Value::Null })
@@ -115,7 +118,7 @@ async fn configure(ctx: &Ctx, name: &str, key: &str) -> Result<(), StepError> {
         .tagging(Tagging::builder().set_tag_set(Some(tags)).build().map_err(inv)?)
         .send()
         .await
-        .map_err(StepError::aws(name, "PutBucketTagging"))?;
+        .on(name, "PutBucketTagging")?;
     let default = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::AwsKms)
         .kms_master_key_id(key)
@@ -130,7 +133,7 @@ async fn configure(ctx: &Ctx, name: &str, key: &str) -> Result<(), StepError> {
         )
         .send()
         .await
-        .map_err(StepError::aws(name, "PutBucketEncryption"))?;
+        .on(name, "PutBucketEncryption")?;
     let block = PublicAccessBlockConfiguration::builder()
         .block_public_acls(true)
         .ignore_public_acls(true)
@@ -142,7 +145,7 @@ async fn configure(ctx: &Ctx, name: &str, key: &str) -> Result<(), StepError> {
         .public_access_block_configuration(block)
         .send()
         .await
-        .map_err(StepError::aws(name, "PutPublicAccessBlock"))?;
+        .on(name, "PutPublicAccessBlock")?;
     let rule = LifecycleRule::builder()
         .id("paymig-staged-packages")
         .status(ExpirationStatus::Enabled)
@@ -156,7 +159,7 @@ async fn configure(ctx: &Ctx, name: &str, key: &str) -> Result<(), StepError> {
         .lifecycle_configuration(BucketLifecycleConfiguration::builder().rules(rule).build().map_err(inv)?)
         .send()
         .await
-        .map_err(StepError::aws(name, "PutBucketLifecycleConfiguration"))?;
+        .on(name, "PutBucketLifecycleConfiguration")?;
     Ok(())
 }
 
@@ -184,7 +187,7 @@ impl Package {
             .body(aws_sdk_s3::primitives::ByteStream::from(zip))
             .send()
             .await
-            .map_err(StepError::aws(format!("s3://{bucket}/{key}"), "PutObject"))?;
+            .on(format!("s3://{bucket}/{key}"), "PutObject")?;
         Ok(Package::Staged { bucket, key })
     }
 
@@ -211,7 +214,7 @@ impl Package {
     pub async fn release(self, ctx: &Ctx) -> Result<(), StepError> {
         if let Package::Staged { bucket, key } = self {
             let out = ctx.aws.target.s3.delete_object().bucket(&bucket).key(&key).send().await;
-            out.map_err(StepError::aws(format!("s3://{bucket}/{key}"), "DeleteObject"))?;
+            out.on(format!("s3://{bucket}/{key}"), "DeleteObject")?;
         }
         Ok(())
     }
@@ -224,11 +227,7 @@ pub async fn delete_bucket(ctx: &Ctx, name: &str) -> Result<(), StepError> {
         return Ok(());
     }
     crate::steps::audit::empty_bucket(c, name).await?;
-    match c.s3.delete_bucket().bucket(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchBucket") => Ok(()),
-        Err(e) => Err(StepError::aws(name, "DeleteBucket")(e)),
-    }
+    c.s3.delete_bucket().bucket(name).send().await.gone(name, "DeleteBucket")
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! endpoint's policy admits exactly the actions and resources the execution
 //! roles are granted for that service.
 
+use crate::aws::Call;
 use crate::engine::estimate::{Compose, Wait};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -222,7 +223,7 @@ async fn offered(ctx: &Ctx) -> Result<Offered, Vec<StepError>> {
     let details = match all {
         Ok(out) => out.service_details().to_vec(),
         Err(e) => {
-            let e = StepError::aws("interface endpoint services", "DescribeVpcEndpointServices")(e);
+            let e = StepError::sdk("interface endpoint services", "DescribeVpcEndpointServices", &e);
             if !e.is_code("InvalidServiceName") {
                 return Err(vec![e]);
             }
@@ -233,7 +234,7 @@ async fn offered(ctx: &Ctx) -> Result<Offered, Vec<StepError>> {
                 match ec2.describe_vpc_endpoint_services().service_names(name).send().await {
                     Ok(out) => details.extend(out.service_details().iter().cloned()),
                     Err(e) => {
-                        let e = StepError::aws(name, "DescribeVpcEndpointServices")(e);
+                        let e = StepError::sdk(name, "DescribeVpcEndpointServices", &e);
                         if !e.is_code("InvalidServiceName") {
                             return Err(vec![e]);
                         }
@@ -353,7 +354,7 @@ async fn converge(
         };
         let id = e.vpc_endpoint_id().unwrap_or_default().to_owned();
         ids.push(id.clone());
-        ctx.unchanged(&res, &id, None)?;
+        ctx.adopt(&res, &id, None)?;
         converge_tags(ctx, &res, &id, e.tags()).await?;
         let have_subnets = sorted(e.subnet_ids());
         if have_subnets != want_subnets {
@@ -397,7 +398,7 @@ async fn converge(
                         .policy_document(policy.to_string())
                         .send()
                         .await
-                        .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
+                        .on(&name, "ModifyVpcEndpoint")?;
                     Ok(())
                 })
                 .await?;
@@ -428,7 +429,7 @@ async fn wait_available(ctx: &Ctx, ids: &[String]) -> Result<(), StepError> {
                 .set_vpc_endpoint_ids(Some(ids.clone()))
                 .send()
                 .await
-                .map_err(StepError::aws(ids.join(","), "DescribeVpcEndpoints"))
+                .on(ids.join(","), "DescribeVpcEndpoints")
         })
         .await?;
         let mut waiting = Vec::new();
@@ -502,7 +503,7 @@ async fn set_subnets(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>)
         .set_remove_subnet_ids(Some(remove).filter(|v| !v.is_empty()))
         .send()
         .await
-        .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
+        .on(id, "ModifyVpcEndpoint")?;
     Ok(())
 }
 
@@ -516,7 +517,7 @@ async fn set_groups(ctx: &Ctx, id: &str, add: Vec<String>, remove: Vec<String>) 
         .set_remove_security_group_ids(Some(remove).filter(|v| !v.is_empty()))
         .send()
         .await
-        .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
+        .on(id, "ModifyVpcEndpoint")?;
     Ok(())
 }
 
@@ -529,7 +530,7 @@ pub async fn set_private_dns(ctx: &Ctx, id: &str, on: bool) -> Result<(), StepEr
         .private_dns_enabled(on)
         .send()
         .await
-        .map_err(StepError::aws(id, "ModifyVpcEndpoint"))?;
+        .on(id, "ModifyVpcEndpoint")?;
     Ok(())
 }
 

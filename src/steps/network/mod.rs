@@ -4,6 +4,7 @@
 //! every route table (no internet gateway, no NAT), and the ALB, compute and
 //! database security groups with least-privilege rules.
 
+use crate::aws::Call;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -234,11 +235,6 @@ fn filter(name: &str, value: impl Into<String>) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
-/// EC2 has no modelled error variants: its errors are told apart by code.
-fn ec2_code<E: ProvideErrorMetadata, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Option<&str> {
-    e.as_service_error().and_then(|s| s.code())
-}
-
 async fn dev_attr(ctx: &Ctx, vpc: &str, attr: VpcAttributeName) -> Result<bool, StepError> {
     let out = ctx
         .aws
@@ -249,7 +245,7 @@ async fn dev_attr(ctx: &Ctx, vpc: &str, attr: VpcAttributeName) -> Result<bool, 
         .attribute(attr.clone())
         .send()
         .await
-        .map_err(StepError::aws(format!("dev vpc {vpc}"), "DescribeVpcAttribute"))?;
+        .on(format!("dev vpc {vpc}"), "DescribeVpcAttribute")?;
     let v = match attr {
         VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames,
         _ => out.enable_dns_support,
@@ -265,7 +261,7 @@ async fn dev_db_port(ctx: &Ctx) -> Result<i32, StepError> {
         return Ok(POSTGRES_PORT);
     }
     let out = ctx.aws.source.rds.describe_db_clusters().db_cluster_identifier(cluster).send().await;
-    let found = StepError::found(out, format!("dev cluster {cluster}"), "DescribeDBClusters")?;
+    let found = out.found(format!("dev cluster {cluster}"), "DescribeDBClusters")?;
     Ok(found.and_then(|o| o.db_clusters().first().and_then(|c| c.port())).unwrap_or(POSTGRES_PORT))
 }
 
@@ -275,8 +271,8 @@ pub async fn read_dev(ctx: &Ctx) -> Result<DevVpc, StepError> {
     let id = &ctx.cfg.source.vpc_id;
     let vpc = match ec2.describe_vpcs().vpc_ids(id).send().await {
         Ok(out) => out.vpcs.unwrap_or_default().into_iter().next(),
-        Err(e) if ec2_code(&e) == Some("InvalidVpcID.NotFound") => None,
-        Err(e) => return Err(StepError::aws(format!("dev vpc {id}"), "DescribeVpcs")(e)),
+        Err(e) if crate::aws::call::code(&e) == Some("InvalidVpcID.NotFound") => None,
+        Err(e) => return Err(StepError::sdk(format!("dev vpc {id}"), "DescribeVpcs", &e)),
     };
     let vpc = vpc.ok_or_else(|| {
         StepError::Invalid(format!(
@@ -562,15 +558,7 @@ async fn converge_tags(ctx: &Ctx, res: &Res, id: &str, tags: &[Tag]) -> Result<(
     let before = super::common::TagsBefore::new(prev, missing.keys().cloned());
     ctx.update(res, id, detail, Prev::Tags(before), || async {
         let t: Vec<Tag> = missing.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-        ctx.aws
-            .target
-            .ec2
-            .create_tags()
-            .resources(id)
-            .set_tags(Some(t))
-            .send()
-            .await
-            .map_err(StepError::aws(&res.name, "CreateTags"))?;
+        ctx.aws.target.ec2.create_tags().resources(id).set_tags(Some(t)).send().await.on(&res.name, "CreateTags")?;
         Ok(())
     })
     .await
@@ -655,7 +643,7 @@ async fn target_zones(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .filters(filter("state", "available"))
         .send()
         .await
-        .map_err(StepError::aws(format!("region {}", ctx.cfg.migration.region), "DescribeAvailabilityZones"))?;
+        .on(format!("region {}", ctx.cfg.migration.region), "DescribeAvailabilityZones")?;
     let mut zones: Vec<String> = out
         .availability_zones()
         .iter()
@@ -677,7 +665,7 @@ async fn converge_vpc(
     let (vpc_id, current_cidrs, tags) = match found {
         Some(v) => {
             let id = v.vpc_id().unwrap_or_default().to_owned();
-            ctx.unchanged(&res, &id, None)?;
+            ctx.adopt(&res, &id, None)?;
             let cidrs = observed::cidrs(v, &["associated", "associating"]);
             (id, cidrs, v.tags().to_vec())
         }
@@ -696,7 +684,7 @@ async fn converge_vpc(
                         .tag_specifications(spec)
                         .send()
                         .await
-                        .map_err(StepError::aws(name, "CreateVpc"))?;
+                        .on(name, "CreateVpc")?;
                     Created::returned(out.vpc.and_then(|v| v.vpc_id), "CreateVpc")
                 })
                 .await?
@@ -721,7 +709,7 @@ async fn converge_vpc(
                     .cidr_block(cidr)
                     .send()
                     .await
-                    .map_err(StepError::aws(name, "AssociateVpcCidrBlock"))
+                    .on(name, "AssociateVpcCidrBlock")
             })
             .await?;
             Ok(())
@@ -750,7 +738,7 @@ async fn converge_vpc(
                 .attribute(attr.clone())
                 .send()
                 .await
-                .map_err(StepError::aws(name, "DescribeVpcAttribute"))?;
+                .on(name, "DescribeVpcAttribute")?;
             let v = if attr == VpcAttributeName::EnableDnsHostnames {
                 out.enable_dns_hostnames
             } else {
@@ -786,7 +774,7 @@ async fn set_dns_attr(ctx: &Ctx, vpc_id: &str, attr: &str, value: bool) -> Resul
     let v = AttributeBooleanValue::builder().value(value).build();
     let b = ctx.aws.target.ec2.modify_vpc_attribute().vpc_id(vpc_id);
     let b = if attr == "enableDnsHostnames" { b.enable_dns_hostnames(v) } else { b.enable_dns_support(v) };
-    b.send().await.map_err(StepError::aws(vpc_id, "ModifyVpcAttribute"))?;
+    b.send().await.on(vpc_id, "ModifyVpcAttribute")?;
     Ok(())
 }
 
@@ -812,7 +800,7 @@ async fn converge_subnets(
     let ec2 = &ctx.aws.target.ec2;
     // One lane per subnet.
     let mut out = ctx
-        .map(specs.iter().cloned(), |spec: SubnetSpec| async move {
+        .map_bounded(specs.iter().cloned(), |spec: SubnetSpec| async move {
         let res = Res::new(STEP, "subnet", format!("subnet/{}", spec.cidr), &spec.name);
         let found = existing.iter().find(|s| s.cidr_block() == Some(spec.cidr.as_str()));
         let id = match found {
@@ -823,7 +811,7 @@ async fn converge_subnets(
             }
             Some(s) => {
                 let id = s.subnet_id().unwrap_or_default().to_owned();
-                ctx.unchanged(&res, &id, None)?;
+                ctx.adopt(&res, &id, None)?;
                 converge_tags(ctx, &res, &id, s.tags()).await?;
                 id
             }
@@ -839,7 +827,7 @@ async fn converge_subnets(
                             .tag_specifications(spec_tags.clone())
                             .send()
                             .await
-                            .map_err(StepError::aws(&spec.name, "CreateSubnet"))
+                            .on(&spec.name, "CreateSubnet")
                     })
                     .await?;
                     Created::returned(out.subnet.and_then(|s| s.subnet_id), "CreateSubnet")
@@ -864,7 +852,7 @@ async fn converge_route_tables(
     let ec2 = &ctx.aws.target.ec2;
     // One lane per subnet's route table (create, then associate).
     let specs: Vec<SubnetSpec> = subnets.iter().map(|(spec, _)| spec.clone()).collect();
-    ctx.map(specs, |spec: SubnetSpec| async move {
+    ctx.map_bounded(specs, |spec: SubnetSpec| async move {
         let subnet_id = subnets.iter().find(|(s, _)| *s == spec).map_or("", |(_, id)| id.as_str());
         let name = format!("{}-rt", spec.name);
         let res = Res::new(STEP, "route_table", format!("route-table/{}", spec.cidr), &name);
@@ -872,7 +860,7 @@ async fn converge_route_tables(
         let (rt_id, associated) = match found {
             Some(rt) => {
                 let id = rt.route_table_id().unwrap_or_default().to_owned();
-                ctx.unchanged(&res, &id, None)?;
+                ctx.adopt(&res, &id, None)?;
                 converge_tags(ctx, &res, &id, rt.tags()).await?;
                 let assoc = rt.associations().iter().any(|a| a.subnet_id() == Some(subnet_id));
                 (id, assoc)
@@ -893,7 +881,7 @@ async fn converge_route_tables(
                                     .tag_specifications(spec_tags.clone())
                                     .send()
                                     .await
-                                    .map_err(StepError::aws(&name, "CreateRouteTable"))
+                                    .on(&name, "CreateRouteTable")
                             })
                             .await?;
                             Created::returned(out.route_table.and_then(|r| r.route_table_id), "CreateRouteTable")
@@ -912,7 +900,7 @@ async fn converge_route_tables(
                     .subnet_id(subnet_id)
                     .send()
                     .await
-                    .map_err(StepError::aws(&name, "AssociateRouteTable"))?;
+                    .on(&name, "AssociateRouteTable")?;
                 Ok(())
             })
             .await?;
@@ -981,7 +969,7 @@ async fn converge_endpoints(
         match found {
             Some(e) => {
                 let id = e.vpc_endpoint_id().unwrap_or_default().to_owned();
-                ctx.unchanged(&res, &id, None)?;
+                ctx.adopt(&res, &id, None)?;
                 converge_tags(ctx, &res, &id, e.tags()).await?;
                 let have: BTreeSet<&str> = e.route_table_ids().iter().map(String::as_str).collect();
                 let want: BTreeSet<&str> = route_tables.iter().map(String::as_str).filter(|r| !is_planned(r)).collect();
@@ -998,7 +986,7 @@ async fn converge_endpoints(
                             .set_remove_route_table_ids(Some(remove.clone()))
                             .send()
                             .await
-                            .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
+                            .on(&name, "ModifyVpcEndpoint")?;
                         Ok(())
                     })
                     .await?;
@@ -1010,7 +998,7 @@ async fn converge_endpoints(
                             .policy_document(policy.to_string())
                             .send()
                             .await
-                            .map_err(StepError::aws(&name, "ModifyVpcEndpoint"))?;
+                            .on(&name, "ModifyVpcEndpoint")?;
                         Ok(())
                     })
                     .await?;
@@ -1054,7 +1042,7 @@ async fn create_endpoint(
 ) -> Result<Created<String>, StepError> {
     let out = retry_eventual("CreateVpcEndpoint", is_not_found_yet, || {
         let request = request.clone();
-        async move { request.send().await.map_err(StepError::aws(name, "CreateVpcEndpoint")) }
+        async move { request.send().await.on(name, "CreateVpcEndpoint") }
     })
     .await?;
     Created::returned(out.vpc_endpoint.and_then(|e| e.vpc_endpoint_id), "CreateVpcEndpoint")
@@ -1073,7 +1061,7 @@ async fn endpoint_prefix_lists(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .filters(Filter::builder().name("prefix-list-name").set_values(Some(names.to_vec())).build())
         .send()
         .await
-        .map_err(StepError::aws("gateway endpoint prefix lists", "DescribePrefixLists"))?;
+        .on("gateway endpoint prefix lists", "DescribePrefixLists")?;
     let mut ids: Vec<String> = out
         .prefix_lists()
         .iter()
@@ -1148,7 +1136,7 @@ async fn converge_security_groups(
         match existing.iter().find(|s| s.group_name() == Some(name.as_str())) {
             Some(sg) => {
                 let id = sg.group_id().unwrap_or_default().to_owned();
-                ctx.unchanged(&res, &id, None)?;
+                ctx.adopt(&res, &id, None)?;
                 converge_tags(ctx, &res, &id, sg.tags()).await?;
                 current.push((rules_of(sg.ip_permissions()), rules_of(sg.ip_permissions_egress())));
                 ids.push(id);
@@ -1165,7 +1153,7 @@ async fn converge_security_groups(
                                 .tag_specifications(spec_tags.clone())
                                 .send()
                                 .await
-                                .map_err(StepError::aws(&name, "CreateSecurityGroup"))
+                                .on(&name, "CreateSecurityGroup")
                         })
                         .await?;
                         Created::returned(out.group_id, "CreateSecurityGroup")
@@ -1327,14 +1315,14 @@ async fn set_rules(
                 .set_ip_permissions(Some(add))
                 .send()
                 .await
-                .map_err(StepError::aws(group, "AuthorizeSecurityGroupEgress"))?;
+                .on(group, "AuthorizeSecurityGroupEgress")?;
         } else {
             ec2.authorize_security_group_ingress()
                 .group_id(group)
                 .set_ip_permissions(Some(add))
                 .send()
                 .await
-                .map_err(StepError::aws(group, "AuthorizeSecurityGroupIngress"))?;
+                .on(group, "AuthorizeSecurityGroupIngress")?;
         }
     }
     if !remove.is_empty() {
@@ -1345,7 +1333,7 @@ async fn set_rules(
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(StepError::aws(group, "RevokeSecurityGroupEgress"))
+                .on(group, "RevokeSecurityGroupEgress")
         } else {
             ec2.revoke_security_group_ingress()
                 .group_id(group)
@@ -1353,7 +1341,7 @@ async fn set_rules(
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(StepError::aws(group, "RevokeSecurityGroupIngress"))
+                .on(group, "RevokeSecurityGroupIngress")
         };
         r?;
     }
@@ -1379,11 +1367,12 @@ where
         match call().await {
             Ok(_) => Ok(true),
             Err(e)
-                if ec2_code(&e).is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidVpcEndpointId.NotFound") =>
+                if crate::aws::call::code(&e)
+                    .is_some_and(|c| c.ends_with(".NotFound") || c == "InvalidVpcEndpointId.NotFound") =>
             {
                 Ok(false)
             }
-            Err(e) => Err(StepError::aws(what, op)(e)),
+            Err(e) => Err(StepError::sdk(what, op, &e)),
         }
     })
     .await?;
@@ -1403,8 +1392,8 @@ async fn delete_endpoint(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
     let deleted = retry_until("DeleteVpcEndpoints", ctx.max_wait(), endpoint_busy, || async {
         let out = match ec2.delete_vpc_endpoints().vpc_endpoint_ids(id).send().await {
             Ok(out) => out,
-            Err(e) if ec2_code(&e).is_some_and(|c| c.ends_with(".NotFound")) => return Ok(false),
-            Err(e) => return Err(StepError::aws(id, "DeleteVpcEndpoints")(e)),
+            Err(e) if crate::aws::call::code(&e).is_some_and(|c| c.ends_with(".NotFound")) => return Ok(false),
+            Err(e) => return Err(StepError::sdk(id, "DeleteVpcEndpoints", &e)),
         };
         match out.unsuccessful().iter().find_map(|u| u.error()) {
             None => Ok(true),
@@ -1425,7 +1414,7 @@ async fn delete_endpoint(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
     if deleted {
         crate::engine::poll_until(ctx, STEP, id, "deleted", || async {
             let out = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await;
-            let found = StepError::found(out, id, "DescribeVpcEndpoints")?;
+            let found = out.found(id, "DescribeVpcEndpoints")?;
             Ok(found.is_none_or(|o| o.vpc_endpoints().iter().all(observed::is_deleted)).then_some(()))
         })
         .await?;
@@ -1453,7 +1442,7 @@ async fn wait_for_lambda_enis(ctx: &Ctx, filter_name: &str, id: &str) -> Result<
     let mut last = 0;
     loop {
         let pages = ec2.describe_network_interfaces().filters(filter(filter_name, id)).into_paginator().items().send();
-        let enis: Vec<_> = pages.try_collect().await.map_err(StepError::aws(id, "DescribeNetworkInterfaces"))?;
+        let enis: Vec<_> = pages.try_collect().await.on(id, "DescribeNetworkInterfaces")?;
         let lambda = enis
             .iter()
             .filter(|e| {
@@ -1565,12 +1554,12 @@ async fn restore_tags(ctx: &Ctx, id: &str, before: &crate::steps::common::TagsBe
     let added: Vec<Tag> = before.added().iter().map(|k| Tag::builder().key(k).build()).collect();
     if !added.is_empty() {
         let removed = ec2.delete_tags().resources(id).set_tags(Some(added)).send().await;
-        removed.map_err(StepError::aws(id, "DeleteTags"))?;
+        removed.on(id, "DeleteTags")?;
     }
     let changed: Vec<Tag> = before.changed().iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
     if !changed.is_empty() {
         let restored = ec2.create_tags().resources(id).set_tags(Some(changed)).send().await;
-        restored.map_err(StepError::aws(id, "CreateTags"))?;
+        restored.on(id, "CreateTags")?;
     }
     Ok(())
 }
@@ -1633,7 +1622,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         .policy_document(policy.to_string())
                         .send()
                         .await
-                        .map_err(StepError::aws(id, "ModifyVpcEndpoint"));
+                        .on(id, "ModifyVpcEndpoint");
                     gone_is_done(restored)?;
                 }
                 // An error (a denial above all) is never swallowed; a
@@ -1672,7 +1661,7 @@ async fn restore_members(ctx: &Ctx, id: &str, member: Member, before: BTreeSet<S
         Member::Subnets => b.set_add_subnet_ids(Some(add)).set_remove_subnet_ids(Some(remove)),
         Member::Groups => b.set_add_security_group_ids(Some(add)).set_remove_security_group_ids(Some(remove)),
     };
-    gone_is_done(b.send().await.map_err(StepError::aws(id, "ModifyVpcEndpoint")))
+    gone_is_done(b.send().await.on(id, "ModifyVpcEndpoint"))
 }
 
 /// Deletes each resource of `kind` by id; returns a line per one removed.
@@ -1730,7 +1719,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
             .attribute(attr.clone())
             .send()
             .await
-            .map_err(StepError::aws(&vpc_name, "DescribeVpcAttribute"))?;
+            .on(&vpc_name, "DescribeVpcAttribute")?;
         let v = if attr == VpcAttributeName::EnableDnsHostnames {
             out.enable_dns_hostnames
         } else {
@@ -1771,8 +1760,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
     ));
 
     let pages = ec2.describe_nat_gateways().filter(filter("vpc-id", &vpc_id)).into_paginator().items().send();
-    let nats: Vec<aws_sdk_ec2::types::NatGateway> =
-        pages.try_collect().await.map_err(StepError::aws(&vpc_name, "DescribeNatGateways"))?;
+    let nats: Vec<aws_sdk_ec2::types::NatGateway> = pages.try_collect().await.on(&vpc_name, "DescribeNatGateways")?;
     let live_nats = nats
         .iter()
         .filter(|n| !n.state().is_some_and(|s| matches!(s.as_str(), "deleted" | "deleting" | "failed")))
@@ -1786,7 +1774,7 @@ async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::Findings, St
     let pages =
         ec2.describe_internet_gateways().filters(filter("attachment.vpc-id", &vpc_id)).into_paginator().items().send();
     let igws: Vec<aws_sdk_ec2::types::InternetGateway> =
-        pages.try_collect().await.map_err(StepError::aws(&vpc_name, "DescribeInternetGateways"))?;
+        pages.try_collect().await.on(&vpc_name, "DescribeInternetGateways")?;
     f.checks.push(Check::new(
         "network.no_internet_gateway",
         &vpc_name,

@@ -4,6 +4,7 @@
 //! already holds; the one place that knows the five EC2 describe calls is
 //! [`Observed::read`].
 
+use crate::aws::Call;
 use aws_sdk_ec2::types::{Filter, RouteTable, SecurityGroup, Subnet, Tag, Vpc, VpcEndpoint};
 
 use crate::engine::{Ctx, StepError};
@@ -86,11 +87,11 @@ impl Observed {
         match kind {
             Kind::Vpc => {
                 let r = ec2.describe_vpcs().set_filters(filters).set_vpc_ids(ids).into_paginator().items().send();
-                o.vpcs = StepError::found(r.try_collect().await, what, "DescribeVpcs")?.unwrap_or_default();
+                o.vpcs = r.try_collect().await.found(what, "DescribeVpcs")?.unwrap_or_default();
             }
             Kind::Subnet => {
                 let r = ec2.describe_subnets().set_filters(filters).set_subnet_ids(ids).into_paginator().items().send();
-                o.subnets = StepError::found(r.try_collect().await, what, "DescribeSubnets")?.unwrap_or_default();
+                o.subnets = r.try_collect().await.found(what, "DescribeSubnets")?.unwrap_or_default();
             }
             Kind::RouteTable => {
                 let r = ec2
@@ -100,8 +101,7 @@ impl Observed {
                     .into_paginator()
                     .items()
                     .send();
-                o.route_tables =
-                    StepError::found(r.try_collect().await, what, "DescribeRouteTables")?.unwrap_or_default();
+                o.route_tables = r.try_collect().await.found(what, "DescribeRouteTables")?.unwrap_or_default();
             }
             Kind::Endpoint => {
                 let r = ec2
@@ -112,7 +112,7 @@ impl Observed {
                     .items()
                     .send();
                 let all: Vec<VpcEndpoint> =
-                    StepError::found(r.try_collect().await, what, "DescribeVpcEndpoints")?.unwrap_or_default();
+                    r.try_collect().await.found(what, "DescribeVpcEndpoints")?.unwrap_or_default();
                 o.endpoints = all.into_iter().filter(|e| !is_deleted(e)).collect();
             }
             Kind::Group => {
@@ -123,7 +123,7 @@ impl Observed {
                     .into_paginator()
                     .items()
                     .send();
-                o.groups = StepError::found(r.try_collect().await, what, "DescribeSecurityGroups")?.unwrap_or_default();
+                o.groups = r.try_collect().await.found(what, "DescribeSecurityGroups")?.unwrap_or_default();
             }
         }
         Ok(o)
@@ -188,7 +188,8 @@ impl Observed {
     /// must still be sent.
     pub async fn endpoint_deleted(ctx: &Ctx, id: &str) -> Result<bool, StepError> {
         let out = ctx.aws.target.ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await;
-        Ok(StepError::found(out, id, "DescribeVpcEndpoints")?
+        Ok(out
+            .found(id, "DescribeVpcEndpoints")?
             .is_some_and(|o| !o.vpc_endpoints().is_empty() && o.vpc_endpoints().iter().all(is_deleted)))
     }
 
