@@ -1,5 +1,7 @@
 //! The remote journal and its lease lock, for `journal = "s3://bucket/prefix"`
-//! (a CodeBuild build is a fresh machine, so both must live in S3).
+//! (a CodeBuild build is a fresh machine, so both must live in S3). One file
+//! of ~700 lines on purpose: the entry layout, the checkpoints and the lease
+//! are one protocol over the same conditional writes, read best in one place.
 //!
 //! Layout under `s3://bucket/prefix/<migration>/`:
 //! - `journal/<seq>.json` — one journal entry per object, written with
