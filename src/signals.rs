@@ -66,9 +66,3 @@ pub fn received() -> Option<&'static str> {
 pub fn stopping() -> bool {
     received().is_some()
 }
-
-/// Test hook: behave as if `signal` had arrived.
-#[cfg(test)]
-pub fn simulate(signal: &str) {
-    note(if signal == "SIGINT" { SIGINT } else { SIGTERM });
-}

@@ -366,8 +366,8 @@ async fn runs_killed_at_journal_boundaries_converge_without_duplicates() {
 async fn a_second_run_exits_4_naming_the_holder_and_a_dead_holder_is_taken_over() {
     let w = World::new().await;
     let dir = w.dir.path().join("journal");
-    let store = std::sync::Arc::new(paymig::engine::store::file::FileStore::new(&dir, "payments"));
-    let held = paymig::engine::lock::Lock::take(store, "apply").expect("read the lock").expect("take the lock");
+    let store = std::sync::Arc::new(paymig::testing::FileStore::new(&dir, "payments"));
+    let held = paymig::testing::Lock::take(store, "apply").expect("read the lock").expect("take the lock");
     let second = w.paymig(["apply", "--yes"]).run();
     second.expect_code(4);
     assert!(second.stderr.contains(&format!("pid {}", std::process::id())), "{}", second.stderr);
@@ -388,7 +388,7 @@ async fn a_second_run_exits_4_naming_the_holder_and_a_dead_holder_is_taken_over(
     assert_eq!(inventory(&w).await, full());
 
     // A lock note left by a killed run is taken over with a message.
-    let note = serde_json::json!({"pid": 999_999, "host": paymig::engine::store::who::hostname(), "started": "2026-01-01T00:00:00Z", "command": "apply"});
+    let note = serde_json::json!({"pid": 999_999, "host": paymig::testing::hostname(), "started": "2026-01-01T00:00:00Z", "command": "apply"});
     std::fs::write(dir.join("payments/lock"), note.to_string()).unwrap();
     let next = w.paymig(["apply", "--yes"]).run();
     next.expect_code(0);
@@ -611,20 +611,20 @@ async fn another_accounts_snapshot_must_be_shared_with_its_key_before_anything_c
 async fn source_clients_refuse_every_mutating_call() {
     let moto = support::Moto::start();
     let sdk = fixture::sdk_config(&moto.endpoint, "us-east-1").await;
-    let stats = std::sync::Arc::new(paymig::aws::CallStats::default());
-    let aws = paymig::aws::Aws {
-        source: paymig::aws::Clients::new(paymig::aws::Side::Source, sdk.clone(), &stats),
-        target: paymig::aws::Clients::new(paymig::aws::Side::Target, sdk.clone(), &stats),
-        replica: paymig::aws::Clients::new(paymig::aws::Side::Replica, sdk, &stats),
+    let stats = std::sync::Arc::new(paymig::testing::CallStats::default());
+    let aws = paymig::testing::Aws {
+        source: paymig::testing::Clients::new(paymig::testing::Side::Source, sdk.clone(), &stats),
+        target: paymig::testing::Clients::new(paymig::testing::Side::Target, sdk.clone(), &stats),
+        replica: paymig::testing::Clients::new(paymig::testing::Side::Replica, sdk, &stats),
         stats,
     };
     let before = aws.target.ec2.describe_vpcs().send().await.unwrap().vpcs().len();
 
     let err = aws.source.ec2.create_vpc().cidr_block("10.99.0.0/16").send().await.unwrap_err();
-    let msg = paymig::aws::describe_sdk_error(&err);
+    let msg = paymig::testing::describe_sdk_error(&err);
     assert!(msg.contains("refused") && msg.contains("CreateVpc"), "{msg}");
     let err = aws.source.s3.create_bucket().bucket("should-not-exist").send().await.unwrap_err();
-    assert!(paymig::aws::describe_sdk_error(&err).contains("never writes to the dev environment"));
+    assert!(paymig::testing::describe_sdk_error(&err).contains("never writes to the dev environment"));
     assert!(aws.source.ssm.put_parameter().name("/dev/x").value("y").send().await.is_err());
     // Reads pass.
     aws.source.ec2.describe_vpcs().send().await.unwrap();

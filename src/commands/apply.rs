@@ -11,7 +11,7 @@ use crate::error::Result;
 pub async fn run(cfg: Config, confirm: crate::cli::Confirm, parallelism: usize) -> Result<()> {
     let yes = confirm.yes;
     super::require_confirmable(yes, "paymig apply")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "apply", confirm.lock_timeout)?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "apply", confirm.lock_timeout).await?;
     let dag = super::build_dag()?;
     let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     ctx.parallelism = parallelism;

@@ -21,7 +21,7 @@ pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool, paral
         return Ok(());
     }
     super::require_confirmable(yes, "paymig destroy")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "destroy", confirm.lock_timeout)?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "destroy", confirm.lock_timeout).await?;
     let todo = destroy_target(Some(&journal));
     let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     ctx.parallelism = parallelism;

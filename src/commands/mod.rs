@@ -112,7 +112,7 @@ pub(crate) fn store(cfg: &Config) -> Result<Arc<dyn Store>> {
 
 /// Takes the migration's lock — waiting up to `--lock-timeout` for another
 /// run to release it — then opens (and if needed repairs) its journal.
-pub fn lock_and_open(cfg: &Config, command: &str, timeout: std::time::Duration) -> Result<(Lock, Arc<Journal>)> {
+pub async fn lock_and_open(cfg: &Config, command: &str, timeout: std::time::Duration) -> Result<(Lock, Arc<Journal>)> {
     let started = std::time::Instant::now();
     let mut said = false;
     loop {
@@ -125,7 +125,8 @@ pub fn lock_and_open(cfg: &Config, command: &str, timeout: std::time::Duration) 
                     );
                     said = true;
                 }
-                std::thread::sleep(std::time::Duration::from_secs(2).min(timeout.saturating_sub(started.elapsed())));
+                tokio::time::sleep(std::time::Duration::from_secs(2).min(timeout.saturating_sub(started.elapsed())))
+                    .await;
             }
             other => return other,
         }

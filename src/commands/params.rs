@@ -23,7 +23,7 @@ pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, confirm: crate::cl
         return Ok(());
     }
     super::require_confirmable(yes, "paymig params")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "params", confirm.lock_timeout)?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "params", confirm.lock_timeout).await?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     super::preflight(&ctx, &dag).await?;
     super::confirm(

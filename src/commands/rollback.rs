@@ -37,7 +37,7 @@ pub async fn run(
         return Ok(());
     }
     super::require_confirmable(yes, "paymig rollback")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "rollback", confirm.lock_timeout)?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "rollback", confirm.lock_timeout).await?;
     let Some((target, todo)) = rollback_target(&journal, &dag, named.as_deref()).map_err(Error::Usage)? else {
         println!("paymig rollback: nothing to roll back");
         return Ok(());

@@ -28,7 +28,7 @@ pub async fn run(
         return Err(Error::Usage("--canary is a percentage between 1 and 99\nhelp: for example `paymig switch --to green --canary 10 --interval 300`".into()));
     }
     super::require_confirmable(yes, "paymig switch")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "switch", confirm.lock_timeout)?;
+    let (_lock, journal) = super::lock_and_open(&cfg, "switch", confirm.lock_timeout).await?;
     let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
     let failed = |e: StepError| Error::StepsFailed { lines: vec![e.to_string()] };
     let front = match shift::preflight(&ctx, to).await.map_err(failed)? {
@@ -44,7 +44,7 @@ pub async fn run(
     let watch = Duration::from_secs(interval.unwrap_or(0));
     let (status, outcome) = match shift::run(&ctx, &front, Shift { to, canary, watch }).await {
         Ok(Ended::Shifted) => ("ok", Ok(())),
-        Ok(Ended::Interrupted { signal, .. }) => ("interrupted", Err(Error::Interrupted { signal })),
+        Ok(Ended::Interrupted { signal }) => ("interrupted", Err(Error::Interrupted { signal })),
         Ok(Ended::Reverted(alarms)) => (
             "failed",
             Err(Error::StepsFailed { lines: vec![format!("switch to {to} reverted: {} in ALARM", alarms.join(", "))] }),

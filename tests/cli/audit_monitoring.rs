@@ -87,7 +87,7 @@ async fn audit_buckets_are_created_with_every_setting_and_replicated() {
     let rule = &rep.rules()[0];
     assert_eq!(rule.status().as_str(), "Enabled");
     assert_eq!(rule.destination().map(|d| d.bucket()), Some("arn:aws:s3:::payments-audit-prod-replica"));
-    let trust = paymig::steps::common::decode_policy(role.assume_role_policy_document().unwrap());
+    let trust = paymig::testing::decode_policy(role.assume_role_policy_document().unwrap());
     assert_eq!(trust["Statement"][0]["Principal"]["Service"], "s3.amazonaws.com");
     let doc = w
         .prod
@@ -98,7 +98,7 @@ async fn audit_buckets_are_created_with_every_setting_and_replicated() {
         .send()
         .await
         .unwrap();
-    let policy = paymig::steps::common::decode_policy(doc.policy_document());
+    let policy = paymig::testing::decode_policy(doc.policy_document());
     assert_eq!(
         policy,
         json!({"Version": "2012-10-17", "Statement": [

@@ -401,7 +401,7 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
         .build();
     via.ec2.authorize_security_group_ingress().group_id(&a).ip_permissions(from_c).send().await.unwrap();
     let referenced = via.ec2.delete_security_group().group_id(&c).send().await.unwrap_err();
-    assert_eq!(paymig::aws::AwsFailure::of(&referenced).code.as_deref(), Some("DependencyViolation"));
+    assert_eq!(paymig::testing::AwsFailure::of(&referenced).code.as_deref(), Some("DependencyViolation"));
     assert_eq!(b.count(Behaviour::GroupReferences), 1);
     let role = via.iam.get_role().role_name("payment-processor-dev-role").send().await.unwrap().role.unwrap().arn;
     let key = via.kms.create_key().send().await.unwrap().key_metadata.unwrap().arn.unwrap();
@@ -427,7 +427,7 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
             .tracing_config(tracing)
     };
     let untraceable = probe("probe-traced", true).send().await.unwrap_err();
-    assert!(paymig::aws::AwsFailure::of(&untraceable).message.contains("PutTraceSegments"));
+    assert!(paymig::testing::AwsFailure::of(&untraceable).message.contains("PutTraceSegments"));
     assert_eq!(b.count(Behaviour::XRayPermission), 1);
     // The key is new: Lambda refuses its grant once (LambdaPropagation).
     if probe("probe-bare", false).send().await.is_err() {
@@ -443,7 +443,7 @@ async fn the_full_life_cycle_holds_when_the_emulator_behaves_like_aws() {
     assert_eq!(rt().send().await.unwrap().route_table.unwrap().route_table_id, first, "replayed");
     let other = via.ec2.create_vpc().cidr_block("10.98.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
     let mismatch = via.ec2.create_route_table().vpc_id(&other).client_token("probe-token").send().await.unwrap_err();
-    assert_eq!(paymig::aws::AwsFailure::of(&mismatch).code.as_deref(), Some("IdempotentParameterMismatch"));
+    assert_eq!(paymig::testing::AwsFailure::of(&mismatch).code.as_deref(), Some("IdempotentParameterMismatch"));
 }
 
 /// What the strict dev stack must look like in prod, read through the
@@ -526,9 +526,9 @@ async fn the_package_link_is_asked_for_right_before_the_download() {
     let via = aws_sdk_lambda::Client::new(&fixture::sdk_config(&proxy.endpoint, "us-east-1").await);
     let link =
         via.get_function().function_name("payment-processor-dev").send().await.unwrap().code.unwrap().location.unwrap();
-    assert!(paymig::steps::lambda::download(&link).await.is_ok());
+    assert!(paymig::testing::download(&link).await.is_ok());
     tokio::time::sleep(UNIT * 5).await;
-    let expired = paymig::steps::lambda::download(&link).await.unwrap_err();
+    let expired = paymig::testing::download(&link).await.unwrap_err();
     assert_eq!(expired.status, Some(403));
     assert_eq!(b.count(Behaviour::CodeLocationExpiry), 1);
 }

@@ -159,7 +159,7 @@ fn measured(p: Paymig, dir: &Path, tag: &str) -> (Measured, String) {
         for (service, ops) in ops {
             let entry = m.by_service.entry(service).or_default();
             for (op, n) in ops {
-                if paymig::aws::is_read_operation(&op) {
+                if paymig::testing::is_read_operation(&op) {
                     entry.0 += n;
                 } else {
                     entry.1 += n;
@@ -194,7 +194,7 @@ fn critical_path(log: &Path) -> (usize, Duration) {
         };
         let mut chain: BTreeMap<&'static str, f64> = BTreeMap::new();
         // Steps in dependency order (the DAG sorts them).
-        let dag = paymig::engine::dag::Dag::new(paymig::steps::all()).unwrap();
+        let dag = paymig::testing::Dag::new(paymig::testing::all_steps()).unwrap();
         for s in dag.steps() {
             let own = top(s.id()) + longest_sub(s.id());
             let before = s.deps().iter().map(|d| chain[d]).fold(0.0, f64::max);

@@ -75,7 +75,7 @@ async fn the_function_is_deployed_from_dev_with_a_least_privilege_role() {
         .send()
         .await
         .unwrap();
-    let policy = paymig::steps::common::decode_policy(doc.policy_document());
+    let policy = paymig::testing::decode_policy(doc.policy_document());
     for st in policy["Statement"].as_array().unwrap() {
         let actions: Vec<&str> = st["Action"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
         assert!(actions.iter().all(|a| !a.contains('*')), "wildcard action in {st}");
@@ -219,14 +219,13 @@ async fn a_package_is_downloaded_from_its_code_location() {
         write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
         s.write_all(&body).unwrap();
     });
-    let got = paymig::steps::lambda::download(&format!(
-        "http://{addr}/snapshots/123/payment-processor-dev?X-Amz-Signature=abc"
-    ))
-    .await
-    .unwrap();
+    let got =
+        paymig::testing::download(&format!("http://{addr}/snapshots/123/payment-processor-dev?X-Amz-Signature=abc"))
+            .await
+            .unwrap();
     server.join().unwrap();
     assert_eq!(got, zip);
-    assert_eq!(paymig::steps::lambda::code_sha256(&got), paymig::steps::lambda::code_sha256(&zip));
+    assert_eq!(paymig::testing::code_sha256(&got), paymig::testing::code_sha256(&zip));
     // A missing object is an error, not an empty package.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -236,7 +235,7 @@ async fn a_package_is_downloaded_from_its_code_location() {
         let _ = s.read(&mut buf);
         let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     });
-    let err = paymig::steps::lambda::download(&format!("http://{addr}/x")).await.unwrap_err();
+    let err = paymig::testing::download(&format!("http://{addr}/x")).await.unwrap_err();
     assert_eq!(err.status, Some(403), "{err}");
 }
 

@@ -5,9 +5,9 @@
 use aws_sdk_s3::primitives::ByteStream;
 use std::sync::Arc;
 
-use paymig::engine::journal::{Intent, Journal, Op};
-use paymig::engine::store::s3::{AcquireError, Acquired, Remote, RemoteError, RemoteSpec};
-use paymig::engine::store::Holder;
+use paymig::testing::Holder;
+use paymig::testing::{AcquireError, Acquired, Remote, RemoteError, RemoteSpec};
+use paymig::testing::{Intent, Journal, Op};
 
 use crate::support::World;
 

@@ -65,7 +65,7 @@ where
     match result {
         Ok(found) => panic!("expected the resource to be gone, found: {found:?}"),
         Err(e) => {
-            let failure = paymig::aws::AwsFailure::of(&e);
+            let failure = paymig::testing::AwsFailure::of(&e);
             assert!(failure.is_not_found(), "expected a not-found answer, got: {failure}");
             true
         }
@@ -294,13 +294,41 @@ impl Paymig {
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn paymig")
     }
 
+    /// Whether this invocation cannot write anywhere: `plan`, `validate`,
+    /// `status`, `iam-policy`, `ci-template`, help, or a `--dry-run`.
+    fn is_read_only(&self) -> bool {
+        let args: Vec<String> = self.cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        const COMMANDS: [&str; 13] = [
+            "plan",
+            "apply",
+            "rollback",
+            "destroy",
+            "status",
+            "iam-policy",
+            "ci-template",
+            "unlock",
+            "params",
+            "validate",
+            "switch",
+            "completions",
+            "man",
+        ];
+        let command = args.iter().find(|a| COMMANDS.contains(&a.as_str()));
+        args.iter().any(|a| a == "--dry-run" || a == "--help" || a == "-h")
+            || command
+                .is_some_and(|c| ["plan", "validate", "status", "iam-policy", "ci-template"].contains(&c.as_str()))
+    }
+
     pub fn run(mut self) -> Run {
         let fingerprint = |endpoint: &str| {
             tokio::task::block_in_place(|| {
                 tokio::runtime::Handle::current().block_on(inventory::dev_fingerprint(endpoint))
             })
         };
-        let before = self.dev_guard.as_deref().map(fingerprint);
+        // A command that cannot write is proven read-only by its call log
+        // (below); the fingerprint, two full reads of dev, is for the rest.
+        let read_only = self.is_read_only();
+        let before = self.dev_guard.as_deref().filter(|_| !read_only).map(fingerprint);
         let out: Output = self.cmd.output().expect("run paymig");
         let mut run = to_run(out);
         // paymig opens the log at start: a missing file is a missing log,
@@ -311,6 +339,18 @@ impl Paymig {
         }
         if self.own_log {
             let _ = std::fs::remove_file(&self.call_log);
+        }
+        if read_only && self.dev_guard.is_some() {
+            // paymig opens its call log before its first call, and logs a
+            // call the read-only guard refused too: no log, no call.
+            let source_writes: Vec<&serde_json::Value> =
+                run.call_log.iter().flatten().filter(|c| c["mutating"] == true).collect();
+            assert!(
+                source_writes.is_empty(),
+                "paymig {:?} cannot write, yet made mutating calls: {source_writes:?}\n{}",
+                self.cmd.get_args().collect::<Vec<_>>(),
+                run.stderr
+            );
         }
         if let (Some(before), Some(endpoint)) = (before, self.dev_guard.as_deref()) {
             let after = fingerprint(endpoint);

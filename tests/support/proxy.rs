@@ -369,7 +369,7 @@ impl Shared {
         if self.cfg.only_service.as_deref().is_some_and(|s| s != service) {
             return None;
         }
-        if self.cfg.writes_only && paymig::aws::is_read_operation(&operation_of(req, req.body())) {
+        if self.cfg.writes_only && paymig::testing::is_read_operation(&operation_of(req, req.body())) {
             return None;
         }
         let mut h = DefaultHasher::new();

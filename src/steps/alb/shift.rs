@@ -26,8 +26,8 @@ pub struct Shift<'a> {
 pub enum Ended {
     /// All traffic on the target colour.
     Shifted,
-    /// Stopped by a signal with the target colour at `pct` percent.
-    Interrupted { signal: &'static str, pct: i32 },
+    /// Stopped by a signal part way (the line printed says where).
+    Interrupted { signal: &'static str },
     /// Reverted to the starting weights: these alarms went into ALARM.
     Reverted(Vec<String>),
 }
@@ -127,7 +127,7 @@ pub async fn run(ctx: &Ctx, front: &Front, shift: Shift<'_>) -> Result<Ended, St
                     "paymig switch: {signal}: stopped with {to} at {pct}%; `paymig rollback` restores {}, `paymig switch --to {to}` completes the shift",
                     weights_text(&started_from)
                 );
-                return Ok(Ended::Interrupted { signal, pct });
+                return Ok(Ended::Interrupted { signal });
             }
             let alarming = alarms_in_alarm(ctx).await?;
             if !alarming.is_empty() {

@@ -14,7 +14,6 @@
 
 use crate::aws::Call;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
@@ -348,11 +347,6 @@ async fn target_zones(ctx: &Ctx) -> Result<Vec<String>, StepError> {
         .collect();
     zones.sort();
     Ok(zones)
-}
-
-/// Parses an IPv4 CIDR's network address (for tests and diagnostics).
-pub fn network_of(cidr: &str) -> Option<Ipv4Addr> {
-    cidr.parse::<Ipv4Net>().ok().map(|n| n.network())
 }
 
 #[cfg(test)]
