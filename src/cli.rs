@@ -145,109 +145,30 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  paymig plan --format json > plan.json\n  paymig plan --detailed-exitcode   # CI gate: 0 nothing to do, 5 changes pending, 1 error, 2 bad input"
     )]
-    Plan {
-        /// Output format on stdout.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
-        /// Exit 5 when changes are pending (0 when there are none), as
-        /// `terraform plan -detailed-exitcode` does with its 2.
-        #[arg(long)]
-        detailed_exitcode: bool,
-    },
+    Plan(PlanArgs),
     /// Runs the whole DAG against prod; resumes where a crashed or failed run stopped.
     #[command(after_help = "Example:\n  paymig apply --yes --parallelism 4")]
-    Apply {
-        #[command(flatten)]
-        confirm: Confirm,
-        /// How many steps, and within a step how many resources (tables,
-        /// functions, buckets, parameters), are worked on at once; 1 is fully
-        /// sequential.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
-        parallelism: u16,
-    },
+    Apply(ApplyArgs),
     /// The SSM parameter migration step alone.
     #[command(after_help = "Example:\n  paymig params --dry-run")]
-    Params {
-        /// Print what would be copied, rewritten, skipped; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Overwrite prod parameters whose value differs (the previous value is journaled).
-        #[arg(long)]
-        overwrite: bool,
-        #[command(flatten)]
-        confirm: Confirm,
-    },
+    Params(ParamsArgs),
     /// Dev-vs-prod comparison report plus security and compliance checks.
     #[command(after_help = "Example:\n  paymig validate --format html --out report.html")]
-    Validate {
-        /// Report format [default: text at a terminal, md when piped or with --out].
-        #[arg(long, value_enum)]
-        format: Option<ReportFormat>,
-        /// Write the report here instead of stdout (then says where, with the totals).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Validate(ValidateArgs),
     /// Blue-green traffic shift on the ALB listener.
     #[command(after_help = "Example:\n  paymig switch --to green --canary 10 --interval 60 --yes")]
-    Switch {
-        /// The colour that should receive the traffic.
-        #[arg(long, value_enum)]
-        to: Color,
-        /// Shift this percentage first, then the rest after --interval.
-        #[arg(long, requires = "interval")]
-        canary: Option<u8>,
-        /// Seconds to watch the migration's alarms after each shift (an alarm in
-        /// ALARM reverts to the starting weights).
-        #[arg(long, requires = "canary")]
-        interval: Option<u64>,
-        #[command(flatten)]
-        confirm: Confirm,
-    },
+    Switch(SwitchArgs),
     /// Undoes the most recent apply/switch/params run (or the one named) from the journal, in reverse order.
     #[command(
         after_help = "Examples:\n  paymig rollback --dry-run\n  paymig rollback --yes\n  paymig rollback --run 20261129T101500Z-4242 --yes"
     )]
-    Rollback {
-        #[command(flatten)]
-        confirm: Confirm,
-        /// List what would be undone (account, region, each change); change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Undo this run (an id from `paymig status`) instead of the newest;
-        /// refused while a later run depends on it.
-        #[arg(long, value_name = "ID")]
-        run: Option<String>,
-        /// How many steps, and within a step how many resources, are undone
-        /// at once; 1 is fully sequential.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
-        parallelism: u16,
-    },
+    Rollback(RollbackArgs),
     /// Undoes every journaled run in reverse order, then sweeps resources tagged for this migration.
     #[command(after_help = "Examples:\n  paymig destroy --dry-run\n  paymig destroy --yes")]
-    Destroy {
-        #[command(flatten)]
-        confirm: Confirm,
-        /// List what would be deleted or restored (account, region, each change); change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// How many steps, and within a step how many resources, are undone
-        /// at once; 1 is fully sequential.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
-        parallelism: u16,
-    },
+    Destroy(DestroyArgs),
     /// Journal summary: runs, resources per step, lock holder.
     #[command(after_help = "Examples:\n  paymig status --format json\n  paymig status --format html --out run.html")]
-    Status {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
-        format: StatusFormat,
-        /// Write it here instead of stdout.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// The run to draw (`--format html`; an id from `paymig status`); the newest by default.
-        #[arg(long, value_name = "ID")]
-        run: Option<String>,
-    },
+    Status(StatusArgs),
     /// Prints the least-privilege IAM policy paymig itself needs for this config.
     #[command(
         name = "iam-policy",
@@ -266,16 +187,7 @@ pub enum Command {
         name = "ci-template",
         after_help = "Examples:\n  paymig ci-template > paymig-prod.yaml\n  aws cloudformation deploy --template-file paymig-prod.yaml --stack-name paymig-prod --capabilities CAPABILITY_NAMED_IAM --parameter-overrides SourceLocation=https://github.com/acme/payments-migration\n  paymig ci-template --side source > paymig-dev.yaml"
     )]
-    CiTemplate {
-        /// `target`: the prod account (state bucket, CodeBuild project and
-        /// role, schedule); `source`: the dev account's read role.
-        #[arg(long, value_enum, default_value_t = TemplateSide::Target)]
-        side: TemplateSide,
-        /// When the build runs (an EventBridge schedule expression; the
-        /// template's default, changeable at deploy time).
-        #[arg(long, value_name = "EXPR", default_value = crate::cicd::NIGHTLY)]
-        schedule: String,
-    },
+    CiTemplate(CiTemplateArgs),
     /// Removes a lock note or lease a killed run left behind, after showing
     /// its holder; refuses while the holder is provably alive.
     #[command(after_help = "Example:\n  paymig status && paymig unlock")]
@@ -294,4 +206,128 @@ pub enum Command {
     /// Prints the manual page (roff), generated from this help (reads no configuration).
     #[command(after_help = "Example:\n  paymig man > /usr/local/share/man/man1/paymig.1 && man paymig")]
     Man,
+}
+
+/// `paymig plan`'s arguments.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Exit 5 when changes are pending (0 when there are none), as
+    /// `terraform plan -detailed-exitcode` does with its 2.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// `paymig apply`'s arguments.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub confirm: Confirm,
+    /// How many steps, and within a step how many resources (tables,
+    /// functions, buckets, parameters), are worked on at once; 1 is fully
+    /// sequential.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+}
+
+/// `paymig params`'s arguments.
+#[derive(Debug, Args)]
+pub struct ParamsArgs {
+    /// Print what would be copied, rewritten, skipped; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Overwrite prod parameters whose value differs (the previous value is journaled).
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+/// `paymig validate`'s arguments.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Report format [default: text at a terminal, md when piped or with --out].
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// Write the report here instead of stdout (then says where, with the totals).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `paymig switch`'s arguments.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// The colour that should receive the traffic.
+    #[arg(long, value_enum)]
+    pub to: Color,
+    /// Shift this percentage first, then the rest after --interval.
+    #[arg(long, requires = "interval")]
+    pub canary: Option<u8>,
+    /// Seconds to watch the migration's alarms after each shift (an alarm in
+    /// ALARM reverts to the starting weights).
+    #[arg(long, requires = "canary")]
+    pub interval: Option<u64>,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+/// `paymig rollback`'s arguments.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub confirm: Confirm,
+    /// List what would be undone (account, region, each change); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Undo this run (an id from `paymig status`) instead of the newest;
+    /// refused while a later run depends on it.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// How many steps, and within a step how many resources, are undone
+    /// at once; 1 is fully sequential.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+}
+
+/// `paymig destroy`'s arguments.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub confirm: Confirm,
+    /// List what would be deleted or restored (account, region, each change); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How many steps, and within a step how many resources, are undone
+    /// at once; 1 is fully sequential.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+}
+
+/// `paymig status`'s arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    /// Write it here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The run to draw (`--format html`; an id from `paymig status`); the newest by default.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+}
+
+/// `paymig ci-template`'s arguments.
+#[derive(Debug, Args)]
+pub struct CiTemplateArgs {
+    /// `target`: the prod account (state bucket, CodeBuild project and
+    /// role, schedule); `source`: the dev account's read role.
+    #[arg(long, value_enum, default_value_t = TemplateSide::Target)]
+    pub side: TemplateSide,
+    /// When the build runs (an EventBridge schedule expression; the
+    /// template's default, changeable at deploy time).
+    #[arg(long, value_name = "EXPR", default_value = crate::cicd::NIGHTLY)]
+    pub schedule: String,
 }

@@ -8,7 +8,9 @@ use crate::engine::dag::Status;
 use crate::engine::{Action, Mode};
 use crate::error::Result;
 
-pub async fn run(cfg: Config, confirm: crate::cli::Confirm, parallelism: usize) -> Result<()> {
+pub async fn run(cfg: Config, args: crate::cli::ApplyArgs) -> Result<()> {
+    let crate::cli::ApplyArgs { confirm, parallelism } = args;
+    let parallelism = usize::from(parallelism);
     let yes = confirm.yes;
     super::require_confirmable(yes, "paymig apply")?;
     let (_lock, journal) = super::lock_and_open(&cfg, "apply", confirm.lock_timeout).await?;

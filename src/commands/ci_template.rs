@@ -5,7 +5,9 @@ use crate::cli::TemplateSide;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-pub fn run(cfg: &Config, side: TemplateSide, schedule: &str) -> Result<()> {
+pub fn run(cfg: &Config, args: crate::cli::CiTemplateArgs) -> Result<()> {
+    let crate::cli::CiTemplateArgs { side, schedule } = args;
+    let schedule = schedule.as_str();
     let problems = crate::cicd::problems(cfg);
     if !problems.is_empty() {
         return Err(Error::Preflight(problems));

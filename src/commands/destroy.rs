@@ -7,7 +7,9 @@ use crate::engine::undo::{destroy_target, replay, sweep};
 use crate::engine::Mode;
 use crate::error::Result;
 
-pub async fn run(cfg: Config, confirm: crate::cli::Confirm, dry_run: bool, parallelism: usize) -> Result<()> {
+pub async fn run(cfg: Config, args: crate::cli::DestroyArgs) -> Result<()> {
+    let crate::cli::DestroyArgs { confirm, dry_run, parallelism } = args;
+    let parallelism = usize::from(parallelism);
     let yes = confirm.yes;
     let dag = super::build_dag()?;
     if dry_run {

@@ -52,21 +52,17 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let cfg = Config::load(&cli.config)?;
     match cli.command {
-        Command::Plan { format, detailed_exitcode } => plan::run(cfg, format, detailed_exitcode).await,
-        Command::Apply { confirm, parallelism } => apply::run(cfg, confirm, usize::from(parallelism)).await,
-        Command::Rollback { confirm, dry_run, run, parallelism } => {
-            rollback::run(cfg, confirm, dry_run, run, usize::from(parallelism)).await
-        }
-        Command::Destroy { confirm, dry_run, parallelism } => {
-            destroy::run(cfg, confirm, dry_run, usize::from(parallelism)).await
-        }
-        Command::Status { format, out, run } => status::run(cfg, format, out, run).await,
+        Command::Plan(args) => plan::run(cfg, args).await,
+        Command::Apply(args) => apply::run(cfg, args).await,
+        Command::Rollback(args) => rollback::run(cfg, args).await,
+        Command::Destroy(args) => destroy::run(cfg, args).await,
+        Command::Status(args) => status::run(cfg, args).await,
         Command::IamPolicy { side } => iam_policy::run(&cfg, side).await,
-        Command::CiTemplate { side, schedule } => ci_template::run(&cfg, side, &schedule),
+        Command::CiTemplate(args) => ci_template::run(&cfg, args),
         Command::Unlock { confirm } => unlock::run(cfg, confirm.yes),
-        Command::Params { dry_run, overwrite, confirm } => params::run(cfg, dry_run, overwrite, confirm).await,
-        Command::Validate { format, out } => validate::run(cfg, format, out).await,
-        Command::Switch { to, canary, interval, confirm } => switch::run(cfg, to, canary, interval, confirm).await,
+        Command::Params(args) => params::run(cfg, args).await,
+        Command::Validate(args) => validate::run(cfg, args).await,
+        Command::Switch(args) => switch::run(cfg, args).await,
         Command::Completions { .. } | Command::Man => unreachable!("handled before the configuration is read"),
     }
 }

@@ -10,7 +10,8 @@ use crate::engine::{Declared, DynStep, Mode, Outcome};
 use crate::error::{Error, Result};
 use crate::steps::params::{Params, Report};
 
-pub async fn run(cfg: Config, dry_run: bool, overwrite: bool, confirm: crate::cli::Confirm) -> Result<()> {
+pub async fn run(cfg: Config, args: crate::cli::ParamsArgs) -> Result<()> {
+    let crate::cli::ParamsArgs { dry_run, overwrite, confirm } = args;
     let yes = confirm.yes;
     let step = Arc::new(Params::new(overwrite));
     let dag = Dag::new(vec![step.clone() as Arc<dyn DynStep>]).map_err(|e| Error::Usage(e.to_string()))?;

@@ -9,7 +9,8 @@ use crate::engine::plan::{compute, Plan};
 use crate::engine::{Action, Mode};
 use crate::error::{Error, Result};
 
-pub async fn run(cfg: Config, format: OutputFormat, detailed_exitcode: bool) -> Result<()> {
+pub async fn run(cfg: Config, args: crate::cli::PlanArgs) -> Result<()> {
+    let crate::cli::PlanArgs { format, detailed_exitcode } = args;
     let journal = super::open_read_only(&cfg)?;
     let dag = super::build_dag()?;
     let ctx = super::connect(cfg, Mode::Plan, journal).await?;

@@ -7,13 +7,9 @@ use crate::engine::undo::{replay, rollback_target};
 use crate::engine::Mode;
 use crate::error::{Error, Result};
 
-pub async fn run(
-    cfg: Config,
-    confirm: crate::cli::Confirm,
-    dry_run: bool,
-    named: Option<String>,
-    parallelism: usize,
-) -> Result<()> {
+pub async fn run(cfg: Config, args: crate::cli::RollbackArgs) -> Result<()> {
+    let crate::cli::RollbackArgs { confirm, dry_run, run: named, parallelism } = args;
+    let parallelism = usize::from(parallelism);
     let yes = confirm.yes;
     let dag = super::build_dag()?;
     if dry_run {

@@ -9,12 +9,8 @@ use crate::cli::StatusFormat;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-pub async fn run(
-    cfg: Config,
-    format: StatusFormat,
-    out: Option<std::path::PathBuf>,
-    run: Option<String>,
-) -> Result<()> {
+pub async fn run(cfg: Config, args: crate::cli::StatusArgs) -> Result<()> {
+    let crate::cli::StatusArgs { format, out, run } = args;
     let (journal, holder) = super::inspect(&cfg, true)?;
     if format == StatusFormat::Html {
         return timeline(&cfg, journal.as_deref(), out, run);

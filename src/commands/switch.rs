@@ -12,13 +12,8 @@ use crate::engine::{Mode, StepError};
 use crate::error::{Error, Result};
 use crate::steps::alb::shift::{self, Ended, Shift};
 
-pub async fn run(
-    cfg: Config,
-    to: Color,
-    canary: Option<u8>,
-    interval: Option<u64>,
-    confirm: crate::cli::Confirm,
-) -> Result<()> {
+pub async fn run(cfg: Config, args: crate::cli::SwitchArgs) -> Result<()> {
+    let crate::cli::SwitchArgs { to, canary, interval, confirm } = args;
     let yes = confirm.yes;
     let to = match to {
         Color::Blue => "blue",

@@ -3,14 +3,13 @@
 //! self-contained HTML page. Reads only; exit 3 on drift, a missing
 //! component or a failed check.
 
-use std::path::PathBuf;
-
 use crate::cli::ReportFormat;
 use crate::config::Config;
 use crate::engine::Mode;
 use crate::error::{Error, Result};
 
-pub async fn run(cfg: Config, format: Option<ReportFormat>, out: Option<PathBuf>) -> Result<()> {
+pub async fn run(cfg: Config, args: crate::cli::ValidateArgs) -> Result<()> {
+    let crate::cli::ValidateArgs { format, out } = args;
     // A person at a terminal gets the summary; a pipe, a file or a CI log
     // the whole report.
     let format = format.unwrap_or_else(|| {
