@@ -35,10 +35,16 @@ const STEP: &str = "kms";
 /// KMS's minimum deletion window.
 pub const PENDING_WINDOW_DAYS: i32 = 7;
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const KMS_KEY: &str = "kms_key";
+    pub const KMS_ALIAS: &str = "kms_alias";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &[],
-    kinds: &["kms_key", "kms_alias"],
+    kinds: &[kind::KMS_KEY, kind::KMS_ALIAS],
     actions: &[
         "kms:DescribeKey",
         "kms:CreateKey",
@@ -84,11 +90,11 @@ impl Step for Kms {
 }
 
 fn key_res(ctx: &Ctx) -> Res {
-    Res::new(STEP, "kms_key", "key", ctx.cfg.names.kms_alias())
+    Res::new(STEP, kind::KMS_KEY, "key", ctx.cfg.names.kms_alias())
 }
 
 fn alias_res(ctx: &Ctx) -> Res {
-    Res::new(STEP, "kms_alias", "alias", ctx.cfg.names.kms_alias())
+    Res::new(STEP, kind::KMS_ALIAS, "alias", ctx.cfg.names.kms_alias())
 }
 
 /// What the data services and the administrators do with the key's data.
@@ -500,10 +506,10 @@ enum Prev {
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let kms = &ctx.aws.target.kms;
     match (r.intent.kind.as_str(), r.intent.op) {
-        ("kms_alias", Op::Create | Op::Adopt) => {
+        (kind::KMS_ALIAS, Op::Create | Op::Adopt) => {
             delete_alias(ctx, &r.intent.name).await?;
         }
-        ("kms_key", Op::Create | Op::Adopt) => match &r.id {
+        (kind::KMS_KEY, Op::Create | Op::Adopt) => match &r.id {
             Some(id) => {
                 schedule_deletion(ctx, id).await?;
             }
@@ -514,7 +520,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 }
             }
         },
-        ("kms_key", Op::Update) => {
+        (kind::KMS_KEY, Op::Update) => {
             let id = r.intent.data["id"].as_str().unwrap_or_default();
             match r.prev::<Prev>()? {
                 Prev::Rotation { rotation: false } => {
@@ -553,7 +559,7 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 _ => {}
             }
         }
-        ("kms_alias", Op::Update) => {
+        (kind::KMS_ALIAS, Op::Update) => {
             if let Prev::AliasTarget { target_key_id } = r.prev::<Prev>()? {
                 {
                     kms.update_alias().alias_name(&r.intent.name).target_key_id(target_key_id).send().await.unless(

@@ -67,10 +67,15 @@ impl Params {
     }
 }
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const SSM_PARAMETER: &str = "ssm_parameter";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &[],
-    kinds: &["ssm_parameter"],
+    kinds: &[kind::SSM_PARAMETER],
     actions: &[
         "ssm:DescribeParameters",
         "ssm:GetParameters",
@@ -278,7 +283,7 @@ impl Params {
             if rewritten {
                 report.rewritten.push(prod_name.clone());
             }
-            let res = Res::new(STEP, "ssm_parameter", format!("parameter{prod_name}"), &prod_name);
+            let res = Res::new(STEP, kind::SSM_PARAMETER, format!("parameter{prod_name}"), &prod_name);
             match (prod_meta.get(&prod_name), prod_values.get(&prod_name)) {
                 (None, _) => writes.push((s, prod_name, value, None)),
                 (Some(m), _) if is_secure(m) => report.conflicts.push(prod_name),
@@ -310,7 +315,7 @@ impl Params {
                 let tags = tags.clone();
                 let lane = format!("{}/{prod_name}", crate::aws::lane());
                 crate::aws::in_lane(lane, async move {
-                    let res = Res::new(STEP, "ssm_parameter", format!("parameter{prod_name}"), &prod_name);
+                    let res = Res::new(STEP, kind::SSM_PARAMETER, format!("parameter{prod_name}"), &prod_name);
                     let put = |overwrite: bool| {
                         let mut req = ctx
                             .aws

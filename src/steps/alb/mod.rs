@@ -31,6 +31,14 @@ const STEP: &str = "alb";
 pub const COLOURS: [&str; 2] = ["blue", "green"];
 const DRAIN_SECONDS: &str = "30";
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const LOAD_BALANCER: &str = "load_balancer";
+    pub const TARGET_GROUP: &str = "target_group";
+    pub const LISTENER: &str = "listener";
+    pub const LAMBDA_PERMISSION: &str = "lambda_permission";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &["network", "lambda"],
@@ -38,7 +46,7 @@ static ABOUT: About = About {
     // group goes after): the functions, whose interfaces' release sets
     // destroy's length, need not wait for the load balancer.
     undo_apart: &["lambda"],
-    kinds: &["load_balancer", "target_group", "listener", "lambda_permission"],
+    kinds: &[kind::LOAD_BALANCER, kind::TARGET_GROUP, kind::LISTENER, kind::LAMBDA_PERMISSION],
     actions: &[
         "elasticloadbalancing:DescribeLoadBalancers",
         "elasticloadbalancing:CreateLoadBalancer",
@@ -190,7 +198,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     let network = super::network::Vpc::of(ctx);
     let (subnets, sg, vpc) = (super::network::one_per_zone(&network.subnets), network.sg_alb, network.id);
     // The load balancer.
-    let res = Res::new(STEP, "load_balancer", "alb", &name);
+    let res = Res::new(STEP, kind::LOAD_BALANCER, "alb", &name);
     // (ARN, whether it is active yet).
     let (lb_arn, active) =
         match elb.describe_load_balancers().names(&name).send().await.found(&name, "DescribeLoadBalancers")? {
@@ -235,7 +243,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     let mut groups = Vec::new();
     for colour in COLOURS {
         let tg_name = ctx.cfg.names.own(colour);
-        let res = Res::new(STEP, "target_group", format!("target-group/{colour}"), &tg_name);
+        let res = Res::new(STEP, kind::TARGET_GROUP, format!("target-group/{colour}"), &tg_name);
         let found = elb
             .describe_target_groups()
             .names(&tg_name)
@@ -311,7 +319,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
         Colour::Green => "green",
     };
     let port = i32::from(ctx.cfg.blue_green.listener_port);
-    let res = Res::new(STEP, "listener", format!("listener/{port}"), format!("{name}:{port}"));
+    let res = Res::new(STEP, kind::LISTENER, format!("listener/{port}"), format!("{name}:{port}"));
     let existing = if is_planned(&lb_arn) {
         None
     } else {
@@ -376,7 +384,8 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
     let Some((_, function)) = function(ctx) else { return Ok(()) };
     let (lambda, elb) = (&ctx.aws.target.lambda, &ctx.aws.target.elbv2);
     let sid = format!("paymig-alb-{colour}");
-    let res = Res::new(STEP, "lambda_permission", format!("permission/{colour}"), format!("{function}:{colour}#{sid}"));
+    let res =
+        Res::new(STEP, kind::LAMBDA_PERMISSION, format!("permission/{colour}"), format!("{function}:{colour}#{sid}"));
     // No policy yet answers ResourceNotFoundException (and a plan that
     // creates the target group creates the function's aliases too).
     let policy = if is_planned(tg_arn) {
@@ -424,7 +433,7 @@ async fn converge_lambda_target(ctx: &Ctx, colour: &str, tg_arn: &str) -> Result
         health.target_health_descriptions().iter().any(|d| d.target().and_then(|t| t.id()) == Some(alias_arn.as_str()))
     };
     if !registered {
-        let tg_res = Res::new(STEP, "target_group", format!("target-group/{colour}"), ctx.cfg.names.own(colour));
+        let tg_res = Res::new(STEP, kind::TARGET_GROUP, format!("target-group/{colour}"), ctx.cfg.names.own(colour));
         ctx.update(
             &tg_res,
             tg_arn,
@@ -457,10 +466,10 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let (elb, lambda) = (&ctx.aws.target.elbv2, &ctx.aws.target.lambda);
     let id = r.id.clone().unwrap_or_default();
     let result: Result<(), StepError> = match (r.intent.kind.as_str(), r.intent.op) {
-        ("listener", Op::Create | Op::Adopt) if !id.is_empty() => {
+        (kind::LISTENER, Op::Create | Op::Adopt) if !id.is_empty() => {
             elb.delete_listener().listener_arn(&id).send().await.map(|_| ()).on(&id, "DeleteListener")
         }
-        ("listener", Op::Update) => {
+        (kind::LISTENER, Op::Update) => {
             // Restore the previous weights (journaled by switch).
             let listener = r.intent.data["id"].as_str().unwrap_or_default();
             let before: WeightsBefore = r.prev()?;
@@ -474,13 +483,13 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         }
         // ELB answers ResourceInUse for a while after the listener or rule
         // that used the group is deleted (terraform waits 2 minutes).
-        ("target_group", Op::Create | Op::Adopt) if !id.is_empty() => {
+        (kind::TARGET_GROUP, Op::Create | Op::Adopt) if !id.is_empty() => {
             crate::engine::retry_until("DeleteTargetGroup", TARGET_GROUP_RELEASE, is_in_use, || async {
                 elb.delete_target_group().target_group_arn(&id).send().await.map(|_| ()).on(&id, "DeleteTargetGroup")
             })
             .await
         }
-        ("target_group", Op::Update) => {
+        (kind::TARGET_GROUP, Op::Update) => {
             let tg = r.intent.data["id"].as_str().unwrap_or_default();
             let before: TargetBefore = r.prev()?;
             elb.deregister_targets()
@@ -491,10 +500,10 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 .map(|_| ())
                 .on(tg, "DeregisterTargets")
         }
-        ("load_balancer", Op::Create | Op::Adopt) if !id.is_empty() => {
+        (kind::LOAD_BALANCER, Op::Create | Op::Adopt) if !id.is_empty() => {
             elb.delete_load_balancer().load_balancer_arn(&id).send().await.map(|_| ()).on(&id, "DeleteLoadBalancer")
         }
-        ("lambda_permission", Op::Create | Op::Adopt) => {
+        (kind::LAMBDA_PERMISSION, Op::Create | Op::Adopt) => {
             let function = r.intent.data["function"].as_str().unwrap_or_default();
             let qualifier = r.intent.data["qualifier"].as_str().unwrap_or_default();
             let sid = r.intent.name.rsplit('#').next().unwrap_or_default();

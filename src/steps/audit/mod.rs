@@ -44,12 +44,19 @@ const ROLE_POLICY: &str = "paymig-s3-replication";
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const IAM_ROLE: &str = "iam_role";
+    pub const S3_BUCKET: &str = "s3_bucket";
+    pub const S3_REPLICA_BUCKET: &str = "s3_replica_bucket";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &[],
     undo_apart: &[],
     early: &[],
-    kinds: &["iam_role", "s3_bucket", "s3_replica_bucket"],
+    kinds: &[kind::IAM_ROLE, kind::S3_BUCKET, kind::S3_REPLICA_BUCKET],
     actions: &[
         "s3:ListBucket",
         "s3:CreateBucket",
@@ -212,7 +219,7 @@ fn is_ours(ctx: &Ctx, tags: &Value) -> bool {
 
 async fn converge_role(ctx: &Ctx, pairs: &[(String, String)]) -> Result<String, StepError> {
     let name = ctx.cfg.names.own("s3-replication");
-    let res = Res::new(STEP, "iam_role", "replication-role", &name);
+    let res = Res::new(STEP, kind::IAM_ROLE, "replication-role", &name);
     let description = format!("paymig {}: S3 audit-log replication", ctx.cfg.migration.name);
     super::common::roles::converge_role(
         ctx,

@@ -34,7 +34,7 @@ pub(super) struct SettingBefore {
 
 pub(super) async fn converge_replication(ctx: &Ctx, prod: &str, replica: &str, role: &str) -> Result<(), StepError> {
     let c = &ctx.aws.target;
-    let res = Res::new(STEP, "s3_bucket", format!("bucket/{prod}"), prod);
+    let res = Res::new(STEP, kind::S3_BUCKET, format!("bucket/{prod}"), prod);
     let exists = !ctx.is_plan() || bucket_state(c, prod).await?.is_some();
     let have = if exists { read_replication(c, prod).await? } else { Value::Null };
     let want = json!({"role": role, "rules": [{"id": REPLICATION_RULE, "status": "Enabled", "destination": format!("arn:aws:s3:::{replica}")}]});

@@ -125,10 +125,10 @@ pub(super) async fn delete_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Resu
 pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let name = r.intent.name.as_str();
     match (r.intent.kind.as_str(), r.intent.op) {
-        ("iam_role", Op::Create | Op::Adopt) => {
+        (kind::IAM_ROLE, Op::Create | Op::Adopt) => {
             crate::steps::common::roles::delete_role(ctx, name).await?;
         }
-        ("iam_role", Op::Update) => {
+        (kind::IAM_ROLE, Op::Update) => {
             crate::steps::common::roles::restore_role_policy(ctx, r, r.prev()?, ROLE_POLICY).await?
         }
         (kind, Op::Create | Op::Adopt) => {

@@ -157,7 +157,7 @@ pub(super) async fn converge_cluster(
     parameter_group: Option<&str>,
 ) -> Result<DbCluster, StepError> {
     let rds = &ctx.aws.target.rds;
-    let res = Res::new(STEP, "db_cluster", "cluster", &n.cluster);
+    let res = Res::new(STEP, kind::DB_CLUSTER, "cluster", &n.cluster);
     let key_arn = crate::steps::kms::key_arn(ctx);
     let snap = &dev.snapshot;
     let snapshot_ref = snapshot_reference(snap, &dev.source_account, &ctx.account);
@@ -386,7 +386,7 @@ pub(super) async fn converge_instance(
 ) -> Result<(), StepError> {
     let rds = &ctx.aws.target.rds;
     let id = instance_id(cluster, i);
-    let res = Res::new(STEP, "db_instance", format!("instance/{}", i + 1), &id);
+    let res = Res::new(STEP, kind::DB_INSTANCE, format!("instance/{}", i + 1), &id);
     let tier = i as i32;
     match describe_instance(ctx, &id).await? {
         Some(inst) => {

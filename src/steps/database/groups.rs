@@ -31,7 +31,7 @@ pub(super) async fn converge_parameters_in_effect(ctx: &Ctx, cluster: &str) -> R
         // what a reboot would fix.
         if let Some(c) = describe_cluster(ctx, cluster).await? {
             for (id, status) in members_out_of_sync(&c) {
-                let res = Res::new(STEP, "db_instance", instance_key(cluster, &id), &id);
+                let res = Res::new(STEP, kind::DB_INSTANCE, instance_key(cluster, &id), &id);
                 ctx.update(
                     &res,
                     &id,
@@ -50,7 +50,7 @@ pub(super) async fn converge_parameters_in_effect(ctx: &Ctx, cluster: &str) -> R
         if status != "pending-reboot" {
             continue;
         }
-        let res = Res::new(STEP, "db_instance", instance_key(cluster, &id), &id);
+        let res = Res::new(STEP, kind::DB_INSTANCE, instance_key(cluster, &id), &id);
         ctx.update(
             &res,
             &id,
@@ -87,7 +87,7 @@ pub(super) fn instance_key(cluster: &str, id: &str) -> String {
 
 pub(super) async fn converge_subnet_group(ctx: &Ctx, n: &Names, subnets: &[String]) -> Result<(), StepError> {
     let rds = &ctx.aws.target.rds;
-    let res = Res::new(STEP, "db_subnet_group", "subnet-group", &n.subnet_group);
+    let res = Res::new(STEP, kind::DB_SUBNET_GROUP, "subnet-group", &n.subnet_group);
     let found = rds
         .describe_db_subnet_groups()
         .db_subnet_group_name(&n.subnet_group)
@@ -137,7 +137,7 @@ pub(super) async fn converge_parameter_group(
 ) -> Result<String, StepError> {
     let rds = &ctx.aws.target.rds;
     let name = &n.parameter_group;
-    let res = Res::new(STEP, "db_cluster_parameter_group", "parameter-group", name);
+    let res = Res::new(STEP, kind::DB_CLUSTER_PARAMETER_GROUP, "parameter-group", name);
     let exists = match rds
         .describe_db_cluster_parameter_groups()
         .db_cluster_parameter_group_name(name)

@@ -70,12 +70,20 @@ impl Database {
     }
 }
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const DB_SUBNET_GROUP: &str = "db_subnet_group";
+    pub const DB_CLUSTER_PARAMETER_GROUP: &str = "db_cluster_parameter_group";
+    pub const DB_CLUSTER: &str = "db_cluster";
+    pub const DB_INSTANCE: &str = "db_instance";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms", "network"],
     undo_apart: &[],
     early: &["network"],
-    kinds: &["db_subnet_group", "db_cluster_parameter_group", "db_cluster", "db_instance"],
+    kinds: &[kind::DB_SUBNET_GROUP, kind::DB_CLUSTER_PARAMETER_GROUP, kind::DB_CLUSTER, kind::DB_INSTANCE],
     actions: &[
         "rds:DescribeDBClusters",
         "rds:DescribeDBClusterSnapshots",

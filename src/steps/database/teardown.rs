@@ -111,19 +111,19 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let rds = &ctx.aws.target.rds;
     let name = r.intent.name.as_str();
     match (r.intent.kind.as_str(), r.intent.op) {
-        ("db_instance", Op::Create | Op::Adopt) => {
+        (kind::DB_INSTANCE, Op::Create | Op::Adopt) => {
             delete_instance(ctx, name).await?;
         }
-        ("db_cluster", Op::Create | Op::Adopt) => {
+        (kind::DB_CLUSTER, Op::Create | Op::Adopt) => {
             delete_cluster(ctx, name).await?;
         }
-        ("db_subnet_group", Op::Create | Op::Adopt) => {
+        (kind::DB_SUBNET_GROUP, Op::Create | Op::Adopt) => {
             delete_subnet_group(ctx, name).await?;
         }
-        ("db_cluster_parameter_group", Op::Create | Op::Adopt) => {
+        (kind::DB_CLUSTER_PARAMETER_GROUP, Op::Create | Op::Adopt) => {
             delete_parameter_group(ctx, name).await?;
         }
-        ("db_cluster", Op::Update) => {
+        (kind::DB_CLUSTER, Op::Update) => {
             let p: ClusterBefore = r.prev()?;
             if describe_cluster(ctx, name).await?.is_none() {
                 return Ok(());
@@ -140,7 +140,7 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
             }
             m.send().await.on(name, "ModifyDBCluster")?;
         }
-        ("db_instance", Op::Update) => {
+        (kind::DB_INSTANCE, Op::Update) => {
             if let InstanceBefore::Tier(TierBefore { promotion_tier: Some(t) }) = r.prev::<InstanceBefore>()? {
                 rds.modify_db_instance()
                     .db_instance_identifier(name)
@@ -151,7 +151,7 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     .gone(name, "ModifyDBInstance")?;
             }
         }
-        ("db_cluster_parameter_group", Op::Update) => {
+        (kind::DB_CLUSTER_PARAMETER_GROUP, Op::Update) => {
             // The group goes with its create; restoring parameter values
             // of a group paymig keeps is done by re-applying the previous ones.
             let prev: ParametersBefore = r.prev()?;

@@ -42,12 +42,17 @@ pub struct DynamoDb;
 
 const STEP: &str = "dynamodb";
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const DYNAMODB_TABLE: &str = "dynamodb_table";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms"],
     undo_apart: &[],
     early: &[],
-    kinds: &["dynamodb_table"],
+    kinds: &[kind::DYNAMODB_TABLE],
     actions: &[
         "dynamodb:DescribeTable",
         "dynamodb:DescribeTimeToLive",

@@ -7,7 +7,7 @@ use super::*;
 pub(super) async fn converge_table(ctx: &Ctx, dev: &DevTable, key_arn: &str) -> Result<(), StepError> {
     let ddb = &ctx.aws.target.dynamodb;
     let name = ctx.cfg.names.prod(&dev.name);
-    let res = Res::new(STEP, "dynamodb_table", format!("table/{name}"), &name);
+    let res = Res::new(STEP, kind::DYNAMODB_TABLE, format!("table/{name}"), &name);
     let want = Schema::of(&dev.table);
     let provisioned = ctx.cfg.dynamodb.billing_mode == BillingMode::Provisioned;
     if provisioned && table_throughput(&dev.table).is_none() {

@@ -88,7 +88,7 @@ pub fn split(items: Vec<Vec<String>>, document: impl Fn(&[String]) -> Value) -> 
 pub async fn converge_policy(ctx: &Ctx, m: &Managed) -> Result<String, StepError> {
     let iam = &ctx.aws.target.iam;
     let policy_arn = arn(&ctx.account, &m.name);
-    let res = Res::new(STEP, "iam_policy", format!("policy/{}", m.name), &m.name);
+    let res = Res::new(STEP, super::kind::IAM_POLICY, format!("policy/{}", m.name), &m.name);
     let found = iam.get_policy().policy_arn(&policy_arn).send().await.found(&m.name, "GetPolicy")?;
     let Some(policy) = found.and_then(|out| out.policy) else {
         let tags = prod_tags_as(ctx, |k, v| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("set"));

@@ -26,13 +26,19 @@ pub struct ExecutionRoles(pub std::collections::BTreeMap<String, String>);
 const STEP: &str = "iam";
 pub const POLICY_NAME: &str = "paymig-execution";
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const IAM_POLICY: &str = "iam_policy";
+    pub const IAM_ROLE: &str = "iam_role";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms", "dynamodb", "audit"],
     // A role's policy may name a deleted table, bucket or key: those go
     // while the roles wait for the functions' interfaces.
     undo_apart: &["kms", "dynamodb", "audit"],
-    kinds: &["iam_policy", "iam_role"],
+    kinds: &[kind::IAM_POLICY, kind::IAM_ROLE],
     actions: &[
         "iam:GetRole",
         "iam:CreateRole",
@@ -246,7 +252,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     let (managed, attach) = (&managed, &managed::arns(&ctx.account, &managed));
     ctx.each(ctx.cfg.source.lambda_functions.clone(), |f: String| async move {
         let name = ctx.cfg.names.lambda_role(&f);
-        let res = Res::new(STEP, "iam_role", format!("role/{name}"), &name);
+        let res = Res::new(STEP, kind::IAM_ROLE, format!("role/{name}"), &name);
         let description = format!("paymig {}: execution role of {}", ctx.cfg.migration.name, ctx.cfg.names.prod(&f));
         let inline = policy_of(&ctx.cfg, &ctx.account, &f, key_arn, managed.is_empty(), traced(ctx, &f).await?);
         let arn =
@@ -273,8 +279,8 @@ enum RoleUpdate {
 
 async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     match (r.intent.kind.as_str(), r.intent.op) {
-        ("iam_policy", Op::Create | Op::Adopt) => managed::delete_policy(ctx, &r.intent.name).await?,
-        ("iam_policy", Op::Update) => managed::restore_document(ctx, r).await?,
+        (kind::IAM_POLICY, Op::Create | Op::Adopt) => managed::delete_policy(ctx, &r.intent.name).await?,
+        (kind::IAM_POLICY, Op::Update) => managed::restore_document(ctx, r).await?,
         (_, Op::Create | Op::Adopt) => {
             roles_may_go(ctx).await?;
             super::common::roles::delete_role(ctx, &r.intent.name).await?;

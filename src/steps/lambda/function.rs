@@ -188,7 +188,7 @@ pub(super) async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFun
     let refs = &counterparts_for(ctx, refs, f).await?;
     let lambda = &ctx.aws.target.lambda;
     let name = ctx.cfg.names.prod(&f.name);
-    let res = Res::new(STEP, "lambda_function", format!("function/{name}"), &name);
+    let res = Res::new(STEP, kind::LAMBDA_FUNCTION, format!("function/{name}"), &name);
     let role = ctx
         .outputs
         .get::<crate::steps::iam::ExecutionRoles>()
@@ -406,7 +406,7 @@ pub(super) async fn converge_aliases(ctx: &Ctx, name: &str, new: bool) -> Result
     if new && ctx.is_plan() {
         // A function the plan creates gets both aliases, on its first version.
         for alias in ALIASES {
-            let res = Res::new(STEP, "lambda_alias", format!("alias/{name}:{alias}"), format!("{name}:{alias}"));
+            let res = Res::new(STEP, kind::LAMBDA_ALIAS, format!("alias/{name}:{alias}"), format!("{name}:{alias}"));
             ctx.create(&res, "-> its first published version", Value::Null, || async {
                 Ok(Created::id(format!("{name}:{alias}")))
             })
@@ -425,7 +425,7 @@ pub(super) async fn converge_aliases(ctx: &Ctx, name: &str, new: bool) -> Result
         .on(name, "ListVersionsByFunction")?;
     let latest = versions.iter().filter_map(|v| v.version()?.parse::<u64>().ok()).max();
     for alias in ALIASES {
-        let res = Res::new(STEP, "lambda_alias", format!("alias/{name}:{alias}"), format!("{name}:{alias}"));
+        let res = Res::new(STEP, kind::LAMBDA_ALIAS, format!("alias/{name}:{alias}"), format!("{name}:{alias}"));
         match lambda
             .get_alias()
             .function_name(name)

@@ -70,6 +70,13 @@ impl Lambda {
     }
 }
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const STAGING_BUCKET: &str = "staging_bucket";
+    pub const LAMBDA_FUNCTION: &str = "lambda_function";
+    pub const LAMBDA_ALIAS: &str = "lambda_alias";
+}
+
 static ABOUT: About = About {
     id: STEP,
     // Not `database`: a function needs nothing of the cluster (its
@@ -77,7 +84,7 @@ static ABOUT: About = About {
     // while Aurora restores — on AWS the restore and its instances take
     // 15–30 minutes, and everything else fits in their shadow.
     deps: &["iam", "network"],
-    kinds: &["staging_bucket", "lambda_function", "lambda_alias"],
+    kinds: &[kind::STAGING_BUCKET, kind::LAMBDA_FUNCTION, kind::LAMBDA_ALIAS],
     actions: &[
         "lambda:GetFunction",
         "lambda:GetAccountSettings",

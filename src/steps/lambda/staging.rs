@@ -75,7 +75,7 @@ pub async fn converge_bucket(ctx: &Ctx, dev: &[DevFunction]) -> Result<(), StepE
     }
     let c = &ctx.aws.target;
     let name = bucket(ctx);
-    let res = Res::new(STEP, "staging_bucket", format!("bucket/{name}"), &name);
+    let res = Res::new(STEP, super::kind::STAGING_BUCKET, format!("bucket/{name}"), &name);
     let arn = format!("arn:aws:s3:::{name}");
     if crate::steps::audit::bucket_state(c, &name).await? == Some(true) {
         let tags =

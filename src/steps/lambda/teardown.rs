@@ -6,15 +6,15 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let lambda = &ctx.aws.target.lambda;
     let name = r.intent.name.as_str();
     match (r.intent.kind.as_str(), r.intent.op) {
-        ("lambda_function", Op::Create | Op::Adopt) => {
+        (kind::LAMBDA_FUNCTION, Op::Create | Op::Adopt) => {
             lambda.delete_function().function_name(name).send().await.gone(name, "DeleteFunction")?;
         }
-        ("staging_bucket", Op::Create | Op::Adopt) => staging::delete_bucket(ctx, name).await?,
-        ("lambda_alias", Op::Create | Op::Adopt) => {
+        (kind::STAGING_BUCKET, Op::Create | Op::Adopt) => staging::delete_bucket(ctx, name).await?,
+        (kind::LAMBDA_ALIAS, Op::Create | Op::Adopt) => {
             let (function, alias) = name.rsplit_once(':').unwrap_or((name, ""));
             lambda.delete_alias().function_name(function).name(alias).send().await.gone(name, "DeleteAlias")?;
         }
-        ("lambda_function", Op::Update) => {
+        (kind::LAMBDA_FUNCTION, Op::Update) => {
             let result = match r.prev::<Prev>()? {
                 Prev::Reserved { reserved } => match reserved {
                     Some(n) => lambda

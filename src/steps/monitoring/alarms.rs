@@ -403,7 +403,7 @@ pub(super) async fn converge_alarms(ctx: &Ctx, want: &[AlarmSpec]) -> Result<(),
     // One lane per alarm: each is its own PutMetricAlarm.
     let have = &have;
     ctx.each(want.iter().cloned(), |spec: AlarmSpec| async move {
-        let res = Res::new(STEP, "alarm", format!("alarm/{}", spec.name), &spec.name);
+        let res = Res::new(STEP, kind::ALARM, format!("alarm/{}", spec.name), &spec.name);
         let arn = alarm_arn(ctx, &spec.name);
         match have.get(&spec.name) {
             None => {

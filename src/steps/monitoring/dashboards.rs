@@ -168,7 +168,7 @@ pub(super) async fn converge_dashboards(
     let (bodies, refs) = dev_dashboards(ctx).await?;
     for (dev, body) in &bodies {
         let name = ctx.cfg.names.prod(dev);
-        let res = Res::new(STEP, "dashboard", format!("dashboard/{name}"), &name);
+        let res = Res::new(STEP, kind::DASHBOARD, format!("dashboard/{name}"), &name);
         let (want, found) = desired_dashboard(ctx, &refs, body, &source_account, alarm_names, alarm_arns);
         crate::steps::common::references::record(ctx, STEP, &format!("dashboard:{dev}"), &found);
         let current = cw

@@ -44,12 +44,19 @@ const STEP: &str = "monitoring";
 /// DescribeAlarms takes at most this many names.
 const ALARM_NAMES_PER_CALL: usize = 100;
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const SNS_TOPIC: &str = "sns_topic";
+    pub const ALARM: &str = "alarm";
+    pub const DASHBOARD: &str = "dashboard";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &["kms", "database", "lambda", "dynamodb", "audit"],
     undo_apart: &[],
     early: &[],
-    kinds: &["sns_topic", "alarm", "dashboard"],
+    kinds: &[kind::SNS_TOPIC, kind::ALARM, kind::DASHBOARD],
     actions: &[
         "sns:CreateTopic",
         "sns:GetTopicAttributes",

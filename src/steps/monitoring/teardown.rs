@@ -52,14 +52,14 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
     let name = r.intent.name.as_str();
     let prev = || r.prev::<Prev>();
     match (r.intent.kind.as_str(), r.intent.op) {
-        ("alarm", Op::Create | Op::Adopt) => delete_alarm(ctx, name).await?,
-        ("alarm", Op::Update) => {
+        (kind::ALARM, Op::Create | Op::Adopt) => delete_alarm(ctx, name).await?,
+        (kind::ALARM, Op::Update) => {
             if let Prev::Alarm { alarm } = prev()? {
                 alarm.put(ctx).await?;
             }
         }
-        ("dashboard", Op::Create | Op::Adopt) => delete_dashboard(ctx, name).await?,
-        ("dashboard", Op::Update) => {
+        (kind::DASHBOARD, Op::Create | Op::Adopt) => delete_dashboard(ctx, name).await?,
+        (kind::DASHBOARD, Op::Update) => {
             let Prev::Dashboard { body } = prev()? else { return Ok(()) };
             ctx.aws
                 .target
@@ -71,10 +71,10 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 .await
                 .on(name, "PutDashboard")?;
         }
-        ("sns_topic", Op::Create | Op::Adopt) => {
+        (kind::SNS_TOPIC, Op::Create | Op::Adopt) => {
             delete_topic(ctx, r.id.as_deref().map_or_else(|| topic_arn(ctx), str::to_owned).as_str()).await?
         }
-        ("sns_topic", Op::Update) => {
+        (kind::SNS_TOPIC, Op::Update) => {
             let arn = r.intent.data["id"].as_str().unwrap_or_default();
             let sns = &ctx.aws.target.sns;
             let prev = prev()?;

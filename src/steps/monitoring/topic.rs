@@ -19,7 +19,7 @@ pub(super) async fn converge_topic(ctx: &Ctx) -> Result<String, StepError> {
     let sns = &ctx.aws.target.sns;
     let name = topic_name(ctx);
     let arn = topic_arn(ctx);
-    let res = Res::new(STEP, "sns_topic", "topic", &name);
+    let res = Res::new(STEP, kind::SNS_TOPIC, "topic", &name);
     let key = crate::steps::kms::key_arn(ctx);
     let policy = topic_policy(ctx, &arn);
     let attrs = sns

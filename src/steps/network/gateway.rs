@@ -56,7 +56,7 @@ pub(super) async fn converge_endpoints(
     for service in GATEWAY_SERVICES {
         let service_name = format!("com.amazonaws.{region}.{service}");
         let name = ctx.cfg.names.own(&format!("{service}-endpoint"));
-        let res = Res::new(STEP, "vpc_endpoint", format!("endpoint/{service}"), &name);
+        let res = Res::new(STEP, kind::VPC_ENDPOINT, format!("endpoint/{service}"), &name);
         let policy = endpoint_policy(ctx, service);
         let found = existing.iter().find(|e| e.service_name() == Some(service_name.as_str()) && interface::live(e));
         match found {

@@ -64,7 +64,7 @@ pub(super) async fn converge_security_groups(
     let groups = Group::wanted(ctx);
     for &g in &groups {
         let name = ctx.cfg.names.own(g.kind());
-        let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
+        let res = Res::new(STEP, kind::SECURITY_GROUP, format!("sg/{}", g.kind()), &name);
         match existing.iter().find(|s| s.group_name() == Some(name.as_str())) {
             Some(sg) => {
                 let id = sg.group_id().unwrap_or_default().to_owned();
@@ -120,7 +120,7 @@ pub(super) async fn converge_security_groups(
     );
     for (i, g) in groups.iter().enumerate() {
         let name = ctx.cfg.names.own(g.kind());
-        let res = Res::new(STEP, "security_group", format!("sg/{}", g.kind()), &name);
+        let res = Res::new(STEP, kind::SECURITY_GROUP, format!("sg/{}", g.kind()), &name);
         for (egress, have, want) in [(false, &current[i].0, &desired[i].0), (true, &current[i].1, &desired[i].1)] {
             if have == want {
                 continue;

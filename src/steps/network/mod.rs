@@ -130,12 +130,21 @@ const MIN_AZS: usize = 3;
 const POSTGRES_PORT: i32 = 5432;
 const HTTPS_PORT: i32 = 443;
 
+/// The resource kinds this step records in the journal (what undo matches on).
+pub mod kind {
+    pub const VPC: &str = "vpc";
+    pub const SUBNET: &str = "subnet";
+    pub const ROUTE_TABLE: &str = "route_table";
+    pub const VPC_ENDPOINT: &str = "vpc_endpoint";
+    pub const SECURITY_GROUP: &str = "security_group";
+}
+
 static ABOUT: About = About {
     id: STEP,
     deps: &[],
     undo_apart: &[],
     early: &[],
-    kinds: &["vpc", "subnet", "route_table", "vpc_endpoint", "security_group"],
+    kinds: &[kind::VPC, kind::SUBNET, kind::ROUTE_TABLE, kind::VPC_ENDPOINT, kind::SECURITY_GROUP],
     actions: &[
         "ec2:DescribeVpcs",
         "ec2:DescribeVpcAttribute",

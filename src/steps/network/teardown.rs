@@ -157,8 +157,8 @@ pub async fn wait_for_function_interfaces(ctx: &Ctx) -> Result<(), StepError> {
 pub(super) async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<bool, StepError> {
     let ec2 = &ctx.aws.target.ec2;
     match kind {
-        "vpc_endpoint" => delete_endpoint(ctx, id).await,
-        "security_group" => {
+        kind::VPC_ENDPOINT => delete_endpoint(ctx, id).await,
+        kind::SECURITY_GROUP => {
             // Every rule naming the group, in any group of the VPC, and the
             // group's own rules (they may name another group, which could
             // then not be deleted).
@@ -170,16 +170,16 @@ pub(super) async fn delete_resource(ctx: &Ctx, kind: &str, id: &str) -> Result<b
             delete_ec2(id, "DeleteSecurityGroup", ctx.max_wait(), || ec2.delete_security_group().group_id(id).send())
                 .await
         }
-        "route_table" => {
+        kind::ROUTE_TABLE => {
             disassociate_subnets(ctx, id, |_| true).await?;
             delete_ec2(id, "DeleteRouteTable", ctx.max_wait(), || ec2.delete_route_table().route_table_id(id).send())
                 .await
         }
-        "subnet" => {
+        kind::SUBNET => {
             wait_for_lambda_enis(ctx, "subnet-id", id).await?;
             delete_ec2(id, "DeleteSubnet", ctx.max_wait(), || ec2.delete_subnet().subnet_id(id).send()).await
         }
-        "vpc" => delete_ec2(id, "DeleteVpc", ctx.max_wait(), || ec2.delete_vpc().vpc_id(id).send()).await,
+        kind::VPC => delete_ec2(id, "DeleteVpc", ctx.max_wait(), || ec2.delete_vpc().vpc_id(id).send()).await,
         other => Err(StepError::Invalid(format!("network cannot delete {other}"))),
     }
 }

@@ -9,7 +9,7 @@ pub(super) async fn converge_vpc(
     found: Option<&aws_sdk_ec2::types::Vpc>,
 ) -> Result<String, StepError> {
     let ec2 = &ctx.aws.target.ec2;
-    let res = Res::new(STEP, "vpc", "vpc", name);
+    let res = Res::new(STEP, kind::VPC, "vpc", name);
     let (vpc_id, current_cidrs, tags) = match found {
         Some(v) => {
             let id = v.vpc_id().unwrap_or_default().to_owned();
@@ -149,7 +149,7 @@ pub(super) async fn converge_subnets(
     // One lane per subnet.
     let mut out = ctx
         .map_bounded(specs.iter().cloned(), |spec: SubnetSpec| async move {
-        let res = Res::new(STEP, "subnet", format!("subnet/{}", spec.cidr), &spec.name);
+        let res = Res::new(STEP, kind::SUBNET, format!("subnet/{}", spec.cidr), &spec.name);
         let found = existing.iter().find(|s| s.cidr_block() == Some(spec.cidr.as_str()));
         let id = match found {
             Some(s) if s.availability_zone() != Some(spec.az.as_str()) => {
@@ -203,7 +203,7 @@ pub(super) async fn converge_route_tables(
     ctx.map_bounded(specs, |spec: SubnetSpec| async move {
         let subnet_id = subnets.iter().find(|(s, _)| *s == spec).map_or("", |(_, id)| id.as_str());
         let name = format!("{}-rt", spec.name);
-        let res = Res::new(STEP, "route_table", format!("route-table/{}", spec.cidr), &name);
+        let res = Res::new(STEP, kind::ROUTE_TABLE, format!("route-table/{}", spec.cidr), &name);
         let found = existing.iter().find(|rt| name_tag(rt.tags()).as_deref() == Some(name.as_str()));
         let (rt_id, associated) = match found {
             Some(rt) => {
