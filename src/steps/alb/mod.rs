@@ -139,17 +139,22 @@ struct TargetBefore {
     target: String,
 }
 
+/// The load balancer named `name`, if it exists.
+async fn load_balancer(
+    ctx: &Ctx,
+    name: &str,
+) -> Result<Option<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>, StepError> {
+    let out = ctx.aws.target.elbv2.describe_load_balancers().names(name).send().await;
+    Ok(out
+        .found(name, "DescribeLoadBalancers")?
+        .and_then(|out| out.load_balancers.unwrap_or_default().into_iter().next()))
+}
+
 /// Finds the listener and target groups apply created, with current weights.
 pub async fn locate(ctx: &Ctx) -> Result<Option<Front>, StepError> {
     let elb = &ctx.aws.target.elbv2;
     let name = ctx.cfg.names.own("alb");
-    let lb = elb
-        .describe_load_balancers()
-        .names(&name)
-        .send()
-        .await
-        .found(&name, "DescribeLoadBalancers")?
-        .and_then(|out| out.load_balancers().first().and_then(|l| l.load_balancer_arn()).map(str::to_owned));
+    let lb = load_balancer(ctx, &name).await?.and_then(|l| l.load_balancer_arn);
     let Some(lb) = lb else { return Ok(None) };
     let port = i32::from(ctx.cfg.blue_green.listener_port);
     let listeners = elb.describe_listeners().load_balancer_arn(&lb).send().await.on(&name, "DescribeListeners")?;
@@ -200,17 +205,14 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
     // The load balancer.
     let res = Res::new(STEP, kind::LOAD_BALANCER, "alb", &name);
     // (ARN, whether it is active yet).
-    let (lb_arn, active) =
-        match elb.describe_load_balancers().names(&name).send().await.found(&name, "DescribeLoadBalancers")? {
-            Some(out) if !out.load_balancers().is_empty() => {
-                let lb = &out.load_balancers()[0];
-                let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
-                ctx.adopt(&res, &arn, Some(&arn))?;
-                (arn, lb.state().and_then(|s| s.code()) == Some(&LoadBalancerStateEnum::Active))
-            }
-            Some(_) => (String::new(), false),
-            None => (String::new(), false),
-        };
+    let (lb_arn, active) = match load_balancer(ctx, &name).await? {
+        Some(lb) => {
+            let arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+            ctx.adopt(&res, &arn, Some(&arn))?;
+            (arn, lb.state().and_then(|s| s.code()) == Some(&LoadBalancerStateEnum::Active))
+        }
+        None => (String::new(), false),
+    };
     if subnets.len() < 2 && !ctx.is_plan() {
         return Err(StepError::Invalid(format!(
             "{name}: an ALB needs subnets in at least two Availability Zones; the prod network has {}",
@@ -532,13 +534,7 @@ async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepError> {
     let elb = &ctx.aws.target.elbv2;
     let mut f = Findings::default();
     let name = ctx.cfg.names.own("alb");
-    let lb = elb
-        .describe_load_balancers()
-        .names(&name)
-        .send()
-        .await
-        .found(&name, "DescribeLoadBalancers")?
-        .and_then(|out| out.load_balancers().first().cloned());
+    let lb = load_balancer(ctx, &name).await?;
     let Some(lb) = lb else {
         f.resources.push(Resource::missing("load_balancer", "(prod only)", &name));
         return Ok(f);

@@ -87,16 +87,7 @@ pub(super) async fn read_dev(ctx: &Ctx) -> Result<Option<DevCluster>, StepError>
                 .first()
                 .and_then(|g| g.db_parameter_group_family().map(str::to_owned))
                 .unwrap_or_default();
-            let params: Vec<Parameter> = rds
-                .describe_db_cluster_parameters()
-                .db_cluster_parameter_group_name(group)
-                .source("user")
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .on(format!("dev parameter group {group}"), "DescribeDBClusterParameters")?;
+            let params: Vec<Parameter> = user_parameters(rds, group, format!("dev parameter group {group}")).await?;
             Some((family, params))
         }
     };

@@ -153,16 +153,7 @@ pub(super) async fn converge_parameter_group(
     let have: BTreeMap<String, String> = match &exists {
         Some(arn) => {
             ctx.adopt(&res, name, arn.as_deref())?;
-            let current: Vec<Parameter> = rds
-                .describe_db_cluster_parameters()
-                .db_cluster_parameter_group_name(name)
-                .source("user")
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .on(name, "DescribeDBClusterParameters")?;
+            let current: Vec<Parameter> = user_parameters(rds, name, name).await?;
             current
                 .iter()
                 .filter_map(|p| Some((p.parameter_name()?.to_owned(), p.parameter_value()?.to_owned())))

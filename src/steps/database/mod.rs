@@ -374,6 +374,24 @@ async fn converge(ctx: &Ctx, dev: &DevCluster) -> Result<Outcome, StepError> {
     Ok(Outcome::Done)
 }
 
+/// The parameters set in a cluster parameter group (`source=user`: the
+/// ones that differ from the family's defaults).
+async fn user_parameters(
+    rds: &aws_sdk_rds::Client,
+    group: &str,
+    resource: impl Into<String>,
+) -> Result<Vec<Parameter>, StepError> {
+    rds.describe_db_cluster_parameters()
+        .db_cluster_parameter_group_name(group)
+        .source("user")
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .on(resource, "DescribeDBClusterParameters")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

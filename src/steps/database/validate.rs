@@ -3,6 +3,7 @@
 //! managed by RDS, parameters in sync).
 
 use super::*;
+use crate::aws::call::Named;
 
 pub(super) async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::report::Findings, StepError> {
     use crate::report::{diff, or_none, Check, Findings, Resource};
@@ -71,16 +72,8 @@ pub(super) async fn validate(ctx: &Ctx, dev: &DevCluster) -> Result<crate::repor
     f.resources.push(Resource::compared("db_cluster", dev_id, &n.cluster, d));
     if let Some((_, params)) = &dev.parameters {
         let rds = &ctx.aws.target.rds;
-        let have: Vec<Parameter> = rds
-            .describe_db_cluster_parameters()
-            .db_cluster_parameter_group_name(&n.parameter_group)
-            .source("user")
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .unwrap_or_default();
+        let have: Vec<Parameter> =
+            user_parameters(rds, &n.parameter_group, &n.parameter_group).await.found()?.unwrap_or_default();
         let as_map = |p: &[Parameter]| -> BTreeMap<String, String> {
             p.iter().filter_map(|p| Some((p.parameter_name()?.to_owned(), p.parameter_value()?.to_owned()))).collect()
         };
