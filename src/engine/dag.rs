@@ -218,19 +218,15 @@ mod tests {
         assert!(matches!(topo_order(&dup), Err(DagError::Duplicate(_))));
     }
 
+    /// A step driven through `execute`'s closure; it may start beside its
+    /// `early` dependencies.
     struct Fake {
-        id: &'static str,
-        deps: &'static [&'static str],
-    }
-
-    /// A fake that may start beside its `early` dependencies.
-    struct Early {
         id: &'static str,
         deps: &'static [&'static str],
         early: &'static [&'static str],
     }
 
-    impl Declared for Early {
+    impl Declared for Fake {
         fn about(&self) -> &'static About {
             &About::NONE
         }
@@ -245,7 +241,7 @@ mod tests {
         }
     }
 
-    impl Step for Early {
+    impl Step for Fake {
         async fn run(&self, _ctx: &Ctx) -> Result<Outcome, StepError> {
             unreachable!("driven through execute's closure")
         }
@@ -257,9 +253,9 @@ mod tests {
     #[tokio::test]
     async fn an_early_dependency_only_has_to_be_running_and_a_full_one_done() {
         let steps: Vec<Arc<dyn DynStep>> = vec![
-            Arc::new(Early { id: "network", deps: &[], early: &[] }),
-            Arc::new(Early { id: "database", deps: &["network"], early: &["network"] }),
-            Arc::new(Early { id: "lambda", deps: &["network"], early: &[] }),
+            Arc::new(Fake { id: "network", deps: &[], early: &[] }),
+            Arc::new(Fake { id: "database", deps: &["network"], early: &["network"] }),
+            Arc::new(Fake { id: "lambda", deps: &["network"], early: &[] }),
         ];
         let dag = Dag::new(steps).unwrap();
         let log = Mutex::new(Vec::new());
@@ -285,35 +281,14 @@ mod tests {
         assert!(at("lambda start") > at("network end"), "a full dependency waits: {log:?}");
     }
 
-    impl Declared for Fake {
-        fn about(&self) -> &'static About {
-            &About::NONE
-        }
-        fn id(&self) -> &'static str {
-            self.id
-        }
-        fn deps(&self) -> &'static [&'static str] {
-            self.deps
-        }
-    }
-
-    impl Step for Fake {
-        async fn run(&self, _ctx: &Ctx) -> Result<Outcome, StepError> {
-            unreachable!("driven through execute's closure")
-        }
-        async fn undo(&self, _ctx: &Ctx, _r: &Record) -> Result<(), StepError> {
-            unreachable!()
-        }
-    }
-
     #[tokio::test]
     async fn failure_blocks_dependents_and_independent_steps_finish() {
         let steps: Vec<Arc<dyn DynStep>> = vec![
-            Arc::new(Fake { id: "kms", deps: &[] }),
-            Arc::new(Fake { id: "network", deps: &[] }),
-            Arc::new(Fake { id: "database", deps: &["kms", "network"] }),
-            Arc::new(Fake { id: "monitoring", deps: &["database"] }),
-            Arc::new(Fake { id: "params", deps: &["network"] }),
+            Arc::new(Fake { id: "kms", deps: &[], early: &[] }),
+            Arc::new(Fake { id: "network", deps: &[], early: &[] }),
+            Arc::new(Fake { id: "database", deps: &["kms", "network"], early: &[] }),
+            Arc::new(Fake { id: "monitoring", deps: &["database"], early: &[] }),
+            Arc::new(Fake { id: "params", deps: &["network"], early: &[] }),
         ];
         let dag = Dag::new(steps).unwrap();
         let log = Mutex::new(Vec::new());
@@ -351,7 +326,7 @@ mod tests {
     async fn respects_the_parallelism_bound() {
         let steps: Vec<Arc<dyn DynStep>> = ["a", "b", "c", "d", "e"]
             .into_iter()
-            .map(|id| Arc::new(Fake { id, deps: &[] }) as Arc<dyn DynStep>)
+            .map(|id| Arc::new(Fake { id, deps: &[], early: &[] }) as Arc<dyn DynStep>)
             .collect();
         let dag = Dag::new(steps).unwrap();
         let now = std::sync::atomic::AtomicUsize::new(0);

@@ -276,10 +276,15 @@ impl Report {
 
     /// The totals in one line.
     pub fn totals(&self) -> String {
+        self.totals_with(|n| n.to_string())
+    }
+
+    /// [`Report::totals`] with the resource count written by `count`.
+    fn totals_with(&self, count: impl Fn(usize) -> String) -> String {
         let s = &self.summary;
         format!(
             "{} resources: {} matching, {} with drift, {} missing · checks: {} of {} failed",
-            s.resources,
+            count(s.resources),
             s.matching,
             s.differing,
             s.missing,
@@ -337,7 +342,6 @@ impl Report {
     }
 
     pub fn to_markdown(&self, title: &str) -> String {
-        let s = &self.summary;
         let m = &self.meta;
         let mut out = format!(
             "# {title}\n\n{} · paymig {} · migration `{}` · account {} · {} · journal run {}\n\n",
@@ -348,15 +352,7 @@ impl Report {
             m.region,
             m.run.as_deref().unwrap_or("(none)")
         );
-        out += &format!(
-            "**{}** resources: {} matching, {} with drift, {} missing · checks: {} of {} failed\n\n",
-            s.resources,
-            s.matching,
-            s.differing,
-            s.missing,
-            s.checks_failed,
-            self.checks.len()
-        );
+        out += &format!("{}\n\n", self.totals_with(|n| format!("**{n}**")));
         out.push_str(
             "Expected differences (renames, prod tags, the prod key, settings from the configuration) are named by field; drift is shown in full.\n\n",
         );

@@ -26,28 +26,13 @@ pub(super) fn members_out_of_sync(cluster: &DbCluster) -> Vec<(String, String)> 
 /// rebooted (a new cluster holds no traffic yet), and the step ends once
 /// every member is `in-sync`. `validate` checks the same.
 pub(super) async fn converge_parameters_in_effect(ctx: &Ctx, cluster: &str) -> Result<(), StepError> {
-    if ctx.is_plan() {
-        // A cluster not restored yet has no members; an existing one shows
-        // what a reboot would fix.
-        if let Some(c) = describe_cluster(ctx, cluster).await? {
-            for (id, status) in members_out_of_sync(&c) {
-                let res = Res::new(STEP, kind::DB_INSTANCE, instance_key(cluster, &id), &id);
-                ctx.update(
-                    &res,
-                    &id,
-                    format!("reboot (parameter group {status})"),
-                    InstanceBefore::Rebooted { rebooted: false },
-                    || async { Ok(()) },
-                )
-                .await?;
-            }
-        }
-        return Ok(());
-    }
+    // A cluster not restored yet has no members. A plan shows what a reboot
+    // would fix; apply reboots the members waiting for one (`ctx.update`
+    // makes no call in plan mode).
     let Some(c) = describe_cluster(ctx, cluster).await? else { return Ok(()) };
     let rds = &ctx.aws.target.rds;
     for (id, status) in members_out_of_sync(&c) {
-        if status != "pending-reboot" {
+        if status != "pending-reboot" && !ctx.is_plan() {
             continue;
         }
         let res = Res::new(STEP, kind::DB_INSTANCE, instance_key(cluster, &id), &id);
@@ -62,6 +47,9 @@ pub(super) async fn converge_parameters_in_effect(ctx: &Ctx, cluster: &str) -> R
             },
         )
         .await?;
+    }
+    if ctx.is_plan() {
+        return Ok(());
     }
     poll_until(ctx, STEP, cluster, "running its cluster parameter group (in-sync)", || async {
         let Some(c) = describe_cluster(ctx, cluster).await? else { return Ok(Some(())) };

@@ -86,10 +86,7 @@ pub(super) async fn check_concurrency(ctx: &Ctx) -> Result<(), StepError> {
     let mut held = 0;
     for f in &ctx.cfg.source.lambda_functions {
         let name = ctx.cfg.names.prod(f);
-        let c = ctx.aws.target.lambda.get_function_concurrency().function_name(&name).send().await;
-        if let Some(c) = c.found(&name, "GetFunctionConcurrency")? {
-            held += c.reserved_concurrent_executions().unwrap_or(0);
-        }
+        held += reserved_concurrency(ctx, &name).await?.unwrap_or(0);
     }
     if unreserved + held - wanted < MIN_UNRESERVED {
         return Err(StepError::Invalid(format!(

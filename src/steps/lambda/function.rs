@@ -345,13 +345,7 @@ pub(super) async fn converge_function(ctx: &Ctx, refs: &Counterparts, f: &DevFun
                 )
                 .await?;
             }
-            let reserved = lambda
-                .get_function_concurrency()
-                .function_name(&name)
-                .send()
-                .await
-                .found(&name, "GetFunctionConcurrency")?
-                .and_then(|c| c.reserved_concurrent_executions());
+            let reserved = reserved_concurrency(ctx, &name).await?;
             converge_concurrency(ctx, &res, &f.name, &name, Some(reserved)).await?;
             converge_aliases(ctx, &name, false).await?;
         }
@@ -453,4 +447,11 @@ pub(super) async fn converge_aliases(ctx: &Ctx, name: &str, new: bool) -> Result
         }
     }
     Ok(())
+}
+
+/// A prod function's reserved concurrency (`None`: unreserved, or the
+/// function is gone).
+pub(super) async fn reserved_concurrency(ctx: &Ctx, name: &str) -> Result<Option<i32>, StepError> {
+    let out = ctx.aws.target.lambda.get_function_concurrency().function_name(name).send().await;
+    Ok(out.found(name, "GetFunctionConcurrency")?.and_then(|c| c.reserved_concurrent_executions()))
 }

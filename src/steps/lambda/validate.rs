@@ -62,13 +62,7 @@ pub(super) async fn validate(ctx: &Ctx, dev: &[DevFunction]) -> Result<crate::re
             false,
         );
         f.resources.push(Resource::compared("lambda_function", &d.name, &name, diffs));
-        let reserved = lambda
-            .get_function_concurrency()
-            .function_name(&name)
-            .send()
-            .await
-            .found(&name, "GetFunctionConcurrency")?
-            .and_then(|x| x.reserved_concurrent_executions());
+        let reserved = reserved_concurrency(ctx, &name).await?;
         let want = reserved_for(ctx, &d.name);
         f.checks.push(Check::new(
             "lambda.reserved_concurrency",

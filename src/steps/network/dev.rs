@@ -45,16 +45,23 @@ pub(super) fn filter(name: &str, value: impl Into<String>) -> Filter {
 }
 
 pub(super) async fn dev_attr(ctx: &Ctx, vpc: &str, attr: VpcAttributeName) -> Result<bool, StepError> {
-    let out = ctx
-        .aws
-        .source
-        .ec2
+    vpc_attr(&ctx.aws.source.ec2, vpc, attr, format!("dev vpc {vpc}")).await
+}
+
+/// A VPC's DNS attribute (support or hostnames), on either side.
+pub(super) async fn vpc_attr(
+    ec2: &aws_sdk_ec2::Client,
+    vpc: &str,
+    attr: VpcAttributeName,
+    resource: impl Into<String>,
+) -> Result<bool, StepError> {
+    let out = ec2
         .describe_vpc_attribute()
         .vpc_id(vpc)
         .attribute(attr.clone())
         .send()
         .await
-        .on(format!("dev vpc {vpc}"), "DescribeVpcAttribute")?;
+        .on(resource, "DescribeVpcAttribute")?;
     let v = match attr {
         VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames,
         _ => out.enable_dns_support,

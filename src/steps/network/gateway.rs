@@ -84,18 +84,7 @@ pub(super) async fn converge_endpoints(
                     })
                     .await?;
                 }
-                if current_policy != policy {
-                    ctx.update(&res, &id, "endpoint policy", Prev::Policy { policy: current_policy }, || async {
-                        ec2.modify_vpc_endpoint()
-                            .vpc_endpoint_id(&id)
-                            .policy_document(policy.to_string())
-                            .send()
-                            .await
-                            .on(&name, "ModifyVpcEndpoint")?;
-                        Ok(())
-                    })
-                    .await?;
-                }
+                converge_endpoint_policy(ctx, &res, &id, &name, current_policy, &policy).await?;
             }
             None => {
                 let token = ctx.client_token(&res);
@@ -163,4 +152,30 @@ pub(super) async fn endpoint_prefix_lists(ctx: &Ctx) -> Result<Vec<String>, Step
         .collect();
     ids.sort();
     Ok(ids)
+}
+
+/// Makes an endpoint's policy `want` (gateway and interface endpoints alike),
+/// journaling the one it replaces.
+pub(super) async fn converge_endpoint_policy(
+    ctx: &Ctx,
+    res: &Res,
+    id: &str,
+    name: &str,
+    current: Value,
+    want: &Value,
+) -> Result<(), StepError> {
+    if &current == want {
+        return Ok(());
+    }
+    ctx.update(res, id, "endpoint policy", Prev::Policy { policy: current }, || async {
+        let ec2 = &ctx.aws.target.ec2;
+        ec2.modify_vpc_endpoint()
+            .vpc_endpoint_id(id)
+            .policy_document(want.to_string())
+            .send()
+            .await
+            .on(name, "ModifyVpcEndpoint")?;
+        Ok(())
+    })
+    .await
 }

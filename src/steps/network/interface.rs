@@ -391,18 +391,7 @@ async fn converge(
         }
         if let Some(policy) = &policy {
             let current: Value = e.policy_document().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-            if &current != policy {
-                ctx.update(&res, &id, "endpoint policy", super::Prev::Policy { policy: current.clone() }, || async {
-                    ec2.modify_vpc_endpoint()
-                        .vpc_endpoint_id(&id)
-                        .policy_document(policy.to_string())
-                        .send()
-                        .await
-                        .on(&name, "ModifyVpcEndpoint")?;
-                    Ok(())
-                })
-                .await?;
-            }
+            super::converge_endpoint_policy(ctx, &res, &id, &name, current, policy).await?;
         }
     }
     Ok(ids)

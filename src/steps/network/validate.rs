@@ -27,19 +27,7 @@ pub(super) async fn validate(ctx: &Ctx, dev: &DevVpc) -> Result<crate::report::F
         (VpcAttributeName::EnableDnsSupport, dev.dns_support),
         (VpcAttributeName::EnableDnsHostnames, dev.dns_hostnames),
     ] {
-        let out = ec2
-            .describe_vpc_attribute()
-            .vpc_id(&vpc_id)
-            .attribute(attr.clone())
-            .send()
-            .await
-            .on(&vpc_name, "DescribeVpcAttribute")?;
-        let v = if attr == VpcAttributeName::EnableDnsHostnames {
-            out.enable_dns_hostnames
-        } else {
-            out.enable_dns_support
-        };
-        let have = v.and_then(|b| b.value).unwrap_or(false);
+        let have = vpc_attr(ec2, &vpc_id, attr.clone(), &vpc_name).await?;
         // On in prod though off in dev: private DNS of the interface endpoints needs it.
         diff(&mut d, attr.as_str(), want, have, private_dns && have);
     }

@@ -80,19 +80,7 @@ pub(super) async fn converge_vpc(
             // A new VPC starts with DNS support on and hostnames off.
             attr == VpcAttributeName::EnableDnsSupport
         } else {
-            let out = ec2
-                .describe_vpc_attribute()
-                .vpc_id(&vpc_id)
-                .attribute(attr.clone())
-                .send()
-                .await
-                .on(name, "DescribeVpcAttribute")?;
-            let v = if attr == VpcAttributeName::EnableDnsHostnames {
-                out.enable_dns_hostnames
-            } else {
-                out.enable_dns_support
-            };
-            v.and_then(|b| b.value).unwrap_or(false)
+            vpc_attr(ec2, &vpc_id, attr.clone(), name).await?
         };
         if have != want {
             let label = attr.as_str().to_owned();
