@@ -13,9 +13,8 @@ pub async fn run(cfg: Config, args: crate::cli::ApplyArgs) -> Result<()> {
     let parallelism = usize::from(parallelism);
     let yes = confirm.yes;
     super::require_confirmable(yes, "paymig apply")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "apply", confirm.lock_timeout).await?;
     let dag = super::build_dag()?;
-    let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let super::Writing { mut ctx, journal, lock: _lock } = super::open_writing(cfg, "apply", &confirm).await?;
     ctx.parallelism = parallelism;
     super::announce_reads(&ctx);
     super::preflight(&ctx, &dag).await?;

@@ -4,7 +4,6 @@
 use super::undo::{begin, finish, in_full, Preview};
 use crate::config::Config;
 use crate::engine::undo::{destroy_target, replay, sweep};
-use crate::engine::Mode;
 use crate::error::Result;
 
 pub async fn run(cfg: Config, args: crate::cli::DestroyArgs) -> Result<()> {
@@ -13,9 +12,8 @@ pub async fn run(cfg: Config, args: crate::cli::DestroyArgs) -> Result<()> {
     let yes = confirm.yes;
     let dag = super::build_dag()?;
     if dry_run {
-        let journal = super::open_read_only(&cfg)?;
-        let todo = destroy_target(journal.as_deref());
-        let ctx = super::connect(cfg, Mode::Plan, journal).await?;
+        let ctx = super::open_reading(cfg).await?;
+        let todo = destroy_target(ctx.journal.as_deref());
         let preview = Preview::gather(&ctx, dag.steps(), todo, true).await;
         preview.print(&ctx, "paymig destroy --dry-run: would undo every journaled change", "destroy", true);
         println!("nothing was changed");
@@ -23,10 +21,9 @@ pub async fn run(cfg: Config, args: crate::cli::DestroyArgs) -> Result<()> {
         return Ok(());
     }
     super::require_confirmable(yes, "paymig destroy")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "destroy", confirm.lock_timeout).await?;
-    let todo = destroy_target(Some(&journal));
-    let mut ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let super::Writing { mut ctx, journal, lock: _lock } = super::open_writing(cfg, "destroy", &confirm).await?;
     ctx.parallelism = parallelism;
+    let todo = destroy_target(Some(&journal));
     let preview = Preview::gather(&ctx, dag.steps(), todo, true).await;
     preview.print(&ctx, "paymig destroy: undoing every journaled change", "destroy", in_full(yes));
     preview.log_at_risk();

@@ -106,6 +106,30 @@ pub(crate) fn store(cfg: &Config) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// What a command that changes prod runs with, opened once: the lock it
+/// holds until it ends (released when this is dropped), the journal
+/// (repaired if a crash tore its last line) and the context in apply mode.
+pub struct Writing {
+    pub ctx: Ctx,
+    pub journal: Arc<Journal>,
+    pub lock: Lock,
+}
+
+/// Takes the lock (waiting up to `--lock-timeout`), opens the journal, then
+/// connects: everything a writing command needs, in that order.
+pub async fn open_writing(cfg: Config, command: &str, confirm: &crate::cli::Confirm) -> Result<Writing> {
+    let (lock, journal) = lock_and_open(&cfg, command, confirm.lock_timeout).await?;
+    let ctx = connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    Ok(Writing { ctx, journal, lock })
+}
+
+/// What a command that only reads runs with: the journal, if there is one
+/// (never locked, never repaired), inside a context in plan mode.
+pub async fn open_reading(cfg: Config) -> Result<Ctx> {
+    let journal = open_read_only(&cfg)?;
+    connect(cfg, Mode::Plan, journal).await
+}
+
 /// Takes the migration's lock — waiting up to `--lock-timeout` for another
 /// run to release it — then opens (and if needed repairs) its journal.
 pub async fn lock_and_open(cfg: &Config, command: &str, timeout: std::time::Duration) -> Result<(Lock, Arc<Journal>)> {

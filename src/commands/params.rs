@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::engine::dag::Dag;
-use crate::engine::{Declared, DynStep, Mode, Outcome};
+use crate::engine::{Declared, DynStep, Outcome};
 use crate::error::{Error, Result};
 use crate::steps::params::{Params, Report};
 
@@ -16,16 +16,14 @@ pub async fn run(cfg: Config, args: crate::cli::ParamsArgs) -> Result<()> {
     let step = Arc::new(Params::new(overwrite));
     let dag = Dag::new(vec![step.clone() as Arc<dyn DynStep>]).map_err(|e| Error::Usage(e.to_string()))?;
     if dry_run {
-        let journal = super::open_read_only(&cfg)?;
-        let ctx = super::connect(cfg, Mode::Plan, journal).await?;
+        let ctx = super::open_reading(cfg).await?;
         let outcome = step.run(&ctx).await.map_err(|e| Error::StepsFailed { lines: vec![e.to_string()] })?;
         print_report("paymig params --dry-run", &step.report(), outcome);
         super::report_calls(&ctx.aws);
         return Ok(());
     }
     super::require_confirmable(yes, "paymig params")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "params", confirm.lock_timeout).await?;
-    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let super::Writing { ctx, journal, lock: _lock } = super::open_writing(cfg, "params", &confirm).await?;
     super::preflight(&ctx, &dag).await?;
     super::confirm(
         yes,

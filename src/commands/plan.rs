@@ -6,14 +6,13 @@ use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::engine::dag::Status;
 use crate::engine::plan::{compute, Plan};
-use crate::engine::{Action, Mode};
+use crate::engine::Action;
 use crate::error::{Error, Result};
 
 pub async fn run(cfg: Config, args: crate::cli::PlanArgs) -> Result<()> {
     let crate::cli::PlanArgs { format, detailed_exitcode } = args;
-    let journal = super::open_read_only(&cfg)?;
     let dag = super::build_dag()?;
-    let ctx = super::connect(cfg, Mode::Plan, journal).await?;
+    let ctx = super::open_reading(cfg).await?;
     super::announce_reads(&ctx);
     super::preflight(&ctx, &dag).await?;
     let plan = compute(&ctx, &dag).await;

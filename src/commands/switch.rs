@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::cli::Color;
 use crate::config::Config;
-use crate::engine::{Mode, StepError};
+use crate::engine::StepError;
 use crate::error::{Error, Result};
 use crate::steps::alb::shift::{self, Ended, Shift};
 
@@ -23,8 +23,7 @@ pub async fn run(cfg: Config, args: crate::cli::SwitchArgs) -> Result<()> {
         return Err(Error::Usage("--canary is a percentage between 1 and 99\nhelp: for example `paymig switch --to green --canary 10 --interval 300`".into()));
     }
     super::require_confirmable(yes, "paymig switch")?;
-    let (_lock, journal) = super::lock_and_open(&cfg, "switch", confirm.lock_timeout).await?;
-    let ctx = super::connect(cfg, Mode::Apply, Some(journal.clone())).await?;
+    let super::Writing { ctx, journal, lock: _lock } = super::open_writing(cfg, "switch", &confirm).await?;
     let failed = |e: StepError| Error::StepsFailed { lines: vec![e.to_string()] };
     let front = match shift::preflight(&ctx, to).await.map_err(failed)? {
         Ok(front) => front,

@@ -5,7 +5,6 @@
 
 use crate::cli::ReportFormat;
 use crate::config::Config;
-use crate::engine::Mode;
 use crate::error::{Error, Result};
 
 pub async fn run(cfg: Config, args: crate::cli::ValidateArgs) -> Result<()> {
@@ -19,9 +18,8 @@ pub async fn run(cfg: Config, args: crate::cli::ValidateArgs) -> Result<()> {
             ReportFormat::Md
         }
     });
-    let journal = super::open_read_only(&cfg)?;
     let dag = super::build_dag()?;
-    let ctx = super::connect(cfg, Mode::Plan, journal).await?;
+    let ctx = super::open_reading(cfg).await?;
     super::preflight(&ctx, &dag).await?;
     let report = match crate::engine::validate::run(&ctx, &dag).await {
         Ok(report) => report,
