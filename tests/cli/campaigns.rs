@@ -281,7 +281,7 @@ async fn crash_campaign_at_journal_boundaries_and_random_times() {
 
 /// The larger run (scripts/crash-campaign): every `PAYMIG_CRASH_EVERY`th
 /// (default second; 1 for all) journal boundary of the full stack plus
-/// `PAYMIG_CRASH_RANDOM` (default 40) random moments, with a line per round
+/// `PAYMIG_CRASH_RANDOM` (default 20) random moments, with a line per round
 /// and a verdict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "long: run by scripts/crash-campaign"]
@@ -289,7 +289,7 @@ async fn crash_campaign_every_boundary() {
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     campaign(
         Boundaries::Every(env("PAYMIG_CRASH_EVERY", 2) as usize),
-        env("PAYMIG_CRASH_RANDOM", 40) as usize,
+        env("PAYMIG_CRASH_RANDOM", 20) as usize,
         env("PAYMIG_CRASH_SEED", 7),
         env("PAYMIG_CRASH_PARALLEL", 4) as usize,
     )
