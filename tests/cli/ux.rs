@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{Paymig, World};
+use crate::support::{Paymig, World, COMMANDS};
 
 fn snapshot_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name)
@@ -30,23 +30,6 @@ fn assert_snapshot(name: &str, actual: &str) {
         );
     }
 }
-
-const COMMANDS: [&str; 14] = [
-    "plan",
-    "apply",
-    "params",
-    "validate",
-    "switch",
-    "rollback",
-    "destroy",
-    "status",
-    "iam-policy",
-    "ci-template",
-    "unlock",
-    "completions",
-    "man",
-    "help",
-];
 
 #[test]
 fn help_text_matches_its_snapshots_and_every_command_has_an_example() {

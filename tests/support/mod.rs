@@ -88,6 +88,24 @@ pub async fn group_id(c: &fixture::Clients, name: &str) -> String {
         .to_owned()
 }
 
+/// Every paymig subcommand, as `paymig --help` lists them.
+pub const COMMANDS: [&str; 14] = [
+    "plan",
+    "apply",
+    "params",
+    "validate",
+    "switch",
+    "rollback",
+    "destroy",
+    "status",
+    "iam-policy",
+    "ci-template",
+    "unlock",
+    "completions",
+    "man",
+    "help",
+];
+
 /// A paymig invocation.
 pub struct Paymig {
     cmd: Command,
@@ -295,28 +313,14 @@ impl Paymig {
     }
 
     /// Whether this invocation cannot write anywhere: `plan`, `validate`,
-    /// `status`, `iam-policy`, `ci-template`, help, or a `--dry-run`.
+    /// `status`, `iam-policy`, `ci-template`, `help`/`--help`, or a `--dry-run`.
     fn is_read_only(&self) -> bool {
         let args: Vec<String> = self.cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        const COMMANDS: [&str; 13] = [
-            "plan",
-            "apply",
-            "rollback",
-            "destroy",
-            "status",
-            "iam-policy",
-            "ci-template",
-            "unlock",
-            "params",
-            "validate",
-            "switch",
-            "completions",
-            "man",
-        ];
         let command = args.iter().find(|a| COMMANDS.contains(&a.as_str()));
         args.iter().any(|a| a == "--dry-run" || a == "--help" || a == "-h")
-            || command
-                .is_some_and(|c| ["plan", "validate", "status", "iam-policy", "ci-template"].contains(&c.as_str()))
+            || command.is_some_and(|c| {
+                ["plan", "validate", "status", "iam-policy", "ci-template", "help"].contains(&c.as_str())
+            })
     }
 
     pub fn run(mut self) -> Run {
