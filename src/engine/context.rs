@@ -191,3 +191,21 @@ impl Ctx {
         self.notices.lock().expect("notices poisoned").clone()
     }
 }
+
+/// A context for the engine's unit tests: the reference configuration, SDK
+/// clients that are built but never called, and, in apply mode, a fresh
+/// in-memory journal with a run begun.
+#[cfg(test)]
+pub(crate) async fn test_ctx(mode: Mode) -> Ctx {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap();
+    let mut cfg = Config::parse(std::path::Path::new("migrations.toml"), &text).unwrap();
+    (cfg.source.profile, cfg.target.profile) = (None, None);
+    let aws = Aws::connect(&cfg).await;
+    let journal = (mode != Mode::Plan).then(|| {
+        let store = Arc::new(super::store::memory::MemoryStore::default());
+        let (journal, _) = Journal::open(store, "payments", true).unwrap();
+        journal.begin_run("apply").unwrap();
+        Arc::new(journal)
+    });
+    Ctx::new(cfg, aws, mode, journal, "123456789012".into())
+}

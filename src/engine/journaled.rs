@@ -294,17 +294,10 @@ impl Created<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::Aws;
-    use crate::config::Config;
     use serde_json::json;
-    use std::sync::Arc;
 
     async fn plan_ctx() -> Ctx {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap();
-        let mut cfg = Config::parse(std::path::Path::new("migrations.toml"), &text).unwrap();
-        (cfg.source.profile, cfg.target.profile) = (None, None);
-        let aws = Aws::connect(&cfg).await;
-        Ctx::new(cfg, aws, Mode::Plan, None, "123456789012".into())
+        crate::engine::context::test_ctx(Mode::Plan).await
     }
 
     #[tokio::test]
@@ -333,11 +326,7 @@ mod tests {
 
     /// An apply context over a fresh in-memory journal, with a run begun.
     async fn apply_ctx() -> Ctx {
-        let plan = plan_ctx().await;
-        let store = Arc::new(store::memory::MemoryStore::default());
-        let (journal, _) = Journal::open(store, "payments", true).unwrap();
-        journal.begin_run("apply").unwrap();
-        Ctx::new(plan.cfg, plan.aws, Mode::Apply, Some(Arc::new(journal)), plan.account)
+        crate::engine::context::test_ctx(Mode::Apply).await
     }
 
     /// An intent left without outcome, as a killed run leaves it.

@@ -240,10 +240,13 @@ pub fn estimate(
 /// step starts the moment every step that depends on it is undone (never
 /// waiting for unrelated slower steps), up to `parallelism` steps at once;
 /// inside a step sibling creates go side by side (in batches where the step
-/// has a batch delete). A failed step does not hold the others back (undo
-/// does what it can; its failures are reported); a signal or a journal
-/// failure starts nothing new. Returns what was deleted and restored, and
-/// the failures.
+/// has a batch delete). A failure holds back only what it may still be
+/// using: the rest of its step's records (created before it: a VPC before
+/// its subnets) and the steps whose undo waits for its step — deleting those
+/// would meet `DependencyViolation` until the wait bound (an hour), never
+/// succeed. Unrelated steps go on; what is held back stays journaled for the
+/// re-run. A signal or a journal failure starts nothing new. Returns what
+/// was deleted, restored and held back, and the failures.
 pub async fn replay(ctx: &Ctx, journal: &Journal, dag: &Dag, records: &[Record], command: &str) -> Tally {
     use crate::progress::{self, State};
     use futures::stream::{FuturesUnordered, StreamExt};
@@ -269,18 +272,38 @@ pub async fn replay(ctx: &Ctx, journal: &Journal, dag: &Dag, records: &[Record],
             if halted || running.len() >= parallelism {
                 break;
             }
-            if !started.contains(s.id) && s.after.iter().all(|a| finished.contains(a)) {
-                started.insert(s.id);
-                let fatal = &fatal;
-                let recs = s.records.clone();
-                running.push(async move {
-                    let began = std::time::Instant::now();
-                    (s.id, began, undo_step(ctx, journal, steps, dropped, fatal, recs).await)
-                });
+            if started.contains(s.id) || !s.after.iter().all(|a| finished.contains(a)) {
+                continue;
             }
+            started.insert(s.id);
+            if let Some(first) = s.after.iter().find(|a| total.stopped.contains(**a)) {
+                // Everything it waited for has ended, so the steps after
+                // it in this order see it finished on this same pass.
+                finished.insert(s.id);
+                total.stopped.insert(s.id);
+                total.held += s.records.len();
+                let why = format!(
+                    "held back: [{first}] did not finish undoing, and may still use these; re-run once it is fixed"
+                );
+                tracing::warn!(step = s.id, resources = s.records.len(), "{why}");
+                progress::set(s.id, State::Blocked, &why);
+                continue;
+            }
+            let fatal = &fatal;
+            let recs = s.records.clone();
+            running.push(async move {
+                let began = std::time::Instant::now();
+                (s.id, began, undo_step(ctx, journal, steps, dropped, fatal, recs).await)
+            });
+        }
+        if running.is_empty()
+            && !halted
+            && plan.steps.iter().any(|s| !started.contains(s.id) && s.after.iter().all(|a| finished.contains(a)))
+        {
+            continue;
         }
         let Some((id, began, tally)) = running.next().await else { break };
-        let status = if tally.failures.is_empty() { "done" } else { "failed" };
+        let status = if tally.failures.is_empty() && tally.held == 0 { "done" } else { "failed" };
         ctx.step_time(id, began, began.elapsed(), status, tally.deleted + tally.restored);
         finished.insert(id);
         total.add(tally);
@@ -289,7 +312,8 @@ pub async fn replay(ctx: &Ctx, journal: &Journal, dag: &Dag, records: &[Record],
         progress::set(s.id, State::Blocked, "not started: the run was asked to stop");
     }
     // What a signal (or a journal failure) kept from starting.
-    total.not_started = records.len().saturating_sub(total.deleted + total.restored + total.failures.len());
+    total.not_started =
+        records.len().saturating_sub(total.deleted + total.restored + total.failures.len() + total.held);
     total
 }
 
@@ -300,21 +324,31 @@ pub struct Tally {
     pub deleted: usize,
     pub restored: usize,
     pub failures: Vec<String>,
+    /// Records left in place behind a failure that may still use them.
+    pub held: usize,
     /// Records never started (a signal stopped the run first).
     pub not_started: usize,
+    /// The steps that failed or were held back: the sweep leaves them,
+    /// and what they may still use, alone.
+    pub stopped: std::collections::BTreeSet<&'static str>,
 }
 
 impl Tally {
     fn add(&mut self, other: Tally) {
         self.deleted += other.deleted;
         self.restored += other.restored;
+        self.held += other.held;
         self.failures.extend(other.failures);
+        self.stopped.extend(other.stopped);
     }
 }
 
 impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} deleted, {} restored", self.deleted, self.restored)?;
+        if self.held > 0 {
+            write!(f, ", {} held back behind a failure (re-run to resume)", self.held)?;
+        }
         if self.not_started > 0 {
             write!(f, ", {} not started (re-run to resume)", self.not_started)?;
         }
@@ -323,8 +357,9 @@ impl std::fmt::Display for Tally {
 }
 
 /// One step's records (newest first): its sibling groups in order, each
-/// side by side; returns the failures. Stops early once a journal write
-/// failed anywhere (`fatal`).
+/// side by side; returns the failures. After a group with a failure the
+/// step's older records are held back (they may contain what failed);
+/// stops early once a journal write failed anywhere (`fatal`).
 async fn undo_step(
     ctx: &Ctx,
     journal: &Journal,
@@ -345,10 +380,19 @@ async fn undo_step(
     let owned: Vec<Record> = recs.into_iter().cloned().collect();
     let mut failures = Vec::new();
     let mut tally = Tally::default();
-    for group in sibling_groups(&owned) {
+    let groups = sibling_groups(&owned);
+    let total = groups.iter().map(Vec::len).sum::<usize>();
+    let mut ended = 0;
+    for group in groups {
         if fatal.load(Ordering::Relaxed) {
             break;
         }
+        if !failures.is_empty() {
+            tally.held = total - ended;
+            tracing::warn!(step = %step_id, resources = tally.held, "held back: created before what failed, they may contain it; re-run once it is fixed");
+            break;
+        }
+        ended += group.len();
         let results: Vec<Outcome> = futures::stream::iter(group.chunks(batch).map(|chunk| {
             crate::aws::in_lane(
                 format!("{step_id}/{}", chunk[0].intent.key),
@@ -382,6 +426,11 @@ async fn undo_step(
         };
         progress::set(&step_id, state, &note);
     }
+    if !failures.is_empty() {
+        if let Some(known) = known {
+            tally.stopped.insert(known.id());
+        }
+    }
     tally.failures = failures;
     tally
 }
@@ -402,6 +451,10 @@ pub async fn sweep(
     for step in steps.iter().rev() {
         if crate::signals::stopping() {
             break;
+        }
+        // What a failed undo may still use fails the same way here.
+        if tally.stopped.iter().any(|f| *f == step.id() || undo_reaches(f, step.id(), steps)) {
+            continue;
         }
         match step.sweep(ctx, look).await {
             Ok(found) => swept.extend(found.into_iter().map(|s| (step.id(), s))),
@@ -536,6 +589,7 @@ fn depends_on(later: &Record, earlier: &Record, steps: &[std::sync::Arc<dyn crat
 mod tests {
     use super::*;
     use crate::engine::journal::Intent;
+    use crate::engine::dag::Dag;
     use serde_json::Value;
 
     fn rec(seq: u64, step: &str, op: Op, kind: &str, key: &str) -> Record {
@@ -614,5 +668,127 @@ mod tests {
         let groups: Vec<Vec<u64>> =
             sibling_groups(&records).iter().map(|g| g.iter().map(|r| r.seq).collect()).collect();
         assert_eq!(groups, vec![vec![5, 4], vec![3], vec![2], vec![1]]);
+    }
+
+    /// A step whose undo fails for the keys in `fails` and logs every
+    /// undo and sweep it is asked for.
+    struct Undoer {
+        id: &'static str,
+        deps: &'static [&'static str],
+        fails: &'static [&'static str],
+        log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl crate::engine::Declared for Undoer {
+        fn about(&self) -> &'static crate::engine::About {
+            &crate::engine::About::NONE
+        }
+        fn id(&self) -> &'static str {
+            self.id
+        }
+        fn deps(&self) -> &'static [&'static str] {
+            self.deps
+        }
+    }
+
+    impl crate::engine::Step for Undoer {
+        async fn run(&self, _ctx: &Ctx) -> Result<crate::engine::Outcome, crate::engine::StepError> {
+            unreachable!("undo only")
+        }
+        async fn undo(&self, _ctx: &Ctx, r: &Record) -> Result<(), crate::engine::StepError> {
+            self.log.lock().unwrap().push(format!("undo {}", r.intent.key));
+            if self.fails.contains(&r.intent.key.as_str()) {
+                return Err(crate::engine::StepError::Invalid(format!("{} refused", r.intent.key)));
+            }
+            Ok(())
+        }
+        async fn sweep(&self, _ctx: &Ctx, _look: bool) -> Result<Vec<Swept>, crate::engine::StepError> {
+            self.log.lock().unwrap().push(format!("sweep {}", self.id));
+            Ok(Vec::new())
+        }
+    }
+
+    /// Journals creates (oldest first: `(step, kind, key)`) in one run and
+    /// replays their undo newest first with `fails` failing; returns the
+    /// tally, what was undone or swept, in order, and the records still live.
+    async fn undo_with(
+        creates: &[(&str, &str, &str)],
+        fails: &'static [&'static str],
+    ) -> (Tally, Vec<String>, Vec<String>) {
+        let ctx = crate::engine::context::test_ctx(crate::engine::Mode::Apply).await;
+        let journal = ctx.journal.clone().unwrap();
+        let journal = &*journal;
+        for (step, kind, key) in creates {
+            let intent = Intent {
+                step: (*step).into(),
+                op: Op::Create,
+                kind: (*kind).into(),
+                key: (*key).into(),
+                name: (*key).into(),
+                prev: Value::Null,
+                data: Value::Null,
+            };
+            let seq = journal.intent(intent).unwrap();
+            journal.done(seq, key, None, Value::Null).unwrap();
+        }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let step = |id, deps| -> std::sync::Arc<dyn crate::engine::DynStep> {
+            std::sync::Arc::new(Undoer { id, deps, fails, log: log.clone() })
+        };
+        let dag = Dag::new(vec![step("network", &[]), step("monitoring", &[]), step("lambda", &["network"])]).unwrap();
+        let todo = destroy_target(Some(journal));
+        let mut tally = replay(&ctx, journal, &dag, &todo, "destroy").await;
+        sweep(&ctx, dag.steps(), &mut tally, false).await;
+        let live = journal.records().into_iter().filter(Record::is_live).map(|r| r.intent.key).collect();
+        let log = log.lock().unwrap().clone();
+        (tally, log, live)
+    }
+
+    const STACK: [(&str, &str, &str); 5] = [
+        ("network", "vpc", "vpc"),
+        ("network", "subnet", "subnet-a"),
+        ("network", "subnet", "subnet-b"),
+        ("monitoring", "alarm", "alarm"),
+        ("lambda", "lambda_function", "function"),
+    ];
+
+    #[tokio::test]
+    async fn a_failed_delete_holds_back_what_was_created_before_it_in_its_step() {
+        let (tally, log, live) = undo_with(&STACK, &["subnet-b"]).await;
+        // Both subnets were tried (siblings), the VPC that holds them was not:
+        // its delete could only meet DependencyViolation until the bound.
+        assert!(log.contains(&"undo subnet-a".to_owned()) && log.contains(&"undo subnet-b".to_owned()), "{log:?}");
+        assert!(!log.contains(&"undo vpc".to_owned()), "the VPC is held back: {log:?}");
+        assert_eq!((tally.deleted, tally.held, tally.failures.len(), tally.not_started), (3, 1, 1, 0));
+        assert!(tally.failures[0].contains("subnet-b refused"), "{:?}", tally.failures);
+        assert!(tally.to_string().contains("1 held back behind a failure (re-run to resume)"), "{tally}");
+        assert_eq!(live, vec!["vpc", "subnet-b"], "what was not undone stays journaled for the re-run");
+        // The sweep leaves the failed step alone; the others are swept.
+        assert!(!log.contains(&"sweep network".to_owned()), "{log:?}");
+        assert!(log.contains(&"sweep monitoring".to_owned()) && log.contains(&"sweep lambda".to_owned()), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_step_holds_back_the_steps_it_may_still_use_and_no_other() {
+        let (tally, log, live) = undo_with(&STACK, &["function"]).await;
+        // The function may still use the network (its interfaces): network
+        // is neither undone nor swept; monitoring is independent and is.
+        assert!(!log.iter().any(|l| l.starts_with("undo vpc") || l.starts_with("undo subnet")), "{log:?}");
+        assert!(log.contains(&"undo alarm".to_owned()), "{log:?}");
+        assert!(!log.contains(&"sweep network".to_owned()) && !log.contains(&"sweep lambda".to_owned()), "{log:?}");
+        assert!(log.contains(&"sweep monitoring".to_owned()), "{log:?}");
+        assert_eq!((tally.deleted, tally.held, tally.failures.len(), tally.not_started), (1, 3, 1, 0));
+        assert_eq!(live, vec!["vpc", "subnet-a", "subnet-b", "function"]);
+        assert!(tally.stopped.contains("network") && tally.stopped.contains("lambda"), "{:?}", tally.stopped);
+    }
+
+    #[tokio::test]
+    async fn without_a_failure_everything_is_undone_and_swept() {
+        let (tally, log, live) = undo_with(&STACK, &[]).await;
+        assert_eq!((tally.deleted, tally.held, tally.failures.len()), (5, 0, 0));
+        assert!(live.is_empty(), "{live:?}");
+        let at = |e: &str| log.iter().position(|x| x == e).unwrap_or_else(|| panic!("{e} missing: {log:?}"));
+        assert!(at("undo function") < at("undo subnet-a") && at("undo subnet-b") < at("undo vpc"), "{log:?}");
+        assert!(at("sweep lambda") < at("sweep network"), "dependents are swept first: {log:?}");
     }
 }
