@@ -15,6 +15,12 @@ and names them by the minute (`rds:<cluster>-YYYY-MM-DD-HH-MM`), so a
 cluster deleted and restored again within one minute would meet its own
 old automated snapshot (DBClusterSnapshotAlreadyExistsFault).
 
+And its SSM DescribeParameters honours MaxResults (1 to 50, 10 when
+absent) as AWS does, resuming each page where the last one stopped: moto
+always answers ten per page and filters every parameter of the account
+again for each page, so listing 2,000 parameters took it 200 pages of
+4,000 filter checks each.
+
 Run as `python moto_catalogue.py <moto_server arguments>`.
 """
 
@@ -110,12 +116,54 @@ def _apply():
     RDSBackend.delete_db_cluster = delete_db_cluster
 
 
-class _PatchRdsOnImport:
-    """moto loads a service's modules on its first request: patch RDS then,
-    so servers that never see RDS start as fast as moto's own."""
+def describe_parameters(self):
+    """SSM DescribeParameters with AWS's page size (MaxResults, 1-50) and a
+    NextToken that says where the scan stopped (opaque on AWS too), so a
+    listing reads each parameter once instead of once per page."""
+    from moto.core.responses import ActionResult
+
+    backend = self.ssm_backend
+    page_size = max(1, min(50, int(self._get_param("MaxResults") or 10)))
+    token = self._get_param("NextToken")
+    start = int(token.strip() if hasattr(token, "strip") and token.strip() else token or 0)
+    filters, parameter_filters = self._get_param("Filters"), self._get_param("ParameterFilters")
+    if filters:
+        # The legacy Filters: moto's own matching over the whole list.
+        result = backend.describe_parameters(filters, parameter_filters)
+        page, end = result[start : start + page_size], min(start + page_size, len(result))
+        more = end < len(result)
+    else:
+        backend._validate_parameter_filters(parameter_filters, by_path=False)
+        names = list(backend._parameters)
+        page, end = [], start
+        while end < len(names) and len(page) < page_size:
+            parameter = backend.get_parameter(names[end])
+            end += 1
+            if parameter is not None and backend._match_filters(parameter, parameter_filters):
+                page.append(parameter)
+        more = end < len(names)
+    response = {"Parameters": [p.describe_response_object(False) for p in page]}
+    if more:
+        response["NextToken"] = str(end)
+    return ActionResult(response)
+
+
+def _apply_ssm():
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    SimpleSystemManagerResponse.describe_parameters = describe_parameters
+
+
+# Module moto loads on a service's first request -> the patch to apply then.
+PATCHES = {"moto.rds.responses": _apply, "moto.ssm.responses": _apply_ssm}
+
+
+class _PatchOnImport:
+    """moto loads a service's modules on its first request: patch RDS and
+    SSM then, so servers that never see them start as fast as moto's own."""
 
     def find_spec(self, name, path, target=None):
-        if name != "moto.rds.responses":
+        if name not in PATCHES:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -129,14 +177,14 @@ class _PatchRdsOnImport:
 
         def exec_module(module):
             load(module)
-            _apply()
+            PATCHES[name]()
 
         spec.loader.exec_module = exec_module
         return spec
 
 
 if __name__ == "__main__":
-    sys.meta_path.insert(0, _PatchRdsOnImport())
+    sys.meta_path.insert(0, _PatchOnImport())
     from moto.server import main
 
     main(sys.argv[1:])

@@ -144,6 +144,7 @@ async fn two_thousand_parameters_migrate_without_a_failure() {
             .prod
             .ssm
             .describe_parameters()
+            .max_results(50)
             .parameter_filters(
                 aws_sdk_ssm::types::ParameterStringFilter::builder()
                     .key("Path")
