@@ -588,8 +588,8 @@ fn depends_on(later: &Record, earlier: &Record, steps: &[std::sync::Arc<dyn crat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::journal::Intent;
     use crate::engine::dag::Dag;
+    use crate::engine::journal::Intent;
     use serde_json::Value;
 
     fn rec(seq: u64, step: &str, op: Op, kind: &str, key: &str) -> Record {

@@ -2,7 +2,7 @@
 //! journal boundaries and at seeded random times, and runs through a proxy
 //! injecting seeded faults. After each: convergence, no duplicate of any
 //! resource kind, a consistent journal, a destroy that leaves nothing — and
-//! dev untouched by every command (the `World` guard).
+//! dev untouched (fingerprinted around each round, [`DevGuard`]).
 //!
 //! Each round migrates to its own environment suffix (`k001`, `k002`…) with
 //! its own journal, so rounds run side by side on one emulator without
@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::support::inventory::{duplicates, prod_inventory, Inventory};
 use crate::support::proxy::{Fault, Proxy, ProxyConfig};
-use crate::support::{Paymig, Run, World};
+use crate::support::{DevGuard, Paymig, Run, World};
 
 /// A config for environment `suffix` with its own journal.
 pub fn round_config(w: &World, suffix: &str) -> PathBuf {
@@ -108,8 +108,9 @@ pub enum Kill {
     After(Duration),
 }
 
+/// A run of a round; dev is guarded around the whole round ([`DevGuard`]).
 async fn paymig(w: &World, via: Option<&str>, config: &std::path::Path, args: &[&str], kill: Option<Kill>) -> Run {
-    let mut p = Paymig::new(via.unwrap_or(&w.moto.endpoint), config).args(args).guard_dev(&w.moto.endpoint);
+    let mut p = Paymig::new(via.unwrap_or(&w.moto.endpoint), config).args(args);
     match kill {
         None => tokio::task::spawn_blocking(move || p.run()).await.unwrap(),
         Some(Kill::AfterWrites(n)) => {
@@ -137,6 +138,7 @@ pub async fn crash_round(
     expected: &BTreeMap<&'static str, Vec<String>>,
 ) -> bool {
     let config = round_config(w, &suffix);
+    let dev = DevGuard::take(&w.moto.endpoint).await;
     let killed = paymig(w, via, &config, &["apply", "--yes"], Some(kill)).await;
     let landed = killed.code.is_none();
     if matches!(kill, Kill::AfterWrites(_)) {
@@ -165,6 +167,7 @@ pub async fn crash_round(
     assert_eq!(destroy.code, Some(0), "{suffix}: destroy after {kill:?}\n{}", destroy.stderr);
     let left = prod_inventory(&w.moto.endpoint, &suffix).await;
     assert!(left.is_empty(), "{suffix}: destroy after {kill:?} left {left:?}");
+    dev.check(&format!("crash round {suffix} (killed {kill:?}, resumed, re-applied, destroyed)")).await;
     landed
 }
 
@@ -216,6 +219,7 @@ fn kill_points(journal: &std::path::Path, boundaries: &Boundaries) -> Vec<u64> {
 /// journal writes, the wall time of the apply, and its journal.
 async fn reference(w: &World) -> (BTreeMap<&'static str, Vec<String>>, u64, Duration, std::path::PathBuf) {
     let config = round_config(w, "k000");
+    let dev = DevGuard::take(&w.moto.endpoint).await;
     let t = Instant::now();
     paymig(w, None, &config, &["apply", "--yes"], None).await.expect_code(0);
     let took = t.elapsed();
@@ -227,6 +231,7 @@ async fn reference(w: &World) -> (BTreeMap<&'static str, Vec<String>>, u64, Dura
     }
     paymig(w, None, &config, &["destroy", "--yes"], None).await.expect_code(0);
     assert!(prod_inventory(&w.moto.endpoint, "k000").await.is_empty());
+    dev.check("the reference apply and its destroy").await;
     (shape(&inv, "k000"), writes, took, journal_file(w, "k000"))
 }
 

@@ -106,6 +106,40 @@ pub const COMMANDS: [&str; 14] = [
     "help",
 ];
 
+/// Panics, showing where, when dev's fingerprint changed across `what`.
+#[track_caller]
+fn dev_unchanged(before: &str, after: &str, what: &str, stderr: &str) {
+    if before != after {
+        let first = before.lines().zip(after.lines()).position(|(a, b)| a != b).unwrap_or(0);
+        let ctx = |t: &str| t.lines().skip(first.saturating_sub(8)).take(16).collect::<Vec<_>>().join("\n");
+        panic!(
+            "{what} changed the dev environment (line {first} of its fingerprint)\n--- before\n{}\n--- after\n{}\n--- stderr\n{stderr}",
+            ctx(before),
+            ctx(after),
+        );
+    }
+}
+
+/// Dev as it was before a sequence of paymig runs (a crash round: a killed
+/// apply, its resume, a no-op apply, a destroy), to check after the last:
+/// one pair of full reads of dev for the sequence instead of one per run.
+pub struct DevGuard {
+    endpoint: String,
+    before: String,
+}
+
+impl DevGuard {
+    pub async fn take(endpoint: &str) -> DevGuard {
+        DevGuard { endpoint: endpoint.to_owned(), before: inventory::dev_fingerprint(endpoint).await }
+    }
+
+    /// Panics if dev changed since [`DevGuard::take`].
+    pub async fn check(self, what: &str) {
+        let after = inventory::dev_fingerprint(&self.endpoint).await;
+        dev_unchanged(&self.before, &after, what, "");
+    }
+}
+
 /// A paymig invocation.
 pub struct Paymig {
     cmd: Command,
@@ -357,18 +391,8 @@ impl Paymig {
             );
         }
         if let (Some(before), Some(endpoint)) = (before, self.dev_guard.as_deref()) {
-            let after = fingerprint(endpoint);
-            if before != after {
-                let first = before.lines().zip(after.lines()).position(|(a, b)| a != b).unwrap_or(0);
-                let ctx = |t: &str| t.lines().skip(first.saturating_sub(8)).take(16).collect::<Vec<_>>().join("\n");
-                panic!(
-                    "paymig {:?} changed the dev environment (line {first} of its fingerprint)\n--- before\n{}\n--- after\n{}\n--- stderr\n{}",
-                    self.cmd.get_args().collect::<Vec<_>>(),
-                    ctx(&before),
-                    ctx(&after),
-                    run.stderr
-                );
-            }
+            let what = format!("paymig {:?}", self.cmd.get_args().collect::<Vec<_>>());
+            dev_unchanged(&before, &fingerprint(endpoint), &what, &run.stderr);
         }
         run
     }
