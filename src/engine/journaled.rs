@@ -297,7 +297,7 @@ mod tests {
     use serde_json::json;
 
     async fn plan_ctx() -> Ctx {
-        crate::engine::context::test_ctx(Mode::Plan).await
+        crate::engine::test_ctx(Mode::Plan).await
     }
 
     #[tokio::test]
@@ -326,7 +326,7 @@ mod tests {
 
     /// An apply context over a fresh in-memory journal, with a run begun.
     async fn apply_ctx() -> Ctx {
-        crate::engine::context::test_ctx(Mode::Apply).await
+        crate::engine::test_ctx(Mode::Apply).await
     }
 
     /// An intent left without outcome, as a killed run leaves it.

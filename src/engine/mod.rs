@@ -23,6 +23,8 @@ mod wait;
 pub use step::{About, AtRisk, Declared, DynStep, Grant, Step, Swept};
 
 pub use change::{Action, Change, Detail, Mode};
+#[cfg(test)]
+pub(crate) use context::test_ctx;
 pub use context::Ctx;
 pub use error::StepError;
 pub use journaled::Created;

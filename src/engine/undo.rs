@@ -715,7 +715,7 @@ mod tests {
         creates: &[(&str, &str, &str)],
         fails: &'static [&'static str],
     ) -> (Tally, Vec<String>, Vec<String>) {
-        let ctx = crate::engine::context::test_ctx(crate::engine::Mode::Apply).await;
+        let ctx = crate::engine::test_ctx(crate::engine::Mode::Apply).await;
         let journal = ctx.journal.clone().unwrap();
         let journal = &*journal;
         for (step, kind, key) in creates {

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::engine::journal::{Op, Record};
 use crate::engine::{planned_id, retry_eventual, About, Created, Ctx, Declared, Outcome, Res, Step, StepError, Swept};
 use crate::steps::common::arns;
+use crate::steps::common::settings::{self, Setting, SettingBefore};
 use crate::steps::common::TagsBefore;
 
 pub struct Kms;
@@ -324,7 +325,10 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
                         .await?;
                     let (id, arn) = created.unwrap_or_else(|| (planned_id("kms key"), planned_id("kms key arn")));
                     if !ctx.is_plan() {
-                        enable_rotation(ctx, &key, &id, false).await?;
+                        // Part of creating the key: its undo (scheduled
+                        // deletion) covers it.
+                        let of = KeyRef::new(&id, &key.name);
+                        KeySetting::Rotation.write(ctx, &of, &json!("off"), &json!("on")).await?;
                     }
                     converge_alias(ctx, &alias, alias_exists, current.as_ref(), &id).await?;
                     ctx.outputs.publish(Key { arn });
@@ -336,28 +340,7 @@ async fn converge(ctx: &Ctx) -> Result<Outcome, StepError> {
 
     // An existing key: converge its settings.
     ctx.adopt(&key, &key_id, Some(&key_arn))?;
-    let rotation = kms.get_key_rotation_status().key_id(&key_id).send().await.on(&key.name, "GetKeyRotationStatus")?;
-    if !rotation.key_rotation_enabled {
-        enable_rotation(ctx, &key, &key_id, true).await?;
-    }
-    let current_policy =
-        kms.get_key_policy().key_id(&key_id).policy_name("default").send().await.on(&key.name, "GetKeyPolicy")?.policy;
-    let current_policy: Value =
-        current_policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-    if current_policy != policy {
-        let text = policy.to_string();
-        ctx.update(&key, &key_id, "key policy", Prev::Policy { policy: current_policy.clone() }, || async {
-            kms.put_key_policy()
-                .key_id(&key_id)
-                .policy_name("default")
-                .policy(text)
-                .send()
-                .await
-                .on(&key.name, "PutKeyPolicy")?;
-            Ok(())
-        })
-        .await?;
-    }
+    settings::converge::<KeySetting>(ctx, &key, &key_id, &KeyRef::new(&key_id, &key.name), true).await?;
     let tags = key_tags(ctx, &key_id).await?;
     let missing: BTreeMap<String, String> = desired_tags.into_iter().filter(|(k, v)| tags.get(k) != Some(v)).collect();
     if !missing.is_empty() {
@@ -400,25 +383,95 @@ fn is_new_key_not_found(e: &StepError) -> bool {
     e.is_code("NotFoundException")
 }
 
-async fn enable_rotation(ctx: &Ctx, key: &Res, key_id: &str, existing: bool) -> Result<(), StepError> {
-    let call = || {
-        retry_eventual("EnableKeyRotation", is_new_key_not_found, || async {
-            ctx.aws.target.kms.enable_key_rotation().key_id(key_id).send().await.on(&key.name, "EnableKeyRotation")?;
-            Ok(())
+/// A key: what its settings belong to.
+struct KeyRef {
+    id: String,
+    /// Its alias, for messages.
+    name: String,
+}
+
+impl KeyRef {
+    fn new(id: &str, name: &str) -> KeyRef {
+        KeyRef { id: id.to_owned(), name: name.to_owned() }
+    }
+}
+
+/// The key's settings, as a table of settings.
+#[derive(Debug, Clone, Copy)]
+enum KeySetting {
+    /// `"on"`/`"off"`.
+    Rotation,
+    /// The default key policy's document (`null`: none read).
+    Policy,
+}
+
+impl Setting for KeySetting {
+    type Of = KeyRef;
+
+    const ALL: &'static [KeySetting] = &[KeySetting::Rotation, KeySetting::Policy];
+
+    fn name(self) -> &'static str {
+        match self {
+            KeySetting::Rotation => "rotation",
+            KeySetting::Policy => "key policy",
+        }
+    }
+
+    async fn read(self, ctx: &Ctx, of: &Self::Of) -> Result<Value, StepError> {
+        let kms = &ctx.aws.target.kms;
+        Ok(match self {
+            KeySetting::Rotation => {
+                let out =
+                    kms.get_key_rotation_status().key_id(&of.id).send().await.on(&of.name, "GetKeyRotationStatus")?;
+                json!(if out.key_rotation_enabled { "on" } else { "off" })
+            }
+            KeySetting::Policy => {
+                let out = kms
+                    .get_key_policy()
+                    .key_id(&of.id)
+                    .policy_name("default")
+                    .send()
+                    .await
+                    .on(&of.name, "GetKeyPolicy")?;
+                out.policy.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null)
+            }
         })
-    };
-    if existing {
-        ctx.update(
-            key,
-            key_id,
-            crate::engine::Detail::change("rotation", "off", "on"),
-            Prev::Rotation { rotation: false },
-            call,
-        )
-        .await
-    } else {
-        // Part of creating the key: its undo (scheduled deletion) covers it.
-        call().await
+    }
+
+    fn desired(self, ctx: &Ctx, _of: &Self::Of, _have: &Value) -> Value {
+        match self {
+            KeySetting::Rotation => json!("on"),
+            KeySetting::Policy => key_policy(&ctx.account, &ctx.cfg.migration.region),
+        }
+    }
+
+    async fn write(self, ctx: &Ctx, of: &Self::Of, _have: &Value, want: &Value) -> Result<(), StepError> {
+        let kms = &ctx.aws.target.kms;
+        match self {
+            KeySetting::Rotation if want == "on" => {
+                retry_eventual("EnableKeyRotation", is_new_key_not_found, || async {
+                    kms.enable_key_rotation().key_id(&of.id).send().await.on(&of.name, "EnableKeyRotation")?;
+                    Ok(())
+                })
+                .await
+            }
+            KeySetting::Rotation => {
+                kms.disable_key_rotation().key_id(&of.id).send().await.on(&of.name, "DisableKeyRotation")?;
+                Ok(())
+            }
+            // A key always has a policy: `null` (none read) leaves it.
+            KeySetting::Policy if want.is_null() => Ok(()),
+            KeySetting::Policy => {
+                kms.put_key_policy()
+                    .key_id(&of.id)
+                    .policy_name("default")
+                    .policy(want.to_string())
+                    .send()
+                    .await
+                    .on(&of.name, "PutKeyPolicy")?;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -493,7 +546,9 @@ async fn delete_alias(ctx: &Ctx, alias: &str) -> Result<bool, StepError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 enum Prev {
-    /// Rotation was off.
+    /// A setting of the key's [`KeySetting`] table, as it was.
+    Setting(SettingBefore),
+    /// Rotation was off (journals before the settings table).
     Rotation { rotation: bool },
     /// The key policy before (`null`: none read).
     Policy { policy: Value },
@@ -523,6 +578,14 @@ async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
         (kind::KMS_KEY, Op::Update) => {
             let id = r.intent.data["id"].as_str().unwrap_or_default();
             match r.prev::<Prev>()? {
+                Prev::Setting(before) => {
+                    // A key already gone (or pending deletion) keeps nothing
+                    // to restore.
+                    match settings::restore::<KeySetting>(ctx, &KeyRef::new(id, id), &before).await {
+                        Err(e) if key_gone(&e) => {}
+                        other => other?,
+                    }
+                }
                 Prev::Rotation { rotation: false } => {
                     kms.disable_key_rotation().key_id(id).send().await.unless(id, "DisableKeyRotation", key_gone)?;
                 }

@@ -20,7 +20,7 @@ use aws_sdk_s3::types::{
     ReplicationRuleStatus, ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
     ServerSideEncryptionRule, Tag, Tagging, Transition, TransitionStorageClass, VersioningConfiguration,
 };
-use serde::{Deserialize, Serialize};
+
 use serde_json::{json, Value};
 
 use crate::aws::Clients;
@@ -31,6 +31,7 @@ use crate::steps::common::arns;
 mod settings;
 mod teardown;
 mod validate;
+use crate::steps::common::settings::{Setting, SettingBefore};
 pub(crate) use settings::*;
 pub use teardown::*;
 use validate::*;
@@ -131,7 +132,7 @@ impl Step for Audit {
 
 /// Which client serves a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
+pub(super) enum Place {
     Prod,
     Replica,
 }
@@ -211,7 +212,7 @@ pub fn replication_policy(pairs: &[(String, String)]) -> Value {
     ]})
 }
 
-/// Whether a bucket's tags (as [`Setting::Tags`] reads them) mark it ours.
+/// Whether a bucket's tags (as [`BucketSetting::Tags`] reads them) mark it ours.
 fn is_ours(ctx: &Ctx, tags: &Value) -> bool {
     tags.as_object()
         .is_some_and(|t| super::common::is_ours(ctx, t.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))))
@@ -273,7 +274,7 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
     // Whether to read the settings back: not for a bucket just created.
     let exists = match bucket_state(c, bucket).await? {
         Some(true) => {
-            let tags = Setting::Tags.read(c, bucket).await?;
+            let tags = BucketSetting::Tags.read(ctx, &Bucket::new(place, bucket)).await?;
             let ours = is_ours(ctx, &tags);
             ctx.existing(&res, bucket, Some(&format!("arn:aws:s3:::{bucket}")), crate::engine::Ownership::of(ours))?;
             true
@@ -303,21 +304,8 @@ async fn converge_bucket(ctx: &Ctx, place: Place, bucket: &str) -> Result<(), St
             false
         }
     };
-    for setting in Setting::ALL {
-        let have = if exists { setting.read(c, bucket).await? } else { Value::Null };
-        let want = setting.desired(ctx, bucket, &have);
-        if have != want {
-            ctx.update(
-                &res,
-                bucket,
-                crate::engine::Detail::between(setting.name(), &have, &want),
-                SettingBefore { setting: setting.name().into(), value: have.clone() },
-                || propagated(setting.name(), || setting.write(c, bucket, &want)),
-            )
-            .await?;
-        }
-    }
-    Ok(())
+    crate::steps::common::settings::converge::<BucketSetting>(ctx, &res, bucket, &Bucket::new(place, bucket), exists)
+        .await
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! A bucket's settings as a table (`Setting`: read, desired, write, driven by
-//! one loop), replication and its propagation after CreateBucket.
+//! A bucket's settings as a table ([`BucketSetting`], driven by
+//! [`crate::steps::common::settings::converge`]), replication and its
+//! propagation after CreateBucket.
 
 use super::*;
 
@@ -22,14 +23,6 @@ where
     Fut: std::future::Future<Output = Result<(), StepError>>,
 {
     crate::engine::retry_until(what, BUCKET_PROPAGATION, is_not_propagated, write).await
-}
-
-/// A bucket setting before an update (its JSON as [`Setting::read`] gives
-/// it, `null`: unset), as its intent records it for rollback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct SettingBefore {
-    pub(super) setting: String,
-    pub(super) value: Value,
 }
 
 pub(super) async fn converge_replication(ctx: &Ctx, prod: &str, replica: &str, role: &str) -> Result<(), StepError> {
@@ -119,9 +112,22 @@ pub(super) async fn write_replication(c: &Clients, bucket: &str, v: &Value) -> R
     Ok(())
 }
 
+/// A bucket and where it is (which clients serve it): what its settings
+/// belong to.
+pub(super) struct Bucket {
+    pub(super) place: Place,
+    pub(super) name: String,
+}
+
+impl Bucket {
+    pub(super) fn new(place: Place, name: &str) -> Bucket {
+        Bucket { place, name: name.to_owned() }
+    }
+}
+
 /// One bucket setting paymig owns, read and written in a comparable JSON form.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Setting {
+pub(super) enum BucketSetting {
     Tags,
     Versioning,
     Encryption,
@@ -130,57 +136,56 @@ pub(super) enum Setting {
     Policy,
 }
 
-impl Setting {
-    pub(super) const ALL: [Setting; 6] = [
-        Setting::Tags,
-        Setting::Versioning,
-        Setting::Encryption,
-        Setting::PublicAccess,
-        Setting::Lifecycle,
-        Setting::Policy,
+impl Setting for BucketSetting {
+    type Of = Bucket;
+
+    const ALL: &'static [BucketSetting] = &[
+        BucketSetting::Tags,
+        BucketSetting::Versioning,
+        BucketSetting::Encryption,
+        BucketSetting::PublicAccess,
+        BucketSetting::Lifecycle,
+        BucketSetting::Policy,
     ];
 
-    pub(super) fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
-            Setting::Tags => "tags",
-            Setting::Versioning => "versioning",
-            Setting::Encryption => "encryption",
-            Setting::PublicAccess => "public access block",
-            Setting::Lifecycle => "lifecycle",
-            Setting::Policy => "policy",
+            BucketSetting::Tags => "tags",
+            BucketSetting::Versioning => "versioning",
+            BucketSetting::Encryption => "encryption",
+            BucketSetting::PublicAccess => "public access block",
+            BucketSetting::Lifecycle => "lifecycle",
+            BucketSetting::Policy => "policy",
         }
     }
 
-    pub(super) fn from_name(n: &str) -> Option<Setting> {
-        Setting::ALL.into_iter().find(|s| s.name() == n)
-    }
-
-    pub(super) fn desired(self, ctx: &Ctx, bucket: &str, have: &Value) -> Value {
+    fn desired(self, ctx: &Ctx, of: &Self::Of, have: &Value) -> Value {
+        let bucket = &of.name;
         match self {
-            Setting::Tags => {
+            BucketSetting::Tags => {
                 let mut t: BTreeMap<String, String> = serde_json::from_value(have.clone()).unwrap_or_default();
                 t.extend(ctx.cfg.prod_tags());
                 json!(t)
             }
-            Setting::Versioning => json!("Enabled"),
-            Setting::Encryption => json!("AES256"),
-            Setting::PublicAccess => json!([true, true, true, true]),
-            Setting::Lifecycle => {
+            BucketSetting::Versioning => json!("Enabled"),
+            BucketSetting::Encryption => json!("AES256"),
+            BucketSetting::PublicAccess => json!([true, true, true, true]),
+            BucketSetting::Lifecycle => {
                 let d = ctx.cfg.audit.glacier_after_days;
                 json!([{"id": LIFECYCLE_RULE, "status": "Enabled", "transition": [d, "GLACIER"], "noncurrent": [d, "GLACIER"], "abort_days": 7}])
             }
-            Setting::Policy => tls_only_policy(bucket),
+            BucketSetting::Policy => tls_only_policy(bucket),
         }
     }
 
-    pub(super) async fn read(self, c: &Clients, bucket: &str) -> Result<Value, StepError> {
-        let s3 = &c.s3;
+    async fn read(self, ctx: &Ctx, of: &Self::Of) -> Result<Value, StepError> {
+        let (s3, bucket) = (&client(ctx, of.place).s3, of.name.as_str());
         Ok(match self {
-            Setting::Tags => match s3.get_bucket_tagging().bucket(bucket).send().await.unless(bucket, "GetBucketTagging", |e| e.is_code("NoSuchTagSet"))? {
+            BucketSetting::Tags => match s3.get_bucket_tagging().bucket(bucket).send().await.unless(bucket, "GetBucketTagging", |e| e.is_code("NoSuchTagSet"))? {
                 Some(out) => json!(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect::<BTreeMap<_, _>>()),
                 None => json!({}),
             },
-            Setting::Versioning => match s3.get_bucket_versioning().bucket(bucket).send().await {
+            BucketSetting::Versioning => match s3.get_bucket_versioning().bucket(bucket).send().await {
                 Ok(out) => out.status().map_or(Value::Null, |s| json!(s.as_str())),
                 // moto names the root element GetBucketVersioningResponse
                 // (AWS: VersioningConfiguration), which the SDK cannot
@@ -191,7 +196,7 @@ impl Setting {
                 }
                 Err(e) => return Err(StepError::sdk(bucket, "GetBucketVersioning", &e)),
             },
-            Setting::Encryption => match s3.get_bucket_encryption().bucket(bucket).send().await.unless(bucket, "GetBucketEncryption", |e| e.is_code("ServerSideEncryptionConfigurationNotFoundError"))? {
+            BucketSetting::Encryption => match s3.get_bucket_encryption().bucket(bucket).send().await.unless(bucket, "GetBucketEncryption", |e| e.is_code("ServerSideEncryptionConfigurationNotFoundError"))? {
                 Some(out) => out
                     .server_side_encryption_configuration()
                     .and_then(|c| c.rules().first())
@@ -199,13 +204,13 @@ impl Setting {
                     .map_or(Value::Null, |d| json!(d.sse_algorithm().as_str())),
                 None => Value::Null,
             },
-            Setting::PublicAccess => match s3.get_public_access_block().bucket(bucket).send().await.unless(bucket, "GetPublicAccessBlock", |e| e.is_code("NoSuchPublicAccessBlockConfiguration"))? {
+            BucketSetting::PublicAccess => match s3.get_public_access_block().bucket(bucket).send().await.unless(bucket, "GetPublicAccessBlock", |e| e.is_code("NoSuchPublicAccessBlockConfiguration"))? {
                 Some(out) => out.public_access_block_configuration().map_or(Value::Null, |p| {
                     json!([p.block_public_acls() == Some(true), p.ignore_public_acls() == Some(true), p.block_public_policy() == Some(true), p.restrict_public_buckets() == Some(true)])
                 }),
                 None => Value::Null,
             },
-            Setting::Lifecycle => match s3.get_bucket_lifecycle_configuration().bucket(bucket).send().await.unless(bucket, "GetBucketLifecycleConfiguration", |e| e.is_code("NoSuchLifecycleConfiguration"))? {
+            BucketSetting::Lifecycle => match s3.get_bucket_lifecycle_configuration().bucket(bucket).send().await.unless(bucket, "GetBucketLifecycleConfiguration", |e| e.is_code("NoSuchLifecycleConfiguration"))? {
                 Some(out) => json!(out.rules().iter().map(|r| json!({
                     "id": r.id(),
                     "status": r.status().as_str(),
@@ -215,7 +220,7 @@ impl Setting {
                 })).collect::<Vec<_>>()),
                 None => Value::Null,
             },
-            Setting::Policy => match s3.get_bucket_policy().bucket(bucket).send().await.unless(bucket, "GetBucketPolicy", |e| e.is_code("NoSuchBucketPolicy"))? {
+            BucketSetting::Policy => match s3.get_bucket_policy().bucket(bucket).send().await.unless(bucket, "GetBucketPolicy", |e| e.is_code("NoSuchBucketPolicy"))? {
                 Some(out) => out.policy().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null),
                 None => Value::Null,
             },
@@ -223,11 +228,11 @@ impl Setting {
     }
 
     /// Writes `v` (the comparable form); `null` removes the setting.
-    pub(super) async fn write(self, c: &Clients, bucket: &str, v: &Value) -> Result<(), StepError> {
-        let s3 = &c.s3;
+    async fn write(self, ctx: &Ctx, of: &Self::Of, _have: &Value, v: &Value) -> Result<(), StepError> {
+        let (s3, bucket) = (&client(ctx, of.place).s3, of.name.as_str());
         let inv = |e: aws_smithy_types::error::operation::BuildError| StepError::Invalid(e.to_string());
         match self {
-            Setting::Tags => {
+            BucketSetting::Tags => {
                 let tags: BTreeMap<String, String> = serde_json::from_value(v.clone()).unwrap_or_default();
                 if tags.is_empty() {
                     s3.delete_bucket_tagging().bucket(bucket).send().await.on(bucket, "DeleteBucketTagging")?;
@@ -245,7 +250,7 @@ impl Setting {
                         .on(bucket, "PutBucketTagging")?;
                 }
             }
-            Setting::Versioning => {
+            BucketSetting::Versioning => {
                 // A versioned bucket can only be suspended, never unversioned.
                 let status = if v.as_str() == Some("Enabled") {
                     BucketVersioningStatus::Enabled
@@ -259,7 +264,7 @@ impl Setting {
                     .await
                     .on(bucket, "PutBucketVersioning")?;
             }
-            Setting::Encryption => match v.as_str() {
+            BucketSetting::Encryption => match v.as_str() {
                 Some(alg) => {
                     let rule = ServerSideEncryptionRule::builder()
                         .apply_server_side_encryption_by_default(
@@ -282,7 +287,7 @@ impl Setting {
                     s3.delete_bucket_encryption().bucket(bucket).send().await.on(bucket, "DeleteBucketEncryption")?;
                 }
             },
-            Setting::PublicAccess => match v.as_array() {
+            BucketSetting::PublicAccess => match v.as_array() {
                 Some(f) => {
                     let b = |i: usize| f.get(i).and_then(Value::as_bool).unwrap_or(false);
                     s3.put_public_access_block()
@@ -307,7 +312,7 @@ impl Setting {
                         .on(bucket, "DeletePublicAccessBlock")?;
                 }
             },
-            Setting::Lifecycle => match v.as_array().filter(|r| !r.is_empty()) {
+            BucketSetting::Lifecycle => match v.as_array().filter(|r| !r.is_empty()) {
                 Some(rules) => {
                     let mut out = Vec::new();
                     for r in rules {
@@ -351,7 +356,7 @@ impl Setting {
                     s3.delete_bucket_lifecycle().bucket(bucket).send().await.on(bucket, "DeleteBucketLifecycle")?;
                 }
             },
-            Setting::Policy => {
+            BucketSetting::Policy => {
                 if v.is_null() {
                     s3.delete_bucket_policy().bucket(bucket).send().await.on(bucket, "DeleteBucketPolicy")?;
                 } else {
@@ -365,6 +370,11 @@ impl Setting {
             }
         }
         Ok(())
+    }
+
+    /// A new bucket's settings, retried while S3 catches up with it.
+    async fn converge_write(self, ctx: &Ctx, of: &Self::Of, have: &Value, want: &Value) -> Result<(), StepError> {
+        propagated(self.name(), || self.write(ctx, of, have, want)).await
     }
 }
 

@@ -159,8 +159,8 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                 // A versioned bucket can never be unversioned again; suspending
                 // is a different state, so it is left enabled.
                 tracing::debug!(bucket = name, "versioning stays enabled: a bucket cannot return to never-versioned");
-            } else if let Some(setting) = Setting::from_name(&field) {
-                match setting.write(c, name, prev).await {
+            } else if let Some(setting) = BucketSetting::from_name(&field) {
+                match setting.write(ctx, &Bucket::new(place_of(kind), name), &Value::Null, prev).await {
                     Err(e) if e.is_not_found() => {}
                     other => other?,
                 }
@@ -238,7 +238,7 @@ pub(super) async fn sweep(ctx: &Ctx, look: bool) -> Result<Vec<Swept>, StepError
             if bucket_state(c, &name).await? != Some(true) {
                 continue;
             }
-            let tags = Setting::Tags.read(c, &name).await?;
+            let tags = BucketSetting::Tags.read(ctx, &Bucket::new(place, &name)).await?;
             if is_ours(ctx, &tags) && (look || delete_bucket(ctx, place, &name).await?) {
                 let kind = if place == Place::Replica { "s3_replica_bucket" } else { "s3_bucket" };
                 removed.push(Swept::new(kind, name));

@@ -29,21 +29,26 @@ pub(super) async fn validate(ctx: &Ctx) -> Result<crate::report::Findings, StepE
             diff(&mut d, "name", dev, name, true);
             f.resources.push(Resource::compared(kind_of(place), dev, name, d));
             let mut values = BTreeMap::new();
-            for setting in Setting::ALL {
-                values.insert(setting.name(), setting.read(c, name).await?);
+            let bucket = Bucket::new(place, name);
+            for &setting in BucketSetting::ALL {
+                values.insert(setting.name(), setting.read(ctx, &bucket).await?);
             }
-            let is = |s: Setting| values[s.name()] == s.desired(ctx, name, &values[s.name()]);
+            let is = |s: BucketSetting| values[s.name()] == s.desired(ctx, &bucket, &values[s.name()]);
             // A failed check names what the bucket has instead.
-            let check = |id: &str, s: Setting, wanted: &str| {
+            let check = |id: &str, s: BucketSetting, wanted: &str| {
                 Check::wanted(id, name, is(s), wanted, found_text(&values[s.name()]))
             };
-            f.checks.push(check("s3.versioning", Setting::Versioning, "versioning enabled"));
-            f.checks.push(check("s3.encryption", Setting::Encryption, "SSE-S3 (AES256) default encryption"));
-            f.checks.push(check("s3.public_access_block", Setting::PublicAccess, "all four public-access blocks"));
+            f.checks.push(check("s3.versioning", BucketSetting::Versioning, "versioning enabled"));
+            f.checks.push(check("s3.encryption", BucketSetting::Encryption, "SSE-S3 (AES256) default encryption"));
+            f.checks.push(check(
+                "s3.public_access_block",
+                BucketSetting::PublicAccess,
+                "all four public-access blocks",
+            ));
             let lifecycle =
                 format!("GLACIER after {} days, incomplete uploads aborted", ctx.cfg.audit.glacier_after_days);
-            f.checks.push(check("s3.lifecycle", Setting::Lifecycle, &lifecycle));
-            f.checks.push(check("s3.tls_only", Setting::Policy, "bucket policy denies non-TLS access"));
+            f.checks.push(check("s3.lifecycle", BucketSetting::Lifecycle, &lifecycle));
+            f.checks.push(check("s3.tls_only", BucketSetting::Policy, "bucket policy denies non-TLS access"));
             let tags: BTreeMap<String, String> = serde_json::from_value(values["tags"].clone()).unwrap_or_default();
             f.checks.extend(crate::steps::common::common_checks(ctx, name, &tags));
         }

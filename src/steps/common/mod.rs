@@ -8,6 +8,7 @@ pub mod arns;
 pub mod policy;
 pub mod references;
 pub mod roles;
+pub mod settings;
 pub mod tags;
 
 pub use policy::{decode_policy, statements, strings, wildcard_actions};

@@ -28,6 +28,7 @@ use crate::engine::{
     Swept,
 };
 use crate::steps::common::arns;
+use crate::steps::common::settings::{Setting, SettingBefore};
 use crate::steps::common::TagsBefore;
 mod schema;
 mod table;

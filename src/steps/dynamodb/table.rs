@@ -295,6 +295,91 @@ pub(super) async fn converge_tags(ctx: &Ctx, res: &Res, name: &str, arn: &str) -
     .await
 }
 
+/// A prod table and dev's TTL attribute: what its settings belong to.
+pub(super) struct Table {
+    pub(super) name: String,
+    pub(super) dev_ttl: Option<String>,
+}
+
+/// The table settings outside CreateTable, as a table of settings.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TableSetting {
+    /// `"on"`/`"off"`.
+    Pitr,
+    /// The TTL attribute (`null`: off).
+    Ttl,
+}
+
+impl Setting for TableSetting {
+    type Of = Table;
+
+    const ALL: &'static [TableSetting] = &[TableSetting::Pitr, TableSetting::Ttl];
+
+    fn name(self) -> &'static str {
+        match self {
+            TableSetting::Pitr => "point-in-time recovery",
+            TableSetting::Ttl => "time to live",
+        }
+    }
+
+    async fn read(self, ctx: &Ctx, of: &Self::Of) -> Result<Value, StepError> {
+        let (ddb, name) = (&ctx.aws.target.dynamodb, of.name.as_str());
+        Ok(match self {
+            TableSetting::Pitr => {
+                let out = ddb
+                    .describe_continuous_backups()
+                    .table_name(name)
+                    .send()
+                    .await
+                    .on(name, "DescribeContinuousBackups")?;
+                let on = out
+                    .continuous_backups_description()
+                    .and_then(|c| c.point_in_time_recovery_description())
+                    .and_then(|p| p.point_in_time_recovery_status())
+                    .is_some_and(|s| s.as_str() == "ENABLED");
+                json!(if on { "on" } else { "off" })
+            }
+            TableSetting::Ttl => {
+                let out = ddb.describe_time_to_live().table_name(name).send().await.on(name, "DescribeTimeToLive")?;
+                out.time_to_live_description()
+                    .filter(|d| d.time_to_live_status().is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING")))
+                    .and_then(|d| d.attribute_name())
+                    .map_or(Value::Null, |a| json!(a))
+            }
+        })
+    }
+
+    fn absent(self) -> Value {
+        match self {
+            TableSetting::Pitr => json!("off"),
+            TableSetting::Ttl => Value::Null,
+        }
+    }
+
+    fn desired(self, _ctx: &Ctx, of: &Self::Of, _have: &Value) -> Value {
+        match self {
+            TableSetting::Pitr => json!("on"),
+            TableSetting::Ttl => of.dev_ttl.as_deref().map_or(Value::Null, |a| json!(a)),
+        }
+    }
+
+    async fn write(self, ctx: &Ctx, of: &Self::Of, have: &Value, want: &Value) -> Result<(), StepError> {
+        match self {
+            TableSetting::Pitr => set_pitr(ctx, &of.name, want == "on").await,
+            TableSetting::Ttl => set_ttl(ctx, &of.name, have.as_str(), want.as_str()).await,
+        }
+    }
+
+    fn detail(self, have: &Value, want: &Value) -> Detail {
+        let shown = |v: &Value| match (self, v.as_str()) {
+            (TableSetting::Pitr, Some(s)) => s.to_owned(),
+            (TableSetting::Ttl, Some(a)) => format!("on {a}"),
+            _ => "off".to_owned(),
+        };
+        Detail::change(self.name(), shown(have), shown(want))
+    }
+}
+
 /// PITR and TTL: settings outside CreateTable.
 pub(super) async fn converge_settings(
     ctx: &Ctx,
@@ -303,39 +388,9 @@ pub(super) async fn converge_settings(
     name: &str,
     existing: Option<&TableDescription>,
 ) -> Result<(), StepError> {
-    let ddb = &ctx.aws.target.dynamodb;
-    let planned_new = ctx.is_plan() && existing.is_none();
-    let pitr_on = if planned_new {
-        false
-    } else {
-        let out =
-            ddb.describe_continuous_backups().table_name(name).send().await.on(name, "DescribeContinuousBackups")?;
-        out.continuous_backups_description()
-            .and_then(|c| c.point_in_time_recovery_description())
-            .and_then(|p| p.point_in_time_recovery_status())
-            .is_some_and(|s| s.as_str() == "ENABLED")
-    };
-    if !pitr_on {
-        let detail = Detail::change("point-in-time recovery", "off", "on");
-        ctx.update(res, name, detail, Prev::Pitr { pitr: false }, || set_pitr(ctx, name, true)).await?;
-    }
-    let ttl_now = if planned_new {
-        None
-    } else {
-        let out = ddb.describe_time_to_live().table_name(name).send().await.on(name, "DescribeTimeToLive")?;
-        out.time_to_live_description()
-            .filter(|d| d.time_to_live_status().is_some_and(|s| matches!(s.as_str(), "ENABLED" | "ENABLING")))
-            .and_then(|d| d.attribute_name().map(str::to_owned))
-    };
-    if ttl_now != dev.ttl_attribute {
-        let shown = |t: &Option<String>| t.clone().map_or_else(|| "off".to_owned(), |a| format!("on {a}"));
-        let detail = Detail::change("time to live", shown(&ttl_now), shown(&dev.ttl_attribute));
-        ctx.update(res, name, detail, Prev::Ttl { ttl: ttl_now.clone() }, || {
-            set_ttl(ctx, name, ttl_now.as_deref(), dev.ttl_attribute.as_deref())
-        })
-        .await?;
-    }
-    Ok(())
+    let exists = !(ctx.is_plan() && existing.is_none());
+    let table = Table { name: name.to_owned(), dev_ttl: dev.ttl_attribute.clone() };
+    crate::steps::common::settings::converge::<TableSetting>(ctx, res, name, &table, exists).await
 }
 
 pub(super) async fn set_pitr(ctx: &Ctx, name: &str, on: bool) -> Result<(), StepError> {

@@ -42,6 +42,8 @@ where
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub(super) enum Prev {
+    /// A setting of the table's [`TableSetting`] table, as it was.
+    Setting(SettingBefore),
     /// A global secondary index added: undo deletes it.
     Gsi { gsi: String },
     /// The stream view type before (`null`: no stream).
@@ -59,9 +61,11 @@ pub(super) enum Prev {
     DeletionProtection { deletion_protection: bool },
     /// Re-tagged (by the table's ARN).
     Tags(TagsBefore),
-    /// Point-in-time recovery was off.
+    /// Point-in-time recovery was off (journals before the settings
+    /// table; now [`Prev::Setting`]).
     Pitr { pitr: bool },
-    /// The TTL attribute before (`null`: none).
+    /// The TTL attribute before (`null`: none; journals before the
+    /// settings table).
     Ttl {
         #[serde(deserialize_with = "present")]
         ttl: Option<String>,
@@ -101,6 +105,11 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                         Ok(())
                     })
                     .await?;
+                }
+                Prev::Setting(before) => {
+                    let table = Table { name: name.clone(), dev_ttl: None };
+                    on_table(&name, || crate::steps::common::settings::restore::<TableSetting>(ctx, &table, &before))
+                        .await?;
                 }
                 Prev::Pitr { .. } => on_table(&name, || set_pitr(ctx, &name, false)).await?,
                 Prev::Ttl { ttl } => {
