@@ -283,6 +283,13 @@ impl Paymig {
         self
     }
 
+    /// No dev fingerprint around this run: for a sequence of runs that a
+    /// [`DevGuard`] brackets as a whole.
+    pub fn unguarded(mut self) -> Self {
+        self.dev_guard = None;
+        self
+    }
+
     /// Talks to `endpoint` (a proxy in front of the emulator) instead.
     pub fn via(mut self, endpoint: &str) -> Self {
         self.cmd.env("AWS_ENDPOINT_URL", endpoint);
