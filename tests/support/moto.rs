@@ -1,6 +1,9 @@
 //! A moto server on 127.0.0.1 for one test: installed by `scripts/ensure-moto`
-//! when missing (never skipped), started on a random loopback port, killed on
-//! drop.
+//! when missing (never skipped), on a random loopback port, killed on drop.
+//! Each is a process of its own, forked by a shared factory that has moto
+//! loaded already (`scripts/moto_zygote.py`, started by the first test that
+//! needs it, gone after ten idle minutes); `PAYMIG_TEST_FRESH_MOTO=1` starts
+//! a fresh `moto_server` per test instead.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -19,32 +22,134 @@ fn moto_server() -> &'static PathBuf {
     })
 }
 
+/// One emulator process: started by the harness, or forked by the factory
+/// (then not the harness's child: killed by pid).
+enum Server {
+    Spawned(Child),
+    Forked(u32),
+}
+
+impl Server {
+    fn id(&self) -> u32 {
+        match self {
+            Server::Spawned(c) => c.id(),
+            Server::Forked(pid) => *pid,
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            Server::Spawned(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            // SAFETY: kill(2) on a pid the factory handed to this test.
+            Server::Forked(pid) => unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            },
+        }
+    }
+}
+
+/// The python of the emulator's virtualenv.
+fn venv_python() -> PathBuf {
+    let _ = moto_server(); // installed
+    std::env::var_os("PAYMIG_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/paymig/venv"))
+        .join("bin/python")
+}
+
+/// A server forked by the factory (started here when none answers), or
+/// `None` when the factory cannot be had.
+fn forked() -> Option<(Server, String)> {
+    use std::hash::{Hash, Hasher};
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    if std::env::var_os("PAYMIG_TEST_FRESH_MOTO").is_some_and(|v| v == "1") {
+        return None;
+    }
+    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let zygote = scripts.join("moto_zygote.py");
+    // One factory per version of the scripts it runs (and per user).
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in ["moto_zygote.py", "moto_catalogue.py", "ensure-moto"] {
+        std::fs::read(scripts.join(f)).ok()?.hash(&mut h);
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let socket = std::env::temp_dir().join(format!("paymig-moto-{uid}-{:016x}.sock", h.finish()));
+    let ask = || -> Option<(Server, String)> {
+        let mut s = UnixStream::connect(&socket).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        let mut line = String::new();
+        s.read_to_string(&mut line).ok()?;
+        let (port, pid) = line.trim().split_once(' ')?;
+        Some((Server::Forked(pid.parse().ok()?), format!("http://127.0.0.1:{port}")))
+    };
+    if let Some(found) = ask() {
+        return Some(found);
+    }
+    // One test starts the factory; the others wait for it.
+    let lock = std::fs::File::create(socket.with_extension("lock")).ok()?;
+    // SAFETY: flock(2) on a descriptor this function owns; released on drop.
+    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    if let Some(found) = ask() {
+        return Some(found);
+    }
+    let _ = std::fs::remove_file(&socket);
+    // Detached (setsid -f): it outlives this test and serves the next ones.
+    let log = std::fs::File::create(socket.with_extension("log")).ok()?;
+    let started = Command::new("setsid")
+        .arg("-f")
+        .arg(venv_python())
+        .arg(&zygote)
+        .arg(&socket)
+        .arg("600")
+        .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()
+        .ok()?;
+    if !started.success() {
+        return None;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(found) = ask() {
+            return Some(found);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
 /// A running moto server, or (for the benchmark) several: one per group of
 /// services, behind a routing proxy at `endpoint`.
 pub struct Moto {
-    child: Child,
+    child: Server,
     pub endpoint: String,
     /// Services served by their own process: (SigV4 service name, endpoint).
     pub routes: Vec<(String, String)>,
     /// The process serving every service not in `routes`.
     pub direct: String,
-    shards: Vec<Child>,
+    shards: Vec<Server>,
     router: Option<super::proxy::Proxy>,
 }
 
 /// moto exactly as released, without the engine catalogue
 /// (`scripts/moto_catalogue.py`): what another team's emulator would be.
 fn plain_moto_server() -> PathBuf {
-    let _ = moto_server(); // installed
-    let venv = std::env::var_os("PAYMIG_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/paymig/venv"));
-    venv.join("bin/moto_server")
+    venv_python().with_file_name("moto_server")
 }
 
-/// Starts one moto_server process; returns it with its endpoint.
-fn spawn_server() -> (Child, String) {
-    spawn(moto_server())
+/// One moto server with the catalogue: forked by the factory, or started.
+fn spawn_server() -> (Server, String) {
+    forked().unwrap_or_else(|| {
+        let (child, endpoint) = spawn(moto_server());
+        (Server::Spawned(child), endpoint)
+    })
 }
 
 fn spawn(server: &std::path::Path) -> (Child, String) {
@@ -90,6 +195,7 @@ impl Moto {
     /// moto as released, without the engine catalogue paymig's tests add.
     pub fn start_plain() -> Moto {
         let (child, endpoint) = spawn(&plain_moto_server());
+        let child = Server::Spawned(child);
         Moto { child, direct: endpoint.clone(), endpoint, routes: Vec::new(), shards: Vec::new(), router: None }
     }
 
@@ -99,7 +205,7 @@ impl Moto {
     /// moto (SSM and DynamoDB do not, for what paymig calls).
     pub fn start_sharded(services: &[&str]) -> Moto {
         let (child, direct) = spawn_server();
-        let (shards, routes): (Vec<Child>, Vec<(String, String)>) = services
+        let (shards, routes): (Vec<Server>, Vec<(String, String)>) = services
             .iter()
             .map(|s| {
                 let (c, e) = spawn_server();
@@ -141,8 +247,7 @@ impl Drop for Moto {
     fn drop(&mut self) {
         self.router.take();
         for c in self.shards.iter_mut().chain(std::iter::once(&mut self.child)) {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
         }
     }
 }
