@@ -29,6 +29,8 @@ use serde::Serialize;
 
 use crate::config::Config;
 mod failure;
+#[cfg(test)]
+pub(crate) mod replay;
 pub use failure::*;
 
 /// Which environment a client talks to.

@@ -197,10 +197,23 @@ impl Ctx {
 /// in-memory journal with a run begun.
 #[cfg(test)]
 pub(crate) async fn test_ctx(mode: Mode) -> Ctx {
+    let cfg = test_config();
+    let aws = Aws::connect(&cfg).await;
+    test_ctx_with(mode, cfg, aws)
+}
+
+/// The reference configuration without profiles.
+#[cfg(test)]
+pub(crate) fn test_config() -> Config {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations.toml")).unwrap();
     let mut cfg = Config::parse(std::path::Path::new("migrations.toml"), &text).unwrap();
     (cfg.source.profile, cfg.target.profile) = (None, None);
-    let aws = Aws::connect(&cfg).await;
+    cfg
+}
+
+/// [`test_ctx`] over given clients (a replay script's, [`crate::aws::replay`]).
+#[cfg(test)]
+pub(crate) fn test_ctx_with(mode: Mode, cfg: Config, aws: Aws) -> Ctx {
     let journal = (mode != Mode::Plan).then(|| {
         let store = Arc::new(super::store::memory::MemoryStore::default());
         let (journal, _) = Journal::open(store, "payments", true).unwrap();

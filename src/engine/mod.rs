@@ -23,9 +23,9 @@ mod wait;
 pub use step::{About, AtRisk, Declared, DynStep, Grant, Step, Swept};
 
 pub use change::{Action, Change, Detail, Mode};
-#[cfg(test)]
-pub(crate) use context::test_ctx;
 pub use context::Ctx;
+#[cfg(test)]
+pub(crate) use context::{test_config, test_ctx, test_ctx_with};
 pub use error::StepError;
 pub use journaled::Created;
 pub use outputs::{is_planned, planned_id, Outcome, Outputs, Ownership, Res};

@@ -245,6 +245,10 @@ mod tests {
                     arn: Some("arn:t".into()),
                 }),
             ),
+            (
+                json!({"setting": "time to live", "value": null}),
+                Prev::Setting(SettingBefore { setting: "time to live".into(), value: Value::Null }),
+            ),
             (json!({"pitr": false}), Prev::Pitr { pitr: false }),
             (json!({"ttl": null}), Prev::Ttl { ttl: None }),
             (json!({"ttl": "expires_at"}), Prev::Ttl { ttl: Some("expires_at".into()) }),
@@ -317,5 +321,127 @@ mod tests {
         assert_eq!(s.gsis["g1"].non_key, BTreeSet::from(["a".to_owned()]));
         let p = projection(&s.gsis["g1"]);
         assert_eq!(p.non_key_attributes(), ["a"]);
+    }
+
+    // Step logic against the SDK's own clients over a scripted HTTP client
+    // (crate::aws::replay): what DynamoDB answers, what the step asks.
+
+    use crate::aws::replay::{self, Answer, Script};
+    use crate::engine::Mode;
+
+    fn replaying(script: &std::sync::Arc<Script>, mode: Mode) -> Ctx {
+        let cfg = crate::engine::test_config();
+        let aws = replay::aws(script, &cfg.migration.region);
+        crate::engine::test_ctx_with(mode, cfg, aws)
+    }
+
+    fn pitr(status: &str) -> Answer {
+        Answer::json(
+            "DescribeContinuousBackups",
+            json!({"ContinuousBackupsDescription": {"ContinuousBackupsStatus": "ENABLED",
+                "PointInTimeRecoveryDescription": {"PointInTimeRecoveryStatus": status}}}),
+        )
+    }
+
+    fn ttl(status: &str, attribute: Option<&str>) -> Answer {
+        let mut d = json!({"TimeToLiveStatus": status});
+        if let Some(a) = attribute {
+            d["AttributeName"] = json!(a);
+        }
+        Answer::json("DescribeTimeToLive", json!({"TimeToLiveDescription": d}))
+    }
+
+    fn prod_table(name: &str, dev_ttl: Option<&str>) -> Table {
+        Table { name: name.into(), dev_ttl: dev_ttl.map(str::to_owned) }
+    }
+
+    #[tokio::test]
+    async fn settings_that_differ_are_written_after_being_read_and_journaled_with_their_values() {
+        let script = Script::new([
+            pitr("DISABLED"),
+            Answer::json("UpdateContinuousBackups", json!({})),
+            // An attribute being switched on counts as on.
+            ttl("ENABLING", Some("old_ttl")),
+            Answer::json("UpdateTimeToLive", json!({})),
+            Answer::json("UpdateTimeToLive", json!({})),
+        ]);
+        let ctx = replaying(&script, Mode::Apply);
+        let res = Res::new(STEP, kind::DYNAMODB_TABLE, "table/t-prod", "t-prod");
+        crate::steps::common::settings::converge::<TableSetting>(
+            &ctx,
+            &res,
+            "t-prod",
+            &prod_table("t-prod", Some("expires_at")),
+            true,
+        )
+        .await
+        .unwrap();
+        // TTL moves attribute: the old one off first, then the new one on.
+        assert_eq!(
+            script.asked(),
+            [
+                "DescribeContinuousBackups",
+                "UpdateContinuousBackups",
+                "DescribeTimeToLive",
+                "UpdateTimeToLive",
+                "UpdateTimeToLive"
+            ]
+        );
+        assert_eq!(script.left(), 0);
+        let prevs: Vec<Prev> = ctx.journal.as_ref().unwrap().records().iter().map(|r| r.prev().unwrap()).collect();
+        assert_eq!(
+            prevs,
+            [
+                Prev::Setting(SettingBefore { setting: "point-in-time recovery".into(), value: json!("off") }),
+                Prev::Setting(SettingBefore { setting: "time to live".into(), value: json!("old_ttl") }),
+            ]
+        );
+        let shown: Vec<String> = ctx.changes().iter().map(|c| c.detail.to_string()).collect();
+        assert_eq!(shown, ["point-in-time recovery: off → on; time to live: on old_ttl → on expires_at"]);
+    }
+
+    #[tokio::test]
+    async fn settings_already_so_are_read_and_nothing_is_written() {
+        let script = Script::new([pitr("ENABLED"), ttl("ENABLED", Some("expires_at"))]);
+        let ctx = replaying(&script, Mode::Apply);
+        let res = Res::new(STEP, kind::DYNAMODB_TABLE, "table/t-prod", "t-prod");
+        let of = prod_table("t-prod", Some("expires_at"));
+        crate::steps::common::settings::converge::<TableSetting>(&ctx, &res, "t-prod", &of, true).await.unwrap();
+        assert_eq!(script.asked(), ["DescribeContinuousBackups", "DescribeTimeToLive"]);
+        assert!(ctx.journal.as_ref().unwrap().records().is_empty());
+    }
+
+    #[tokio::test]
+    async fn pitr_refused_on_a_new_table_is_asked_again_and_a_denial_is_not() {
+        // Right after ACTIVE, AWS answers ContinuousBackupsUnavailable for a
+        // while: asked again (after the 1 s first backoff).
+        let script = Script::new([
+            Answer::json_error("UpdateContinuousBackups", 400, "ContinuousBackupsUnavailableException"),
+            Answer::json("UpdateContinuousBackups", json!({})),
+        ]);
+        let ctx = replaying(&script, Mode::Apply);
+        set_pitr(&ctx, "t-prod", true).await.unwrap();
+        assert_eq!(script.asked(), ["UpdateContinuousBackups", "UpdateContinuousBackups"]);
+        // A denial is the caller's to see, at once.
+        let script = Script::new([Answer::json_error("UpdateContinuousBackups", 400, "AccessDeniedException")]);
+        let ctx = replaying(&script, Mode::Apply);
+        let e = set_pitr(&ctx, "t-prod", true).await.unwrap_err();
+        assert!(e.is_code("AccessDeniedException"), "{e}");
+        assert_eq!(script.asked().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn undo_restores_the_recorded_ttl_from_what_is_there_now() {
+        let script = Script::new([
+            ttl("ENABLED", Some("expires_at")),
+            Answer::json("UpdateTimeToLive", json!({})),
+            Answer::json("UpdateTimeToLive", json!({})),
+        ]);
+        let ctx = replaying(&script, Mode::Apply);
+        let before = SettingBefore { setting: "time to live".into(), value: json!("old_ttl") };
+        crate::steps::common::settings::restore::<TableSetting>(&ctx, &prod_table("t-prod", None), &before)
+            .await
+            .unwrap();
+        assert_eq!(script.asked(), ["DescribeTimeToLive", "UpdateTimeToLive", "UpdateTimeToLive"]);
     }
 }
