@@ -263,10 +263,7 @@ pub fn target(cfg: &Config, schedule: &str) -> Value {
             "Properties": {
                 "RoleName": n.build_role,
                 "Description": "paymig's scheduled build: the prod identity",
-                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"}, "Action": "sts:AssumeRole",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
-                }]},
+                "AssumeRolePolicyDocument": trusted_by("codebuild.amazonaws.com"),
                 "ManagedPolicyArns": managed,
                 "Policies": [{"PolicyName": "state-and-logs", "PolicyDocument": {"Version": "2012-10-17", "Statement": inline}}],
                 "Tags": tags(cfg),
@@ -318,10 +315,7 @@ pub fn target(cfg: &Config, schedule: &str) -> Value {
             "Properties": {
                 "RoleName": n.schedule_role,
                 "Description": "EventBridge starts paymig's scheduled build",
-                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                    "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sts:AssumeRole",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
-                }]},
+                "AssumeRolePolicyDocument": trusted_by("events.amazonaws.com"),
                 "Policies": [{"PolicyName": "start-build", "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
                     "Sid": "StartThisBuild", "Effect": "Allow", "Action": ["codebuild:StartBuild"],
                     "Resource": {"Fn::GetAtt": ["Project", "Arn"]}
@@ -401,6 +395,15 @@ fn role_path_and_name(arn: &str) -> (String, String) {
         Some(i) => (if i == 0 { "/".to_owned() } else { rest[..=i].to_owned() }, rest[i + 1..].to_owned()),
         None => ("/".to_owned(), rest.to_owned()),
     }
+}
+
+/// A role's trust policy: `service` of this account (the confused-deputy
+/// condition) may assume it.
+fn trusted_by(service: &str) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    }]})
 }
 
 #[cfg(test)]

@@ -658,13 +658,15 @@ mod tests {
 
     #[test]
     fn only_consecutive_creates_of_one_kind_with_distinct_keys_are_siblings() {
-        let records = vec![
-            rec(5, "network", Op::Create, "subnet", "a"),
-            rec(4, "network", Op::Create, "subnet", "b"),
-            rec(3, "network", Op::Update, "subnet", "b"),
-            rec(2, "network", Op::Create, "subnet", "c"),
-            rec(1, "network", Op::Create, "subnet", "c"),
+        let subnets = [
+            (5, Op::Create, "a"),
+            (4, Op::Create, "b"),
+            (3, Op::Update, "b"),
+            (2, Op::Create, "c"),
+            (1, Op::Create, "c"),
         ];
+        let records: Vec<Record> =
+            subnets.into_iter().map(|(seq, op, key)| rec(seq, "network", op, "subnet", key)).collect();
         let groups: Vec<Vec<u64>> =
             sibling_groups(&records).iter().map(|g| g.iter().map(|r| r.seq).collect()).collect();
         assert_eq!(groups, vec![vec![5, 4], vec![3], vec![2], vec![1]]);

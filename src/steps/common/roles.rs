@@ -102,29 +102,15 @@ pub async fn role_policy(ctx: &Ctx, role: &str, policy_name: &str) -> Result<Val
 /// gone.
 pub async fn delete_role(ctx: &Ctx, name: &str) -> Result<bool, StepError> {
     let iam = &ctx.aws.target.iam;
-    let attached: Option<Vec<_>> = iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .found(name, "ListAttachedRolePolicies")?;
+    let pages = iam.list_attached_role_policies().role_name(name).into_paginator();
+    let attached: Option<Vec<_>> = pages.items().send().try_collect().await.found(name, "ListAttachedRolePolicies")?;
     let Some(attached) = attached else { return Ok(false) };
     for policy in attached.iter().filter_map(|p| p.policy_arn()) {
         let out = iam.detach_role_policy().role_name(name).policy_arn(policy).send().await;
         out.found(name, "DetachRolePolicy")?;
     }
-    let policies: Option<Vec<String>> = iam
-        .list_role_policies()
-        .role_name(name)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .found(name, "ListRolePolicies")?;
+    let pages = iam.list_role_policies().role_name(name).into_paginator();
+    let policies: Option<Vec<String>> = pages.items().send().try_collect().await.found(name, "ListRolePolicies")?;
     let Some(policies) = policies else { return Ok(false) };
     for policy in policies {
         iam.delete_role_policy().role_name(name).policy_name(&policy).send().await.gone(name, "DeleteRolePolicy")?;

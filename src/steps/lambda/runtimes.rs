@@ -27,31 +27,17 @@ pub struct Deprecation {
 /// The Python runtimes AWS has deprecated or scheduled, oldest first.
 /// python3.10 and later are not scheduled in this table.
 pub const TABLE: [Deprecation; 4] = [
-    Deprecation {
-        runtime: "python3.6",
-        deprecated: date!(2022 - 07 - 18),
-        block_create: date!(2022 - 07 - 18),
-        block_update: date!(2022 - 08 - 17),
-    },
-    Deprecation {
-        runtime: "python3.7",
-        deprecated: date!(2023 - 12 - 04),
-        block_create: date!(2024 - 01 - 09),
-        block_update: date!(2024 - 02 - 08),
-    },
-    Deprecation {
-        runtime: "python3.8",
-        deprecated: date!(2024 - 10 - 14),
-        block_create: date!(2025 - 02 - 28),
-        block_update: date!(2025 - 03 - 31),
-    },
-    Deprecation {
-        runtime: "python3.9",
-        deprecated: date!(2025 - 12 - 15),
-        block_create: date!(2027 - 02 - 01),
-        block_update: date!(2027 - 03 - 03),
-    },
+    row("python3.6", date!(2022 - 07 - 18), date!(2022 - 07 - 18), date!(2022 - 08 - 17)),
+    row("python3.7", date!(2023 - 12 - 04), date!(2024 - 01 - 09), date!(2024 - 02 - 08)),
+    row("python3.8", date!(2024 - 10 - 14), date!(2025 - 02 - 28), date!(2025 - 03 - 31)),
+    row("python3.9", date!(2025 - 12 - 15), date!(2027 - 02 - 01), date!(2027 - 03 - 03)),
 ];
+
+/// One row of [`TABLE`]: the runtime, then its deprecation, block-create and
+/// block-update dates.
+const fn row(runtime: &'static str, deprecated: Date, block_create: Date, block_update: Date) -> Deprecation {
+    Deprecation { runtime, deprecated, block_create, block_update }
+}
 
 /// What preflight says about a runtime on `today`.
 #[derive(Debug, Clone, PartialEq, Eq)]

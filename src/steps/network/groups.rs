@@ -132,7 +132,7 @@ pub(super) async fn converge_security_groups(
                 &id,
                 crate::engine::Detail::change(format!("{direction} rules"), rules_text(have), rules_text(want)),
                 Prev::Rules { direction: direction.into(), rules: have.clone() },
-                || async { set_rules(ctx, &id, egress, have, want).await },
+                || async { set_rules(ctx, &id, egress, have, want, Settled::Fail).await },
             )
             .await?;
         }
@@ -155,42 +155,12 @@ pub(super) fn rule_settled(e: &StepError, group: &str) -> bool {
     peer_gone(e, group) || e.is_code("InvalidPermission.Duplicate") || e.is_code("InvalidPermission.NotFound")
 }
 
-/// [`set_rules`] for undo, which must finish whatever state it meets: when
-/// the batched change fails on a rule that is already settled (see
-/// [`rule_settled`]), the rules are changed one at a time and the settled
-/// ones are left.
-pub(super) async fn set_rules_for_undo(
-    ctx: &Ctx,
-    group: &str,
-    egress: bool,
-    have: &BTreeSet<Rule>,
-    want: &BTreeSet<Rule>,
-) -> Result<(), StepError> {
-    match set_rules(ctx, group, egress, have, want).await {
-        Err(e) if rule_settled(&e, group) => {
-            let one = |r: &Rule| BTreeSet::from([r.clone()]);
-            let changes = want
-                .difference(have)
-                .map(|r| (BTreeSet::new(), one(r)))
-                .chain(have.difference(want).map(|r| (one(r), BTreeSet::new())));
-            for (from, to) in changes {
-                match set_rules(ctx, group, egress, &from, &to).await {
-                    Err(e) if rule_settled(&e, group) => tracing::debug!(group, "rule already settled: {e}"),
-                    other => other?,
-                }
-            }
-            Ok(())
-        }
-        other => other,
-    }
-}
-
 /// Revokes every rule of a group before it is deleted (sibling groups are
 /// deleted side by side and reference each other).
 pub(super) async fn drop_rules(ctx: &Ctx, sg: &SecurityGroup) -> Result<(), StepError> {
     let Some(id) = sg.group_id() else { return Ok(()) };
     for (egress, rules) in [(false, rules_of(sg.ip_permissions())), (true, rules_of(sg.ip_permissions_egress()))] {
-        set_rules_for_undo(ctx, id, egress, &rules, &BTreeSet::new()).await?;
+        set_rules(ctx, id, egress, &rules, &BTreeSet::new(), Settled::Skip).await?;
     }
     Ok(())
 }
@@ -218,7 +188,7 @@ pub(super) async fn drop_references(ctx: &Ctx, sg: &SecurityGroup) -> Result<(),
             if naming.is_empty() {
                 continue;
             }
-            match set_rules_for_undo(ctx, gid, is_egress, &naming, &BTreeSet::new()).await {
+            match set_rules(ctx, gid, is_egress, &naming, &BTreeSet::new(), Settled::Skip).await {
                 // That group was deleted meanwhile (siblings go side by
                 // side): its rules went with it.
                 Err(e) if e.is_code("InvalidGroup.NotFound") => break,
@@ -229,6 +199,18 @@ pub(super) async fn drop_references(ctx: &Ctx, sg: &SecurityGroup) -> Result<(),
     Ok(())
 }
 
+/// What a rule change does when it meets a rule already so (added, or
+/// revoked, or naming a group that is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// Fails: converge changes only what it read.
+    Fail,
+    /// Leaves it: undo finishes whatever state it meets. When the batched
+    /// change fails on a settled rule ([`rule_settled`]), the rules are
+    /// changed one at a time and the settled ones left.
+    Skip,
+}
+
 /// Makes a group's rules in one direction exactly `want`.
 pub(super) async fn set_rules(
     ctx: &Ctx,
@@ -236,10 +218,34 @@ pub(super) async fn set_rules(
     egress: bool,
     have: &BTreeSet<Rule>,
     want: &BTreeSet<Rule>,
+    settled: Settled,
+) -> Result<(), StepError> {
+    match change_rules(ctx, group, egress, want.difference(have), have.difference(want)).await {
+        Err(e) if settled == Settled::Skip && rule_settled(&e, group) => {
+            let adds = want.difference(have).map(|r| (Some(r), None));
+            for (add, remove) in adds.chain(have.difference(want).map(|r| (None, Some(r)))) {
+                match change_rules(ctx, group, egress, add.into_iter(), remove.into_iter()).await {
+                    Err(e) if rule_settled(&e, group) => tracing::debug!(group, "rule already settled: {e}"),
+                    other => other?,
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Adds `add` to and revokes `remove` from a group's rules in one direction.
+async fn change_rules<'r>(
+    ctx: &Ctx,
+    group: &str,
+    egress: bool,
+    add: impl Iterator<Item = &'r Rule>,
+    remove: impl Iterator<Item = &'r Rule>,
 ) -> Result<(), StepError> {
     let ec2 = &ctx.aws.target.ec2;
-    let add: Vec<IpPermission> = want.difference(have).map(Rule::to_permission).collect();
-    let remove: Vec<IpPermission> = have.difference(want).map(Rule::to_permission).collect();
+    let add: Vec<IpPermission> = add.map(Rule::to_permission).collect();
+    let remove: Vec<IpPermission> = remove.map(Rule::to_permission).collect();
     if !add.is_empty() {
         if egress {
             ec2.authorize_security_group_egress()

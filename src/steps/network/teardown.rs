@@ -265,7 +265,7 @@ pub(super) async fn undo(ctx: &Ctx, r: &Record) -> Result<(), StepError> {
                     if let Some(sg) = Observed::by_id(ctx, Kind::Group, id).await?.groups.first() {
                         let egress = direction == "egress";
                         let now = rules_of(if egress { sg.ip_permissions_egress() } else { sg.ip_permissions() });
-                        set_rules_for_undo(ctx, id, egress, &now, &rules).await?;
+                        set_rules(ctx, id, egress, &now, &rules, Settled::Skip).await?;
                     }
                 }
                 Prev::RouteTables { route_tables: before } => {
