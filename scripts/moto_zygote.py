@@ -9,9 +9,10 @@ other services — every test paid that, twice over with its seed and its
 first plan. A fork starts with all of it done.
 
 Run as `python moto_zygote.py SOCKET IDLE_SECONDS`. Each connection to the
-unix socket SOCKET gets one line, `PORT PID`: a new moto server on
-127.0.0.1:PORT, process PID (the asker kills it when done; the factory
-never waits for its servers, the kernel reaps them). The factory exits
+unix socket SOCKET sends the asking process's pid on a line and gets one
+line back, `PORT PID`: a new moto server on 127.0.0.1:PORT, process PID
+(the asker kills it when done, and it ends by itself once the asker is
+gone; the factory never waits for its servers, the kernel reaps them). The factory exits
 after IDLE_SECONDS without a request. State is never shared: each server is
 a process of its own, forked before any request reached the factory's
 copy of moto.
@@ -99,11 +100,36 @@ def _warm(app):
         )
 
 
+def _watch(owner):
+    """Ends this server when the test process that asked for it is gone
+    (a test binary that aborted never kills its servers)."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            time.sleep(2)
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _serve(app, conn):
-    """In the forked child: a moto server of its own on a free port."""
+    """In the forked child: a moto server of its own on a free port, for the
+    process whose pid the asker sent."""
     from moto.moto_api._internal import mock_random
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
+
+    conn.settimeout(10)
+    owner = int(conn.makefile().readline().strip() or 0)
+    if owner > 0:
+        _watch(owner)
 
     # Its request log goes nowhere (the harness never reads it).
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -82,6 +82,8 @@ fn forked() -> Option<(Server, String)> {
     let ask = || -> Option<(Server, String)> {
         let mut s = UnixStream::connect(&socket).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        // The server ends by itself once this process is gone.
+        std::io::Write::write_all(&mut s, format!("{}\n", std::process::id()).as_bytes()).ok()?;
         let mut line = String::new();
         s.read_to_string(&mut line).ok()?;
         let (port, pid) = line.trim().split_once(' ')?;
