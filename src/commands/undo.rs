@@ -229,7 +229,7 @@ pub fn finish(
         crate::progress::println(format!("  - swept [{step}] {s}"));
     }
     let names: Vec<String> = swept.iter().map(|(step, s)| format!("[{step}] {s}")).collect();
-    let fields = serde_json::json!({"deleted": tally.deleted, "restored": tally.restored, "failures": tally.failures.len(), "swept": names.len(), "swept_resources": names});
+    let fields = serde_json::json!({"deleted": tally.deleted, "restored": tally.restored, "held_back": tally.held, "failures": tally.failures.len(), "swept": names.len(), "swept_resources": names});
     let summary = tally.to_string();
     let ended = super::end_run(ctx, journal, tally.failures, fields)?;
     println!(

@@ -389,7 +389,12 @@ async fn undo_step(
         }
         if !failures.is_empty() {
             tally.held = total - ended;
-            tracing::warn!(step = %step_id, resources = tally.held, "held back: created before what failed, they may contain it; re-run once it is fixed");
+            tracing::warn!(
+                step = %step_id,
+                resources = tally.held,
+                "held back {} older resource(s) of [{step_id}]: created before what failed, they may contain it; re-run once it is fixed",
+                tally.held
+            );
             break;
         }
         ended += group.len();

@@ -379,3 +379,40 @@ async fn one_build_identity_assumes_the_dev_read_role_when_iam_is_enforced() {
     assert_ne!(refused.code, Some(0), "{}", refused.stderr);
     assert!(enforcer.denied().iter().any(|d| d.starts_with("sts:AssumeRole ")), "{:?}", enforcer.denied());
 }
+
+/// A delete AWS refuses holds back what it may still be part of: destroy
+/// without `ec2:DeleteSubnet` deletes everything else, never tries the VPC
+/// (it could only meet DependencyViolation until `max_wait_minutes`), says
+/// how much it held back, and keeps it journaled — the next destroy, with
+/// the permission back, finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_delete_holds_back_what_it_may_be_part_of_and_the_next_destroy_finishes() {
+    use crate::support::inventory::prod_inventory;
+    let e = Enforced::new(crate::without_database).await;
+    e.run(&["apply", "--yes"]).expect_code(0);
+    let mut policy = e.target.clone();
+    for s in policy["Statement"].as_array_mut().unwrap() {
+        if let Some(actions) = s["Action"].as_array_mut() {
+            actions.retain(|a| a != "ec2:DeleteSubnet");
+        }
+    }
+    e.enforcer.set_policy(PROD_KEY, policy);
+    let refused = e.run(&["--log-format", "json", "destroy", "--yes"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    let attempted: Vec<&str> = refused.call_log.iter().flatten().filter_map(|c| c["operation"].as_str()).collect();
+    assert!(attempted.contains(&"DeleteSubnet"), "{attempted:?}");
+    assert!(!attempted.contains(&"DeleteVpc"), "the VPC behind the refused subnets is not tried: {attempted:?}");
+    let summary = refused.events("destroy failed");
+    let summary: Value = serde_json::from_str(summary.last().expect("a summary event")["summary"].as_str().unwrap())
+        .expect("the summary is JSON");
+    assert!(summary["held_back"].as_u64().unwrap_or(0) >= 1, "{summary}");
+    assert!(refused.stderr.contains("held back"), "{}", refused.stderr);
+    // What was refused or held back is still there, everything else is gone.
+    let left = prod_inventory(&e.w.moto.endpoint, "prod").await;
+    assert!(left.contains_key("vpc") && left.contains_key("subnet"), "{left:?}");
+    assert!(!left.contains_key("dynamodb_table") && !left.contains_key("lambda_function"), "{left:?}");
+    // With the permission back, the journal finishes the job.
+    e.enforcer.set_policy(PROD_KEY, e.target.clone());
+    e.run(&["destroy", "--yes"]).expect_code(0);
+    assert!(prod_inventory(&e.w.moto.endpoint, "prod").await.is_empty());
+}
