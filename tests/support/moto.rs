@@ -1,7 +1,8 @@
 //! A moto server on 127.0.0.1 for one test: installed by `scripts/ensure-moto`
 //! when missing (never skipped), on a random loopback port, killed on drop.
 //! Each is a process of its own, forked by a shared factory that has moto
-//! loaded already (`scripts/moto_zygote.py`, started by the first test that
+//! loaded already (`scripts/moto_zygote.py`, its socket in a directory only
+//! this user can enter, started by the first test that
 //! needs it, gone after ten idle minutes); `PAYMIG_TEST_FRESH_MOTO=1` starts
 //! a fresh `moto_server` per test instead.
 
@@ -76,9 +77,25 @@ fn forked() -> Option<(Server, String)> {
     for f in ["moto_zygote.py", "moto_catalogue.py", "ensure-moto"] {
         std::fs::read(scripts.join(f)).ok()?.hash(&mut h);
     }
+    // In a directory only this user can enter: no other user of the machine
+    // can put a socket (or a server of theirs) where the tests look.
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
-    let socket = std::env::temp_dir().join(format!("paymig-moto-{uid}-{:016x}.sock", h.finish()));
+    let dir = std::env::temp_dir().join(format!("paymig-moto-{uid}"));
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        let meta = std::fs::symlink_metadata(&dir).ok()?;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+            return None;
+        }
+    }
+    let socket = dir.join(format!("{:016x}.sock", h.finish()));
+    // A unix socket's path holds at most 107 bytes (and `.new` is added
+    // while the factory binds): a longer TMPDIR means fresh servers.
+    if socket.as_os_str().len() > 100 {
+        return None;
+    }
     let ask = || -> Option<(Server, String)> {
         let mut s = UnixStream::connect(&socket).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
