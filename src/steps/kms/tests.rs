@@ -65,3 +65,20 @@ async fn undo_of_a_key_already_pending_deletion_is_done() {
     assert!(matches!(&r, Err(e) if key_gone(e)), "{r:?}");
     assert_eq!(script.asked(), ["GetKeyRotationStatus"]);
 }
+
+#[test]
+fn previous_values_of_this_and_earlier_versions_read_back() {
+    let cases = [
+        (
+            json!({"setting": "rotation", "value": "off"}),
+            Prev::Setting(SettingBefore { setting: "rotation".into(), value: json!("off") }),
+        ),
+        (json!({"rotation": false}), Prev::Rotation { rotation: false }),
+        (json!({"policy": {"Version": "2012-10-17"}}), Prev::Policy { policy: json!({"Version": "2012-10-17"}) }),
+        (json!({"target_key_id": "k-0"}), Prev::AliasTarget { target_key_id: "k-0".into() }),
+    ];
+    for (json, prev) in cases {
+        assert_eq!(serde_json::from_value::<Prev>(json.clone()).unwrap(), prev, "{json}");
+        assert_eq!(serde_json::to_value(&prev).unwrap(), json);
+    }
+}
