@@ -334,39 +334,6 @@ async fn rollback_undoes_only_the_newest_run_and_restores_updated_settings() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn runs_killed_at_journal_boundaries_converge_without_duplicates() {
-    let w = World::with(Default::default(), without_database).await;
-    // Each N kills the real process (SIGKILL) right after the Nth fsynced
-    // journal write: between intents and outcomes, mid-step, across steps.
-    // Between intents and outcomes, in the first steps, mid-step and late
-    // (the crash campaign kills once per boundary kind of the full stack).
-    // Dev is fingerprinted around each round (four runs), not each run.
-    for n in [1, 2, 3, 5, 11, 24, 45] {
-        let dev = support::DevGuard::take(&w.moto.endpoint).await;
-        let apply = || w.paymig(["apply", "--yes"]).unguarded();
-        let killed = apply().env("PAYMIG_TEST_KILL_AFTER_WRITES", &n.to_string()).run();
-        assert!(killed.killed, "run with kill after {n} writes was not killed: {:?}\n{}", killed.code, killed.stderr);
-        let resumed = apply().run();
-        resumed.expect_code(0);
-        assert_eq!(inventory(&w).await, full(), "after a kill at write {n}");
-        // Converged: one more apply changes nothing.
-        assert_eq!(apply().run().mutating_calls(), 0, "after a kill at write {n}");
-        // A consistent journal: every intent has its outcome.
-        campaigns::check_journal(&w.journal_path(), true).unwrap_or_else(|e| panic!("after a kill at {n}: {e}"));
-        w.paymig(["destroy", "--yes"]).unguarded().run().expect_code(0);
-        assert_eq!(inventory(&w).await, Inventory::default(), "destroy after a kill at write {n}");
-        dev.check(&format!("the round killed at write {n}")).await;
-    }
-    // A destroy killed half way finishes on the next call.
-    w.paymig(["apply", "--yes"]).run().expect_code(0);
-    let killed = w.paymig(["destroy", "--yes"]).env("PAYMIG_TEST_KILL_AFTER_WRITES", "6").run();
-    assert!(killed.killed);
-    assert_ne!(inventory(&w).await, Inventory::default());
-    w.paymig(["destroy", "--yes"]).run().expect_code(0);
-    assert_eq!(inventory(&w).await, Inventory::default());
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_exits_4_naming_the_holder_and_a_dead_holder_is_taken_over() {
     let w = World::new().await;
     let dir = w.dir.path().join("journal");

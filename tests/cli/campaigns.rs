@@ -276,6 +276,41 @@ async fn campaign(boundaries: Boundaries, random_times: usize, seed: u64, parall
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+/// The demo stack without Aurora, killed after chosen journal writes one
+/// round at a time, and a destroy killed half way.
+async fn runs_killed_at_journal_boundaries_converge_without_duplicates() {
+    let w = World::with(Default::default(), crate::without_database).await;
+    // Each N kills the real process (SIGKILL) right after the Nth fsynced
+    // journal write: between intents and outcomes, mid-step, across steps.
+    // Between intents and outcomes, in the first steps, mid-step and late
+    // (the crash campaign kills once per boundary kind of the full stack).
+    // Dev is fingerprinted around each round (four runs), not each run.
+    for n in [1, 2, 3, 5, 11, 24, 45] {
+        let dev = DevGuard::take(&w.moto.endpoint).await;
+        let apply = || w.paymig(["apply", "--yes"]).unguarded();
+        let killed = apply().env("PAYMIG_TEST_KILL_AFTER_WRITES", &n.to_string()).run();
+        assert!(killed.killed, "run with kill after {n} writes was not killed: {:?}\n{}", killed.code, killed.stderr);
+        let resumed = apply().run();
+        resumed.expect_code(0);
+        assert_eq!(crate::inventory(&w).await, crate::full(), "after a kill at write {n}");
+        // Converged: one more apply changes nothing.
+        assert_eq!(apply().run().mutating_calls(), 0, "after a kill at write {n}");
+        // A consistent journal: every intent has its outcome.
+        check_journal(&w.journal_path(), true).unwrap_or_else(|e| panic!("after a kill at {n}: {e}"));
+        w.paymig(["destroy", "--yes"]).unguarded().run().expect_code(0);
+        assert_eq!(crate::inventory(&w).await, crate::Inventory::default(), "destroy after a kill at write {n}");
+        dev.check(&format!("the round killed at write {n}")).await;
+    }
+    // A destroy killed half way finishes on the next call.
+    w.paymig(["apply", "--yes"]).run().expect_code(0);
+    let killed = w.paymig(["destroy", "--yes"]).env("PAYMIG_TEST_KILL_AFTER_WRITES", "6").run();
+    assert!(killed.killed);
+    assert_ne!(crate::inventory(&w).await, crate::Inventory::default());
+    w.paymig(["destroy", "--yes"]).run().expect_code(0);
+    assert_eq!(crate::inventory(&w).await, crate::Inventory::default());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_campaign_at_journal_boundaries_and_random_times() {
     // CI size: one kill per kind of journal boundary (the run's start, each
